@@ -1,0 +1,193 @@
+"""The `charseq` command: train, generate, and list what plugins provide."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import click
+
+import charseq
+from charseq.errors import CharseqError, UsageError
+from charseq.registry import get_registry, parse_options, parse_spec
+
+
+class _Failure(click.ClickException):
+    """A CharseqError on its way out: one line on stderr, exit 1 or 2."""
+
+    def __init__(self, message: str, exit_code: int):
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+class _CharseqGroup(click.Group):
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except CharseqError as exc:
+            raise _Failure(str(exc), exc.exit_code) from None
+        except (click.ClickException, click.exceptions.Exit, click.Abort, KeyboardInterrupt):
+            raise
+        except Exception as exc:
+            if ctx.params.get("debug"):
+                raise
+            detail = str(exc).split("\n", 1)[0]
+            raise _Failure(
+                f"internal error: {type(exc).__name__}: {detail} (run with --debug for the traceback)", 1
+            ) from None
+
+
+@click.group(cls=_CharseqGroup)
+@click.version_option(charseq.__version__, prog_name="charseq")
+@click.option("--debug", is_flag=True, help="Show the full traceback of unexpected errors.")
+def cli(debug: bool) -> None:
+    """Character-level text generation with a vanilla RNN, extended by plugins."""
+
+
+# -- train ----------------------------------------------------------------------
+
+
+@cli.command()
+@click.option("--corpus", "corpus_spec", required=True, metavar="NAME[:ARG]",
+              help="What to train on: alphabet, digits, text:PATH, or a plugin's corpus.")
+@click.option("--hidden-size", type=int, help="Hidden units H.  [corpus default]")
+@click.option("--seq-len", type=int, help="Characters per training window T.  [corpus default]")
+@click.option("--batch-size", type=int, help="Windows per step B.  [corpus default]")
+@click.option("--epochs", type=int, help="Passes over the training windows.  [corpus default]")
+@click.option("--lr", type=float, help="SGD learning rate.  [corpus default]")
+@click.option("--clip", type=float, help="Clip each gradient element to +-CLIP.  [corpus default]")
+@click.option("--seed", type=int, help="Seeds initialisation and data order.  [default: 0]")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
+              help="Where to save the checkpoint.  [default: CORPUS.npz]")
+@click.option("--patience", type=int, help="Stop after N epochs without improvement of the loss.")
+@click.option("--min-delta", type=float, default=0.0, show_default=True,
+              help="The smallest change of the loss that counts as improvement.")
+@click.option("--restore-best/--no-restore-best", default=True, show_default=True,
+              help="With --patience, end with the best weights seen.")
+@click.option("--checkpoint-every", type=int, metavar="N", help="Also save --out every N epochs.")
+@click.option("--callback", "callback_specs", multiple=True, metavar="NAME[:KEY=VALUE,...]",
+              help="Add a training callback by name (repeatable); see `charseq callbacks`.")
+@click.option("--sample-length", type=int, default=20, show_default=True,
+              help="Characters of the sample continuation printed at the end (0: none).")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar or epoch lines.")
+def train(corpus_spec, hidden_size, seq_len, batch_size, epochs, lr, clip, seed, out,
+          patience, min_delta, restore_best, checkpoint_every, callback_specs, sample_length, quiet):
+    """Train a model on a corpus and save a checkpoint.
+
+    \b
+    Example:
+      charseq train --corpus alphabet
+      charseq train --corpus text:novel.txt --epochs 5 --out novel.npz
+    """
+    from charseq import Trainer, TrainConfig, VanillaRNN, checkpoint
+    from charseq import generate as generate_text
+    from charseq.progress import ProgressBar
+
+    registry = get_registry()
+    name, arg = parse_spec(corpus_spec)
+    corpus = registry.get("corpus", name).build(arg)
+    config = TrainConfig.for_corpus(
+        corpus, hidden_size=hidden_size, seq_len=seq_len, batch_size=batch_size,
+        epochs=epochs, lr=lr, clip=clip, seed=seed,
+    )
+    out = out or Path(f"{corpus.name}.npz")
+    _check_writable(out)
+
+    callbacks: list[object] = []
+    if not quiet:
+        callbacks.append(ProgressBar())
+    if patience is not None:
+        callbacks.append(registry.get("callback", "early-stopping").build(
+            patience=patience, min_delta=min_delta, restore_best_weights=restore_best))
+    if checkpoint_every is not None:
+        callbacks.append(registry.get("callback", "checkpoint").build(path=str(out), every=checkpoint_every))
+    for spec in callback_specs:
+        callback_name, callback_arg = parse_spec(spec)
+        callbacks.append(registry.get("callback", callback_name).build(**parse_options(callback_arg)))
+
+    model = VanillaRNN(len(corpus.vocab), config.hidden_size, seed=config.seed)
+    if not quiet:
+        click.echo(
+            f"training on {corpus.name}: {len(corpus):,} characters, {len(corpus.vocab)} symbols, "
+            f"H={config.hidden_size} T={config.seq_len} B={config.batch_size} "
+            f"lr={config.lr:g} clip={config.clip:g} epochs={config.epochs}"
+        )
+    trainer = Trainer(model, corpus, config, callbacks)
+    metrics = trainer.fit()
+    checkpoint.save(out, trainer.to_checkpoint())
+    click.echo(f"saved {out} after {trainer.epoch} epochs, loss {metrics['loss']:.4f} nats/char")
+    if sample_length > 0:
+        prime = corpus.prime(config.seq_len)
+        argmax = registry.get("sampler", "argmax").build()
+        continuation = generate_text(model, corpus.vocab, prime, sample_length, argmax)[0]
+        click.echo(f"sample: {prime}{continuation}")
+
+
+def _check_writable(out: Path) -> None:
+    """Fail before training, not after, when the checkpoint cannot be written."""
+    directory = out.parent if str(out.parent) else Path(".")
+    if not directory.is_dir():
+        raise UsageError(f"output directory {str(directory)!r} does not exist")
+    if not os.access(directory, os.W_OK):
+        raise UsageError(f"output directory {str(directory)!r} is not writable")
+
+
+# -- generate ---------------------------------------------------------------------
+
+
+@cli.command()
+@click.argument("checkpoint_path", metavar="CHECKPOINT", type=click.Path(path_type=Path))
+@click.option("--prime", help="Text to continue.  [default: one random symbol]")
+@click.option("--length", type=int, default=200, show_default=True, help="Characters to generate.")
+@click.option("--sampler", "sampler_spec", default="temperature", show_default=True,
+              metavar="NAME[:KEY=VALUE,...]", help="How to pick each character; see `charseq samplers`.")
+@click.option("--temperature", type=float, help="Sampling temperature (> 0), for samplers that take one.")
+@click.option("--seed", type=int, help="Makes sampling reproducible.")
+@click.option("--num-samples", type=int, default=1, show_default=True, help="Continuations, in one batch.")
+def generate(checkpoint_path, prime, length, sampler_spec, temperature, seed, num_samples):
+    """Continue a prime with a trained model; prints the prime and what follows.
+
+    \b
+    Example:
+      charseq generate alphabet.npz --prime ABCDEF --length 20 --sampler argmax
+    """
+    import numpy as np
+
+    from charseq import checkpoint, generate as generate_text
+
+    saved = checkpoint.load(checkpoint_path)
+    name, arg = parse_spec(sampler_spec)
+    options = parse_options(arg)
+    if temperature is not None:
+        options["temperature"] = temperature
+    sampler = get_registry().get("sampler", name).build(**options)
+    rng = np.random.default_rng(seed)
+    if prime is None:
+        prime = saved.vocab.symbols[rng.integers(len(saved.vocab))]
+    for text in generate_text(saved.model, saved.vocab, prime, length, sampler, rng, num_samples):
+        click.echo(prime + text)
+
+
+# -- listings -----------------------------------------------------------------------
+
+
+@cli.command()
+def plugins():
+    """List loaded plugins: name, package, version and what each registers."""
+    for info in get_registry().plugins():
+        provides = "; ".join(f"{kind}: {', '.join(names)}" for kind, names in info.registers.items())
+        click.echo(f"{info.name} ({info.package} {info.version})  {provides or 'nothing registered'}")
+
+
+def _listing(kind: str):
+    def command():
+        items = get_registry().all(kind)
+        width = max((len(name) for name in items), default=0)
+        for name, item in items.items():
+            click.echo(f"{name:<{width}}  {item.help}  [{item.plugin}]")
+
+    return command
+
+
+for _kind, _name in (("corpus", "corpora"), ("sampler", "samplers"), ("callback", "callbacks")):
+    cli.command(name=_name, help=f"List the available {_name}, one per line.")(_listing(_kind))

@@ -1,0 +1,58 @@
+"""The whole plugin contract. A plugin is a module or object with functions marked
+`@hookimpl`, named after the hooks below; an installed package exposes it through an
+entry point in the group ``charseq``:
+
+    [project.entry-points.charseq]
+    my-plugin = "my_package.my_module"
+
+Each register hook receives a ``register(name, factory, help="")`` function and may call
+it any number of times. Names are unique across all plugins and contain no ``:``.
+"""
+
+import pluggy
+
+hookspec = pluggy.HookspecMarker("charseq")
+hookimpl = pluggy.HookimplMarker("charseq")
+
+
+@hookspec
+def register_corpora(register):
+    """Register corpus providers: ``factory(arg: str | None) -> charseq.Corpus``.
+
+    ``arg`` is what follows the colon in ``--corpus NAME:ARG``, or None.
+    """
+
+
+@hookspec
+def register_samplers(register):
+    """Register samplers: ``factory(**options) -> sampler``, where
+    ``sampler(logits, rng) -> ids`` maps float logits (B, V) to int ids (B,)."""
+
+
+@hookspec
+def register_callbacks(register):
+    """Register training callbacks: ``factory(**options) -> callback``, an object with
+    any of the CallbackSpec hooks below, each marked ``@hookimpl``."""
+
+
+class CallbackSpec:
+    """Hooks the Trainer calls on the callbacks chosen for one run (Keras semantics).
+
+    A callback asks training to stop by setting ``trainer.stop_training = True``.
+    """
+
+    @hookspec
+    def on_train_begin(self, trainer):
+        """Training is about to start (or resume)."""
+
+    @hookspec
+    def on_step_end(self, trainer, step, loss):
+        """One optimisation step is done; ``loss`` is its mean loss per character."""
+
+    @hookspec
+    def on_epoch_end(self, trainer, epoch, metrics):
+        """Epoch ``epoch`` (from 1) is done; ``metrics`` has at least ``loss``."""
+
+    @hookspec
+    def on_train_end(self, trainer, metrics):
+        """Training is over, stopped early or not; ``metrics`` are the last epoch's."""

@@ -1,0 +1,53 @@
+"""The CLI's view of a training run: a tqdm bar with live loss and one line per epoch.
+
+Part of the CLI layer (it imports tqdm and click); the core never imports it.
+"""
+
+from __future__ import annotations
+
+import time
+
+import click
+from tqdm import tqdm
+
+from charseq import hookimpl
+
+_REFRESH_SECONDS = 0.1
+
+
+class ProgressBar:
+    """A training callback that draws progress on stderr and logs epochs on stdout."""
+
+    def __init__(self, log_epochs: bool = True):
+        self.log_epochs = log_epochs
+
+    @hookimpl
+    def on_train_begin(self, trainer):
+        remaining = (trainer.config.epochs - trainer.epoch) * trainer.steps_per_epoch
+        self.bar = tqdm(total=remaining, unit="step", dynamic_ncols=True, leave=False)
+        self._pending = 0
+        self._last_refresh = time.monotonic()
+
+    @hookimpl
+    def on_step_end(self, trainer, step, loss):
+        # Touch tqdm only every so often: the alphabet task takes tens of thousands of tiny steps.
+        self._pending += 1
+        now = time.monotonic()
+        if now - self._last_refresh >= _REFRESH_SECONDS:
+            self.bar.set_postfix_str(f"loss {loss:.4f}", refresh=False)
+            self.bar.update(self._pending)
+            self._pending, self._last_refresh = 0, now
+
+    @hookimpl
+    def on_epoch_end(self, trainer, epoch, metrics):
+        if self.log_epochs:
+            self.bar.write(
+                f"epoch {epoch:>{len(str(trainer.config.epochs))}}/{trainer.config.epochs}"
+                f"  loss {metrics['loss']:.4f}  {metrics['seconds']:.2f}s",
+                file=click.get_text_stream("stdout"),
+            )
+
+    @hookimpl
+    def on_train_end(self, trainer, metrics):
+        self.bar.update(self._pending)
+        self.bar.close()

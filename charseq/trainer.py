@@ -1,0 +1,146 @@
+"""The training loop: SGD with element-wise clipping (the seed's update), in batches."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+import numpy as np
+import pluggy
+
+from charseq import hookspecs
+from charseq.checkpoint import Checkpoint
+from charseq.corpus import Corpus
+from charseq.errors import CharseqError, UsageError
+from charseq.model import VanillaRNN
+
+
+@dataclass
+class TrainConfig:
+    """Every training setting, with generic defaults; a corpus may suggest its own."""
+
+    hidden_size: int = 128
+    seq_len: int = 32
+    batch_size: int = 32
+    epochs: int = 10
+    lr: float = 0.5
+    clip: float = 5.0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("hidden_size", "seq_len", "batch_size", "epochs"):
+            if int(getattr(self, name)) < 1:
+                raise UsageError(f"{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
+        if not self.lr > 0 or not np.isfinite(self.lr):
+            raise UsageError(f"lr must be a positive number, got {self.lr}")
+        if not self.clip > 0:
+            raise UsageError(f"clip must be positive, got {self.clip}")
+
+    @classmethod
+    def for_corpus(cls, corpus: Corpus, **overrides: Any) -> TrainConfig:
+        """Generic defaults, then the corpus's suggestions, then explicit overrides (not None)."""
+        known = {f.name for f in fields(cls)}
+        settings = {k: v for k, v in corpus.defaults.items() if k in known}
+        settings.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**settings)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class Trainer:
+    """Runs epochs of minibatch SGD over a corpus and calls the run's callbacks."""
+
+    def __init__(
+        self,
+        model: VanillaRNN,
+        corpus: Corpus,
+        config: TrainConfig,
+        callbacks: Iterable[object] = (),
+    ):
+        if model.vocab_size != len(corpus.vocab):
+            raise UsageError(
+                f"model has {model.vocab_size} symbols but corpus {corpus.name!r} has {len(corpus.vocab)}"
+            )
+        self.model = model
+        self.corpus = corpus
+        self.config = config
+        self.epoch = 0  # epochs completed
+        self.step = 0  # optimisation steps completed
+        self.stop_training = False
+        self.steps_per_epoch = 0  # known once fit() has cut the corpus into windows
+        self.history: list[dict[str, float]] = []
+        self.hooks = pluggy.PluginManager("charseq")
+        self.hooks.add_hookspecs(hookspecs.CallbackSpec)
+        for callback in callbacks:
+            try:
+                self.hooks.register(callback)
+            except (pluggy.PluginValidationError, ValueError) as exc:
+                raise CharseqError(f"callback {type(callback).__name__}: {exc}") from None
+        try:
+            self.hooks.check_pending()
+        except pluggy.PluginValidationError as exc:
+            raise CharseqError(f"callback {type(exc.plugin).__name__}: {exc}") from None
+
+    def fit(self) -> dict[str, float]:
+        """Train for config.epochs (or until a callback stops it); returns the last metrics."""
+        config = self.config
+        rng = np.random.default_rng(config.seed)
+        windows = self.corpus.windows(config.seq_len, rng)  # (N, T+1)
+        if config.batch_size > len(windows):
+            raise UsageError(
+                f"batch size {config.batch_size} is larger than the {len(windows)} training windows; "
+                "use a smaller --batch-size"
+            )
+        self.steps_per_epoch = len(windows) // config.batch_size
+        report_steps = bool(self.hooks.hook.on_step_end.get_hookimpls())
+        self.stop_training = False
+        self.hooks.hook.on_train_begin(trainer=self)
+        metrics: dict[str, float] = {}
+        while self.epoch < config.epochs and not self.stop_training:
+            started = time.perf_counter()
+            order = rng.permutation(len(windows))
+            total_loss = 0.0
+            for start in range(0, len(order) - config.batch_size + 1, config.batch_size):
+                batch = windows[order[start : start + config.batch_size]]  # (B, T+1)
+                loss, grads, _ = self.model.loss_and_grads(batch[:, :-1], batch[:, 1:])
+                if not np.isfinite(loss):
+                    raise CharseqError(
+                        f"training diverged at step {self.step + 1} (loss is {loss}); try a lower --lr"
+                    )
+                self._sgd_update(grads)
+                self.step += 1
+                total_loss += loss
+                if report_steps:
+                    self.hooks.hook.on_step_end(trainer=self, step=self.step, loss=loss)
+            self.epoch += 1
+            metrics = {
+                "epoch": self.epoch,
+                "loss": total_loss / self.steps_per_epoch,  # every batch has B*T characters
+                "seconds": time.perf_counter() - started,
+            }
+            self.history.append(metrics)
+            self.hooks.hook.on_epoch_end(trainer=self, epoch=self.epoch, metrics=metrics)
+        self.hooks.hook.on_train_end(trainer=self, metrics=metrics)
+        return metrics
+
+    def to_checkpoint(self) -> Checkpoint:
+        """The model as it stands, with the config and progress that produced it."""
+        last = self.history[-1] if self.history else {}
+        return Checkpoint(
+            model=self.model,
+            vocab=self.corpus.vocab,
+            config=self.config.to_dict(),
+            progress={"epoch": self.epoch, "step": self.step, "loss": last.get("loss")},
+            corpus=self.corpus.name,
+        )
+
+    def _sgd_update(self, grads: dict[str, np.ndarray]) -> None:
+        """The seed's update: clip each gradient element to +-clip, then step against it."""
+        lr, clip = self.config.lr, self.config.clip
+        for name, grad in grads.items():
+            np.clip(grad, -clip, clip, out=grad)
+            grad *= lr
+            self.model.params[name] -= grad

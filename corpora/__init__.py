@@ -1,0 +1,1 @@
+"""Corpus data bundled with charseq, read with importlib.resources."""

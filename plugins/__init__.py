@@ -1,0 +1,1 @@
+"""charseq's bundled plugins; they use only the public hooks, as a third party's would."""

@@ -1,0 +1,61 @@
+"""Bundled corpora: the seed's cyclic alphabet, the same over digits, and text files."""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+
+from charseq import Corpus, Vocabulary, hookimpl
+from charseq.errors import UsageError
+
+# The seed notebook's settings: 300 windows of 6, hidden 64, SGD lr 0.1, clip 5.
+CYCLE_DEFAULTS = {"hidden_size": 64, "seq_len": 6, "lr": 0.1, "clip": 5.0, "epochs": 100, "batch_size": 1}
+CYCLE_WINDOWS = 300
+
+
+def _cycle(name: str, arg: str | None) -> Corpus:
+    """A bundled cycle of symbols (corpora/NAME.txt); ARG is the number of random windows."""
+    symbols = resources.files("charseq.corpora").joinpath(f"{name}.txt").read_text("utf-8").strip()
+    windows = CYCLE_WINDOWS
+    if arg is not None:
+        if not arg.isdigit() or int(arg) < 1:
+            raise UsageError(f"corpus {name}: ARG is the number of windows, a positive integer, got {arg!r}")
+        windows = int(arg)
+    vocab = Vocabulary(symbols)
+    return Corpus(name, vocab, vocab.encode(symbols), random_windows=windows, defaults=CYCLE_DEFAULTS)
+
+
+def alphabet(arg: str | None = None) -> Corpus:
+    """The seed's task: windows of the cyclic A-Z sequence (Z wraps to A); ARG: window count."""
+    return _cycle("alphabet", arg)
+
+
+def digits(arg: str | None = None) -> Corpus:
+    """Windows of the cyclic 0-9 sequence (9 wraps to 0); ARG: window count."""
+    return _cycle("digits", arg)
+
+
+def text(arg: str | None = None) -> Corpus:
+    """A UTF-8 text file: text:PATH."""
+    if not arg:
+        raise UsageError("corpus text needs a file: --corpus text:PATH")
+    path = Path(arg).expanduser()
+    if not path.exists():
+        raise UsageError(f"corpus file {arg!r} does not exist")
+    if not path.is_file():
+        raise UsageError(f"corpus path {arg!r} is not a file")
+    data = path.read_bytes()
+    if not data:
+        raise UsageError(f"corpus file {arg!r} is empty")
+    try:
+        content = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"corpus file {arg!r} is not UTF-8 text (bad byte at offset {exc.start})") from None
+    return Corpus.from_text(path.stem, content)
+
+
+@hookimpl
+def register_corpora(register):
+    register("alphabet", alphabet)
+    register("digits", digits)
+    register("text", text)
