@@ -86,6 +86,11 @@ class Trainer:
 
     def fit(self) -> dict[str, float]:
         """Train for config.epochs (or until a callback stops it); returns the last metrics."""
+        # A diverging run is reported as one clear error below, not as numpy warnings.
+        with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
+            return self._fit()
+
+    def _fit(self) -> dict[str, float]:
         config = self.config
         rng = np.random.default_rng(config.seed)
         windows = self.corpus.windows(config.seq_len, rng)  # (N, T+1)

@@ -1,0 +1,74 @@
+"""Shared fixtures: a CLI runner, a trained alphabet model, and a throwaway installed plugin."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from charseq.cli import cli
+from charseq.registry import get_registry
+
+SHAKESPEARE = Path(__file__).resolve().parents[2] / "shared" / "data" / "tinyshakespeare.txt"
+
+
+@pytest.fixture
+def runner() -> CliRunner:
+    return CliRunner()
+
+
+def run_cli(*args: str, ok: bool = True):
+    """Invoke the CLI in-process; with ok=True, fail the test with its output unless it exits 0."""
+    result = CliRunner().invoke(cli, [str(a) for a in args])
+    if ok and result.exit_code != 0:
+        raise AssertionError(f"charseq {' '.join(map(str, args))} exited {result.exit_code}:\n{result.output}")
+    return result
+
+
+@pytest.fixture(scope="session")
+def alphabet_checkpoint(tmp_path_factory) -> Path:
+    """`charseq train --corpus alphabet` with its defaults, once per test session."""
+    out = tmp_path_factory.mktemp("alphabet") / "alphabet.npz"
+    run_cli("train", "--corpus", "alphabet", "--out", out, "--quiet")
+    return out
+
+
+@pytest.fixture(scope="session")
+def digits_checkpoint(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("digits") / "digits.npz"
+    run_cli("train", "--corpus", "digits", "--out", out, "--quiet")
+    return out
+
+
+@pytest.fixture
+def fresh_registry():
+    """Plugins are loaded again before and after the test, so its changes do not leak."""
+    get_registry.cache_clear()
+    yield
+    get_registry.cache_clear()
+
+
+def install_fake_distribution(site: Path, package: str, module_source: str, entry_points: str) -> None:
+    """Lay out a module and its .dist-info as pip would, so importlib.metadata finds it."""
+    module = package.replace("-", "_")
+    (site / f"{module}.py").write_text(textwrap.dedent(module_source))
+    dist_info = site / f"{module}-0.1.dist-info"
+    dist_info.mkdir()
+    (dist_info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {package}\nVersion: 0.1\n")
+    (dist_info / "entry_points.txt").write_text(textwrap.dedent(entry_points))
+
+
+@pytest.fixture
+def plugin_site(tmp_path, monkeypatch, fresh_registry):
+    """A directory on sys.path to install fake plugin distributions into."""
+    site = tmp_path / "site"
+    site.mkdir()
+    monkeypatch.syspath_prepend(str(site))
+    importlib.invalidate_caches()
+    yield site
+    for name in [m for m in sys.modules if m.startswith("throwaway_")]:
+        del sys.modules[name]

@@ -1,0 +1,85 @@
+import numpy as np
+import pytest
+
+import charseq
+from charseq import Corpus, TrainConfig, Trainer, UsageError, VanillaRNN, hookimpl
+from charseq.plugins.callbacks import EarlyStopping, ModelCheckpoint
+
+
+class ScriptedLoss:
+    """Replaces each epoch's loss with the next scripted value and marks the weights with it,
+    so a test can tell which epoch's weights the model ended with."""
+
+    def __init__(self, losses):
+        self.losses = list(losses)
+
+    @hookimpl(tryfirst=True)
+    def on_epoch_end(self, trainer, epoch, metrics):
+        metrics["loss"] = self.losses[epoch - 1]
+        trainer.model.params["c"][0] = epoch
+
+
+def _run(losses, *callbacks, epochs=None):
+    corpus = Corpus.from_text("t", "abcdefgh" * 20)
+    config = TrainConfig(hidden_size=4, seq_len=4, batch_size=4, epochs=epochs or len(losses), lr=0.01)
+    trainer = Trainer(VanillaRNN(len(corpus.vocab), 4), corpus, config, [ScriptedLoss(losses), *callbacks])
+    trainer.fit()
+    return trainer
+
+
+def test_stops_after_patience_epochs_without_improvement():
+    stopper = EarlyStopping(patience=2)
+    trainer = _run([5, 4, 4.5, 4.2, 3, 2], stopper)
+    assert trainer.epoch == 4 and stopper.stopped_epoch == 4 and stopper.best == 4 and stopper.best_epoch == 2
+
+
+def test_patience_zero_stops_at_the_first_epoch_without_improvement():
+    trainer = _run([5, 4, 4, 3], EarlyStopping(patience=0))
+    assert trainer.epoch == 3
+
+
+def test_min_delta_ignores_small_improvements():
+    trainer = _run([5, 4.95, 4.9, 4.85, 1], EarlyStopping(patience=2, min_delta=0.2))
+    assert trainer.epoch == 3
+
+
+def test_restore_best_weights_puts_back_the_best_epoch():
+    trainer = _run([5, 3, 4, 4.5, 1], EarlyStopping(patience=2, restore_best_weights=True))
+    assert trainer.epoch == 4 and trainer.model.params["c"][0] == 2
+
+
+def test_without_restore_the_last_weights_stay():
+    trainer = _run([5, 3, 4, 4.5, 1], EarlyStopping(patience=2))
+    assert trainer.model.params["c"][0] == 4
+
+
+def test_mode_max_and_baseline():
+    assert _run([1, 2, 3, 2, 2, 9], EarlyStopping(mode="max", patience=1)).epoch == 4
+    assert _run([1, 2, 3, 2, 2, 9], EarlyStopping(mode="max", patience=2)).epoch == 5
+    # Improving but never past the baseline: patience runs out all the same.
+    assert _run([1, 2, 3, 4, 5], EarlyStopping(mode="max", patience=2, baseline=10)).epoch == 3
+
+
+def test_unknown_monitor_is_a_usage_error():
+    with pytest.raises(UsageError, match="cannot monitor 'val_loss'"):
+        _run([1, 2], EarlyStopping(monitor="val_loss"))
+
+
+def test_checkpoint_template_every_n_epochs(tmp_path):
+    saver = ModelCheckpoint(str(tmp_path / "ckpt-{epoch:02d}-{loss:.1f}.npz"), every=2)
+    _run([5, 4, 3, 2, 1], saver)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt-02-4.0.npz", "ckpt-04-2.0.npz"]
+    loaded = charseq.load(tmp_path / "ckpt-04-2.0.npz")
+    assert loaded.progress["epoch"] == 4 and loaded.model.params["c"][0] == 4
+
+
+def test_checkpoint_save_best_only(tmp_path):
+    saver = ModelCheckpoint(str(tmp_path / "best.npz"), save_best_only=True)
+    _run([5, 3, 4, 6, 2.5, 7], saver)
+    assert [p.name for p in saver.saved] == ["best.npz"] * 3  # epochs 1, 2 and 5 improved
+    assert charseq.load(tmp_path / "best.npz").model.params["c"][0] == 5
+
+
+def test_malformed_template_is_refused_before_training(tmp_path):
+    with pytest.raises(UsageError, match="template"):
+        ModelCheckpoint(str(tmp_path / "ckpt-{nonsense}.npz"))

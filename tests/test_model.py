@@ -1,0 +1,120 @@
+import numpy as np
+import pytest
+
+from charseq import VanillaRNN
+from charseq.model import PARAM_NAMES
+
+
+def _random_model(V=7, H=6, dtype=np.float64, seed=1):
+    """A model with every parameter (biases too) moved away from its initialisation."""
+    model = VanillaRNN(V, H, seed=seed, dtype=dtype)
+    rng = np.random.default_rng(seed)
+    for name, value in model.params.items():
+        value += rng.normal(0, 0.4, value.shape).astype(dtype)
+    return model
+
+
+def _batch(V=7, H=6, B=3, T=5, seed=2, absent_id=True):
+    rng = np.random.default_rng(seed)
+    high = V - 1 if absent_id else V  # leave one id out: its column of dU must be exactly 0
+    x = rng.integers(0, high, size=(B, T))
+    y = rng.integers(0, V, size=(B, T))
+    h0 = rng.normal(0, 0.5, size=(B, H))
+    return x, y, h0
+
+
+def _numerical_gradient(model, name, x, y, h0, eps=1e-5):
+    param = model.params[name]
+    grad = np.zeros_like(param)
+    for index in np.ndindex(param.shape):
+        saved = param[index]
+        param[index] = saved + eps
+        plus = model.loss_and_grads(x, y, h0)[0]
+        param[index] = saved - eps
+        minus = model.loss_and_grads(x, y, h0)[0]
+        param[index] = saved
+        grad[index] = (plus - minus) / (2 * eps)
+    return grad
+
+
+@pytest.mark.parametrize("with_h0", [True, False])
+@pytest.mark.parametrize("name", PARAM_NAMES)
+def test_gradient_matches_central_differences(name, with_h0):
+    model = _random_model()
+    x, y, h0 = _batch()
+    h0 = h0 if with_h0 else None
+    _, grads, _ = model.loss_and_grads(x, y, h0)
+    numerical = _numerical_gradient(model, name, x, y, h0)
+    assert grads[name].shape == model.params[name].shape
+    relative_error = np.linalg.norm(grads[name] - numerical) / np.linalg.norm(grads[name] + numerical)
+    assert relative_error < 1e-6, f"{name}: relative error {relative_error:.2e}"
+
+
+def test_unused_input_symbol_gets_zero_gradient():
+    model = _random_model()
+    x, y, h0 = _batch(absent_id=True)
+    _, grads, _ = model.loss_and_grads(x, y, h0)
+    assert not np.any(grads["U"][:, 6])
+
+
+def test_loss_is_mean_cross_entropy_per_character():
+    """Against a direct, unbatched transcription of the seed's equations with one-hot matmuls."""
+    model = _random_model()
+    x, y, h0 = _batch()
+    U, W, b, V, c = (model.params[n] for n in PARAM_NAMES)
+    total = 0.0
+    last = []
+    for row in range(x.shape[0]):
+        a = h0[row]
+        for t in range(x.shape[1]):
+            one_hot = np.eye(U.shape[1])[x[row, t]]
+            a = np.tanh(U @ one_hot + W @ a + b)
+            o = V @ a + c
+            p = np.exp(o - o.max()) / np.exp(o - o.max()).sum()
+            total -= np.log(p[y[row, t]])
+        last.append(a)
+    loss, _, h_last = model.loss_and_grads(x, y, h0)
+    assert loss == pytest.approx(total / x.size, rel=1e-12)
+    np.testing.assert_allclose(h_last, np.array(last), rtol=1e-12)
+
+
+def test_forward_and_step_agree_with_training_pass():
+    model = _random_model()
+    x, y, h0 = _batch()
+    _, _, h_last = model.loss_and_grads(x, y, h0)
+    logits, h = model.forward(x, h0)
+    np.testing.assert_allclose(h, h_last, rtol=1e-12)
+    assert logits.shape == (x.shape[0], model.vocab_size)
+
+
+def test_float32_stays_float32_and_matches_float64():
+    model64 = _random_model(dtype=np.float64)
+    model32 = VanillaRNN.from_params({k: v.astype(np.float32) for k, v in model64.params.items()})
+    x, y, h0 = _batch()
+    loss64, grads64, _ = model64.loss_and_grads(x, y, h0)
+    loss32, grads32, h32 = model32.loss_and_grads(x, y, h0.astype(np.float32))
+    assert h32.dtype == np.float32
+    assert loss32 == pytest.approx(loss64, rel=1e-5)
+    for name in PARAM_NAMES:
+        assert grads32[name].dtype == np.float32
+        np.testing.assert_allclose(grads32[name], grads64[name], rtol=1e-3, atol=1e-6)
+
+
+def test_parameters_have_the_seed_notation_shapes():
+    model = VanillaRNN(vocab_size=26, hidden_size=64)
+    shapes = {name: value.shape for name, value in model.params.items()}
+    assert shapes == {"U": (64, 26), "W": (64, 64), "b": (64,), "V": (26, 64), "c": (26,)}
+    assert all(value.dtype == np.float32 for value in model.params.values())
+
+
+def test_same_seed_same_weights_different_seed_different_weights():
+    a, b, c = VanillaRNN(5, 4, seed=3), VanillaRNN(5, 4, seed=3), VanillaRNN(5, 4, seed=4)
+    assert all(np.array_equal(a.params[n], b.params[n]) for n in PARAM_NAMES)
+    assert not np.array_equal(a.params["W"], c.params["W"])
+
+
+def test_from_params_checks_shapes():
+    params = VanillaRNN(5, 4).params
+    params["W"] = np.zeros((4, 5), dtype=np.float32)
+    with pytest.raises(ValueError, match="W"):
+        VanillaRNN.from_params(params)
