@@ -56,8 +56,10 @@ def test_without_restore_the_last_weights_stay():
 def test_mode_max_and_baseline():
     assert _run([1, 2, 3, 2, 2, 9], EarlyStopping(mode="max", patience=1)).epoch == 4
     assert _run([1, 2, 3, 2, 2, 9], EarlyStopping(mode="max", patience=2)).epoch == 5
-    # Improving but never past the baseline: patience runs out all the same.
-    assert _run([1, 2, 3, 4, 5], EarlyStopping(mode="max", patience=2, baseline=10)).epoch == 3
+    # Improving but never past the baseline: patience keeps counting through the
+    # improvements, so the first epoch without one stops training (Keras semantics).
+    assert _run([1, 2, 3, 4, 3.5, 3.6], EarlyStopping(mode="max", patience=2)).epoch == 6
+    assert _run([1, 2, 3, 4, 3.5, 3.6], EarlyStopping(mode="max", patience=2, baseline=10)).epoch == 5
 
 
 def test_unknown_monitor_is_a_usage_error():
