@@ -106,13 +106,13 @@ def train(corpus_spec, hidden_size, seq_len, batch_size, epochs, lr, clip, seed,
         callbacks.append(registry.get("callback", callback_name).build(**parse_options(callback_arg)))
 
     model = VanillaRNN(len(corpus.vocab), config.hidden_size, seed=config.seed)
+    trainer = Trainer(model, corpus, config, callbacks)
     if not quiet:
         click.echo(
             f"training on {corpus.name}: {len(corpus):,} characters, {len(corpus.vocab)} symbols, "
             f"H={config.hidden_size} T={config.seq_len} B={config.batch_size} "
             f"lr={config.lr:g} clip={config.clip:g} epochs={config.epochs}"
         )
-    trainer = Trainer(model, corpus, config, callbacks)
     metrics = trainer.fit()
     checkpoint.save(out, trainer.to_checkpoint())
     click.echo(f"saved {out} after {trainer.epoch} epochs, loss {metrics['loss']:.4f} nats/char")

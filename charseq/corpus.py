@@ -37,17 +37,24 @@ class Corpus:
     def __len__(self) -> int:
         return len(self.ids)
 
-    def windows(self, seq_len: int, rng: np.random.Generator) -> np.ndarray:
-        """Training windows of seq_len + 1 ids, (N, T+1): inputs [:, :-1], targets [:, 1:]."""
-        n = len(self.ids)
+    def num_windows(self, seq_len: int) -> int:
+        """How many windows `windows` returns, known before any are cut."""
         if self.random_windows:
-            starts = rng.integers(0, n, size=self.random_windows)
-            return self.ids[(starts[:, None] + np.arange(seq_len + 1)) % n]
+            return self.random_windows
+        n = len(self.ids)
         if n < seq_len + 1:
             raise UsageError(
                 f"corpus {self.name!r} has {n} characters, fewer than one window of "
                 f"{seq_len + 1}; use a shorter --seq-len"
             )
+        return (n - 1) // seq_len
+
+    def windows(self, seq_len: int, rng: np.random.Generator) -> np.ndarray:
+        """Training windows of seq_len + 1 ids, (N, T+1): inputs [:, :-1], targets [:, 1:]."""
+        count = self.num_windows(seq_len)
+        if self.random_windows:
+            starts = rng.integers(0, len(self.ids), size=count)
+            return self.ids[(starts[:, None] + np.arange(seq_len + 1)) % len(self.ids)]
         # A view: consecutive windows share their boundary character, nothing is copied.
         return sliding_window_view(self.ids, seq_len + 1)[::seq_len]
 

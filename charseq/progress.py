@@ -5,9 +5,9 @@ Part of the CLI layer (it imports tqdm and click); the core never imports it.
 
 from __future__ import annotations
 
+import sys
 import time
 
-import click
 from tqdm import tqdm
 
 from charseq import hookimpl
@@ -44,7 +44,7 @@ class ProgressBar:
             self.bar.write(
                 f"epoch {epoch:>{len(str(trainer.config.epochs))}}/{trainer.config.epochs}"
                 f"  loss {metrics['loss']:.4f}  {metrics['seconds']:.2f}s",
-                file=click.get_text_stream("stdout"),
+                file=sys.stdout,
             )
 
     @hookimpl

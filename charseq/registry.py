@@ -157,6 +157,7 @@ def load_registry(extra_plugins: tuple[object, ...] = ()) -> Registry:
 
 
 def _register(pm: pluggy.PluginManager, plugin: object, name: str | None) -> None:
+    name = name or getattr(plugin, "__name__", None) or type(plugin).__name__
     try:
         pm.register(plugin, name=name)
     except pluggy.PluginValidationError as exc:

@@ -64,13 +64,19 @@ class Trainer:
             raise UsageError(
                 f"model has {model.vocab_size} symbols but corpus {corpus.name!r} has {len(corpus.vocab)}"
             )
+        windows = corpus.num_windows(config.seq_len)
+        if config.batch_size > windows:
+            raise UsageError(
+                f"batch size {config.batch_size} is larger than the {windows} training windows; "
+                "use a smaller --batch-size"
+            )
         self.model = model
         self.corpus = corpus
         self.config = config
+        self.steps_per_epoch = windows // config.batch_size  # a last partial batch is skipped
         self.epoch = 0  # epochs completed
         self.step = 0  # optimisation steps completed
         self.stop_training = False
-        self.steps_per_epoch = 0  # known once fit() has cut the corpus into windows
         self.history: list[dict[str, float]] = []
         self.hooks = pluggy.PluginManager("charseq")
         self.hooks.add_hookspecs(hookspecs.CallbackSpec)
@@ -94,12 +100,6 @@ class Trainer:
         config = self.config
         rng = np.random.default_rng(config.seed)
         windows = self.corpus.windows(config.seq_len, rng)  # (N, T+1)
-        if config.batch_size > len(windows):
-            raise UsageError(
-                f"batch size {config.batch_size} is larger than the {len(windows)} training windows; "
-                "use a smaller --batch-size"
-            )
-        self.steps_per_epoch = len(windows) // config.batch_size
         report_steps = bool(self.hooks.hook.on_step_end.get_hookimpls())
         self.stop_training = False
         self.hooks.hook.on_train_begin(trainer=self)

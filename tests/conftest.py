@@ -23,7 +23,7 @@ def runner() -> CliRunner:
 
 def run_cli(*args: str, ok: bool = True):
     """Invoke the CLI in-process; with ok=True, fail the test with its output unless it exits 0."""
-    result = CliRunner().invoke(cli, [str(a) for a in args])
+    result = CliRunner().invoke(cli, [str(a) for a in args], prog_name="charseq")
     if ok and result.exit_code != 0:
         raise AssertionError(f"charseq {' '.join(map(str, args))} exited {result.exit_code}:\n{result.output}")
     return result

@@ -1,0 +1,183 @@
+"""The CLI end to end, in-process with click's CliRunner."""
+
+import re
+
+import numpy as np
+import pytest
+
+import charseq
+from charseq.cli import cli
+from conftest import run_cli
+
+ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+DIGITS = "0123456789"
+
+
+def _cycle(symbols: str, start: int, length: int) -> str:
+    return "".join(symbols[(start + k) % len(symbols)] for k in range(length))
+
+
+def test_alphabet_task_continues_abcdef(alphabet_checkpoint):
+    result = run_cli("generate", alphabet_checkpoint, "--prime", "ABCDEF", "--length", 20, "--sampler", "argmax")
+    assert result.output == "ABCDEFGHIJKLMNOPQRSTUVWXYZ\n"
+
+
+@pytest.mark.parametrize("symbols,fixture", [(ALPHABET, "alphabet_checkpoint"), (DIGITS, "digits_checkpoint")])
+def test_every_six_symbol_prime_continues_for_20_across_the_wrap(symbols, fixture, request):
+    path = request.getfixturevalue(fixture)
+    for start in range(len(symbols)):
+        prime = _cycle(symbols, start, 6)
+        result = run_cli("generate", path, "--prime", prime, "--length", 20, "--sampler", "argmax")
+        assert result.output == prime + _cycle(symbols, start + 6, 20) + "\n", f"prime {prime}"
+
+
+def test_train_prints_progress_checkpoint_and_sample(tmp_path):
+    out = tmp_path / "a.npz"
+    result = run_cli("train", "--corpus", "alphabet", "--epochs", 3, "--out", out)
+    lines = result.stdout.splitlines()
+    assert re.match(r"training on alphabet: 26 characters, 26 symbols, H=64 T=6 B=1 lr=0.1 clip=5 epochs=3", lines[0])
+    assert sum(bool(re.search(r"^epoch +\d/3  loss \d\.\d{4}", line)) for line in lines) == 3
+    assert any(line.startswith(f"saved {out} after 3 epochs") for line in lines)
+    assert re.search(r"^sample: ABCDEF[A-Z]{20}$", result.stdout, re.M)
+    assert "step/s" in result.stderr  # the progress bar
+    assert charseq.load(out).progress["epoch"] == 3
+
+
+def test_train_options_reach_the_checkpoint(tmp_path):
+    out = tmp_path / "m.npz"
+    run_cli("train", "--corpus", "digits:40", "--hidden-size", 8, "--seq-len", 4, "--batch-size", 5,
+            "--epochs", 2, "--lr", 0.05, "--clip", 1, "--seed", 3, "--out", out, "-q")
+    saved = charseq.load(out)
+    assert saved.model.hidden_size == 8
+    assert saved.config == {"hidden_size": 8, "seq_len": 4, "batch_size": 5, "epochs": 2,
+                            "lr": 0.05, "clip": 1.0, "seed": 3}
+    assert saved.progress["step"] == 2 * (40 // 5)
+
+
+def test_default_out_is_named_after_the_corpus(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    run_cli("train", "--corpus", "digits", "--epochs", 1, "-q", "--sample-length", 0)
+    assert (tmp_path / "digits.npz").is_file()
+
+
+def test_train_and_generate_on_a_text_file(tmp_path):
+    text = tmp_path / "song.txt"
+    text.write_text("la la la, do re mi. " * 40, encoding="utf-8")
+    out = tmp_path / "song.npz"
+    run_cli("train", "--corpus", f"text:{text}", "--hidden-size", 32, "--seq-len", 10, "--batch-size", 8,
+            "--epochs", 15, "--out", out, "-q")
+    assert charseq.load(out).corpus == "song"
+    result = run_cli("generate", out, "--prime", "la la", "--length", 15, "--sampler", "argmax")
+    continuation = result.output.rstrip("\n")
+    assert continuation.startswith("la la") and len(continuation) == 20
+    assert set(continuation) <= set("la ,doremi.")
+    assert " la" in continuation[5:]  # it learnt the text, not noise
+
+
+def test_early_stopping_from_the_command_line(tmp_path):
+    out = tmp_path / "m.npz"
+    result = run_cli("train", "--corpus", "digits:20", "--epochs", 500, "--patience", 0, "--min-delta", 10,
+                     "--out", out)
+    assert charseq.load(out).progress["epoch"] == 2  # nothing improves by 10 nats: stop at epoch 2
+    assert "after 2 epochs" in result.output
+
+
+def test_checkpoint_every_and_named_callbacks(tmp_path):
+    template = tmp_path / "ckpt-{epoch}.npz"
+    run_cli("train", "--corpus", "digits:20", "--epochs", 4, "--out", tmp_path / "final.npz", "-q",
+            "--callback", f"checkpoint:path={template},every=2")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt-2.npz", "ckpt-4.npz", "final.npz"]
+
+
+def test_temperature_sampling_with_a_seed_is_reproducible(alphabet_checkpoint):
+    args = ("generate", alphabet_checkpoint, "--prime", "A", "--length", 60, "--temperature", 3.0)
+    first = run_cli(*args, "--seed", 1).output
+    assert first == run_cli(*args, "--seed", 1).output
+    assert first != run_cli(*args, "--seed", 2).output
+    assert first.startswith("A") and len(first) == 62
+
+
+def test_num_samples(alphabet_checkpoint):
+    result = run_cli("generate", alphabet_checkpoint, "--prime", "KL", "--length", 5, "--sampler", "argmax",
+                     "--num-samples", 3)
+    assert result.output == "KLMNOPQ\n" * 3
+
+
+@pytest.mark.parametrize("command", ["plugins", "corpora", "samplers", "callbacks"])
+def test_listings(command):
+    output = run_cli(command).output
+    expected = {"plugins": ["charseq.plugins.corpora", "charseq.plugins.samplers", "charseq.plugins.callbacks"],
+                "corpora": ["alphabet", "digits", "text"], "samplers": ["argmax", "temperature"],
+                "callbacks": ["checkpoint", "early-stopping"]}[command]
+    lines = output.splitlines()
+    assert len(lines) == len(expected)
+    for line, name in zip(lines, expected):
+        assert line.startswith(name)
+    if command == "plugins":
+        assert f"(charseq {charseq.__version__})" in lines[0] and "corpus: alphabet, digits, text" in lines[0]
+
+
+def test_version():
+    assert run_cli("--version").output.strip() == f"charseq, version {charseq.__version__}"
+
+
+@pytest.mark.parametrize("command", [[], ["train"], ["generate"], ["plugins"], ["corpora"], ["samplers"],
+                                     ["callbacks"]])
+def test_help_on_every_command(command):
+    assert "Usage: charseq" in run_cli(*command, "--help").output
+
+
+@pytest.mark.parametrize(
+    "args,code,message",
+    [
+        (["train", "--corpus", "nope"], 2, "unknown corpus 'nope'; known: alphabet, digits, text"),
+        (["train", "--corpus", "text:"], 2, "malformed 'text:'"),
+        (["train", "--corpus", "text:/no/such/file.txt"], 2, "does not exist"),
+        (["train", "--corpus", "alphabet", "--hidden-size", "0"], 2, "hidden-size must be at least 1"),
+        (["train", "--corpus", "alphabet", "--batch-size", "301"], 2, "batch size 301 is larger"),
+        (["train", "--corpus", "alphabet", "--out", "/no/such/dir/m.npz"], 2, "does not exist"),
+        (["train", "--corpus", "alphabet", "--callback", "nope"], 2, "unknown callback 'nope'"),
+        (["generate", "/no/such.npz"], 2, "does not exist"),
+    ],
+)
+def test_bad_input_gets_one_line_and_an_exit_code(args, code, message, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = run_cli(*args, ok=False)
+    assert result.exit_code == code, result.output
+    assert result.output.count("\n") == 1 and message in result.output
+    assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize(
+    "extra,message",
+    [
+        (["--prime", "ABC!"], "not in the vocabulary: '!'"),
+        (["--temperature", "0"], "temperature must be a positive number"),
+        (["--sampler", "nope"], "unknown sampler 'nope'"),
+        (["--sampler", "argmax", "--temperature", "0.5"], "sampler 'argmax'"),
+        (["--length", "-1"], "length must be 0 or more"),
+    ],
+)
+def test_bad_generate_options(alphabet_checkpoint, extra, message):
+    result = run_cli("generate", alphabet_checkpoint, *extra, ok=False)
+    assert result.exit_code == 2 and message in result.output and result.output.count("\n") == 1
+
+
+def test_not_a_checkpoint(tmp_path):
+    bogus = tmp_path / "bogus.npz"
+    bogus.write_bytes(b"\x00" * 100)
+    result = run_cli("generate", bogus, ok=False)
+    assert result.exit_code == 2 and "is not a charseq checkpoint" in result.output
+
+
+def test_unexpected_errors_are_one_line_and_debug_shows_the_traceback(monkeypatch, alphabet_checkpoint):
+    def boom(*args, **kwargs):
+        raise RuntimeError("something inside broke")
+
+    monkeypatch.setattr(charseq.checkpoint, "load", boom)
+    result = run_cli("generate", alphabet_checkpoint, ok=False)
+    assert result.exit_code == 1
+    assert result.output.strip() == (
+        "Error: internal error: RuntimeError: something inside broke (run with --debug for the traceback)")
+    result = run_cli("--debug", "generate", alphabet_checkpoint, ok=False)
+    assert isinstance(result.exception, RuntimeError)

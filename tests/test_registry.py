@@ -1,0 +1,101 @@
+import pytest
+
+from charseq import CharseqError, UsageError, hookimpl
+from charseq.registry import get_registry, load_registry, parse_options, parse_spec
+from conftest import install_fake_distribution
+
+
+class Duplicate:
+    @hookimpl
+    def register_samplers(self, register):
+        register("argmax", lambda: None)
+
+
+class Misspelt:
+    @hookimpl
+    def register_sampler(self, register):  # the hook is register_samplers
+        pass
+
+
+class BadName:
+    @hookimpl
+    def register_corpora(self, register):
+        register("with:colon", lambda arg=None: None)
+
+
+def test_bundled_plugins_register_everything():
+    registry = load_registry()
+    assert set(registry.all("corpus")) == {"alphabet", "digits", "text"}
+    assert set(registry.all("sampler")) >= {"argmax", "temperature"}
+    assert set(registry.all("callback")) >= {"early-stopping", "checkpoint"}
+    assert registry.get("corpus", "alphabet").plugin == "charseq.plugins.corpora"
+
+
+def test_duplicate_name_is_an_error_naming_both_plugins():
+    with pytest.raises(CharseqError, match=r"Duplicate.*'argmax'.*charseq\.plugins\.samplers"):
+        load_registry(extra_plugins=(Duplicate(),))
+
+
+def test_hook_matching_no_spec_is_an_error_naming_the_plugin():
+    with pytest.raises(CharseqError, match=r"Misspelt.*register_sampler"):
+        load_registry(extra_plugins=(Misspelt(),))
+
+
+def test_names_with_colons_are_refused():
+    with pytest.raises(CharseqError, match="with:colon"):
+        load_registry(extra_plugins=(BadName(),))
+
+
+def test_unknown_name_lists_the_known_ones():
+    with pytest.raises(UsageError, match="unknown sampler 'nope'; known: argmax, temperature"):
+        load_registry().get("sampler", "nope")
+
+
+def test_options_a_factory_does_not_take_are_usage_errors():
+    with pytest.raises(UsageError, match="sampler 'argmax'.*temperature"):
+        load_registry().get("sampler", "argmax").build(temperature=0.5)
+
+
+@pytest.mark.parametrize("spec,expected", [("alphabet", ("alphabet", None)),
+                                           ("text:a:b.txt", ("text", "a:b.txt"))])
+def test_parse_spec(spec, expected):
+    assert parse_spec(spec) == expected
+
+
+@pytest.mark.parametrize("spec", ["", ":x", "text:"])
+def test_parse_spec_refuses_malformed(spec):
+    with pytest.raises(UsageError, match="malformed"):
+        parse_spec(spec)
+
+
+def test_parse_options_reads_types():
+    assert parse_options("patience=3,min-delta=0.5,restore_best_weights=true,monitor=loss") == {
+        "patience": 3, "min_delta": 0.5, "restore_best_weights": True, "monitor": "loss"}
+    with pytest.raises(UsageError, match="key=value"):
+        parse_options("patience")
+
+
+PLUGIN = """
+from charseq import hookimpl
+
+@hookimpl
+def register_samplers(register):
+    register("first", lambda: (lambda logits, rng: logits.argmin(axis=1)), "Picks the least likely.")
+"""
+
+
+def test_environment_variable_chooses_installed_plugins(plugin_site, monkeypatch):
+    install_fake_distribution(plugin_site, "throwaway-env", PLUGIN, "[charseq]\nthrowaway_env = throwaway_env\n")
+    assert "first" in load_registry().all("sampler")
+    monkeypatch.setenv("CHARSEQ_LOAD_PLUGINS", "")
+    registry = load_registry()
+    assert "first" not in registry.all("sampler") and "argmax" in registry.all("sampler")
+    monkeypatch.setenv("CHARSEQ_LOAD_PLUGINS", "throwaway-env")
+    assert "first" in load_registry().all("sampler")
+
+
+def test_plugin_that_fails_to_import_is_named_with_its_package(plugin_site):
+    install_fake_distribution(plugin_site, "throwaway-broken", "import no_such_module\n",
+                              "[charseq]\nbroken = throwaway_broken\n")
+    with pytest.raises(CharseqError, match="'broken' from package 'throwaway-broken' failed to import"):
+        get_registry()
