@@ -70,5 +70,5 @@ def plugin_site(tmp_path, monkeypatch, fresh_registry):
     monkeypatch.syspath_prepend(str(site))
     importlib.invalidate_caches()
     yield site
-    for name in [m for m in sys.modules if m.startswith("throwaway_")]:
+    for name in [m for m in sys.modules if m.startswith(("throwaway_", "charseq_vowels"))]:
         del sys.modules[name]

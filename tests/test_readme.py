@@ -1,0 +1,37 @@
+"""The README's Python examples run as written."""
+
+import re
+from pathlib import Path
+
+import pytest
+
+from conftest import install_fake_distribution, run_cli
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+pytestmark = pytest.mark.skipif(not README.is_file(), reason="needs the source checkout")
+
+
+def _python_blocks() -> list[str]:
+    return re.findall(r"```python\n(.*?)```", README.read_text(), re.S)
+
+
+def test_api_example_generates_the_alphabet(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    exec(compile(_python_blocks()[0], "README api example", "exec"), {})
+    assert capsys.readouterr().out == "['GHIJKLMNOPQRSTUVWXYZ']\n"
+
+
+def test_plugin_example_installs_and_works_through_the_cli(plugin_site, tmp_path, monkeypatch):
+    source = _python_blocks()[1]
+    entry_point = re.search(r"\[project\.entry-points\.charseq\]\n(.*?)\n", README.read_text()).group(1)
+    # pyproject.toml quotes the value; the installed entry_points.txt does not.
+    install_fake_distribution(plugin_site, "charseq-vowels", source, f"[charseq]\n{entry_point.replace(chr(34), '')}\n")
+    monkeypatch.chdir(tmp_path)
+    assert "vowels (charseq-vowels 0.1)  corpus: vowels; sampler: least; callback: print-loss" in run_cli(
+        "plugins").output
+    trained = run_cli("train", "--corpus", "vowels", "--epochs", 30, "--callback", "print-loss:every=2", "-q")
+    assert re.search(r"^2 \d", trained.stdout, re.M)  # the callback printed at epoch 2
+    assert (tmp_path / "vowels.npz").is_file()
+    least = run_cli("generate", "vowels.npz", "--prime", "a", "--length", 10, "--sampler", "least").output
+    argmax = run_cli("generate", "vowels.npz", "--prime", "a", "--length", 10, "--sampler", "argmax").output
+    assert argmax == "aeiouaeioua\n" and least != argmax
