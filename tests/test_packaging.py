@@ -80,16 +80,17 @@ def test_editable_install_in_a_fresh_venv_runs_the_alphabet_task(tmp_path):
     _alphabet_task(bin_dir, tmp_path)
 
 
-def test_core_imports_neither_click_nor_tqdm():
+def test_core_imports_neither_click_nor_tqdm(tmp_path):
     core = ("charseq", "charseq.model", "charseq.trainer", "charseq.vocab", "charseq.checkpoint",
             "charseq.corpus", "charseq.generate", "charseq.registry", "charseq.hookspecs")
     code = (f"import sys\nfor m in {core!r}: __import__(m)\n"
             "from charseq.registry import load_registry; load_registry()\n"
             "print(sorted(m for m in ('click', 'tqdm') if m in sys.modules))")
-    assert _run(sys.executable, "-c", code).strip() == "[]"
+    # Away from the checkout: `python -c` puts the working directory first on sys.path.
+    assert _run(sys.executable, "-c", code, cwd=tmp_path).strip() == "[]"
 
 
-def test_help_does_not_load_plugins():
+def test_help_does_not_load_plugins(tmp_path):
     code = "import sys\nfrom charseq.cli import cli\ntry:\n    cli(['--help'])\nexcept SystemExit:\n    pass\n" \
            "print('charseq.plugins.corpora' in sys.modules)"
-    assert _run(sys.executable, "-c", code).strip().endswith("False")
+    assert _run(sys.executable, "-c", code, cwd=tmp_path).strip().endswith("False")
