@@ -69,9 +69,11 @@ def cli(debug: bool) -> None:
               help="Add a training callback by name (repeatable); see `charseq callbacks`.")
 @click.option("--sample-length", type=int, default=20, show_default=True,
               help="Characters of the sample continuation printed at the end (0: none).")
+@click.option("--progress/--no-progress", default=None,
+              help="Draw the progress bar on stderr.  [default: when stderr is a terminal]")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar or epoch lines.")
 def train(corpus_spec, hidden_size, seq_len, batch_size, epochs, lr, clip, seed, out,
-          patience, min_delta, restore_best, checkpoint_every, callback_specs, sample_length, quiet):
+          patience, min_delta, restore_best, checkpoint_every, callback_specs, sample_length, progress, quiet):
     """Train a model on a corpus and save a checkpoint.
 
     \b
@@ -95,7 +97,7 @@ def train(corpus_spec, hidden_size, seq_len, batch_size, epochs, lr, clip, seed,
 
     callbacks: list[object] = []
     if not quiet:
-        callbacks.append(ProgressBar())
+        callbacks.append(ProgressBar(draw=progress))
     if patience is not None:
         callbacks.append(registry.get("callback", "early-stopping").build(
             patience=patience, min_delta=min_delta, restore_best_weights=restore_best))

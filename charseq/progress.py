@@ -18,13 +18,15 @@ _REFRESH_SECONDS = 0.1
 class ProgressBar:
     """A training callback that draws progress on stderr and logs epochs on stdout."""
 
-    def __init__(self, log_epochs: bool = True):
+    def __init__(self, log_epochs: bool = True, draw: bool | None = None):
         self.log_epochs = log_epochs
+        self.draw = draw  # None: draw on a terminal only, so logs and pipes get just the epoch lines
 
     @hookimpl
     def on_train_begin(self, trainer):
         remaining = (trainer.config.epochs - trainer.epoch) * trainer.steps_per_epoch
-        self.bar = tqdm(total=remaining, unit="step", dynamic_ncols=True, leave=False)
+        disable = None if self.draw is None else not self.draw
+        self.bar = tqdm(total=remaining, unit="step", dynamic_ncols=True, leave=False, disable=disable)
         self._pending = 0
         self._last_refresh = time.monotonic()
 

@@ -33,7 +33,7 @@ def test_every_six_symbol_prime_continues_for_20_across_the_wrap(symbols, fixtur
 
 def test_train_prints_progress_checkpoint_and_sample(tmp_path):
     out = tmp_path / "a.npz"
-    result = run_cli("train", "--corpus", "alphabet", "--epochs", 3, "--out", out)
+    result = run_cli("train", "--corpus", "alphabet", "--epochs", 3, "--out", out, "--progress")
     lines = result.stdout.splitlines()
     assert re.match(r"training on alphabet: 26 characters, 26 symbols, H=64 T=6 B=1 lr=0.1 clip=5 epochs=3", lines[0])
     assert sum(bool(re.search(r"^epoch +\d/3  loss \d\.\d{4}", line)) for line in lines) == 3
@@ -41,6 +41,11 @@ def test_train_prints_progress_checkpoint_and_sample(tmp_path):
     assert re.search(r"^sample: ABCDEF[A-Z]{20}$", result.stdout, re.M)
     assert "step/s" in result.stderr  # the progress bar
     assert charseq.load(out).progress["epoch"] == 3
+
+
+def test_no_progress_bar_off_a_terminal(tmp_path):
+    result = run_cli("train", "--corpus", "digits:20", "--epochs", 2, "--out", tmp_path / "m.npz")
+    assert result.stderr == "" and "epoch 2/2" in result.stdout
 
 
 def test_train_options_reach_the_checkpoint(tmp_path):
