@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -18,6 +19,29 @@ class _Failure(click.ClickException):
     def __init__(self, message: str, exit_code: int):
         super().__init__(message)
         self.exit_code = exit_code
+
+
+def _available_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def threads_option(command):
+    """--threads N: how many threads BLAS may use for the command's matmuls."""
+    return click.option(
+        "--threads", type=click.IntRange(min=1), default=_available_cores, show_default="all cores",
+        help="BLAS threads for the matrix products.",
+    )(command)
+
+
+@contextlib.contextmanager
+def _blas_threads(threads: int):
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=threads, user_api="blas"):
+        yield
 
 
 class _CharseqGroup(click.Group):
@@ -56,6 +80,8 @@ def cli(debug: bool) -> None:
 @click.option("--epochs", type=int, help="Passes over the training windows.  [corpus default]")
 @click.option("--lr", type=float, help="SGD learning rate.  [corpus default]")
 @click.option("--clip", type=float, help="Clip each gradient element to +-CLIP.  [corpus default]")
+@click.option("--warmup", type=int, metavar="STEPS",
+              help="Raise the learning rate linearly over the first STEPS steps.  [corpus default]")
 @click.option("--seed", type=int, help="Seeds initialisation and data order.  [default: 0]")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
               help="Where to save the checkpoint.  [default: CORPUS.npz]")
@@ -72,8 +98,10 @@ def cli(debug: bool) -> None:
 @click.option("--progress/--no-progress", default=None,
               help="Draw the progress bar on stderr.  [default: when stderr is a terminal]")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar or epoch lines.")
-def train(corpus_spec, hidden_size, seq_len, batch_size, epochs, lr, clip, seed, out,
-          patience, min_delta, restore_best, checkpoint_every, callback_specs, sample_length, progress, quiet):
+@threads_option
+def train(corpus_spec, hidden_size, seq_len, batch_size, epochs, lr, clip, warmup, seed, out,
+          patience, min_delta, restore_best, checkpoint_every, callback_specs, sample_length, progress, quiet,
+          threads):
     """Train a model on a corpus and save a checkpoint.
 
     \b
@@ -90,7 +118,7 @@ def train(corpus_spec, hidden_size, seq_len, batch_size, epochs, lr, clip, seed,
     corpus = registry.get("corpus", name).build(arg)
     config = TrainConfig.for_corpus(
         corpus, hidden_size=hidden_size, seq_len=seq_len, batch_size=batch_size,
-        epochs=epochs, lr=lr, clip=clip, seed=seed,
+        epochs=epochs, lr=lr, clip=clip, warmup=warmup, seed=seed,
     )
     out = out or Path(f"{corpus.name}.npz")
     _check_writable(out)
@@ -113,11 +141,12 @@ def train(corpus_spec, hidden_size, seq_len, batch_size, epochs, lr, clip, seed,
         click.echo(
             f"training on {corpus.name}: {len(corpus):,} characters, {len(corpus.vocab)} symbols, "
             f"H={config.hidden_size} T={config.seq_len} B={config.batch_size} "
-            f"lr={config.lr:g} clip={config.clip:g} epochs={config.epochs}"
+            f"lr={config.lr:g} clip={config.clip:g} warmup={config.warmup} epochs={config.epochs}"
         )
-    metrics = trainer.fit()
+    with _blas_threads(threads):
+        metrics = trainer.fit()
     checkpoint.save(out, trainer.to_checkpoint())
-    click.echo(f"saved {out} after {trainer.epoch} epochs, loss {metrics['loss']:.4f} nats/char")
+    click.echo(f"saved {out} after {trainer.epoch} epochs, loss {metrics['loss']:.4g} nats/char")
     if sample_length > 0:
         prime = corpus.prime(config.seq_len)
         argmax = registry.get("sampler", "argmax").build()
@@ -146,7 +175,8 @@ def _check_writable(out: Path) -> None:
 @click.option("--temperature", type=float, help="Sampling temperature (> 0), for samplers that take one.")
 @click.option("--seed", type=int, help="Makes sampling reproducible.")
 @click.option("--num-samples", type=int, default=1, show_default=True, help="Continuations, in one batch.")
-def generate(checkpoint_path, prime, length, sampler_spec, temperature, seed, num_samples):
+@threads_option
+def generate(checkpoint_path, prime, length, sampler_spec, temperature, seed, num_samples, threads):
     """Continue a prime with a trained model; prints the prime and what follows.
 
     \b
@@ -166,7 +196,9 @@ def generate(checkpoint_path, prime, length, sampler_spec, temperature, seed, nu
     rng = np.random.default_rng(seed)
     if prime is None:
         prime = saved.vocab.symbols[rng.integers(len(saved.vocab))]
-    for text in generate_text(saved.model, saved.vocab, prime, length, sampler, rng, num_samples):
+    with _blas_threads(threads):
+        texts = generate_text(saved.model, saved.vocab, prime, length, sampler, rng, num_samples)
+    for text in texts:
         click.echo(prime + text)
 
 

@@ -30,12 +30,12 @@ def generate(
     if num_samples < 1:
         raise UsageError(f"num-samples must be at least 1, got {num_samples}")
     rng = np.random.default_rng(rng)
-    x = np.broadcast_to(vocab.encode(prime), (num_samples, len(prime)))  # (N, P)
-    logits, h = model.forward(x)
-    out = np.empty((num_samples, length), dtype=np.intp)  # (N, length)
+    x = np.broadcast_to(vocab.encode(prime).astype(np.intp), (num_samples, len(prime)))  # (N, P)
+    step = model.stepper(num_samples)
+    logits = step.feed(x)
+    out = np.empty((length, num_samples), dtype=np.intp)  # (length, N): row t is one step's ids
     for t in range(length):
-        ids = np.asarray(sampler(logits, rng), dtype=np.intp)
-        out[:, t] = ids
+        out[t] = sampler(logits, rng)
         if t + 1 < length:
-            logits, h = model.step(ids, h)
-    return [vocab.decode(row) for row in out]
+            logits = step(out[t])
+    return [vocab.decode(row) for row in out.T]

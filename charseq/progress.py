@@ -45,7 +45,7 @@ class ProgressBar:
         if self.log_epochs:
             self.bar.write(
                 f"epoch {epoch:>{len(str(trainer.config.epochs))}}/{trainer.config.epochs}"
-                f"  loss {metrics['loss']:.4f}  {metrics['seconds']:.2f}s",
+                f"  loss {metrics['loss']:.4f}  {_duration(metrics['seconds'])}",
                 file=sys.stdout,
             )
 
@@ -53,3 +53,7 @@ class ProgressBar:
     def on_train_end(self, trainer, metrics):
         self.bar.update(self._pending)
         self.bar.close()
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds * 1000:.1f} ms" if seconds < 1 else f"{seconds:.2f} s"

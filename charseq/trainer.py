@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, fields
@@ -27,6 +28,7 @@ class TrainConfig:
     epochs: int = 10
     lr: float = 0.5
     clip: float = 5.0
+    warmup: int = 0  # steps over which the learning rate rises linearly to lr
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -37,6 +39,14 @@ class TrainConfig:
             raise UsageError(f"lr must be a positive number, got {self.lr}")
         if not self.clip > 0:
             raise UsageError(f"clip must be positive, got {self.clip}")
+        if int(self.warmup) < 0:
+            raise UsageError(f"warmup must be 0 or more steps, got {self.warmup}")
+
+    def lr_at(self, step: int) -> float:
+        """The learning rate of step `step` (from 0): linear warmup, then constant."""
+        if step < self.warmup:
+            return self.lr * (step + 1) / self.warmup
+        return self.lr
 
     @classmethod
     def for_corpus(cls, corpus: Corpus, **overrides: Any) -> TrainConfig:
@@ -77,6 +87,7 @@ class Trainer:
         self.epoch = 0  # epochs completed
         self.step = 0  # optimisation steps completed
         self.stop_training = False
+        self._grad_flat, self._grads = model.gradient_buffer()
         self.history: list[dict[str, float]] = []
         self.hooks = pluggy.PluginManager("charseq")
         self.hooks.add_hookspecs(hookspecs.CallbackSpec)
@@ -110,13 +121,7 @@ class Trainer:
             total_loss = 0.0
             for start in range(0, len(order) - config.batch_size + 1, config.batch_size):
                 batch = windows[order[start : start + config.batch_size]]  # (B, T+1)
-                loss, grads, _ = self.model.loss_and_grads(batch[:, :-1], batch[:, 1:])
-                if not np.isfinite(loss):
-                    raise CharseqError(
-                        f"training diverged at step {self.step + 1} (loss is {loss}); try a lower --lr"
-                    )
-                self._sgd_update(grads)
-                self.step += 1
+                loss = self.train_step(batch[:, :-1], batch[:, 1:])
                 total_loss += loss
                 if report_steps:
                     self.hooks.hook.on_step_end(trainer=self, step=self.step, loss=loss)
@@ -131,6 +136,15 @@ class Trainer:
         self.hooks.hook.on_train_end(trainer=self, metrics=metrics)
         return metrics
 
+    def train_step(self, x: np.ndarray, y: np.ndarray) -> float:
+        """One optimisation step on a batch of inputs and targets (B, T); returns its loss."""
+        loss, _, _ = self.model.loss_and_grads(x, y, out=self._grads)
+        if not math.isfinite(loss):
+            raise CharseqError(f"training diverged at step {self.step + 1} (loss is {loss}); try a lower --lr")
+        self._sgd_update(self._grad_flat)
+        self.step += 1
+        return loss
+
     def to_checkpoint(self) -> Checkpoint:
         """The model as it stands, with the config and progress that produced it."""
         last = self.history[-1] if self.history else {}
@@ -142,10 +156,11 @@ class Trainer:
             corpus=self.corpus.name,
         )
 
-    def _sgd_update(self, grads: dict[str, np.ndarray]) -> None:
-        """The seed's update: clip each gradient element to +-clip, then step against it."""
-        lr, clip = self.config.lr, self.config.clip
-        for name, grad in grads.items():
-            np.clip(grad, -clip, clip, out=grad)
-            grad *= lr
-            self.model.params[name] -= grad
+    def _sgd_update(self, grad: np.ndarray) -> None:
+        """The seed's update: clip each gradient element to +-clip, then step against it.
+
+        grad is the flat gradient buffer, laid out like model.flat: three calls in all.
+        """
+        np.clip(grad, -self.config.clip, self.config.clip, out=grad)
+        grad *= self.config.lr_at(self.step)
+        self.model.flat -= grad

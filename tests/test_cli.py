@@ -35,7 +35,8 @@ def test_train_prints_progress_checkpoint_and_sample(tmp_path):
     out = tmp_path / "a.npz"
     result = run_cli("train", "--corpus", "alphabet", "--epochs", 3, "--out", out, "--progress")
     lines = result.stdout.splitlines()
-    assert re.match(r"training on alphabet: 26 characters, 26 symbols, H=64 T=6 B=1 lr=0.1 clip=5 epochs=3", lines[0])
+    assert re.match(r"training on alphabet: 26 characters, 26 symbols, H=64 T=6 B=20 lr=8 clip=5 warmup=300 epochs=3",
+                    lines[0])
     assert sum(bool(re.search(r"^epoch +\d/3  loss \d\.\d{4}", line)) for line in lines) == 3
     assert any(line.startswith(f"saved {out} after 3 epochs") for line in lines)
     assert re.search(r"^sample: ABCDEF[A-Z]{20}$", result.stdout, re.M)
@@ -48,14 +49,27 @@ def test_no_progress_bar_off_a_terminal(tmp_path):
     assert result.stderr == "" and "epoch 2/2" in result.stdout
 
 
+def test_seed_notebook_update_reproduces_its_loss(tmp_path):
+    """Batch 1 at lr 0.6 per character is the notebook's lr 0.1 on the loss summed over a
+    window of 6: it must reach the notebook's ~0.0006 per window (0.0001 per character)."""
+    out = tmp_path / "seed.npz"
+    run_cli("train", "--corpus", "alphabet", "--batch-size", 1, "--lr", 0.6, "--warmup", 0, "--epochs", 100,
+            "--out", out, "-q")
+    assert charseq.load(out).progress["loss"] * 6 < 0.0007
+
+
+def test_default_alphabet_run_reaches_the_notebook_loss(alphabet_checkpoint):
+    assert charseq.load(alphabet_checkpoint).progress["loss"] * 6 < 0.0006
+
+
 def test_train_options_reach_the_checkpoint(tmp_path):
     out = tmp_path / "m.npz"
     run_cli("train", "--corpus", "digits:40", "--hidden-size", 8, "--seq-len", 4, "--batch-size", 5,
-            "--epochs", 2, "--lr", 0.05, "--clip", 1, "--seed", 3, "--out", out, "-q")
+            "--epochs", 2, "--lr", 0.05, "--clip", 1, "--warmup", 7, "--seed", 3, "--out", out, "-q")
     saved = charseq.load(out)
     assert saved.model.hidden_size == 8
     assert saved.config == {"hidden_size": 8, "seq_len": 4, "batch_size": 5, "epochs": 2,
-                            "lr": 0.05, "clip": 1.0, "seed": 3}
+                            "lr": 0.05, "clip": 1.0, "warmup": 7, "seed": 3}
     assert saved.progress["step"] == 2 * (40 // 5)
 
 
@@ -140,6 +154,7 @@ def test_help_on_every_command(command):
         (["train", "--corpus", "text:/no/such/file.txt"], 2, "does not exist"),
         (["train", "--corpus", "alphabet", "--hidden-size", "0"], 2, "hidden-size must be at least 1"),
         (["train", "--corpus", "alphabet", "--batch-size", "301"], 2, "batch size 301 is larger"),
+        (["train", "--corpus", "alphabet", "--warmup", "-1"], 2, "warmup must be 0 or more"),
         (["train", "--corpus", "alphabet", "--out", "/no/such/dir/m.npz"], 2, "does not exist"),
         (["train", "--corpus", "alphabet", "--callback", "nope"], 2, "unknown callback 'nope'"),
         (["generate", "/no/such.npz"], 2, "does not exist"),

@@ -76,7 +76,7 @@ def test_generation_matches_the_training_forward_pass(model_and_vocab):
     """The first generated id is the argmax of the logits the training pass computes."""
     model, vocab = model_and_vocab
     prime = "abcdh"
-    logits, _ = model.forward(vocab.encode(prime)[None, :])
+    logits = model.stepper(1).feed(vocab.encode(prime)[None, :])
     assert generate(model, vocab, prime, 1, Argmax())[0] == vocab.decode([logits[0].argmax()])
 
 

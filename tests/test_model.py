@@ -50,6 +50,21 @@ def test_gradient_matches_central_differences(name, with_h0):
     assert relative_error < 1e-6, f"{name}: relative error {relative_error:.2e}"
 
 
+def test_input_gradient_for_a_vocabulary_past_the_one_hot_limit():
+    """Past ONE_HOT_SCATTER_MAX_VOCAB symbols dU takes the sort + reduceat path."""
+    from charseq.model import ONE_HOT_SCATTER_MAX_VOCAB
+
+    V = ONE_HOT_SCATTER_MAX_VOCAB + 40
+    model = _random_model(V=V, H=3)
+    rng = np.random.default_rng(4)
+    x = rng.integers(V - 20, V, size=(2, 6))  # few distinct ids, repeated, high in the range
+    y = rng.integers(0, V, size=(2, 6))
+    _, grads, _ = model.loss_and_grads(x, y)
+    numerical = _numerical_gradient(model, "U", x, y, None)
+    relative_error = np.linalg.norm(grads["U"] - numerical) / np.linalg.norm(grads["U"] + numerical)
+    assert relative_error < 1e-6
+
+
 def test_unused_input_symbol_gets_zero_gradient():
     model = _random_model()
     x, y, h0 = _batch(absent_id=True)
@@ -78,13 +93,19 @@ def test_loss_is_mean_cross_entropy_per_character():
     np.testing.assert_allclose(h_last, np.array(last), rtol=1e-12)
 
 
-def test_forward_and_step_agree_with_training_pass():
+def test_stepper_agrees_with_the_training_pass():
     model = _random_model()
-    x, y, h0 = _batch()
-    _, _, h_last = model.loss_and_grads(x, y, h0)
-    logits, h = model.forward(x, h0)
-    np.testing.assert_allclose(h, h_last, rtol=1e-12)
-    assert logits.shape == (x.shape[0], model.vocab_size)
+    x, y, _ = _batch()
+    _, _, h_last = model.loss_and_grads(x, y)
+    step = model.stepper(x.shape[0])
+    logits = step.feed(x)
+    np.testing.assert_allclose(step.h, h_last, rtol=1e-12)
+    U, W, b, V, c = (model.params[n] for n in PARAM_NAMES)
+    np.testing.assert_allclose(logits, h_last @ V.T + c, rtol=1e-12)
+    # One more step by hand, from the seed's equations.
+    ids = np.array([0, 3, 6])
+    expected = np.tanh(U[:, ids].T + h_last @ W.T + b) @ V.T + c
+    np.testing.assert_allclose(step(ids), expected, rtol=1e-12)
 
 
 def test_float32_stays_float32_and_matches_float64():
@@ -113,8 +134,44 @@ def test_same_seed_same_weights_different_seed_different_weights():
     assert not np.array_equal(a.params["W"], c.params["W"])
 
 
-def test_from_params_checks_shapes():
-    params = VanillaRNN(5, 4).params
+def test_parameters_refuse_a_wrong_shape():
+    params = dict(VanillaRNN(5, 4).params)
     params["W"] = np.zeros((4, 5), dtype=np.float32)
     with pytest.raises(ValueError, match="W"):
         VanillaRNN.from_params(params)
+    with pytest.raises(ValueError, match="W"):
+        VanillaRNN(5, 4).params["W"] = np.zeros((5, 4))
+
+
+def test_parameters_are_views_of_one_flat_buffer():
+    model = VanillaRNN(5, 4)
+    model.params["b"] += 1.0
+    model.params["W"] = np.eye(4)
+    model.flat *= 2.0  # what the optimiser does
+    assert np.all(model.params["b"] == 2.0) and np.array_equal(model.params["W"], 2 * np.eye(4))
+    assert model.params["U"].shape == (4, 5)
+
+
+def test_rows_far_below_the_global_max_keep_an_exact_loss():
+    """Two rows whose logits differ by ~200: one shift for all rows would underflow the
+    second to zeros in float32; the loss must still equal a float64 log-sum-exp."""
+    model = VanillaRNN(3, 2, dtype=np.float32)
+    model.params["U"] = [[5, -5, 0], [0, 0, 0]]
+    model.params["W"] = np.zeros((2, 2))
+    model.params["V"] = [[100, 0], [99, 0], [98, 0]]
+    x, y = np.array([[0], [1]]), np.array([[2], [0]])
+    loss, grads, _ = model.loss_and_grads(x, y)
+    logits = np.tanh(np.array([5.0, -5.0]))[:, None] * np.array([100.0, 99.0, 98.0])  # (2, 3)
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+    assert loss == pytest.approx(-(log_probs[0, 2] + log_probs[1, 0]) / 2, rel=1e-5)
+    assert all(np.all(np.isfinite(g)) for g in grads.values())
+
+
+def test_loss_is_finite_for_huge_logits():
+    model = VanillaRNN(3, 2, dtype=np.float64)
+    model.params["V"] = [[1e6, 0], [0, 1e6], [-1e6, 0]]
+    x = np.zeros((1, 2), dtype=int)
+    loss, grads, _ = model.loss_and_grads(x, np.array([[2, 2]]))
+    assert np.isfinite(loss) and loss > 1e5
+    assert all(np.all(np.isfinite(g)) for g in grads.values())

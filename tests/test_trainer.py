@@ -76,11 +76,18 @@ def test_same_seed_gives_identical_weights():
 def test_sgd_update_clips_each_element():
     trainer = _trainer(lr=1.0, clip=0.5)
     before = {n: v.copy() for n, v in trainer.model.params.items()}
-    grads = {n: np.full_like(v, 3.0) for n, v in before.items()}
+    flat, grads = trainer.model.gradient_buffer()
+    flat[...] = 3.0
     grads["c"][0] = -0.25
-    trainer._sgd_update(grads)
+    trainer._sgd_update(flat)
     assert np.allclose(trainer.model.params["W"], before["W"] - 0.5)
     assert trainer.model.params["c"][0] == pytest.approx(before["c"][0] + 0.25)
+
+
+def test_warmup_raises_the_learning_rate_linearly():
+    config = TrainConfig(lr=2.0, warmup=4)
+    assert [config.lr_at(step) for step in range(6)] == [0.5, 1.0, 1.5, 2.0, 2.0, 2.0]
+    assert TrainConfig(lr=2.0).lr_at(0) == 2.0
 
 
 def test_misspelt_callback_hook_is_an_error_naming_the_callback():
@@ -111,7 +118,7 @@ def test_config_refuses_nonsense(field, value):
 
 
 def test_divergence_stops_with_a_message_naming_the_step():
-    trainer = _trainer(lr=1e30, clip=1e30, epochs=50)
+    trainer = _trainer(lr=3e38, clip=3e38, epochs=50)  # float32 weights overflow to inf, then NaN
     with pytest.raises(CharseqError, match=r"diverged at step \d+.*lower --lr"):
         trainer.fit()
 

@@ -15,9 +15,9 @@ def test_alphabet_windows_wrap_from_z_to_a():
     assert np.any(windows[:, 0] > windows[:, -1])
 
 
-def test_alphabet_suggests_the_seed_settings():
+def test_alphabet_suggests_the_seed_task_settings():
     defaults = corpora.alphabet().defaults
-    assert (defaults["hidden_size"], defaults["seq_len"], defaults["lr"], defaults["clip"]) == (64, 6, 0.1, 5.0)
+    assert (defaults["hidden_size"], defaults["seq_len"], defaults["clip"]) == (64, 6, 5.0)
 
 
 def test_window_count_argument():

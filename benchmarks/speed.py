@@ -1,0 +1,243 @@
+"""Training and generation speed of charseq, side by side with PyTorch and the seed loop.
+
+    python benchmarks/speed.py                # 1 and 2 BLAS threads, every config
+    python benchmarks/speed.py --threads 2 --quick
+
+Figures are best-of-rounds, with charseq and PyTorch measured alternately in each round so
+that machine noise hits both alike; compare ratios, not absolute numbers. PyTorch is
+optional (`pip install torch==2.13.0`); without it those columns are blank.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from threadpoolctl import threadpool_limits
+
+from charseq import Corpus, TrainConfig, Trainer, VanillaRNN, Vocabulary
+from charseq.generate import generate
+
+sys.path.insert(0, str(Path(__file__).parent))
+from seed_loop import train_seed_style  # noqa: E402
+
+try:
+    import torch
+except ImportError:  # PyTorch is an optional reference
+    torch = None
+
+V = 65  # tiny-shakespeare's vocabulary size
+TRAIN_CONFIGS = [  # (H, B, T): overhead-bound first, then compute-bound
+    (64, 1, 6),
+    (128, 1, 64),
+    (128, 32, 64),
+    (256, 64, 64),
+    (512, 64, 128),
+]
+COMPUTE_BOUND = {(256, 64, 64), (512, 64, 128)}
+GENERATE_HIDDEN = [128, 512]
+
+
+@dataclass
+class Row:
+    what: str
+    threads: int
+    charseq: float
+    torch: float | None = None
+    peak: float | None = None  # % of float32 matmul rate at the step's (B,H)x(H,H) shape
+
+    def cells(self) -> list[str]:
+        ratio = f"{self.charseq / self.torch:.2f}x" if self.torch else ""
+        torch_cell = f"{self.torch:,.0f}" if self.torch else ""
+        peak = f"{self.peak:.0f} %" if self.peak is not None else ""
+        return [self.what, str(self.threads), f"{self.charseq:,.0f}", torch_cell, ratio, peak]
+
+
+def best_rate(fn, units: float, min_seconds: float) -> float:
+    """Units per second of fn's fastest run in a window of at least min_seconds."""
+    fn()  # warm up: buffers, caches, BLAS threads
+    best = float("inf")
+    deadline = time.perf_counter() + min_seconds
+    runs = 0
+    while runs < 3 or time.perf_counter() < deadline:
+        started = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - started)
+        runs += 1
+    return units / best
+
+
+def charseq_trainer(H: int, B: int, T: int) -> tuple[Trainer, np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(0)
+    symbols = [chr(0x21 + i) for i in range(V)]
+    text = "".join(rng.choice(symbols, size=B * T + 1))
+    corpus = Corpus.from_text("bench", "".join(symbols) + text)
+    config = TrainConfig(hidden_size=H, seq_len=T, batch_size=B, epochs=1, lr=0.01, clip=5.0)
+    trainer = Trainer(VanillaRNN(V, H), corpus, config)
+    x = rng.integers(0, V, (B, T)).astype(np.uint8)
+    y = rng.integers(0, V, (B, T)).astype(np.uint8)
+    return trainer, x, y
+
+
+def torch_step(H: int, B: int, T: int):
+    embed, rnn, head = torch.nn.Embedding(V, H), torch.nn.RNN(H, H, batch_first=True), torch.nn.Linear(H, V)
+    params = [*embed.parameters(), *rnn.parameters(), *head.parameters()]
+    optimizer = torch.optim.SGD(params, lr=0.01)
+    x = torch.randint(0, V, (B, T))
+    y = torch.randint(0, V, (B, T))
+
+    def step():
+        optimizer.zero_grad(set_to_none=True)
+        out, _ = rnn(embed(x))
+        loss = torch.nn.functional.cross_entropy(head(out).reshape(-1, V), y.reshape(-1))
+        loss.backward()
+        torch.nn.utils.clip_grad_value_(params, 5.0)
+        optimizer.step()
+
+    return step
+
+
+def matmul_rate(B: int, H: int, min_seconds: float) -> float:
+    """The machine's float32 FLOP/s for one (B,H)x(H,H) matmul, the recurrent step's shape."""
+    a = np.random.default_rng(0).standard_normal((B, H)).astype(np.float32)
+    w = np.random.default_rng(1).standard_normal((H, H)).astype(np.float32)
+    out = np.empty((B, H), dtype=np.float32)
+    reps = max(1, int(2e8 // (2 * B * H * H)))
+
+    def run():
+        for _ in range(reps):
+            np.matmul(a, w, out=out)
+
+    return best_rate(run, reps * 2 * B * H * H, min_seconds)
+
+
+def bench_training(threads: int, min_seconds: float, rounds: int) -> list[Row]:
+    rows = []
+    for H, B, T in TRAIN_CONFIGS:
+        trainer, x, y = charseq_trainer(H, B, T)
+        ours, theirs = 0.0, 0.0
+        step = torch_step(H, B, T) if torch else None
+        repeat = max(1, int(20_000 // (B * T)))  # enough characters per timed call
+
+        def run_ours():
+            for _ in range(repeat):
+                trainer.train_step(x, y)
+
+        def run_theirs():
+            for _ in range(repeat):
+                step()
+
+        for _ in range(rounds):  # alternate, so noise hits both alike
+            ours = max(ours, best_rate(run_ours, repeat * B * T, min_seconds))
+            if step:
+                theirs = max(theirs, best_rate(run_theirs, repeat * B * T, min_seconds))
+        peak = None
+        if (H, B, T) in COMPUTE_BOUND:
+            flops_per_char = 6 * H * H + 6 * H * V
+            peak = 100 * ours * flops_per_char / matmul_rate(B, H, min_seconds)
+        rows.append(Row(f"train H={H} B={B} T={T}", threads, ours, theirs or None, peak))
+        print("  ", *rows[-1].cells(), flush=True)
+    return rows
+
+
+def bench_generation(threads: int, min_seconds: float, rounds: int, length: int = 2000) -> list[Row]:
+    from charseq.plugins.samplers import Temperature
+
+    rows = []
+    vocab = Vocabulary([chr(0x21 + i) for i in range(V)])
+    for H in GENERATE_HIDDEN:
+        model = VanillaRNN(V, H)
+        sampler = Temperature(1.0)
+
+        def run_ours():
+            generate(model, vocab, "!", length, sampler, rng=0)
+
+        run_theirs = torch_generate(H, length) if torch else None
+        ours, theirs = 0.0, 0.0
+        for _ in range(rounds):
+            ours = max(ours, best_rate(run_ours, length, min_seconds))
+            if run_theirs:
+                theirs = max(theirs, best_rate(run_theirs, length, min_seconds))
+        rows.append(Row(f"generate H={H} B=1, temperature 1", threads, ours, theirs or None))
+        print("  ", *rows[-1].cells(), flush=True)
+    return rows
+
+
+def torch_generate(H: int, length: int):
+    embed, rnn, head = torch.nn.Embedding(V, H), torch.nn.RNN(H, H, batch_first=True), torch.nn.Linear(H, V)
+
+    @torch.no_grad()
+    def run():
+        x = torch.zeros((1, 1), dtype=torch.long)
+        h = None
+        for _ in range(length):
+            out, h = rnn(embed(x), h)
+            probs = torch.softmax(head(out[:, -1]), dim=-1)
+            x = torch.multinomial(probs, 1)
+
+    return run
+
+
+def bench_alphabet_end_to_end(threads: int) -> list[str]:
+    """`charseq train --corpus alphabet` in a new process against the seed loop, same task."""
+    seed_seconds, seed_loss = train_seed_style()
+    charseq_cmd = Path(sys.executable).with_name("charseq")
+    env = dict(os.environ, OPENBLAS_NUM_THREADS=str(threads))
+    with tempfile.TemporaryDirectory() as work:
+        started = time.perf_counter()
+        subprocess.run([str(charseq_cmd), "train", "--corpus", "alphabet", "-q", "--sample-length", "0",
+                        "--out", "m.npz", "--threads", str(threads)], cwd=work, env=env, check=True,
+                       stdout=subprocess.DEVNULL)
+        cli_seconds = time.perf_counter() - started
+        import charseq
+
+        cli_loss = charseq.load(Path(work) / "m.npz").progress["loss"]
+    seq_len = 6
+    return [
+        f"seed-style loop (one window, (H,1) columns): {seed_seconds:.2f} s, final loss {seed_loss:.5f} per window",
+        f"charseq train --corpus alphabet (new process, start-up included): {cli_seconds:.2f} s, "
+        f"final loss {cli_loss * seq_len:.5f} per window",
+        f"ratio: {cli_seconds / seed_seconds:.3f} of the seed loop's time ({seed_seconds / cli_seconds:.1f}x faster)",
+    ]
+
+
+def markdown_table(rows: list[Row]) -> str:
+    header = ["config", "threads", "charseq chars/s", "PyTorch chars/s", "ratio", "% of matmul peak"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(row.cells()) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--threads", default="1,2", help="comma-separated BLAS thread counts")
+    parser.add_argument("--quick", action="store_true", help="shorter timing windows (noisier)")
+    args = parser.parse_args()
+    min_seconds, rounds = (0.2, 2) if args.quick else (0.5, 3)
+    print(f"{time.strftime('%Y-%m-%d')}, {platform.machine()}, {os.cpu_count()} cores, numpy {np.__version__}, "
+          f"torch {torch.__version__ if torch else 'not installed'}", flush=True)
+    rows, notes = [], []
+    for threads in [int(t) for t in args.threads.split(",")]:
+        print(f"-- {threads} thread(s)", flush=True)
+        if torch:
+            torch.set_num_threads(threads)
+        with threadpool_limits(threads):
+            rows += bench_training(threads, min_seconds, rounds)
+            rows += bench_generation(threads, min_seconds, rounds)
+        notes += [f"{threads} thread(s): {line}" for line in bench_alphabet_end_to_end(threads)]
+    print()
+    print(markdown_table(rows))
+    print()
+    print("\n".join(notes))
+
+
+if __name__ == "__main__":
+    main()
