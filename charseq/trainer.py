@@ -118,17 +118,20 @@ class Trainer:
         while self.epoch < config.epochs and not self.stop_training:
             started = time.perf_counter()
             order = rng.permutation(len(windows))
-            total_loss = 0.0
+            total_loss, steps = 0.0, 0
             for start in range(0, len(order) - config.batch_size + 1, config.batch_size):
                 batch = windows[order[start : start + config.batch_size]]  # (B, T+1)
                 loss = self.train_step(batch[:, :-1], batch[:, 1:])
                 total_loss += loss
+                steps += 1
                 if report_steps:
                     self.hooks.hook.on_step_end(trainer=self, step=self.step, loss=loss)
+                    if self.stop_training:  # asked mid-epoch: the epoch still ends normally
+                        break
             self.epoch += 1
             metrics = {
                 "epoch": self.epoch,
-                "loss": total_loss / self.steps_per_epoch,  # every batch has B*T characters
+                "loss": total_loss / steps,  # every batch has B*T characters
                 "seconds": time.perf_counter() - started,
             }
             self.history.append(metrics)

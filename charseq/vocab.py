@@ -10,6 +10,9 @@ import numpy as np
 from charseq.errors import UsageError
 
 
+_ENCODE_CHUNK = 1 << 20
+
+
 class Vocabulary:
     """An ordered set of single characters; a symbol's id is its position."""
 
@@ -43,15 +46,20 @@ class Vocabulary:
         return np.dtype(np.uint8 if len(self) <= 256 else np.int32)
 
     def encode(self, text: str) -> np.ndarray:
-        """Ids of the characters of `text`, shape (len(text),)."""
-        codes = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
-        ids = self._lookup[np.minimum(codes, len(self._lookup) - 1)]
-        if (ids < 0).any():
-            unknown = sorted(set(text) - set(self.symbols))
-            raise UsageError(
-                f"{len(unknown)} character(s) not in the vocabulary: {_show(unknown)}"
-            )
-        return ids.astype(self.dtype)
+        """Ids of the characters of `text`, shape (len(text),).
+
+        Encoded a chunk at a time, so the temporary code points stay small for long texts.
+        """
+        out = np.empty(len(text), dtype=self.dtype)
+        for start in range(0, len(text), _ENCODE_CHUNK):
+            chunk = text[start : start + _ENCODE_CHUNK]
+            codes = np.frombuffer(chunk.encode("utf-32-le"), dtype=np.uint32)
+            ids = self._lookup[np.minimum(codes, len(self._lookup) - 1)]
+            if (ids < 0).any():
+                unknown = sorted(set(text) - set(self.symbols))
+                raise UsageError(f"{len(unknown)} character(s) not in the vocabulary: {_show(unknown)}")
+            out[start : start + len(chunk)] = ids
+        return out
 
     def decode(self, ids: Sequence[int] | np.ndarray) -> str:
         ids = np.asarray(ids, dtype=np.intp)

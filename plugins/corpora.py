@@ -53,11 +53,7 @@ def text(arg: str | None = None) -> Corpus:
     data = path.read_bytes()
     if not data:
         raise UsageError(f"corpus file {arg!r} is empty")
-    try:
-        content = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise UsageError(f"corpus file {arg!r} is not UTF-8 text (bad byte at offset {exc.start})") from None
-    return Corpus.from_text(path.stem, content)
+    return Corpus.from_utf8(path.stem, data)
 
 
 @hookimpl

@@ -66,6 +66,21 @@ def test_a_callback_can_stop_training():
     assert recorder.calls[-1] == ("end", 2)
 
 
+def test_a_callback_can_stop_training_mid_epoch():
+    class StopAtStep:
+        @hookimpl
+        def on_step_end(self, trainer, step, loss):
+            self.last_loss = loss
+            if step == 3:
+                trainer.stop_training = True
+
+    stopper = StopAtStep()
+    trainer = _trainer([stopper], epochs=10)
+    metrics = trainer.fit()
+    assert trainer.step == 3 < trainer.steps_per_epoch
+    assert metrics["epoch"] == 1 and metrics["loss"] > stopper.last_loss  # the mean of 3 falling losses
+
+
 def test_same_seed_gives_identical_weights():
     a, b = _trainer(seed=7), _trainer(seed=7)
     a.fit()

@@ -61,3 +61,31 @@ def test_bad_text_files_are_usage_errors(tmp_path, make, message):
 def _write(path, data: bytes) -> str:
     path.write_bytes(data)
     return str(path)
+
+
+@pytest.mark.parametrize("text", ["plain ASCII text\nwith lines\n" * 50, "ünïcödé — ✓ mixed with ASCII\n" * 50])
+@pytest.mark.parametrize("chunk", [3, 7, 1 << 22])
+def test_utf8_bytes_encode_like_text_across_chunk_boundaries(text, chunk, monkeypatch):
+    import charseq.corpus
+    import charseq.vocab
+    from charseq import Corpus
+
+    monkeypatch.setattr(charseq.corpus, "_DECODE_CHUNK_BYTES", chunk)  # cut multibyte characters
+    monkeypatch.setattr(charseq.vocab, "_ENCODE_CHUNK", chunk)
+    from_bytes = Corpus.from_utf8("t", text.encode("utf-8"))
+    from_text = Corpus.from_text("t", text)
+    assert from_bytes.vocab == from_text.vocab
+    assert np.array_equal(from_bytes.ids, from_text.ids) and from_bytes.ids.dtype == np.uint8
+    assert from_bytes.vocab.decode(from_bytes.ids) == text
+
+
+@pytest.mark.parametrize("chunk", [4, 1 << 22])
+def test_bad_byte_offset_is_exact_across_chunks(chunk, monkeypatch):
+    import charseq.corpus
+    from charseq import Corpus
+
+    monkeypatch.setattr(charseq.corpus, "_DECODE_CHUNK_BYTES", chunk)
+    data = "ab✓cdéf".encode("utf-8") + b"\xff" + b"tail"
+    offset = data.index(b"\xff")
+    with pytest.raises(UsageError, match=rf"bad byte at offset {offset}\)"):
+        Corpus.from_utf8("t", data)

@@ -1,0 +1,68 @@
+"""Peak memory of training on a 100 MB text file, as a multiple of the file's size.
+
+    python benchmarks/memory.py [--megabytes 100]
+
+Each case runs in a new process (load the corpus with the `text` plugin, train 20 steps
+with the text defaults) and reports that process's peak resident memory, interpreter and
+numpy included. The ASCII file is tiny-shakespeare repeated (../shared/data, or random
+letters when it is absent); the other mixes in non-ASCII characters.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+SHAKESPEARE = Path(__file__).resolve().parents[2] / "shared" / "data" / "tinyshakespeare.txt"
+
+CHILD = """
+import resource, sys
+from charseq import TrainConfig, Trainer, VanillaRNN, hookimpl
+from charseq.registry import get_registry
+
+class StopAfter:
+    @hookimpl
+    def on_step_end(self, trainer, step, loss):
+        trainer.stop_training = step >= 20
+
+corpus = get_registry().get("corpus", "text").build(sys.argv[1])
+config = TrainConfig.for_corpus(corpus)
+Trainer(VanillaRNN(len(corpus.vocab), config.hidden_size), corpus, config, [StopAfter()]).fit()
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, len(corpus), len(corpus.vocab))
+"""
+
+
+def make_file(path: Path, megabytes: int, non_ascii: bool) -> None:
+    seed = SHAKESPEARE.read_bytes() if SHAKESPEARE.is_file() else b"the quick brown fox jumps over the lazy dog\n" * 1000
+    if non_ascii:
+        seed = seed.replace(b"e", "é".encode()).replace(b"!", "✓".encode())
+    target = megabytes * 1_000_000
+    with open(path, "wb") as f:
+        while f.tell() < target:
+            f.write(seed[: target - f.tell()])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--megabytes", type=int, default=100)
+    args = parser.parse_args()
+    print("| text | file | characters | symbols | peak memory | multiple of the file |")
+    print("|---|---|---|---|---|---|")
+    with tempfile.TemporaryDirectory() as work:
+        for non_ascii in (False, True):
+            path = Path(work) / ("utf8.txt" if non_ascii else "ascii.txt")
+            make_file(path, args.megabytes, non_ascii)
+            size = path.stat().st_size
+            out = subprocess.run([sys.executable, "-c", CHILD, str(path)], capture_output=True, text=True, check=True)
+            peak, chars, symbols = (int(v) for v in out.stdout.split())
+            kind = "with non-ASCII" if non_ascii else "ASCII"
+            print(f"| {kind} | {size / 1e6:.0f} MB | {chars:,} | {symbols} | {peak / 1e6:.0f} MB | {peak / size:.2f}x |",
+                  flush=True)
+            path.unlink()
+
+
+if __name__ == "__main__":
+    main()
