@@ -35,7 +35,8 @@ def generate(
     logits = step.feed(x)
     out = np.empty((length, num_samples), dtype=np.intp)  # (length, N): row t is one step's ids
     for t in range(length):
-        out[t] = sampler(logits, rng)
+        ids = sampler(logits, rng)
+        out[t] = ids
         if t + 1 < length:
-            logits = step(out[t])
+            logits = step(ids)
     return [vocab.decode(row) for row in out.T]

@@ -38,7 +38,8 @@ class Temperature:
     def __call__(self, logits: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         if rng is not self._rng or self._next == len(self._noise) or self._noise.shape[1:] != logits.shape:
             steps = max(1, self._BLOCK_VALUES // logits.size)
-            self._noise = rng.gumbel(scale=self.temperature, size=(steps, *logits.shape))
+            # In the logits' own dtype, so the per-step add below is not a mixed-type one.
+            self._noise = rng.gumbel(scale=self.temperature, size=(steps, *logits.shape)).astype(logits.dtype)
             self._rng, self._next = rng, 0
         scores = self._noise[self._next]  # used once, so it can take the sum in place
         self._next += 1
