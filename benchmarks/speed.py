@@ -44,6 +44,7 @@ TRAIN_CONFIGS = [  # (H, B, T): overhead-bound first, then compute-bound
 ]
 COMPUTE_BOUND = {(256, 64, 64), (512, 64, 128)}
 GENERATE_HIDDEN = [128, 512]
+CHARS_PER_CALL = 20_000  # each timed call trains on at least this many characters
 
 
 @dataclass
@@ -125,7 +126,7 @@ def bench_training(threads: int, min_seconds: float, rounds: int) -> list[Row]:
         trainer, x, y = charseq_trainer(H, B, T)
         ours, theirs = 0.0, 0.0
         step = torch_step(H, B, T) if torch else None
-        repeat = max(1, int(20_000 // (B * T)))  # enough characters per timed call
+        repeat = max(1, CHARS_PER_CALL // (B * T))
 
         def run_ours():
             for _ in range(repeat):

@@ -1,0 +1,44 @@
+"""The benchmarks still run (on tiny sizes; nothing here is timed) and the seed loop they
+compare against still learns its task."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+pytestmark = pytest.mark.skipif(not BENCHMARKS.is_dir(), reason="needs the source checkout")
+
+
+@pytest.fixture
+def benchmarks_on_path(monkeypatch):
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+
+
+def test_seed_loop_learns_the_alphabet(benchmarks_on_path):
+    from seed_loop import train_seed_style
+
+    _, loss = train_seed_style(hidden=16, windows=60, epochs=15)
+    assert loss < 1.0  # per window of 6; guessing among 26 letters costs 6 ln 26 = 19.5
+
+
+def test_speed_harness_runs_on_tiny_configs(benchmarks_on_path, monkeypatch):
+    import speed
+
+    monkeypatch.setattr(speed, "TRAIN_CONFIGS", [(8, 2, 3), (8, 4, 3)])
+    monkeypatch.setattr(speed, "COMPUTE_BOUND", {(8, 4, 3)})
+    monkeypatch.setattr(speed, "GENERATE_HIDDEN", [8])
+    monkeypatch.setattr(speed, "CHARS_PER_CALL", 24)
+    rows = speed.bench_training(1, 0.0, 1) + speed.bench_generation(1, 0.0, 1, length=20)
+    assert [row.what for row in rows] == ["train H=8 B=2 T=3", "train H=8 B=4 T=3", "generate H=8 B=1, temperature 1"]
+    assert all(row.charseq > 0 for row in rows) and rows[1].peak > 0
+    table = speed.markdown_table(rows)
+    assert table.count("\n") == len(rows) + 1
+
+
+def test_memory_benchmark_runs_on_a_small_file():
+    out = subprocess.run([sys.executable, str(BENCHMARKS / "memory.py"), "--megabytes", "1"],
+                         capture_output=True, text=True, check=True).stdout
+    rows = [line for line in out.splitlines() if line.startswith("| ASCII") or line.startswith("| with")]
+    assert len(rows) == 2
