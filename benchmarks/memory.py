@@ -56,7 +56,9 @@ def main() -> None:
             path = Path(work) / ("utf8.txt" if non_ascii else "ascii.txt")
             make_file(path, args.megabytes, non_ascii)
             size = path.stat().st_size
-            out = subprocess.run([sys.executable, "-c", CHILD, str(path)], capture_output=True, text=True, check=True)
+            # In the temp directory: `python -c` puts its working directory first on sys.path.
+            out = subprocess.run([sys.executable, "-c", CHILD, str(path)], capture_output=True, text=True, check=True,
+                                 cwd=work)
             peak, chars, symbols = (int(v) for v in out.stdout.split())
             kind = "with non-ASCII" if non_ascii else "ASCII"
             print(f"| {kind} | {size / 1e6:.0f} MB | {chars:,} | {symbols} | {peak / 1e6:.0f} MB | {peak / size:.2f}x |",

@@ -35,22 +35,20 @@ class Parameters(dict):
             dict.__setitem__(self, name, value)
 
 
+def _stored_shapes(H: int, V: int) -> dict[str, tuple[int, ...]]:
+    """How each parameter lies in the flat buffer. U is stored as U.T (V, H) so that its
+    columns, which the input gather reads and the gradient scatter writes, are rows."""
+    return {"U": (V, H), "W": (H, H), "b": (H,), "V": (V, H), "c": (V,)}
+
+
 def _views(flat: np.ndarray, hidden_size: int, vocab_size: int) -> Parameters:
-    """Lay U W b V c out in `flat`. U is stored as U.T (V, H) so that its columns, which
-    the input gather reads and the gradient scatter writes, are contiguous rows."""
-    H, V = hidden_size, vocab_size
-    stored_shapes = {"U": (V, H), "W": (H, H), "b": (H,), "V": (V, H), "c": (V,)}
     views, offset = Parameters(), 0
-    for name in PARAM_NAMES:
-        size = int(np.prod(stored_shapes[name]))
-        block = flat[offset : offset + size].reshape(stored_shapes[name])
+    for name, shape in _stored_shapes(hidden_size, vocab_size).items():
+        size = int(np.prod(shape))
+        block = flat[offset : offset + size].reshape(shape)
         offset += size
         views[name] = block.T if name == "U" else block
     return views
-
-
-def flat_size(hidden_size: int, vocab_size: int) -> int:
-    return 2 * vocab_size * hidden_size + hidden_size * hidden_size + hidden_size + vocab_size
 
 
 class VanillaRNN:
@@ -60,7 +58,8 @@ class VanillaRNN:
         if vocab_size < 1 or hidden_size < 1:
             raise ValueError("vocab_size and hidden_size must be positive")
         rng = np.random.default_rng(seed)
-        self.flat = np.zeros(flat_size(hidden_size, vocab_size), dtype=np.dtype(dtype))
+        size = sum(int(np.prod(shape)) for shape in _stored_shapes(hidden_size, vocab_size).values())
+        self.flat = np.zeros(size, dtype=np.dtype(dtype))
         self.params = _views(self.flat, hidden_size, vocab_size)
         self._workspaces: dict[tuple[int, int], _Workspace] = {}
         # PyTorch's nn.RNN initialisation: uniform in +-1/sqrt(H); biases start at zero.
