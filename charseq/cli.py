@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 from pathlib import Path
 
 import click
@@ -169,23 +170,35 @@ def _check_writable(out: Path) -> None:
 @cli.command()
 @click.argument("checkpoint_path", metavar="CHECKPOINT", type=click.Path(path_type=Path))
 @click.option("--prime", help="Text to continue.  [default: one random symbol]")
-@click.option("--length", type=int, default=200, show_default=True, help="Characters to generate.")
+@click.option("--length", "--max-length", "length", type=int, default=200, show_default=True,
+              help="Characters to generate at most.")
+@click.option("--stop", help="End a sample where this text appears (it is not printed).")
 @click.option("--sampler", "sampler_spec", default="temperature", show_default=True,
               metavar="NAME[:KEY=VALUE,...]", help="How to pick each character; see `charseq samplers`.")
 @click.option("--temperature", type=float, help="Sampling temperature (> 0), for samplers that take one.")
+@click.option("--repetition-penalty", type=float, default=1.0, show_default=True,
+              help="Above 1, makes symbols already used less likely.")
+@click.option("--repetition-window", type=int, metavar="N",
+              help="Count only the last N characters as used.  [default: all]")
 @click.option("--seed", type=int, help="Makes sampling reproducible.")
 @click.option("--num-samples", type=int, default=1, show_default=True, help="Continuations, in one batch.")
 @threads_option
-def generate(checkpoint_path, prime, length, sampler_spec, temperature, seed, num_samples, threads):
+def generate(checkpoint_path, prime, length, stop, sampler_spec, temperature, repetition_penalty,
+             repetition_window, seed, num_samples, threads):
     """Continue a prime with a trained model; prints the prime and what follows.
 
+    One sample is printed as it is generated; several are printed one after another,
+    each on its own line.
+
     \b
-    Example:
+    Examples:
       charseq generate alphabet.npz --prime ABCDEF --length 20 --sampler argmax
+      charseq generate novel.npz --prime "The " --sampler top-p:p=0.9 --temperature 0.8 --stop "\n\n"
     """
     import numpy as np
 
-    from charseq import checkpoint, generate as generate_text
+    from charseq import checkpoint
+    from charseq.generate import stream
 
     saved = checkpoint.load(checkpoint_path)
     name, arg = parse_spec(sampler_spec)
@@ -196,10 +209,24 @@ def generate(checkpoint_path, prime, length, sampler_spec, temperature, seed, nu
     rng = np.random.default_rng(seed)
     if prime is None:
         prime = saved.vocab.symbols[rng.integers(len(saved.vocab))]
+    pieces = stream(saved.model, saved.vocab, prime, length, sampler, rng, num_samples, stop,
+                    repetition_penalty, repetition_window)
     with _blas_threads(threads):
-        texts = generate_text(saved.model, saved.vocab, prime, length, sampler, rng, num_samples)
-    for text in texts:
-        click.echo(prime + text)
+        if num_samples == 1:
+            out = sys.stdout
+            first = next(pieces)  # fails early on bad arguments, before anything is printed
+            out.write(prime + first[0])
+            for piece in pieces:
+                out.write(piece[0])
+                out.flush()
+            out.write("\n")
+        else:
+            texts = [[] for _ in range(num_samples)]
+            for step in pieces:
+                for text, piece in zip(texts, step):
+                    text.append(piece)
+            for text in texts:
+                click.echo(prime + "".join(text))
 
 
 # -- listings -----------------------------------------------------------------------

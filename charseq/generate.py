@@ -1,8 +1,8 @@
-"""Continue a prime with a trained model, N samples in one batched pass."""
+"""Continue a prime with a trained model: N samples in one batched pass, as a stream."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import numpy as np
 
@@ -13,6 +13,37 @@ from charseq.vocab import Vocabulary
 Sampler = Callable[[np.ndarray, np.random.Generator], np.ndarray]
 
 
+def stream(
+    model: VanillaRNN,
+    vocab: Vocabulary,
+    prime: str,
+    length: int,
+    sampler: Sampler,
+    rng: np.random.Generator | int | None = None,
+    num_samples: int = 1,
+    stop: str | None = None,
+    repetition_penalty: float = 1.0,
+    repetition_window: int | None = None,
+) -> Iterator[list[str]]:
+    """Yield, step by step, the new text of each of `num_samples` continuations of `prime`.
+
+    A continuation has at most `length` characters and ends before the first `stop`
+    (which is not part of it); text that might begin `stop` is held back until it is
+    known not to. The stream ends when every sample has ended. A repetition penalty
+    above 1 makes symbols already in the prime or the sample (or in its last
+    `repetition_window` characters) less likely, as in common generation APIs.
+    """
+    if stop == "":
+        raise UsageError("the stop text must not be empty")
+    scanners = [_StopScanner(stop) for _ in range(num_samples)]
+    for ids in _sample_ids(model, vocab, prime, length, sampler, rng, num_samples,
+                           repetition_penalty, repetition_window):
+        yield [scanner.feed(char) for scanner, char in zip(scanners, vocab.decode(ids))]
+        if all(scanner.done for scanner in scanners):
+            return
+    yield [scanner.flush() for scanner in scanners]
+
+
 def generate(
     model: VanillaRNN,
     vocab: Vocabulary,
@@ -21,22 +52,109 @@ def generate(
     sampler: Sampler,
     rng: np.random.Generator | int | None = None,
     num_samples: int = 1,
+    stop: str | None = None,
+    repetition_penalty: float = 1.0,
+    repetition_window: int | None = None,
 ) -> list[str]:
-    """Return `num_samples` continuations of `prime`, each `length` characters (prime excluded)."""
+    """The `num_samples` continuations of `prime` (prime excluded); see `stream`."""
+    _check(prime, length, num_samples)
+    args = (model, vocab, prime, length, sampler, rng, num_samples)
+    if stop is None:  # nothing to watch for: decode once at the end
+        out = np.empty((length, num_samples), dtype=np.intp)  # (length, N)
+        for t, ids in enumerate(_sample_ids(*args, repetition_penalty, repetition_window)):
+            out[t] = ids
+        return [vocab.decode(row) for row in out.T]
+    texts = [[] for _ in range(num_samples)]
+    for pieces in stream(*args, stop, repetition_penalty, repetition_window):
+        for text, piece in zip(texts, pieces):
+            text.append(piece)
+    return ["".join(text) for text in texts]
+
+
+def _sample_ids(model, vocab, prime, length, sampler, rng, num_samples, repetition_penalty, repetition_window):
+    """The sampled ids (N,) of each step."""
+    _check(prime, length, num_samples)
+    rng = np.random.default_rng(rng)
+    prime_ids = vocab.encode(prime).astype(np.intp)
+    penalty = _RepetitionPenalty.create(repetition_penalty, repetition_window, len(vocab), prime_ids, num_samples)
+    step = model.stepper(num_samples)
+    logits = step.feed(np.broadcast_to(prime_ids, (num_samples, len(prime_ids))))  # (N, V)
+    for t in range(length):
+        ids = sampler(logits if penalty is None else penalty.apply(logits), rng)
+        yield ids
+        if penalty is not None:
+            penalty.add(ids)
+        if t + 1 < length:
+            logits = step(ids)
+
+
+def _check(prime: str, length: int, num_samples: int) -> None:
     if not prime:
         raise UsageError("the prime must have at least one character")
     if length < 0:
         raise UsageError(f"length must be 0 or more, got {length}")
     if num_samples < 1:
         raise UsageError(f"num-samples must be at least 1, got {num_samples}")
-    rng = np.random.default_rng(rng)
-    x = np.broadcast_to(vocab.encode(prime).astype(np.intp), (num_samples, len(prime)))  # (N, P)
-    step = model.stepper(num_samples)
-    logits = step.feed(x)
-    out = np.empty((length, num_samples), dtype=np.intp)  # (length, N): row t is one step's ids
-    for t in range(length):
-        ids = sampler(logits, rng)
-        out[t] = ids
-        if t + 1 < length:
-            logits = step(ids)
-    return [vocab.decode(row) for row in out.T]
+
+
+class _StopScanner:
+    """Passes one sample's characters through until `stop` appears."""
+
+    def __init__(self, stop: str | None):
+        self.stop = stop
+        self.pending = ""  # the longest tail that could still begin `stop`
+        self.done = False
+
+    def feed(self, char: str) -> str:
+        if self.done:
+            return ""
+        if not self.stop:
+            return char
+        self.pending += char
+        if self.pending.endswith(self.stop):
+            self.done = True
+            out, self.pending = self.pending[: -len(self.stop)], ""
+            return out
+        keep = next(k for k in range(min(len(self.pending), len(self.stop) - 1), -1, -1)
+                    if self.pending.endswith(self.stop[:k]))
+        out, self.pending = self.pending[: len(self.pending) - keep], self.pending[len(self.pending) - keep :]
+        return out
+
+    def flush(self) -> str:
+        out, self.pending = ("" if self.done else self.pending), ""
+        return out
+
+
+class _RepetitionPenalty:
+    """Divides positive logits (multiplies negative ones) of symbols seen recently by `penalty`."""
+
+    @classmethod
+    def create(cls, penalty: float, window: int | None, vocab_size: int, prime_ids: np.ndarray,
+               batch: int) -> _RepetitionPenalty | None:
+        """None when the penalty is 1, so sampling pays nothing for it."""
+        if not penalty > 0 or not np.isfinite(penalty):
+            raise UsageError(f"repetition penalty must be a positive number, got {penalty}")
+        if window is not None and window < 1:
+            raise UsageError(f"repetition window must be at least 1, got {window}")
+        return None if penalty == 1.0 else cls(penalty, window, vocab_size, prime_ids, batch)
+
+    def __init__(self, penalty: float, window: int | None, vocab_size: int, prime_ids: np.ndarray, batch: int):
+        self.penalty = float(penalty)
+        self.window = window
+        history = prime_ids if window is None else prime_ids[-window:]
+        self.counts = np.zeros((batch, vocab_size), dtype=np.int64)  # (N, V) occurrences in the window
+        self.counts[:, :] = np.bincount(history, minlength=vocab_size)
+        self.recent = [list(history) for _ in range(batch)] if window is not None else None
+        self.rows = np.arange(batch)
+
+    def apply(self, logits: np.ndarray) -> np.ndarray:
+        penalised = np.where(logits > 0, logits / self.penalty, logits * self.penalty)
+        return np.where(self.counts > 0, penalised, logits).astype(logits.dtype)
+
+    def add(self, ids: np.ndarray) -> None:
+        self.counts[self.rows, ids] += 1
+        if self.recent is not None:
+            for row, symbol in enumerate(ids):
+                self.recent[row].append(int(symbol))
+                if len(self.recent[row]) > self.window:
+                    self.counts[row, self.recent[row].pop(0)] -= 1

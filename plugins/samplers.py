@@ -43,11 +43,77 @@ class Temperature:
             self._rng, self._next = rng, 0
         scores = self._noise[self._next]  # used once, so it can take the sum in place
         self._next += 1
-        scores += logits
+        scores += self.filter(logits)
         return scores.argmax(axis=1)
+
+    def filter(self, logits: np.ndarray) -> np.ndarray:
+        """The logits with the symbols this sampler never picks set to -inf."""
+        return logits
+
+    def _probabilities(self, logits: np.ndarray) -> np.ndarray:
+        scaled = np.asarray(logits, dtype=np.float64) / self.temperature
+        scaled -= scaled.max(axis=1, keepdims=True)
+        probs = np.exp(scaled)
+        probs /= probs.sum(axis=1, keepdims=True)
+        return probs
+
+
+class TopK(Temperature):
+    """Sample among the k most likely symbols only, with a temperature."""
+
+    def __init__(self, k: int = 40, temperature: float = 1.0):
+        super().__init__(temperature)
+        if int(k) != k or k < 1:
+            raise UsageError(f"top-k needs k to be a positive integer, got {k}")
+        self.k = int(k)
+
+    def filter(self, logits: np.ndarray) -> np.ndarray:
+        vocab_size = logits.shape[1]
+        if self.k >= vocab_size:
+            return logits
+        keep = np.argpartition(logits, vocab_size - self.k, axis=1)[:, vocab_size - self.k :]  # exactly k
+        filtered = np.full_like(logits, -np.inf)
+        np.put_along_axis(filtered, keep, np.take_along_axis(logits, keep, axis=1), axis=1)
+        return filtered
+
+
+class TopP(Temperature):
+    """Nucleus sampling: among the fewest most likely symbols whose probabilities reach p."""
+
+    def __init__(self, p: float = 0.9, temperature: float = 1.0):
+        super().__init__(temperature)
+        if not 0 < p <= 1:
+            raise UsageError(f"top-p needs p in (0, 1], got {p}")
+        self.p = float(p)
+
+    def filter(self, logits: np.ndarray) -> np.ndarray:
+        probs = self._probabilities(logits)  # after the temperature, as common APIs do
+        order = np.argsort(-probs, axis=1, kind="stable")  # most likely first
+        cumulative = np.cumsum(np.take_along_axis(probs, order, axis=1), axis=1)
+        kept = (cumulative < self.p).sum(axis=1, keepdims=True) + 1  # the symbol reaching p is in
+        rank = np.empty_like(order)
+        np.put_along_axis(rank, order, np.arange(logits.shape[1])[None, :], axis=1)
+        return np.where(rank < kept, logits, -np.inf)
+
+
+class MinP(Temperature):
+    """Sample among symbols at least p times as likely as the most likely one."""
+
+    def __init__(self, p: float = 0.05, temperature: float = 1.0):
+        super().__init__(temperature)
+        if not 0 <= p <= 1:
+            raise UsageError(f"min-p needs p in [0, 1], got {p}")
+        self.p = float(p)
+
+    def filter(self, logits: np.ndarray) -> np.ndarray:
+        probs = self._probabilities(logits)
+        return np.where(probs >= self.p * probs.max(axis=1, keepdims=True), logits, -np.inf)
 
 
 @hookimpl
 def register_samplers(register):
     register("argmax", Argmax)
     register("temperature", Temperature)
+    register("top-k", TopK)
+    register("top-p", TopP)
+    register("min-p", MinP)

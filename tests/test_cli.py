@@ -126,7 +126,8 @@ def test_num_samples(alphabet_checkpoint):
 def test_listings(command):
     output = run_cli(command).output
     expected = {"plugins": ["charseq.plugins.corpora", "charseq.plugins.samplers", "charseq.plugins.callbacks"],
-                "corpora": ["alphabet", "digits", "text"], "samplers": ["argmax", "temperature"],
+                "corpora": ["alphabet", "digits", "text"],
+                "samplers": ["argmax", "min-p", "temperature", "top-k", "top-p"],
                 "callbacks": ["checkpoint", "early-stopping"]}[command]
     lines = output.splitlines()
     assert len(lines) == len(expected)

@@ -89,3 +89,96 @@ def test_bad_arguments_are_usage_errors(model_and_vocab):
     with pytest.raises(UsageError, match="prime"):
         generate(model, vocab, "", 5, Argmax())
     assert generate(model, vocab, "a", 0, Argmax()) == [""]
+
+
+class Scripted:
+    """A sampler that ignores the logits and plays back a script (one row per sample)."""
+
+    def __init__(self, vocab, *scripts):
+        self.ids = [vocab.encode(script) for script in scripts]
+        self.calls = 0
+        self.seen = []
+
+    def __call__(self, logits, rng):
+        self.seen.append(logits.copy())
+        ids = np.array([script[self.calls] for script in self.ids])
+        self.calls += 1
+        return ids
+
+
+@pytest.mark.parametrize("script,stop,expected", [
+    ("abcdefgh", "d", "abc"),
+    ("abcabdab", "abd", "abc"),  # 'ab' is held back, then let through when 'c' follows
+    ("aaaa", "ab", "aaaa"),  # never stops: everything comes out, the held-back 'a' at the end
+    ("hgfedcba", "h", ""),
+])
+def test_stop_ends_a_sample_before_the_stop_text(model_and_vocab, script, stop, expected):
+    from charseq.generate import stream
+
+    model, vocab = model_and_vocab
+    texts = generate(model, vocab, "a", len(script), Scripted(vocab, script), stop=stop)
+    assert texts == [expected]
+    pieces = list(stream(model, vocab, "a", len(script), Scripted(vocab, script), stop=stop))
+    assert "".join(p[0] for p in pieces) == expected
+    assert all(stop not in p[0] for p in pieces)
+
+
+def test_samples_of_a_batch_stop_independently_and_the_batch_ends_early(model_and_vocab):
+    model, vocab = model_and_vocab
+    sampler = Scripted(vocab, "abcdefgh", "hhgfedbb", "cccccccc")
+    texts = generate(model, vocab, "a", 8, sampler, num_samples=3, stop="c")
+    assert texts == ["ab", "hhgfedbb", ""]
+    sampler = Scripted(vocab, "abcdefgh", "bcdefgha")
+    assert generate(model, vocab, "a", 8, sampler, num_samples=2, stop="c") == ["ab", "b"]
+    assert sampler.calls == 2  # both samples had ended: no more steps were taken
+
+
+def test_stream_pieces_add_up_to_generate(model_and_vocab):
+    from charseq.generate import stream
+
+    model, vocab = model_and_vocab
+    pieces = list(stream(model, vocab, "ab", 50, Temperature(1.0), rng=4, num_samples=2))
+    joined = ["".join(step[i] for step in pieces) for i in range(2)]
+    assert joined == generate(model, vocab, "ab", 50, Temperature(1.0), rng=4, num_samples=2)
+
+
+def test_repetition_penalty_scales_the_logits_of_used_symbols(model_and_vocab):
+    model, vocab = model_and_vocab
+    plain, penalised = Scripted(vocab, "ccc"), Scripted(vocab, "ccc")
+    generate(model, vocab, "ab", 3, plain)
+    generate(model, vocab, "ab", 3, penalised, repetition_penalty=2.0)
+    for step, (before, after) in enumerate(zip(plain.seen, penalised.seen)):
+        used = {0, 1} | ({2} if step > 0 else set())  # a, b from the prime; c once generated
+        for symbol in range(len(vocab)):
+            x = before[0, symbol]
+            expected = (x / 2 if x > 0 else x * 2) if symbol in used else x
+            assert after[0, symbol] == pytest.approx(expected, rel=1e-6)
+
+
+def test_repetition_window_forgets_older_symbols(model_and_vocab):
+    model, vocab = model_and_vocab
+    plain, windowed = Scripted(vocab, "cdef"), Scripted(vocab, "cdef")
+    generate(model, vocab, "ab", 4, plain)
+    generate(model, vocab, "ab", 4, windowed, repetition_penalty=3.0, repetition_window=2)
+    last_before, last_after = plain.seen[-1][0], windowed.seen[-1][0]
+    changed = {s for s in range(len(vocab)) if not np.isclose(last_before[s], last_after[s])}
+    assert changed == {3, 4}  # only d and e, the last two characters before the final step
+
+
+def test_repetition_penalty_must_be_positive(model_and_vocab):
+    model, vocab = model_and_vocab
+    with pytest.raises(UsageError, match="repetition penalty"):
+        generate(model, vocab, "a", 3, Argmax(), repetition_penalty=0)
+    with pytest.raises(UsageError, match="stop text"):
+        generate(model, vocab, "a", 3, Argmax(), stop="")
+
+
+@pytest.mark.parametrize("name", ["top-k", "top-p", "min-p", "temperature"])
+def test_batched_sampling_is_reproducible_with_a_seed(model_and_vocab, name):
+    from charseq.registry import load_registry
+
+    model, vocab = model_and_vocab
+    make = load_registry().get("sampler", name).build
+    first = generate(model, vocab, "a", 100, make(), rng=11, num_samples=4)
+    assert first == generate(model, vocab, "a", 100, make(), rng=11, num_samples=4)
+    assert len(set(first)) == 4

@@ -47,7 +47,7 @@ def test_names_with_colons_are_refused():
 
 
 def test_unknown_name_lists_the_known_ones():
-    with pytest.raises(UsageError, match="unknown sampler 'nope'; known: argmax, temperature"):
+    with pytest.raises(UsageError, match="unknown sampler 'nope'; known: argmax, min-p, temperature, top-k, top-p"):
         load_registry().get("sampler", "nope")
 
 
