@@ -130,7 +130,7 @@ def test_samples_of_a_batch_stop_independently_and_the_batch_ends_early(model_an
     assert texts == ["ab", "hhgfedbb", ""]
     sampler = Scripted(vocab, "abcdefgh", "bcdefgha")
     assert generate(model, vocab, "a", 8, sampler, num_samples=2, stop="c") == ["ab", "b"]
-    assert sampler.calls == 2  # both samples had ended: no more steps were taken
+    assert sampler.calls == 3  # of 8: once both samples had ended, no more steps were taken
 
 
 def test_stream_pieces_add_up_to_generate(model_and_vocab):
