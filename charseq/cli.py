@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import sys
 from pathlib import Path
@@ -29,6 +30,21 @@ def _available_cores() -> int:
         return os.cpu_count() or 1
 
 
+def _complete_names(kind: str):
+    """Shell completion of registered names, for NAME[:ARG] options."""
+
+    def complete(ctx, param, incomplete: str):
+        from click.shell_completion import CompletionItem
+
+        try:
+            items = get_registry().all(kind)
+        except CharseqError:
+            return []
+        return [CompletionItem(name, help=item.help) for name, item in items.items() if name.startswith(incomplete)]
+
+    return complete
+
+
 def threads_option(command):
     """--threads N: how many threads BLAS may use for the command's matmuls."""
     return click.option(
@@ -46,6 +62,43 @@ def _blas_threads(threads: int):
 
 
 class _CharseqGroup(click.Group):
+    """Turns CharseqError into one line, and adds the commands plugins register, on demand:
+    running a built-in command never loads plugins."""
+
+    # The registry the plugin commands came from, and which plugin added each command.
+    _plugin_commands: tuple[object, dict[str, str]] = (None, {})
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        self._add_plugin_commands()
+        return super().list_commands(ctx)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name not in self.commands or name in self._plugin_commands[1]:
+            self._add_plugin_commands()
+        return super().get_command(ctx, name)
+
+    def _add_plugin_commands(self) -> None:
+        try:
+            registry = get_registry()
+        except CharseqError as exc:
+            raise _Failure(str(exc), exc.exit_code) from None
+        source, added = self._plugin_commands
+        if source is registry:
+            return
+        for name in added:  # from plugins that an earlier registry loaded
+            self.commands.pop(name, None)
+        added: dict[str, str] = {}
+        for impl in reversed(registry.plugin_manager.hook.register_commands.get_hookimpls()):
+            before = dict(self.commands)
+            impl.function(cli=self)
+            for name, command in list(self.commands.items()):
+                if name in before and before[name] is not command:
+                    self.commands[name] = before[name]
+                    raise _Failure(f"plugin {impl.plugin_name!r} registered command {name!r}, which is taken", 1)
+                if name not in before:
+                    added[name] = impl.plugin_name
+        self._plugin_commands = (registry, added)
+
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
@@ -73,7 +126,7 @@ def cli(debug: bool) -> None:
 
 
 @cli.command()
-@click.option("--corpus", "corpus_spec", required=True, metavar="NAME[:ARG]",
+@click.option("--corpus", "corpus_spec", required=True, metavar="NAME[:ARG]", shell_complete=_complete_names("corpus"),
               help="What to train on: alphabet, digits, text:PATH, or a plugin's corpus.")
 @click.option("--hidden-size", type=int, help="Hidden units H.  [corpus default]")
 @click.option("--seq-len", type=int, help="Characters per training window T.  [corpus default]")
@@ -93,6 +146,7 @@ def cli(debug: bool) -> None:
               help="With --patience, end with the best weights seen.")
 @click.option("--checkpoint-every", type=int, metavar="N", help="Also save --out every N epochs.")
 @click.option("--callback", "callback_specs", multiple=True, metavar="NAME[:KEY=VALUE,...]",
+              shell_complete=_complete_names("callback"),
               help="Add a training callback by name (repeatable); see `charseq callbacks`.")
 @click.option("--sample-length", type=int, default=20, show_default=True,
               help="Characters of the sample continuation printed at the end (0: none).")
@@ -173,8 +227,8 @@ def _check_writable(out: Path) -> None:
 @click.option("--length", "--max-length", "length", type=int, default=200, show_default=True,
               help="Characters to generate at most.")
 @click.option("--stop", help="End a sample where this text appears (it is not printed).")
-@click.option("--sampler", "sampler_spec", default="temperature", show_default=True,
-              metavar="NAME[:KEY=VALUE,...]", help="How to pick each character; see `charseq samplers`.")
+@click.option("--sampler", "sampler_spec", default="temperature", show_default=True, metavar="NAME[:KEY=VALUE,...]",
+              shell_complete=_complete_names("sampler"), help="How to pick each character; see `charseq samplers`.")
 @click.option("--temperature", type=float, help="Sampling temperature (> 0), for samplers that take one.")
 @click.option("--repetition-penalty", type=float, default=1.0, show_default=True,
               help="Above 1, makes symbols already used less likely.")
@@ -216,6 +270,7 @@ def generate(checkpoint_path, prime, length, stop, sampler_spec, temperature, re
             out = sys.stdout
             first = next(pieces)  # fails early on bad arguments, before anything is printed
             out.write(prime + first[0])
+            out.flush()
             for piece in pieces:
                 out.write(piece[0])
                 out.flush()
@@ -232,22 +287,51 @@ def generate(checkpoint_path, prime, length, stop, sampler_spec, temperature, re
 # -- listings -----------------------------------------------------------------------
 
 
+json_option = click.option("--json", "as_json", is_flag=True, help="Print a JSON array, for scripts.")
+
+
 @cli.command()
-def plugins():
+@json_option
+def plugins(as_json):
     """List loaded plugins: name, package, version and what each registers."""
-    for info in get_registry().plugins():
-        provides = "; ".join(f"{kind}: {', '.join(names)}" for kind, names in info.registers.items())
+    registry = get_registry()
+    infos = registry.plugins()
+    commands = _plugin_command_names(registry)
+    if as_json:
+        click.echo(json.dumps([{"name": i.name, "package": i.package, "version": i.version,
+                                "registers": {**i.registers, **({"command": commands[i.name]} if i.name in commands
+                                                                else {})}}
+                               for i in infos], indent=2))
+        return
+    for info in infos:
+        registers = dict(info.registers)
+        if info.name in commands:
+            registers["command"] = commands[info.name]
+        provides = "; ".join(f"{kind}: {', '.join(names)}" for kind, names in registers.items())
         click.echo(f"{info.name} ({info.package} {info.version})  {provides or 'nothing registered'}")
 
 
+def _plugin_command_names(registry) -> dict[str, list[str]]:
+    """The subcommands each plugin added, by plugin name."""
+    cli._add_plugin_commands()
+    names: dict[str, list[str]] = {}
+    for command, plugin_name in cli._plugin_commands[1].items():
+        names.setdefault(plugin_name, []).append(command)
+    return names
+
+
 def _listing(kind: str):
-    def command():
+    def command(as_json):
         items = get_registry().all(kind)
+        if as_json:
+            click.echo(json.dumps([{"name": n, "help": i.help, "plugin": i.plugin} for n, i in items.items()],
+                                  indent=2))
+            return
         width = max((len(name) for name in items), default=0)
         for name, item in items.items():
             click.echo(f"{name:<{width}}  {item.help}  [{item.plugin}]")
 
-    return command
+    return json_option(command)
 
 
 for _kind, _name in (("corpus", "corpora"), ("sampler", "samplers"), ("callback", "callbacks")):

@@ -35,6 +35,12 @@ def register_callbacks(register):
     any of the CallbackSpec hooks below, each marked ``@hookimpl``."""
 
 
+@hookspec
+def register_commands(cli):
+    """Add subcommands to ``charseq``: ``cli`` is its click group, so ``@cli.command()``
+    adds one. A name that is already taken is refused."""
+
+
 class CallbackSpec:
     """Hooks the Trainer calls on the callbacks chosen for one run (Keras semantics).
 

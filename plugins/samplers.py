@@ -27,7 +27,7 @@ class Temperature:
     _BLOCK_VALUES = 1 << 16
 
     def __init__(self, temperature: float = 1.0):
-        temperature = float(temperature)
+        temperature = _number("temperature", temperature)
         if not temperature > 0 or math.isinf(temperature):
             raise UsageError(f"temperature must be a positive number, got {temperature}")
         self.temperature = temperature
@@ -63,8 +63,8 @@ class TopK(Temperature):
 
     def __init__(self, k: int = 40, temperature: float = 1.0):
         super().__init__(temperature)
-        if int(k) != k or k < 1:
-            raise UsageError(f"top-k needs k to be a positive integer, got {k}")
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+            raise UsageError(f"top-k needs k to be a positive integer, got {k!r}")
         self.k = int(k)
 
     def filter(self, logits: np.ndarray) -> np.ndarray:
@@ -82,9 +82,10 @@ class TopP(Temperature):
 
     def __init__(self, p: float = 0.9, temperature: float = 1.0):
         super().__init__(temperature)
+        p = _number("top-p's p", p)
         if not 0 < p <= 1:
             raise UsageError(f"top-p needs p in (0, 1], got {p}")
-        self.p = float(p)
+        self.p = p
 
     def filter(self, logits: np.ndarray) -> np.ndarray:
         probs = self._probabilities(logits)  # after the temperature, as common APIs do
@@ -101,13 +102,20 @@ class MinP(Temperature):
 
     def __init__(self, p: float = 0.05, temperature: float = 1.0):
         super().__init__(temperature)
+        p = _number("min-p's p", p)
         if not 0 <= p <= 1:
             raise UsageError(f"min-p needs p in [0, 1], got {p}")
-        self.p = float(p)
+        self.p = p
 
     def filter(self, logits: np.ndarray) -> np.ndarray:
         probs = self._probabilities(logits)
         return np.where(probs >= self.p * probs.max(axis=1, keepdims=True), logits, -np.inf)
+
+
+def _number(what: str, value) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.number)):
+        raise UsageError(f"{what} must be a number, got {value!r}")
+    return float(value)
 
 
 @hookimpl

@@ -202,3 +202,57 @@ def test_unexpected_errors_are_one_line_and_debug_shows_the_traceback(monkeypatc
         "Error: internal error: RuntimeError: something inside broke (run with --debug for the traceback)")
     result = run_cli("--debug", "generate", alphabet_checkpoint, ok=False)
     assert isinstance(result.exception, RuntimeError)
+
+
+@pytest.mark.parametrize("command,names", [("corpora", ["alphabet", "digits", "text"]),
+                                           ("samplers", ["argmax", "min-p", "temperature", "top-k", "top-p"]),
+                                           ("callbacks", ["checkpoint", "early-stopping"])])
+def test_listings_as_json(command, names):
+    import json
+
+    items = json.loads(run_cli(command, "--json").output)
+    assert [item["name"] for item in items] == names
+    assert all(item["help"] and item["plugin"].startswith("charseq.plugins.") for item in items)
+
+
+def test_plugins_as_json():
+    import json
+
+    plugins = {p["name"]: p for p in json.loads(run_cli("plugins", "--json").output)}
+    assert set(plugins["charseq.plugins.samplers"]["registers"]["sampler"]) == {
+        "argmax", "temperature", "top-k", "top-p", "min-p"}
+    assert plugins["charseq.plugins.corpora"]["version"] == charseq.__version__
+
+
+def _complete(words: str) -> list[str]:
+    from click.testing import CliRunner
+
+    env = {"_CHARSEQ_COMPLETE": "bash_complete", "COMP_WORDS": words, "COMP_CWORD": str(len(words.split()) - 1)}
+    result = CliRunner().invoke(cli, [], env=env, prog_name="charseq")
+    return [line.split(",", 1)[1] for line in result.output.splitlines()]
+
+
+def test_shell_completion_of_commands_and_plugin_names():
+    assert _complete("charseq gen") == ["generate"]
+    assert _complete("charseq train --corpus al") == ["alphabet"]
+    assert _complete("charseq generate m.npz --sampler top") == ["top-k", "top-p"]
+
+
+def test_stop_and_max_length(alphabet_checkpoint):
+    stopped = run_cli("generate", alphabet_checkpoint, "--prime", "ABC", "--sampler", "argmax", "--stop", "JK")
+    assert stopped.output == "ABCDEFGHI\n"
+    bounded = run_cli("generate", alphabet_checkpoint, "--prime", "ABC", "--sampler", "argmax", "--max-length", 5)
+    assert bounded.output == "ABCDEFGH\n"
+    several = run_cli("generate", alphabet_checkpoint, "--prime", "X", "--sampler", "argmax", "--stop", "C",
+                      "--num-samples", 2)
+    assert several.output == "XYZAB\nXYZAB\n"
+
+
+def test_new_samplers_from_the_command_line(alphabet_checkpoint):
+    for spec in ("top-k:k=1", "top-p:p=0.5", "min-p:p=0.9"):  # each keeps only the top symbol here
+        result = run_cli("generate", alphabet_checkpoint, "--prime", "ABCDEF", "--length", 10, "--sampler", spec,
+                         "--seed", 1)
+        assert result.output == "ABCDEFGHIJKLMNOP\n", spec
+    for spec in ("top-k:k=nope", "top-p:p=x", "min-p:p=true", "temperature:temperature=hot"):
+        result = run_cli("generate", alphabet_checkpoint, "--prime", "A", "--length", 5, "--sampler", spec, ok=False)
+        assert result.exit_code == 2 and "internal error" not in result.output, spec

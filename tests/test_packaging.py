@@ -90,7 +90,8 @@ def test_core_imports_neither_click_nor_tqdm(tmp_path):
     assert _run(sys.executable, "-c", code, cwd=tmp_path).strip() == "[]"
 
 
-def test_help_does_not_load_plugins(tmp_path):
-    code = "import sys\nfrom charseq.cli import cli\ntry:\n    cli(['--help'])\nexcept SystemExit:\n    pass\n" \
-           "print('charseq.plugins.corpora' in sys.modules)"
+@pytest.mark.parametrize("args", [["--version"], ["train", "--help"], ["generate", "--help"]])
+def test_built_in_commands_start_without_loading_plugins(tmp_path, args):
+    code = (f"import sys\nfrom charseq.cli import cli\ntry:\n    cli({args!r})\nexcept SystemExit:\n    pass\n"
+            "print('charseq.plugins.corpora' in sys.modules)")
     assert _run(sys.executable, "-c", code, cwd=tmp_path).strip().endswith("False")
