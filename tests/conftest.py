@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 import textwrap
 from pathlib import Path
@@ -14,6 +15,16 @@ from charseq.cli import cli
 from charseq.registry import get_registry
 
 SHAKESPEARE = Path(__file__).resolve().parents[2] / "shared" / "data" / "tinyshakespeare.txt"
+
+
+FAKE_PACKAGES = ("throwaway-vowels", "throwaway-greedy", "throwaway-broken", "throwaway-env", "charseq-vowels",
+                 "charseq-upper")
+
+
+def pytest_configure(config):
+    """Only the bundled plugins, unless a test asks for installed ones: whatever else the
+    developer has installed must not change what the tests see."""
+    os.environ["CHARSEQ_LOAD_PLUGINS"] = ""
 
 
 @pytest.fixture
@@ -68,7 +79,9 @@ def plugin_site(tmp_path, monkeypatch, fresh_registry):
     site = tmp_path / "site"
     site.mkdir()
     monkeypatch.syspath_prepend(str(site))
+    # The fake packages the tests install, and nothing else the developer may have installed.
+    monkeypatch.setenv("CHARSEQ_LOAD_PLUGINS", ",".join(FAKE_PACKAGES))
     importlib.invalidate_caches()
     yield site
-    for name in [m for m in sys.modules if m.startswith(("throwaway_", "charseq_vowels"))]:
+    for name in [m for m in sys.modules if m.startswith(("throwaway_", "charseq_vowels", "charseq_upper"))]:
         del sys.modules[name]

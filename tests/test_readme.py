@@ -11,18 +11,29 @@ README = Path(__file__).resolve().parents[1] / "README.md"
 pytestmark = pytest.mark.skipif(not README.is_file(), reason="needs the source checkout")
 
 
-def _python_blocks() -> list[str]:
-    return re.findall(r"```python\n(.*?)```", README.read_text(), re.S)
+def _python_block(containing: str) -> str:
+    (block,) = [b for b in re.findall(r"```python\n(.*?)```", README.read_text(), re.S) if containing in b]
+    return block
 
 
 def test_api_example_generates_the_alphabet(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
-    exec(compile(_python_blocks()[0], "README api example", "exec"), {})
+    exec(compile(_python_block("charseq.Trainer("), "README api example", "exec"), {})
     assert capsys.readouterr().out == "['GHIJKLMNOPQRSTUVWXYZ']\n"
 
 
+def test_notebook_generation_example(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "novel.txt").write_text("The cat sat.\n\nThe dog ran far.\n\n" * 60)
+    run_cli("train", "--corpus", "text:novel.txt", "--epochs", 3, "-q", "--out", "novel.npz")
+    namespace = {}
+    exec(compile(_python_block("stream("), "README notebook example", "exec"), namespace)
+    assert len(namespace["texts"]) == 3 and all("\n\n" not in text for text in namespace["texts"])
+    assert len(capsys.readouterr().out) == 200
+
+
 def test_plugin_example_installs_and_works_through_the_cli(plugin_site, tmp_path, monkeypatch):
-    source = _python_blocks()[1]
+    source = _python_block("register_corpora")
     entry_point = re.search(r"\[project\.entry-points\.charseq\]\n(.*?)\n", README.read_text()).group(1)
     # pyproject.toml quotes the value; the installed entry_points.txt does not.
     install_fake_distribution(plugin_site, "charseq-vowels", source, f"[charseq]\n{entry_point.replace(chr(34), '')}\n")

@@ -86,7 +86,8 @@ def register_samplers(register):
 
 def test_environment_variable_chooses_installed_plugins(plugin_site, monkeypatch):
     install_fake_distribution(plugin_site, "throwaway-env", PLUGIN, "[charseq]\nthrowaway_env = throwaway_env\n")
-    assert "first" in load_registry().all("sampler")
+    monkeypatch.delenv("CHARSEQ_LOAD_PLUGINS")
+    assert "first" in load_registry().all("sampler")  # unset: every installed plugin loads
     monkeypatch.setenv("CHARSEQ_LOAD_PLUGINS", "")
     registry = load_registry()
     assert "first" not in registry.all("sampler") and "argmax" in registry.all("sampler")
