@@ -56,8 +56,15 @@ class CallbackSpec:
         """One optimisation step is done; ``loss`` is its mean loss per character."""
 
     @hookspec
+    def on_evaluation(self, trainer, metrics):
+        """An evaluation is done: at each epoch's end and every ``eval_every`` steps.
+        ``metrics`` has ``step``, ``epoch``, ``loss``, ``bpc``, ``perplexity``, ``lr``,
+        ``chars_per_sec`` and ``wall_time``, and ``val_loss``, ``val_bpc`` and
+        ``val_perplexity`` when part of the text is held out."""
+
+    @hookspec
     def on_epoch_end(self, trainer, epoch, metrics):
-        """Epoch ``epoch`` (from 1) is done; ``metrics`` has at least ``loss``."""
+        """Epoch ``epoch`` (from 1) is done; ``metrics`` are its last evaluation's."""
 
     @hookspec
     def on_train_end(self, trainer, metrics):

@@ -95,6 +95,11 @@ class VanillaRNN:
 
     # -- training -------------------------------------------------------------
 
+    def loss(self, x: np.ndarray, y: np.ndarray, h0: np.ndarray | None = None) -> tuple[float, np.ndarray]:
+        """Mean cross-entropy per character and the last hidden state, without gradients."""
+        loss = self._forward(x, y, h0)
+        return loss, self._workspace(*x.shape).A[-1].copy()
+
     def loss_and_grads(
         self,
         x: np.ndarray,
@@ -109,17 +114,20 @@ class VanillaRNN:
         out: views from gradient_buffer() to write the gradients into; by default a
         new buffer is made.
         """
+        loss = self._forward(x, y, h0)
+        grads = out if out is not None else self.gradient_buffer()[1]
+        self._backward(x, y, grads)
+        return loss, grads, self._workspace(*x.shape).A[-1].copy()
+
+    def _forward(self, x: np.ndarray, y: np.ndarray, h0: np.ndarray | None) -> float:
+        """The loss; leaves the states and the softmax in the shape's workspace."""
         U, W, b, V, c = (self.params[n] for n in PARAM_NAMES)
         B, T = x.shape
         H = self.hidden_size
-        grads = out if out is not None else self.gradient_buffer()[1]
         ws = self._workspace(B, T)
-        A, Z, probs = ws.A, ws.Z, ws.probs
-        xs = x.T  # (T, B) time-major
-        ys = y.T.reshape(-1)  # (T*B,) row order matches the time-major states
-
-        # Forward. A[0] is h0 and A[t+1] is a_t, so A[:-1] are each step's previous state.
-        np.take(U.T, xs, axis=0, out=Z)  # (T, B, H): U x_t as a gather of columns of U
+        A, Z = ws.A, ws.Z
+        # A[0] is h0 and A[t+1] is a_t, so A[:-1] are each step's previous state.
+        np.take(U.T, x.T, axis=0, out=Z)  # (T, B, H): U x_t as a gather of columns of U
         Z += b
         if h0 is None:
             A[0] = 0.0
@@ -130,11 +138,19 @@ class VanillaRNN:
             np.dot(A[t], W.T, out=a)
             a += Z[t]
             np.tanh(a, out=a)
-        states = A[1:].reshape(T * B, H)
-        loss = _softmax_cross_entropy(states, V, c, ys, ws)  # probs now holds the softmax
+        ys = y.T.reshape(-1)  # (T*B,) row order matches the time-major states
+        return _softmax_cross_entropy(A[1:].reshape(T * B, H), V, c, ys, ws)  # ws.probs: the softmax
 
-        # Backward. dlogits of mean softmax cross-entropy is (p - onehot(y)) / (T*B).
-        dlogits = probs
+    def _backward(self, x: np.ndarray, y: np.ndarray, grads: Parameters) -> None:
+        W, V = self.params["W"], self.params["V"]
+        B, T = x.shape
+        H = self.hidden_size
+        ws = self._workspace(B, T)
+        A, Z = ws.A, ws.Z
+        states = A[1:].reshape(T * B, H)
+        ys = y.T.reshape(-1)
+        # dlogits of mean softmax cross-entropy is (p - onehot(y)) / (T*B).
+        dlogits = ws.probs
         dlogits[ws.rows, ys] -= 1.0
         dlogits *= 1.0 / (T * B)
         np.dot(dlogits.T, states, out=grads["V"])  # (V, H)
@@ -155,7 +171,6 @@ class VanillaRNN:
         np.dot(dZ2.T, A[:-1].reshape(T * B, H), out=grads["W"])  # (H, H)
         np.dot(ws.ones, dZ2, out=grads["b"])
         ws.scatter_rows(x.T.reshape(-1), dZ2, out=grads["U"].T)  # (V, H): dU.T
-        return loss, grads, A[T].copy()
 
     def _workspace(self, B: int, T: int) -> _Workspace:
         ws = self._workspaces.get((B, T))

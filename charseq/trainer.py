@@ -1,10 +1,10 @@
-"""The training loop: SGD with element-wise clipping (the seed's update), in batches."""
+"""The training loop: batches, an optimizer, clipping, a learning-rate schedule, validation."""
 
 from __future__ import annotations
 
 import math
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
@@ -16,37 +16,52 @@ from charseq.checkpoint import Checkpoint
 from charseq.corpus import Corpus
 from charseq.errors import CharseqError, UsageError
 from charseq.model import VanillaRNN
+from charseq.optimizers import OPTIMIZERS, make_optimizer
+
+SCHEDULES = ("constant", "step", "cosine")
+LN2 = math.log(2)
 
 
 @dataclass
 class TrainConfig:
-    """Every training setting, with generic defaults; a corpus may suggest its own."""
+    """Every training setting, with defaults for text; a corpus may suggest its own."""
 
-    hidden_size: int = 128
-    seq_len: int = 32
-    batch_size: int = 32
-    epochs: int = 10
-    lr: float = 0.5
-    clip: float = 5.0
+    hidden_size: int = 256
+    seq_len: int = 64
+    batch_size: int = 64
+    epochs: int = 30
+    optimizer: str = "adam"
+    lr: float = 2e-3
+    clip: float = 0.0  # clip each gradient element to +-clip; 0: off
+    clip_norm: float = 5.0  # scale the gradient to this global norm when above it; 0: off
     warmup: int = 0  # steps over which the learning rate rises linearly to lr
+    schedule: str = "constant"  # after warmup: constant, step (decay) or cosine
+    lr_decay: float = 0.5  # step schedule: multiply the rate by this ...
+    lr_decay_every: int = 10  # ... every this many epochs
+    min_lr: float = 0.0  # cosine schedule: the rate it ends at
+    val_fraction: float = 0.05  # held out from the end of a text corpus
+    eval_every: int = 0  # also evaluate every this many steps; 0: at epoch ends only
     seed: int = 0
 
     def __post_init__(self) -> None:
-        for name in ("hidden_size", "seq_len", "batch_size", "epochs"):
-            if int(getattr(self, name)) < 1:
-                raise UsageError(f"{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
-        if not self.lr > 0 or not np.isfinite(self.lr):
+        for name in ("hidden_size", "seq_len", "batch_size", "epochs", "lr_decay_every"):
+            _at_least(name, getattr(self, name), 1)
+        for name in ("warmup", "eval_every"):
+            _at_least(name, getattr(self, name), 0)
+        if not self.lr > 0 or not math.isfinite(self.lr):
             raise UsageError(f"lr must be a positive number, got {self.lr}")
-        if not self.clip > 0:
-            raise UsageError(f"clip must be positive, got {self.clip}")
-        if int(self.warmup) < 0:
-            raise UsageError(f"warmup must be 0 or more steps, got {self.warmup}")
-
-    def lr_at(self, step: int) -> float:
-        """The learning rate of step `step` (from 0): linear warmup, then constant."""
-        if step < self.warmup:
-            return self.lr * (step + 1) / self.warmup
-        return self.lr
+        for name in ("clip", "clip_norm", "min_lr"):
+            value = getattr(self, name)
+            if not value >= 0 or not math.isfinite(value):
+                raise UsageError(f"{name.replace('_', '-')} must be 0 or more, got {value}")
+        if not 0 < self.lr_decay <= 1:
+            raise UsageError(f"lr-decay must be in (0, 1], got {self.lr_decay}")
+        if not 0 <= self.val_fraction < 1:
+            raise UsageError(f"val-fraction must be in [0, 1), got {self.val_fraction}")
+        if self.optimizer not in OPTIMIZERS:
+            raise UsageError(f"unknown optimizer {self.optimizer!r}; known: {', '.join(OPTIMIZERS)}")
+        if self.schedule not in SCHEDULES:
+            raise UsageError(f"unknown schedule {self.schedule!r}; known: {', '.join(SCHEDULES)}")
 
     @classmethod
     def for_corpus(cls, corpus: Corpus, **overrides: Any) -> TrainConfig:
@@ -59,9 +74,39 @@ class TrainConfig:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    def lr_at(self, step: int, steps_per_epoch: int = 1) -> float:
+        """The learning rate of step `step` (from 0): linear warmup, then the schedule."""
+        if step < self.warmup:
+            return self.lr * (step + 1) / self.warmup
+        if self.schedule == "step":
+            return self.lr * self.lr_decay ** (step // (self.lr_decay_every * steps_per_epoch))
+        if self.schedule == "cosine":
+            total = max(1, self.epochs * steps_per_epoch - self.warmup)
+            progress = min(1.0, (step - self.warmup) / total)
+            return self.min_lr + (self.lr - self.min_lr) * 0.5 * (1 + math.cos(math.pi * progress))
+        return self.lr
+
+
+def _at_least(name: str, value: int, minimum: int) -> None:
+    if int(value) != value or value < minimum:
+        raise UsageError(f"{name.replace('_', '-')} must be a whole number of at least {minimum}, got {value}")
+
+
+def loss_metrics(loss: float, prefix: str = "") -> dict[str, float]:
+    """A loss in nats per character, in bits per character, and as perplexity."""
+    return {f"{prefix}loss": loss, f"{prefix}bpc": loss / LN2,
+            f"{prefix}perplexity": math.exp(loss) if loss < 700 else math.inf}
+
 
 class Trainer:
-    """Runs epochs of minibatch SGD over a corpus and calls the run's callbacks."""
+    """Runs epochs of minibatch training over a corpus and calls the run's callbacks.
+
+    A corpus with random windows (the seed's task) is trained on shuffled windows, each
+    from a zero state. Text is trained as char-rnn does: cut into B parallel streams read
+    T characters at a time, the hidden state carried from one window to the next
+    (truncated backpropagation through time) and reset at each epoch; the last
+    val_fraction of it is held out for validation.
+    """
 
     def __init__(
         self,
@@ -74,21 +119,36 @@ class Trainer:
             raise UsageError(
                 f"model has {model.vocab_size} symbols but corpus {corpus.name!r} has {len(corpus.vocab)}"
             )
-        windows = corpus.num_windows(config.seq_len)
-        if config.batch_size > windows:
-            raise UsageError(
-                f"batch size {config.batch_size} is larger than the {windows} training windows; "
-                "use a smaller --batch-size"
-            )
         self.model = model
         self.corpus = corpus
         self.config = config
-        self.steps_per_epoch = windows // config.batch_size  # a last partial batch is skipped
+        T, B = config.seq_len, config.batch_size
+        if corpus.random_windows:
+            self.train_ids, self.val_ids = corpus.ids, None
+            windows = corpus.num_windows(T)
+            if B > windows:
+                raise UsageError(f"batch size {B} is larger than the {windows} training windows; "
+                                 "use a smaller --batch-size")
+            self.steps_per_epoch = windows // B  # a last partial batch is skipped
+        else:
+            held_out = int(len(corpus.ids) * config.val_fraction)
+            if held_out and held_out < 2:
+                held_out = 0
+            self.train_ids = corpus.ids[: len(corpus.ids) - held_out]
+            self.val_ids = corpus.ids[len(corpus.ids) - held_out :] if held_out else None
+            stream_length = (len(self.train_ids) - 1) // B
+            if stream_length < T:
+                raise UsageError(
+                    f"the training text of {corpus.name!r} ({len(self.train_ids):,} characters) is too short "
+                    f"for {B} streams of at least {T + 1} characters; use a smaller --batch-size or --seq-len"
+                )
+            self.steps_per_epoch = stream_length // T
+        self.optimizer = make_optimizer(config.optimizer, model.flat.size, model.dtype)
         self.epoch = 0  # epochs completed
         self.step = 0  # optimisation steps completed
         self.stop_training = False
+        self.history: list[dict[str, float]] = []  # one entry per evaluation
         self._grad_flat, self._grads = model.gradient_buffer()
-        self.history: list[dict[str, float]] = []
         self.hooks = pluggy.PluginManager("charseq")
         self.hooks.add_hookspecs(hookspecs.CallbackSpec)
         for callback in callbacks:
@@ -101,52 +161,108 @@ class Trainer:
         except pluggy.PluginValidationError as exc:
             raise CharseqError(f"callback {type(exc.plugin).__name__}: {exc}") from None
 
+    # -- the loop ----------------------------------------------------------------
+
     def fit(self) -> dict[str, float]:
         """Train for config.epochs (or until a callback stops it); returns the last metrics."""
-        # A diverging run is reported as one clear error below, not as numpy warnings.
+        # A diverging run is reported as one clear error, not as numpy warnings.
         with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
             return self._fit()
 
     def _fit(self) -> dict[str, float]:
         config = self.config
         rng = np.random.default_rng(config.seed)
-        windows = self.corpus.windows(config.seq_len, rng)  # (N, T+1)
+        windows = self.corpus.windows(config.seq_len, rng) if self.corpus.random_windows else None
         report_steps = bool(self.hooks.hook.on_step_end.get_hookimpls())
         self.stop_training = False
         self.hooks.hook.on_train_begin(trainer=self)
+        started = time.perf_counter()
         metrics: dict[str, float] = {}
         while self.epoch < config.epochs and not self.stop_training:
-            started = time.perf_counter()
-            order = rng.permutation(len(windows))
-            total_loss, steps = 0.0, 0
-            for start in range(0, len(order) - config.batch_size + 1, config.batch_size):
-                batch = windows[order[start : start + config.batch_size]]  # (B, T+1)
-                loss = self.train_step(batch[:, :-1], batch[:, 1:])
-                total_loss += loss
-                steps += 1
+            self._since_eval = [0.0, 0, time.perf_counter()]  # loss sum, steps, start
+            for x, y, carry in self._epoch_batches(rng, windows):
+                loss = self.train_step(x, y, self._h if carry else None)
+                self._since_eval[0] += loss
+                self._since_eval[1] += 1
                 if report_steps:
                     self.hooks.hook.on_step_end(trainer=self, step=self.step, loss=loss)
-                    if self.stop_training:  # asked mid-epoch: the epoch still ends normally
-                        break
+                if config.eval_every and self.step % config.eval_every == 0:
+                    metrics = self._evaluate_and_report(started)
+                if self.stop_training:  # asked mid-epoch: the epoch still ends normally
+                    break
             self.epoch += 1
-            metrics = {
-                "epoch": self.epoch,
-                "loss": total_loss / steps,  # every batch has B*T characters
-                "seconds": time.perf_counter() - started,
-            }
-            self.history.append(metrics)
+            if self._since_eval[1] or not metrics:
+                metrics = self._evaluate_and_report(started)
             self.hooks.hook.on_epoch_end(trainer=self, epoch=self.epoch, metrics=metrics)
         self.hooks.hook.on_train_end(trainer=self, metrics=metrics)
         return metrics
 
-    def train_step(self, x: np.ndarray, y: np.ndarray) -> float:
-        """One optimisation step on a batch of inputs and targets (B, T); returns its loss."""
-        loss, _, _ = self.model.loss_and_grads(x, y, out=self._grads)
+    def _epoch_batches(self, rng: np.random.Generator, windows: np.ndarray | None) -> Iterator[tuple]:
+        """(x, y, carry the hidden state over) for each step of one epoch."""
+        B, T = self.config.batch_size, self.config.seq_len
+        self._h = None
+        if windows is not None:
+            order = rng.permutation(len(windows))
+            for start in range(0, self.steps_per_epoch * B, B):
+                batch = windows[order[start : start + B]]  # (B, T+1)
+                yield batch[:, :-1], batch[:, 1:], False
+            return
+        length = self.steps_per_epoch * T
+        stream_length = (len(self.train_ids) - 1) // B
+        inputs = self.train_ids[: B * stream_length].reshape(B, stream_length)[:, :length]  # (B, L) views
+        targets = self.train_ids[1 : B * stream_length + 1].reshape(B, stream_length)[:, :length]
+        for start in range(0, length, T):
+            yield inputs[:, start : start + T], targets[:, start : start + T], True
+
+    def train_step(self, x: np.ndarray, y: np.ndarray, h0: np.ndarray | None = None) -> float:
+        """One optimisation step on inputs and targets (B, T) from state h0; returns its loss."""
+        loss, _, self._h = self.model.loss_and_grads(x, y, h0, out=self._grads)
+        grads = self._grad_flat
         if not math.isfinite(loss):
             raise CharseqError(f"training diverged at step {self.step + 1} (loss is {loss}); try a lower --lr")
-        self._sgd_update(self._grad_flat)
+        if self.config.clip:
+            np.clip(grads, -self.config.clip, self.config.clip, out=grads)
+        if self.config.clip_norm:
+            norm = math.sqrt(float(np.dot(grads, grads)))
+            if not math.isfinite(norm):
+                raise CharseqError(f"training diverged at step {self.step + 1} (gradient is not finite); "
+                                   "try a lower --lr")
+            if norm > self.config.clip_norm:
+                grads *= self.config.clip_norm / norm
+        self.optimizer.step(self.model.flat, grads, self.lr)
         self.step += 1
         return loss
+
+    @property
+    def lr(self) -> float:
+        """The learning rate of the next step."""
+        return self.config.lr_at(self.step, self.steps_per_epoch)
+
+    # -- evaluation --------------------------------------------------------------
+
+    def evaluate(self, ids: np.ndarray) -> float:
+        """Mean loss per character over `ids`, read as the training text is: parallel
+        streams, windows of seq_len, the state carried."""
+        return evaluate(self.model, ids, self.config.batch_size, self.config.seq_len)
+
+    def _evaluate_and_report(self, started: float) -> dict[str, float]:
+        loss_sum, steps, since = self._since_eval
+        seconds = time.perf_counter() - since
+        metrics: dict[str, float] = {"epoch": self.epoch, "step": self.step}
+        if steps:
+            metrics.update(loss_metrics(loss_sum / steps))
+        elif self.history:
+            metrics.update({k: self.history[-1][k] for k in ("loss", "bpc", "perplexity")})
+        if self.val_ids is not None:
+            metrics.update(loss_metrics(self.evaluate(self.val_ids), "val_"))
+        metrics["lr"] = self.lr
+        metrics["chars_per_sec"] = steps * self.config.batch_size * self.config.seq_len / seconds if seconds else 0.0
+        metrics["seconds"] = seconds
+        metrics["wall_time"] = time.perf_counter() - started
+        self.history.append(metrics)
+        self._since_eval = [0.0, 0, time.perf_counter()]
+        self.hooks.hook.on_evaluation(trainer=self, metrics=metrics)
+        return metrics
 
     def to_checkpoint(self) -> Checkpoint:
         """The model as it stands, with the config and progress that produced it."""
@@ -155,15 +271,26 @@ class Trainer:
             model=self.model,
             vocab=self.corpus.vocab,
             config=self.config.to_dict(),
-            progress={"epoch": self.epoch, "step": self.step, "loss": last.get("loss")},
+            progress={"epoch": self.epoch, "step": self.step, "loss": last.get("loss"),
+                      "val_loss": last.get("val_loss")},
             corpus=self.corpus.name,
         )
 
-    def _sgd_update(self, grad: np.ndarray) -> None:
-        """The seed's update: clip each gradient element to +-clip, then step against it.
 
-        grad is the flat gradient buffer, laid out like model.flat: three calls in all.
-        """
-        np.clip(grad, -self.config.clip, self.config.clip, out=grad)
-        grad *= self.config.lr_at(self.step)
-        self.model.flat -= grad
+def evaluate(model: VanillaRNN, ids: np.ndarray, batch_size: int, seq_len: int) -> float:
+    """Mean loss per character of `model` predicting `ids`, read as parallel streams of
+    windows with the state carried; fewer or shorter streams for short texts."""
+    if len(ids) < 2:
+        raise UsageError("evaluation needs at least two characters")
+    streams = max(1, min(batch_size, (len(ids) - 1) // seq_len))
+    stream_length = (len(ids) - 1) // streams
+    T = min(seq_len, stream_length)
+    inputs = ids[: streams * stream_length].reshape(streams, stream_length)
+    targets = ids[1 : streams * stream_length + 1].reshape(streams, stream_length)
+    total, count, h = 0.0, 0, None
+    with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
+        for start in range(0, stream_length - T + 1, T):
+            loss, h = model.loss(inputs[:, start : start + T], targets[:, start : start + T], h)
+            total += loss * streams * T
+            count += streams * T
+    return total / count

@@ -19,7 +19,10 @@ def _improvement_test(mode: str, min_delta: float):
     return lambda current, best: current > best + min_delta
 
 
-def _monitored(metrics: dict, monitor: str) -> float:
+def _monitored(metrics: dict, monitor: str | None) -> float:
+    """The monitored value; monitor None means val_loss when there is one, else loss."""
+    if monitor is None:
+        monitor = "val_loss" if "val_loss" in metrics else "loss"
     if monitor not in metrics:
         raise UsageError(f"cannot monitor {monitor!r}: the metrics are {', '.join(metrics)}")
     return float(metrics[monitor])
@@ -30,7 +33,7 @@ class EarlyStopping:
 
     def __init__(
         self,
-        monitor: str = "loss",
+        monitor: str | None = None,
         patience: int = 0,
         min_delta: float = 0.0,
         mode: str = "min",
@@ -94,7 +97,7 @@ class ModelCheckpoint:
         self,
         path: str,
         every: int = 1,
-        monitor: str = "loss",
+        monitor: str | None = None,
         save_best_only: bool = False,
         mode: str = "min",
     ):
@@ -125,7 +128,7 @@ class ModelCheckpoint:
             if not self._improved(current, self.best):
                 return
             self.best = current
-        path = Path(self.path.format(step=trainer.step, **metrics))
+        path = Path(self.path.format(**{"step": trainer.step, **metrics}))
         checkpoint.save(path, trainer.to_checkpoint())
         self.saved.append(path)
 

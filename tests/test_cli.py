@@ -68,8 +68,10 @@ def test_train_options_reach_the_checkpoint(tmp_path):
             "--epochs", 2, "--lr", 0.05, "--clip", 1, "--warmup", 7, "--seed", 3, "--out", out, "-q")
     saved = charseq.load(out)
     assert saved.model.hidden_size == 8
-    assert saved.config == {"hidden_size": 8, "seq_len": 4, "batch_size": 5, "epochs": 2,
-                            "lr": 0.05, "clip": 1.0, "warmup": 7, "seed": 3}
+    chosen = {"hidden_size": 8, "seq_len": 4, "batch_size": 5, "epochs": 2, "lr": 0.05, "clip": 1.0, "warmup": 7,
+              "seed": 3}
+    assert {k: saved.config[k] for k in chosen} == chosen
+    assert saved.config["optimizer"] == "sgd"  # the digits corpus's suggestion
     assert saved.progress["step"] == 2 * (40 // 5)
 
 
@@ -153,9 +155,9 @@ def test_help_on_every_command(command):
         (["train", "--corpus", "nope"], 2, "unknown corpus 'nope'; known: alphabet, digits, text"),
         (["train", "--corpus", "text:"], 2, "malformed 'text:'"),
         (["train", "--corpus", "text:/no/such/file.txt"], 2, "does not exist"),
-        (["train", "--corpus", "alphabet", "--hidden-size", "0"], 2, "hidden-size must be at least 1"),
+        (["train", "--corpus", "alphabet", "--hidden-size", "0"], 2, "hidden-size must be a whole number of at least 1"),
         (["train", "--corpus", "alphabet", "--batch-size", "301"], 2, "batch size 301 is larger"),
-        (["train", "--corpus", "alphabet", "--warmup", "-1"], 2, "warmup must be 0 or more"),
+        (["train", "--corpus", "alphabet", "--warmup", "-1"], 2, "warmup must be a whole number of at least 0"),
         (["train", "--corpus", "alphabet", "--out", "/no/such/dir/m.npz"], 2, "does not exist"),
         (["train", "--corpus", "alphabet", "--callback", "nope"], 2, "unknown callback 'nope'"),
         (["generate", "/no/such.npz"], 2, "does not exist"),

@@ -24,8 +24,8 @@ def test_api_example_generates_the_alphabet(tmp_path, monkeypatch, capsys):
 
 def test_notebook_generation_example(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
-    (tmp_path / "novel.txt").write_text("The cat sat.\n\nThe dog ran far.\n\n" * 60)
-    run_cli("train", "--corpus", "text:novel.txt", "--epochs", 3, "-q", "--out", "novel.npz")
+    (tmp_path / "novel.txt").write_text("The cat sat.\n\nThe dog ran far.\n\n" * 400)
+    run_cli("train", "--corpus", "text:novel.txt", "--epochs", 3, "--hidden-size", 32, "-q", "--out", "novel.npz")
     namespace = {}
     exec(compile(_python_block("stream("), "README notebook example", "exec"), namespace)
     assert len(namespace["texts"]) == 3 and all("\n\n" not in text for text in namespace["texts"])

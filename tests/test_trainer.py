@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from charseq import CharseqError, Corpus, TrainConfig, Trainer, UsageError, VanillaRNN, hookimpl
+from charseq import CharseqError, Corpus, TrainConfig, Trainer, UsageError, VanillaRNN, Vocabulary, hookimpl
 from charseq.model import PARAM_NAMES
 
 TEXT = "the quick brown fox jumps over the lazy dog. " * 20
@@ -9,7 +9,8 @@ TEXT = "the quick brown fox jumps over the lazy dog. " * 20
 
 def _trainer(callbacks=(), text=TEXT, **settings):
     corpus = Corpus.from_text("fox", text)
-    config = TrainConfig(**{"hidden_size": 16, "seq_len": 8, "batch_size": 8, "epochs": 3, "lr": 0.5, **settings})
+    config = TrainConfig(**{"hidden_size": 16, "seq_len": 8, "batch_size": 8, "epochs": 3, "optimizer": "sgd",
+                            "lr": 0.5, "clip": 5.0, "clip_norm": 0.0, "val_fraction": 0.0, **settings})
     model = VanillaRNN(len(corpus.vocab), config.hidden_size, seed=config.seed)
     return Trainer(model, corpus, config, callbacks)
 
@@ -88,15 +89,41 @@ def test_same_seed_gives_identical_weights():
     assert all(np.array_equal(a.model.params[n], b.model.params[n]) for n in PARAM_NAMES)
 
 
-def test_sgd_update_clips_each_element():
-    trainer = _trainer(lr=1.0, clip=0.5)
-    before = {n: v.copy() for n, v in trainer.model.params.items()}
+def _step_with_gradient(trainer, fill, monkeypatch):
+    """One train_step in which the model reports the gradient `fill` sets."""
+
+    def fixed(x, y, h0=None, out=None):
+        fill(out)
+        return 1.0, out, np.zeros((x.shape[0], trainer.model.hidden_size), np.float32)
+
+    monkeypatch.setattr(trainer.model, "loss_and_grads", fixed)
+    before = trainer.model.flat.copy()
+    trainer.train_step(np.zeros((8, 8), int), np.zeros((8, 8), int))
+    return before - trainer.model.flat  # lr * the gradient after clipping
+
+
+def test_element_wise_clipping(monkeypatch):
+    def fill(grads):
+        for g in grads.values():
+            g[...] = 3.0
+        grads["c"][0] = -0.25
+
+    step = _step_with_gradient(_trainer(lr=1.0, clip=0.5), fill, monkeypatch)
+    assert np.count_nonzero(np.isclose(step, -0.25)) == 1 and np.count_nonzero(np.isclose(step, 0.5)) == step.size - 1
+
+
+def test_global_norm_clipping_keeps_the_direction(monkeypatch):
+    def fill(grads):
+        for i, g in enumerate(grads.values()):
+            g[...] = i + 1.0
+
+    trainer = _trainer(lr=1.0, clip=0.0, clip_norm=2.0)
     flat, grads = trainer.model.gradient_buffer()
-    flat[...] = 3.0
-    grads["c"][0] = -0.25
-    trainer._sgd_update(flat)
-    assert np.allclose(trainer.model.params["W"], before["W"] - 0.5)
-    assert trainer.model.params["c"][0] == pytest.approx(before["c"][0] + 0.25)
+    fill(grads)
+    step = _step_with_gradient(trainer, fill, monkeypatch)
+    np.testing.assert_allclose(step, flat * 2.0 / np.linalg.norm(flat), rtol=1e-5)
+    small = _step_with_gradient(_trainer(lr=1.0, clip=0.0, clip_norm=1e9), fill, monkeypatch)
+    np.testing.assert_allclose(small, flat, rtol=1e-6)  # under the norm: untouched
 
 
 def test_warmup_raises_the_learning_rate_linearly():
@@ -116,17 +143,22 @@ def test_misspelt_callback_hook_is_an_error_naming_the_callback():
 
 
 def test_batch_larger_than_the_data_is_a_usage_error():
-    with pytest.raises(UsageError, match="batch size 1000"):
-        _trainer(batch_size=1000).fit()
+    with pytest.raises(UsageError, match="too short for 1000 streams"):
+        _trainer(batch_size=1000)
+    with pytest.raises(UsageError, match="batch size 301 is larger than the 300 training windows"):
+        corpus = Corpus("cycle", Vocabulary("ab"), np.array([0, 1], np.uint8), random_windows=300)
+        Trainer(VanillaRNN(2, 4), corpus, TrainConfig(batch_size=301, seq_len=3))
 
 
 def test_text_shorter_than_one_window_is_a_usage_error():
-    with pytest.raises(UsageError, match="fewer than one window"):
-        _trainer(text="tiny", seq_len=8).fit()
+    with pytest.raises(UsageError, match="too short"):
+        _trainer(text="tiny", seq_len=8, batch_size=1)
 
 
-@pytest.mark.parametrize("field,value", [("hidden_size", 0), ("seq_len", -1), ("batch_size", 0),
-                                         ("epochs", 0), ("lr", 0.0), ("lr", float("nan")), ("clip", 0.0)])
+@pytest.mark.parametrize("field,value", [("hidden_size", 0), ("seq_len", -1), ("batch_size", 0), ("epochs", 0),
+                                         ("lr", 0.0), ("lr", float("nan")), ("clip", -1.0), ("clip_norm", float("inf")),
+                                         ("optimizer", "sgdd"), ("schedule", "linear"), ("val_fraction", 1.0),
+                                         ("lr_decay", 0.0), ("eval_every", -1)])
 def test_config_refuses_nonsense(field, value):
     with pytest.raises(UsageError, match=field.replace("_", "-") if "_" in field else field):
         TrainConfig(**{field: value})
@@ -142,3 +174,114 @@ def test_corpus_defaults_sit_between_generic_defaults_and_overrides():
     corpus = Corpus.from_text("t", TEXT, defaults={"hidden_size": 11, "lr": 0.2})
     config = TrainConfig.for_corpus(corpus, lr=0.3, seq_len=None)
     assert (config.hidden_size, config.lr, config.seq_len) == (11, 0.3, TrainConfig().seq_len)
+
+
+class StateRecorder:
+    """Wraps a model's loss_and_grads to record each step's x and h0."""
+
+    def __init__(self, trainer, monkeypatch):
+        self.calls = []
+        original = trainer.model.loss_and_grads
+
+        def record(x, y, h0=None, out=None):
+            result = original(x, y, h0, out)
+            self.calls.append((x.copy(), y.copy(), None if h0 is None else h0.copy(), result[2]))
+            return result
+
+        monkeypatch.setattr(trainer.model, "loss_and_grads", record)
+
+
+def test_text_streams_carry_the_state_and_reset_each_epoch(monkeypatch):
+    text = "".join(chr(97 + i % 26) for i in range(2000))
+    trainer = _trainer(text=text, batch_size=4, seq_len=10, epochs=2)
+    recorder = StateRecorder(trainer, monkeypatch)
+    trainer.fit()
+    per_epoch = trainer.steps_per_epoch
+    assert len(recorder.calls) == 2 * per_epoch and per_epoch == (2000 - 1) // 4 // 10
+    for epoch in range(2):
+        calls = recorder.calls[epoch * per_epoch : (epoch + 1) * per_epoch]
+        assert calls[0][2] is None  # a fresh state at each epoch
+        for previous, current in zip(calls, calls[1:]):
+            np.testing.assert_array_equal(current[2], previous[3])  # h0 is the last step's h
+            # each stream goes on where it left off: consecutive text
+            np.testing.assert_array_equal(current[0][:, 0], previous[1][:, -1])
+        x0 = np.concatenate([c[0] for c in calls], axis=1)
+        y0 = np.concatenate([c[1] for c in calls], axis=1)
+        np.testing.assert_array_equal(x0[:, 1:], y0[:, :-1])  # targets are the inputs shifted by one
+        stream_starts = [trainer.corpus.vocab.decode(x0[b, :3]) for b in range(4)]
+        assert len(set(stream_starts)) > 1  # four different places in the text
+
+
+def test_validation_split_is_the_held_out_end_of_the_text():
+    text = "".join(chr(97 + i % 26) for i in range(1000))
+    trainer = _trainer(text=text, val_fraction=0.1)
+    assert len(trainer.val_ids) == 100 and len(trainer.train_ids) == 900
+    assert np.array_equal(np.concatenate([trainer.train_ids, trainer.val_ids]), trainer.corpus.ids)
+    # training never reads past its part: the last target of an epoch lies inside train_ids
+    assert trainer.steps_per_epoch * trainer.config.seq_len * trainer.config.batch_size < len(trainer.train_ids)
+
+
+def test_metrics_hold_train_and_validation_loss_in_three_units():
+    trainer = _trainer(val_fraction=0.2, epochs=2)
+    metrics = trainer.fit()
+    import math
+
+    for prefix in ("", "val_"):
+        loss = metrics[f"{prefix}loss"]
+        assert metrics[f"{prefix}bpc"] == pytest.approx(loss / math.log(2))
+        assert metrics[f"{prefix}perplexity"] == pytest.approx(math.exp(loss))
+    assert metrics["val_loss"] == pytest.approx(trainer.evaluate(trainer.val_ids))
+    assert metrics["chars_per_sec"] > 0 and metrics["lr"] == 0.5 and metrics["step"] == trainer.step
+
+
+@pytest.mark.parametrize("optimizer,lr", [("sgd", 1.0), ("adagrad", 0.1), ("rmsprop", 0.005), ("adam", 0.01)])
+def test_each_optimizer_lowers_the_loss(optimizer, lr):
+    trainer = _trainer(optimizer=optimizer, lr=lr, clip=0.0, clip_norm=5.0, epochs=8, val_fraction=0.1)
+    before = trainer.evaluate(trainer.val_ids)
+    trainer.fit()
+    assert trainer.history[-1]["val_loss"] < 0.8 * before
+    assert trainer.history[-1]["loss"] < trainer.history[0]["loss"]
+
+
+def test_adam_matches_the_textbook_update():
+    from charseq.optimizers import Adam
+
+    rng = np.random.default_rng(0)
+    params, grads = rng.normal(size=5), [rng.normal(size=5) for _ in range(3)]
+    adam, p = Adam(5, np.float64), params.copy()
+    m = v = np.zeros(5)
+    expected = params.copy()
+    for t, g in enumerate(grads, start=1):
+        adam.step(p, g.copy(), 0.01)
+        m = 0.9 * m + 0.1 * g
+        v = 0.999 * v + 0.001 * g * g
+        expected -= 0.01 * (m / (1 - 0.9**t)) / (np.sqrt(v / (1 - 0.999**t)) + 1e-8)
+    np.testing.assert_allclose(p, expected, rtol=1e-10)
+
+
+def test_learning_rate_schedules():
+    step = TrainConfig(lr=1.0, schedule="step", lr_decay=0.5, lr_decay_every=2, epochs=10)
+    assert [step.lr_at(s, steps_per_epoch=3) for s in (0, 5, 6, 11, 12)] == [1.0, 1.0, 0.5, 0.5, 0.25]
+    cosine = TrainConfig(lr=1.0, schedule="cosine", min_lr=0.1, epochs=2, warmup=2)
+    rates = [cosine.lr_at(s, steps_per_epoch=5) for s in range(10)]
+    assert rates[:2] == [0.5, 1.0] and rates[2] == pytest.approx(1.0)
+    assert rates[6] == pytest.approx(0.1 + 0.9 * 0.5 * (1 + np.cos(np.pi * 4 / 8)))
+    assert all(a >= b for a, b in zip(rates[2:], rates[3:])) and cosine.lr_at(10, 5) == pytest.approx(0.1)
+
+
+def test_evaluation_every_n_steps_and_at_each_epoch_end():
+    class Evaluations:
+        def __init__(self):
+            self.steps = []
+
+        @hookimpl
+        def on_evaluation(self, trainer, metrics):
+            self.steps.append(metrics["step"])
+
+    seen = Evaluations()
+    trainer = _trainer([seen], eval_every=4, val_fraction=0.1, epochs=2)
+    trainer.fit()
+    per_epoch = trainer.steps_per_epoch
+    expected = sorted(set(list(range(4, 2 * per_epoch + 1, 4)) + [per_epoch, 2 * per_epoch]))
+    assert seen.steps == expected
+    assert [h["step"] for h in trainer.history] == expected

@@ -21,7 +21,8 @@ class ScriptedLoss:
 
 def _run(losses, *callbacks, epochs=None):
     corpus = Corpus.from_text("t", "abcdefgh" * 20)
-    config = TrainConfig(hidden_size=4, seq_len=4, batch_size=4, epochs=epochs or len(losses), lr=0.01)
+    config = TrainConfig(hidden_size=4, seq_len=4, batch_size=4, epochs=epochs or len(losses), lr=0.01,
+                         val_fraction=0)
     trainer = Trainer(VanillaRNN(len(corpus.vocab), 4), corpus, config, [ScriptedLoss(losses), *callbacks])
     trainer.fit()
     return trainer

@@ -1,0 +1,118 @@
+"""Update rules on the flat parameter and gradient buffers: a few numpy calls a step.
+
+Each keeps its state (moments, step count) in arrays that a checkpoint can carry.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from charseq.errors import UsageError
+
+
+class Optimizer:
+    name = ""
+
+    def __init__(self, size: int, dtype: np.dtype):
+        self.state: dict[str, np.ndarray] = {}
+        self._scratch = np.empty(size, dtype=dtype)
+
+    def step(self, params: np.ndarray, grads: np.ndarray, lr: float) -> None:
+        """Move params against grads; grads may be overwritten."""
+        raise NotImplementedError
+
+
+class SGD(Optimizer):
+    """params -= lr * grads: the seed notebook's update."""
+
+    name = "sgd"
+
+    def step(self, params, grads, lr):
+        grads *= lr
+        params -= grads
+
+
+class Adagrad(Optimizer):
+    """min-char-rnn's update: each parameter's step shrinks with its summed squared gradients."""
+
+    name = "adagrad"
+    eps = 1e-8
+
+    def __init__(self, size, dtype):
+        super().__init__(size, dtype)
+        self.state["sum_squares"] = np.zeros(size, dtype=dtype)
+
+    def step(self, params, grads, lr):
+        sum_squares, scratch = self.state["sum_squares"], self._scratch
+        np.multiply(grads, grads, out=scratch)
+        sum_squares += scratch
+        np.sqrt(sum_squares, out=scratch)
+        scratch += self.eps
+        np.divide(grads, scratch, out=scratch)
+        scratch *= lr
+        params -= scratch
+
+
+class RMSprop(Optimizer):
+    """char-rnn's update: steps scaled by a running mean of squared gradients (decay 0.95)."""
+
+    name = "rmsprop"
+    decay, eps = 0.95, 1e-8
+
+    def __init__(self, size, dtype):
+        super().__init__(size, dtype)
+        self.state["mean_squares"] = np.zeros(size, dtype=dtype)
+
+    def step(self, params, grads, lr):
+        mean_squares, scratch = self.state["mean_squares"], self._scratch
+        np.multiply(grads, grads, out=scratch)
+        scratch *= 1 - self.decay
+        mean_squares *= self.decay
+        mean_squares += scratch
+        np.sqrt(mean_squares, out=scratch)
+        scratch += self.eps
+        np.divide(grads, scratch, out=scratch)
+        scratch *= lr
+        params -= scratch
+
+
+class Adam(Optimizer):
+    """Adam (Kingma & Ba) with bias correction, betas 0.9 and 0.999."""
+
+    name = "adam"
+    beta1, beta2, eps = 0.9, 0.999, 1e-8
+
+    def __init__(self, size, dtype):
+        super().__init__(size, dtype)
+        self.state["m"] = np.zeros(size, dtype=dtype)
+        self.state["v"] = np.zeros(size, dtype=dtype)
+        self.state["t"] = np.zeros(1, dtype=np.int64)
+
+    def step(self, params, grads, lr):
+        m, v, scratch = self.state["m"], self.state["v"], self._scratch
+        self.state["t"] += 1
+        t = int(self.state["t"][0])
+        m *= self.beta1
+        np.multiply(grads, 1 - self.beta1, out=scratch)
+        m += scratch
+        v *= self.beta2
+        np.multiply(grads, grads, out=scratch)
+        scratch *= 1 - self.beta2
+        v += scratch
+        # Bias correction folded into the step size and epsilon: one pass less over the arrays.
+        step_size = lr * np.sqrt(1 - self.beta2**t) / (1 - self.beta1**t)
+        np.sqrt(v, out=scratch)
+        scratch += self.eps * np.sqrt(1 - self.beta2**t)
+        np.divide(m, scratch, out=scratch)
+        scratch *= step_size
+        params -= scratch
+
+
+OPTIMIZERS = {cls.name: cls for cls in (SGD, Adagrad, RMSprop, Adam)}
+
+
+def make_optimizer(name: str, size: int, dtype: np.dtype) -> Optimizer:
+    try:
+        return OPTIMIZERS[name](size, dtype)
+    except KeyError:
+        raise UsageError(f"unknown optimizer {name!r}; known: {', '.join(OPTIMIZERS)}") from None
