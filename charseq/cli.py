@@ -9,9 +9,11 @@ import sys
 from pathlib import Path
 
 import click
+import numpy as np
 
 import charseq
 from charseq.errors import CharseqError, UsageError
+from charseq.optimizers import OPTIMIZERS as OPTIMIZER_NAMES
 from charseq.registry import get_registry, parse_options, parse_spec
 
 
@@ -43,6 +45,9 @@ def _complete_names(kind: str):
         return [CompletionItem(name, help=item.help) for name, item in items.items() if name.startswith(incomplete)]
 
     return complete
+
+
+json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON, for scripts.")
 
 
 def threads_option(command):
@@ -128,20 +133,30 @@ def cli(debug: bool) -> None:
 @cli.command()
 @click.option("--corpus", "corpus_spec", required=True, metavar="NAME[:ARG]", shell_complete=_complete_names("corpus"),
               help="What to train on: alphabet, digits, text:PATH, or a plugin's corpus.")
-@click.option("--hidden-size", type=int, help="Hidden units H.  [corpus default]")
-@click.option("--seq-len", type=int, help="Characters per training window T.  [corpus default]")
-@click.option("--batch-size", type=int, help="Windows per step B.  [corpus default]")
-@click.option("--epochs", type=int, help="Passes over the training windows.  [corpus default]")
-@click.option("--lr", type=float, help="SGD learning rate.  [corpus default]")
-@click.option("--clip", type=float, help="Clip each gradient element to +-CLIP.  [corpus default]")
-@click.option("--warmup", type=int, metavar="STEPS",
-              help="Raise the learning rate linearly over the first STEPS steps.  [corpus default]")
-@click.option("--seed", type=int, help="Seeds initialisation and data order.  [default: 0]")
+@click.option("--encoding", help="Text encoding of the corpus files.  [default: utf-8]")
+@click.option("--hidden-size", type=int, help="Hidden units H.")
+@click.option("--seq-len", type=int, help="Characters per training window T.")
+@click.option("--batch-size", type=int, help="Windows (text: parallel streams) per step B.")
+@click.option("--epochs", type=int, help="Passes over the training text.")
+@click.option("--optimizer", type=click.Choice(sorted(OPTIMIZER_NAMES)), help="The update rule.")
+@click.option("--lr", type=float, help="Learning rate.")
+@click.option("--clip", type=float, help="Clip each gradient element to +-CLIP (0: off).")
+@click.option("--clip-norm", type=float, help="Scale the gradient down to this global norm (0: off).")
+@click.option("--warmup", type=int, metavar="STEPS", help="Raise the learning rate linearly over the first STEPS steps.")
+@click.option("--schedule", type=click.Choice(["constant", "step", "cosine"]), help="The learning rate after warmup.")
+@click.option("--lr-decay", type=float, help="step schedule: multiply the rate by this ...")
+@click.option("--lr-decay-every", type=int, metavar="EPOCHS", help="... every EPOCHS epochs.")
+@click.option("--min-lr", type=float, help="cosine schedule: the rate it ends at.")
+@click.option("--val-fraction", type=float, help="Share of a text held out, from its end, for validation.")
+@click.option("--eval-every", type=int, metavar="STEPS", help="Also evaluate every STEPS steps (0: at epoch ends).")
+@click.option("--seed", type=int, help="Seeds initialisation and data order.")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
               help="Where to save the checkpoint.  [default: CORPUS.npz]")
-@click.option("--patience", type=int, help="Stop after N epochs without improvement of the loss.")
+@click.option("--metrics", "metrics_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write one JSON line per evaluation to this file.")
+@click.option("--patience", type=int, help="Stop after N evaluations without improvement (of val_loss, else loss).")
 @click.option("--min-delta", type=float, default=0.0, show_default=True,
-              help="The smallest change of the loss that counts as improvement.")
+              help="The smallest change that counts as improvement.")
 @click.option("--restore-best/--no-restore-best", default=True, show_default=True,
               help="With --patience, end with the best weights seen.")
 @click.option("--checkpoint-every", type=int, metavar="N", help="Also save --out every N epochs.")
@@ -154,33 +169,35 @@ def cli(debug: bool) -> None:
               help="Draw the progress bar on stderr.  [default: when stderr is a terminal]")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar or epoch lines.")
 @threads_option
-def train(corpus_spec, hidden_size, seq_len, batch_size, epochs, lr, clip, warmup, seed, out,
-          patience, min_delta, restore_best, checkpoint_every, callback_specs, sample_length, progress, quiet,
-          threads):
+def train(corpus_spec, encoding, out, metrics_path, patience, min_delta, restore_best, checkpoint_every,
+          callback_specs, sample_length, progress, quiet, threads, **settings):
     """Train a model on a corpus and save a checkpoint.
 
+    Settings left out come from the corpus's suggestions (see the README), then from the
+    text defaults: H=256, T=64, B=64, Adam at 2e-3, gradient norm clipped at 5.
+
     \b
-    Example:
+    Examples:
       charseq train --corpus alphabet
-      charseq train --corpus text:novel.txt --epochs 5 --out novel.npz
+      charseq train --corpus text:novel.txt --metrics novel.jsonl --out novel.npz
     """
     from charseq import Trainer, TrainConfig, VanillaRNN, checkpoint
     from charseq import generate as generate_text
     from charseq.progress import ProgressBar
 
     registry = get_registry()
-    name, arg = parse_spec(corpus_spec)
-    corpus = registry.get("corpus", name).build(arg)
-    config = TrainConfig.for_corpus(
-        corpus, hidden_size=hidden_size, seq_len=seq_len, batch_size=batch_size,
-        epochs=epochs, lr=lr, clip=clip, warmup=warmup, seed=seed,
-    )
+    corpus = _load_corpus(registry, corpus_spec, encoding)
+    config = TrainConfig.for_corpus(corpus, **settings)
     out = out or Path(f"{corpus.name}.npz")
     _check_writable(out)
+    if metrics_path is not None:
+        _check_writable(metrics_path)
 
     callbacks: list[object] = []
     if not quiet:
         callbacks.append(ProgressBar(draw=progress))
+    if metrics_path is not None:
+        callbacks.append(registry.get("callback", "metrics").build(path=str(metrics_path)))
     if patience is not None:
         callbacks.append(registry.get("callback", "early-stopping").build(
             patience=patience, min_delta=min_delta, restore_best_weights=restore_best))
@@ -193,20 +210,30 @@ def train(corpus_spec, hidden_size, seq_len, batch_size, epochs, lr, clip, warmu
     model = VanillaRNN(len(corpus.vocab), config.hidden_size, seed=config.seed)
     trainer = Trainer(model, corpus, config, callbacks)
     if not quiet:
+        held_out = f", {len(trainer.val_ids):,} held out" if trainer.val_ids is not None else ""
+        clipping = ", ".join(f"{name}={value:g}" for name, value in (("clip", config.clip), ("clip-norm", config.clip_norm))
+                             if value) or "no clipping"
         click.echo(
-            f"training on {corpus.name}: {len(corpus):,} characters, {len(corpus.vocab)} symbols, "
-            f"H={config.hidden_size} T={config.seq_len} B={config.batch_size} "
-            f"lr={config.lr:g} clip={config.clip:g} warmup={config.warmup} epochs={config.epochs}"
+            f"training on {corpus.name}: {len(corpus):,} characters{held_out}, {len(corpus.vocab)} symbols, "
+            f"H={config.hidden_size} T={config.seq_len} B={config.batch_size} {config.optimizer} lr={config.lr:g} "
+            f"{clipping} warmup={config.warmup} epochs={config.epochs}"
         )
     with _blas_threads(threads):
         metrics = trainer.fit()
     checkpoint.save(out, trainer.to_checkpoint())
-    click.echo(f"saved {out} after {trainer.epoch} epochs, loss {metrics['loss']:.4g} nats/char")
+    validation = f", validation {metrics['val_loss']:.4g}" if "val_loss" in metrics else ""
+    click.echo(f"saved {out} after {trainer.epoch} epochs, loss {metrics['loss']:.4g}{validation} nats/char")
     if sample_length > 0:
         prime = corpus.prime(config.seq_len)
         argmax = registry.get("sampler", "argmax").build()
         continuation = generate_text(model, corpus.vocab, prime, sample_length, argmax)[0]
         click.echo(f"sample: {prime}{continuation}")
+
+
+def _load_corpus(registry, spec: str, encoding: str | None):
+    name, arg = parse_spec(spec)
+    options = {} if encoding is None else {"encoding": encoding}
+    return registry.get("corpus", name).build(arg, **options)
 
 
 def _check_writable(out: Path) -> None:
@@ -249,8 +276,6 @@ def generate(checkpoint_path, prime, length, stop, sampler_spec, temperature, re
       charseq generate alphabet.npz --prime ABCDEF --length 20 --sampler argmax
       charseq generate novel.npz --prime "The " --sampler top-p:p=0.9 --temperature 0.8 --stop "\n\n"
     """
-    import numpy as np
-
     from charseq import checkpoint
     from charseq.generate import stream
 
@@ -284,10 +309,51 @@ def generate(checkpoint_path, prime, length, stop, sampler_spec, temperature, re
                 click.echo(prime + "".join(text))
 
 
+@cli.command(name="eval")
+@click.argument("checkpoint_path", metavar="CHECKPOINT", type=click.Path(path_type=Path))
+@click.option("--corpus", "corpus_spec", required=True, metavar="NAME[:ARG]", shell_complete=_complete_names("corpus"),
+              help="The text to evaluate on: text:PATH, or any corpus.")
+@click.option("--encoding", help="Text encoding of the corpus files.  [default: utf-8]")
+@click.option("--batch-size", type=int, default=64, show_default=True, help="Parallel streams.")
+@click.option("--seq-len", type=int, default=64, show_default=True, help="Characters per window.")
+@json_option
+@threads_option
+def evaluate_command(checkpoint_path, corpus_spec, encoding, batch_size, seq_len, as_json, threads):
+    """Print a checkpoint's loss on a corpus: nats and bits per character, and perplexity."""
+    from charseq import checkpoint
+    from charseq.trainer import evaluate, loss_metrics
+
+    saved = checkpoint.load(checkpoint_path)
+    corpus = _load_corpus(get_registry(), corpus_spec, encoding)
+    unknown = sorted(set(corpus.vocab.symbols) - set(saved.vocab.symbols))
+    if unknown:
+        shown = ", ".join(repr(c) for c in unknown[:10])
+        raise UsageError(f"corpus {corpus.name!r} has {len(unknown)} character(s) the model does not know: {shown}")
+    # The corpus's ids are in its own vocabulary: map them to the model's.
+    mapping = np.array([saved.vocab.symbols.index(c) for c in corpus.vocab.symbols], dtype=saved.vocab.dtype)
+    with _blas_threads(threads):
+        loss = evaluate(saved.model, mapping[corpus.ids], batch_size, seq_len)
+    metrics = {"corpus": corpus.name, "characters": len(corpus), **loss_metrics(loss)}
+    if as_json:
+        click.echo(json.dumps(metrics))
+    else:
+        click.echo(f"{corpus.name}: {len(corpus):,} characters, loss {loss:.4f} nats/char, "
+                   f"{metrics['bpc']:.4f} bits/char, perplexity {metrics['perplexity']:.3f}")
+
+
+@cli.command()
+@click.argument("metrics_path", metavar="METRICS", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("-o", "--out", type=click.Path(dir_okay=False, path_type=Path), default=Path("loss.png"),
+              show_default=True, help="The picture to write (PNG, SVG or PDF by its suffix).")
+def plot(metrics_path, out):
+    """Draw the training and validation loss of a --metrics file."""
+    from charseq.plot import plot_metrics
+
+    plot_metrics(metrics_path, out)
+    click.echo(f"wrote {out}")
+
+
 # -- listings -----------------------------------------------------------------------
-
-
-json_option = click.option("--json", "as_json", is_flag=True, help="Print a JSON array, for scripts.")
 
 
 @cli.command()

@@ -29,6 +29,7 @@ class ProgressBar:
         self.bar = tqdm(total=remaining, unit="step", dynamic_ncols=True, leave=False, disable=disable)
         self._pending = 0
         self._last_refresh = time.monotonic()
+        self._val = ""  # the last validation loss, shown beside the live one
 
     @hookimpl
     def on_step_end(self, trainer, step, loss):
@@ -36,16 +37,24 @@ class ProgressBar:
         self._pending += 1
         now = time.monotonic()
         if now - self._last_refresh >= _REFRESH_SECONDS:
-            self.bar.set_postfix_str(f"loss {loss:.4f}", refresh=False)
+            self.bar.set_postfix_str(f"loss {loss:.4f}{self._val}", refresh=False)
             self.bar.update(self._pending)
             self._pending, self._last_refresh = 0, now
 
     @hookimpl
+    def on_evaluation(self, trainer, metrics):
+        if "val_loss" in metrics:
+            self._val = f" val {metrics['val_loss']:.4f}"
+
+    @hookimpl
     def on_epoch_end(self, trainer, epoch, metrics):
         if self.log_epochs:
+            validation = (f"  val {metrics['val_loss']:.4f} ({metrics['val_bpc']:.3f} bpc)"
+                          if "val_loss" in metrics else "")
             self.bar.write(
                 f"epoch {epoch:>{len(str(trainer.config.epochs))}}/{trainer.config.epochs}"
-                f"  loss {metrics['loss']:.4f}  {_duration(metrics['seconds'])}",
+                f"  loss {metrics['loss']:.4f}{validation}  {metrics['chars_per_sec']:,.0f} chars/s"
+                f"  {_duration(metrics['seconds'])}",
                 file=sys.stdout,
             )
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -133,6 +134,28 @@ class ModelCheckpoint:
         self.saved.append(path)
 
 
+class MetricsLog:
+    """Write one JSON line per evaluation: step, epoch, losses, bpc, lr, chars/s, wall time."""
+
+    def __init__(self, path: str):
+        self.path = Path(path)
+
+    @hookimpl
+    def on_train_begin(self, trainer):
+        self._file = self.path.open("w", encoding="utf-8")
+
+    @hookimpl
+    def on_evaluation(self, trainer, metrics):
+        record = {key: (None if isinstance(value, float) and not math.isfinite(value) else value)
+                  for key, value in metrics.items()}
+        self._file.write(json.dumps(record) + "\n")
+        self._file.flush()
+
+    @hookimpl
+    def on_train_end(self, trainer, metrics):
+        self._file.close()
+
+
 def _copy(params: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     return {name: value.copy() for name, value in params.items()}
 
@@ -141,3 +164,4 @@ def _copy(params: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 def register_callbacks(register):
     register("early-stopping", EarlyStopping)
     register("checkpoint", ModelCheckpoint)
+    register("metrics", MetricsLog)

@@ -35,8 +35,8 @@ def test_train_prints_progress_checkpoint_and_sample(tmp_path):
     out = tmp_path / "a.npz"
     result = run_cli("train", "--corpus", "alphabet", "--epochs", 3, "--out", out, "--progress")
     lines = result.stdout.splitlines()
-    assert re.match(r"training on alphabet: 26 characters, 26 symbols, H=64 T=6 B=20 lr=8 clip=5 warmup=300 epochs=3",
-                    lines[0])
+    assert re.match(r"training on alphabet: 26 characters, 26 symbols, H=64 T=6 B=20 sgd lr=8 clip=5 warmup=300 "
+                    r"epochs=3", lines[0])
     assert sum(bool(re.search(r"^epoch +\d/3  loss \d\.\d{4}", line)) for line in lines) == 3
     assert any(line.startswith(f"saved {out} after 3 epochs") for line in lines)
     assert re.search(r"^sample: ABCDEF[A-Z]{20}$", result.stdout, re.M)
@@ -130,7 +130,7 @@ def test_listings(command):
     expected = {"plugins": ["charseq.plugins.corpora", "charseq.plugins.samplers", "charseq.plugins.callbacks"],
                 "corpora": ["alphabet", "digits", "text"],
                 "samplers": ["argmax", "min-p", "temperature", "top-k", "top-p"],
-                "callbacks": ["checkpoint", "early-stopping"]}[command]
+                "callbacks": ["checkpoint", "early-stopping", "metrics"]}[command]
     lines = output.splitlines()
     assert len(lines) == len(expected)
     for line, name in zip(lines, expected):
@@ -208,7 +208,7 @@ def test_unexpected_errors_are_one_line_and_debug_shows_the_traceback(monkeypatc
 
 @pytest.mark.parametrize("command,names", [("corpora", ["alphabet", "digits", "text"]),
                                            ("samplers", ["argmax", "min-p", "temperature", "top-k", "top-p"]),
-                                           ("callbacks", ["checkpoint", "early-stopping"])])
+                                           ("callbacks", ["checkpoint", "early-stopping", "metrics"])])
 def test_listings_as_json(command, names):
     import json
 
@@ -258,3 +258,81 @@ def test_new_samplers_from_the_command_line(alphabet_checkpoint):
     for spec in ("top-k:k=nope", "top-p:p=x", "min-p:p=true", "temperature:temperature=hot"):
         result = run_cli("generate", alphabet_checkpoint, "--prime", "A", "--length", 5, "--sampler", spec, ok=False)
         assert result.exit_code == 2 and "internal error" not in result.output, spec
+
+
+
+@pytest.fixture
+def small_text(tmp_path):
+    path = tmp_path / "play.txt"
+    path.write_text("To be, or not to be, that is the question.\n" * 300, encoding="utf-8")
+    return path
+
+
+def test_text_training_reports_validation_and_writes_metrics(small_text, tmp_path):
+    import json
+
+    out, metrics = tmp_path / "m.npz", tmp_path / "m.jsonl"
+    result = run_cli("train", "--corpus", f"text:{small_text}", "--hidden-size", 32, "--seq-len", 16,
+                     "--batch-size", 8, "--epochs", 2, "--eval-every", 10, "--metrics", metrics, "--out", out)
+    assert re.search(r"^epoch 2/2  loss \d\.\d{4}  val \d\.\d{4} \(\d\.\d{3} bpc\)  [\d,]+ chars/s", result.stdout, re.M)
+    assert "held out" in result.stdout.splitlines()[0] and "validation" in result.stdout
+    records = [json.loads(line) for line in metrics.read_text().splitlines()]
+    steps = [r["step"] for r in records]
+    assert steps == sorted(steps) and steps[0] == 10 and len(records) >= 4
+    for record in records:
+        assert {"step", "epoch", "loss", "val_loss", "bpc", "val_bpc", "lr", "chars_per_sec", "wall_time"} <= set(record)
+    assert records[-1]["val_loss"] < records[0]["val_loss"]
+
+
+def test_eval_prints_loss_bits_and_perplexity(small_text, tmp_path):
+    import json
+    import math
+
+    out = tmp_path / "m.npz"
+    run_cli("train", "--corpus", f"text:{small_text}", "--hidden-size", 32, "--epochs", 3, "--batch-size", 8,
+            "--seq-len", 16, "-q", "--out", out)
+    line = run_cli("eval", out, "--corpus", f"text:{small_text}").output
+    assert re.match(r"play: 12,900 characters, loss \d\.\d{4} nats/char, \d\.\d{4} bits/char, perplexity \d+\.\d{3}", line)
+    data = json.loads(run_cli("eval", out, "--corpus", f"text:{small_text}", "--json").output)
+    assert data["bpc"] == pytest.approx(data["loss"] / math.log(2)) and data["characters"] == 12900
+    # A text with fewer symbols maps onto the model's vocabulary; one with more is refused.
+    subset = tmp_path / "subset.txt"
+    subset.write_text("to be or not to be " * 20)
+    assert json.loads(run_cli("eval", out, "--corpus", f"text:{subset}", "--json").output)["loss"] > 0
+    foreign = tmp_path / "foreign.txt"
+    foreign.write_text("xyz" * 50)
+    result = run_cli("eval", out, "--corpus", f"text:{foreign}", ok=False)
+    assert result.exit_code == 2 and "does not know: 'x', 'y', 'z'" in result.output
+
+
+def test_plot_draws_the_curves(small_text, tmp_path):
+    pytest.importorskip("matplotlib")
+    metrics, picture = tmp_path / "m.jsonl", tmp_path / "loss.png"
+    run_cli("train", "--corpus", f"text:{small_text}", "--hidden-size", 32, "--seq-len", 16, "--batch-size", 8,
+            "--epochs", 3, "--eval-every", 5, "--metrics", metrics, "-q", "--out", tmp_path / "m.npz")
+    assert run_cli("plot", metrics, "-o", picture).output == f"wrote {picture}\n"
+    assert picture.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and picture.stat().st_size > 10_000
+
+
+def test_plot_refuses_what_is_not_a_metrics_file(tmp_path):
+    bogus = tmp_path / "notes.txt"
+    bogus.write_text("hello\n")
+    result = run_cli("plot", bogus, ok=False)
+    assert result.exit_code == 2 and "is not JSON" in result.output
+
+
+def test_plot_without_matplotlib_says_what_to_install(tmp_path, monkeypatch):
+    import builtins
+
+    metrics = tmp_path / "m.jsonl"
+    metrics.write_text('{"step": 1, "loss": 2.0}\n')
+    real_import = builtins.__import__
+
+    def no_matplotlib(name, *args, **kwargs):
+        if name.startswith("matplotlib"):
+            raise ImportError(name)
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_matplotlib)
+    result = run_cli("plot", metrics, "-o", tmp_path / "x.png", ok=False)
+    assert result.exit_code == 1 and 'pip install "charseq[plot]"' in result.output
