@@ -7,6 +7,7 @@ from pathlib import Path
 
 from charseq import Corpus, Vocabulary, hookimpl
 from charseq.errors import UsageError
+from charseq.textfiles import load_text_corpus, resolve_files
 
 # The seed notebook's task (300 windows of 6, hidden 64, clip 5), trained in batches of 20.
 # The notebook stepped lr 0.1 along the loss summed over a window, which is lr 0.6 on the
@@ -41,19 +42,13 @@ def digits(arg: str | None = None) -> Corpus:
     return _cycle("digits", arg)
 
 
-def text(arg: str | None = None) -> Corpus:
-    """A UTF-8 text file: text:PATH."""
+def text(arg: str | None = None, encoding: str = "utf-8") -> Corpus:
+    """Text files: text:PATH, a file, a directory or a glob such as text:'notes/*.txt'."""
     if not arg:
         raise UsageError("corpus text needs a file: --corpus text:PATH")
-    path = Path(arg).expanduser()
-    if not path.exists():
-        raise UsageError(f"corpus file {arg!r} does not exist")
-    if not path.is_file():
-        raise UsageError(f"corpus path {arg!r} is not a file")
-    data = path.read_bytes()
-    if not data:
-        raise UsageError(f"corpus file {arg!r} is empty")
-    return Corpus.from_utf8(path.stem, data)
+    files = resolve_files(arg)
+    name = files[0].stem if len(files) == 1 else Path(arg.split("*")[0]).name or "text"
+    return load_text_corpus(name, files, encoding)
 
 
 @hookimpl

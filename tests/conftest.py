@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import tempfile
 import sys
 import textwrap
 from pathlib import Path
@@ -25,6 +26,7 @@ def pytest_configure(config):
     """Only the bundled plugins, unless a test asks for installed ones: whatever else the
     developer has installed must not change what the tests see."""
     os.environ["CHARSEQ_LOAD_PLUGINS"] = ""
+    os.environ["CHARSEQ_CACHE"] = tempfile.mkdtemp(prefix="charseq-cache-")  # not the developer's cache
 
 
 @pytest.fixture

@@ -3,6 +3,7 @@ import pytest
 
 from charseq import UsageError
 from charseq.plugins import corpora
+from charseq.plugins.corpora import text
 
 
 def test_alphabet_windows_wrap_from_z_to_a():
@@ -48,9 +49,9 @@ def test_text_windows_are_consecutive_and_cover_the_text(tmp_path):
     [
         (lambda d: None, "needs a file"),
         (lambda d: str(d / "missing.txt"), "does not exist"),
-        (lambda d: str(d), "is not a file"),
+        (lambda d: str(d / "empty-dir") if (d / "empty-dir").mkdir() is None else "", "has no files"),
         (lambda d: _write(d / "empty.txt", b""), "is empty"),
-        (lambda d: _write(d / "latin1.txt", "caf\xe9".encode("latin-1")), "not UTF-8 text .*offset 3"),
+        (lambda d: _write(d / "latin1.txt", "caf\xe9".encode("latin-1")), "not utf-8 text: bad byte at offset 3"),
     ],
 )
 def test_bad_text_files_are_usage_errors(tmp_path, make, message):
@@ -63,29 +64,102 @@ def _write(path, data: bytes) -> str:
     return str(path)
 
 
-@pytest.mark.parametrize("text", ["plain ASCII text\nwith lines\n" * 50, "ünïcödé — ✓ mixed with ASCII\n" * 50])
-@pytest.mark.parametrize("chunk", [3, 7, 1 << 22])
-def test_utf8_bytes_encode_like_text_across_chunk_boundaries(text, chunk, monkeypatch):
-    import charseq.corpus
+@pytest.fixture
+def small_chunks(monkeypatch):
+    import charseq.textfiles
     import charseq.vocab
+
+    def use(size):
+        monkeypatch.setattr(charseq.textfiles, "CHUNK_BYTES", size)  # cut multibyte characters
+        monkeypatch.setattr(charseq.vocab, "_ENCODE_CHUNK", size)
+
+    return use
+
+
+@pytest.mark.parametrize("content", ["plain ASCII text\nwith lines\n" * 50, "ünïcödé — ✓ mixed with ASCII\n" * 50,
+                                     "ascii first " * 30 + "then ✓ü" + " and ascii again" * 30])
+@pytest.mark.parametrize("chunk", [3, 7, 1 << 20])
+def test_files_encode_like_the_text_across_chunk_boundaries(content, chunk, small_chunks, tmp_path, monkeypatch):
     from charseq import Corpus
 
-    monkeypatch.setattr(charseq.corpus, "_DECODE_CHUNK_BYTES", chunk)  # cut multibyte characters
-    monkeypatch.setattr(charseq.vocab, "_ENCODE_CHUNK", chunk)
-    from_bytes = Corpus.from_utf8("t", text.encode("utf-8"))
-    from_text = Corpus.from_text("t", text)
-    assert from_bytes.vocab == from_text.vocab
-    assert np.array_equal(from_bytes.ids, from_text.ids) and from_bytes.ids.dtype == np.uint8
-    assert from_bytes.vocab.decode(from_bytes.ids) == text
+    monkeypatch.setenv("CHARSEQ_CACHE", str(tmp_path / f"cache-{chunk}"))
+    small_chunks(chunk)
+    path = tmp_path / "t.txt"
+    path.write_text(content, encoding="utf-8")
+    from_file, from_text = text(str(path)), Corpus.from_text("t", content)
+    assert from_file.vocab == from_text.vocab
+    assert np.array_equal(from_file.ids, from_text.ids) and from_file.ids.dtype == np.uint8
+    assert from_file.vocab.decode(from_file.ids) == content
 
 
-@pytest.mark.parametrize("chunk", [4, 1 << 22])
-def test_bad_byte_offset_is_exact_across_chunks(chunk, monkeypatch):
-    import charseq.corpus
-    from charseq import Corpus
-
-    monkeypatch.setattr(charseq.corpus, "_DECODE_CHUNK_BYTES", chunk)
+@pytest.mark.parametrize("chunk", [4, 1 << 20])
+def test_bad_byte_offset_is_exact_across_chunks(chunk, small_chunks, tmp_path):
+    small_chunks(chunk)
     data = "ab✓cdéf".encode("utf-8") + b"\xff" + b"tail"
+    path = tmp_path / "bad.txt"
+    path.write_bytes(data)
     offset = data.index(b"\xff")
-    with pytest.raises(UsageError, match=rf"bad byte at offset {offset}\)"):
-        Corpus.from_utf8("t", data)
+    with pytest.raises(UsageError, match=rf"bad byte at offset {offset}; try --encoding"):
+        text(str(path))
+
+
+def test_second_load_maps_the_cache_without_encoding_again(tmp_path, monkeypatch):
+    import charseq.textfiles
+
+    monkeypatch.setenv("CHARSEQ_CACHE", str(tmp_path / "cache"))
+    path = tmp_path / "t.txt"
+    path.write_text("hello cached world\n" * 100)
+    first = text(str(path))
+    assert isinstance(first.ids, np.memmap)
+    monkeypatch.setattr(charseq.textfiles, "_encode_to_cache", lambda *a: pytest.fail("encoded again"))
+    second = text(str(path))
+    assert np.array_equal(first.ids, second.ids) and second.vocab == first.vocab
+    # Edited content is a new key: encoded again, never a stale cache.
+    monkeypatch.undo()
+    monkeypatch.setenv("CHARSEQ_CACHE", str(tmp_path / "cache"))
+    path.write_text("different text now\n" * 100)
+    assert text(str(path)).vocab.decode(text(str(path)).ids[:9]) == "different"
+
+
+def test_a_damaged_cache_entry_is_rebuilt(tmp_path, monkeypatch):
+    monkeypatch.setenv("CHARSEQ_CACHE", str(tmp_path / "cache"))
+    path = tmp_path / "t.txt"
+    path.write_text("abc" * 100)
+    text(str(path))
+    (ids_file,) = (tmp_path / "cache").glob("*.ids")
+    ids_file.write_bytes(b"\0" * 10)  # truncated
+    assert text(str(path)).vocab.decode(text(str(path)).ids) == "abc" * 100
+
+
+def test_directory_and_glob_concatenate_in_sorted_order(tmp_path):
+    notes = tmp_path / "notes"
+    (notes / "sub").mkdir(parents=True)
+    (notes / "b.txt").write_text("BBB")
+    (notes / "a.txt").write_text("AAA")
+    (notes / "sub" / "c.txt").write_text("CCC")
+    (notes / ".hidden").write_text("HHH")
+    by_dir = text(str(notes))
+    assert by_dir.vocab.decode(by_dir.ids) == "AAABBBCCC"
+    by_glob = text(str(notes / "*.txt"))
+    assert by_glob.vocab.decode(by_glob.ids) == "AAABBB" and by_glob.name == "notes"
+    with pytest.raises(UsageError, match="no files match"):
+        text(str(notes / "*.md"))
+
+
+def test_other_encodings(tmp_path):
+    path = tmp_path / "latin.txt"
+    path.write_bytes("café olé".encode("latin-1"))
+    with pytest.raises(UsageError, match="not utf-8 text: bad byte at offset 3"):
+        text(str(path))
+    corpus = text(str(path), encoding="latin-1")
+    assert corpus.vocab.decode(corpus.ids) == "café olé"
+    with pytest.raises(UsageError, match="unknown encoding 'klingon'"):
+        text(str(path), encoding="klingon")
+
+
+def test_more_than_256_symbols_widen_the_ids(tmp_path):
+    path = tmp_path / "wide.txt"
+    content = "".join(chr(0x4E00 + i) for i in range(300)) * 3
+    path.write_text(content, encoding="utf-8")
+    corpus = text(str(path))
+    assert corpus.ids.dtype == np.int32 and corpus.vocab.decode(corpus.ids) == content

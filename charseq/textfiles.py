@@ -1,0 +1,188 @@
+"""Text files as a corpus: encoded once, in chunks, into a memory-mapped array on disk.
+
+The cache is keyed by the SHA-256 of the files' content (and the encoding), so an edited
+file is encoded again and an unchanged one, even renamed, is not. A second run maps the
+cached ids and starts at once; a small index keyed by path, size and modification time
+spares it from hashing the content again. Memory stays at a few chunks, whatever the
+size of the text: the ids are read from the page cache as training needs them.
+"""
+
+from __future__ import annotations
+
+import codecs
+import glob
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+
+from charseq.corpus import Corpus
+from charseq.errors import UsageError
+from charseq.vocab import Vocabulary
+
+CHUNK_BYTES = 1 << 20
+_COUNT_CHUNK = 1 << 16  # bincount and indexing widen uint8 indices to 8 bytes each
+_CACHE_FORMAT = 1
+
+
+def cache_dir() -> Path:
+    """$CHARSEQ_CACHE, else $XDG_CACHE_HOME/charseq, else ~/.cache/charseq."""
+    if os.environ.get("CHARSEQ_CACHE"):
+        return Path(os.environ["CHARSEQ_CACHE"])
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "charseq"
+
+
+def resolve_files(spec: str) -> list[Path]:
+    """A file, a directory (its files, recursively, in sorted order, hidden ones left out)
+    or a glob pattern (its files in sorted order)."""
+    if any(ch in spec for ch in "*?["):
+        files = sorted(Path(p) for p in glob.glob(os.path.expanduser(spec), recursive=True) if Path(p).is_file())
+        if not files:
+            raise UsageError(f"no files match {spec!r}")
+        return files
+    path = Path(spec).expanduser()
+    if path.is_file():
+        return [path]
+    if path.is_dir():
+        files = sorted(p for p in path.rglob("*")
+                       if p.is_file() and not any(part.startswith(".") for part in p.relative_to(path).parts))
+        if not files:
+            raise UsageError(f"directory {spec!r} has no files")
+        return files
+    raise UsageError(f"corpus path {spec!r} does not exist")
+
+
+def load_text_corpus(name: str, files: list[Path], encoding: str = "utf-8") -> Corpus:
+    """The concatenated text of `files` as a corpus whose ids are memory-mapped from the cache."""
+    try:
+        codecs.lookup(encoding)
+    except LookupError:
+        raise UsageError(f"unknown encoding {encoding!r}") from None
+    if sum(f.stat().st_size for f in files) == 0:
+        raise UsageError(f"corpus {name!r} is empty" + (f" ({files[0]})" if len(files) == 1 else ""))
+    directory = cache_dir()
+    key = _content_key(files, encoding, directory)
+    cached = _read_cache(directory, key)
+    if cached is None:
+        cached = _encode_to_cache(files, encoding, directory, key)
+    vocab, ids = cached
+    return Corpus(name, vocab, ids)
+
+
+def _content_key(files: list[Path], encoding: str, directory: Path) -> str:
+    stats = [(str(f.resolve()), f.stat().st_size, f.stat().st_mtime_ns) for f in files]
+    index = directory / "index" / hashlib.sha256(json.dumps([encoding, stats]).encode()).hexdigest()
+    try:
+        return index.read_text().strip()
+    except OSError:
+        pass
+    digest = hashlib.sha256(f"charseq-text-{_CACHE_FORMAT}:{encoding}".encode())
+    for f in files:
+        digest.update(f"\0{f.stat().st_size}\0".encode())
+        with f.open("rb") as stream:
+            while chunk := stream.read(CHUNK_BYTES):
+                digest.update(chunk)
+    key = digest.hexdigest()
+    _write_atomically(index, key.encode())
+    return key
+
+
+def _read_cache(directory: Path, key: str) -> tuple[Vocabulary, np.ndarray] | None:
+    try:
+        meta = json.loads((directory / f"{key}.json").read_text(encoding="utf-8"))
+        vocab = Vocabulary(meta["symbols"])
+        dtype, length = np.dtype(meta["dtype"]), int(meta["length"])
+        ids_path = directory / f"{key}.ids"
+        if dtype != vocab.dtype or ids_path.stat().st_size != length * dtype.itemsize:
+            return None  # damaged: encode again
+        return vocab, np.memmap(ids_path, dtype=dtype, mode="r", shape=(length,))
+    except (OSError, ValueError, KeyError, TypeError, UsageError):
+        return None
+
+
+def _encode_to_cache(files: list[Path], encoding: str, directory: Path, key: str) -> tuple[Vocabulary, np.ndarray]:
+    # Pass 1: the vocabulary and the length, in one streaming pass.
+    ascii_counts = np.zeros(128, dtype=np.int64)
+    others: set[str] = set()
+    length = 0
+    for piece in _pieces(files, encoding):
+        if isinstance(piece, str):
+            others.update(piece)
+        else:
+            for start in range(0, len(piece), _COUNT_CHUNK):
+                ascii_counts += np.bincount(piece[start : start + _COUNT_CHUNK], minlength=128)
+        length += len(piece)
+    symbols = {chr(code) for code in np.flatnonzero(ascii_counts)} | others
+    vocab = Vocabulary(sorted(symbols))
+    ascii_lookup = np.zeros(128, dtype=vocab.dtype)
+    for code in np.flatnonzero(ascii_counts):
+        ascii_lookup[code] = vocab.symbols.index(chr(code))
+
+    # Pass 2: the ids, appended chunk by chunk to a file that then replaces the cache entry
+    # whole. Plain writes, not a writable memmap: mapped pages would count as the process's.
+    directory.mkdir(parents=True, exist_ok=True)
+    fd, temp = tempfile.mkstemp(dir=directory, prefix=f".{key}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as out:
+            for piece in _pieces(files, encoding):
+                if isinstance(piece, str):
+                    vocab.encode(piece).tofile(out)
+                else:
+                    for start in range(0, len(piece), _COUNT_CHUNK):
+                        np.take(ascii_lookup, piece[start : start + _COUNT_CHUNK]).tofile(out)
+        os.replace(temp, directory / f"{key}.ids")
+    except BaseException:
+        Path(temp).unlink(missing_ok=True)
+        raise
+    meta = {"format": _CACHE_FORMAT, "symbols": list(vocab.symbols), "dtype": str(vocab.dtype), "length": length}
+    _write_atomically(directory / f"{key}.json", json.dumps(meta, ensure_ascii=False).encode("utf-8"))
+    cached = _read_cache(directory, key)
+    assert cached is not None
+    return cached
+
+
+def _pieces(files: list[Path], encoding: str) -> Iterator[str | np.ndarray]:
+    """The text, a chunk at a time: uint8 code points for an all-ASCII chunk of an
+    ASCII-compatible encoding (no str is made), otherwise decoded str."""
+    ascii_fast = codecs.lookup(encoding).name in ("utf-8", "ascii", "latin-1", "iso8859-1", "cp1252")
+    for path in files:
+        decoder = codecs.getincrementaldecoder(encoding)()
+        with path.open("rb") as stream:
+            offset = 0
+            while True:
+                chunk = stream.read(CHUNK_BYTES)
+                last = len(chunk) < CHUNK_BYTES
+                pending = decoder.getstate()[0]
+                if ascii_fast and not pending and chunk.isascii():
+                    if chunk:
+                        yield np.frombuffer(chunk, dtype=np.uint8)
+                else:
+                    try:
+                        text = decoder.decode(chunk, final=last)
+                    except UnicodeDecodeError as exc:
+                        raise UsageError(
+                            f"{str(path)!r} is not {encoding} text: bad byte at offset "
+                            f"{offset - len(pending) + exc.start}; try --encoding"
+                        ) from None
+                    if text:
+                        yield text
+                offset += len(chunk)
+                if last:
+                    break
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(temp, path)
+    except BaseException:
+        Path(temp).unlink(missing_ok=True)
+        raise
