@@ -26,16 +26,18 @@ LN2 = math.log(2)
 class TrainConfig:
     """Every training setting, with defaults for text; a corpus may suggest its own."""
 
-    hidden_size: int = 256
-    seq_len: int = 64
-    batch_size: int = 64
-    epochs: int = 30
+    # Chosen by measurement on tiny-shakespeare (see the README): the best validation loss at
+    # five minutes on a 2-core machine, where the cosine schedule ends.
+    hidden_size: int = 512
+    seq_len: int = 128
+    batch_size: int = 32
+    epochs: int = 24
     optimizer: str = "adam"
     lr: float = 2e-3
     clip: float = 0.0  # clip each gradient element to +-clip; 0: off
     clip_norm: float = 5.0  # scale the gradient to this global norm when above it; 0: off
     warmup: int = 0  # steps over which the learning rate rises linearly to lr
-    schedule: str = "constant"  # after warmup: constant, step (decay) or cosine
+    schedule: str = "cosine"  # after warmup: constant, step (decay) or cosine
     lr_decay: float = 0.5  # step schedule: multiply the rate by this ...
     lr_decay_every: int = 10  # ... every this many epochs
     min_lr: float = 0.0  # cosine schedule: the rate it ends at

@@ -10,7 +10,8 @@ TEXT = "the quick brown fox jumps over the lazy dog. " * 20
 def _trainer(callbacks=(), text=TEXT, **settings):
     corpus = Corpus.from_text("fox", text)
     config = TrainConfig(**{"hidden_size": 16, "seq_len": 8, "batch_size": 8, "epochs": 3, "optimizer": "sgd",
-                            "lr": 0.5, "clip": 5.0, "clip_norm": 0.0, "val_fraction": 0.0, **settings})
+                            "lr": 0.5, "clip": 5.0, "clip_norm": 0.0, "val_fraction": 0.0, "schedule": "constant",
+                            **settings})
     model = VanillaRNN(len(corpus.vocab), config.hidden_size, seed=config.seed)
     return Trainer(model, corpus, config, callbacks)
 
@@ -127,9 +128,9 @@ def test_global_norm_clipping_keeps_the_direction(monkeypatch):
 
 
 def test_warmup_raises_the_learning_rate_linearly():
-    config = TrainConfig(lr=2.0, warmup=4)
+    config = TrainConfig(lr=2.0, warmup=4, schedule="constant")
     assert [config.lr_at(step) for step in range(6)] == [0.5, 1.0, 1.5, 2.0, 2.0, 2.0]
-    assert TrainConfig(lr=2.0).lr_at(0) == 2.0
+    assert TrainConfig(lr=2.0, schedule="constant").lr_at(0) == 2.0
 
 
 def test_misspelt_callback_hook_is_an_error_naming_the_callback():
