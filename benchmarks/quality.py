@@ -48,7 +48,7 @@ class _Budgets:
         now = time.perf_counter()
         self.training_seconds += now - self._since
         while self.budgets and self.training_seconds >= self.budgets[0]:
-            self.results[self.budgets.pop(0)] = (trainer.evaluate(trainer.val_ids), step)
+            self.results[self.budgets.pop(0)] = (trainer.evaluate(trainer.val_ids), step, self.training_seconds)
         if not self.budgets:
             trainer.stop_training = True
         self._since = time.perf_counter()  # evaluation time does not count
@@ -56,6 +56,12 @@ class _Budgets:
     @hookimpl
     def on_evaluation(self, trainer, metrics):
         self._since = time.perf_counter()  # nor does the trainer's own evaluation
+
+    @hookimpl
+    def on_train_end(self, trainer, metrics):
+        # The defaults' schedule may end before the last budget: report where it ended.
+        for budget in self.budgets:
+            self.results[budget] = (trainer.evaluate(trainer.val_ids), trainer.step, self.training_seconds)
 
 
 def run_charseq(path: Path, budgets: list[float]) -> tuple:
@@ -134,8 +140,9 @@ def main() -> None:
     print("| training time | charseq val nats/char (bits) | steps | PyTorch nn.RNN val nats/char (bits) | steps |")
     print("|---|---|---|---|---|")
     for budget in budgets:
-        loss, steps = ours[budget]
-        row = f"| {budget / 60:g} min | {loss:.3f} ({loss / math.log(2):.3f}) | {steps:,} |"
+        loss, steps, seconds = ours[budget]
+        ended = f" (training ended at {seconds / 60:.1f} min)" if seconds < budget else ""
+        row = f"| {budget / 60:g} min | {loss:.3f} ({loss / math.log(2):.3f}){ended} | {steps:,} |"
         if budget in theirs:
             t_loss, t_steps = theirs[budget]
             row += f" {t_loss:.3f} ({t_loss / math.log(2):.3f}) | {t_steps:,} |"

