@@ -21,6 +21,15 @@ class Optimizer:
         """Move params against grads; grads may be overwritten."""
         raise NotImplementedError
 
+    def _scaled_step(self, params: np.ndarray, grads: np.ndarray, squares: np.ndarray, lr: float) -> None:
+        """params -= lr * grads / (sqrt(squares) + eps): Adagrad's and RMSprop's step."""
+        scratch = self._scratch
+        np.sqrt(squares, out=scratch)
+        scratch += self.eps
+        np.divide(grads, scratch, out=scratch)
+        scratch *= lr
+        params -= scratch
+
 
 class SGD(Optimizer):
     """params -= lr * grads: the seed notebook's update."""
@@ -46,11 +55,7 @@ class Adagrad(Optimizer):
         sum_squares, scratch = self.state["sum_squares"], self._scratch
         np.multiply(grads, grads, out=scratch)
         sum_squares += scratch
-        np.sqrt(sum_squares, out=scratch)
-        scratch += self.eps
-        np.divide(grads, scratch, out=scratch)
-        scratch *= lr
-        params -= scratch
+        self._scaled_step(params, grads, sum_squares, lr)
 
 
 class RMSprop(Optimizer):
@@ -69,11 +74,7 @@ class RMSprop(Optimizer):
         scratch *= 1 - self.decay
         mean_squares *= self.decay
         mean_squares += scratch
-        np.sqrt(mean_squares, out=scratch)
-        scratch += self.eps
-        np.divide(grads, scratch, out=scratch)
-        scratch *= lr
-        params -= scratch
+        self._scaled_step(params, grads, mean_squares, lr)
 
 
 class Adam(Optimizer):

@@ -127,7 +127,7 @@ class Trainer:
         T, B = config.seq_len, config.batch_size
         if corpus.random_windows:
             self.train_ids, self.val_ids = corpus.ids, None
-            windows = corpus.num_windows(T)
+            windows = corpus.random_windows
             if B > windows:
                 raise UsageError(f"batch size {B} is larger than the {windows} training windows; "
                                  "use a smaller --batch-size")

@@ -34,16 +34,6 @@ def test_text_corpus_reads_utf8(tmp_path):
     assert corpus.name == "poem" and corpus.vocab.decode(corpus.ids) == path.read_text("utf-8")
 
 
-def test_text_windows_are_consecutive_and_cover_the_text(tmp_path):
-    path = tmp_path / "t.txt"
-    path.write_text("abcdefghijklmnopqrstuvwxyz0123456789")
-    corpus = corpora.text(str(path))
-    windows = corpus.windows(5, np.random.default_rng(0))
-    assert windows.shape == (7, 6)
-    # Each window starts where the previous one's inputs ended: the targets tile the text.
-    assert corpus.vocab.decode(windows[:, 1:].reshape(-1)) == "bcdefghijklmnopqrstuvwxyz0123456789"
-
-
 @pytest.mark.parametrize(
     "make,message",
     [
