@@ -361,24 +361,20 @@ def plot(metrics_path, out):
 @json_option
 def plugins(as_json):
     """List loaded plugins: name, package, version and what each registers."""
-    registry = get_registry()
-    infos = registry.plugins()
-    commands = _plugin_command_names(registry)
+    infos = get_registry().plugins()
+    commands = _plugin_command_names()
+    rows = [(info, {**info.registers, **({"command": commands[info.name]} if info.name in commands else {})})
+            for info in infos]
     if as_json:
-        click.echo(json.dumps([{"name": i.name, "package": i.package, "version": i.version,
-                                "registers": {**i.registers, **({"command": commands[i.name]} if i.name in commands
-                                                                else {})}}
-                               for i in infos], indent=2))
+        click.echo(json.dumps([{"name": info.name, "package": info.package, "version": info.version,
+                                "registers": registers} for info, registers in rows], indent=2))
         return
-    for info in infos:
-        registers = dict(info.registers)
-        if info.name in commands:
-            registers["command"] = commands[info.name]
+    for info, registers in rows:
         provides = "; ".join(f"{kind}: {', '.join(names)}" for kind, names in registers.items())
         click.echo(f"{info.name} ({info.package} {info.version})  {provides or 'nothing registered'}")
 
 
-def _plugin_command_names(registry) -> dict[str, list[str]]:
+def _plugin_command_names() -> dict[str, list[str]]:
     """The subcommands each plugin added, by plugin name."""
     cli._add_plugin_commands()
     names: dict[str, list[str]] = {}
