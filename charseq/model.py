@@ -1,8 +1,12 @@
 """The vanilla RNN of the seed notebook, batched.
 
     a_t = tanh(U x_t + W a_{t-1} + b)      hidden state, (H,)
-    o_t = V a_t + c                        logits, (V,)
+    o_t = V (m_t * a_t) + c                logits, (V,)
     p_t = softmax(o_t)
+
+m_t is a dropout mask while training with dropout (each unit kept with probability
+1 - p and scaled by 1 / (1 - p); Zaremba et al.'s dropout on the non-recurrent
+connection only), and all ones otherwise.
 
 x_t is one-hot, so U x_t is column x_t of U: a gather, never a matmul. Arrays
 are stored with the batch in rows, so each time step is one (B, H) x (H, H)
@@ -92,6 +96,15 @@ class VanillaRNN:
     def dtype(self) -> np.dtype:
         return self.flat.dtype
 
+    def flat_slices(self) -> dict[str, slice]:
+        """Where each parameter lies in `flat` (and in a gradient buffer)."""
+        slices, offset = {}, 0
+        for name, shape in _stored_shapes(self.hidden_size, self.vocab_size).items():
+            size = int(np.prod(shape))
+            slices[name] = slice(offset, offset + size)
+            offset += size
+        return slices
+
     def gradient_buffer(self) -> tuple[np.ndarray, Parameters]:
         """A flat gradient buffer laid out like the parameters, and its views by name."""
         flat = np.zeros_like(self.flat)
@@ -110,21 +123,29 @@ class VanillaRNN:
         y: np.ndarray,
         h0: np.ndarray | None = None,
         out: Parameters | None = None,
+        dropout: float = 0.0,
+        rng: np.random.Generator | None = None,
     ) -> tuple[float, Parameters, np.ndarray]:
         """Mean cross-entropy per character (nats), its gradients, and the last hidden state.
 
         x, y: int arrays (B, T) of input ids and target ids. h0: (B, H) or None for
         zeros; the gradient stops at h0 (truncated backpropagation through time).
         out: views from gradient_buffer() to write the gradients into; by default a
-        new buffer is made.
+        new buffer is made. dropout: the probability of dropping each state on its way
+        to the output, with masks drawn from rng.
         """
-        loss = self._forward(x, y, h0)
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+        if dropout and rng is None:
+            raise ValueError("dropout needs an rng to draw its masks from")
+        loss = self._forward(x, y, h0, dropout, rng)
         grads = out if out is not None else self.gradient_buffer()[1]
-        self._backward(x, y, grads)
+        self._backward(x, y, grads, bool(dropout))
         return loss, grads, self._workspace(*x.shape).A[-1].copy()
 
-    def _forward(self, x: np.ndarray, y: np.ndarray, h0: np.ndarray | None) -> float:
-        """The loss; leaves the states and the softmax in the shape's workspace."""
+    def _forward(self, x: np.ndarray, y: np.ndarray, h0: np.ndarray | None, dropout: float = 0.0,
+                 rng: np.random.Generator | None = None) -> float:
+        """The loss; leaves the states, the dropout mask and the softmax in the shape's workspace."""
         U, W, b, V, c = (self.params[n] for n in PARAM_NAMES)
         B, T = x.shape
         H = self.hidden_size
@@ -143,9 +164,12 @@ class VanillaRNN:
             a += Z[t]
             np.tanh(a, out=a)
         ys = y.T.reshape(-1)  # (T*B,) row order matches the time-major states
-        return _softmax_cross_entropy(A[1:].reshape(T * B, H), V, c, ys, ws)  # ws.probs: the softmax
+        states = A[1:].reshape(T * B, H)
+        if dropout:
+            states = ws.dropped_states(states, dropout, rng)
+        return _softmax_cross_entropy(states, V, c, ys, ws)  # ws.probs: the softmax
 
-    def _backward(self, x: np.ndarray, y: np.ndarray, grads: Parameters) -> None:
+    def _backward(self, x: np.ndarray, y: np.ndarray, grads: Parameters, dropped: bool = False) -> None:
         W, V = self.params["W"], self.params["V"]
         B, T = x.shape
         H = self.hidden_size
@@ -157,10 +181,12 @@ class VanillaRNN:
         dlogits = ws.probs
         dlogits[ws.rows, ys] -= 1.0
         dlogits *= 1.0 / (T * B)
-        np.dot(dlogits.T, states, out=grads["V"])  # (V, H)
+        np.dot(dlogits.T, ws.dropped if dropped else states, out=grads["V"])  # (V, H)
         np.dot(ws.ones, dlogits, out=grads["c"])  # column sums as a gemv: faster than np.sum
         dZ = Z  # the pre-activations are spent: reuse their buffer, (T, B, H)
         np.dot(dlogits, V, out=dZ.reshape(T * B, H))  # what each a_t costs through its own output
+        if dropped:
+            dZ.reshape(T * B, H)[...] *= ws.mask
         dtanh = ws.dtanh
         np.multiply(A[1:], A[1:], out=dtanh)
         np.subtract(1.0, dtanh, out=dtanh)  # 1 - a_t^2
@@ -272,6 +298,18 @@ class _Workspace:
         self.vocab_size = V
         if V <= ONE_HOT_SCATTER_MAX_VOCAB:
             self.one_hot = np.zeros((T * B, V), dtype=dtype)
+        self.mask = self.dropped = None  # made on first use: most shapes never drop out
+
+    def dropped_states(self, states: np.ndarray, p: float, rng: np.random.Generator) -> np.ndarray:
+        """states * mask, the mask 0 with probability p and 1 / (1 - p) otherwise."""
+        if self.mask is None:
+            self.mask, self.dropped = np.empty_like(states), np.empty_like(states)
+        mask = self.mask
+        rng.random(out=mask, dtype=mask.dtype)
+        mask += 1.0 - p
+        np.floor(mask, out=mask)  # 1 with probability 1 - p
+        mask *= 1.0 / (1.0 - p)
+        return np.multiply(states, mask, out=self.dropped)
 
     def scatter_rows(self, ids: np.ndarray, rows: np.ndarray, out: np.ndarray) -> None:
         """out[v] = sum of rows[i] over i with ids[i] == v: the transpose of the input gather.

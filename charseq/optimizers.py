@@ -1,9 +1,12 @@
 """Update rules on the flat parameter and gradient buffers: a few numpy calls a step.
 
-Each keeps its state (moments, step count) in arrays that a checkpoint can carry.
+Each keeps its state (moments, step count) in arrays that a checkpoint can carry. Parts
+of the buffer may take larger or smaller steps than the rest (``lr_scales``).
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -13,13 +16,20 @@ from charseq.errors import UsageError
 class Optimizer:
     name = ""
 
-    def __init__(self, size: int, dtype: np.dtype):
+    def __init__(self, size: int, dtype: np.dtype, lr_scales: Sequence[tuple[slice, float]] = ()):
         self.state: dict[str, np.ndarray] = {}
+        self.lr_scales = [(part, scale) for part, scale in lr_scales if scale != 1.0]
         self._scratch = np.empty(size, dtype=dtype)
 
     def step(self, params: np.ndarray, grads: np.ndarray, lr: float) -> None:
         """Move params against grads; grads may be overwritten."""
         raise NotImplementedError
+
+    def _apply(self, params: np.ndarray, update: np.ndarray) -> None:
+        """params -= update, each part of it scaled by its lr_scales factor."""
+        for part, scale in self.lr_scales:
+            update[part] *= scale
+        params -= update
 
     def _scaled_step(self, params: np.ndarray, grads: np.ndarray, squares: np.ndarray, lr: float) -> None:
         """params -= lr * grads / (sqrt(squares) + eps): Adagrad's and RMSprop's step."""
@@ -28,7 +38,7 @@ class Optimizer:
         scratch += self.eps
         np.divide(grads, scratch, out=scratch)
         scratch *= lr
-        params -= scratch
+        self._apply(params, scratch)
 
 
 class SGD(Optimizer):
@@ -38,7 +48,7 @@ class SGD(Optimizer):
 
     def step(self, params, grads, lr):
         grads *= lr
-        params -= grads
+        self._apply(params, grads)
 
 
 class Adagrad(Optimizer):
@@ -47,8 +57,8 @@ class Adagrad(Optimizer):
     name = "adagrad"
     eps = 1e-8
 
-    def __init__(self, size, dtype):
-        super().__init__(size, dtype)
+    def __init__(self, size, dtype, lr_scales=()):
+        super().__init__(size, dtype, lr_scales)
         self.state["sum_squares"] = np.zeros(size, dtype=dtype)
 
     def step(self, params, grads, lr):
@@ -64,8 +74,8 @@ class RMSprop(Optimizer):
     name = "rmsprop"
     decay, eps = 0.95, 1e-8
 
-    def __init__(self, size, dtype):
-        super().__init__(size, dtype)
+    def __init__(self, size, dtype, lr_scales=()):
+        super().__init__(size, dtype, lr_scales)
         self.state["mean_squares"] = np.zeros(size, dtype=dtype)
 
     def step(self, params, grads, lr):
@@ -83,8 +93,8 @@ class Adam(Optimizer):
     name = "adam"
     beta1, beta2, eps = 0.9, 0.999, 1e-8
 
-    def __init__(self, size, dtype):
-        super().__init__(size, dtype)
+    def __init__(self, size, dtype, lr_scales=()):
+        super().__init__(size, dtype, lr_scales)
         self.state["m"] = np.zeros(size, dtype=dtype)
         self.state["v"] = np.zeros(size, dtype=dtype)
         self.state["t"] = np.zeros(1, dtype=np.int64)
@@ -106,14 +116,14 @@ class Adam(Optimizer):
         scratch += self.eps * np.sqrt(1 - self.beta2**t)
         np.divide(m, scratch, out=scratch)
         scratch *= step_size
-        params -= scratch
+        self._apply(params, scratch)
 
 
 OPTIMIZERS = {cls.name: cls for cls in (SGD, Adagrad, RMSprop, Adam)}
 
 
-def make_optimizer(name: str, size: int, dtype: np.dtype) -> Optimizer:
+def make_optimizer(name: str, size: int, dtype: np.dtype, lr_scales: Sequence[tuple[slice, float]] = ()) -> Optimizer:
     try:
-        return OPTIMIZERS[name](size, dtype)
+        return OPTIMIZERS[name](size, dtype, lr_scales)
     except KeyError:
         raise UsageError(f"unknown optimizer {name!r}; known: {', '.join(OPTIMIZERS)}") from None

@@ -23,15 +23,16 @@ def _batch(V=7, H=6, B=3, T=5, seed=2, absent_id=True):
     return x, y, h0
 
 
-def _numerical_gradient(model, name, x, y, h0, eps=1e-5):
+def _numerical_gradient(model, name, x, y, h0, eps=1e-5, **options):
+    """Central differences; options (dropout, rng) are made afresh by _options for each call."""
     param = model.params[name]
     grad = np.zeros_like(param)
     for index in np.ndindex(param.shape):
         saved = param[index]
         param[index] = saved + eps
-        plus = model.loss_and_grads(x, y, h0)[0]
+        plus = model.loss_and_grads(x, y, h0, **_options(options))[0]
         param[index] = saved - eps
-        minus = model.loss_and_grads(x, y, h0)[0]
+        minus = model.loss_and_grads(x, y, h0, **_options(options))[0]
         param[index] = saved
         grad[index] = (plus - minus) / (2 * eps)
     return grad
@@ -48,6 +49,34 @@ def test_gradient_matches_central_differences(name, with_h0):
     assert grads[name].shape == model.params[name].shape
     relative_error = np.linalg.norm(grads[name] - numerical) / np.linalg.norm(grads[name] + numerical)
     assert relative_error < 1e-6, f"{name}: relative error {relative_error:.2e}"
+
+
+def _options(options):
+    """A fresh rng of the same seed for every call, so each draws the same dropout mask."""
+    return {key: np.random.default_rng(value) if key == "rng" else value for key, value in options.items()}
+
+
+@pytest.mark.parametrize("name", PARAM_NAMES)
+def test_gradient_with_dropout_matches_central_differences(name):
+    model = _random_model()
+    x, y, h0 = _batch(B=4, T=6)
+    options = {"dropout": 0.4, "rng": 3}
+    _, grads, _ = model.loss_and_grads(x, y, h0, **_options(options))
+    numerical = _numerical_gradient(model, name, x, y, h0, **options)
+    relative_error = np.linalg.norm(grads[name] - numerical) / np.linalg.norm(grads[name] + numerical)
+    assert relative_error < 1e-6, f"{name}: relative error {relative_error:.2e}"
+
+
+def test_dropout_drops_the_share_asked_for_and_changes_the_loss():
+    model = _random_model(V=7, H=50)
+    x, y, h0 = _batch(H=50, B=40, T=25)
+    plain = model.loss(x, y, h0)[0]
+    dropped = model.loss_and_grads(x, y, h0, dropout=0.3, rng=np.random.default_rng(0))[0]
+    mask = model._workspace(40, 25).mask
+    assert abs(np.mean(mask == 0) - 0.3) < 0.01
+    assert np.allclose(mask[mask != 0], 1 / 0.7)
+    assert dropped != plain
+    assert model.loss_and_grads(x, y, h0, dropout=0.0)[0] == plain
 
 
 def test_input_gradient_for_a_vocabulary_past_the_one_hot_limit():
