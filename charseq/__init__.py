@@ -4,7 +4,7 @@ __version__ = "0.1.0"
 
 from charseq.checkpoint import Checkpoint, load, save
 from charseq.corpus import Corpus
-from charseq.errors import CharseqError, UsageError
+from charseq.errors import CharseqError, PluginWarning, UsageError
 from charseq.generate import generate
 from charseq.hookspecs import hookimpl
 from charseq.model import VanillaRNN
@@ -15,6 +15,7 @@ __all__ = [
     "Checkpoint",
     "CharseqError",
     "Corpus",
+    "PluginWarning",
     "TrainConfig",
     "Trainer",
     "UsageError",

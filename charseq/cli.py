@@ -5,14 +5,18 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import signal
 import sys
+import tempfile
+import warnings
+from dataclasses import fields
 from pathlib import Path
 
 import click
 import numpy as np
 
 import charseq
-from charseq.errors import CharseqError, UsageError
+from charseq.errors import CharseqError, PluginWarning, UsageError
 from charseq.optimizers import OPTIMIZERS as OPTIMIZER_NAMES
 from charseq.registry import get_registry, parse_options, parse_spec
 
@@ -95,18 +99,47 @@ class _CharseqGroup(click.Group):
         added: dict[str, str] = {}
         for impl in reversed(registry.plugin_manager.hook.register_commands.get_hookimpls()):
             before = dict(self.commands)
-            impl.function(cli=self)
+            try:
+                impl.function(cli=self)
+            except Exception as exc:
+                self.commands = before
+                warnings.warn(f"{registry.describe(impl.plugin_name)} raised in register_commands "
+                              f"({type(exc).__name__}: {exc}); its commands are skipped", PluginWarning)
+                continue
             for name, command in list(self.commands.items()):
                 if name in before and before[name] is not command:
                     self.commands[name] = before[name]
-                    raise _Failure(f"plugin {impl.plugin_name!r} registered command {name!r}, which is taken", 1)
-                if name not in before:
+                    warnings.warn(f"{registry.describe(impl.plugin_name)} registered command {name!r}, which is "
+                                  "taken; the first one is kept", PluginWarning)
+                elif name not in before:
                     added[name] = impl.plugin_name
         self._plugin_commands = (registry, added)
+
+    def main(self, *args, **kwargs):
+        with warnings.catch_warnings():
+            others = warnings.showwarning
+
+            def show(message, category, *rest, **options):
+                """Plugin warnings as one line on stderr, like the errors; others as Python shows them."""
+                if issubclass(category, PluginWarning):
+                    click.echo(f"charseq: warning: {message}", err=True)
+                else:
+                    others(message, category, *rest, **options)
+
+            warnings.showwarning = show
+            return super().main(*args, **kwargs)
+
+    def make_context(self, *args, **kwargs) -> click.Context:
+        try:
+            return super().make_context(*args, **kwargs)
+        except click.UsageError as exc:
+            raise _one_line(exc) from None
 
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
+        except click.UsageError as exc:  # a subcommand's options, parsed here
+            raise _one_line(exc) from None
         except CharseqError as exc:
             raise _Failure(str(exc), exc.exit_code) from None
         except (click.ClickException, click.exceptions.Exit, click.Abort, KeyboardInterrupt):
@@ -114,10 +147,38 @@ class _CharseqGroup(click.Group):
         except Exception as exc:
             if ctx.params.get("debug"):
                 raise
-            detail = str(exc).split("\n", 1)[0]
-            raise _Failure(
-                f"internal error: {type(exc).__name__}: {detail} (run with --debug for the traceback)", 1
-            ) from None
+            detail = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}".rstrip(": ")
+            culprit = _plugin_in_traceback(exc)
+            what = f"{culprit} failed" if culprit else "internal error"
+            raise _Failure(f"{what}: {detail} (run with --debug for the traceback)", 1) from None
+
+
+def _one_line(exc: click.UsageError) -> click.ClickException:
+    """Click's usage errors as one line, like every other error, pointing to --help."""
+    if type(exc).__name__ == "NoArgsIsHelpError":  # `charseq` alone shows the help
+        return exc
+    hint = f" (see '{exc.ctx.command_path} --help')" if exc.ctx is not None else ""
+    return _Failure(exc.format_message() + hint, exc.exit_code)
+
+
+def _plugin_in_traceback(exc: BaseException) -> str | None:
+    """The installed plugin whose code raised `exc`, described for a message, if any."""
+    registry = get_registry.cache_info().currsize and get_registry()
+    if not registry:
+        return None
+    modules = {}
+    for name, plugin in registry.plugin_manager.list_name_plugin():
+        module = getattr(plugin, "__name__", None) or type(plugin).__module__
+        if module and not module.startswith("charseq."):
+            modules[module.split(".")[0]] = name
+    traceback = exc.__traceback__
+    culprit = None
+    while traceback is not None:  # the innermost plugin frame wins
+        module = traceback.tb_frame.f_globals.get("__name__", "")
+        if module.split(".")[0] in modules:
+            culprit = modules[module.split(".")[0]]
+        traceback = traceback.tb_next
+    return registry.describe(culprit) if culprit else None
 
 
 @click.group(cls=_CharseqGroup)
@@ -131,15 +192,19 @@ def cli(debug: bool) -> None:
 
 
 @cli.command()
-@click.option("--corpus", "corpus_spec", required=True, metavar="NAME[:ARG]", shell_complete=_complete_names("corpus"),
-              help="What to train on: alphabet, digits, text:PATH, or a plugin's corpus.")
+@click.option("--corpus", "corpus_spec", metavar="NAME[:ARG]", shell_complete=_complete_names("corpus"),
+              help="What to train on: alphabet, digits, text:PATH, or a plugin's corpus.  [required unless --resume]")
 @click.option("--encoding", help="Text encoding of the corpus files.  [default: utf-8]")
+@click.option("--resume", "resume_path", type=click.Path(path_type=Path), metavar="CHECKPOINT",
+              help="Continue the run a checkpoint was saved from, exactly; only --epochs and --eval-every may change.")
 @click.option("--hidden-size", type=int, help="Hidden units H.")
 @click.option("--seq-len", type=int, help="Characters per training window T.")
 @click.option("--batch-size", type=int, help="Windows (text: parallel streams) per step B.")
 @click.option("--epochs", type=int, help="Passes over the training text.")
 @click.option("--optimizer", type=click.Choice(sorted(OPTIMIZER_NAMES)), help="The update rule.")
 @click.option("--lr", type=float, help="Learning rate.")
+@click.option("--input-lr-scale", type=float, help="Steps of the input weights U, as a multiple of the rest's.")
+@click.option("--dropout", type=float, help="Drop each hidden unit on its way to the output with this probability.")
 @click.option("--clip", type=float, help="Clip each gradient element to +-CLIP (0: off).")
 @click.option("--clip-norm", type=float, help="Scale the gradient down to this global norm (0: off).")
 @click.option("--warmup", type=int, metavar="STEPS", help="Raise the learning rate linearly over the first STEPS steps.")
@@ -151,7 +216,7 @@ def cli(debug: bool) -> None:
 @click.option("--eval-every", type=int, metavar="STEPS", help="Also evaluate every STEPS steps (0: at epoch ends).")
 @click.option("--seed", type=int, help="Seeds initialisation and data order.")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
-              help="Where to save the checkpoint.  [default: CORPUS.npz]")
+              help="Where to save the checkpoint.  [default: CORPUS.npz, or the --resume checkpoint]")
 @click.option("--metrics", "metrics_path", type=click.Path(dir_okay=False, path_type=Path),
               help="Write one JSON line per evaluation to this file.")
 @click.option("--patience", type=int, help="Stop after N evaluations without improvement (of val_loss, else loss).")
@@ -159,7 +224,7 @@ def cli(debug: bool) -> None:
               help="The smallest change that counts as improvement.")
 @click.option("--restore-best/--no-restore-best", default=True, show_default=True,
               help="With --patience, end with the best weights seen.")
-@click.option("--checkpoint-every", type=int, metavar="N", help="Also save --out every N epochs.")
+@click.option("--checkpoint-every", type=int, metavar="N", help="Also save --out every N epochs (0: only at the end).")
 @click.option("--callback", "callback_specs", multiple=True, metavar="NAME[:KEY=VALUE,...]",
               shell_complete=_complete_names("callback"),
               help="Add a training callback by name (repeatable); see `charseq callbacks`.")
@@ -169,7 +234,7 @@ def cli(debug: bool) -> None:
               help="Draw the progress bar on stderr.  [default: when stderr is a terminal]")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar or epoch lines.")
 @threads_option
-def train(corpus_spec, encoding, out, metrics_path, patience, min_delta, restore_best, checkpoint_every,
+def train(corpus_spec, encoding, resume_path, out, metrics_path, patience, min_delta, restore_best, checkpoint_every,
           callback_specs, sample_length, progress, quiet, threads, **settings):
     """Train a model on a corpus and save a checkpoint.
 
@@ -177,22 +242,38 @@ def train(corpus_spec, encoding, out, metrics_path, patience, min_delta, restore
     text defaults: H=512, T=128, B=32, Adam at 2e-3 with a cosine schedule over 24 epochs,
     gradient norm clipped at 5.
 
+    Ctrl-C or SIGTERM saves a checkpoint at the next step and exits (130 or 143);
+    `--resume` continues it. A second Ctrl-C aborts at once, leaving the last checkpoint
+    as it was.
+
     \b
     Examples:
       charseq train --corpus alphabet
       charseq train --corpus text:novel.txt --metrics novel.jsonl --out novel.npz
+      charseq train --resume novel.npz
     """
     from charseq import Trainer, TrainConfig, VanillaRNN, checkpoint
     from charseq import generate as generate_text
+    from charseq.interrupt import exit_code, stop_on_signals
     from charseq.progress import ProgressBar
 
     registry = get_registry()
+    resumed = checkpoint.load(resume_path) if resume_path is not None else None
+    if resumed is not None:
+        corpus_spec, encoding = _resumed_corpus(resumed, corpus_spec, encoding)
+        config = _resumed_config(resumed, settings)
+        out = out or resume_path
+    elif corpus_spec is None:
+        raise UsageError("missing option --corpus (or --resume CHECKPOINT); see charseq train --help")
     corpus = _load_corpus(registry, corpus_spec, encoding)
-    config = TrainConfig.for_corpus(corpus, **settings)
+    if resumed is None:
+        config = TrainConfig.for_corpus(corpus, **settings)
     out = out or Path(f"{corpus.name}.npz")
     _check_writable(out)
     if metrics_path is not None:
         _check_writable(metrics_path)
+    if checkpoint_every is not None and checkpoint_every < 0:
+        raise UsageError(f"checkpoint-every must be 0 or more, got {checkpoint_every}")
 
     callbacks: list[object] = []
     if not quiet:
@@ -202,7 +283,7 @@ def train(corpus_spec, encoding, out, metrics_path, patience, min_delta, restore
     if patience is not None:
         callbacks.append(registry.get("callback", "early-stopping").build(
             patience=patience, min_delta=min_delta, restore_best_weights=restore_best))
-    if checkpoint_every is not None:
+    if checkpoint_every:
         callbacks.append(registry.get("callback", "checkpoint").build(path=str(out), every=checkpoint_every))
     for spec in callback_specs:
         callback_name, callback_arg = parse_spec(spec)
@@ -210,18 +291,34 @@ def train(corpus_spec, encoding, out, metrics_path, patience, min_delta, restore
 
     model = VanillaRNN(len(corpus.vocab), config.hidden_size, seed=config.seed)
     trainer = Trainer(model, corpus, config, callbacks)
+    if resumed is not None:
+        trainer.restore(resumed)
     if not quiet:
         held_out = f", {len(trainer.val_ids):,} held out" if trainer.val_ids is not None else ""
         clipping = ", ".join(f"{name}={value:g}" for name, value in (("clip", config.clip), ("clip-norm", config.clip_norm))
                              if value) or "no clipping"
+        dropout = f" dropout={config.dropout:g}" if config.dropout else ""
         click.echo(
             f"training on {corpus.name}: {len(corpus):,} characters{held_out}, {len(corpus.vocab)} symbols, "
             f"H={config.hidden_size} T={config.seq_len} B={config.batch_size} {config.optimizer} lr={config.lr:g} "
-            f"{clipping} warmup={config.warmup} epochs={config.epochs}"
+            f"{clipping}{dropout} warmup={config.warmup} epochs={config.epochs}"
         )
-    with _blas_threads(threads):
-        metrics = trainer.fit()
-    checkpoint.save(out, trainer.to_checkpoint())
+        if resumed is not None:
+            click.echo(f"resuming from {resume_path} at step {trainer.step:,} (epoch {trainer.epoch + 1}, "
+                       f"step {trainer.step_in_epoch} of {trainer.steps_per_epoch})")
+    try:
+        with _blas_threads(threads), stop_on_signals(trainer):
+            metrics = trainer.fit()
+            interrupted = trainer.interrupted  # a signal during the save below ends nothing early
+            checkpoint.save(out, trainer.to_checkpoint())
+    except KeyboardInterrupt:
+        kept = f"; {out} keeps its last whole checkpoint" if out.exists() else ", without saving"
+        click.echo(f"aborted at step {trainer.step:,}{kept}", err=True)
+        sys.exit(exit_code(signal.SIGINT))
+    if interrupted is not None:
+        click.echo(f"interrupted at step {trainer.step:,} (epoch {trainer.epoch + 1}, step {trainer.step_in_epoch} of "
+                   f"{trainer.steps_per_epoch}); saved {out}; continue with: charseq train --resume {out}", err=True)
+        sys.exit(exit_code(interrupted))
     validation = f", validation {metrics['val_loss']:.4g}" if "val_loss" in metrics else ""
     click.echo(f"saved {out} after {trainer.epoch} epochs, loss {metrics['loss']:.4g}{validation} nats/char")
     if sample_length > 0:
@@ -231,10 +328,43 @@ def train(corpus_spec, encoding, out, metrics_path, patience, min_delta, restore
         click.echo(f"sample: {prime}{continuation}")
 
 
+# Settings a resumed run may change: neither alters the parameters it ends with
+# (--epochs extends or shortens the run, and with it a cosine schedule).
+RESUME_MAY_CHANGE = ("epochs", "eval_every")
+
+
+def _resumed_config(resumed, settings: dict):
+    """The checkpoint's settings; refusing a change that would make the resumed run another run."""
+    from charseq import TrainConfig
+
+    known = {f.name for f in fields(TrainConfig)}
+    config = {key: value for key, value in resumed.config.items() if key in known}
+    for key, value in settings.items():
+        if value is None or key not in config or value == config[key]:
+            continue
+        if key not in RESUME_MAY_CHANGE:
+            raise UsageError(
+                f"--{key.replace('_', '-')} {value} differs from the resumed run's {config[key]}; a resumed run keeps "
+                f"its settings (only --epochs and --eval-every may change)"
+            )
+        config[key] = value
+    return TrainConfig(**config)
+
+
+def _resumed_corpus(resumed, corpus_spec: str | None, encoding: str | None) -> tuple[str, str | None]:
+    if corpus_spec is not None:
+        return corpus_spec, encoding
+    if not resumed.corpus_spec:
+        raise UsageError("the checkpoint does not record its corpus; give it with --corpus")
+    return resumed.corpus_spec, encoding if encoding is not None else resumed.corpus_options.get("encoding")
+
+
 def _load_corpus(registry, spec: str, encoding: str | None):
     name, arg = parse_spec(spec)
     options = {} if encoding is None else {"encoding": encoding}
-    return registry.get("corpus", name).build(arg, **options)
+    corpus = registry.get("corpus", name).build(arg, **options)
+    corpus.spec, corpus.spec_options = spec, options  # recorded in checkpoints, for --resume
+    return corpus
 
 
 def _check_writable(out: Path) -> None:
@@ -242,8 +372,15 @@ def _check_writable(out: Path) -> None:
     directory = out.parent if str(out.parent) else Path(".")
     if not directory.is_dir():
         raise UsageError(f"output directory {str(directory)!r} does not exist")
-    if not os.access(directory, os.W_OK):
-        raise UsageError(f"output directory {str(directory)!r} is not writable")
+    if out.is_dir():
+        raise UsageError(f"{str(out)!r} is a directory; give a file name")
+    # Creating a file is the only sure test: permission bits do not stop root, and do
+    # not show a read-only file system.
+    try:
+        with tempfile.TemporaryFile(dir=directory):
+            pass
+    except OSError as exc:
+        raise UsageError(f"output directory {str(directory)!r} is not writable ({exc.strerror})") from None
 
 
 # -- generate ---------------------------------------------------------------------
@@ -263,10 +400,11 @@ def _check_writable(out: Path) -> None:
 @click.option("--repetition-window", type=int, metavar="N",
               help="Count only the last N characters as used.  [default: all]")
 @click.option("--seed", type=int, help="Makes sampling reproducible.")
+@click.option("--skip-unknown", is_flag=True, help="Leave out prime characters the model does not know.")
 @click.option("--num-samples", type=int, default=1, show_default=True, help="Continuations, in one batch.")
 @threads_option
 def generate(checkpoint_path, prime, length, stop, sampler_spec, temperature, repetition_penalty,
-             repetition_window, seed, num_samples, threads):
+             repetition_window, seed, skip_unknown, num_samples, threads):
     """Continue a prime with a trained model; prints the prime and what follows.
 
     One sample is printed as it is generated; several are printed one after another,
@@ -289,6 +427,7 @@ def generate(checkpoint_path, prime, length, stop, sampler_spec, temperature, re
     rng = np.random.default_rng(seed)
     if prime is None:
         prime = saved.vocab.symbols[rng.integers(len(saved.vocab))]
+    prime = _known_part(prime, saved.vocab, skip_unknown)
     pieces = stream(saved.model, saved.vocab, prime, length, sampler, rng, num_samples, stop,
                     repetition_penalty, repetition_window)
     with _blas_threads(threads):
@@ -308,6 +447,23 @@ def generate(checkpoint_path, prime, length, stop, sampler_spec, temperature, re
                     text.append(piece)
             for text in texts:
                 click.echo(prime + "".join(text))
+
+
+def _known_part(prime: str, vocab, skip_unknown: bool) -> str:
+    """The prime, or with --skip-unknown its characters the model knows; others are named."""
+    known = set(vocab.symbols)
+    unknown = sorted(set(prime) - known)
+    if not unknown:
+        return prime
+    shown = ", ".join(repr(c) for c in unknown[:20]) + (f" and {len(unknown) - 20} more" if len(unknown) > 20 else "")
+    if not skip_unknown:
+        raise UsageError(f"the prime has {len(unknown)} character(s) not in the model's vocabulary: {shown}; "
+                         "--skip-unknown leaves them out")
+    kept = "".join(c for c in prime if c in known)
+    if not kept:
+        raise UsageError(f"no character of the prime is in the model's vocabulary (it has {shown})")
+    click.echo(f"charseq: left out {len(unknown)} unknown character(s) of the prime: {shown}", err=True)
+    return kept
 
 
 @cli.command(name="eval")

@@ -18,7 +18,9 @@ class Corpus:
     ids: the encoded text (N,). With ``random_windows`` set, each run draws that many
     windows at random start positions, wrapping around the end (the seed's task);
     otherwise the trainer reads the text as parallel streams. ``defaults`` suggests
-    training settings (TrainConfig fields) that suit the task.
+    training settings (TrainConfig fields) that suit the task. ``spec`` and
+    ``spec_options`` say how to load it again (the CLI's NAME:ARG and options such as the
+    encoding); checkpoints record them so that a resumed run can find it.
     """
 
     name: str
@@ -26,6 +28,8 @@ class Corpus:
     ids: np.ndarray
     random_windows: int | None = None
     defaults: Mapping[str, Any] = field(default_factory=dict)
+    spec: str | None = None
+    spec_options: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def from_text(cls, name: str, text: str, **kwargs: Any) -> Corpus:

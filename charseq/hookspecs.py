@@ -38,13 +38,17 @@ def register_callbacks(register):
 @hookspec
 def register_commands(cli):
     """Add subcommands to ``charseq``: ``cli`` is its click group, so ``@cli.command()``
-    adds one. A name that is already taken is refused."""
+    adds one. A name that is already taken is refused with a warning."""
 
 
 class CallbackSpec:
     """Hooks the Trainer calls on the callbacks chosen for one run (Keras semantics).
 
     A callback asks training to stop by setting ``trainer.stop_training = True``.
+    A callback with state that a resumed run must continue from also has
+    ``state_dict() -> dict`` (JSON values and numpy arrays) and
+    ``load_state_dict(state)``; checkpoints carry the state, and a resumed run hands it
+    back after ``on_train_begin``.
     """
 
     @hookspec

@@ -6,6 +6,7 @@ import functools
 import inspect
 import os
 import re
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import import_module, metadata
@@ -14,7 +15,7 @@ from typing import Any
 import pluggy
 
 from charseq import hookspecs
-from charseq.errors import CharseqError, UsageError
+from charseq.errors import CharseqError, PluginWarning, UsageError
 
 ENTRY_POINT_GROUP = "charseq"
 # Bundled plugins, registered through the same door as installed ones.
@@ -25,6 +26,13 @@ DEFAULT_PLUGINS = (
 )
 KINDS = {"corpus": "register_corpora", "sampler": "register_samplers", "callback": "register_callbacks"}
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
+
+
+def _warn(message: str) -> None:
+    """Skip and warn; with CHARSEQ_STRICT_PLUGINS=1, stop instead (for plugin authors)."""
+    if os.environ.get("CHARSEQ_STRICT_PLUGINS", "") not in ("", "0"):
+        raise CharseqError(message)
+    warnings.warn(message, PluginWarning, stacklevel=3)
 
 
 @dataclass(frozen=True)
@@ -67,24 +75,41 @@ class Registry:
             for kind, hook_name in KINDS.items():
                 for impl in getattr(plugin_manager.hook, hook_name).get_hookimpls():
                     if impl.plugin is plugin:
-                        impl.function(register=self._register_function(kind, plugin_name))
+                        self._call_register_hook(kind, hook_name, impl, plugin_name)
 
-    def _register_function(self, kind: str, plugin_name: str) -> Callable[..., None]:
+    def describe(self, plugin_name: str) -> str:
+        """'plugin NAME (package PACKAGE)', for messages."""
+        return _describe(plugin_name, self._distributions.get(plugin_name))
+
+    def _call_register_hook(self, kind: str, hook_name: str, impl, plugin_name: str) -> None:
+        """One plugin's register hook; if it raises, whatever it registered there is dropped."""
+        added: list[str] = []
+        try:
+            impl.function(register=self._register_function(kind, plugin_name, added))
+        except Exception as exc:
+            for name in added:
+                del self._items[kind][name]
+            _warn(f"{self.describe(plugin_name)} raised in {hook_name} ({type(exc).__name__}: {_first_line(exc)}); "
+                  f"its {kind} registrations are skipped")
+
+    def _register_function(self, kind: str, plugin_name: str, added: list[str]) -> Callable[..., None]:
         def register(name: str, factory: Callable[..., Any], help: str = "") -> None:
+            who = self.describe(plugin_name)
             if not isinstance(name, str) or not _NAME.match(name):
-                raise CharseqError(
-                    f"plugin {plugin_name!r} registered {kind} name {name!r}: names are letters, "
-                    "digits and . _ + - (no spaces or ':')"
-                )
+                _warn(f"{who} registered {kind} name {name!r}, which is skipped: names are letters, "
+                      "digits and . _ + - (no spaces or ':')")
+                return
             if not callable(factory):
-                raise CharseqError(f"plugin {plugin_name!r} registered {kind} {name!r} with a non-callable factory")
+                _warn(f"{who} registered {kind} {name!r} with a non-callable factory; skipped")
+                return
             taken = self._items[kind].get(name)
             if taken is not None:
-                raise CharseqError(
-                    f"plugin {plugin_name!r} registered {kind} {name!r}, already registered by plugin {taken.plugin!r}"
-                )
+                _warn(f"{who} registered {kind} {name!r}, already registered by {self.describe(taken.plugin)}; "
+                      "the first one is kept")
+                return
             help_text = help or (inspect.getdoc(factory) or "").split("\n", 1)[0]
             self._items[kind][name] = Registered(kind, name, factory, help_text, plugin_name)
+            added.append(name)
 
         return register
 
@@ -128,42 +153,64 @@ def _selected(entry_point: metadata.EntryPoint) -> bool:
 
 
 def load_registry(extra_plugins: tuple[object, ...] = ()) -> Registry:
-    """A fresh registry: bundled plugins, installed entry points, then `extra_plugins`."""
+    """A fresh registry: bundled plugins, installed entry points, then `extra_plugins`.
+
+    An installed plugin that fails to import or to register is skipped with a
+    PluginWarning naming it and its package; the rest load as usual.
+    """
     pm = pluggy.PluginManager(ENTRY_POINT_GROUP)
     pm.add_hookspecs(hookspecs)
     distributions: dict[str, metadata.Distribution] = {}
     for module_name in DEFAULT_PLUGINS:
-        _register(pm, import_module(module_name), module_name)
+        _register(pm, import_module(module_name), module_name, None)
     for entry_point in metadata.entry_points(group=ENTRY_POINT_GROUP):
-        if not _selected(entry_point) or pm.has_plugin(entry_point.name):
+        if not _selected(entry_point):
             continue
-        package = entry_point.dist.metadata["Name"] if entry_point.dist else "unknown package"
+        who = _describe(entry_point.name, entry_point.dist)
+        if pm.has_plugin(entry_point.name):
+            _warn(f"{who} has the name of a plugin already loaded; skipped")
+            continue
         try:
             plugin = entry_point.load()
         except Exception as exc:
-            raise CharseqError(
-                f"plugin {entry_point.name!r} from package {package!r} failed to import: {exc}"
-            ) from exc
-        _register(pm, plugin, entry_point.name)
-        if entry_point.dist is not None:
+            _warn(f"{who} failed to import ({type(exc).__name__}: {_first_line(exc)}); skipped")
+            continue
+        if _register(pm, plugin, entry_point.name, entry_point.dist) and entry_point.dist is not None:
             distributions[entry_point.name] = entry_point.dist
     for plugin in extra_plugins:
-        _register(pm, plugin, None)
-    try:
-        pm.check_pending()
-    except pluggy.PluginValidationError as exc:
-        raise CharseqError(f"plugin {pm.get_name(exc.plugin)!r}: {exc}") from None
+        _register(pm, plugin, None, None)
     return Registry(pm, distributions)
 
 
-def _register(pm: pluggy.PluginManager, plugin: object, name: str | None) -> None:
+def _register(pm: pluggy.PluginManager, plugin: object, name: str | None,
+              dist: metadata.Distribution | None) -> bool:
+    """Register one plugin, or skip it with a warning when pluggy refuses its hooks."""
     name = name or getattr(plugin, "__name__", None) or type(plugin).__name__
     try:
         pm.register(plugin, name=name)
+        pm.check_pending()  # a hook no spec knows, such as a misspelt name
     except pluggy.PluginValidationError as exc:
-        raise CharseqError(f"plugin {name or plugin!r}: {exc}") from None
-    except ValueError as exc:  # pluggy refuses a second plugin of the same name
-        raise CharseqError(f"plugin {name!r} cannot load: {exc}") from None
+        if pm.is_registered(plugin):
+            pm.unregister(plugin)
+        _warn(f"{_describe(name, dist)} has a hook charseq does not know or cannot call ({_first_line(exc)}); "
+              "skipped")
+        return False
+    except ValueError as exc:  # pluggy refuses a second plugin of the same name or object
+        _warn(f"{_describe(name, dist)} cannot load ({_first_line(exc)}); skipped")
+        return False
+    return True
+
+
+def _describe(plugin_name: str, dist: metadata.Distribution | None) -> str:
+    if dist is not None:
+        return f"plugin {plugin_name!r} (package {dist.metadata['Name']!r})"
+    if plugin_name in DEFAULT_PLUGINS:
+        return f"plugin {plugin_name!r} (bundled with charseq)"
+    return f"plugin {plugin_name!r}"
+
+
+def _first_line(exc: BaseException) -> str:
+    return str(exc).split("\n", 1)[0]
 
 
 @functools.cache

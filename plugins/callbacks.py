@@ -87,11 +87,26 @@ class EarlyStopping:
             for name, value in self.best_weights.items():
                 trainer.model.params[name][...] = value
 
+    def state_dict(self) -> dict:
+        """The counters and best value (and weights) a resumed run continues from."""
+        state = {"wait": self.wait, "stopped_epoch": self.stopped_epoch, "best": self.best,
+                 "best_epoch": self.best_epoch}
+        if self.best_weights is not None:
+            state.update({f"best_weights.{name}": value for name, value in self.best_weights.items()})
+        return state
+
+    def load_state_dict(self, state: dict) -> None:
+        self.wait, self.stopped_epoch = int(state["wait"]), int(state["stopped_epoch"])
+        self.best, self.best_epoch = float(state["best"]), int(state["best_epoch"])
+        weights = {key.split(".", 1)[1]: value for key, value in state.items() if key.startswith("best_weights.")}
+        self.best_weights = weights or None
+
 
 class ModelCheckpoint:
     """Save a checkpoint every `every` epochs; with save_best_only, only when `monitor` improves.
 
-    `path` may be a template of the epoch's metrics: 'ckpt-{epoch:03d}-{loss:.3f}.npz'.
+    `path` may be a template of the epoch's metrics: 'ckpt-{epoch:03d}-{loss:.3f}.npz';
+    with keep_last=K only the K newest files this callback saved are kept.
     """
 
     def __init__(
@@ -101,9 +116,13 @@ class ModelCheckpoint:
         monitor: str | None = None,
         save_best_only: bool = False,
         mode: str = "min",
+        keep_last: int = 0,
     ):
         if every < 1:
             raise UsageError(f"checkpoint every must be at least 1, got {every}")
+        if keep_last < 0:
+            raise UsageError(f"keep_last must be 0 (keep all) or more, got {keep_last}")
+        self.keep_last = int(keep_last)
         self.path = str(path)
         self.every = int(every)
         self.monitor = monitor
@@ -131,7 +150,18 @@ class ModelCheckpoint:
             self.best = current
         path = Path(self.path.format(**{"step": trainer.step, **metrics}))
         checkpoint.save(path, trainer.to_checkpoint())
+        if path in self.saved:
+            self.saved.remove(path)
         self.saved.append(path)
+        while self.keep_last and len(self.saved) > self.keep_last:
+            self.saved.pop(0).unlink(missing_ok=True)
+
+    def state_dict(self) -> dict:
+        return {"best": self.best, "saved": [str(p) for p in self.saved]}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.best = float(state["best"])
+        self.saved = [Path(p) for p in state["saved"]]
 
 
 class MetricsLog:
@@ -142,7 +172,21 @@ class MetricsLog:
 
     @hookimpl
     def on_train_begin(self, trainer):
+        if trainer.step == 0:
+            self._file = self.path.open("w", encoding="utf-8")
+            return
+        # Resuming: keep the lines up to the checkpoint's step, dropping any a crashed run
+        # wrote after it, and carry on below them.
+        kept = []
+        if self.path.exists():
+            for line in self.path.read_text(encoding="utf-8").splitlines():
+                try:
+                    if json.loads(line)["step"] <= trainer.step:
+                        kept.append(line + "\n")
+                except (ValueError, KeyError, TypeError):
+                    continue
         self._file = self.path.open("w", encoding="utf-8")
+        self._file.writelines(kept)
 
     @hookimpl
     def on_evaluation(self, trainer, metrics):

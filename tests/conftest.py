@@ -18,7 +18,8 @@ from charseq.registry import get_registry
 SHAKESPEARE = Path(__file__).resolve().parents[2] / "shared" / "data" / "tinyshakespeare.txt"
 
 
-FAKE_PACKAGES = ("throwaway-vowels", "throwaway-greedy", "throwaway-broken", "throwaway-env", "charseq-vowels",
+FAKE_PACKAGES = ("throwaway-vowels", "throwaway-greedy", "throwaway-broken", "throwaway-env", "throwaway-signals",
+                 "charseq-vowels",
                  "charseq-upper")
 
 

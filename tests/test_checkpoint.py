@@ -35,7 +35,7 @@ def test_file_is_plain_arrays_readable_without_pickle(saved):
     with np.load(path, allow_pickle=False) as data:
         assert sorted(data.files) == sorted([*PARAM_NAMES, "metadata"])
         metadata = json.loads(data["metadata"].tobytes())
-    assert metadata["format"] == "charseq-checkpoint" and metadata["format_version"] == 1
+    assert metadata["format"] == "charseq-checkpoint" and metadata["format_version"] == checkpoint.FORMAT_VERSION
     assert metadata["vocabulary"] == ["a", "b", "c"]
 
 
@@ -53,6 +53,20 @@ def test_failed_write_keeps_the_old_checkpoint(saved, monkeypatch):
 
     monkeypatch.setattr(os, "fsync", crash)
     with pytest.raises(OSError, match="disk full"):
+        checkpoint.save(path, Checkpoint(VanillaRNN(3, 4, seed=9), vocab))
+    assert path.read_bytes() == before
+    assert [p.name for p in path.parent.iterdir()] == ["m.npz"]
+
+
+def test_ctrl_c_while_saving_keeps_the_old_checkpoint(saved, monkeypatch):
+    path, model, vocab = saved
+    before = path.read_bytes()
+
+    def pressed(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(os, "fsync", pressed)
+    with pytest.raises(KeyboardInterrupt):
         checkpoint.save(path, Checkpoint(VanillaRNN(3, 4, seed=9), vocab))
     assert path.read_bytes() == before
     assert [p.name for p in path.parent.iterdir()] == ["m.npz"]
@@ -132,6 +146,44 @@ def test_other_format_is_refused(saved):
     _rewrite(path, metadata=_metadata_with(path, format="something-else"))
     with pytest.raises(UsageError, match="wrong format"):
         charseq.load(path)
+
+
+def test_state_arrays_round_trip_under_the_checksum(saved, tmp_path):
+    _, model, vocab = saved
+    state = {"optimizer.m": np.arange(5, dtype=np.float32), "optimizer.t": np.array([7], dtype=np.int64)}
+    path = checkpoint.save(tmp_path / "s.npz", Checkpoint(model, vocab, training={"step": 7}, arrays=state))
+    loaded = charseq.load(path)
+    assert loaded.resumable and loaded.training == {"step": 7}
+    assert set(loaded.arrays) == set(state)
+    assert all(np.array_equal(loaded.arrays[n], state[n]) and loaded.arrays[n].dtype == state[n].dtype for n in state)
+    _rewrite(path, **{"optimizer.m": state["optimizer.m"] + 1})
+    with pytest.raises(UsageError, match="checksum"):
+        charseq.load(path)
+
+
+def test_state_arrays_must_match_the_manifest(saved, tmp_path):
+    _, model, vocab = saved
+    state = {"optimizer.m": np.zeros(5, dtype=np.float32)}
+    path = checkpoint.save(tmp_path / "s.npz", Checkpoint(model, vocab, training={}, arrays=state))
+    _rewrite(path, **{"optimizer.m": np.zeros(6, dtype=np.float32)})
+    with pytest.raises(UsageError, match="manifest"):
+        charseq.load(path)
+    _rewrite(path, **{"optimizer.m": np.zeros(5, dtype=np.float32), "extra": np.zeros(1)})
+    with pytest.raises(UsageError, match="expected"):
+        charseq.load(path)
+
+
+def test_a_version_1_checkpoint_loads_but_cannot_resume(saved):
+    path, model, _ = saved
+    with np.load(path) as data:
+        metadata = json.loads(data["metadata"].tobytes())
+    for key in ("training", "arrays", "corpus_spec", "corpus_options"):
+        metadata.pop(key)
+    metadata["format_version"] = 1
+    _rewrite(path, metadata=np.frombuffer(json.dumps(metadata).encode(), dtype=np.uint8))
+    loaded = charseq.load(path)
+    assert not loaded.resumable
+    assert np.array_equal(loaded.model.params["W"], model.params["W"])
 
 
 class _Detonator:

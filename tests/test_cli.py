@@ -149,50 +149,6 @@ def test_help_on_every_command(command):
     assert "Usage: charseq" in run_cli(*command, "--help").output
 
 
-@pytest.mark.parametrize(
-    "args,code,message",
-    [
-        (["train", "--corpus", "nope"], 2, "unknown corpus 'nope'; known: alphabet, digits, text"),
-        (["train", "--corpus", "text:"], 2, "malformed 'text:'"),
-        (["train", "--corpus", "text:/no/such/file.txt"], 2, "does not exist"),
-        (["train", "--corpus", "alphabet", "--hidden-size", "0"], 2, "hidden-size must be a whole number of at least 1"),
-        (["train", "--corpus", "alphabet", "--batch-size", "301"], 2, "batch size 301 is larger"),
-        (["train", "--corpus", "alphabet", "--warmup", "-1"], 2, "warmup must be a whole number of at least 0"),
-        (["train", "--corpus", "alphabet", "--out", "/no/such/dir/m.npz"], 2, "does not exist"),
-        (["train", "--corpus", "alphabet", "--callback", "nope"], 2, "unknown callback 'nope'"),
-        (["generate", "/no/such.npz"], 2, "does not exist"),
-    ],
-)
-def test_bad_input_gets_one_line_and_an_exit_code(args, code, message, tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    result = run_cli(*args, ok=False)
-    assert result.exit_code == code, result.output
-    assert result.output.count("\n") == 1 and message in result.output
-    assert "Traceback" not in result.output
-
-
-@pytest.mark.parametrize(
-    "extra,message",
-    [
-        (["--prime", "ABC!"], "not in the vocabulary: '!'"),
-        (["--temperature", "0"], "temperature must be a positive number"),
-        (["--sampler", "nope"], "unknown sampler 'nope'"),
-        (["--sampler", "argmax", "--temperature", "0.5"], "sampler 'argmax'"),
-        (["--length", "-1"], "length must be 0 or more"),
-    ],
-)
-def test_bad_generate_options(alphabet_checkpoint, extra, message):
-    result = run_cli("generate", alphabet_checkpoint, *extra, ok=False)
-    assert result.exit_code == 2 and message in result.output and result.output.count("\n") == 1
-
-
-def test_not_a_checkpoint(tmp_path):
-    bogus = tmp_path / "bogus.npz"
-    bogus.write_bytes(b"\x00" * 100)
-    result = run_cli("generate", bogus, ok=False)
-    assert result.exit_code == 2 and "is not a charseq checkpoint" in result.output
-
-
 def test_unexpected_errors_are_one_line_and_debug_shows_the_traceback(monkeypatch, alphabet_checkpoint):
     def boom(*args, **kwargs):
         raise RuntimeError("something inside broke")

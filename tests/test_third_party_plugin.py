@@ -86,8 +86,49 @@ def test_a_plugin_adds_a_subcommand(plugin_site):
 
 def test_a_plugin_cannot_take_a_built_in_command(plugin_site):
     install_fake_distribution(plugin_site, "throwaway-greedy", GREEDY, "[charseq]\ngreedy = throwaway_greedy\n")
-    result = run_cli("plugins", ok=False)
-    assert result.exit_code == 1 and "plugin 'greedy' registered command 'train', which is taken" in result.output
+    result = run_cli("--help")  # lists the commands, so it loads the plugins' commands
+    assert result.stderr == ("charseq: warning: plugin 'greedy' (package 'throwaway-greedy') registered command "
+                             "'train', which is taken; the first one is kept\n")
+    assert "Train a model on a corpus" in result.stdout  # the built-in train
+
+
+BROKEN_IMPORT = "import no_such_module\n"
+
+RAISES_LATER = '''
+from charseq import hookimpl
+
+class Fragile:
+    """Fails when asked for a character."""
+    def __call__(self, logits, rng):
+        raise ValueError("fragile sampler gave up")
+
+@hookimpl
+def register_samplers(register):
+    register("fragile", Fragile)
+    register("argmax", Fragile)  # taken by the bundled sampler
+'''
+
+
+def test_broken_plugins_warn_and_everything_else_keeps_working(plugin_site, alphabet_checkpoint):
+    install_fake_distribution(plugin_site, "throwaway-broken", BROKEN_IMPORT, "[charseq]\nbroken = throwaway_broken\n")
+    install_fake_distribution(plugin_site, "throwaway-env", RAISES_LATER, "[charseq]\nfragile = throwaway_env\n")
+    result = run_cli("generate", alphabet_checkpoint, "--prime", "ABC", "--length", 3, "--sampler", "argmax")
+    assert result.stdout == "ABCDEF\n"
+    assert result.stderr.splitlines() == [
+        "charseq: warning: plugin 'broken' (package 'throwaway-broken') failed to import "
+        "(ModuleNotFoundError: No module named 'no_such_module'); skipped",
+        "charseq: warning: plugin 'fragile' (package 'throwaway-env') registered sampler 'argmax', already registered "
+        "by plugin 'charseq.plugins.samplers' (bundled with charseq); the first one is kept",
+    ]
+
+
+def test_a_plugin_raising_at_run_time_is_named_in_one_line(plugin_site, alphabet_checkpoint):
+    install_fake_distribution(plugin_site, "throwaway-env", RAISES_LATER, "[charseq]\nfragile = throwaway_env\n")
+    result = run_cli("generate", alphabet_checkpoint, "--prime", "ABC", "--sampler", "fragile", ok=False)
+    assert result.exit_code == 1
+    assert result.stderr.splitlines()[-1] == (
+        "Error: plugin 'fragile' (package 'throwaway-env') failed: ValueError: fragile sampler gave up "
+        "(run with --debug for the traceback)")
 
 
 def test_one_sample_streams_to_stdout_as_it_is_generated(plugin_site, alphabet_checkpoint):

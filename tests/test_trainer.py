@@ -11,7 +11,7 @@ def _trainer(callbacks=(), text=TEXT, **settings):
     corpus = Corpus.from_text("fox", text)
     config = TrainConfig(**{"hidden_size": 16, "seq_len": 8, "batch_size": 8, "epochs": 3, "optimizer": "sgd",
                             "lr": 0.5, "clip": 5.0, "clip_norm": 0.0, "val_fraction": 0.0, "schedule": "constant",
-                            **settings})
+                            "input_lr_scale": 1.0, **settings})
     model = VanillaRNN(len(corpus.vocab), config.hidden_size, seed=config.seed)
     return Trainer(model, corpus, config, callbacks)
 
@@ -93,7 +93,7 @@ def test_same_seed_gives_identical_weights():
 def _step_with_gradient(trainer, fill, monkeypatch):
     """One train_step in which the model reports the gradient `fill` sets."""
 
-    def fixed(x, y, h0=None, out=None):
+    def fixed(x, y, h0=None, out=None, **options):
         fill(out)
         return 1.0, out, np.zeros((x.shape[0], trainer.model.hidden_size), np.float32)
 
@@ -125,6 +125,23 @@ def test_global_norm_clipping_keeps_the_direction(monkeypatch):
     np.testing.assert_allclose(step, flat * 2.0 / np.linalg.norm(flat), rtol=1e-5)
     small = _step_with_gradient(_trainer(lr=1.0, clip=0.0, clip_norm=1e9), fill, monkeypatch)
     np.testing.assert_allclose(small, flat, rtol=1e-6)  # under the norm: untouched
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adagrad", "rmsprop", "adam"])
+def test_input_weights_take_input_lr_scale_times_larger_steps(optimizer, monkeypatch):
+    def fill(grads):
+        for i, g in enumerate(grads.values()):
+            g[...] = 0.1 * (i + 1)
+
+    plain = _step_with_gradient(_trainer(optimizer=optimizer, lr=0.01, clip=0.0), fill, monkeypatch)
+    scaled_trainer = _trainer(optimizer=optimizer, lr=0.01, clip=0.0, input_lr_scale=3.0)
+    scaled = _step_with_gradient(scaled_trainer, fill, monkeypatch)
+    U = scaled_trainer.model.flat_slices()["U"]
+    rest = np.ones(plain.size, bool)
+    rest[U] = False
+    np.testing.assert_allclose(scaled[U], 3.0 * plain[U], rtol=1e-3)  # float32 differences of ~0.5
+    np.testing.assert_array_equal(scaled[rest], plain[rest])
+    assert np.all(plain != 0)
 
 
 def test_warmup_raises_the_learning_rate_linearly():
@@ -159,7 +176,8 @@ def test_text_shorter_than_one_window_is_a_usage_error():
 @pytest.mark.parametrize("field,value", [("hidden_size", 0), ("seq_len", -1), ("batch_size", 0), ("epochs", 0),
                                          ("lr", 0.0), ("lr", float("nan")), ("clip", -1.0), ("clip_norm", float("inf")),
                                          ("optimizer", "sgdd"), ("schedule", "linear"), ("val_fraction", 1.0),
-                                         ("lr_decay", 0.0), ("eval_every", -1)])
+                                         ("lr_decay", 0.0), ("eval_every", -1), ("dropout", 1.0), ("dropout", -0.1),
+                                         ("input_lr_scale", 0.0)])
 def test_config_refuses_nonsense(field, value):
     with pytest.raises(UsageError, match=field.replace("_", "-") if "_" in field else field):
         TrainConfig(**{field: value})
@@ -184,8 +202,8 @@ class StateRecorder:
         self.calls = []
         original = trainer.model.loss_and_grads
 
-        def record(x, y, h0=None, out=None):
-            result = original(x, y, h0, out)
+        def record(x, y, h0=None, out=None, **options):
+            result = original(x, y, h0, out, **options)
             self.calls.append((x.copy(), y.copy(), None if h0 is None else h0.copy(), result[2]))
             return result
 

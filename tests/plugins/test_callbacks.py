@@ -77,10 +77,20 @@ def test_checkpoint_template_every_n_epochs(tmp_path):
 
 
 def test_checkpoint_save_best_only(tmp_path):
-    saver = ModelCheckpoint(str(tmp_path / "best.npz"), save_best_only=True)
+    saver = ModelCheckpoint(str(tmp_path / "best-{epoch}.npz"), save_best_only=True)
     _run([5, 3, 4, 6, 2.5, 7], saver)
-    assert [p.name for p in saver.saved] == ["best.npz"] * 3  # epochs 1, 2 and 5 improved
-    assert charseq.load(tmp_path / "best.npz").model.params["c"][0] == 5
+    assert [p.name for p in saver.saved] == ["best-1.npz", "best-2.npz", "best-5.npz"]  # the epochs that improved
+    assert charseq.load(tmp_path / "best-5.npz").model.params["c"][0] == 5
+
+
+def test_keep_last_deletes_all_but_the_newest_files_it_saved(tmp_path):
+    (tmp_path / "mine.npz").write_text("not the callback's")
+    saver = ModelCheckpoint(str(tmp_path / "ckpt-{epoch}.npz"), keep_last=2)
+    _run([5, 4, 3, 2, 1], saver)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt-4.npz", "ckpt-5.npz", "mine.npz"]
+    fixed = ModelCheckpoint(str(tmp_path / "one.npz"), keep_last=1)
+    _run([5, 4, 3], fixed)
+    assert (tmp_path / "one.npz").exists() and fixed.saved == [tmp_path / "one.npz"]
 
 
 def test_malformed_template_is_refused_before_training(tmp_path):

@@ -1,0 +1,117 @@
+"""Every kind of bad input gets one line on stderr saying what is wrong, exit code 2 (bad
+usage) or 1 (a failure), and never a traceback."""
+
+import os
+import shutil
+
+import pytest
+
+from conftest import run_cli
+
+FILES = {
+    "ok.txt": "the quick brown fox jumps over the lazy dog\n" * 100,
+    "short.txt": "hello",
+    "empty.txt": "",
+}
+
+
+@pytest.fixture
+def place(tmp_path, alphabet_checkpoint, monkeypatch):
+    """A directory of good and bad inputs, the current directory during the test."""
+    for name, text in FILES.items():
+        (tmp_path / name).write_text(text)
+    (tmp_path / "binary.bin").write_bytes(bytes(range(256)) * 8)
+    (tmp_path / "latin1.txt").write_bytes("café au lait, ".encode("latin-1") * 100)
+    (tmp_path / "bogus.npz").write_bytes(b"not a zip archive")
+    (tmp_path / "empty-dir").mkdir()
+    shutil.copy(alphabet_checkpoint, tmp_path / "model.npz")
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+USAGE = 2
+CASES = [
+    # what is wrong, the command, the exit code, words the one line must hold
+    ("missing file", "train --corpus text:nope.txt", USAGE, "'nope.txt' does not exist"),
+    ("directory without files", "train --corpus text:empty-dir", USAGE, "directory 'empty-dir' has no files"),
+    ("empty file", "train --corpus text:empty.txt", USAGE, "is empty"),
+    ("shorter than one window", "train --corpus text:short.txt", USAGE, "too short for 32 streams"),
+    ("binary file", "train --corpus text:binary.bin", USAGE, "'binary.bin' is not utf-8 text: bad byte at offset 128"),
+    ("not UTF-8", "train --corpus text:latin1.txt", USAGE, "is not utf-8 text: bad byte at offset 3; try --encoding"),
+    ("unknown corpus", "train --corpus nope", USAGE, "unknown corpus 'nope'; known: alphabet, digits, text"),
+    ("unknown sampler", "generate model.npz --sampler nope", USAGE,
+     "unknown sampler 'nope'; known: argmax, min-p, temperature, top-k, top-p"),
+    ("unknown callback", "train --corpus alphabet --callback nope", USAGE,
+     "unknown callback 'nope'; known: checkpoint, early-stopping, metrics"),
+    ("malformed NAME:ARG", "train --corpus text:", USAGE, "malformed 'text:': expected NAME or NAME:ARG"),
+    ("malformed options", "generate model.npz --sampler top-k:k", USAGE, "malformed option 'k': expected key=value"),
+    ("prime outside the vocabulary", "generate model.npz --prime AB!?", USAGE,
+     "2 character(s) not in the model's vocabulary: '!', '?'; --skip-unknown leaves them out"),
+    ("temperature zero", "generate model.npz --temperature 0", USAGE, "temperature must be a positive number"),
+    ("temperature negative", "generate model.npz --temperature -1", USAGE, "temperature must be a positive number"),
+    ("temperature NaN", "generate model.npz --temperature nan", USAGE, "temperature must be a positive number"),
+    ("negative length", "generate model.npz --length -1", USAGE, "length must be 0 or more"),
+    ("zero samples", "generate model.npz --num-samples 0", USAGE, "num-samples must be at least 1"),
+    ("zero hidden size", "train --corpus alphabet --hidden-size 0", USAGE, "hidden-size must be a whole number of at least 1"),
+    ("negative window", "train --corpus alphabet --seq-len -3", USAGE, "seq-len must be a whole number of at least 1"),
+    ("zero batch", "train --corpus alphabet --batch-size 0", USAGE, "batch-size must be a whole number of at least 1"),
+    ("zero epochs", "train --corpus alphabet --epochs 0", USAGE, "epochs must be a whole number of at least 1"),
+    ("batch larger than the data", "train --corpus text:ok.txt --batch-size 1000", USAGE,
+     "too short for 1000 streams"),
+    ("batch larger than the windows", "train --corpus alphabet --batch-size 301", USAGE,
+     "batch size 301 is larger than the 300 training windows"),
+    ("output directory missing", "train --corpus alphabet --out no/such/m.npz", USAGE,
+     "output directory 'no/such' does not exist"),
+    ("output is a directory", "train --corpus alphabet --out empty-dir", USAGE, "'empty-dir' is a directory"),
+    ("output on a read-only file system", "train --corpus alphabet --out /proc/m.npz", USAGE,
+     "output directory '/proc' is not writable"),
+    ("not a checkpoint", "generate bogus.npz", USAGE, "'bogus.npz' is not a charseq checkpoint (not an .npz archive)"),
+    ("text as a checkpoint", "eval ok.txt --corpus text:ok.txt", USAGE, "'ok.txt' is not a charseq checkpoint"),
+    ("directory as a checkpoint", "generate empty-dir", USAGE, "checkpoint 'empty-dir' is a directory"),
+    ("resume from a non-checkpoint", "train --resume bogus.npz", USAGE, "is not a charseq checkpoint"),
+    ("resume with other settings", "train --resume model.npz --lr 0.5", USAGE,
+     "--lr 0.5 differs from the resumed run's 8.0; a resumed run keeps its settings"),
+    ("no corpus", "train", USAGE, "missing option --corpus (or --resume CHECKPOINT)"),
+    ("diverging run", "train --corpus alphabet --optimizer sgd --lr 3e38 --clip 0 --warmup 0 --out m.npz", 1,
+     "training diverged at step 2 (loss is inf); try a lower --lr"),
+    ("unknown option", "train --corpus alphabet --learning-rate 3", USAGE,
+     "No such option '--learning-rate'. (see 'charseq train --help')"),
+    ("option a sampler does not take", "generate model.npz --sampler argmax --temperature 0.5", USAGE,
+     "sampler 'argmax': got an unexpected keyword argument 'temperature'"),
+    ("option of the wrong type", "train --corpus alphabet --epochs many", USAGE,
+     "Invalid value for '--epochs': 'many' is not a valid integer"),
+    ("unknown command", "trian", USAGE, "No such command 'trian'"),
+]
+
+
+@pytest.mark.parametrize("what,command,code,words", CASES, ids=[case[0] for case in CASES])
+def test_bad_input_gets_one_line_and_an_exit_code(place, what, command, code, words):
+    result = run_cli(*command.split(), ok=False)
+    assert result.exit_code == code, result.output
+    assert result.stderr.count("\n") == 1, result.stderr
+    assert words in result.stderr, result.stderr
+    assert "Traceback" not in result.output and isinstance(result.exception, SystemExit)
+
+
+def test_a_diverging_run_leaves_the_last_good_checkpoint_untouched(place):
+    before = (place / "model.npz").read_bytes()
+    result = run_cli("train", "--corpus", "alphabet", "--optimizer", "sgd", "--lr", "3e38", "--clip", "0",
+                     "--warmup", "0", "--out", "model.npz", ok=False)
+    assert result.exit_code == 1 and "try a lower --lr" in result.stderr
+    assert (place / "model.npz").read_bytes() == before
+    assert sorted(p.name for p in place.iterdir() if p.name.startswith(".")) == []  # no temporary files left
+
+
+def test_skip_unknown_leaves_out_what_the_model_does_not_know(place):
+    result = run_cli("generate", "model.npz", "--prime", "AB!C?", "--length", "3", "--sampler", "argmax",
+                     "--skip-unknown")
+    assert result.stdout == "ABCDEF\n"
+    assert result.stderr == "charseq: left out 2 unknown character(s) of the prime: '!', '?'\n"
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="permission bits do not stop root (the /proc case covers it)")
+def test_unwritable_output_directory_is_refused_before_training(place):
+    locked = place / "locked"
+    locked.mkdir(mode=0o555)
+    result = run_cli("train", "--corpus", "alphabet", "--out", locked / "m.npz", ok=False)
+    assert result.exit_code == 2 and "is not writable" in result.stderr and "epoch" not in result.stdout

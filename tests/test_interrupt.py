@@ -1,0 +1,135 @@
+"""Interrupting training never loses work: Ctrl-C and SIGTERM save a checkpoint that resumes
+exactly, a second Ctrl-C aborts without touching the last checkpoint, and kill -9 at any
+moment leaves a whole checkpoint behind. These run the installed `charseq` in processes
+of their own, as a user would, in directories away from the source tree."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import charseq
+from charseq.model import PARAM_NAMES
+from conftest import install_fake_distribution, run_cli
+
+TRAIN = ["--hidden-size", "48", "--seq-len", "16", "--batch-size", "8", "--epochs", "3", "--threads", "1",
+         "--no-progress", "--sample-length", "0"]
+
+
+@pytest.fixture
+def text(tmp_path) -> Path:
+    rng = random.Random(0)
+    words = ["the", "quick", "brown", "fox", "jumps", "over", "lazy", "dog", "and", "runs", "far", "away"]
+    path = tmp_path / "words.txt"
+    path.write_text(" ".join(rng.choice(words) for _ in range(60_000)))
+    return path
+
+
+def _env() -> dict[str, str]:
+    return {**os.environ, "PYTHONUNBUFFERED": "1", "CHARSEQ_LOAD_PLUGINS": ""}
+
+
+def _charseq(*args, cwd: Path) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "charseq", *map(str, args)], cwd=cwd, env=_env(),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _finish(*args, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "charseq", *map(str, args)], cwd=cwd, env=_env(),
+                          capture_output=True, text=True, timeout=300)
+
+
+def _params(path: Path) -> dict[str, np.ndarray]:
+    return charseq.load(path).model.params
+
+
+@pytest.mark.parametrize("signum,code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)], ids=["ctrl-c", "sigterm"])
+def test_a_signal_saves_a_checkpoint_that_resumes_exactly(text, tmp_path, signum, code):
+    whole = _finish("train", "--corpus", f"text:{text}", *TRAIN, "--out", "whole.npz", cwd=tmp_path)
+    assert whole.returncode == 0, whole.stderr
+
+    run = _charseq("train", "--corpus", f"text:{text}", *TRAIN, "--out", "cut.npz", cwd=tmp_path)
+    line = run.stdout.readline()
+    while line and not line.startswith("epoch 1/3"):  # the signal lands in epoch 2
+        line = run.stdout.readline()
+    run.send_signal(signum)
+    stdout, stderr = run.communicate(timeout=60)
+    assert run.returncode == code, stderr
+    assert stderr.startswith("interrupted at step ") and stderr.count("\n") == 1
+    assert "saved cut.npz; continue with: charseq train --resume cut.npz" in stderr
+    assert "epoch 3/3" not in stdout
+
+    resumed = _finish("train", "--resume", "cut.npz", "--threads", "1", "--no-progress", "--sample-length", "0",
+                      cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resuming from cut.npz at step" in resumed.stdout
+    a, b = _params(tmp_path / "whole.npz"), _params(tmp_path / "cut.npz")
+    for name in PARAM_NAMES:
+        assert np.array_equal(a[name], b[name]), name
+
+
+DOUBLE_CTRL_C = """
+import os, signal
+from charseq import hookimpl
+
+class DoubleCtrlC:
+    '''Presses Ctrl-C twice at step 5, as an impatient user would.'''
+    @hookimpl
+    def on_step_end(self, trainer, step, loss):
+        if step == 5:
+            os.kill(os.getpid(), signal.SIGINT)
+            os.kill(os.getpid(), signal.SIGINT)
+
+@hookimpl
+def register_callbacks(register):
+    register("double-ctrl-c", DoubleCtrlC)
+"""
+
+
+def test_a_second_ctrl_c_aborts_at_once_and_leaves_the_checkpoint_alone(plugin_site, tmp_path, alphabet_checkpoint):
+    install_fake_distribution(plugin_site, "throwaway-signals", DOUBLE_CTRL_C,
+                              "[charseq]\nsignals = throwaway_signals\n")
+    (tmp_path / "run").mkdir()
+    out = tmp_path / "run" / "m.npz"
+    out.write_bytes(alphabet_checkpoint.read_bytes())
+    result = run_cli("train", "--corpus", "alphabet", "--out", out, "--callback", "double-ctrl-c", ok=False)
+    assert result.exit_code == 130
+    assert result.stderr == f"aborted at step 5; {out} keeps its last whole checkpoint\n"
+    assert out.read_bytes() == alphabet_checkpoint.read_bytes()
+    assert [p.name for p in out.parent.iterdir()] == ["m.npz"]  # and no temporary file beside it
+
+
+@pytest.mark.slow
+def test_kill_9_at_random_moments_always_leaves_a_whole_checkpoint(tmp_path):
+    """Checkpoint-heavy training (a save every epoch, hundreds a second), killed 25 times at
+    random moments; each run resumes from what the last one left."""
+    out = tmp_path / "alphabet.npz"
+    rng = random.Random(1)
+    steps, kills = [], 0
+    for attempt in range(25):
+        args = ["--resume", out] if out.exists() else ["--corpus", "alphabet"]
+        run = _charseq("train", *args, "--epochs", "100000", "--checkpoint-every", "1", "--out", out,
+                       "--threads", "1", "--quiet", cwd=tmp_path)
+        deadline = time.monotonic() + 30
+        while not out.exists() and time.monotonic() < deadline:  # the first run's first save
+            time.sleep(0.005)
+        time.sleep(0.25 + rng.random() * 0.5)  # past the start-up, into the saving
+        run.kill()
+        run.communicate()
+        assert run.returncode == -signal.SIGKILL, f"attempt {attempt} ended on its own"
+        kills += 1
+        saved = charseq.load(out)  # whole, valid, checksum and all
+        assert saved.resumable
+        steps.append(saved.training["step"])
+    assert kills == 25
+    assert steps == sorted(steps) and steps[-1] > steps[0]  # each run carried on from the last
+    leftovers = [p.name for p in tmp_path.iterdir() if p.name != "alphabet.npz"]
+    assert all(name.startswith(".alphabet.npz.") and name.endswith(".tmp") for name in leftovers)
