@@ -5,7 +5,10 @@ defaults against PyTorch's nn.RNN with the same settings.
 
 Both read the same text as B parallel streams of T-character windows with the hidden state
 carried, hold out the same last 5 % for validation, and are evaluated the same way (the
-whole held-out text, as streams). The clock counts training only: evaluations pause it.
+whole held-out text, as streams of at least 4096 characters). PyTorch gets the same
+optimizer, clipping, learning-rate schedule and dropout (on the states, before the output
+layer); it has no input_lr_scale, as its embedding matrix does that job. The clock counts
+training only: evaluations pause it.
 PyTorch is optional (`pip install torch==2.13.0`). The two run one after the other, never
 at the same time: on two cores they would slow each other down.
 """
@@ -22,7 +25,7 @@ from threadpoolctl import threadpool_limits
 
 from charseq import TrainConfig, Trainer, VanillaRNN, hookimpl
 from charseq.registry import get_registry
-from charseq.trainer import evaluate
+from charseq.trainer import EVAL_STREAM_CHARS, evaluate
 
 SHAKESPEARE = Path(__file__).resolve().parents[2] / "shared" / "data" / "tinyshakespeare.txt"
 
@@ -77,6 +80,7 @@ def run_torch(config: TrainConfig, train_ids, val_ids, vocab_size: int, budgets:
     torch.manual_seed(config.seed)
     V, H, B, T = vocab_size, config.hidden_size, config.batch_size, config.seq_len
     embed, rnn, head = torch.nn.Embedding(V, H), torch.nn.RNN(H, H, batch_first=True), torch.nn.Linear(H, V)
+    dropout = torch.nn.Dropout(config.dropout)
     params = [*embed.parameters(), *rnn.parameters(), *head.parameters()]
     optimizer = torch.optim.Adam(params, lr=config.lr)
     stream = (len(train_ids) - 1) // B
@@ -84,7 +88,7 @@ def run_torch(config: TrainConfig, train_ids, val_ids, vocab_size: int, budgets:
     targets = torch.from_numpy(np.asarray(train_ids[1 : B * stream + 1], dtype=np.int64).reshape(B, stream))
 
     def val_loss():
-        streams = max(1, min(B, (len(val_ids) - 1) // T))
+        streams = max(1, min(B, (len(val_ids) - 1) // max(T, EVAL_STREAM_CHARS)))  # as charseq's evaluate
         length = (len(val_ids) - 1) // streams
         x = torch.from_numpy(np.asarray(val_ids[: streams * length], dtype=np.int64).reshape(streams, length))
         y = torch.from_numpy(np.asarray(val_ids[1 : streams * length + 1], dtype=np.int64).reshape(streams, length))
@@ -102,8 +106,11 @@ def run_torch(config: TrainConfig, train_ids, val_ids, vocab_size: int, budgets:
         h = None
         for start in range(0, (stream // T) * T, T):
             began = time.perf_counter()
+            for group in optimizer.param_groups:
+                group["lr"] = config.lr_at(step, stream // T)
             optimizer.zero_grad(set_to_none=True)
             out, h = rnn(embed(inputs[:, start : start + T]), h)
+            out = dropout(out)
             h = h.detach()
             loss = torch.nn.functional.cross_entropy(head(out).reshape(-1, V), targets[:, start : start + T].reshape(-1))
             loss.backward()
@@ -135,7 +142,8 @@ def main() -> None:
             theirs = run_torch(config, train_ids, val_ids, vocab_size, budgets)
     print(f"{time.strftime('%Y-%m-%d')}, {args.text.name}, {args.threads} threads; settings: H={config.hidden_size} "
           f"T={config.seq_len} B={config.batch_size} {config.optimizer} lr={config.lr:g} clip-norm={config.clip_norm:g} "
-          f"schedule={config.schedule} (charseq's text defaults)")
+          f"schedule={config.schedule} over {config.epochs} epochs, dropout={config.dropout:g}, "
+          f"input-lr-scale={config.input_lr_scale:g} (charseq's text defaults)")
     print()
     print("| training time | charseq val nats/char (bits) | steps | PyTorch nn.RNN val nats/char (bits) | steps |")
     print("|---|---|---|---|---|")

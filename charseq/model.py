@@ -301,15 +301,18 @@ class _Workspace:
         self.mask = self.dropped = None  # made on first use: most shapes never drop out
 
     def dropped_states(self, states: np.ndarray, p: float, rng: np.random.Generator) -> np.ndarray:
-        """states * mask, the mask 0 with probability p and 1 / (1 - p) otherwise."""
+        """states * mask, the mask 0 with probability p and 1 / (1 - p) otherwise.
+
+        p is rounded to a multiple of 1/65536: comparing random 16-bit integers is twice as
+        fast as drawing floats, and the mask is half of dropout's cost.
+        """
         if self.mask is None:
             self.mask, self.dropped = np.empty_like(states), np.empty_like(states)
-        mask = self.mask
-        rng.random(out=mask, dtype=mask.dtype)
-        mask += 1.0 - p
-        np.floor(mask, out=mask)  # 1 with probability 1 - p
-        mask *= 1.0 / (1.0 - p)
-        return np.multiply(states, mask, out=self.dropped)
+            self.keep = np.empty(states.shape, dtype=bool)
+        bits = np.frombuffer(rng.bytes(2 * states.size), dtype=np.uint16).reshape(states.shape)
+        np.greater_equal(bits, round(p * 65536), out=self.keep)
+        np.multiply(self.keep, self.mask.dtype.type(1.0 / (1.0 - p)), out=self.mask)
+        return np.multiply(states, self.mask, out=self.dropped)
 
     def scatter_rows(self, ids: np.ndarray, rows: np.ndarray, out: np.ndarray) -> None:
         """out[v] = sum of rows[i] over i with ids[i] == v: the transpose of the input gather.

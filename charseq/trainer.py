@@ -26,20 +26,21 @@ LN2 = math.log(2)
 class TrainConfig:
     """Every training setting, with defaults for text; a corpus may suggest its own."""
 
-    # Chosen by measurement on tiny-shakespeare (see the README): the best validation loss at
-    # five minutes on a 2-core machine, where the cosine schedule ends.
+    # Chosen by measurement on tiny-shakespeare (see the README): 20 epochs take about four
+    # minutes on a 2-core machine and end at 1.54 nats/char on the held-out text.
     hidden_size: int = 512
     seq_len: int = 128
     batch_size: int = 32
-    epochs: int = 24
+    epochs: int = 20
     optimizer: str = "adam"
     lr: float = 2e-3
     # U's steps are this many times the rest's. With Adam every weight moves by about lr a
     # step, but a one-hot input has a fan-in of one, so U's entries are ~sqrt(H) times W's
-    # and lr barely moves them (muP gives input weights a width-independent rate for this
-    # reason). On tiny-shakespeare 10 took the validation loss after 3 epochs from 1.71 to 1.63.
-    input_lr_scale: float = 10.0
-    dropout: float = 0.0  # probability of dropping each state on its way to the output
+    # and lr barely moves them; muP gives input weights a rate independent of the width for
+    # this reason. On tiny-shakespeare 40 ends 0.08 nats lower than 1 (the README has the runs).
+    input_lr_scale: float = 40.0
+    # Dropout on the states' way to the output: without it the model overfits by epoch 7.
+    dropout: float = 0.2
     clip: float = 0.0  # clip each gradient element to +-clip; 0: off
     clip_norm: float = 5.0  # scale the gradient to this global norm when above it; 0: off
     warmup: int = 0  # steps over which the learning rate rises linearly to lr
