@@ -81,7 +81,9 @@ def charseq_trainer(H: int, B: int, T: int) -> tuple[Trainer, np.ndarray, np.nda
     symbols = [chr(0x21 + i) for i in range(V)]
     text = "".join(rng.choice(symbols, size=B * T + 1))
     corpus = Corpus.from_text("bench", "".join(symbols) + text)
-    config = TrainConfig(hidden_size=H, seq_len=T, batch_size=B, epochs=1, lr=0.01, clip=5.0)
+    # The same work as the PyTorch side: SGD with value clipping, nothing else.
+    config = TrainConfig(hidden_size=H, seq_len=T, batch_size=B, epochs=1, optimizer="sgd", lr=0.01, clip=5.0,
+                         clip_norm=0.0, dropout=0.0, input_lr_scale=1.0, val_fraction=0.0)
     trainer = Trainer(VanillaRNN(V, H), corpus, config)
     x = rng.integers(0, V, (B, T)).astype(np.uint8)
     y = rng.integers(0, V, (B, T)).astype(np.uint8)
