@@ -24,7 +24,7 @@ class ProgressBar:
 
     @hookimpl
     def on_train_begin(self, trainer):
-        remaining = (trainer.config.epochs - trainer.epoch) * trainer.steps_per_epoch
+        remaining = (trainer.config.epochs - trainer.epoch) * trainer.steps_per_epoch - trainer.step_in_epoch
         disable = None if self.draw is None else not self.draw
         self.bar = tqdm(total=remaining, unit="step", dynamic_ncols=True, leave=False, disable=disable)
         self._pending = 0

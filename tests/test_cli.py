@@ -292,3 +292,11 @@ def test_plot_without_matplotlib_says_what_to_install(tmp_path, monkeypatch):
     monkeypatch.setattr(builtins, "__import__", no_matplotlib)
     result = run_cli("plot", metrics, "-o", tmp_path / "x.png", ok=False)
     assert result.exit_code == 1 and 'pip install "charseq[plot]"' in result.output
+
+
+def test_resume_a_finished_run_for_more_epochs(alphabet_checkpoint, tmp_path):
+    out = tmp_path / "longer.npz"
+    result = run_cli("train", "--resume", alphabet_checkpoint, "--epochs", "190", "--out", out, "--sample-length", "0")
+    assert "resuming from" in result.stdout and "at step 2,700 (epoch 181" in result.stdout
+    assert "epoch 181/190" in result.stdout and "epoch 180/190" not in result.stdout
+    assert charseq.load(out).progress["epoch"] == 190

@@ -129,3 +129,25 @@ def test_resume_refuses_another_corpus(tmp_path):
     different = _trainer(Corpus.from_text("other", TEXT.upper()), epochs=2)
     with pytest.raises(UsageError, match="vocabulary"):
         different.restore(checkpoint.load(path))
+
+
+def test_the_metrics_file_continues_without_repeats(tmp_path):
+    from charseq.plugins.callbacks import MetricsLog
+    import json
+
+    def steps(path):
+        return [json.loads(line)["step"] for line in path.read_text().splitlines()]
+
+    settings = {"eval_every": 5}
+    whole = _trainer(_text_corpus(), [MetricsLog(tmp_path / "whole.jsonl")], **settings)
+    whole.fit()
+    log = lambda: [MetricsLog(tmp_path / "cut.jsonl")]  # noqa: E731
+    first = _trainer(_text_corpus(), [*log(), InterruptAt(12)], **settings)
+    first.fit()
+    path = checkpoint.save(tmp_path / "cut.npz", first.to_checkpoint())
+    with (tmp_path / "cut.jsonl").open("a") as f:  # a line a crashed run wrote after its last checkpoint
+        f.write(json.dumps({"step": 14, "loss": 1.0}) + "\n")
+    second = _trainer(_text_corpus(), log(), **settings)
+    second.restore(checkpoint.load(path))
+    second.fit()
+    assert steps(tmp_path / "cut.jsonl") == steps(tmp_path / "whole.jsonl")
