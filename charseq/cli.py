@@ -150,7 +150,8 @@ class _CharseqGroup(click.Group):
             detail = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}".rstrip(": ")
             culprit = _plugin_in_traceback(exc)
             what = f"{culprit} failed" if culprit else "internal error"
-            raise _Failure(f"{what}: {detail} (run with --debug for the traceback)", 1) from None
+            saved = f"; {exc.charseq_saved}" if hasattr(exc, "charseq_saved") else ""
+            raise _Failure(f"{what}: {detail}{saved} (run with --debug for the traceback)", 1) from None
 
 
 def _one_line(exc: click.UsageError) -> click.ClickException:
@@ -307,9 +308,14 @@ def train(corpus_spec, encoding, resume_path, out, metrics_path, patience, min_d
         if resumed is not None:
             click.echo(f"resuming from {resume_path} at step {trainer.step:,} (epoch {trainer.epoch + 1}, "
                        f"step {trainer.step_in_epoch} of {trainer.steps_per_epoch})")
+    first_step = trainer.step
     try:
         with _blas_threads(threads), stop_on_signals(trainer):
-            metrics = trainer.fit()
+            try:
+                metrics = trainer.fit()
+            except Exception as exc:
+                _save_after_plugin_failure(exc, trainer, first_step, out)
+                raise
             interrupted = trainer.interrupted  # a signal during the save below ends nothing early
             checkpoint.save(out, trainer.to_checkpoint())
     except KeyboardInterrupt:
@@ -327,6 +333,20 @@ def train(corpus_spec, encoding, resume_path, out, metrics_path, patience, min_d
         argmax = registry.get("sampler", "argmax").build()
         continuation = generate_text(model, corpus.vocab, prime, sample_length, argmax)[0]
         click.echo(f"sample: {prime}{continuation}")
+
+
+def _save_after_plugin_failure(exc: Exception, trainer, first_step: int, out: Path) -> None:
+    """A plugin's callback that raises mid-run does so between two steps: save the run, so
+    that it costs nothing, and say so in the error. Failures of charseq's own are not saved
+    over the last checkpoint, since the state they leave is not vouched for."""
+    from charseq import checkpoint
+
+    culprit = _plugin_in_traceback(exc)
+    if isinstance(exc, CharseqError) or culprit is None or trainer.step == first_step:
+        return
+    checkpoint.save(out, trainer.to_checkpoint())
+    exc.charseq_saved = (f"saved {out} at step {trainer.step:,}; continue with: charseq train --resume {out} "
+                         "(without that callback)")  # for the one-line message; add_note needs 3.11
 
 
 # Settings a resumed run may change, neither undoing what is trained: --epochs lengthens or

@@ -134,3 +134,35 @@ def test_kill_9_at_random_moments_always_leaves_a_whole_checkpoint(tmp_path):
     assert all(a < b for a, b in zip(steps, steps[1:]))  # each run carried on from the last
     leftovers = [p.name for p in tmp_path.iterdir() if p.name != "alphabet.npz"]
     assert all(name.startswith(".alphabet.npz.") and name.endswith(".tmp") for name in leftovers)
+
+
+FRAGILE_CALLBACK = """
+from charseq import hookimpl
+
+class Fragile:
+    '''Breaks at step 40, as a buggy logger might.'''
+    @hookimpl
+    def on_step_end(self, trainer, step, loss):
+        if step == 40:
+            raise ValueError("the logger lost its connection")
+
+@hookimpl
+def register_callbacks(register):
+    register("fragile", Fragile)
+"""
+
+
+def test_a_plugin_callback_that_raises_costs_no_work(plugin_site, tmp_path):
+    install_fake_distribution(plugin_site, "throwaway-signals", FRAGILE_CALLBACK,
+                              "[charseq]\nfragile = throwaway_signals\n")
+    out = tmp_path / "m.npz"
+    result = run_cli("train", "--corpus", "alphabet", "--out", out, "--callback", "fragile", "--quiet", ok=False)
+    assert result.exit_code == 1
+    assert result.stderr == (
+        "Error: plugin 'fragile' (package 'throwaway-signals') failed: ValueError: the logger lost its connection; "
+        f"saved {out} at step 40; continue with: charseq train --resume {out} (without that callback) "
+        "(run with --debug for the traceback)\n")
+    saved = charseq.load(out)
+    assert saved.training["step"] == 40
+    resumed = run_cli("train", "--resume", out, "--quiet", "--sample-length", "0")
+    assert charseq.load(out).training["step"] == 2700 and resumed.exit_code == 0
