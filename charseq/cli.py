@@ -214,6 +214,7 @@ def cli(debug: bool) -> None:
 @click.option("--lr-decay-every", type=int, metavar="EPOCHS", help="... every EPOCHS epochs.")
 @click.option("--min-lr", type=float, help="cosine schedule: the rate it ends at.")
 @click.option("--val-fraction", type=float, help="Share of a text held out, from its end, for validation.")
+@click.option("--max-val-chars", type=int, help="Hold out at most this many characters.  [default: 1,000,000]")
 @click.option("--eval-every", type=int, metavar="STEPS", help="Also evaluate every STEPS steps (0: at epoch ends).")
 @click.option("--seed", type=int, help="Seeds initialisation and data order.")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path),

@@ -48,14 +48,15 @@ class TrainConfig:
     lr_decay: float = 0.5  # step schedule: multiply the rate by this ...
     lr_decay_every: int = 10  # ... every this many epochs
     min_lr: float = 0.0  # cosine schedule: the rate it ends at
-    val_fraction: float = 0.05  # held out from the end of a text corpus
+    val_fraction: float = 0.05  # held out from the end of a text corpus ...
+    max_val_chars: int = 1_000_000  # ... up to this many characters: evaluating them takes seconds
     eval_every: int = 0  # also evaluate every this many steps; 0: at epoch ends only
     seed: int = 0
 
     def __post_init__(self) -> None:
         for name in ("hidden_size", "seq_len", "batch_size", "epochs", "lr_decay_every"):
             _at_least(name, getattr(self, name), 1)
-        for name in ("warmup", "eval_every"):
+        for name in ("warmup", "eval_every", "max_val_chars"):
             _at_least(name, getattr(self, name), 0)
         if not self.lr > 0 or not math.isfinite(self.lr):
             raise UsageError(f"lr must be a positive number, got {self.lr}")
@@ -118,7 +119,7 @@ class Trainer:
     from a zero state. Text is trained as char-rnn does: cut into B parallel streams read
     T characters at a time, the hidden state carried from one window to the next
     (truncated backpropagation through time) and reset at each epoch; the last
-    val_fraction of it is held out for validation.
+    val_fraction of it (at most max_val_chars) is held out for validation.
     """
 
     def __init__(
@@ -144,7 +145,7 @@ class Trainer:
                                  "use a smaller --batch-size")
             self.steps_per_epoch = windows // B  # a last partial batch is skipped
         else:
-            held_out = int(len(corpus.ids) * config.val_fraction)
+            held_out = min(int(len(corpus.ids) * config.val_fraction), config.max_val_chars)
             if held_out and held_out < 2:
                 held_out = 0
             self.train_ids = corpus.ids[: len(corpus.ids) - held_out]

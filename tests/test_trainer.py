@@ -177,7 +177,7 @@ def test_text_shorter_than_one_window_is_a_usage_error():
                                          ("lr", 0.0), ("lr", float("nan")), ("clip", -1.0), ("clip_norm", float("inf")),
                                          ("optimizer", "sgdd"), ("schedule", "linear"), ("val_fraction", 1.0),
                                          ("lr_decay", 0.0), ("eval_every", -1), ("dropout", 1.0), ("dropout", -0.1),
-                                         ("input_lr_scale", 0.0)])
+                                         ("input_lr_scale", 0.0), ("max_val_chars", -1)])
 def test_config_refuses_nonsense(field, value):
     with pytest.raises(UsageError, match=field.replace("_", "-") if "_" in field else field):
         TrainConfig(**{field: value})
@@ -238,6 +238,13 @@ def test_validation_split_is_the_held_out_end_of_the_text():
     assert np.array_equal(np.concatenate([trainer.train_ids, trainer.val_ids]), trainer.corpus.ids)
     # training never reads past its part: the last target of an epoch lies inside train_ids
     assert trainer.steps_per_epoch * trainer.config.seq_len * trainer.config.batch_size < len(trainer.train_ids)
+
+
+def test_the_held_out_part_is_capped():
+    text = "".join(chr(97 + i % 26) for i in range(1000))
+    trainer = _trainer(text=text, val_fraction=0.1, max_val_chars=40)
+    assert len(trainer.val_ids) == 40 and len(trainer.train_ids) == 960
+    assert np.array_equal(trainer.val_ids, trainer.corpus.ids[-40:])
 
 
 def test_metrics_hold_train_and_validation_loss_in_three_units():
