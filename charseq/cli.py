@@ -317,6 +317,10 @@ def train(corpus_spec, encoding, resume_path, out, metrics_path, patience, min_d
             except Exception as exc:
                 _save_after_plugin_failure(exc, trainer, first_step, out)
                 raise
+            finally:  # an interrupted or failed run gets no on_train_end: clear the bar for the message
+                for callback in callbacks:
+                    if isinstance(callback, ProgressBar):
+                        callback.close()
             interrupted = trainer.interrupted  # a signal during the save below ends nothing early
             checkpoint.save(out, trainer.to_checkpoint())
     except KeyboardInterrupt:

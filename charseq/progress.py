@@ -60,8 +60,16 @@ class ProgressBar:
 
     @hookimpl
     def on_train_end(self, trainer, metrics):
-        self.bar.update(self._pending)
-        self.bar.close()
+        self.close()
+
+    def close(self) -> None:
+        """Take the bar off the terminal; also for a run that ends without on_train_end
+        (interrupted, or stopped by an error), so that the last message gets its own line."""
+        bar = getattr(self, "bar", None)
+        if bar is not None:
+            bar.update(self._pending)
+            self._pending = 0
+            bar.close()
 
 
 def _duration(seconds: float) -> str:
