@@ -241,7 +241,7 @@ def train(corpus_spec, encoding, resume_path, out, metrics_path, patience, min_d
     """Train a model on a corpus and save a checkpoint.
 
     Settings left out come from the corpus's suggestions (see the README), then from the
-    text defaults: H=512, T=128, B=32, Adam at 2e-3 (U's steps 40 times larger) with a
+    text defaults: H=512, T=128, B=32, Adam at 2e-3 (U's steps 80 times larger) with a
     cosine schedule over 20 epochs, dropout 0.2, gradient norm clipped at 5.
 
     Ctrl-C or SIGTERM saves a checkpoint at the next step and exits (130 or 143);
