@@ -45,7 +45,7 @@ class Checkpoint:
     corpus: str | None = None
     corpus_spec: str | None = None  # how to load the corpus again, when known
     corpus_options: dict[str, Any] = field(default_factory=dict)
-    # What `Trainer.resume` needs to continue the run exactly: JSON values, and arrays by name.
+    # What `Trainer.restore` needs to continue the run exactly: JSON values, and arrays by name.
     training: dict[str, Any] | None = None
     arrays: dict[str, np.ndarray] = field(default_factory=dict)
 
@@ -113,7 +113,7 @@ def load(path: str | os.PathLike) -> Checkpoint:
             arrays = {name: data[name] for name in data.files}
     except (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError) as exc:
         raise UsageError(f"{str(path)!r} is not a charseq checkpoint ({_reason(exc)})") from None
-    if not isinstance(arrays, dict) or "metadata" not in arrays:
+    if "metadata" not in arrays:
         raise UsageError(f"{str(path)!r} is not a charseq checkpoint (no metadata)")
     metadata = _read_metadata(path, arrays.pop("metadata"))
     vocab = Vocabulary(metadata["vocabulary"])

@@ -19,6 +19,7 @@ import charseq
 from charseq.errors import CharseqError, PluginWarning, UsageError
 from charseq.optimizers import OPTIMIZERS as OPTIMIZER_NAMES
 from charseq.registry import get_registry, parse_options, parse_spec
+from charseq.vocab import show_characters
 
 
 class _Failure(click.ClickException):
@@ -478,15 +479,14 @@ def generate(checkpoint_path, prime, length, stop, sampler_spec, temperature, re
 
 def _known_part(prime: str, vocab, skip_unknown: bool) -> str:
     """The prime, or with --skip-unknown its characters the model knows; others are named."""
-    known = set(vocab.symbols)
-    unknown = sorted(set(prime) - known)
+    unknown = vocab.unknown(prime)
     if not unknown:
         return prime
-    shown = ", ".join(repr(c) for c in unknown[:20]) + (f" and {len(unknown) - 20} more" if len(unknown) > 20 else "")
+    shown = show_characters(unknown)
     if not skip_unknown:
         raise UsageError(f"the prime has {len(unknown)} character(s) not in the model's vocabulary: {shown}; "
                          "--skip-unknown leaves them out")
-    kept = "".join(c for c in prime if c in known)
+    kept = "".join(c for c in prime if c in vocab)
     if not kept:
         raise UsageError(f"no character of the prime is in the model's vocabulary (it has {shown})")
     click.echo(f"charseq: left out {len(unknown)} unknown character(s) of the prime: {shown}", err=True)
@@ -509,10 +509,10 @@ def evaluate_command(checkpoint_path, corpus_spec, encoding, batch_size, seq_len
 
     saved = checkpoint.load(checkpoint_path)
     corpus = _load_corpus(get_registry(), corpus_spec, encoding)
-    unknown = sorted(set(corpus.vocab.symbols) - set(saved.vocab.symbols))
+    unknown = saved.vocab.unknown(corpus.vocab.symbols)
     if unknown:
-        shown = ", ".join(repr(c) for c in unknown[:10])
-        raise UsageError(f"corpus {corpus.name!r} has {len(unknown)} character(s) the model does not know: {shown}")
+        raise UsageError(f"corpus {corpus.name!r} has {len(unknown)} character(s) the model does not know: "
+                         f"{show_characters(unknown)}")
     # The corpus's ids are in its own vocabulary: map them to the model's.
     mapping = np.array([saved.vocab.symbols.index(c) for c in corpus.vocab.symbols], dtype=saved.vocab.dtype)
     with _blas_threads(threads):

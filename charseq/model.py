@@ -45,12 +45,20 @@ def _stored_shapes(H: int, V: int) -> dict[str, tuple[int, ...]]:
     return {"U": (V, H), "W": (H, H), "b": (H,), "V": (V, H), "c": (V,)}
 
 
-def _views(flat: np.ndarray, hidden_size: int, vocab_size: int) -> Parameters:
-    views, offset = Parameters(), 0
-    for name, shape in _stored_shapes(hidden_size, vocab_size).items():
+def _slices(H: int, V: int) -> dict[str, tuple[slice, tuple[int, ...]]]:
+    """Where each parameter lies in the flat buffer, and its stored shape."""
+    layout, offset = {}, 0
+    for name, shape in _stored_shapes(H, V).items():
         size = int(np.prod(shape))
-        block = flat[offset : offset + size].reshape(shape)
+        layout[name] = (slice(offset, offset + size), shape)
         offset += size
+    return layout
+
+
+def _views(flat: np.ndarray, hidden_size: int, vocab_size: int) -> Parameters:
+    views = Parameters()
+    for name, (part, shape) in _slices(hidden_size, vocab_size).items():
+        block = flat[part].reshape(shape)
         views[name] = block.T if name == "U" else block
     return views
 
@@ -98,12 +106,7 @@ class VanillaRNN:
 
     def flat_slices(self) -> dict[str, slice]:
         """Where each parameter lies in `flat` (and in a gradient buffer)."""
-        slices, offset = {}, 0
-        for name, shape in _stored_shapes(self.hidden_size, self.vocab_size).items():
-            size = int(np.prod(shape))
-            slices[name] = slice(offset, offset + size)
-            offset += size
-        return slices
+        return {name: part for name, (part, _) in _slices(self.hidden_size, self.vocab_size).items()}
 
     def gradient_buffer(self) -> tuple[np.ndarray, Parameters]:
         """A flat gradient buffer laid out like the parameters, and its views by name."""

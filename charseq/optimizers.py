@@ -15,9 +15,10 @@ from charseq.errors import UsageError
 
 class Optimizer:
     name = ""
+    moments: tuple[str, ...] = ()  # per-parameter state arrays, zero at the start
 
     def __init__(self, size: int, dtype: np.dtype, lr_scales: Sequence[tuple[slice, float]] = ()):
-        self.state: dict[str, np.ndarray] = {}
+        self.state: dict[str, np.ndarray] = {name: np.zeros(size, dtype=dtype) for name in self.moments}
         self.lr_scales = [(part, scale) for part, scale in lr_scales if scale != 1.0]
         self._scratch = np.empty(size, dtype=dtype)
 
@@ -55,11 +56,8 @@ class Adagrad(Optimizer):
     """min-char-rnn's update: each parameter's step shrinks with its summed squared gradients."""
 
     name = "adagrad"
+    moments = ("sum_squares",)
     eps = 1e-8
-
-    def __init__(self, size, dtype, lr_scales=()):
-        super().__init__(size, dtype, lr_scales)
-        self.state["sum_squares"] = np.zeros(size, dtype=dtype)
 
     def step(self, params, grads, lr):
         sum_squares, scratch = self.state["sum_squares"], self._scratch
@@ -72,11 +70,8 @@ class RMSprop(Optimizer):
     """char-rnn's update: steps scaled by a running mean of squared gradients (decay 0.95)."""
 
     name = "rmsprop"
+    moments = ("mean_squares",)
     decay, eps = 0.95, 1e-8
-
-    def __init__(self, size, dtype, lr_scales=()):
-        super().__init__(size, dtype, lr_scales)
-        self.state["mean_squares"] = np.zeros(size, dtype=dtype)
 
     def step(self, params, grads, lr):
         mean_squares, scratch = self.state["mean_squares"], self._scratch
@@ -91,13 +86,12 @@ class Adam(Optimizer):
     """Adam (Kingma & Ba) with bias correction, betas 0.9 and 0.999."""
 
     name = "adam"
+    moments = ("m", "v")
     beta1, beta2, eps = 0.9, 0.999, 1e-8
 
     def __init__(self, size, dtype, lr_scales=()):
         super().__init__(size, dtype, lr_scales)
-        self.state["m"] = np.zeros(size, dtype=dtype)
-        self.state["v"] = np.zeros(size, dtype=dtype)
-        self.state["t"] = np.zeros(1, dtype=np.int64)
+        self.state["t"] = np.zeros(1, dtype=np.int64)  # the step count, for bias correction
 
     def step(self, params, grads, lr):
         m, v, scratch = self.state["m"], self.state["v"], self._scratch

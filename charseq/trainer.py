@@ -170,6 +170,7 @@ class Trainer:
         self._h: np.ndarray | None = None  # the state carried into the next window
         self._since_eval: list[float] = [0.0, 0]  # loss sum and steps since the last evaluation
         self._wall_time_before = 0.0  # training time of the runs this one resumes
+        self._started: float | None = None  # when fit() began
         self._callback_states: dict[str, Any] = {}  # restored into the callbacks once training begins
         self._grad_flat, self._grads = model.gradient_buffer()
         self.callbacks = list(callbacks)
@@ -225,8 +226,6 @@ class Trainer:
                     return metrics
                 if self.stop_training:  # asked mid-epoch: the epoch still ends normally
                     break
-            if self.interrupted is not None:
-                return metrics
             self.epoch += 1
             self.step_in_epoch = 0
             self._order = None
@@ -311,20 +310,21 @@ class Trainer:
     @property
     def wall_time(self) -> float:
         """Seconds of training so far, across the runs this one resumes."""
-        started = getattr(self, "_started", None)
-        return self._wall_time_before + (time.perf_counter() - started if started is not None else 0.0)
+        running = time.perf_counter() - self._started if self._started is not None else 0.0
+        return self._wall_time_before + running
 
     # -- checkpoints and resuming ---------------------------------------------------
 
     def to_checkpoint(self) -> Checkpoint:
         """The model as it stands, with the config, progress and everything `restore` needs
-        to continue exactly: optimizer state, random state, position in the data, callbacks."""
+        to continue exactly: optimizer state, random state, position in the data, callbacks.
+        Like the model, its arrays are the live ones: save it before training goes on."""
         last = self.history[-1] if self.history else {}
-        arrays = {f"optimizer.{name}": value.copy() for name, value in self.optimizer.state.items()}
+        arrays = {f"optimizer.{name}": value for name, value in self.optimizer.state.items()}
         if self.step_in_epoch and self._h is not None and not self.corpus.random_windows:
-            arrays["trainer.h"] = self._h.copy()
+            arrays["trainer.h"] = self._h
         if self.step_in_epoch and self._order is not None:
-            arrays["trainer.order"] = self._order.copy()
+            arrays["trainer.order"] = self._order
         callbacks = {}
         for key, callback in self._stateful_callbacks().items():
             values, callback_arrays = _split_arrays(callback.state_dict(), f"callback.{key}.")
@@ -356,7 +356,7 @@ class Trainer:
         if training is None:
             raise UsageError("the checkpoint has no training state to resume from (an older format); "
                              "train a new model instead")
-        if list(checkpoint.vocab.symbols) != list(self.corpus.vocab.symbols):
+        if checkpoint.vocab != self.corpus.vocab:
             raise UsageError(f"the checkpoint's vocabulary differs from corpus {self.corpus.name!r}'s: "
                              "resume on the corpus it was trained on")
         if training.get("corpus_characters") != len(self.corpus.ids):

@@ -25,7 +25,7 @@ class Vocabulary:
                 raise UsageError(f"vocabulary symbols must be single characters, got {s!r}")
         if len(set(symbols)) != len(symbols):
             dupes = sorted({s for s in symbols if symbols.count(s) > 1})
-            raise UsageError(f"vocabulary has duplicate symbols: {_show(dupes)}")
+            raise UsageError(f"vocabulary has duplicate symbols: {show_characters(dupes)}")
         self.symbols = symbols
         # A lookup table indexed by code point turns encoding into one gather.
         codes = np.array([ord(s) for s in symbols], dtype=np.int64)
@@ -56,8 +56,8 @@ class Vocabulary:
             codes = np.frombuffer(chunk.encode("utf-32-le"), dtype=np.uint32)
             ids = self._lookup[np.minimum(codes, len(self._lookup) - 1)]
             if (ids < 0).any():
-                unknown = sorted(set(text) - set(self.symbols))
-                raise UsageError(f"{len(unknown)} character(s) not in the vocabulary: {_show(unknown)}")
+                unknown = self.unknown(text)
+                raise UsageError(f"{len(unknown)} character(s) not in the vocabulary: {show_characters(unknown)}")
             out[start : start + len(chunk)] = ids
         return out
 
@@ -88,6 +88,10 @@ class Vocabulary:
     def __len__(self) -> int:
         return len(self.symbols)
 
+    def unknown(self, chars: Iterable[str]) -> list[str]:
+        """The distinct characters of `chars` that are not symbols here, sorted."""
+        return sorted(set(chars) - set(self.symbols))
+
     def __contains__(self, symbol: object) -> bool:
         return symbol in self.symbols
 
@@ -101,7 +105,7 @@ class Vocabulary:
         return f"Vocabulary({''.join(self.symbols)!r})"
 
 
-def _show(chars: Iterable[str], limit: int = 20) -> str:
+def show_characters(chars: Iterable[str], limit: int = 20) -> str:
     """Characters as the user can read them: repr, so whitespace and controls are visible."""
     chars = list(chars)
     shown = ", ".join(repr(c) for c in chars[:limit])
