@@ -25,7 +25,7 @@ from threadpoolctl import threadpool_limits
 
 from charseq import TrainConfig, Trainer, VanillaRNN, hookimpl
 from charseq.registry import get_registry
-from charseq.trainer import EVAL_STREAM_CHARS, evaluate
+from charseq.evaluation import EVAL_STREAM_CHARS
 
 SHAKESPEARE = Path(__file__).resolve().parents[2] / "shared" / "data" / "tinyshakespeare.txt"
 

@@ -24,7 +24,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from charseq import Corpus, TrainConfig, Trainer, VanillaRNN, Vocabulary
-from charseq.generate import generate
+from charseq.generation import generate
 
 sys.path.insert(0, str(Path(__file__).parent))
 from seed_loop import train_seed_style  # noqa: E402

@@ -1,5 +1,8 @@
-"""`python -m charseq` runs the CLI."""
+"""`python -m charseq`, the same as the `charseq` command."""
 
-from charseq.cli import cli
+try:
+    from charseq.console import main
+except KeyboardInterrupt:  # Ctrl-C this early still ends quietly
+    raise SystemExit(130) from None
 
-cli(prog_name="charseq")
+main()

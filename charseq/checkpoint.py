@@ -1,12 +1,13 @@
 """Checkpoints: one .npz of plain arrays plus JSON metadata; data, never code.
 
 The file holds the parameters U W b V c, the arrays a resumed run needs (optimizer
-moments, the carried hidden state, callbacks' arrays), and ``metadata``, a uint8 array
-of UTF-8 JSON: format and version, the vocabulary, the training config, progress and
-state, a manifest of every other array's dtype and shape, and a SHA-256 of all the
-arrays. It is read with ``allow_pickle=False``, so loading cannot execute anything, and
-written atomically, so the path always holds a whole checkpoint: the old one or the new
-one.
+moments, the carried hidden state, callbacks' arrays), ``metadata`` (UTF-8 JSON: the
+format, the vocabulary, the model, the description of the run, its progress and state,
+a manifest of every other array) and ``checksum``, a SHA-256 over all of it, metadata
+included. Reading never unpickles (``allow_pickle=False``) and checks everything before
+use: the members' declared sizes before inflating any, every metadata field's type and
+range, the arrays against the manifest, the checksum, and that the weights are finite.
+Writing is atomic, so the path always holds a whole checkpoint: the old one or the new.
 """
 
 from __future__ import annotations
@@ -15,176 +16,309 @@ import hashlib
 import json
 import os
 import re
-import tempfile
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from charseq.errors import CharseqError, UsageError
+from charseq import schema
+from charseq.errors import SaveError, UsageError
+from charseq.files import atomic_write, kind_of
 from charseq.model import PARAM_NAMES, VanillaRNN
 from charseq.vocab import Vocabulary
 
 FORMAT = "charseq-checkpoint"
-FORMAT_VERSION = 2  # 2 added the training state; version 1 files still load
-_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+# 3: the metadata under the checksum, and the run's description; 2: the training state; 1: weights.
+FORMAT_VERSION = 3
+MODELS = ("rnn",)
+_DTYPES = ("float32", "float64")
 _STATE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 _STATE_KINDS = "biuf"  # bool, integer, unsigned, float: plain numbers only
+MAX_METADATA_BYTES = 256 << 20
+# Members may be compressed (charseq writes them stored), but all of them together may not
+# inflate to more than this many times the file's size: a zip bomb is refused unread.
+MAX_INFLATION = 16
+_NPY_HEADER_BYTES = 4096
 
 
 @dataclass
 class Checkpoint:
-    """A trained model, its vocabulary, and how it was trained."""
+    """A trained model, its vocabulary, and how it was trained.
+
+    ``run`` is the description of the run that wrote it (see charseq.run), and
+    ``training`` with ``arrays`` the state that continues it; both are None in a
+    checkpoint that can generate and evaluate but not resume.
+    """
 
     model: VanillaRNN
     vocab: Vocabulary
     config: dict[str, Any] = field(default_factory=dict)
     progress: dict[str, Any] = field(default_factory=dict)
     corpus: str | None = None
-    corpus_spec: str | None = None  # how to load the corpus again, when known
-    corpus_options: dict[str, Any] = field(default_factory=dict)
-    # What `Trainer.restore` needs to continue the run exactly: JSON values, and arrays by name.
+    run: dict[str, Any] | None = None
     training: dict[str, Any] | None = None
     arrays: dict[str, np.ndarray] = field(default_factory=dict)
+    format_version: int = FORMAT_VERSION
+    charseq_version: str | None = None
 
     @property
     def resumable(self) -> bool:
-        return self.training is not None
+        return self.run is not None and self.training is not None
 
 
 def save(path: str | os.PathLike, checkpoint: Checkpoint) -> Path:
-    """Write atomically: a temp file in the same directory, fsync, then os.replace."""
+    """Write atomically; a failure (disk full, file-size limit) is a SaveError, and the
+    path keeps what it held."""
     import charseq
 
     path = Path(path)
-    params = checkpoint.model.params
+    arrays = {name: checkpoint.model.params[name] for name in PARAM_NAMES}
+    for name, array in checkpoint.arrays.items():
+        if (name in arrays or name in ("metadata", "checksum") or not _STATE_NAME.match(name)
+                or array.dtype.kind not in _STATE_KINDS):
+            raise ValueError(f"cannot save state array {name!r} of dtype {array.dtype}")
+        arrays[name] = array
     metadata = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "charseq_version": charseq.__version__,
         "vocabulary": list(checkpoint.vocab.symbols),
-        "hidden_size": checkpoint.model.hidden_size,
-        "dtype": str(checkpoint.model.dtype),
+        "model": {"name": "rnn", "hidden_size": checkpoint.model.hidden_size, "dtype": str(checkpoint.model.dtype)},
         "corpus": checkpoint.corpus,
-        "corpus_spec": checkpoint.corpus_spec,
-        "corpus_options": checkpoint.corpus_options,
-        "config": checkpoint.config,
+        "config": None if checkpoint.run is not None else checkpoint.config,
+        "run": checkpoint.run,
         "progress": checkpoint.progress,
         "training": checkpoint.training,
         "arrays": {name: {"dtype": str(a.dtype), "shape": list(a.shape)} for name, a in checkpoint.arrays.items()},
     }
-    arrays = {name: params[name] for name in PARAM_NAMES}
-    for name, array in checkpoint.arrays.items():
-        if name in arrays or name == "metadata" or not _STATE_NAME.match(name) or array.dtype.kind not in _STATE_KINDS:
-            raise ValueError(f"cannot save state array {name!r} of dtype {array.dtype}")
-        arrays[name] = array
-    metadata["sha256"] = _digest(arrays)
-    arrays["metadata"] = np.frombuffer(json.dumps(metadata).encode("utf-8"), dtype=np.uint8)
-    directory = path.parent if str(path.parent) else Path(".")
     try:
-        fd, temp_name = tempfile.mkstemp(dir=directory, prefix=f".{path.name}.", suffix=".tmp")
-    except OSError as exc:
-        raise UsageError(f"cannot write a checkpoint in {str(directory)!r}: {exc.strerror}") from None
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(temp_name, path)
-    except BaseException:
-        Path(temp_name).unlink(missing_ok=True)
-        raise
-    _fsync_directory(directory)
-    return path
+        blob = json.dumps(metadata, default=plain_json).encode("utf-8")
+    except (TypeError, ValueError) as exc:
+        raise SaveError(path, f"its metadata is not JSON ({exc})") from None
+    members = {**arrays, "metadata": np.frombuffer(blob, dtype=np.uint8)}
+    members["checksum"] = np.frombuffer(_digest(arrays, blob).encode("ascii"), dtype=np.uint8)
+    return atomic_write(path, lambda f: np.savez(f, **members))
+
+
+def plain_json(value: Any) -> Any:
+    """numpy scalars as Python numbers, for json.dumps; anything else is not JSON."""
+    if isinstance(value, np.generic) and value.dtype.kind in "biuf":
+        return value.item()
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
+# -- reading --------------------------------------------------------------------------
 
 
 def load(path: str | os.PathLike) -> Checkpoint:
-    """Read and validate a checkpoint; anything else is refused with a one-line error."""
+    """Read and check a checkpoint; anything wrong with it is one UsageError line."""
     path = Path(path)
-    if not path.is_file():
-        what = "is a directory" if path.is_dir() else "does not exist"
-        raise UsageError(f"checkpoint {str(path)!r} {what}")
+    shown = str(path)
+    kind = kind_of(path)
+    if kind is not None or not path.exists():
+        raise UsageError(f"checkpoint {shown!r} {f'is {kind}' if kind else 'does not exist'}")
     if not zipfile.is_zipfile(path):  # np.load would take anything else for a .npy or a pickle
-        raise UsageError(f"{str(path)!r} is not a charseq checkpoint (not an .npz archive)")
+        raise UsageError(f"{shown!r} is not a charseq checkpoint (not an .npz archive)")
     try:
-        with np.load(path, allow_pickle=False) as data:
-            arrays = {name: data[name] for name in data.files}
-    except (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError) as exc:
-        raise UsageError(f"{str(path)!r} is not a charseq checkpoint ({_reason(exc)})") from None
-    if "metadata" not in arrays:
+        with zipfile.ZipFile(path) as archive:
+            members = _members(path, archive)
+            metadata = _read_metadata(path, archive, members)
+            arrays = _read_arrays(path, archive, members, metadata)
+    except UsageError:
+        raise
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, ValueError, zlib.error,
+            NotImplementedError, RuntimeError) as exc:
+        raise UsageError(f"{shown!r} is not a charseq checkpoint ({_reason(exc)})") from None
+    return _checkpoint(path, metadata, arrays)
+
+
+def run_id_of(path: str | os.PathLike) -> str | None:
+    """The id of the run a checkpoint says it belongs to, read from its metadata alone;
+    None for anything that is not a checkpoint with a run."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            info = archive.getinfo("metadata.npy")
+            if info.file_size > MAX_METADATA_BYTES:
+                return None
+            raw = _read_member(archive, info, max_bytes=MAX_METADATA_BYTES)
+            metadata = json.loads(raw.tobytes().decode("utf-8"))
+        run_id = metadata["run"]["id"]
+    except Exception:  # whatever is wrong with it, it does not vouch for being the run's
+        return None
+    return run_id if isinstance(run_id, str) else None
+
+
+def _members(path: Path, archive: zipfile.ZipFile) -> dict[str, zipfile.ZipInfo]:
+    """The archive's members by array name, refused when their declared sizes could not
+    come from a checkpoint of this file's size."""
+    infos = archive.infolist()
+    names = [info.filename for info in infos]
+    if len(set(names)) != len(names) or not all(name.endswith(".npy") for name in names):
+        raise UsageError(f"{str(path)!r} is not a charseq checkpoint (its members are not one .npy per array)")
+    if "metadata.npy" not in names:
         raise UsageError(f"{str(path)!r} is not a charseq checkpoint (no metadata)")
-    metadata = _read_metadata(path, arrays.pop("metadata"))
-    vocab = Vocabulary(metadata["vocabulary"])
-    _check_arrays(path, arrays, metadata, len(vocab))
-    training = metadata.get("training")
-    if training is not None and not isinstance(training, dict):
-        raise UsageError(f"checkpoint {str(path)!r} is damaged: its training state is not a mapping")
-    return Checkpoint(
-        model=VanillaRNN.from_params(arrays),
-        vocab=vocab,
-        config=dict(metadata.get("config") or {}),
-        progress=dict(metadata.get("progress") or {}),
-        corpus=metadata.get("corpus"),
-        corpus_spec=metadata.get("corpus_spec"),
-        corpus_options=dict(metadata.get("corpus_options") or {}),
-        training=training,
-        arrays={name: arrays[name] for name in metadata.get("arrays") or {}},
-    )
+    declared = sum(info.file_size for info in infos)
+    if declared > MAX_INFLATION * path.stat().st_size + (1 << 20):
+        raise UsageError(f"checkpoint {str(path)!r} is damaged: its members would inflate to {declared:,} bytes "
+                         f"from a {path.stat().st_size:,}-byte file")
+    return {info.filename[: -len(".npy")]: info for info in infos}
 
 
-def _read_metadata(path: Path, raw: np.ndarray) -> dict[str, Any]:
+def _read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, dtype: np.dtype | None = None,
+                 shape: tuple[int, ...] | None = None, max_bytes: int | None = None) -> np.ndarray:
+    """One .npy member. Its header is read and checked (against `dtype` and `shape`, or a
+    1-d size of at most `max_bytes`) before any memory is set aside for its data: numpy's
+    own reader allocates whatever a header declares."""
+    with archive.open(info) as f:
+        version = np.lib.format.read_magic(f)
+        if version == (1, 0):
+            found_shape, fortran, found_dtype = np.lib.format.read_array_header_1_0(f)
+        elif version in ((2, 0), (3, 0)):
+            found_shape, fortran, found_dtype = np.lib.format.read_array_header_2_0(f)
+        else:
+            raise ValueError(f"unsupported .npy version {version}")
+        if found_dtype.hasobject or found_dtype.kind not in _STATE_KINDS:
+            raise UsageError(f"{info.filename} holds {found_dtype} values, not plain numbers")
+        if dtype is not None and (found_dtype != dtype or tuple(found_shape) != tuple(shape or ())):
+            raise UsageError(f"{info.filename[:-4]} is {found_dtype}{list(found_shape)}, expected {dtype}{list(shape or ())}")
+        count = int(np.prod(found_shape, dtype=np.float64))
+        if max_bytes is not None and (len(found_shape) != 1 or count * found_dtype.itemsize > max_bytes):
+            raise UsageError(f"{info.filename} is {found_dtype}{list(found_shape)}, larger than allowed")
+        data = f.read(count * found_dtype.itemsize)
+        if len(data) != count * found_dtype.itemsize:
+            raise EOFError(f"{info.filename} is cut short")
+        array = np.frombuffer(data, dtype=found_dtype).reshape(found_shape, order="F" if fortran else "C")
+        return array.copy()
+
+
+def _read_metadata(path: Path, archive: zipfile.ZipFile, members: dict[str, zipfile.ZipInfo]) -> dict[str, Any]:
     bad = f"{str(path)!r} is not a charseq checkpoint"
+    if members["metadata"].file_size > MAX_METADATA_BYTES:
+        raise UsageError(f"{bad} (its metadata is {members['metadata'].file_size:,} bytes)")
+    raw = _read_member(archive, members["metadata"], max_bytes=MAX_METADATA_BYTES)
     if raw.dtype != np.uint8 or raw.ndim != 1:
         raise UsageError(f"{bad} (metadata is not JSON bytes)")
     try:
         metadata = json.loads(raw.tobytes().decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
-        raise UsageError(f"{bad} (metadata is not valid JSON)") from None
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        raise UsageError(f"{bad} (metadata is not valid JSON, or nested too deeply)") from None
     if not isinstance(metadata, dict) or metadata.get("format") != FORMAT:
         raise UsageError(f"{bad} (wrong format)")
     version = metadata.get("format_version")
-    if not isinstance(version, int) or version < 1:
+    if not schema.is_int(version) or version < 1:
         raise UsageError(f"{bad} (bad format version {version!r})")
     if version > FORMAT_VERSION:
-        raise UsageError(
-            f"{str(path)!r} has checkpoint format {version}, newer than this charseq reads "
-            f"({FORMAT_VERSION}); upgrade charseq"
-        )
-    if not isinstance(metadata.get("vocabulary"), list) or not isinstance(metadata.get("hidden_size"), int):
-        raise UsageError(f"{bad} (metadata lacks the vocabulary or hidden size)")
+        raise UsageError(f"{str(path)!r} has checkpoint format {version}, newer than this charseq reads "
+                         f"({FORMAT_VERSION}); upgrade charseq")
+    try:
+        (_METADATA if version >= 3 else _LEGACY_METADATA)(metadata, "metadata")
+        if len(set(metadata["vocabulary"])) != len(metadata["vocabulary"]):
+            raise schema.Invalid("metadata.vocabulary has a symbol twice")
+    except schema.Invalid as exc:
+        raise UsageError(f"checkpoint {str(path)!r} is damaged: {exc}") from None
+    metadata["_bytes"] = raw.tobytes()
     return metadata
 
 
-def _check_arrays(path: Path, arrays: dict[str, np.ndarray], metadata: dict[str, Any], vocab_size: int) -> None:
-    bad = f"checkpoint {str(path)!r} is damaged"
-    manifest = metadata.get("arrays") or {}
-    if not isinstance(manifest, dict) or set(manifest) & set(PARAM_NAMES):
-        raise UsageError(f"{bad}: its array manifest is malformed")
-    expected = set(PARAM_NAMES) | set(manifest)
-    if set(arrays) != expected:
-        raise UsageError(f"{bad}: arrays {sorted(arrays)}, expected {sorted(expected)}")
-    for name, entry in manifest.items():
-        array = arrays[name]
-        if (not isinstance(entry, dict) or entry.get("dtype") != str(array.dtype)
-                or entry.get("shape") != list(array.shape) or array.dtype.kind not in _STATE_KINDS):
-            raise UsageError(f"{bad}: {name} is {array.dtype}{list(array.shape)}, its manifest says {entry}")
-    H, V = metadata["hidden_size"], vocab_size
+def _expected(metadata: dict[str, Any]) -> dict[str, tuple[np.dtype, tuple[int, ...]]]:
+    """Every array the metadata says the file holds, with its dtype and shape."""
+    if metadata["format_version"] >= 3:
+        H, dtype = metadata["model"]["hidden_size"], metadata["model"]["dtype"]
+    else:
+        H, dtype = metadata["hidden_size"], metadata.get("dtype", "float32")
+    if dtype not in _DTYPES:
+        raise UsageError(f"unsupported dtype {dtype!r}")
+    V = len(metadata["vocabulary"])
     shapes = {"U": (H, V), "W": (H, H), "b": (H,), "V": (V, H), "c": (V,)}
-    dtype = np.dtype(metadata.get("dtype", "float32"))
-    for name, shape in shapes.items():
-        array = arrays[name]
-        if array.shape != shape or array.dtype != dtype or dtype not in _DTYPES:
-            raise UsageError(
-                f"{bad}: {name} is {array.dtype}{list(array.shape)}, expected {dtype}{list(shape)}"
-            )
-    if metadata.get("sha256") != _digest(arrays):
-        raise UsageError(f"{bad}: its checksum does not match its arrays")
+    expected = {name: (np.dtype(dtype), shape) for name, shape in shapes.items()}
+    for name, entry in (metadata.get("arrays") or {}).items():
+        try:
+            entry_dtype = np.dtype(entry["dtype"])
+        except TypeError:
+            entry_dtype = None
+        if name in expected or name in ("metadata", "checksum") or entry_dtype is None or \
+                entry_dtype.kind not in _STATE_KINDS or not _STATE_NAME.match(name):
+            raise UsageError(f"its array manifest lists {name!r} as {entry['dtype']}")
+        expected[name] = (entry_dtype, tuple(entry["shape"]))
+    return expected
 
 
-def _digest(arrays: dict[str, np.ndarray]) -> str:
-    """The parameters in their fixed order, then any state arrays by name (version 1 had none)."""
+def _read_arrays(path: Path, archive: zipfile.ZipFile, members: dict[str, zipfile.ZipInfo],
+                 metadata: dict[str, Any]) -> dict[str, np.ndarray]:
+    bad = f"checkpoint {str(path)!r} is damaged"
+    try:
+        expected = _expected(metadata)
+    except UsageError as exc:
+        raise UsageError(f"{bad}: {exc}") from None
+    present = set(members) - {"metadata", "checksum"}
+    if present != set(expected):
+        raise UsageError(f"{bad}: arrays {sorted(present)}, expected {sorted(expected)}")
+    arrays = {}
+    for name, (dtype, shape) in expected.items():
+        size = dtype.itemsize * int(np.prod(shape, dtype=np.float64))
+        if not size <= members[name].file_size <= size + _NPY_HEADER_BYTES:
+            raise UsageError(f"{bad}: {name} declares {members[name].file_size:,} bytes; "
+                             f"{dtype}{list(shape)} takes {size:,}")
+        try:
+            arrays[name] = _read_member(archive, members[name], dtype, shape)
+        except UsageError as exc:
+            raise UsageError(f"{bad}: {exc}") from None
+    if metadata["format_version"] >= 3:
+        if "checksum" not in members or members["checksum"].file_size > _NPY_HEADER_BYTES:
+            raise UsageError(f"{bad}: it has no checksum")
+        stored = _read_member(archive, members["checksum"], max_bytes=256).tobytes()
+        matches = stored == _digest(arrays, metadata["_bytes"]).encode("ascii")
+    else:
+        matches = metadata["sha256"] == _legacy_digest(arrays)
+    if not matches:
+        raise UsageError(f"{bad}: its checksum does not match its contents")
+    for name, array in arrays.items():
+        if array.dtype.kind == "f" and not np.isfinite(array).all():
+            raise UsageError(f"checkpoint {str(path)!r} holds numbers that are not finite (NaN or infinity in "
+                             f"{name}); it cannot be used")
+    return arrays
+
+
+def _checkpoint(path: Path, metadata: dict[str, Any], arrays: dict[str, np.ndarray]) -> Checkpoint:
+    version = metadata["format_version"]
+    vocab = Vocabulary(metadata["vocabulary"])
+    state = {name: arrays[name] for name in metadata.get("arrays") or {}}
+    model = VanillaRNN.from_params(arrays)
+    if version < 3:  # the training state of format 2 cannot be resumed: it does not describe its run
+        return Checkpoint(model, vocab, dict(metadata.get("config") or {}), dict(metadata.get("progress") or {}),
+                          metadata.get("corpus"), format_version=version,
+                          charseq_version=metadata.get("charseq_version"))
+    run = metadata["run"]
+    if run is not None:
+        from charseq.run import RunSpec
+
+        try:
+            config = RunSpec.from_dict(run).config.to_dict()
+        except UsageError as exc:
+            raise UsageError(f"checkpoint {str(path)!r} is damaged: its run description: {exc}") from None
+    else:
+        config = dict(metadata["config"] or {})
+    return Checkpoint(model, vocab, config, dict(metadata["progress"]), metadata["corpus"], run,
+                      metadata["training"], state, version, metadata["charseq_version"])
+
+
+def _digest(arrays: dict[str, np.ndarray], metadata: bytes) -> str:
+    """SHA-256 of every array (name, dtype, shape and bytes) and of the metadata's bytes."""
+    digest = hashlib.sha256()
+    for name in [*PARAM_NAMES, *sorted(set(arrays) - set(PARAM_NAMES))]:
+        array = np.ascontiguousarray(arrays[name])
+        digest.update(f"{name}\0{array.dtype.str}\0{list(array.shape)}\0".encode())
+        digest.update(array.tobytes())
+    digest.update(b"metadata\0")
+    digest.update(metadata)
+    return digest.hexdigest()
+
+
+def _legacy_digest(arrays: dict[str, np.ndarray]) -> str:
+    """Formats 1 and 2: the arrays only, parameters first."""
     digest = hashlib.sha256()
     for name in [*PARAM_NAMES, *sorted(set(arrays) - set(PARAM_NAMES))]:
         digest.update(name.encode())
@@ -197,15 +331,61 @@ def _reason(exc: BaseException) -> str:
     return text if len(text) < 120 else text[:117] + "..."
 
 
-def _fsync_directory(directory: Path) -> None:
-    """Make the rename itself durable; not every platform can open a directory."""
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+# -- what the metadata may hold ---------------------------------------------------------------
+
+_MANIFEST = schema.map_of(schema.record({"dtype": schema.string(16),
+                                         "shape": schema.list_of(schema.integer(0, 1 << 40), max_length=8)}))
+_HISTORY_ENTRY = schema.map_of(schema.optional(schema.number()), max_length=64)
+
+
+def _since_eval(value: Any, where: str) -> None:
+    schema.list_of(schema.number(), 2, 2)(value, where)
+    schema.integer(0)(value[1], f"{where}[1]")
+
+
+_TRAINING = schema.record({
+    "step": schema.integer(0, 1 << 62),
+    "epoch": schema.integer(0, 1 << 31),
+    "step_in_epoch": schema.integer(0, 1 << 62),
+    "rng": schema.record({
+        "bit_generator": schema.string(16, choices=("PCG64",)),
+        "state": schema.record({"state": schema.integer(0, (1 << 128) - 1), "inc": schema.integer(0, (1 << 128) - 1)}),
+        "has_uint32": schema.integer(0, 1),
+        "uinteger": schema.integer(0, (1 << 32) - 1),
+    }),
+    "since_eval": _since_eval,
+    "wall_time": schema.number(0, finite=True),
+    "history": schema.list_of(_HISTORY_ENTRY, max_length=10_000_000),
+    "stop_training": schema.boolean,
+    "stopped_by": schema.optional(schema.string(256)),
+    "ended": schema.boolean,
+    "callbacks": schema.map_of(schema.map_of(schema.json_value()), max_length=1000),
+    "weights_from": schema.optional(_HISTORY_ENTRY),
+})
+
+_METADATA = schema.record({
+    "format": schema.string(64),
+    "format_version": schema.integer(1),
+    "charseq_version": schema.string(64),
+    "vocabulary": schema.list_of(schema.char, max_length=1 << 21, min_length=1),
+    "model": schema.record({"name": schema.string(64, choices=MODELS), "hidden_size": schema.integer(1, 1 << 16),
+                            "dtype": schema.string(16, choices=_DTYPES)}),
+    "corpus": schema.optional(schema.string()),
+    "config": schema.optional(schema.map_of(schema.SCALAR, max_length=256)),
+    "run": schema.optional(schema.map_of(schema.json_value(), max_length=64)),
+    "progress": schema.map_of(schema.SCALAR, max_length=64),
+    "training": schema.optional(_TRAINING),
+    "arrays": _MANIFEST,
+})
+
+_LEGACY_METADATA = schema.record(
+    {"format": schema.string(64), "format_version": schema.integer(1),
+     "vocabulary": schema.list_of(schema.char, max_length=1 << 21, min_length=1),
+     "hidden_size": schema.integer(1, 1 << 16), "sha256": schema.string(64)},
+    {"charseq_version": schema.string(64), "dtype": schema.string(16, choices=_DTYPES),
+     "corpus": schema.optional(schema.string()), "corpus_spec": schema.optional(schema.string()),
+     "corpus_options": schema.optional(schema.map_of(schema.SCALAR)),
+     "config": schema.optional(schema.map_of(schema.SCALAR, max_length=256)),
+     "progress": schema.optional(schema.map_of(schema.SCALAR, max_length=64)),
+     "training": schema.optional(schema.json_value()), "arrays": _MANIFEST},
+)

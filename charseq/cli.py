@@ -1,23 +1,25 @@
-"""The `charseq` command: train, generate, and list what plugins provide."""
+"""The `charseq` command: a thin shell over the core's Run, generation and listings.
+
+What a run is, how it resumes, what it may write and how it fails live in the core
+(run.py); this module turns options into calls and results into lines and exit codes.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import json
 import os
-import signal
 import sys
-import tempfile
 import warnings
-from dataclasses import fields
 from pathlib import Path
 
 import click
 import numpy as np
 
 import charseq
-from charseq.errors import CharseqError, PluginWarning, UsageError
-from charseq.optimizers import OPTIMIZERS as OPTIMIZER_NAMES
+from charseq import config as settings_table
+from charseq.errors import CharseqError, CharseqWarning, UsageError
+from charseq.interrupt import Aborted
 from charseq.registry import get_registry, parse_options, parse_spec
 from charseq.vocab import show_characters
 
@@ -71,12 +73,32 @@ def _blas_threads(threads: int):
         yield
 
 
+def say(text: str = "", err: bool = False) -> None:
+    """click.echo that outlives a closed pipe: `charseq train | head` goes on training
+    and saving; what it would have printed is dropped."""
+    try:
+        click.echo(text, err=err)
+    except BrokenPipeError:
+        _drop_output(sys.stderr if err else sys.stdout)
+
+
+def _drop_output(stream) -> None:
+    """Point a closed stream's descriptor at /dev/null, so that later writes (and the
+    interpreter's last flush) succeed silently."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, stream.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):
+        pass
+
+
 class _CharseqGroup(click.Group):
     """Turns CharseqError into one line, and adds the commands plugins register, on demand:
     running a built-in command never loads plugins."""
 
-    # The registry the plugin commands came from, and which plugin added each command.
-    _plugin_commands: tuple[object, dict[str, str]] = (None, {})
+    # The registry the plugin commands came from, and the names they were added under.
+    _plugin_commands: tuple[object, frozenset[str]] = (None, frozenset())
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         self._add_plugin_commands()
@@ -97,38 +119,44 @@ class _CharseqGroup(click.Group):
             return
         for name in added:  # from plugins that an earlier registry loaded
             self.commands.pop(name, None)
-        added: dict[str, str] = {}
-        for impl in reversed(registry.plugin_manager.hook.register_commands.get_hookimpls()):
-            before = dict(self.commands)
-            try:
-                impl.function(cli=self)
-            except Exception as exc:
-                self.commands = before
-                warnings.warn(f"{registry.describe(impl.plugin_name)} raised in register_commands "
-                              f"({type(exc).__name__}: {exc}); its commands are skipped", PluginWarning)
-                continue
-            for name, command in list(self.commands.items()):
-                if name in before and before[name] is not command:
-                    self.commands[name] = before[name]
-                    warnings.warn(f"{registry.describe(impl.plugin_name)} registered command {name!r}, which is "
-                                  "taken; the first one is kept", PluginWarning)
-                elif name not in before:
-                    added[name] = impl.plugin_name
-        self._plugin_commands = (registry, added)
+        builtin = set(self.commands)
+        try:
+            commands = registry.commands(reserved=builtin)
+        except CharseqError as exc:  # strict mode
+            raise _Failure(str(exc), exc.exit_code) from None
+        for name, registered in commands.items():
+            self.commands[name] = registered.factory
+        self._plugin_commands = (registry, frozenset(commands))
 
-    def main(self, *args, **kwargs):
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        """click's main, with Ctrl-C anywhere (parsing, loading plugins, training) ending
+        quietly with 130 where click would print "Aborted!" and exit 1."""
         with warnings.catch_warnings():
             others = warnings.showwarning
 
             def show(message, category, *rest, **options):
-                """Plugin warnings as one line on stderr, like the errors; others as Python shows them."""
-                if issubclass(category, PluginWarning):
-                    click.echo(f"charseq: warning: {message}", err=True)
+                """charseq's warnings as one line on stderr, like its errors; others as Python shows them."""
+                if issubclass(category, CharseqWarning):
+                    say(f"charseq: warning: {message}", err=True)
                 else:
                     others(message, category, *rest, **options)
 
             warnings.showwarning = show
-            return super().main(*args, **kwargs)
+            if not standalone_mode:
+                return super().main(args, prog_name, complete_var, False, **extra)
+            try:
+                result = super().main(args, prog_name, complete_var, False, **extra)
+            except click.exceptions.Abort as exc:
+                interrupted = isinstance(exc.__cause__, KeyboardInterrupt)
+                say("charseq: interrupted" if interrupted else "Aborted!", err=True)
+                sys.exit(130 if interrupted else 1)
+            except click.ClickException as exc:
+                exc.show()
+                sys.exit(exc.exit_code)
+            except BrokenPipeError:
+                _drop_output(sys.stdout)
+                sys.exit(0)
+            sys.exit(result if isinstance(result, int) else 0)
 
     def make_context(self, *args, **kwargs) -> click.Context:
         try:
@@ -143,16 +171,21 @@ class _CharseqGroup(click.Group):
             raise _one_line(exc) from None
         except CharseqError as exc:
             raise _Failure(str(exc), exc.exit_code) from None
-        except (click.ClickException, click.exceptions.Exit, click.Abort, KeyboardInterrupt):
+        except Aborted as exc:  # a second Ctrl-C or SIGTERM while training
+            say(exc.message or "aborted", err=True)
+            sys.exit(exc.exit_code)
+        except KeyboardInterrupt:  # Ctrl-C while starting up, loading or generating
+            say("charseq: interrupted", err=True)
+            sys.exit(130)
+        except (click.ClickException, click.exceptions.Exit, click.Abort):
             raise
         except Exception as exc:
             if ctx.params.get("debug"):
                 raise
             detail = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}".rstrip(": ")
-            culprit = _plugin_in_traceback(exc)
+            culprit = get_registry().culprit(exc) if get_registry.cache_info().currsize else None
             what = f"{culprit} failed" if culprit else "internal error"
-            saved = f"; {exc.charseq_saved}" if hasattr(exc, "charseq_saved") else ""
-            raise _Failure(f"{what}: {detail}{saved} (run with --debug for the traceback)", 1) from None
+            raise _Failure(f"{what}: {detail} (run with --debug for the traceback)", 1) from None
 
 
 def _one_line(exc: click.UsageError) -> click.ClickException:
@@ -161,26 +194,6 @@ def _one_line(exc: click.UsageError) -> click.ClickException:
         return exc
     hint = f" (see '{exc.ctx.command_path} --help')" if exc.ctx is not None else ""
     return _Failure(exc.format_message() + hint, exc.exit_code)
-
-
-def _plugin_in_traceback(exc: BaseException) -> str | None:
-    """The installed plugin whose code raised `exc`, described for a message, if any."""
-    registry = get_registry.cache_info().currsize and get_registry()
-    if not registry:
-        return None
-    modules = {}
-    for name, plugin in registry.plugin_manager.list_name_plugin():
-        module = getattr(plugin, "__name__", None) or type(plugin).__module__
-        if module and not module.startswith("charseq."):
-            modules[module.split(".")[0]] = name
-    traceback = exc.__traceback__
-    culprit = None
-    while traceback is not None:  # the innermost plugin frame wins
-        module = traceback.tb_frame.f_globals.get("__name__", "")
-        if module.split(".")[0] in modules:
-            culprit = modules[module.split(".")[0]]
-        traceback = traceback.tb_next
-    return registry.describe(culprit) if culprit else None
 
 
 @click.group(cls=_CharseqGroup)
@@ -193,222 +206,138 @@ def cli(debug: bool) -> None:
 # -- train ----------------------------------------------------------------------
 
 
+def training_options(command):
+    """One option per TrainConfig field, from its type, help and choices: stated once, in config.py."""
+    for name, kind, meta in reversed(settings_table.settings()):
+        choices = meta.get("choices")
+        click_type = click.Choice(choices) if choices else kind
+        command = click.option(f"--{name.replace('_', '-')}", name, type=click_type, metavar=meta.get("metavar"),
+                               help=meta["help"])(command)
+    return command
+
+
 @cli.command()
 @click.option("--corpus", "corpus_spec", metavar="NAME[:ARG]", shell_complete=_complete_names("corpus"),
               help="What to train on: alphabet, digits, text:PATH, or a plugin's corpus.  [required unless --resume]")
 @click.option("--encoding", help="Text encoding of the corpus files.  [default: utf-8]")
 @click.option("--resume", "resume_path", type=click.Path(path_type=Path), metavar="CHECKPOINT",
-              help="Continue the run a checkpoint was saved from, exactly; only --epochs and --eval-every may change.")
-@click.option("--hidden-size", type=int, help="Hidden units H.")
-@click.option("--seq-len", type=int, help="Characters per training window T.")
-@click.option("--batch-size", type=int, help="Windows (text: parallel streams) per step B.")
-@click.option("--epochs", type=int, help="Passes over the training text.")
-@click.option("--optimizer", type=click.Choice(sorted(OPTIMIZER_NAMES)), help="The update rule.")
-@click.option("--lr", type=float, help="Learning rate.")
-@click.option("--input-lr-scale", type=float, help="Steps of the input weights U, as a multiple of the rest's.")
-@click.option("--dropout", type=float, help="Drop each hidden unit on its way to the output with this probability.")
-@click.option("--clip", type=float, help="Clip each gradient element to +-CLIP (0: off).")
-@click.option("--clip-norm", type=float, help="Scale the gradient down to this global norm (0: off).")
-@click.option("--warmup", type=int, metavar="STEPS", help="Raise the learning rate linearly over the first STEPS steps.")
-@click.option("--schedule", type=click.Choice(["constant", "step", "cosine"]), help="The learning rate after warmup.")
-@click.option("--lr-decay", type=float, help="step schedule: multiply the rate by this ...")
-@click.option("--lr-decay-every", type=int, metavar="EPOCHS", help="... every EPOCHS epochs.")
-@click.option("--min-lr", type=float, help="cosine schedule: the rate it ends at.")
-@click.option("--val-fraction", type=float, help="Share of a text held out, from its end, for validation.")
-@click.option("--max-val-chars", type=int, help="Hold out at most this many characters.  [default: 1,000,000]")
-@click.option("--eval-every", type=int, metavar="STEPS", help="Also evaluate every STEPS steps (0: at epoch ends).")
-@click.option("--seed", type=int, help="Seeds initialisation and data order.")
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
-              help="Where to save the checkpoint.  [default: CORPUS.npz, or the --resume checkpoint]")
-@click.option("--metrics", "metrics_path", type=click.Path(dir_okay=False, path_type=Path),
-              help="Write one JSON line per evaluation to this file.")
-@click.option("--patience", type=int, help="Stop after N evaluations without improvement (of val_loss, else loss).")
-@click.option("--min-delta", type=float, default=0.0, show_default=True,
-              help="The smallest change that counts as improvement.")
-@click.option("--restore-best/--no-restore-best", default=True, show_default=True,
-              help="With --patience, end with the best weights seen.")
-@click.option("--checkpoint-every", type=int, metavar="N", help="Also save --out every N epochs (0: only at the end).")
+              help="Continue the run a checkpoint was saved from, exactly: the same corpus, settings, callbacks "
+                   "and outputs. It may change --epochs (more), --eval-every, --out, --corpus (the same text, "
+                   "moved) and its callbacks.")
+@training_options
+@click.option("--out", type=click.Path(path_type=Path),
+              help="Where to save the checkpoint.  [default: CORPUS.npz; resuming: the run's]")
+@click.option("--force", is_flag=True, help="Replace files at --out, --metrics and checkpoint paths that are not this "
+                                             "run's (a new run refuses them).")
+@click.option("--metrics", "metrics_path", type=click.Path(path_type=Path),
+              help="Write one JSON line per evaluation to this file (the `metrics` callback).")
+@click.option("--patience", type=click.IntRange(min=0), metavar="EPOCHS",
+              help="Stop after this many epochs without improvement (of val_loss, else loss): the "
+                   "`early-stopping` callback.")
+@click.option("--min-delta", type=float, help="With --patience: the smallest change that counts as improvement.  "
+                                              "[default: 0]")
+@click.option("--restore-best/--no-restore-best", default=None,
+              help="With --patience: end with the best epoch's weights.  [default: restore]")
+@click.option("--checkpoint-every", type=click.IntRange(min=0), metavar="EPOCHS",
+              help="Also save --out every this many epochs (0: only at the end).")
 @click.option("--callback", "callback_specs", multiple=True, metavar="NAME[:KEY=VALUE,...]",
               shell_complete=_complete_names("callback"),
-              help="Add a training callback by name (repeatable); see `charseq callbacks`.")
-@click.option("--sample-length", type=int, default=20, show_default=True,
+              help="Add a training callback by name (repeatable; called in the order given); see `charseq callbacks`.")
+@click.option("--drop-callback", "dropped", multiple=True, metavar="NAME",
+              help="With --resume: leave out the run's callbacks of this name (repeatable).")
+@click.option("--sample-length", type=click.IntRange(min=0), default=20, show_default=True,
               help="Characters of the sample continuation printed at the end (0: none).")
 @click.option("--progress/--no-progress", default=None,
               help="Draw the progress bar on stderr.  [default: when stderr is a terminal]")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar or epoch lines.")
 @threads_option
-def train(corpus_spec, encoding, resume_path, out, metrics_path, patience, min_delta, restore_best, checkpoint_every,
-          callback_specs, sample_length, progress, quiet, threads, **settings):
+def train(corpus_spec, encoding, resume_path, out, force, metrics_path, patience, min_delta, restore_best,
+          checkpoint_every, callback_specs, dropped, sample_length, progress, quiet, threads, **settings):
     """Train a model on a corpus and save a checkpoint.
 
     Settings left out come from the corpus's suggestions (see the README), then from the
     text defaults: H=512, T=128, B=32, Adam at 2e-3 (U's steps 80 times larger) with a
     cosine schedule over 20 epochs, dropout 0.2, gradient norm clipped at 5.
 
-    Ctrl-C or SIGTERM saves a checkpoint at the next step and exits (130 or 143);
-    `--resume` continues it. A second Ctrl-C aborts at once, leaving the last checkpoint
-    as it was.
+    A new run refuses to replace a file at --out (resume it, or --force). Ctrl-C or SIGTERM
+    saves a checkpoint at the next step and exits (130 or 143); `--resume` continues it
+    exactly. A second one aborts at once, leaving the last checkpoint as it was.
 
     \b
     Examples:
       charseq train --corpus alphabet
-      charseq train --corpus text:novel.txt --metrics novel.jsonl --out novel.npz
-      charseq train --resume novel.npz
+      charseq train --corpus text:novel.txt --metrics novel.jsonl --patience 3 --out novel.npz
+      charseq train --resume novel.npz --epochs 30
     """
-    from charseq import Trainer, TrainConfig, VanillaRNN, checkpoint
-    from charseq import generate as generate_text
-    from charseq.interrupt import exit_code, stop_on_signals
+    from charseq.run import Run
+
+    callbacks = _shortcut_callbacks(metrics_path, patience, min_delta, restore_best, checkpoint_every)
+    callbacks += list(callback_specs)
+    corpus_options = {} if encoding is None else {"encoding": encoding}
+    extra = [] if quiet else [_progress_bar(progress)]
+    if resume_path is not None:
+        run = Run.resume(resume_path, out=out, corpus=corpus_spec, corpus_options=corpus_options, callbacks=callbacks,
+                         drop_callbacks=dropped, force=force, extra_callbacks=extra, **settings)
+    else:
+        if corpus_spec is None:
+            raise UsageError("missing option --corpus (or --resume CHECKPOINT); see charseq train --help")
+        if dropped:
+            raise UsageError("--drop-callback leaves out a resumed run's callbacks; it needs --resume")
+        run = Run.start(corpus_spec, out=out, callbacks=callbacks, corpus_options=corpus_options, force=force,
+                        extra_callbacks=extra, **settings)
+    if not quiet:
+        _describe_run(run)
+    with _blas_threads(threads):
+        result = run.fit()
+    if result.status == "interrupted":
+        say(result.message, err=True)
+        sys.exit(result.exit_code)
+    say(result.message)
+    if sample_length > 0 and result.status != "complete":
+        _print_sample(run, sample_length)
+
+
+def _shortcut_callbacks(metrics_path, patience, min_delta, restore_best, checkpoint_every) -> list:
+    """--metrics, --patience and --checkpoint-every as the callbacks they stand for, first, in this order."""
+    callbacks: list = []
+    if metrics_path is not None:
+        callbacks.append(("metrics", {"path": str(metrics_path)}))
+    if patience is not None:
+        callbacks.append(("early-stopping", {"patience": patience, "min_delta": min_delta or 0.0,
+                                             "restore_best_weights": restore_best is not False}))
+    elif min_delta is not None or restore_best is not None:
+        raise UsageError("--min-delta and --restore-best go with --patience")
+    if checkpoint_every:
+        callbacks.append(("checkpoint", {"every": checkpoint_every}))
+    return callbacks
+
+
+def _progress_bar(draw):
     from charseq.progress import ProgressBar
 
-    registry = get_registry()
-    resumed = checkpoint.load(resume_path) if resume_path is not None else None
-    if resumed is not None:
-        corpus_spec, encoding = _resumed_corpus(resumed, corpus_spec, encoding)
-        config = _resumed_config(resumed, settings)
-        out = out or resume_path
-    elif corpus_spec is None:
-        raise UsageError("missing option --corpus (or --resume CHECKPOINT); see charseq train --help")
-    corpus = _load_corpus(registry, corpus_spec, encoding)
-    if resumed is None:
-        config = TrainConfig.for_corpus(corpus, **settings)
-    out = out or Path(f"{corpus.name}.npz")
-    _check_writable(out)
-    if metrics_path is not None:
-        _check_writable(metrics_path)
-    if checkpoint_every is not None and checkpoint_every < 0:
-        raise UsageError(f"checkpoint-every must be 0 or more, got {checkpoint_every}")
-
-    callbacks: list[object] = []
-    if not quiet:
-        callbacks.append(ProgressBar(draw=progress))
-    if metrics_path is not None:
-        callbacks.append(registry.get("callback", "metrics").build(path=str(metrics_path)))
-    if patience is not None:
-        callbacks.append(registry.get("callback", "early-stopping").build(
-            patience=patience, min_delta=min_delta, restore_best_weights=restore_best))
-    if checkpoint_every:
-        callbacks.append(registry.get("callback", "checkpoint").build(path=str(out), every=checkpoint_every))
-    for spec in callback_specs:
-        callback_name, callback_arg = parse_spec(spec)
-        callbacks.append(registry.get("callback", callback_name).build(**parse_options(callback_arg)))
-
-    model = VanillaRNN(len(corpus.vocab), config.hidden_size, seed=config.seed)
-    trainer = Trainer(model, corpus, config, callbacks)
-    if resumed is not None:
-        trainer.restore(resumed)
-    if not quiet:
-        held_out = f", {len(trainer.val_ids):,} held out" if trainer.val_ids is not None else ""
-        clipping = ", ".join(f"{name}={value:g}" for name, value in (("clip", config.clip), ("clip-norm", config.clip_norm))
-                             if value) or "no clipping"
-        dropout = f" dropout={config.dropout:g}" if config.dropout else ""
-        dropout += f" input-lr-scale={config.input_lr_scale:g}" if config.input_lr_scale != 1 else ""
-        click.echo(
-            f"training on {corpus.name}: {len(corpus):,} characters{held_out}, {len(corpus.vocab)} symbols, "
-            f"H={config.hidden_size} T={config.seq_len} B={config.batch_size} {config.optimizer} lr={config.lr:g} "
-            f"{clipping}{dropout} warmup={config.warmup} epochs={config.epochs}"
-        )
-        if resumed is not None:
-            click.echo(f"resuming from {resume_path} at step {trainer.step:,} (epoch {trainer.epoch + 1}, "
-                       f"step {trainer.step_in_epoch} of {trainer.steps_per_epoch})")
-    first_step = trainer.step
-    try:
-        with _blas_threads(threads), stop_on_signals(trainer):
-            try:
-                metrics = trainer.fit()
-            except Exception as exc:
-                _save_after_plugin_failure(exc, trainer, first_step, out)
-                raise
-            finally:  # an interrupted or failed run gets no on_train_end: clear the bar for the message
-                for callback in callbacks:
-                    if isinstance(callback, ProgressBar):
-                        callback.close()
-            interrupted = trainer.interrupted  # a signal during the save below ends nothing early
-            checkpoint.save(out, trainer.to_checkpoint())
-    except KeyboardInterrupt:
-        kept = f"; {out} keeps its last whole checkpoint" if out.exists() else ", without saving"
-        click.echo(f"aborted at step {trainer.step:,}{kept}", err=True)
-        sys.exit(exit_code(signal.SIGINT))
-    if interrupted is not None:
-        click.echo(f"interrupted at step {trainer.step:,} (epoch {trainer.epoch + 1}, step {trainer.step_in_epoch} of "
-                   f"{trainer.steps_per_epoch}); saved {out}; continue with: charseq train --resume {out}", err=True)
-        sys.exit(exit_code(interrupted))
-    validation = f", validation {metrics['val_loss']:.4g}" if "val_loss" in metrics else ""
-    click.echo(f"saved {out} after {trainer.epoch} epochs, loss {metrics['loss']:.4g}{validation} nats/char")
-    if sample_length > 0:
-        prime = corpus.prime(config.seq_len)
-        argmax = registry.get("sampler", "argmax").build()
-        continuation = generate_text(model, corpus.vocab, prime, sample_length, argmax)[0]
-        click.echo(f"sample: {prime}{continuation}")
+    return ProgressBar(draw=draw, write=say)
 
 
-def _save_after_plugin_failure(exc: Exception, trainer, first_step: int, out: Path) -> None:
-    """A plugin's callback that raises mid-run does so between two steps: save the run, so
-    that it costs nothing, and say so in the error. Failures of charseq's own are not saved
-    over the last checkpoint, since the state they leave is not vouched for."""
-    from charseq import checkpoint
-
-    culprit = _plugin_in_traceback(exc)
-    if isinstance(exc, CharseqError) or culprit is None or trainer.step == first_step:
-        return
-    checkpoint.save(out, trainer.to_checkpoint())
-    exc.charseq_saved = (f"saved {out} at step {trainer.step:,}; continue with: charseq train --resume {out} "
-                         "(without that callback)")  # for the one-line message; add_note needs 3.11
-
-
-# Settings a resumed run may change, neither undoing what is trained: --epochs lengthens or
-# shortens the run (and with it what remains of a cosine schedule), --eval-every only moves
-# evaluations. Any other change would make it a different run.
-RESUME_MAY_CHANGE = ("epochs", "eval_every")
+def _describe_run(run) -> None:
+    config, trainer, corpus = run.config, run.trainer, run.corpus
+    held_out = f", {len(trainer.val_ids):,} held out" if trainer.val_ids is not None else ""
+    clipping = ", ".join(f"{name}={value:g}" for name, value in (("clip", config.clip), ("clip-norm", config.clip_norm))
+                         if value) or "no clipping"
+    dropout = f" dropout={config.dropout:g}" if config.dropout else ""
+    dropout += f" input-lr-scale={config.input_lr_scale:g}" if config.input_lr_scale != 1 else ""
+    say(f"training on {corpus.name}: {len(corpus):,} characters{held_out}, {len(corpus.vocab)} symbols, "
+        f"H={config.hidden_size} T={config.seq_len} B={config.batch_size} {config.optimizer} lr={config.lr:g} "
+        f"{clipping}{dropout} warmup={config.warmup} epochs={config.epochs}")
+    if run.resumed_path is not None:
+        say(f"resuming from {run.resumed_path} at step {trainer.step:,} (epoch {trainer.epoch + 1}, "
+            f"step {trainer.step_in_epoch} of {trainer.steps_per_epoch}); saving to {run.out}")
 
 
-def _resumed_config(resumed, settings: dict):
-    """The checkpoint's settings; refusing a change that would make the resumed run another run."""
-    from charseq import TrainConfig
-
-    known = {f.name for f in fields(TrainConfig)}
-    config = {key: value for key, value in resumed.config.items() if key in known}
-    for key, value in settings.items():
-        if value is None or key not in config or value == config[key]:
-            continue
-        if key not in RESUME_MAY_CHANGE:
-            raise UsageError(
-                f"--{key.replace('_', '-')} {value} differs from the resumed run's {config[key]}; a resumed run keeps "
-                f"its settings (only --epochs and --eval-every may change)"
-            )
-        config[key] = value
-    return TrainConfig(**config)
-
-
-def _resumed_corpus(resumed, corpus_spec: str | None, encoding: str | None) -> tuple[str, str | None]:
-    if corpus_spec is not None:
-        return corpus_spec, encoding
-    if not resumed.corpus_spec:
-        raise UsageError("the checkpoint does not record its corpus; give it with --corpus")
-    return resumed.corpus_spec, encoding if encoding is not None else resumed.corpus_options.get("encoding")
-
-
-def _load_corpus(registry, spec: str, encoding: str | None):
-    name, arg = parse_spec(spec)
-    options = {} if encoding is None else {"encoding": encoding}
-    corpus = registry.get("corpus", name).build(arg, **options)
-    corpus.spec, corpus.spec_options = spec, options  # recorded in checkpoints, for --resume
-    return corpus
-
-
-def _check_writable(out: Path) -> None:
-    """Fail before training, not after, when the checkpoint cannot be written."""
-    directory = out.parent if str(out.parent) else Path(".")
-    if not directory.is_dir():
-        raise UsageError(f"output directory {str(directory)!r} does not exist")
-    if out.is_dir():
-        raise UsageError(f"{str(out)!r} is a directory; give a file name")
-    # Creating a file is the only sure test: permission bits do not stop root, and do
-    # not show a read-only file system.
-    try:
-        with tempfile.TemporaryFile(dir=directory):
-            pass
-    except OSError as exc:
-        raise UsageError(f"output directory {str(directory)!r} is not writable ({exc.strerror})") from None
+def _print_sample(run, length: int) -> None:
+    """The opening of the corpus and the model's argmax continuation, marked apart."""
+    prime = run.corpus.prime(run.config.seq_len)
+    continuation = charseq.generate(run.model, run.corpus.vocab, prime, length, charseq.get_sampler("argmax"))[0]
+    say(f"sample: {prime}{continuation}")
 
 
 # -- generate ---------------------------------------------------------------------
@@ -417,7 +346,7 @@ def _check_writable(out: Path) -> None:
 @cli.command()
 @click.argument("checkpoint_path", metavar="CHECKPOINT", type=click.Path(path_type=Path))
 @click.option("--prime", help="Text to continue.  [default: one random symbol]")
-@click.option("--length", "--max-length", "length", type=int, default=200, show_default=True,
+@click.option("--length", "--max-length", "length", type=click.IntRange(min=0), default=200, show_default=True,
               help="Characters to generate at most.")
 @click.option("--stop", help="End a sample where this text appears (it is not printed).")
 @click.option("--sampler", "sampler_spec", default="temperature", show_default=True, metavar="NAME[:KEY=VALUE,...]",
@@ -427,7 +356,7 @@ def _check_writable(out: Path) -> None:
               help="Above 1, makes symbols already used less likely.")
 @click.option("--repetition-window", type=int, metavar="N",
               help="Count only the last N characters as used.  [default: all]")
-@click.option("--seed", type=int, help="Makes sampling reproducible.")
+@click.option("--seed", type=click.IntRange(min=0), help="Makes sampling reproducible.")
 @click.option("--skip-unknown", is_flag=True, help="Leave out prime characters the model does not know.")
 @click.option("--num-samples", type=int, default=1, show_default=True, help="Continuations, in one batch.")
 @threads_option
@@ -443,38 +372,45 @@ def generate(checkpoint_path, prime, length, stop, sampler_spec, temperature, re
       charseq generate alphabet.npz --prime ABCDEF --length 20 --sampler argmax
       charseq generate novel.npz --prime "The " --sampler top-p:p=0.9 --temperature 0.8 --stop "\n\n"
     """
-    from charseq import checkpoint
-    from charseq.generate import stream
+    from charseq.generation import SamplerError, stream
 
-    saved = checkpoint.load(checkpoint_path)
+    saved = charseq.load(checkpoint_path)
     name, arg = parse_spec(sampler_spec)
     options = parse_options(arg)
     if temperature is not None:
         options["temperature"] = temperature
-    sampler = get_registry().get("sampler", name).build(**options)
+    registered = get_registry().get("sampler", name)
+    sampler = registered.build(**options)
     rng = np.random.default_rng(seed)
     if prime is None:
         prime = saved.vocab.symbols[rng.integers(len(saved.vocab))]
     prime = _known_part(prime, saved.vocab, skip_unknown)
     pieces = stream(saved.model, saved.vocab, prime, length, sampler, rng, num_samples, stop,
                     repetition_penalty, repetition_window)
-    with _blas_threads(threads):
-        if num_samples == 1:
-            out = sys.stdout
-            first = next(pieces)  # fails early on bad arguments, before anything is printed
-            out.write(prime + first[0])
-            out.flush()
-            for piece in pieces:
-                out.write(piece[0])
+    try:
+        with _blas_threads(threads):
+            if num_samples == 1:
+                out = sys.stdout
+                first = next(pieces)  # fails early on bad arguments, before anything is printed
+                out.write(prime + first[0])
                 out.flush()
-            out.write("\n")
-        else:
-            texts = [[] for _ in range(num_samples)]
-            for step in pieces:
-                for text, piece in zip(texts, step):
-                    text.append(piece)
-            for text in texts:
-                click.echo(prime + "".join(text))
+                for piece in pieces:
+                    out.write(piece[0])
+                    out.flush()
+                out.write("\n")
+                out.flush()
+            else:
+                texts = [[] for _ in range(num_samples)]
+                for step in pieces:
+                    for text, piece in zip(texts, step):
+                        text.append(piece)
+                for text in texts:
+                    click.echo(prime + "".join(text))
+    except BrokenPipeError:  # `charseq generate ... | head`: the reader has what it wanted
+        _drop_output(sys.stdout)
+    except SamplerError as exc:
+        raise CharseqError(f"sampler {name!r} of {get_registry().describe(registered.plugin)} misbehaved: {exc}") \
+            from None
 
 
 def _known_part(prime: str, vocab, skip_unknown: bool) -> str:
@@ -489,7 +425,7 @@ def _known_part(prime: str, vocab, skip_unknown: bool) -> str:
     kept = "".join(c for c in prime if c in vocab)
     if not kept:
         raise UsageError(f"no character of the prime is in the model's vocabulary (it has {shown})")
-    click.echo(f"charseq: left out {len(unknown)} unknown character(s) of the prime: {shown}", err=True)
+    say(f"charseq: left out {len(unknown)} unknown character(s) of the prime: {shown}", err=True)
     return kept
 
 
@@ -498,17 +434,16 @@ def _known_part(prime: str, vocab, skip_unknown: bool) -> str:
 @click.option("--corpus", "corpus_spec", required=True, metavar="NAME[:ARG]", shell_complete=_complete_names("corpus"),
               help="The text to evaluate on: text:PATH, or any corpus.")
 @click.option("--encoding", help="Text encoding of the corpus files.  [default: utf-8]")
-@click.option("--batch-size", type=int, default=64, show_default=True, help="Parallel streams.")
-@click.option("--seq-len", type=int, default=64, show_default=True, help="Characters per window.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True, help="Parallel streams.")
+@click.option("--seq-len", type=click.IntRange(min=1), default=64, show_default=True, help="Characters per window.")
 @json_option
 @threads_option
 def evaluate_command(checkpoint_path, corpus_spec, encoding, batch_size, seq_len, as_json, threads):
     """Print a checkpoint's loss on a corpus: nats and bits per character, and perplexity."""
-    from charseq import checkpoint
-    from charseq.trainer import evaluate, loss_metrics
+    from charseq.evaluation import evaluate, loss_metrics
 
-    saved = checkpoint.load(checkpoint_path)
-    corpus = _load_corpus(get_registry(), corpus_spec, encoding)
+    saved = charseq.load(checkpoint_path)
+    corpus = charseq.get_corpus(corpus_spec, **({} if encoding is None else {"encoding": encoding}))
     unknown = saved.vocab.unknown(corpus.vocab.symbols)
     if unknown:
         raise UsageError(f"corpus {corpus.name!r} has {len(unknown)} character(s) the model does not know: "
@@ -519,10 +454,10 @@ def evaluate_command(checkpoint_path, corpus_spec, encoding, batch_size, seq_len
         loss = evaluate(saved.model, mapping[corpus.ids], batch_size, seq_len)
     metrics = {"corpus": corpus.name, "characters": len(corpus), **loss_metrics(loss)}
     if as_json:
-        click.echo(json.dumps(metrics))
+        say(json.dumps(metrics))
     else:
-        click.echo(f"{corpus.name}: {len(corpus):,} characters, loss {loss:.4f} nats/char, "
-                   f"{metrics['bpc']:.4f} bits/char, perplexity {metrics['perplexity']:.3f}")
+        say(f"{corpus.name}: {len(corpus):,} characters, loss {loss:.4f} nats/char, "
+            f"{metrics['bpc']:.4f} bits/char, perplexity {metrics['perplexity']:.3f}")
 
 
 @cli.command()
@@ -534,7 +469,7 @@ def plot(metrics_path, out):
     from charseq.plot import plot_metrics
 
     plot_metrics(metrics_path, out)
-    click.echo(f"wrote {out}")
+    say(f"wrote {out}")
 
 
 # -- listings -----------------------------------------------------------------------
@@ -544,38 +479,26 @@ def plot(metrics_path, out):
 @json_option
 def plugins(as_json):
     """List loaded plugins: name, package, version and what each registers."""
+    cli._add_plugin_commands()  # refuses plugin commands that take built-in names, before listing them
     infos = get_registry().plugins()
-    commands = _plugin_command_names()
-    rows = [(info, {**info.registers, **({"command": commands[info.name]} if info.name in commands else {})})
-            for info in infos]
     if as_json:
-        click.echo(json.dumps([{"name": info.name, "package": info.package, "version": info.version,
-                                "registers": registers} for info, registers in rows], indent=2))
+        say(json.dumps([{"name": info.name, "package": info.package, "version": info.version,
+                         "registers": info.registers} for info in infos], indent=2))
         return
-    for info, registers in rows:
-        provides = "; ".join(f"{kind}: {', '.join(names)}" for kind, names in registers.items())
-        click.echo(f"{info.name} ({info.package} {info.version})  {provides or 'nothing registered'}")
-
-
-def _plugin_command_names() -> dict[str, list[str]]:
-    """The subcommands each plugin added, by plugin name."""
-    cli._add_plugin_commands()
-    names: dict[str, list[str]] = {}
-    for command, plugin_name in cli._plugin_commands[1].items():
-        names.setdefault(plugin_name, []).append(command)
-    return names
+    for info in infos:
+        provides = "; ".join(f"{kind}: {', '.join(names)}" for kind, names in info.registers.items())
+        say(f"{info.name} ({info.package} {info.version})  {provides or 'nothing registered'}")
 
 
 def _listing(kind: str):
     def command(as_json):
         items = get_registry().all(kind)
         if as_json:
-            click.echo(json.dumps([{"name": n, "help": i.help, "plugin": i.plugin} for n, i in items.items()],
-                                  indent=2))
+            say(json.dumps([{"name": n, "help": i.help, "plugin": i.plugin} for n, i in items.items()], indent=2))
             return
         width = max((len(name) for name in items), default=0)
         for name, item in items.items():
-            click.echo(f"{name:<{width}}  {item.help}  [{item.plugin}]")
+            say(f"{name:<{width}}  {item.help}  [{item.plugin}]")
 
     return json_option(command)
 

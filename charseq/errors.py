@@ -1,4 +1,6 @@
-"""The one exception type users see: the CLI turns it into a one-line message."""
+"""The exceptions and warnings users see: the CLI turns each into one line."""
+
+from __future__ import annotations
 
 
 class CharseqError(Exception):
@@ -8,12 +10,26 @@ class CharseqError(Exception):
 
 
 class UsageError(CharseqError):
-    """Bad input from the user (an option, a path, a name); the CLI exits with code 2."""
+    """Bad input from the user (an option, a path, a name, a damaged file); the CLI exits with code 2."""
 
     exit_code = 2
 
 
-class PluginWarning(UserWarning):
+class SaveError(CharseqError):
+    """A file could not be written (disk full, file-size limit, permissions); what was at
+    the path before is still there, whole."""
+
+    def __init__(self, path: object, reason: str, os_error: OSError | None = None):
+        super().__init__(f"cannot write {str(path)!r}: {reason}")
+        self.path, self.reason, self.os_error = path, reason, os_error
+
+
+class CharseqWarning(UserWarning):
+    """Something went wrong that charseq worked around (a metrics line it could not write);
+    the CLI prints it as one line."""
+
+
+class PluginWarning(CharseqWarning):
     """A plugin misbehaved (failed to import, raised in a hook, took a taken name) and
     was skipped; everything else keeps working. CHARSEQ_STRICT_PLUGINS=1 makes these
     errors instead, for plugin authors."""

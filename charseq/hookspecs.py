@@ -37,12 +37,14 @@ def register_callbacks(register):
 
 @hookspec
 def register_commands(cli):
-    """Add subcommands to ``charseq``: ``cli`` is its click group, so ``@cli.command()``
-    adds one. A name that is already taken is refused with a warning."""
+    """Add subcommands to ``charseq``: ``cli`` is a click group that collects them, so
+    ``@cli.command()`` adds one. Each is registered like a corpus or a sampler: a name
+    that is taken, or is a built-in command's, is refused with a warning."""
 
 
 class CallbackSpec:
-    """Hooks the Trainer calls on the callbacks chosen for one run (Keras semantics).
+    """Hooks the Trainer calls on the callbacks chosen for one run, in the order the run
+    lists them (Keras semantics).
 
     A callback asks training to stop by setting ``trainer.stop_training = True``.
     A callback with state that a resumed run must continue from also has

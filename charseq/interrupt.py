@@ -1,9 +1,8 @@
 """Ctrl-C and SIGTERM during training: stop cleanly at the next step, or abort on the second.
 
 The first signal only sets ``trainer.interrupted``; the trainer finishes the step it is
-in, so the caller can save a checkpoint that resumes exactly. A second Ctrl-C (or
-SIGTERM) raises KeyboardInterrupt at once; checkpoints are written atomically, so
-whatever was on disk stays whole.
+in, so the run can save a checkpoint that resumes exactly. A second one raises Aborted at
+once; checkpoints are written atomically, so whatever was on disk stays whole.
 """
 
 from __future__ import annotations
@@ -12,8 +11,7 @@ import contextlib
 import signal
 import threading
 from collections.abc import Iterator
-
-from charseq.trainer import Trainer
+from typing import Any
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
@@ -23,8 +21,21 @@ def exit_code(signum: int) -> int:
     return 128 + int(signum)
 
 
+class Aborted(KeyboardInterrupt):
+    """A second Ctrl-C or SIGTERM: stop at once. ``signum`` is the signal, ``message`` what
+    became of the run once it has been said."""
+
+    def __init__(self, signum: int, message: str = ""):
+        super().__init__(message or f"aborted by signal {signum}")
+        self.signum, self.message = signum, message
+
+    @property
+    def exit_code(self) -> int:
+        return exit_code(self.signum)
+
+
 @contextlib.contextmanager
-def stop_on_signals(trainer: Trainer) -> Iterator[None]:
+def stop_on_signals(trainer: Any) -> Iterator[None]:
     """While inside, SIGINT and SIGTERM ask `trainer` to stop at the next step boundary."""
     if threading.current_thread() is not threading.main_thread():
         yield  # only the main thread may set signal handlers
@@ -32,7 +43,7 @@ def stop_on_signals(trainer: Trainer) -> Iterator[None]:
 
     def handle(signum, frame):
         if trainer.interrupted is not None:
-            raise KeyboardInterrupt
+            raise Aborted(signum)
         trainer.interrupted = signum
 
     previous = {signum: signal.signal(signum, handle) for signum in SIGNALS}

@@ -16,6 +16,8 @@ cross-entropy and their gradients) is one matmul over all T*B rows.
 
 from __future__ import annotations
 
+from collections.abc import MutableMapping
+
 import numpy as np
 
 PARAM_NAMES = ("U", "W", "b", "V", "c")
@@ -25,18 +27,34 @@ ONE_HOT_SCATTER_MAX_VOCAB = 256
 _WORKSPACES_KEPT = 4
 
 
-class Parameters(dict):
+class Parameters(MutableMapping):
     """The five parameter arrays, each a view of one flat buffer, so that an optimiser can
-    update them all in one numpy call. Assigning to a name copies into its view."""
+    update them all in one numpy call. Assigning to a name copies into its view; no method
+    (``update`` included) can replace a view or remove one, so the buffer stays whole."""
+
+    def __init__(self, views: dict[str, np.ndarray]):
+        self._views = views
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        return self._views[name]
 
     def __setitem__(self, name: str, value) -> None:
-        if name in self:
-            current = dict.__getitem__(self, name)
-            if np.shape(value) != current.shape:
-                raise ValueError(f"parameter {name} has shape {current.shape}, got {np.shape(value)}")
-            current[...] = value
-        else:
-            dict.__setitem__(self, name, value)
+        current = self._views[name]  # KeyError for a name that is not a parameter
+        if np.shape(value) != current.shape:
+            raise ValueError(f"parameter {name} has shape {current.shape}, got {np.shape(value)}")
+        current[...] = value
+
+    def __delitem__(self, name: str) -> None:
+        raise TypeError("parameters cannot be removed")
+
+    def __iter__(self):
+        return iter(self._views)
+
+    def __len__(self) -> int:
+        return len(self._views)
+
+    def __repr__(self) -> str:
+        return f"Parameters({', '.join(f'{n}{list(v.shape)}' for n, v in self._views.items())})"
 
 
 def _stored_shapes(H: int, V: int) -> dict[str, tuple[int, ...]]:
@@ -56,11 +74,11 @@ def _slices(H: int, V: int) -> dict[str, tuple[slice, tuple[int, ...]]]:
 
 
 def _views(flat: np.ndarray, hidden_size: int, vocab_size: int) -> Parameters:
-    views = Parameters()
+    views = {}
     for name, (part, shape) in _slices(hidden_size, vocab_size).items():
         block = flat[part].reshape(shape)
         views[name] = block.T if name == "U" else block
-    return views
+    return Parameters(views)
 
 
 class VanillaRNN:

@@ -18,9 +18,10 @@ _REFRESH_SECONDS = 0.1
 class ProgressBar:
     """A training callback that draws progress on stderr and logs epochs on stdout."""
 
-    def __init__(self, log_epochs: bool = True, draw: bool | None = None):
+    def __init__(self, log_epochs: bool = True, draw: bool | None = None, write=None):
         self.log_epochs = log_epochs
         self.draw = draw  # None: draw on a terminal only, so logs and pipes get just the epoch lines
+        self.write = write  # how epoch lines reach stdout (the CLI's, which outlives a closed pipe)
 
     @hookimpl
     def on_train_begin(self, trainer):
@@ -51,12 +52,11 @@ class ProgressBar:
         if self.log_epochs:
             validation = (f"  val {metrics['val_loss']:.4f} ({metrics['val_bpc']:.3f} bpc)"
                           if "val_loss" in metrics else "")
-            self.bar.write(
-                f"epoch {epoch:>{len(str(trainer.config.epochs))}}/{trainer.config.epochs}"
-                f"  loss {metrics['loss']:.4f}{validation}  {metrics['chars_per_sec']:,.0f} chars/s"
-                f"  {_duration(metrics['seconds'])}",
-                file=sys.stdout,
-            )
+            line = (f"epoch {epoch:>{len(str(trainer.config.epochs))}}/{trainer.config.epochs}"
+                    f"  loss {metrics['loss']:.4f}{validation}  {metrics['chars_per_sec']:,.0f} chars/s"
+                    f"  {_duration(metrics['seconds'])}")
+            with self.bar.external_write_mode(file=sys.stdout):
+                (self.write or print)(line)
 
     @hookimpl
     def on_train_end(self, trainer, metrics):

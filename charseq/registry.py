@@ -6,16 +6,23 @@ import functools
 import inspect
 import os
 import re
+import types
+import typing
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import import_module, metadata
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pluggy
 
 from charseq import hookspecs
 from charseq.errors import CharseqError, PluginWarning, UsageError
+from charseq.files import first_line
+
+if TYPE_CHECKING:
+    from charseq.corpus import Corpus
 
 ENTRY_POINT_GROUP = "charseq"
 # Bundled plugins, registered through the same door as installed ones.
@@ -24,7 +31,8 @@ DEFAULT_PLUGINS = (
     "charseq.plugins.samplers",
     "charseq.plugins.callbacks",
 )
-KINDS = {"corpus": "register_corpora", "sampler": "register_samplers", "callback": "register_callbacks"}
+KINDS = {"corpus": "register_corpora", "sampler": "register_samplers", "callback": "register_callbacks",
+         "command": "register_commands"}
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
 
 
@@ -37,7 +45,7 @@ def _warn(message: str) -> None:
 
 @dataclass(frozen=True)
 class Registered:
-    """One corpus provider, sampler or callback, and the plugin it came from."""
+    """One corpus provider, sampler, callback or command, and the plugin it came from."""
 
     kind: str
     name: str
@@ -46,14 +54,107 @@ class Registered:
     plugin: str
 
     def build(self, *args: Any, **options: Any) -> Any:
-        """Call the factory, turning options it does not take into a usage error."""
+        """Call the factory with `options` converted to the types it declares (options from
+        the command line arrive as text); a wrong name or value is a one-line UsageError."""
+        return self.factory(*args, **self.convert(options, args))
+
+    def convert(self, options: dict[str, Any], args: tuple[Any, ...] = ()) -> dict[str, Any]:
+        """The options as the factory takes them, checked against its signature and types."""
+        what = f"{self.kind} {self.name!r}"
         try:
-            inspect.signature(self.factory).bind(*args, **options)
+            signature = inspect.signature(self.factory)
+        except (TypeError, ValueError):  # no signature to check (a builtin): let the call decide
+            return dict(options)
+        parameters = signature.parameters
+        takes_any = any(p.kind is p.VAR_KEYWORD for p in parameters.values())
+        hints = _type_hints(self.factory)
+        converted = {}
+        for key, value in options.items():
+            parameter = parameters.get(key)
+            if parameter is None or parameter.kind in (parameter.VAR_POSITIONAL, parameter.POSITIONAL_ONLY):
+                if takes_any:
+                    converted[key] = value
+                    continue
+                valid = [n for n, p in parameters.items() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+                valid = [n for n in valid if not (self.kind == "corpus" and n == "arg")]
+                raise UsageError(f"{what} has no option {key!r}; its options are {', '.join(valid) or 'none'}")
+            declared = hints.get(key)
+            if declared is None and parameter.default not in (inspect.Parameter.empty, None):
+                declared = type(parameter.default)
+            converted[key] = convert_value(value, declared, f"{what}: {key}")
+        try:
+            signature.bind(*args, **converted)
         except TypeError as exc:
-            raise UsageError(f"{self.kind} {self.name!r}: {exc}") from None
-        except ValueError:  # no signature to check (a builtin): let the call decide
-            pass
-        return self.factory(*args, **options)
+            raise UsageError(f"{what}: {exc}") from None
+        return converted
+
+
+def _type_hints(factory: Callable[..., Any]) -> dict[str, Any]:
+    target = factory.__init__ if inspect.isclass(factory) else factory
+    try:
+        return typing.get_type_hints(target)
+    except Exception:  # annotations that do not resolve: fall back to the defaults' types
+        return {}
+
+
+def convert_value(value: Any, declared: Any, where: str) -> Any:
+    """`value` as type `declared` (int, float, bool, str, Path, an Optional or a union of
+    these); text from the command line is converted, other values are checked."""
+    if declared is None or declared is Any:
+        return value
+    origin = typing.get_origin(declared)
+    if origin is typing.Union or origin is types.UnionType:
+        choices = [t for t in typing.get_args(declared) if t is not type(None)]
+        if type(None) in typing.get_args(declared) and (value is None or (isinstance(value, str) and
+                                                                           value.lower() in ("none", "null"))):
+            return None
+        errors = []
+        for choice in choices:
+            try:
+                return convert_value(value, choice, where)
+            except UsageError as exc:
+                errors.append(exc)
+        if errors:
+            raise errors[0]
+        return value
+    if declared is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in _BOOLEANS:
+            return _BOOLEANS[value.lower()]
+        raise UsageError(f"{where} must be true or false, got {value!r}")
+    if declared is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, str):
+            try:
+                return int(value)
+            except ValueError:
+                pass
+        raise UsageError(f"{where} must be a whole number, got {value!r}")
+    if declared is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        raise UsageError(f"{where} must be a number, got {value!r}")
+    if declared is str:
+        if isinstance(value, os.PathLike):
+            return os.fspath(value)
+        if isinstance(value, str):
+            return value
+        raise UsageError(f"{where} must be text, got {value!r}")
+    if declared in (Path, os.PathLike):
+        if isinstance(value, (str, os.PathLike)):
+            return Path(value)
+        raise UsageError(f"{where} must be a path, got {value!r}")
+    return value
+
+
+_BOOLEANS = {"true": True, "yes": True, "on": True, "1": True, "false": False, "no": False, "off": False, "0": False}
 
 
 @dataclass(frozen=True)
@@ -71,11 +172,16 @@ class Registry:
         self.plugin_manager = plugin_manager
         self._distributions = distributions
         self._items: dict[str, dict[str, Registered]] = {kind: {} for kind in KINDS}
-        for plugin_name, plugin in plugin_manager.list_name_plugin():
-            for kind, hook_name in KINDS.items():
-                for impl in getattr(plugin_manager.hook, hook_name).get_hookimpls():
-                    if impl.plugin is plugin:
-                        self._call_register_hook(kind, hook_name, impl, plugin_name)
+        self._commands_loaded = False
+        for kind in ("corpus", "sampler", "callback"):
+            self._load(kind)
+
+    def _load(self, kind: str) -> None:
+        hook_name = KINDS[kind]
+        for plugin_name, plugin in self.plugin_manager.list_name_plugin():
+            for impl in getattr(self.plugin_manager.hook, hook_name).get_hookimpls():
+                if impl.plugin is plugin:
+                    self._call_register_hook(kind, hook_name, impl, plugin_name)
 
     def describe(self, plugin_name: str) -> str:
         """'plugin NAME (package PACKAGE)', for messages."""
@@ -84,12 +190,16 @@ class Registry:
     def _call_register_hook(self, kind: str, hook_name: str, impl, plugin_name: str) -> None:
         """One plugin's register hook; if it raises, whatever it registered there is dropped."""
         added: list[str] = []
+        register = self._register_function(kind, plugin_name, added)
         try:
-            impl.function(register=self._register_function(kind, plugin_name, added))
+            if kind == "command":
+                impl.function(cli=_command_collector(register))
+            else:
+                impl.function(register=register)
         except Exception as exc:
             for name in added:
                 del self._items[kind][name]
-            _warn(f"{self.describe(plugin_name)} raised in {hook_name} ({type(exc).__name__}: {_first_line(exc)}); "
+            _warn(f"{self.describe(plugin_name)} raised in {hook_name} ({type(exc).__name__}: {first_line(exc)}); "
                   f"its {kind} registrations are skipped")
 
     def _register_function(self, kind: str, plugin_name: str, added: list[str]) -> Callable[..., None]:
@@ -107,16 +217,53 @@ class Registry:
                 _warn(f"{who} registered {kind} {name!r}, already registered by {self.describe(taken.plugin)}; "
                       "the first one is kept")
                 return
-            help_text = help or (inspect.getdoc(factory) or "").split("\n", 1)[0]
+            help_text = help or (getattr(factory, "help", None) if kind == "command" else None) or \
+                inspect.getdoc(factory) or ""
+            help_text = str(help_text).strip().split("\n", 1)[0]
             self._items[kind][name] = Registered(kind, name, factory, help_text, plugin_name)
             added.append(name)
 
         return register
 
     def all(self, kind: str) -> dict[str, Registered]:
+        self._load_commands_for(kind)
         return dict(sorted(self._items[kind].items()))
 
+    def _load_commands_for(self, kind: str) -> None:
+        """Commands are collected on first use: making them imports click and runs plugin code
+        that running a built-in command never needs."""
+        if kind == "command" and not self._commands_loaded:
+            self._commands_loaded = True
+            self._load("command")
+
+    def commands(self, reserved: set[str] | frozenset[str] = frozenset()) -> dict[str, Registered]:
+        """Plugins' subcommands, less any that would take a `reserved` (built-in) name."""
+        found = self.all("command")
+        for name in sorted(set(found) & set(reserved)):
+            _warn(f"{self.describe(found[name].plugin)} registered command {name!r}, which is a built-in command; "
+                  "its command is left out")
+            del self._items["command"][name]
+            del found[name]
+        return found
+
+    def culprit(self, exc: BaseException) -> str | None:
+        """The installed plugin whose code raised `exc`, described for a message, if any:
+        the innermost frame of the traceback that belongs to a plugin's package."""
+        modules = {}
+        for name, plugin in self.plugin_manager.list_name_plugin():
+            module = getattr(plugin, "__name__", None) or type(plugin).__module__
+            if module and not module.startswith("charseq."):
+                modules[module.split(".")[0]] = name
+        traceback, found = exc.__traceback__, None
+        while traceback is not None:
+            module = traceback.tb_frame.f_globals.get("__name__", "")
+            if module.split(".")[0] in modules:
+                found = modules[module.split(".")[0]]
+            traceback = traceback.tb_next
+        return self.describe(found) if found else None
+
     def get(self, kind: str, name: str) -> Registered:
+        self._load_commands_for(kind)
         try:
             return self._items[kind][name]
         except KeyError:
@@ -126,6 +273,7 @@ class Registry:
     def plugins(self) -> list[PluginInfo]:
         import charseq
 
+        self._load_commands_for("command")
         infos = []
         for plugin_name, _ in self.plugin_manager.list_name_plugin():
             dist = self._distributions.get(plugin_name)
@@ -139,6 +287,19 @@ class Registry:
                 package, version = dist.metadata["Name"], dist.version
             infos.append(PluginInfo(plugin_name, package, version, {k: v for k, v in registers.items() if v}))
         return infos
+
+
+def _command_collector(register: Callable[..., None]) -> Any:
+    """What register_commands(cli) receives: a click group that registers each command added
+    to it, so commands pass the same checks as every other kind (and cannot touch charseq's
+    own group)."""
+    import click
+
+    class Collector(click.Group):
+        def add_command(self, cmd: click.Command, name: str | None = None) -> None:
+            register(name or cmd.name, cmd)
+
+    return Collector("charseq")
 
 
 def _selected(entry_point: metadata.EntryPoint) -> bool:
@@ -173,7 +334,7 @@ def load_registry(extra_plugins: tuple[object, ...] = ()) -> Registry:
         try:
             plugin = entry_point.load()
         except Exception as exc:
-            _warn(f"{who} failed to import ({type(exc).__name__}: {_first_line(exc)}); skipped")
+            _warn(f"{who} failed to import ({type(exc).__name__}: {first_line(exc)}); skipped")
             continue
         if _register(pm, plugin, entry_point.name, entry_point.dist) and entry_point.dist is not None:
             distributions[entry_point.name] = entry_point.dist
@@ -192,11 +353,11 @@ def _register(pm: pluggy.PluginManager, plugin: object, name: str | None,
     except pluggy.PluginValidationError as exc:
         if pm.is_registered(plugin):
             pm.unregister(plugin)
-        _warn(f"{_describe(name, dist)} has a hook charseq does not know or cannot call ({_first_line(exc)}); "
+        _warn(f"{_describe(name, dist)} has a hook charseq does not know or cannot call ({first_line(exc)}); "
               "skipped")
         return False
     except ValueError as exc:  # pluggy refuses a second plugin of the same name or object
-        _warn(f"{_describe(name, dist)} cannot load ({_first_line(exc)}); skipped")
+        _warn(f"{_describe(name, dist)} cannot load ({first_line(exc)}); skipped")
         return False
     return True
 
@@ -209,8 +370,12 @@ def _describe(plugin_name: str, dist: metadata.Distribution | None) -> str:
     return f"plugin {plugin_name!r}"
 
 
-def _first_line(exc: BaseException) -> str:
-    return str(exc).split("\n", 1)[0]
+
+
+def reload_plugins() -> None:
+    """Load plugins again on next use: after installing one, or in a plugin's own tests
+    after changing CHARSEQ_LOAD_PLUGINS."""
+    get_registry.cache_clear()
 
 
 @functools.cache
@@ -224,15 +389,17 @@ def get_registry() -> Registry:
 
 def parse_spec(spec: str) -> tuple[str, str | None]:
     """``NAME[:ARG]`` -> (NAME, ARG or None)."""
+    if not isinstance(spec, str):
+        raise UsageError(f"expected NAME or NAME:ARG, got {spec!r}")
     name, sep, arg = spec.partition(":")
     if not name or (sep and not arg):
         raise UsageError(f"malformed {spec!r}: expected NAME or NAME:ARG")
     return name, arg if sep else None
 
 
-def parse_options(arg: str | None) -> dict[str, Any]:
-    """``key=value,key=value`` -> keyword options; values read as int, float, bool or str."""
-    options: dict[str, Any] = {}
+def parse_options(arg: str | None) -> dict[str, str]:
+    """``key=value,key=value`` -> options as text; the factory's declared types convert them."""
+    options: dict[str, str] = {}
     if not arg:
         return options
     for item in arg.split(","):
@@ -240,17 +407,48 @@ def parse_options(arg: str | None) -> dict[str, Any]:
         key = key.strip().replace("-", "_")
         if not sep or not key.isidentifier():
             raise UsageError(f"malformed option {item!r}: expected key=value")
-        options[key] = _parse_value(value.strip())
+        if key in options:
+            raise UsageError(f"option {key!r} is given twice")
+        if not value.strip():
+            raise UsageError(f"option {key!r} has no value")
+        options[key] = value.strip()
     return options
 
 
-def _parse_value(text: str) -> Any:
-    lowered = text.lower()
-    if lowered in ("true", "false"):
-        return lowered == "true"
-    for convert in (int, float):
-        try:
-            return convert(text)
-        except ValueError:
-            pass
-    return text
+def _named(kind: str, spec: str, options: dict[str, Any]) -> tuple[Registered, dict[str, Any]]:
+    """The registered item of a ``NAME[:key=value,...]`` spec and its options (keyword
+    options override the spec's)."""
+    name, arg = parse_spec(spec)
+    return get_registry().get(kind, name), {**parse_options(arg), **options}
+
+
+def get_sampler(spec: str, **options: Any) -> Any:
+    """A sampler by name, with options: ``get_sampler("top-p", p=0.9)`` or ``get_sampler("top-p:p=0.9")``."""
+    registered, options = _named("sampler", spec, options)
+    return registered.build(**options)
+
+
+def get_callback(spec: str, **options: Any) -> Any:
+    """A training callback by name, with options: ``get_callback("early-stopping", patience=3)``."""
+    registered, options = _named("callback", spec, options)
+    return registered.build(**options)
+
+
+def get_corpus(spec: str, **options: Any) -> Corpus:
+    """A corpus by ``NAME[:ARG]``: ``get_corpus("alphabet")``, ``get_corpus("text:novel.txt",
+    encoding="latin-1")``. The corpus records how to load it again (``source``), with a
+    relative path made absolute when its provider says ARG is a path."""
+    from charseq.corpus import Corpus
+
+    name, arg = parse_spec(spec)
+    registered = get_registry().get("corpus", name)
+    corpus = registered.build(arg, **options)  # with ARG as given, so its errors speak the user's words
+    if not isinstance(corpus, Corpus):
+        raise CharseqError(f"{get_registry().describe(registered.plugin)}: corpus {name!r} returned "
+                           f"{type(corpus).__name__}, not a charseq.Corpus")
+    corpus.spec = spec
+    if arg is not None and getattr(registered.factory, "path_arg", False):
+        arg = os.path.abspath(os.path.expanduser(arg))
+    corpus.source = name if arg is None else f"{name}:{arg}"
+    corpus.spec_options = dict(options)
+    return corpus

@@ -15,13 +15,15 @@ import hashlib
 import json
 import os
 import tempfile
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 
 from charseq.corpus import Corpus
-from charseq.errors import UsageError
+from charseq.errors import CharseqWarning, UsageError
+from charseq.files import atomic_write, kind_of
 from charseq.vocab import Vocabulary
 
 CHUNK_BYTES = 1 << 20
@@ -30,39 +32,94 @@ _CACHE_FORMAT = 1
 
 
 def cache_dir() -> Path:
-    """$CHARSEQ_CACHE, else $XDG_CACHE_HOME/charseq, else ~/.cache/charseq."""
-    if os.environ.get("CHARSEQ_CACHE"):
-        return Path(os.environ["CHARSEQ_CACHE"])
+    """$CHARSEQ_CACHE, else $XDG_CACHE_HOME/charseq, else ~/.cache/charseq: made if missing.
+
+    A CHARSEQ_CACHE that cannot be used is an error naming it; when the default place
+    cannot be used (a read-only home), a directory under the system's temporary one is.
+    """
+    chosen = os.environ.get("CHARSEQ_CACHE")
+    if chosen:
+        problem = _unusable(Path(chosen))
+        if problem:
+            raise UsageError(f"CHARSEQ_CACHE={chosen!r} cannot hold charseq's cache ({problem}); point it at a "
+                             "writable directory, or unset it")
+        return Path(chosen)
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "charseq"
+    default = Path(base) / "charseq"
+    problem = _unusable(default)
+    if not problem:
+        return default
+    fallback = Path(tempfile.gettempdir()) / f"charseq-cache-{os.getuid() if hasattr(os, 'getuid') else 'user'}"
+    if _unusable(fallback):
+        raise UsageError(f"no usable cache directory: {str(default)!r} ({problem}); set CHARSEQ_CACHE to a writable "
+                         "directory")
+    warnings.warn(f"the cache directory {str(default)!r} cannot be used ({problem}); using {str(fallback)!r} "
+                  "(set CHARSEQ_CACHE to choose)", CharseqWarning, stacklevel=2)
+    return fallback
+
+
+def _unusable(directory: Path) -> str | None:
+    """Why `directory` cannot hold the cache, or None when it can (made if missing)."""
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=directory):
+            pass
+    except FileExistsError:
+        return "it is not a directory"
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    return None
 
 
 def resolve_files(spec: str) -> list[Path]:
     """A file, a directory (its files, recursively, in sorted order, hidden ones left out)
-    or a glob pattern (its files in sorted order)."""
-    if any(ch in spec for ch in "*?["):
-        files = sorted(Path(p) for p in glob.glob(os.path.expanduser(spec), recursive=True) if Path(p).is_file())
-        if not files:
-            raise UsageError(f"no files match {spec!r}")
-        return files
+    or a glob pattern (its files in sorted order). A path that exists is taken as it is,
+    glob characters and all; a file reached twice (a symlink, a ``**`` loop) is read once."""
     path = Path(spec).expanduser()
-    if path.is_file():
-        return [path]
     if path.is_dir():
         files = sorted(p for p in path.rglob("*")
                        if p.is_file() and not any(part.startswith(".") for part in p.relative_to(path).parts))
         if not files:
             raise UsageError(f"directory {spec!r} has no files")
-        return files
+        return _once_each(files)
+    if path.exists():
+        kind = kind_of(path)
+        if kind is not None:  # a pipe cannot be read twice (to hash it, then to encode it)
+            raise UsageError(f"corpus path {spec!r} is {kind}, not a file; save the text to a file first")
+        return [path]
+    if any(ch in spec for ch in "*?["):
+        files = sorted(Path(p) for p in glob.glob(os.path.expanduser(spec), recursive=True) if Path(p).is_file())
+        if not files:
+            raise UsageError(f"no files match {spec!r}")
+        return _once_each(files)
     raise UsageError(f"corpus path {spec!r} does not exist")
+
+
+def _once_each(files: list[Path]) -> list[Path]:
+    """The files in order, each (by device and inode) once."""
+    seen, kept = set(), []
+    for f in files:
+        identity = (f.stat().st_dev, f.stat().st_ino)
+        if identity not in seen:
+            seen.add(identity)
+            kept.append(f)
+    return kept
+
+
+def check_encoding(encoding: str) -> str:
+    """The codec's name; refused unless it turns bytes into text (base64 and rot13 do not)."""
+    try:
+        info = codecs.lookup(encoding)
+    except (LookupError, TypeError, ValueError):
+        raise UsageError(f"unknown encoding {encoding!r}") from None
+    if not getattr(info, "_is_text_encoding", True):
+        raise UsageError(f"{encoding!r} is not a text encoding (it does not decode bytes to text)")
+    return info.name
 
 
 def load_text_corpus(name: str, files: list[Path], encoding: str = "utf-8") -> Corpus:
     """The concatenated text of `files` as a corpus whose ids are memory-mapped from the cache."""
-    try:
-        codecs.lookup(encoding)
-    except LookupError:
-        raise UsageError(f"unknown encoding {encoding!r}") from None
+    check_encoding(encoding)
     if sum(f.stat().st_size for f in files) == 0:
         raise UsageError(f"corpus {name!r} is empty" + (f" ({files[0]})" if len(files) == 1 else ""))
     directory = cache_dir()
@@ -71,11 +128,18 @@ def load_text_corpus(name: str, files: list[Path], encoding: str = "utf-8") -> C
     if cached is None:
         cached = _encode_to_cache(files, encoding, directory, key)
     vocab, ids = cached
-    return Corpus(name, vocab, ids)
+    return Corpus(name, vocab, ids, files=tuple(str(f.resolve()) for f in files), content_hash=key)
 
 
 def _content_key(files: list[Path], encoding: str, directory: Path) -> str:
-    stats = [(str(f.resolve()), f.stat().st_size, f.stat().st_mtime_ns) for f in files]
+    """The SHA-256 of the files' content and the encoding. An index keyed by each file's
+    path, size, times, inode and device spares hashing an unchanged file again; the change
+    time is set by the kernel on every write, so an edit that keeps the size and the
+    modification time is still noticed."""
+    stats = []
+    for f in files:
+        info = f.stat()
+        stats.append((str(f.resolve()), info.st_size, info.st_mtime_ns, info.st_ctime_ns, info.st_ino, info.st_dev))
     index = directory / "index" / hashlib.sha256(json.dumps([encoding, stats]).encode()).hexdigest()
     try:
         return index.read_text().strip()
@@ -125,20 +189,15 @@ def _encode_to_cache(files: list[Path], encoding: str, directory: Path, key: str
 
     # Pass 2: the ids, appended chunk by chunk to a file that then replaces the cache entry
     # whole. Plain writes, not a writable memmap: mapped pages would count as the process's.
-    directory.mkdir(parents=True, exist_ok=True)
-    fd, temp = tempfile.mkstemp(dir=directory, prefix=f".{key}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as out:
-            for piece in _pieces(files, encoding):
-                if isinstance(piece, str):
-                    vocab.encode(piece).tofile(out)
-                else:
-                    for start in range(0, len(piece), _COUNT_CHUNK):
-                        np.take(ascii_lookup, piece[start : start + _COUNT_CHUNK]).tofile(out)
-        os.replace(temp, directory / f"{key}.ids")
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
+    def write_ids(out) -> None:
+        for piece in _pieces(files, encoding):
+            if isinstance(piece, str):
+                vocab.encode(piece).tofile(out)
+            else:
+                for start in range(0, len(piece), _COUNT_CHUNK):
+                    np.take(ascii_lookup, piece[start : start + _COUNT_CHUNK]).tofile(out)
+
+    atomic_write(directory / f"{key}.ids", write_ids, durable=False)
     meta = {"format": _CACHE_FORMAT, "symbols": list(vocab.symbols), "dtype": str(vocab.dtype), "length": length}
     _write_atomically(directory / f"{key}.json", json.dumps(meta, ensure_ascii=False).encode("utf-8"))
     cached = _read_cache(directory, key)
@@ -178,11 +237,4 @@ def _pieces(files: list[Path], encoding: str) -> Iterator[str | np.ndarray]:
 
 def _write_atomically(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, lambda f: f.write(data), durable=False)

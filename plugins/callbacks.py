@@ -1,15 +1,23 @@
-"""Bundled training callbacks, with Keras's semantics: early stopping and checkpointing."""
+"""Bundled training callbacks, with Keras's semantics: early stopping, checkpoints, a metrics log.
+
+Each checks what it can in on_train_begin (the monitored metric, the template's fields),
+so that a mistake stops the run before its first step rather than at an epoch's end.
+"""
 
 from __future__ import annotations
 
 import json
 import math
+import string
+import warnings
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from charseq import checkpoint, hookimpl
-from charseq.errors import UsageError
+from charseq import hookimpl
+from charseq.errors import CharseqWarning, SaveError, UsageError
+from charseq.files import atomic_write, shown
 
 
 def _improvement_test(mode: str, min_delta: float):
@@ -20,13 +28,14 @@ def _improvement_test(mode: str, min_delta: float):
     return lambda current, best: current > best + min_delta
 
 
-def _monitored(metrics: dict, monitor: str | None) -> float:
-    """The monitored value; monitor None means val_loss when there is one, else loss."""
+def _monitor_for(who: str, monitor: str | None, trainer: Any) -> str:
+    """The metric to watch: `monitor`, or val_loss when the run holds text out, else loss."""
+    names = trainer.metric_names
     if monitor is None:
-        monitor = "val_loss" if "val_loss" in metrics else "loss"
-    if monitor not in metrics:
-        raise UsageError(f"cannot monitor {monitor!r}: the metrics are {', '.join(metrics)}")
-    return float(metrics[monitor])
+        return "val_loss" if "val_loss" in names else "loss"
+    if monitor not in names:
+        raise UsageError(f"{who} cannot monitor {monitor!r}: this run's metrics are {', '.join(names)}")
+    return monitor
 
 
 class EarlyStopping:
@@ -44,6 +53,10 @@ class EarlyStopping:
     ):
         if patience < 0:
             raise UsageError(f"patience must be 0 or more, got {patience}")
+        if start_from_epoch < 0:
+            raise UsageError(f"start_from_epoch must be 0 or more, got {start_from_epoch}")
+        if not math.isfinite(min_delta):
+            raise UsageError(f"min_delta must be a number, got {min_delta}")
         self.monitor = monitor
         self.patience = int(patience)
         self.min_delta = abs(float(min_delta))
@@ -55,24 +68,29 @@ class EarlyStopping:
 
     @hookimpl
     def on_train_begin(self, trainer):
+        self._monitor = _monitor_for("early-stopping", self.monitor, trainer)
+        self._shapes = {name: value.shape for name, value in trainer.model.params.items()}
         self.wait = 0
         self.stopped_epoch = 0
         self.best = math.inf if self.mode == "min" else -math.inf
         self.best_epoch = 0
-        self.best_weights = None
+        self.best_metrics: dict | None = None
+        self.best_weights: dict[str, np.ndarray] | None = None
 
     @hookimpl
     def on_epoch_end(self, trainer, epoch, metrics):
-        current = _monitored(metrics, self.monitor)
+        current = float(metrics[self._monitor])
         if epoch <= self.start_from_epoch:
             return
         if self.restore_best_weights and self.best_weights is None:
             self.best_weights = _copy(trainer.model.params)  # so there is always something to restore
+            self.best_metrics = dict(metrics)
         self.wait += 1
         if self._improved(current, self.best):
             self.best, self.best_epoch = current, epoch
             if self.restore_best_weights:
                 self.best_weights = _copy(trainer.model.params)
+                self.best_metrics = dict(metrics)
             # Patience restarts only once both the baseline and the previous best are beaten.
             if self.baseline is None or self._improved(current, self.baseline):
                 self.wait = 0
@@ -82,36 +100,59 @@ class EarlyStopping:
             trainer.stop_training = True
 
     @hookimpl
-    def on_train_end(self, trainer, metrics):
+    def on_train_end(self, trainer):
         if self.restore_best_weights and self.best_weights is not None:
             for name, value in self.best_weights.items():
-                trainer.model.params[name][...] = value
+                trainer.model.params[name] = value
+            if self.best_metrics is not None and self.best_metrics.get("epoch") != trainer.epoch:
+                trainer.weights_from = self.best_metrics
 
     def state_dict(self) -> dict:
         """The counters and best value (and weights) a resumed run continues from."""
-        state = {"wait": self.wait, "stopped_epoch": self.stopped_epoch, "best": self.best,
-                 "best_epoch": self.best_epoch}
+        state: dict[str, Any] = {"wait": self.wait, "stopped_epoch": self.stopped_epoch, "best": self.best,
+                                 "best_epoch": self.best_epoch, "best_metrics": self.best_metrics}
         if self.best_weights is not None:
             state.update({f"best_weights.{name}": value for name, value in self.best_weights.items()})
         return state
 
     def load_state_dict(self, state: dict) -> None:
-        self.wait, self.stopped_epoch = int(state["wait"]), int(state["stopped_epoch"])
-        self.best, self.best_epoch = float(state["best"]), int(state["best_epoch"])
+        """Checked against this run's model before training starts: a state from another
+        model's weights, or of the wrong types, is refused."""
+        try:
+            wait, stopped, best_epoch = (_whole(state[key]) for key in ("wait", "stopped_epoch", "best_epoch"))
+            best = float(state["best"])
+            best_metrics = state.get("best_metrics")
+            if best_metrics is not None and not isinstance(best_metrics, dict):
+                raise TypeError("best_metrics is not a mapping")
+        except (KeyError, TypeError, ValueError) as exc:
+            raise UsageError(f"early-stopping's saved state is not valid ({exc})") from None
         weights = {key.split(".", 1)[1]: value for key, value in state.items() if key.startswith("best_weights.")}
+        if weights:
+            if set(weights) != set(self._shapes):
+                raise UsageError(f"early-stopping's saved weights are {sorted(weights)}, not this model's parameters")
+            for name, value in weights.items():
+                if not isinstance(value, np.ndarray) or value.shape != self._shapes[name]:
+                    raise UsageError(f"early-stopping's saved {name} does not fit this model ({name} is "
+                                     f"{list(self._shapes[name])})")
+        self.wait, self.stopped_epoch, self.best, self.best_epoch = wait, stopped, best, best_epoch
+        self.best_metrics = best_metrics
         self.best_weights = weights or None
 
 
 class ModelCheckpoint:
-    """Save a checkpoint every `every` epochs; with save_best_only, only when `monitor` improves.
+    """Save the run every `every` epochs; with save_best_only, only when `monitor` improves.
 
-    `path` may be a template of the epoch's metrics: 'ckpt-{epoch:03d}-{loss:.3f}.npz';
-    with keep_last=K only the K newest files this callback saved are kept.
+    `path` defaults to the run's --out and may be a template of the epoch's metrics:
+    'runs/ckpt-{epoch:03d}-{val_loss:.3f}.npz' (its directory is made when missing). With
+    keep_last=K, only the K newest files this process saved are kept; files written before
+    a resume are never deleted.
     """
+
+    output_options = {"path": "checkpoint"}
 
     def __init__(
         self,
-        path: str,
+        path: str | None = None,
         every: int = 1,
         monitor: str | None = None,
         save_best_only: bool = False,
@@ -122,85 +163,145 @@ class ModelCheckpoint:
             raise UsageError(f"checkpoint every must be at least 1, got {every}")
         if keep_last < 0:
             raise UsageError(f"keep_last must be 0 (keep all) or more, got {keep_last}")
+        if path is not None and not str(path).strip():
+            raise UsageError("checkpoint path must not be empty")
         self.keep_last = int(keep_last)
-        self.path = str(path)
+        self.path = None if path is None else str(path)
         self.every = int(every)
         self.monitor = monitor
         self.save_best_only = save_best_only
         self.mode = mode
         self._improved = _improvement_test(mode, 0.0)
         self.saved: list[Path] = []
-        try:
-            self.path.format(epoch=0, step=0, loss=0.0, seconds=0.0)
-        except (KeyError, IndexError, ValueError) as exc:
-            raise UsageError(f"checkpoint path template {self.path!r} is malformed: {exc!r}") from None
 
     @hookimpl
     def on_train_begin(self, trainer):
+        template = self.path if self.path is not None else (str(trainer.out) if trainer.out else None)
+        if template is None:
+            raise UsageError("checkpoint needs path=FILE (or a run with --out)")
+        _check_template(template, trainer.metric_names)
+        self._template = template
+        self._monitor = _monitor_for("checkpoint", self.monitor, trainer) if self.save_best_only else None
         self.best = math.inf if self.mode == "min" else -math.inf
+        self.saved = []  # only this process's files are ever deleted
 
     @hookimpl
     def on_epoch_end(self, trainer, epoch, metrics):
         if epoch % self.every:
             return
         if self.save_best_only:
-            current = _monitored(metrics, self.monitor)
+            current = float(metrics[self._monitor])
             if not self._improved(current, self.best):
                 return
             self.best = current
-        path = Path(self.path.format(**{"step": trainer.step, **metrics}))
-        checkpoint.save(path, trainer.to_checkpoint())
+        path = Path(self._template.format(**{"step": trainer.step, **metrics}))
+        trainer.save_checkpoint(path, then=self._saved)
+
+    def _saved(self, path: Path) -> None:
         if path in self.saved:
             self.saved.remove(path)
         self.saved.append(path)
         while self.keep_last and len(self.saved) > self.keep_last:
-            self.saved.pop(0).unlink(missing_ok=True)
+            old = self.saved.pop(0)
+            try:
+                old.unlink(missing_ok=True)
+            except OSError as exc:
+                warnings.warn(f"checkpoint: could not delete {shown(old)} ({exc.strerror})", CharseqWarning,
+                              stacklevel=2)
 
     def state_dict(self) -> dict:
-        return {"best": self.best, "saved": [str(p) for p in self.saved]}
+        return {"best": self.best}
 
     def load_state_dict(self, state: dict) -> None:
-        self.best = float(state["best"])
-        self.saved = [Path(p) for p in state["saved"]]
+        try:
+            self.best = float(state["best"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise UsageError(f"checkpoint's saved state is not valid ({exc!r})") from None
+
+
+def _check_template(template: str, names: list[str]) -> None:
+    """Format the template once with stand-in values, so a bad field fails now, not at an
+    epoch's end."""
+    fields = [field for _, field, _, _ in string.Formatter().parse(template) if field is not None]
+    for field in fields:
+        base = field.split(".")[0].split("[")[0]
+        if base not in names:
+            raise UsageError(f"checkpoint path {shown(template)!r} uses {{{field}}}, which this run does not have; "
+                             f"it has {', '.join(names)}")
+    stand_ins = {name: (1 if name in ("epoch", "step") else 1.5) for name in names}
+    try:
+        template.format(**stand_ins)
+    except (KeyError, IndexError, ValueError, AttributeError, TypeError) as exc:
+        raise UsageError(f"checkpoint path template {shown(template)!r} is malformed: {exc}") from None
 
 
 class MetricsLog:
-    """Write one JSON line per evaluation: step, epoch, losses, bpc, lr, chars/s, wall time."""
+    """Write one JSON line per evaluation: step, epoch, losses, bpc, lr, chars/s, wall time.
+
+    A resumed run writes the file anew from the run's history, so it holds each evaluation
+    once. A line that cannot be written is a warning, and training goes on.
+    """
+
+    output_options = {"path": "metrics"}
 
     def __init__(self, path: str):
+        if not str(path).strip():
+            raise UsageError("metrics needs a file: metrics:path=FILE")
         self.path = Path(path)
+        self._file = None
 
     @hookimpl
     def on_train_begin(self, trainer):
-        if trainer.step == 0:
-            self._file = self.path.open("w", encoding="utf-8")
-            return
-        # Resuming: keep the lines up to the checkpoint's step, dropping any a crashed run
-        # wrote after it, and carry on below them.
-        kept = []
-        if self.path.exists():
-            for line in self.path.read_text(encoding="utf-8").splitlines():
-                try:
-                    if json.loads(line)["step"] <= trainer.step:
-                        kept.append(line + "\n")
-                except (ValueError, KeyError, TypeError):
-                    continue
-        self._file = self.path.open("w", encoding="utf-8")
-        self._file.writelines(kept)
+        self._run_id = (trainer.run or {}).get("id")
+        lines = "".join(self._line(entry) for entry in trainer.history)
+        try:
+            atomic_write(self.path, lambda f: f.write(lines.encode("utf-8")), durable=False)
+            self._file = self.path.open("a", encoding="utf-8")
+        except (OSError, SaveError) as exc:
+            self._give_up(exc)
 
     @hookimpl
     def on_evaluation(self, trainer, metrics):
-        record = {key: (None if isinstance(value, float) and not math.isfinite(value) else value)
-                  for key, value in metrics.items()}
-        self._file.write(json.dumps(record) + "\n")
-        self._file.flush()
+        if self._file is None:
+            return
+        try:
+            self._file.write(self._line(metrics))
+            self._file.flush()
+        except OSError as exc:
+            self._give_up(exc)
 
     @hookimpl
-    def on_train_end(self, trainer, metrics):
-        self._file.close()
+    def on_train_end(self, trainer):
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+    def _line(self, metrics: dict) -> str:
+        record = {key: (None if isinstance(value, float) and not math.isfinite(value) else value)
+                  for key, value in metrics.items()}
+        if self._run_id is not None:
+            record = {"run": self._run_id, **record}
+        return json.dumps(record) + "\n"
+
+    def _give_up(self, exc: Exception) -> None:
+        reason = getattr(exc, "strerror", None) or getattr(exc, "reason", None) or str(exc)
+        warnings.warn(f"cannot write metrics to {shown(self.path)} ({reason}); training goes on without them",
+                      CharseqWarning, stacklevel=2)
+        if self._file is not None:
+            try:
+                self._file.close()
+            except OSError:
+                pass
+        self._file = None
 
 
-def _copy(params: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+def _whole(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{value!r} is not a whole number")
+    return value
+
+
+def _copy(params) -> dict[str, np.ndarray]:
     return {name: value.copy() for name, value in params.items()}
 
 

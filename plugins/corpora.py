@@ -52,6 +52,9 @@ def text(arg: str | None = None, encoding: str = "utf-8") -> Corpus:
     return load_text_corpus(name, files, encoding)
 
 
+text.path_arg = True  # ARG is a path: a run records it made absolute, to find it from anywhere
+
+
 @hookimpl
 def register_corpora(register):
     register("alphabet", alphabet)

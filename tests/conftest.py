@@ -66,6 +66,39 @@ def fresh_registry():
     get_registry.cache_clear()
 
 
+def members_of(path: Path) -> dict:
+    """Every member of a checkpoint, as arrays (read without pickle)."""
+    import numpy as np
+
+    with np.load(path, allow_pickle=False) as data:
+        return {name: data[name] for name in data.files}
+
+
+def resign(path: Path, change=None, arrays=None, raw_metadata: bytes | None = None) -> None:
+    """Rewrite a checkpoint as a hostile user could: metadata changed by `change(metadata)`
+    (or replaced by `raw_metadata`), arrays replaced, and the checksum made to match again."""
+    import json
+
+    import numpy as np
+
+    from charseq.checkpoint import _digest
+
+    members = members_of(path)
+    members.pop("checksum", None)
+    metadata = members.pop("metadata").tobytes()
+    if change is not None:
+        decoded = json.loads(metadata)
+        change(decoded)
+        metadata = json.dumps(decoded).encode()
+    if raw_metadata is not None:
+        metadata = raw_metadata
+    members.update(arrays or {})
+    checksum = _digest(members, metadata).encode()
+    with open(path, "wb") as f:
+        np.savez(f, **members, metadata=np.frombuffer(metadata, dtype=np.uint8),
+                 checksum=np.frombuffer(checksum, dtype=np.uint8))
+
+
 def install_fake_distribution(site: Path, package: str, module_source: str, entry_points: str) -> None:
     """Lay out a module and its .dist-info as pip would, so importlib.metadata finds it."""
     module = package.replace("-", "_")

@@ -50,7 +50,7 @@ CASES = [
     ("temperature zero", "generate model.npz --temperature 0", USAGE, "temperature must be a positive number"),
     ("temperature negative", "generate model.npz --temperature -1", USAGE, "temperature must be a positive number"),
     ("temperature NaN", "generate model.npz --temperature nan", USAGE, "temperature must be a positive number"),
-    ("negative length", "generate model.npz --length -1", USAGE, "length must be 0 or more"),
+    ("negative length", "generate model.npz --length -1", USAGE, "Invalid value for '--length'"),
     ("zero samples", "generate model.npz --num-samples 0", USAGE, "num-samples must be at least 1"),
     ("zero hidden size", "train --corpus alphabet --hidden-size 0", USAGE, "hidden-size must be a whole number of at least 1"),
     ("negative window", "train --corpus alphabet --seq-len -3", USAGE, "seq-len must be a whole number of at least 1"),
@@ -61,10 +61,10 @@ CASES = [
     ("batch larger than the windows", "train --corpus alphabet --batch-size 301", USAGE,
      "batch size 301 is larger than the 300 training windows"),
     ("output directory missing", "train --corpus alphabet --out no/such/m.npz", USAGE,
-     "output directory 'no/such' does not exist"),
-    ("output is a directory", "train --corpus alphabet --out empty-dir", USAGE, "'empty-dir' is a directory"),
+     "--out: directory 'no/such' does not exist"),
+    ("output is a directory", "train --corpus alphabet --out empty-dir", USAGE, "--out 'empty-dir' is a directory"),
     ("output on a read-only file system", "train --corpus alphabet --out /proc/m.npz", USAGE,
-     "output directory '/proc' is not writable"),
+     "--out: directory '/proc' is not writable"),
     ("not a checkpoint", "generate bogus.npz", USAGE, "'bogus.npz' is not a charseq checkpoint (not an .npz archive)"),
     ("text as a checkpoint", "eval ok.txt --corpus text:ok.txt", USAGE, "'ok.txt' is not a charseq checkpoint"),
     ("directory as a checkpoint", "generate empty-dir", USAGE, "checkpoint 'empty-dir' is a directory"),
@@ -72,31 +72,49 @@ CASES = [
     ("resume with other settings", "train --resume model.npz --lr 0.5", USAGE,
      "--lr 0.5 differs from the resumed run's 8.0; a resumed run keeps its settings"),
     ("no corpus", "train", USAGE, "missing option --corpus (or --resume CHECKPOINT)"),
-    ("diverging run", "train --corpus alphabet --optimizer sgd --lr 3e38 --clip 0 --warmup 0 --out m.npz", 1,
+    ("diverging run", "train --corpus alphabet --optimizer sgd --lr 3e38 --clip 0 --warmup 0 --out new.npz", 1,
      "training diverged at step 2 (loss is inf); try a lower --lr"),
     ("unknown option", "train --corpus alphabet --learning-rate 3", USAGE,
      "No such option '--learning-rate'. (see 'charseq train --help')"),
     ("option a sampler does not take", "generate model.npz --sampler argmax --temperature 0.5", USAGE,
-     "sampler 'argmax': got an unexpected keyword argument 'temperature'"),
+     "sampler 'argmax' has no option 'temperature'"),
     ("option of the wrong type", "train --corpus alphabet --epochs many", USAGE,
      "Invalid value for '--epochs': 'many' is not a valid integer"),
     ("unknown command", "trian", USAGE, "No such command 'trian'"),
+    ("negative training seed", "train --corpus alphabet --seed -1", USAGE, "seed must be a whole number of at least 0"),
+    ("negative sampling seed", "generate model.npz --seed -1", USAGE, "Invalid value for '--seed'"),
+    ("evaluation windows of nothing", "eval model.npz --corpus alphabet --seq-len 0", USAGE,
+     "Invalid value for '--seq-len'"),
+    ("callback option of the wrong type", "train --corpus alphabet --callback checkpoint:every=abc", USAGE,
+     "every must be a whole number, got 'abc'"),
+    ("empty callback option", "train --corpus alphabet --callback metrics:path=", USAGE, "option 'path' has no value"),
+    ("a codec that is not text", "train --corpus text:ok.txt --encoding base64", USAGE,
+     "'base64' is not a text encoding"),
+    ("plot of a binary file", "plot binary.bin", USAGE, "'binary.bin' is not text: is it a --metrics file?"),
+    ("min-delta without patience", "train --corpus alphabet --min-delta 0.1", USAGE, "go with --patience"),
+    ("drop-callback without resume", "train --corpus alphabet --drop-callback metrics", USAGE, "it needs --resume"),
+    ("new run over a checkpoint", "train --corpus alphabet --out model.npz", USAGE,
+     "holds a checkpoint of another run"),
+    ("resume with fewer epochs", "train --resume model.npz --epochs 10", USAGE,
+     "--epochs 10 is fewer than the 180 the run has done"),
 ]
 
 
 @pytest.mark.parametrize("what,command,code,words", CASES, ids=[case[0] for case in CASES])
 def test_bad_input_gets_one_line_and_an_exit_code(place, what, command, code, words):
+    before = {p.name: p.read_bytes() for p in place.iterdir() if p.is_file()}
     result = run_cli(*command.split(), ok=False)
     assert result.exit_code == code, result.output
     assert result.stderr.count("\n") == 1, result.stderr
     assert words in result.stderr, result.stderr
     assert "Traceback" not in result.output and isinstance(result.exception, SystemExit)
+    assert {p.name: p.read_bytes() for p in place.iterdir() if p.is_file()} == before  # and nothing lost
 
 
 def test_a_diverging_run_leaves_the_last_good_checkpoint_untouched(place):
     before = (place / "model.npz").read_bytes()
     result = run_cli("train", "--corpus", "alphabet", "--optimizer", "sgd", "--lr", "3e38", "--clip", "0",
-                     "--warmup", "0", "--out", "model.npz", ok=False)
+                     "--warmup", "0", "--out", "model.npz", "--force", ok=False)
     assert result.exit_code == 1 and "try a lower --lr" in result.stderr
     assert (place / "model.npz").read_bytes() == before
     assert sorted(p.name for p in place.iterdir() if p.name.startswith(".")) == []  # no temporary files left

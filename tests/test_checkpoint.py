@@ -1,7 +1,14 @@
+"""Checkpoints are data, checked before use: whole, under one checksum (metadata included),
+every field type-checked, member sizes checked before anything is inflated, finite
+weights only; and files from charseq 0.1 still load for generate and eval."""
+
 import io
 import json
 import os
+import subprocess
+import sys
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -9,6 +16,9 @@ import pytest
 import charseq
 from charseq import Checkpoint, UsageError, VanillaRNN, Vocabulary, checkpoint
 from charseq.model import PARAM_NAMES
+from conftest import members_of, resign, run_cli
+
+DATA = Path(__file__).parent / "data"
 
 
 @pytest.fixture
@@ -33,117 +43,96 @@ def test_round_trip_keeps_everything(saved):
 def test_file_is_plain_arrays_readable_without_pickle(saved):
     path, _, _ = saved
     with np.load(path, allow_pickle=False) as data:
-        assert sorted(data.files) == sorted([*PARAM_NAMES, "metadata"])
+        assert sorted(data.files) == sorted([*PARAM_NAMES, "metadata", "checksum"])
         metadata = json.loads(data["metadata"].tobytes())
-    assert metadata["format"] == "charseq-checkpoint" and metadata["format_version"] == checkpoint.FORMAT_VERSION
+    assert metadata["format"] == "charseq-checkpoint" and metadata["format_version"] == checkpoint.FORMAT_VERSION == 3
     assert metadata["vocabulary"] == ["a", "b", "c"]
 
 
-def test_save_leaves_no_temporary_files(saved):
-    path, _, _ = saved
+def test_save_leaves_no_temporary_files_and_honours_the_umask(saved, tmp_path):
+    path, model, vocab = saved
     assert [p.name for p in path.parent.iterdir()] == ["m.npz"]
+    previous = os.umask(0o027)
+    try:
+        checkpoint.save(tmp_path / "u.npz", Checkpoint(model, vocab))
+    finally:
+        os.umask(previous)
+    assert (tmp_path / "u.npz").stat().st_mode & 0o777 == 0o640
+    assert path.stat().st_mode & 0o777 == 0o666 & ~previous
 
 
-def test_failed_write_keeps_the_old_checkpoint(saved, monkeypatch):
+@pytest.mark.parametrize("failure", [OSError(28, "No space left on device"), KeyboardInterrupt()],
+                         ids=["disk full", "ctrl-c"])
+def test_a_failed_write_keeps_the_old_checkpoint(saved, monkeypatch, failure):
     path, model, vocab = saved
     before = path.read_bytes()
 
     def crash(*args, **kwargs):
-        raise OSError("disk full")
+        raise failure
 
     monkeypatch.setattr(os, "fsync", crash)
-    with pytest.raises(OSError, match="disk full"):
+    expected = charseq.SaveError if isinstance(failure, OSError) else KeyboardInterrupt
+    with pytest.raises(expected):
         checkpoint.save(path, Checkpoint(VanillaRNN(3, 4, seed=9), vocab))
     assert path.read_bytes() == before
     assert [p.name for p in path.parent.iterdir()] == ["m.npz"]
 
 
-def test_ctrl_c_while_saving_keeps_the_old_checkpoint(saved, monkeypatch):
-    path, model, vocab = saved
-    before = path.read_bytes()
-
-    def pressed(*args, **kwargs):
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(os, "fsync", pressed)
-    with pytest.raises(KeyboardInterrupt):
-        checkpoint.save(path, Checkpoint(VanillaRNN(3, 4, seed=9), vocab))
-    assert path.read_bytes() == before
-    assert [p.name for p in path.parent.iterdir()] == ["m.npz"]
+def test_save_never_replaces_a_device_or_a_directory(tmp_path, saved):
+    _, model, vocab = saved
+    (tmp_path / "dir.npz").mkdir()
+    for target in (tmp_path / "dir.npz", Path("/dev/null")):
+        with pytest.raises(charseq.SaveError, match="not a regular file"):
+            checkpoint.save(target, Checkpoint(model, vocab))
+    assert Path("/dev/null").is_char_device() and (tmp_path / "dir.npz").is_dir()
 
 
-def _rewrite(path, **changes):
-    """Re-save a checkpoint's members with some replaced (None removes one)."""
-    with np.load(path, allow_pickle=False) as data:
-        arrays = {name: data[name] for name in data.files}
-    for name, value in changes.items():
-        if value is None:
-            arrays.pop(name)
-        else:
-            arrays[name] = value
-    with open(path, "wb") as f:
-        np.savez(f, **arrays)
-
-
-def _metadata_with(path, **fields):
-    with np.load(path) as data:
-        metadata = json.loads(data["metadata"].tobytes())
-    metadata.update(fields)
-    return np.frombuffer(json.dumps(metadata).encode(), dtype=np.uint8)
-
-
-def test_truncated_file_is_refused(saved):
+def test_truncated_text_and_missing_files_are_refused(saved, tmp_path):
     path, _, _ = saved
     path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
-    with pytest.raises(UsageError, match="not a charseq checkpoint"):
-        charseq.load(path)
-
-
-def test_text_file_is_refused(tmp_path):
-    path = tmp_path / "notes.npz"
-    path.write_text("hello")
-    with pytest.raises(UsageError, match="not a charseq checkpoint"):
-        charseq.load(path)
-
-
-def test_missing_file_and_directory_are_refused(tmp_path):
+    notes = tmp_path / "notes.npz"
+    notes.write_text("hello")
+    for bad in (path, notes):
+        with pytest.raises(UsageError, match="not a charseq checkpoint"):
+            charseq.load(bad)
     with pytest.raises(UsageError, match="does not exist"):
         charseq.load(tmp_path / "nope.npz")
     with pytest.raises(UsageError, match="is a directory"):
         charseq.load(tmp_path)
 
 
+def _unsigned(path, **changes):
+    """Re-save a checkpoint's members with some replaced, without fixing the checksum."""
+    arrays = members_of(path)
+    arrays.update(changes)
+    with open(path, "wb") as f:
+        np.savez(f, **arrays)
+
+
 def test_changed_weights_fail_the_checksum(saved):
     path, model, _ = saved
-    _rewrite(path, W=model.params["W"] + 1)
+    _unsigned(path, W=model.params["W"] + 1)
     with pytest.raises(UsageError, match="checksum"):
         charseq.load(path)
 
 
-def test_wrong_shape_or_dtype_is_refused(saved):
-    path, model, _ = saved
-    _rewrite(path, c=model.params["c"].astype(np.float64))
-    with pytest.raises(UsageError, match="c is float64"):
-        charseq.load(path)
+def test_the_metadata_is_under_the_checksum(alphabet_checkpoint, tmp_path):
+    """A swapped vocabulary would load and permute every prediction: it is refused."""
+    path = tmp_path / "swapped.npz"
+    path.write_bytes(alphabet_checkpoint.read_bytes())
+    metadata = json.loads(members_of(path)["metadata"].tobytes())
+    metadata["vocabulary"] = metadata["vocabulary"][::-1]
+    _unsigned(path, metadata=np.frombuffer(json.dumps(metadata).encode(), dtype=np.uint8))
+    result = run_cli("generate", path, "--prime", "ABC", ok=False)
+    assert result.exit_code == 2 and "checksum does not match" in result.stderr
 
 
-def test_missing_array_is_refused(saved):
+def test_newer_and_foreign_formats_are_refused(saved):
     path, _, _ = saved
-    _rewrite(path, V=None)
-    with pytest.raises(UsageError, match="expected"):
-        charseq.load(path)
-
-
-def test_newer_format_asks_for_an_upgrade(saved):
-    path, _, _ = saved
-    _rewrite(path, metadata=_metadata_with(path, format_version=99))
+    resign(path, lambda m: m.update(format_version=99))
     with pytest.raises(UsageError, match="format 99.*upgrade charseq"):
         charseq.load(path)
-
-
-def test_other_format_is_refused(saved):
-    path, _, _ = saved
-    _rewrite(path, metadata=_metadata_with(path, format="something-else"))
+    resign(path, lambda m: m.update(format="something-else", format_version=3))
     with pytest.raises(UsageError, match="wrong format"):
         charseq.load(path)
 
@@ -151,39 +140,24 @@ def test_other_format_is_refused(saved):
 def test_state_arrays_round_trip_under_the_checksum(saved, tmp_path):
     _, model, vocab = saved
     state = {"optimizer.m": np.arange(5, dtype=np.float32), "optimizer.t": np.array([7], dtype=np.int64)}
-    path = checkpoint.save(tmp_path / "s.npz", Checkpoint(model, vocab, training={"step": 7}, arrays=state))
+    path = checkpoint.save(tmp_path / "s.npz", Checkpoint(model, vocab, arrays=state))
     loaded = charseq.load(path)
-    assert loaded.resumable and loaded.training == {"step": 7}
     assert set(loaded.arrays) == set(state)
     assert all(np.array_equal(loaded.arrays[n], state[n]) and loaded.arrays[n].dtype == state[n].dtype for n in state)
-    _rewrite(path, **{"optimizer.m": state["optimizer.m"] + 1})
+    _unsigned(path, **{"optimizer.m": state["optimizer.m"] + 1})
     with pytest.raises(UsageError, match="checksum"):
         charseq.load(path)
 
 
-def test_state_arrays_must_match_the_manifest(saved, tmp_path):
+def test_arrays_must_match_the_manifest(saved, tmp_path):
     _, model, vocab = saved
-    state = {"optimizer.m": np.zeros(5, dtype=np.float32)}
-    path = checkpoint.save(tmp_path / "s.npz", Checkpoint(model, vocab, training={}, arrays=state))
-    _rewrite(path, **{"optimizer.m": np.zeros(6, dtype=np.float32)})
-    with pytest.raises(UsageError, match="manifest"):
+    path = checkpoint.save(tmp_path / "s.npz", Checkpoint(model, vocab, arrays={"optimizer.m": np.zeros(5, np.float32)}))
+    resign(path, arrays={"optimizer.m": np.zeros(6, dtype=np.float32)})
+    with pytest.raises(UsageError, match=r"optimizer.m .*expected float32\[5\]|declares"):
         charseq.load(path)
-    _rewrite(path, **{"optimizer.m": np.zeros(5, dtype=np.float32), "extra": np.zeros(1)})
+    resign(path, arrays={"optimizer.m": np.zeros(5, dtype=np.float32), "extra": np.zeros(1)})
     with pytest.raises(UsageError, match="expected"):
         charseq.load(path)
-
-
-def test_a_version_1_checkpoint_loads_but_cannot_resume(saved):
-    path, model, _ = saved
-    with np.load(path) as data:
-        metadata = json.loads(data["metadata"].tobytes())
-    for key in ("training", "arrays", "corpus_spec", "corpus_options"):
-        metadata.pop(key)
-    metadata["format_version"] = 1
-    _rewrite(path, metadata=np.frombuffer(json.dumps(metadata).encode(), dtype=np.uint8))
-    loaded = charseq.load(path)
-    assert not loaded.resumable
-    assert np.array_equal(loaded.model.params["W"], model.params["W"])
 
 
 class _Detonator:
@@ -208,8 +182,174 @@ def test_pickle_bearing_file_is_refused_and_runs_nothing(saved, tmp_path):
         archive.writestr("metadata.npy", buffer.getvalue())  # a second, pickled metadata member
     evil_alone = tmp_path / "evil.npz"
     with open(evil_alone, "wb") as f:
-        np.savez(f, **{name: evil for name in [*PARAM_NAMES, "metadata"]}, allow_pickle=True)
+        np.savez(f, **{name: evil for name in [*PARAM_NAMES, "metadata", "checksum"]}, allow_pickle=True)
     for candidate in (path, evil_alone):
         with pytest.raises(UsageError):
             charseq.load(candidate)
     assert not marker.exists()
+
+
+# -- hostile metadata with a valid checksum: every field is checked -------------------------
+
+
+def _deep(depth):
+    value = 0
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+def _set(path, value):
+    """A metadata change: set the field at `path` (keys and indexes) to `value`."""
+    def change(metadata):
+        target = metadata
+        for key in path[:-1]:
+            target = target[key]
+        target[path[-1]] = value
+    return change
+
+
+BAD_FIELDS = [
+    ("vocabulary a string", ("vocabulary",), "ABC"),
+    ("vocabulary of numbers", ("vocabulary",), list(range(26))),
+    ("vocabulary with a long symbol", ("vocabulary", 0), "AB"),
+    ("vocabulary with a symbol twice", ("vocabulary", 1), "A"),
+    ("hidden size as text", ("model", "hidden_size"), "64"),
+    ("hidden size negative", ("model", "hidden_size"), -64),
+    ("hidden size absurd", ("model", "hidden_size"), 10**9),
+    ("hidden size a boolean", ("model", "hidden_size"), True),
+    ("unknown dtype", ("model", "dtype"), "float16"),
+    ("unknown model", ("model", "name"), "transformer"),
+    ("format version as text", ("format_version",), "3"),
+    ("corpus a number", ("corpus",), 5),
+    ("progress a list", ("progress",), [1, 2]),
+    ("progress nested", ("progress", "loss"), {"a": 1}),
+    ("run a list", ("run",), []),
+    ("run id a number", ("run", "id"), 7),
+    ("run out relative", ("run", "out"), "m.npz"),
+    ("run setting of the wrong type", ("run", "config", "lr"), "fast"),
+    ("run setting out of range", ("run", "config", "epochs"), 0),
+    ("run setting missing", ("run", "config"), {"lr": 0.1}),
+    ("run callbacks not a list", ("run", "callbacks"), "early-stopping"),
+    ("run callback options nested", ("run", "callbacks"), [{"name": "metrics", "options": {"path": {"a": 1}}}]),
+    ("step negative", ("training", "step"), -1),
+    ("step as text", ("training", "step"), "2700"),
+    ("random state of another generator", ("training", "rng", "bit_generator"), "MT19937"),
+    ("random state too large", ("training", "rng", "state", "state"), 2**200),
+    ("history not a list", ("training", "history"), "none"),
+    ("history entry with text", ("training", "history", 0, "loss"), "low"),
+    ("stop flag as text", ("training", "stop_training"), "yes"),
+    ("wall time negative", ("training", "wall_time"), -5.0),
+    ("callback state nested deep", ("training", "callbacks"), {"x": {"y": _deep(100)}}),
+    ("array manifest of objects", ("arrays",), {"optimizer.x": {"dtype": "object", "shape": [1]}}),
+    ("array manifest with a negative size", ("arrays",), {"optimizer.x": {"dtype": "float32", "shape": [-1]}}),
+]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A resumable alphabet checkpoint of 3 epochs."""
+    out = tmp_path_factory.mktemp("trained") / "a.npz"
+    run_cli("train", "--corpus", "alphabet", "--epochs", 3, "--out", out, "-q", "--sample-length", 0)
+    return out
+
+
+@pytest.mark.parametrize("what,field,value", BAD_FIELDS, ids=[case[0] for case in BAD_FIELDS])
+def test_every_metadata_field_is_checked(trained, tmp_path, what, field, value):
+    path = tmp_path / "bad.npz"
+    path.write_bytes(trained.read_bytes())
+    resign(path, _set(field, value))
+    for command in (["generate", path, "--length", 3], ["eval", path, "--corpus", "alphabet"],
+                    ["train", "--resume", path, "-q"]):
+        result = run_cli(*command, ok=False)
+        assert result.exit_code == 2, (command, result.output)
+        assert result.stderr.count("\n") == 1 and "internal error" not in result.stderr, result.stderr
+        assert "Traceback" not in result.output
+
+
+def test_json_nested_beyond_the_parser_is_one_line(trained, tmp_path):
+    path = tmp_path / "deep.npz"
+    path.write_bytes(trained.read_bytes())
+    resign(path, raw_metadata=b"[" * 200_000 + b"]" * 200_000)
+    result = run_cli("generate", path, ok=False)
+    assert result.exit_code == 2 and "not valid JSON" in result.stderr
+
+
+@pytest.mark.parametrize("name,value", [("W", np.nan), ("b", np.inf), ("optimizer.t", None)])
+def test_weights_that_are_not_finite_are_refused(tmp_path, name, value):
+    out = tmp_path / "a.npz"
+    run_cli("train", "--corpus", "alphabet", "--epochs", 2, "--optimizer", "adam", "--out", out, "-q",
+            "--sample-length", 0)
+    arrays = members_of(out)
+    if value is None:  # an Adam moment instead of a weight
+        name = "optimizer.v"
+        value = np.nan
+    arrays[name] = arrays[name].copy()
+    arrays[name].flat[0] = value
+    resign(out, arrays={name: arrays[name]})
+    for command in (["generate", out], ["eval", out, "--corpus", "alphabet"], ["train", "--resume", out]):
+        result = run_cli(*command, ok=False)
+        assert result.exit_code == 2 and "not finite" in result.stderr and name in result.stderr, result.stderr
+
+
+def _bomb(path: Path, gigabytes: float) -> None:
+    """A checkpoint whose metadata claims H=16384 and whose W member really inflates to
+    16384 x 16384 float32 (1 GiB) of zeros, from about a megabyte."""
+    H = 16384
+    metadata = {"format": "charseq-checkpoint", "format_version": 3, "charseq_version": "0.2.0",
+                "vocabulary": ["a"], "model": {"name": "rnn", "hidden_size": H, "dtype": "float32"},
+                "corpus": None, "config": {}, "run": None, "progress": {}, "training": None, "arrays": {}}
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1) as archive:
+        archive.writestr("metadata.npy", _npy(np.frombuffer(json.dumps(metadata).encode(), np.uint8)))
+        with archive.open("W.npy", "w", force_zip64=True) as member:
+            header = io.BytesIO()
+            np.lib.format.write_array_header_2_0(header, {"descr": "<f4", "fortran_order": False, "shape": (H, H)})
+            member.write(header.getvalue())
+            chunk = bytes(1 << 24)
+            for _ in range(int(gigabytes * (1 << 30)) // len(chunk)):
+                member.write(chunk)
+
+
+def _npy(array):
+    buffer = io.BytesIO()
+    np.save(buffer, array)
+    return buffer.getvalue()
+
+
+def test_a_zip_bomb_is_refused_before_it_is_inflated(tmp_path):
+    bomb = tmp_path / "bomb.npz"
+    _bomb(bomb, 1)
+    assert bomb.stat().st_size < 8 << 20
+    code = ("import resource, charseq\n"
+            "try:\n    charseq.load('bomb.npz')\nexcept charseq.UsageError as e:\n    print(e)\n"
+            "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)")
+    result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    message, peak_kb = result.stdout.splitlines()
+    assert "would inflate to" in message
+    assert int(peak_kb) < 400_000, f"peak RSS {int(peak_kb) // 1024} MB"  # the 1 GiB was never made
+
+
+# -- checkpoints from charseq 0.1 ------------------------------------------------------------
+
+
+def test_a_checkpoint_from_charseq_0_1_still_generates_and_evaluates(tmp_path):
+    """tests/data/alphabet-0.1.0.npz was written by charseq 0.1.0 (checkpoint format 2)."""
+    old = DATA / "alphabet-0.1.0.npz"
+    result = run_cli("generate", old, "--prime", "ABCDEF", "--length", 20, "--sampler", "argmax")
+    assert result.output == "ABCDEFGHIJKLMNOPQRSTUVWXYZ\n"
+    loss = json.loads(run_cli("eval", old, "--corpus", "alphabet", "--json").output)["loss"]
+    assert loss < 0.01
+    text = json.loads(run_cli("eval", DATA / "play-0.1.0.npz", "--corpus", f"text:{DATA / 'play.txt'}",
+                              "--json").output)
+    assert 0 < text["loss"] < 2.5
+
+
+def test_a_checkpoint_from_charseq_0_1_cannot_resume_and_says_why(tmp_path):
+    copy = tmp_path / "old.npz"
+    copy.write_bytes((DATA / "alphabet-0.1.0.npz").read_bytes())
+    result = run_cli("train", "--resume", copy, ok=False)
+    assert result.exit_code == 2 and result.stderr.count("\n") == 1
+    assert "charseq 0.1.0 (checkpoint format 2), which did not record its run" in result.stderr
+    assert "works with generate and eval" in result.stderr
+    assert copy.read_bytes() == (DATA / "alphabet-0.1.0.npz").read_bytes()
+

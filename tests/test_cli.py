@@ -2,7 +2,6 @@
 
 import re
 
-import numpy as np
 import pytest
 
 import charseq
@@ -99,8 +98,13 @@ def test_early_stopping_from_the_command_line(tmp_path):
     out = tmp_path / "m.npz"
     result = run_cli("train", "--corpus", "digits:20", "--epochs", 500, "--patience", 0, "--min-delta", 10,
                      "--out", out)
-    assert charseq.load(out).progress["epoch"] == 2  # nothing improves by 10 nats: stop at epoch 2
-    assert "after 2 epochs" in result.output
+    saved = charseq.load(out)
+    assert saved.progress["epoch"] == 2  # nothing improves by 10 nats: stop at epoch 2
+    weights = saved.progress["weights_epoch"]
+    assert weights == 1  # the best (first) epoch's weights are put back, and the summary says so
+    epoch_1 = [h for h in saved.training["history"] if h["epoch"] == 1][-1]
+    assert f"stopped early at epoch 2 by early-stopping; saved {out} with the weights of epoch 1, " \
+           f"loss {epoch_1['loss']:.4g} nats/char" in result.output
 
 
 def test_checkpoint_every_and_named_callbacks(tmp_path):
@@ -153,7 +157,7 @@ def test_unexpected_errors_are_one_line_and_debug_shows_the_traceback(monkeypatc
     def boom(*args, **kwargs):
         raise RuntimeError("something inside broke")
 
-    monkeypatch.setattr(charseq.checkpoint, "load", boom)
+    monkeypatch.setattr(charseq.generation, "stream", boom)
     result = run_cli("generate", alphabet_checkpoint, ok=False)
     assert result.exit_code == 1
     assert result.output.strip() == (
@@ -300,3 +304,16 @@ def test_resume_a_finished_run_for_more_epochs(alphabet_checkpoint, tmp_path):
     assert "resuming from" in result.stdout and "at step 2,700 (epoch 181" in result.stdout
     assert "epoch 181/190" in result.stdout and "epoch 180/190" not in result.stdout
     assert charseq.load(out).progress["epoch"] == 190
+
+
+def test_every_training_setting_is_a_train_option_with_its_help():
+    """The options are made from TrainConfig's fields: a setting cannot lack one."""
+    from dataclasses import fields
+
+    from charseq import TrainConfig
+
+    text = " ".join(run_cli("train", "--help").output.split())
+    for field in fields(TrainConfig):
+        flag = f"--{field.name.replace('_', '-')}"
+        assert flag in text, flag
+        assert " ".join(field.metadata["help"].split()) in text, flag

@@ -3,7 +3,7 @@ charseq with no change to charseq: listed, and used by train and generate."""
 
 import pytest
 
-from charseq.registry import get_registry
+import charseq
 from conftest import run_cli
 
 pytest.importorskip("charseq_example", reason="pip install ./examples/charseq-example")
@@ -12,9 +12,9 @@ pytest.importorskip("charseq_example", reason="pip install ./examples/charseq-ex
 @pytest.fixture(autouse=True)
 def installed_plugins(monkeypatch):
     monkeypatch.delenv("CHARSEQ_LOAD_PLUGINS")
-    get_registry.cache_clear()
+    charseq.reload_plugins()
     yield
-    get_registry.cache_clear()
+    charseq.reload_plugins()
 
 
 def test_example_package_is_listed_and_used(tmp_path):

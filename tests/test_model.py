@@ -204,3 +204,17 @@ def test_loss_is_finite_for_huge_logits():
     loss, grads, _ = model.loss_and_grads(x, np.array([[2, 2]]))
     assert np.isfinite(loss) and loss > 1e5
     assert all(np.all(np.isfinite(g)) for g in grads.values())
+
+
+def test_no_mapping_method_detaches_a_parameter_from_the_flat_buffer():
+    model = VanillaRNN(5, 4)
+    model.params.update({"b": np.ones(4), "W": np.eye(4)})  # copies into the views
+    model.params.setdefault("c", np.zeros(5))
+    model.flat *= 3.0
+    assert np.all(model.params["b"] == 3.0) and np.array_equal(model.params["W"], 3 * np.eye(4))
+    for remove in (lambda p: p.pop("W"), lambda p: p.popitem(), lambda p: p.clear(), lambda p: p.__delitem__("b")):
+        with pytest.raises(TypeError, match="cannot be removed"):
+            remove(model.params)
+    with pytest.raises(KeyError):
+        model.params["X"] = np.zeros(4)  # not a parameter
+    assert list(model.params) == ["U", "W", "b", "V", "c"]

@@ -61,7 +61,7 @@ def test_wheel_holds_every_plugin_and_data_file_under_charseq(wheel):
     top_level = {name.split("/")[0] for name in names if not name.split("/")[0].endswith(".dist-info")}
     assert top_level == {"charseq"}
     entry_points = next(n for n in names if n.endswith(".dist-info/entry_points.txt"))
-    assert "charseq = charseq.cli:cli" in zipfile.ZipFile(wheel).read(entry_points).decode()
+    assert "charseq = charseq.console:main" in zipfile.ZipFile(wheel).read(entry_points).decode()
 
 
 @needs_source
@@ -82,7 +82,7 @@ def test_editable_install_in_a_fresh_venv_runs_the_alphabet_task(tmp_path):
 
 def test_core_imports_neither_click_nor_tqdm(tmp_path):
     core = ("charseq", "charseq.model", "charseq.trainer", "charseq.vocab", "charseq.checkpoint",
-            "charseq.corpus", "charseq.generate", "charseq.registry", "charseq.hookspecs")
+            "charseq.corpus", "charseq.generation", "charseq.registry", "charseq.hookspecs")
     code = (f"import sys\nfor m in {core!r}: __import__(m)\n"
             "from charseq.registry import load_registry; load_registry()\n"
             "print(sorted(m for m in ('click', 'tqdm') if m in sys.modules))")

@@ -18,8 +18,23 @@ def _python_block(containing: str) -> str:
 
 def test_api_example_generates_the_alphabet(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
-    exec(compile(_python_block("charseq.Trainer("), "README api example", "exec"), {})
+    namespace = {}
+    exec(compile(_python_block("charseq.Run.start("), "README api example", "exec"), namespace)
     assert capsys.readouterr().out == "['GHIJKLMNOPQRSTUVWXYZ']\n"
+    assert namespace["result"].status == "finished" and namespace["resumed"].epoch == 60
+    assert len((tmp_path / "alphabet.jsonl").read_text().splitlines()) == 60  # the metrics log came back
+
+
+def test_api_examples_use_only_public_names():
+    """No README example imports charseq's modules: the API is what `import charseq` gives."""
+    import charseq
+
+    for block in re.findall(r"```python\n(.*?)```", README.read_text(), re.S):
+        if "register_corpora" in block:
+            continue  # the plugin example, which imports what plugins use
+        assert "from charseq" not in block and "import charseq." not in block, block
+        for name in re.findall(r"charseq\.(\w+)", block):
+            assert name in charseq.__all__, name
 
 
 def test_notebook_generation_example(tmp_path, monkeypatch, capsys):

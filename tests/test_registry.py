@@ -1,3 +1,5 @@
+import re
+
 import pytest
 
 from charseq import PluginWarning, UsageError, hookimpl
@@ -85,11 +87,39 @@ def test_parse_spec_refuses_malformed(spec):
         parse_spec(spec)
 
 
-def test_parse_options_reads_types():
+def test_parse_options_leaves_the_types_to_the_factory():
     assert parse_options("patience=3,min-delta=0.5,restore_best_weights=true,monitor=loss") == {
-        "patience": 3, "min_delta": 0.5, "restore_best_weights": True, "monitor": "loss"}
+        "patience": "3", "min_delta": "0.5", "restore_best_weights": "true", "monitor": "loss"}
+    built = load_registry().get("callback", "early-stopping").build(
+        **parse_options("patience=3,min-delta=0.5,restore_best_weights=true,monitor=loss"))
+    assert (built.patience, built.min_delta, built.restore_best_weights, built.monitor) == (3, 0.5, True, "loss")
     with pytest.raises(UsageError, match="key=value"):
         parse_options("patience")
+    with pytest.raises(UsageError, match="'patience' is given twice"):
+        parse_options("patience=1,patience=2")
+    with pytest.raises(UsageError, match="'path' has no value"):
+        parse_options("path=")
+
+
+@pytest.mark.parametrize("kind,name,options,words", [
+    ("callback", "checkpoint", {"every": "abc"}, "callback 'checkpoint': every must be a whole number, got 'abc'"),
+    ("callback", "early-stopping", {"restore_best_weights": "maybe"}, "must be true or false"),
+    ("callback", "early-stopping", {"min_delta": "lots"}, "min_delta must be a number"),
+    ("callback", "early-stopping", {"patience": 2.5}, "patience must be a whole number, got 2.5"),
+    ("sampler", "top-k", {"k": "many"}, "k must be a whole number"),
+    ("callback", "metrics", {"nope": "1"}, "callback 'metrics' has no option 'nope'; its options are path"),
+])
+def test_options_are_converted_and_checked_by_the_factorys_types(kind, name, options, words):
+    with pytest.raises(UsageError, match=re.escape(words)):
+        load_registry().get(kind, name).build(**options)
+
+
+def test_a_text_option_stays_text():
+    """path=2024_01 is a file name, not the number 202401; true is a name, not a boolean."""
+    registry = load_registry()
+    assert registry.get("callback", "checkpoint").convert({"path": "2024_01", "monitor": "true"}) == \
+        {"path": "2024_01", "monitor": "true"}
+    assert registry.get("callback", "early-stopping").convert({"baseline": "none"}) == {"baseline": None}
 
 
 PLUGIN = """

@@ -1,18 +1,23 @@
-"""Resuming is exact: a run stopped anywhere, saved to disk and resumed in a new Trainer
-ends bit for bit where the uninterrupted run ends."""
+"""Resuming is exact: a run stopped anywhere, saved, and resumed from the file alone ends
+bit for bit where the uninterrupted run ends, with the same callbacks, state and outputs."""
 
+import json
+import shutil
 import signal
 
 import numpy as np
 import pytest
 
-from charseq import Corpus, TrainConfig, Trainer, UsageError, VanillaRNN, checkpoint, hookimpl
+import charseq
+from charseq import Corpus, Run, UsageError, hookimpl
 from charseq.model import PARAM_NAMES
 from charseq.optimizers import OPTIMIZERS
-from charseq.plugins.callbacks import EarlyStopping, ModelCheckpoint
+from conftest import run_cli
 
 TEXT = "".join(f"line {i}: the quick brown fox jumps over the lazy dog {i * 7 % 13}.\n" for i in range(60))
 LR = {"sgd": 0.5, "adagrad": 0.1, "rmsprop": 0.01, "adam": 0.01}
+SETTINGS = {"hidden_size": 12, "seq_len": 8, "batch_size": 4, "epochs": 4, "optimizer": "adam", "lr": 0.01,
+            "clip_norm": 5.0, "val_fraction": 0.1, "schedule": "cosine", "warmup": 3, "dropout": 0.2}
 
 
 def _text_corpus():
@@ -23,14 +28,6 @@ def _windows_corpus():
     return Corpus.from_text("cycle", "ABCDEFGHIJ" * 3, random_windows=60)
 
 
-def _trainer(corpus, callbacks=(), **settings):
-    config = TrainConfig(**{"hidden_size": 12, "seq_len": 8, "batch_size": 4, "epochs": 4, "optimizer": "adam",
-                            "lr": 0.01, "clip_norm": 5.0, "val_fraction": 0.1, "schedule": "cosine", "warmup": 3,
-                            "dropout": 0.2, **settings})
-    model = VanillaRNN(len(corpus.vocab), config.hidden_size, seed=config.seed)
-    return Trainer(model, corpus, config, list(callbacks))
-
-
 class InterruptAt:
     """Interrupts the run, as a signal would, once `step` steps are done."""
 
@@ -38,31 +35,38 @@ class InterruptAt:
         self.step = step
 
     @hookimpl
-    def on_step_end(self, trainer, step, loss):
+    def on_step_end(self, trainer, step):
         if step == self.step:
             trainer.interrupted = signal.SIGINT
 
 
-def _resumed(tmp_path, make_corpus, stop_at, settings, callbacks=lambda: ()):
-    """Run until `stop_at` steps, save, load, and finish the run in a fresh trainer."""
-    first = _trainer(make_corpus(), [*callbacks(), InterruptAt(stop_at)], **settings)
-    first.fit()
-    assert first.interrupted is not None and first.step == stop_at
-    path = checkpoint.save(tmp_path / "stopped.npz", first.to_checkpoint())
-    second = _trainer(make_corpus(), callbacks(), **settings)
-    second.restore(checkpoint.load(path))
-    second.fit()
-    return second
+def _whole(tmp_path, make_corpus, settings, callbacks=(), name="whole.npz"):
+    result = Run.start(make_corpus(), out=tmp_path / name, callbacks=callbacks, **{**SETTINGS, **settings}).fit()
+    assert result.status in ("finished", "stopped")
+    return tmp_path / name
 
 
-def _assert_identical(a, b):
+def _resumed(tmp_path, make_corpus, stop_at, settings, callbacks=()):
+    """Run until `stop_at` steps, save, and finish the run from the file in a new Run."""
+    cut = tmp_path / "cut.npz"
+    first = Run.start(make_corpus(), out=cut, callbacks=callbacks, extra_callbacks=[InterruptAt(stop_at)],
+                      **{**SETTINGS, **settings}).fit()
+    assert first.status == "interrupted" and first.step == stop_at and first.exit_code == 130
+    Run.resume(cut, corpus=make_corpus()).fit()
+    return cut
+
+
+def assert_same_run_end(a, b):
+    """Two checkpoints hold the same weights, optimizer state, progress and history."""
+    a, b = charseq.load(a), charseq.load(b)
     for name in PARAM_NAMES:
         assert np.array_equal(a.model.params[name], b.model.params[name]), name
-    for name in a.optimizer.state:
-        assert np.array_equal(a.optimizer.state[name], b.optimizer.state[name]), name
-    assert (a.step, a.epoch) == (b.step, b.epoch)
-    assert [(h["step"], h["loss"], h.get("val_loss")) for h in a.history] == \
-        [(h["step"], h["loss"], h.get("val_loss")) for h in b.history]
+    assert set(a.arrays) == set(b.arrays)
+    for name in a.arrays:
+        assert np.array_equal(a.arrays[name], b.arrays[name]), name
+    assert (a.training["step"], a.training["epoch"]) == (b.training["step"], b.training["epoch"])
+    assert [(h["step"], h["loss"], h.get("val_loss")) for h in a.training["history"]] == \
+        [(h["step"], h["loss"], h.get("val_loss")) for h in b.training["history"]]
 
 
 @pytest.mark.parametrize("make_corpus", [_text_corpus, _windows_corpus], ids=["streams", "random-windows"])
@@ -70,84 +74,184 @@ def _assert_identical(a, b):
 @pytest.mark.parametrize("where", ["epoch-boundary", "mid-epoch"])
 def test_resumed_run_ends_bit_for_bit_equal(tmp_path, optimizer, make_corpus, where):
     settings = {"optimizer": optimizer, "lr": LR[optimizer]}
-    whole = _trainer(make_corpus(), **settings)
-    whole.fit()
-    per_epoch = whole.steps_per_epoch
+    whole = _whole(tmp_path, make_corpus, settings)
+    per_epoch = charseq.load(whole).training["step"] // SETTINGS["epochs"]
     stop_at = 2 * per_epoch if where == "epoch-boundary" else per_epoch + per_epoch // 2
-    _assert_identical(whole, _resumed(tmp_path, make_corpus, stop_at, settings))
+    assert_same_run_end(whole, _resumed(tmp_path, make_corpus, stop_at, settings))
 
 
-def test_an_unresumed_trainer_would_not_be_equal(tmp_path):
-    """The comparison above can fail: starting the second half afresh (new optimizer state
-    and random state) ends elsewhere."""
-    whole = _trainer(_text_corpus())
-    whole.fit()
-    first = _trainer(_text_corpus(), [InterruptAt(whole.steps_per_epoch)])
-    first.fit()
-    second = _trainer(_text_corpus())
-    second.model.params["W"] = first.model.params["W"]  # the weights alone, without the rest of the state
-    second.fit()
-    assert not np.array_equal(whole.model.params["W"], second.model.params["W"])
+def test_the_comparison_can_fail(tmp_path):
+    """Starting the second half afresh (the weights alone, without the rest of the state)
+    ends elsewhere: the equality above is not vacuous."""
+    whole = _whole(tmp_path, _text_corpus, {})
+    cut = tmp_path / "cut.npz"
+    Run.start(_text_corpus(), out=cut, extra_callbacks=[InterruptAt(7)], **SETTINGS).fit()
+    fresh = Run.start(_text_corpus(), out=tmp_path / "fresh.npz", **SETTINGS)
+    fresh.model.params["W"] = charseq.load(cut).model.params["W"]
+    fresh.fit()
+    assert not np.array_equal(charseq.load(whole).model.params["W"], charseq.load(tmp_path / "fresh.npz").model.params["W"])
 
 
-def test_early_stopping_state_carries_over(tmp_path):
+EARLY = ["early-stopping:patience=1,min_delta=0.05,restore_best_weights=true"]
+
+
+@pytest.mark.parametrize("checkpoint_first", [False, True], ids=["stopper-first", "checkpoint-first"])
+def test_resumed_from_any_epoch_file_early_stopping_ends_the_same(tmp_path, checkpoint_first):
+    """With early stopping and a file per epoch, resuming from any of the files (each saved
+    once every callback has seen its epoch, in either order) stops at the same epoch with
+    the same weights."""
     settings = {"epochs": 12, "lr": 0.05}
-    stopper = lambda: [EarlyStopping(patience=1, min_delta=0.5, restore_best_weights=True)]  # noqa: E731
-    whole = _trainer(_text_corpus(), stopper(), **settings)
-    whole.fit()
-    assert whole.epoch < 12  # it did stop early, at the epoch the resumed run must also stop at
-    resumed = _resumed(tmp_path, _text_corpus, whole.steps_per_epoch * 2, settings, stopper)
-    _assert_identical(whole, resumed)
+    template = str(tmp_path / "ck-{epoch:02d}.npz")
+    callbacks = EARLY + [f"checkpoint:path={template}"]
+    whole = _whole(tmp_path, _text_corpus, settings, callbacks[::-1] if checkpoint_first else callbacks)
+    stopped = charseq.load(whole).training
+    assert stopped["stop_training"] and stopped["epoch"] < 12  # it did stop early
+    files = sorted(tmp_path.glob("ck-*.npz"))
+    assert len(files) == stopped["epoch"]
+    for f in files:
+        out = tmp_path / f"from-{f.stem}.npz"
+        result = Run.resume(f, corpus=_text_corpus(), out=out).fit()
+        assert result.status == "stopped" and result.epoch == stopped["epoch"], f.name
+        assert_same_run_end(whole, out)
 
 
-def test_keep_last_checkpoints_survive_a_resume(tmp_path):
-    template = str(tmp_path / "ckpt-{epoch:02d}.npz")
-    saver = lambda: [ModelCheckpoint(template, keep_last=2)]  # noqa: E731
-    _resumed(tmp_path, _text_corpus, 9, {"epochs": 5}, saver)  # stopped in epoch 2, after one save
-    assert sorted(p.name for p in tmp_path.glob("ckpt-*.npz")) == ["ckpt-04.npz", "ckpt-05.npz"]
+class CopyEachSave:
+    """Keeps a copy of what --checkpoint-every wrote at the end of each epoch."""
+
+    def __init__(self, folder):
+        self.folder = folder
+
+    @hookimpl
+    def on_step_end(self, trainer):
+        if trainer.step_in_epoch == 1 and trainer.epoch > 0:
+            shutil.copy(trainer.out, self.folder / f"every-{trainer.epoch:02d}.npz")
+
+    @hookimpl
+    def on_train_end(self, trainer):
+        shutil.copy(trainer.out, self.folder / f"every-{trainer.epoch:02d}.npz")
 
 
-def test_final_checkpoint_extends_with_more_epochs(tmp_path):
-    whole = _trainer(_text_corpus(), epochs=4, schedule="constant")
-    whole.fit()
-    short = _trainer(_text_corpus(), epochs=2, schedule="constant")
-    short.fit()
-    path = checkpoint.save(tmp_path / "short.npz", short.to_checkpoint())
-    longer = _trainer(_text_corpus(), epochs=4, schedule="constant")
-    longer.restore(checkpoint.load(path))
-    longer.fit()
-    _assert_identical(whole, longer)
+def test_resumed_from_any_checkpoint_every_save_early_stopping_ends_the_same(tmp_path):
+    (tmp_path / "copies").mkdir()
+    settings = {"epochs": 12, "lr": 0.05}
+    out = tmp_path / "run.npz"
+    result = Run.start(_text_corpus(), out=out, callbacks=EARLY + ["checkpoint:every=1"],
+                       extra_callbacks=[CopyEachSave(tmp_path / "copies")], **{**SETTINGS, **settings}).fit()
+    assert result.status == "stopped"
+    copies = sorted((tmp_path / "copies").iterdir())
+    assert len(copies) == result.epoch
+    for copy in copies:
+        resumed = Run.resume(copy, corpus=_text_corpus(), out=tmp_path / f"from-{copy.stem}.npz").fit()
+        assert resumed.epoch == result.epoch, copy.name
+        assert_same_run_end(out, tmp_path / f"from-{copy.stem}.npz")
 
 
-def test_resume_refuses_another_corpus(tmp_path):
-    trainer = _trainer(_text_corpus(), epochs=1)
-    trainer.fit()
-    path = checkpoint.save(tmp_path / "m.npz", trainer.to_checkpoint())
-    other = _trainer(Corpus.from_text("fox", TEXT + TEXT[:100]), epochs=2)
-    with pytest.raises(UsageError, match="same text"):
-        other.restore(checkpoint.load(path))
-    different = _trainer(Corpus.from_text("other", TEXT.upper()), epochs=2)
-    with pytest.raises(UsageError, match="vocabulary"):
-        different.restore(checkpoint.load(path))
+def test_a_finished_run_extends_with_more_epochs(tmp_path):
+    whole = _whole(tmp_path, _text_corpus, {"epochs": 4, "schedule": "constant"})
+    short = _whole(tmp_path, _text_corpus, {"epochs": 2, "schedule": "constant"}, name="short.npz")
+    Run.resume(short, corpus=_text_corpus(), epochs=4).fit()
+    assert_same_run_end(whole, short)
 
 
-def test_the_metrics_file_continues_without_repeats(tmp_path):
-    from charseq.plugins.callbacks import MetricsLog
-    import json
-
+def test_the_metrics_file_is_written_anew_without_repeats(tmp_path):
     def steps(path):
         return [json.loads(line)["step"] for line in path.read_text().splitlines()]
 
-    settings = {"eval_every": 5}
-    whole = _trainer(_text_corpus(), [MetricsLog(tmp_path / "whole.jsonl")], **settings)
-    whole.fit()
-    log = lambda: [MetricsLog(tmp_path / "cut.jsonl")]  # noqa: E731
-    first = _trainer(_text_corpus(), [*log(), InterruptAt(12)], **settings)
-    first.fit()
-    path = checkpoint.save(tmp_path / "cut.npz", first.to_checkpoint())
+    settings = {**SETTINGS, "eval_every": 5}
+    Run.start(_text_corpus(), out=tmp_path / "whole.npz", callbacks=[f"metrics:path={tmp_path / 'whole.jsonl'}"],
+              **settings).fit()
+    cut = tmp_path / "cut.npz"
+    Run.start(_text_corpus(), out=cut, callbacks=[f"metrics:path={tmp_path / 'cut.jsonl'}"],
+              extra_callbacks=[InterruptAt(12)], **settings).fit()
     with (tmp_path / "cut.jsonl").open("a") as f:  # a line a crashed run wrote after its last checkpoint
         f.write(json.dumps({"step": 14, "loss": 1.0}) + "\n")
-    second = _trainer(_text_corpus(), log(), **settings)
-    second.restore(checkpoint.load(path))
-    second.fit()
+    Run.resume(cut, corpus=_text_corpus()).fit()  # the metrics callback comes back with the run
     assert steps(tmp_path / "cut.jsonl") == steps(tmp_path / "whole.jsonl")
+
+
+# -- what a resumed run may change ------------------------------------------------------
+
+
+@pytest.fixture
+def cut_run(tmp_path):
+    """A text run on a file, interrupted in its second epoch, with callbacks."""
+    text = tmp_path / "fox.txt"
+    text.write_text(TEXT * 3)
+    cut = tmp_path / "cut.npz"
+    Run.start(f"text:{text}", out=cut, callbacks=["metrics:path=" + str(tmp_path / "m.jsonl")] + EARLY,
+              extra_callbacks=[InterruptAt(60)], **{**SETTINGS, "epochs": 6}).fit()
+    return cut, text
+
+
+@pytest.mark.parametrize("flag,value", [("lr", 0.5), ("hidden_size", 16), ("seed", 3), ("optimizer", "sgd"),
+                                        ("dropout", 0.0), ("seq_len", 16), ("val_fraction", 0.2)])
+def test_changing_a_setting_on_resume_is_refused_naming_what_may_change(cut_run, flag, value):
+    cut, _ = cut_run
+    with pytest.raises(UsageError, match=r"a resumed run keeps its settings \(it may change --epochs \(more\), "
+                                         r"--eval-every, --out, --corpus"):
+        Run.resume(cut, **{flag: value})
+
+
+def test_epochs_may_grow_but_not_below_those_done(cut_run):
+    cut, _ = cut_run
+    saved = charseq.load(cut)
+    with pytest.raises(UsageError, match=r"--epochs 0 is fewer than the 1 the run has done|at least 1"):
+        Run.resume(cut, epochs=0)
+    assert Run.resume(cut, epochs=9).config.epochs == 9
+    assert Run.resume(cut, eval_every=7).config.eval_every == 7
+    assert charseq.load(cut).training == saved.training  # refusing or preparing writes nothing
+
+
+def test_callbacks_come_back_and_can_be_dropped_or_added(cut_run, tmp_path):
+    cut, _ = cut_run
+    assert [e.key for e in Run.resume(cut).trainer.callbacks.entries] == ["metrics", "early-stopping"]
+    dropped = Run.resume(cut, drop_callbacks=["early-stopping"], callbacks=[f"checkpoint:path={tmp_path}/x-{{epoch}}.npz"])
+    assert [e.key for e in dropped.trainer.callbacks.entries] == ["metrics", "checkpoint"]
+    again = Run.resume(cut, callbacks=EARLY)  # the same as the run has: nothing to add
+    assert [e.key for e in again.trainer.callbacks.entries] == ["metrics", "early-stopping"]
+    with pytest.raises(UsageError, match="already has callback 'early-stopping'.*--drop-callback early-stopping"):
+        Run.resume(cut, callbacks=["early-stopping:patience=5"])
+    with pytest.raises(UsageError, match="has no callback 'checkpoint' to drop; it has: metrics, early-stopping"):
+        Run.resume(cut, drop_callbacks=["checkpoint"])
+    replaced = Run.resume(cut, drop_callbacks=["early-stopping"], callbacks=["early-stopping:patience=5"])
+    assert replaced.trainer.callbacks.entries[1].callback.patience == 5
+
+
+def test_a_moved_text_is_found_with_corpus_and_another_text_is_refused(cut_run, tmp_path):
+    cut, text = cut_run
+    moved = tmp_path / "elsewhere" / "renamed.txt"
+    moved.parent.mkdir()
+    text.rename(moved)
+    with pytest.raises(UsageError, match="cannot load the run's corpus .*; if it moved, point at it with --corpus"):
+        Run.resume(cut)
+    run = Run.resume(cut, corpus=f"text:{moved}")
+    assert run.spec.corpus_source == f"text:{moved}"
+    # The same length and the same symbols, in another order: another text.
+    shuffled = tmp_path / "shuffled.txt"
+    shuffled.write_text("".join(sorted(TEXT * 3)))
+    with pytest.raises(UsageError, match="is not the text the run trained on"):
+        Run.resume(cut, corpus=f"text:{shuffled}")
+    # A same-named file in another place, at the recorded path.
+    text.write_text(TEXT * 3 + "!")
+    with pytest.raises(UsageError, match="is not the text the run trained on"):
+        Run.resume(cut)
+
+
+def test_resuming_from_another_directory_uses_the_recorded_files(cut_run, tmp_path, monkeypatch):
+    """The run was started with relative paths; resumed from elsewhere it reads and writes
+    the same files, not same-named ones in the new working directory."""
+    cut, text = cut_run
+    folder = tmp_path / "run"
+    folder.mkdir()
+    monkeypatch.chdir(folder)
+    (folder / "fox.txt").write_text(TEXT * 3)
+    run_cli("train", "--corpus", "text:fox.txt", "--hidden-size", 12, "--seq-len", 8, "--batch-size", 4,
+            "--epochs", 2, "--metrics", "m.jsonl", "--out", "m.npz", "-q", "--sample-length", 0)
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "fox.txt").write_text("a decoy of the same name")
+    monkeypatch.chdir(other)
+    result = run_cli("train", "--resume", folder / "m.npz", "--epochs", 3, "-q", "--sample-length", 0)
+    assert result.exit_code == 0 and sorted(p.name for p in other.iterdir()) == ["fox.txt"]
+    assert charseq.load(folder / "m.npz").training["epoch"] == 3
+    assert len((folder / "m.jsonl").read_text().splitlines()) == 3

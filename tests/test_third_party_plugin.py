@@ -88,7 +88,7 @@ def test_a_plugin_cannot_take_a_built_in_command(plugin_site):
     install_fake_distribution(plugin_site, "throwaway-greedy", GREEDY, "[charseq]\ngreedy = throwaway_greedy\n")
     result = run_cli("--help")  # lists the commands, so it loads the plugins' commands
     assert result.stderr == ("charseq: warning: plugin 'greedy' (package 'throwaway-greedy') registered command "
-                             "'train', which is taken; the first one is kept\n")
+                             "'train', which is a built-in command; its command is left out\n")
     assert "Train a model on a corpus" in result.stdout  # the built-in train
 
 
@@ -139,3 +139,77 @@ def test_one_sample_streams_to_stdout_as_it_is_generated(plugin_site, alphabet_c
 
     # Before picking each character, the ones before it were already on stdout.
     assert throwaway_vowels.Watcher.seen == ["", "ABCD", "ABCDE", "ABCDEF", "ABCDEFG"]
+
+
+def test_in_strict_mode_a_command_taking_a_built_in_name_is_an_error(plugin_site, monkeypatch):
+    install_fake_distribution(plugin_site, "throwaway-greedy", GREEDY, "[charseq]\ngreedy = throwaway_greedy\n")
+    monkeypatch.setenv("CHARSEQ_STRICT_PLUGINS", "1")
+    result = run_cli("plugins", ok=False)
+    assert result.exit_code == 1 and result.stderr.count("\n") == 1
+    assert "registered command 'train', which is a built-in command" in result.stderr
+
+
+TWO_COMMANDS = """
+from charseq import hookimpl
+
+@hookimpl
+def register_commands(cli):
+    @cli.command(name="hello")
+    def hello():
+        '''Say hello.'''
+        print("hello from the first")
+"""
+
+SAME_COMMAND = """
+from charseq import hookimpl
+
+@hookimpl
+def register_commands(cli):
+    @cli.command(name="hello")
+    def hello():
+        '''Say hello too.'''
+        print("hello from the second")
+
+    cli.commands.clear()  # a plugin cannot reach charseq's own commands through `cli`
+"""
+
+
+def test_commands_register_like_every_other_kind(plugin_site):
+    """A second plugin's command of a taken name is refused with a warning naming both, and
+    the `cli` a plugin receives is not charseq's group."""
+    install_fake_distribution(plugin_site, "throwaway-env", TWO_COMMANDS, "[charseq]\nfirst = throwaway_env\n")
+    install_fake_distribution(plugin_site, "throwaway-vowels", SAME_COMMAND, "[charseq]\nsecond = throwaway_vowels\n")
+    result = run_cli("hello")
+    winner = "first" if result.stdout == "hello from the first\n" else "second"  # whichever loaded first
+    assert result.stdout == f"hello from the {winner}\n"
+    assert f"registered command 'hello', already registered by plugin '{winner}'" in result.stderr
+    assert "Train a model" in run_cli("train", "--help").stdout
+    assert f"{winner} (throwaway-" in run_cli("plugins").stdout
+
+
+ORDERED = """
+from charseq import hookimpl
+
+class Say:
+    '''Prints its word at each epoch's end.'''
+    def __init__(self, word="?"):
+        self.word = word
+
+    @hookimpl
+    def on_epoch_end(self, epoch):
+        print(f"{epoch} {self.word}")
+
+@hookimpl
+def register_callbacks(register):
+    register("say", Say)
+"""
+
+
+def test_callbacks_from_the_command_line_run_in_the_order_given(plugin_site, tmp_path):
+    install_fake_distribution(plugin_site, "throwaway-env", ORDERED, "[charseq]\nsay = throwaway_env\n")
+    result = run_cli("train", "--corpus", "digits:20", "--epochs", 2, "--out", tmp_path / "m.npz", "-q",
+                     "--callback", "say:word=third", "--callback", "say:word=first", "--callback", "say:word=second")
+    assert [line for line in result.stdout.splitlines() if line[:1].isdigit()] == [
+        "1 third", "1 first", "1 second", "2 third", "2 first", "2 second"]
+    resumed = run_cli("train", "--resume", tmp_path / "m.npz", "--epochs", 3, "-q")  # the same callbacks come back
+    assert [line for line in resumed.stdout.splitlines() if line[:1].isdigit()] == ["3 third", "3 first", "3 second"]

@@ -234,16 +234,17 @@ def test_text_streams_carry_the_state_and_reset_each_epoch(monkeypatch):
 def test_validation_split_is_the_held_out_end_of_the_text():
     text = "".join(chr(97 + i % 26) for i in range(1000))
     trainer = _trainer(text=text, val_fraction=0.1)
-    assert len(trainer.val_ids) == 100 and len(trainer.train_ids) == 900
-    assert np.array_equal(np.concatenate([trainer.train_ids, trainer.val_ids]), trainer.corpus.ids)
+    train_ids = trainer.batches.train_ids
+    assert len(trainer.val_ids) == 100 and len(train_ids) == 900
+    assert np.array_equal(np.concatenate([train_ids, trainer.val_ids]), trainer.corpus.ids)
     # training never reads past its part: the last target of an epoch lies inside train_ids
-    assert trainer.steps_per_epoch * trainer.config.seq_len * trainer.config.batch_size < len(trainer.train_ids)
+    assert trainer.steps_per_epoch * trainer.config.seq_len * trainer.config.batch_size < len(train_ids)
 
 
 def test_the_held_out_part_is_capped():
     text = "".join(chr(97 + i % 26) for i in range(1000))
     trainer = _trainer(text=text, val_fraction=0.1, max_val_chars=40)
-    assert len(trainer.val_ids) == 40 and len(trainer.train_ids) == 960
+    assert len(trainer.val_ids) == 40 and len(trainer.batches.train_ids) == 960
     assert np.array_equal(trainer.val_ids, trainer.corpus.ids[-40:])
 
 
@@ -311,3 +312,66 @@ def test_evaluation_every_n_steps_and_at_each_epoch_end():
     expected = sorted(set(list(range(4, 2 * per_epoch + 1, 4)) + [per_epoch, 2 * per_epoch]))
     assert seen.steps == expected
     assert [h["step"] for h in trainer.history] == expected
+
+
+class Named:
+    """Writes its name and the hook into a shared log."""
+
+    def __init__(self, name, log, stop_at_epoch=None):
+        self.name, self.log, self.stop_at_epoch = name, log, stop_at_epoch
+
+    @hookimpl
+    def on_train_begin(self, trainer):
+        self.log.append((self.name, "begin"))
+
+    @hookimpl
+    def on_step_end(self, step):
+        self.log.append((self.name, "step"))
+
+    @hookimpl
+    def on_evaluation(self, metrics):
+        self.log.append((self.name, "evaluation"))
+
+    @hookimpl
+    def on_epoch_end(self, trainer, epoch):
+        self.log.append((self.name, "epoch"))
+        if epoch == self.stop_at_epoch:
+            trainer.stop_training = True
+
+    @hookimpl
+    def on_train_end(self):
+        self.log.append((self.name, "end"))
+
+
+def test_callbacks_run_in_the_order_given_for_every_hook():
+    """Keras's order, where pluggy would call the last registered first."""
+    log = []
+    _trainer([Named("a", log), Named("b", log), Named("c", log)], epochs=2).fit()
+    for hook in ("begin", "step", "evaluation", "epoch", "end"):
+        names = [name for name, seen in log if seen == hook]
+        assert names == ["a", "b", "c"] * (len(names) // 3) and names, hook
+
+
+def test_the_callback_that_stopped_training_is_known():
+    log = []
+    trainer = _trainer([Named("a", log), Named("b", log, stop_at_epoch=2)], epochs=5)
+    trainer.fit()
+    assert trainer.epoch == 2 and trainer.stop_training and trainer.stopped_by == "Named-2"
+
+
+def test_a_hook_method_with_an_unknown_argument_or_name_is_refused():
+    class TypoArgument:
+        @hookimpl
+        def on_epoch_end(self, trainer, epoch, logs):
+            pass
+
+    class TypoName:
+        @hookimpl
+        def on_epoch_ends(self, trainer):
+            pass
+
+    with pytest.raises(UsageError, match=r"on_epoch_end\(\) takes trainer, epoch, logs; it may take any of trainer, "
+                                         r"epoch, metrics"):
+        _trainer([TypoArgument()])
+    with pytest.raises(UsageError, match=r"on_epoch_ends\(\) is marked @hookimpl but is not a callback hook"):
+        _trainer([TypoName()])

@@ -1,8 +1,10 @@
-import numpy as np
+import re
+
 import pytest
 
 import charseq
-from charseq import Corpus, TrainConfig, Trainer, UsageError, VanillaRNN, hookimpl
+from charseq import Corpus, TrainConfig, Trainer, VanillaRNN, hookimpl
+from charseq.callbacks import CallbackError
 from charseq.plugins.callbacks import EarlyStopping, ModelCheckpoint
 
 
@@ -63,9 +65,10 @@ def test_mode_max_and_baseline():
     assert _run([1, 2, 3, 4, 3.5, 3.6], EarlyStopping(mode="max", patience=2, baseline=10)).epoch == 5
 
 
-def test_unknown_monitor_is_a_usage_error():
-    with pytest.raises(UsageError, match="cannot monitor 'val_loss'"):
+def test_unknown_monitor_is_a_usage_error_before_the_first_step():
+    with pytest.raises(CallbackError, match="cannot monitor 'val_loss'") as raised:
         _run([1, 2], EarlyStopping(monitor="val_loss"))
+    assert raised.value.exit_code == 2 and raised.value.hook == "on_train_begin"
 
 
 def test_checkpoint_template_every_n_epochs(tmp_path):
@@ -93,6 +96,11 @@ def test_keep_last_deletes_all_but_the_newest_files_it_saved(tmp_path):
     assert (tmp_path / "one.npz").exists() and fixed.saved == [tmp_path / "one.npz"]
 
 
-def test_malformed_template_is_refused_before_training(tmp_path):
-    with pytest.raises(UsageError, match="template"):
-        ModelCheckpoint(str(tmp_path / "ckpt-{nonsense}.npz"))
+@pytest.mark.parametrize("template,words", [("ckpt-{nonsense}.npz", "uses {nonsense}, which this run does not have"),
+                                            ("ckpt-{val_loss}.npz", "uses {val_loss}"),
+                                            ("ckpt-{loss:03d}.npz", "malformed"),
+                                            ("ckpt-{epoch.real.x}.npz", "malformed")])
+def test_malformed_template_is_refused_before_training(tmp_path, template, words):
+    with pytest.raises(CallbackError, match=re.escape(words)) as raised:
+        _run([1, 2], ModelCheckpoint(str(tmp_path / template)))
+    assert raised.value.hook == "on_train_begin" and list(tmp_path.iterdir()) == []

@@ -1,3 +1,6 @@
+import os
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -153,3 +156,72 @@ def test_more_than_256_symbols_widen_the_ids(tmp_path):
     path.write_text(content, encoding="utf-8")
     corpus = text(str(path))
     assert corpus.ids.dtype == np.int32 and corpus.vocab.decode(corpus.ids) == content
+
+
+def test_a_changed_file_is_noticed_even_with_its_size_and_time_kept(tmp_path, monkeypatch):
+    """The quick index is keyed by the change time too, which no user can set back."""
+    monkeypatch.setenv("CHARSEQ_CACHE", str(tmp_path / "cache"))
+    path = tmp_path / "t.txt"
+    path.write_text("abcdefgh" * 50)
+    first = text(str(path))
+    stamp = path.stat()
+    path.write_text("hgfedcba" * 50)  # same size
+    os.utime(path, ns=(stamp.st_atime_ns, stamp.st_mtime_ns))  # same modification time
+    assert path.stat().st_size == stamp.st_size and path.stat().st_mtime_ns == stamp.st_mtime_ns
+    second = text(str(path))
+    assert second.vocab.decode(second.ids[:8]) == "hgfedcba" and second.fingerprint != first.fingerprint
+
+
+def test_a_file_reached_twice_is_read_once(tmp_path):
+    folder = tmp_path / "texts"
+    (folder / "sub").mkdir(parents=True)
+    (folder / "sub" / "a.txt").write_text("alpha ")
+    (folder / "sub" / "b.txt").symlink_to(folder / "sub" / "a.txt")  # the same file again
+    (folder / "sub" / "loop").symlink_to(folder)  # a ** loop back to the top
+    for spec in (str(folder), str(folder / "**" / "*.txt")):
+        corpus = text(spec)
+        assert corpus.vocab.decode(corpus.ids) == "alpha ", spec
+
+
+def test_a_path_that_exists_is_taken_literally_even_with_glob_characters(tmp_path):
+    (tmp_path / "notes[1].txt").write_text("literal")
+    (tmp_path / "notes1.txt").write_text("the glob would pick me")
+    corpus = text(str(tmp_path / "notes[1].txt"))
+    assert corpus.vocab.decode(corpus.ids) == "literal"
+
+
+@pytest.mark.parametrize("encoding", ["base64", "rot13", "zlib"])
+def test_a_codec_that_is_not_a_text_encoding_is_refused(tmp_path, encoding):
+    path = tmp_path / "t.txt"
+    path.write_text("hello")
+    with pytest.raises(UsageError, match=f"'{encoding}' is not a text encoding"):
+        text(str(path), encoding=encoding)
+
+
+def test_an_unusable_cache_is_named(tmp_path, monkeypatch):
+    path = tmp_path / "t.txt"
+    path.write_text("hello world")
+    (tmp_path / "a-file").write_text("")
+    for bad, words in ((tmp_path / "a-file", "it is not a directory"), (Path("/proc/cache"), "")):
+        monkeypatch.setenv("CHARSEQ_CACHE", str(bad))
+        with pytest.raises(UsageError, match=f"CHARSEQ_CACHE='{bad}' cannot hold charseq's cache.*{words}"):
+            text(str(path))
+
+
+def test_an_unusable_default_cache_falls_back_with_a_warning(tmp_path, monkeypatch):
+    from charseq import CharseqWarning
+
+    path = tmp_path / "t.txt"
+    path.write_text("hello world")
+    monkeypatch.delenv("CHARSEQ_CACHE")
+    monkeypatch.setenv("XDG_CACHE_HOME", "/proc/no-cache-here")
+    monkeypatch.setattr("tempfile.tempdir", str(tmp_path))
+    with pytest.warns(CharseqWarning, match="cannot be used .*using .*charseq-cache-"):
+        corpus = text(str(path))
+    assert corpus.vocab.decode(corpus.ids) == "hello world"
+
+
+def test_a_pipe_is_refused_with_what_to_do(tmp_path):
+    os.mkfifo(tmp_path / "fifo")
+    with pytest.raises(UsageError, match="is a pipe, not a file; save the text to a file first"):
+        text(str(tmp_path / "fifo"))

@@ -30,6 +30,10 @@ class LeastLikely:
 class LossLog:
     """Append each epoch's loss to a CSV file: path=FILE."""
 
+    # The option that names a file this callback writes: charseq makes it absolute when the
+    # run is recorded (a resumed run writes the same file) and checks it before training.
+    output_options = ["path"]
+
     def __init__(self, path: str = "loss.csv"):
         self.path = Path(path)
 

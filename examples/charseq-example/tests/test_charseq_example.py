@@ -6,15 +6,15 @@ import pytest
 from click.testing import CliRunner
 
 from charseq.cli import cli
-from charseq.registry import get_registry
+import charseq
 
 
 @pytest.fixture(autouse=True)
 def only_this_plugin(monkeypatch):
     monkeypatch.setenv("CHARSEQ_LOAD_PLUGINS", "charseq-example")
-    get_registry.cache_clear()
+    charseq.reload_plugins()
     yield
-    get_registry.cache_clear()
+    charseq.reload_plugins()
 
 
 def run(*args):

@@ -6,7 +6,7 @@ from collections.abc import Callable, Iterator
 
 import numpy as np
 
-from charseq.errors import UsageError
+from charseq.errors import CharseqError, UsageError
 from charseq.model import VanillaRNN
 from charseq.vocab import Vocabulary
 
@@ -80,12 +80,30 @@ def _sample_ids(model, vocab, prime, length, sampler, rng, num_samples, repetiti
     step = model.stepper(num_samples)
     logits = step.feed(np.broadcast_to(prime_ids, (num_samples, len(prime_ids))))  # (N, V)
     for t in range(length):
-        ids = sampler(logits if penalty is None else penalty.apply(logits), rng)
+        ids = checked_ids(sampler(logits if penalty is None else penalty.apply(logits), rng), num_samples, len(vocab))
         yield ids
         if penalty is not None:
             penalty.add(ids)
         if t + 1 < length:
             logits = step(ids)
+
+
+class SamplerError(CharseqError):
+    """A sampler returned something other than one valid id per sample."""
+
+
+def checked_ids(ids: object, batch: int, vocab_size: int) -> np.ndarray:
+    """A sampler's output, refused unless it is `batch` integer ids in 0..vocab_size-1."""
+    array = np.asarray(ids)
+    if array.shape != (batch,):
+        raise SamplerError(f"the sampler returned an array of shape {array.shape}; it must return one id per "
+                           f"sample, shape ({batch},)")
+    if array.dtype.kind not in "iu":
+        raise SamplerError(f"the sampler returned {array.dtype} values; it must return integer ids")
+    if batch and (array.min() < 0 or array.max() >= vocab_size):
+        raise SamplerError(f"the sampler returned id {int(array.min() if array.min() < 0 else array.max())}; ids lie "
+                           f"in 0..{vocab_size - 1}")
+    return array
 
 
 def _check(prime: str, length: int, num_samples: int) -> None:

@@ -1,0 +1,115 @@
+"""Writing files so that a crash never leaves half of one, and telling what a path is."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import stat
+from collections.abc import Callable
+from pathlib import Path
+from typing import BinaryIO
+
+from charseq.errors import SaveError
+
+
+def first_line(exc: BaseException) -> str:
+    """An exception's message, first line only, for one-line errors."""
+    return str(exc).split("\n", 1)[0]
+
+
+def atomic_write(path: Path, write: Callable[[BinaryIO], None], durable: bool = True) -> Path:
+    """Write a file whole or not at all: into a new temporary file beside `path`, synced,
+    then renamed over it. The file gets the permissions of any new file (the umask's).
+
+    An OSError becomes a SaveError naming the path and the reason; `path` still holds
+    whatever it held before.
+    """
+    path = Path(path)
+    name = shown(path)
+    directory = path.parent if str(path.parent) else Path(".")
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        mode = None
+    except OSError as exc:
+        raise SaveError(name, exc.strerror or str(exc), exc) from None
+    if mode is not None and not (stat.S_ISREG(mode) or stat.S_ISLNK(mode)):
+        raise SaveError(name, "it is not a regular file")  # never replace a device node or a directory
+    try:
+        fd, temp = _new_file(directory, path.name)
+    except OSError as exc:
+        raise SaveError(name, exc.strerror or str(exc), exc) from None
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            if durable:
+                os.fsync(f.fileno())
+        os.replace(temp, path)
+    except OSError as exc:
+        Path(temp).unlink(missing_ok=True)
+        raise SaveError(name, exc.strerror or str(exc), exc) from None
+    except BaseException:
+        Path(temp).unlink(missing_ok=True)
+        raise
+    if durable:
+        _fsync_directory(directory)
+    return path
+
+
+def _new_file(directory: Path, name: str) -> tuple[int, str]:
+    """A new hidden file `.NAME.XXXXXXXX.tmp` in `directory`, created with mode 0666 so that
+    the umask decides its permissions (mkstemp's are always 0600)."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+    for _ in range(100):
+        temp = str(directory / f".{name}.{secrets.token_hex(4)}.tmp")
+        try:
+            return os.open(temp, flags, 0o666), temp
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"no free temporary name in {directory}")
+
+
+def _fsync_directory(directory: Path) -> None:
+    """Make the rename itself durable; not every platform can open a directory."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def kind_of(path: Path) -> str | None:
+    """None for a regular file or a missing path; otherwise what it is, for messages."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        return f"unreadable ({exc.strerror})"
+    if stat.S_ISREG(mode):
+        return None
+    if stat.S_ISDIR(mode):
+        return "a directory"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    if stat.S_ISFIFO(mode):
+        return "a pipe"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    return "not a regular file"
+
+
+def shown(path: str | os.PathLike) -> str:
+    """A path for messages: relative to the working directory when it lies below it."""
+    text = os.fspath(path)
+    try:
+        relative = os.path.relpath(text)
+    except ValueError:  # another drive
+        return text
+    return relative if not relative.startswith(os.pardir) else text

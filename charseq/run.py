@@ -1,0 +1,514 @@
+"""A training run: one description, one object, driven alike by the CLI and the Python API.
+
+``RunSpec`` describes a run completely: the corpus (as asked for, as found again from any
+directory, and a fingerprint of its content), the model, the settings, the callbacks in
+order with their options, and where the checkpoint goes. Every checkpoint a run writes
+carries it, under the checksum, so ``Run.resume(path)`` rebuilds the same run: the same
+callbacks, the same outputs, the same data, exactly where it stopped.
+
+``Run`` owns what can go wrong around training: outputs are checked before the first step
+(outputs.py); Ctrl-C saves and returns; a callback that raises gets the run saved first;
+a save that fails keeps the last file whole and saves the run somewhere that works.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from charseq import checkpoint as checkpoints
+from charseq import outputs, schema
+from charseq.callbacks import CallbackError, CallbackList
+from charseq.config import TrainConfig
+from charseq.corpus import Corpus
+from charseq.errors import CharseqError, SaveError, UsageError
+from charseq.files import shown
+from charseq.interrupt import Aborted, exit_code, stop_on_signals
+from charseq.model import VanillaRNN
+from charseq.registry import get_corpus, get_registry, parse_options, parse_spec
+from charseq.trainer import Trainer
+
+# What a resumed run may change: anything else would make it another run. --epochs may
+# lengthen it (never below the epochs done), --eval-every only moves evaluations; --out
+# and --corpus (a moved file with the same content) say where things are; callbacks are
+# added and dropped with their own options.
+RESUME_MAY_CHANGE = ("epochs", "eval_every")
+MAY_CHANGE_TEXT = ("--epochs (more), --eval-every, --out, --corpus (the same text, moved) and the callbacks "
+                   "(--callback adds one, --drop-callback NAME drops one)")
+
+
+@dataclass(frozen=True)
+class CallbackRef:
+    """A registered callback chosen for a run, by name, with the options it is built with."""
+
+    name: str
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "options": dict(self.options)}
+
+
+@dataclass
+class RunSpec:
+    """Everything that makes a run the run it is; JSON-serialisable (``to_dict``)."""
+
+    corpus: str  # NAME[:ARG] as it was asked for
+    config: TrainConfig
+    out: str  # the checkpoint, an absolute path
+    callbacks: list[CallbackRef] = field(default_factory=list)
+    corpus_source: str | None = None  # NAME[:ARG] that finds it from any directory; None: give it again
+    corpus_options: dict[str, Any] = field(default_factory=dict)
+    fingerprint: str = ""  # of the corpus's content: a resumed run refuses any other text
+    characters: int = 0
+    model: dict[str, Any] = field(default_factory=lambda: {"name": "rnn"})
+    id: str = field(default_factory=lambda: uuid.uuid4().hex)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "corpus": self.corpus, "corpus_source": self.corpus_source,
+                "corpus_options": dict(self.corpus_options), "fingerprint": self.fingerprint,
+                "characters": self.characters, "model": dict(self.model), "config": self.config.to_dict(),
+                "callbacks": [ref.to_dict() for ref in self.callbacks], "out": self.out}
+
+    @classmethod
+    def from_dict(cls, data: Any) -> RunSpec:
+        """From `to_dict()`'s output, read from a file: every field is checked."""
+        try:
+            _RUN(data, "run")
+            if not os.path.isabs(data["out"]):
+                raise schema.Invalid(f"run.out must be an absolute path, got {data['out']!r}")
+        except schema.Invalid as exc:
+            raise UsageError(str(exc)) from None
+        return cls(corpus=data["corpus"], config=TrainConfig.from_dict(data["config"]), out=data["out"],
+                   callbacks=[CallbackRef(c["name"], dict(c["options"])) for c in data["callbacks"]],
+                   corpus_source=data["corpus_source"], corpus_options=dict(data["corpus_options"]),
+                   fingerprint=data["fingerprint"], characters=data["characters"], model=dict(data["model"]),
+                   id=data["id"])
+
+
+@dataclass
+class RunResult:
+    """How fit() ended: ``status`` is "finished", "stopped" (a callback ended it early),
+    "interrupted" (Ctrl-C or SIGTERM: saved, resumable) or "complete" (a resumed run that
+    had nothing left to do; nothing written)."""
+
+    status: str
+    epoch: int
+    step: int
+    metrics: dict[str, Any]  # of the weights saved
+    saved: Path | None
+    message: str  # what to tell the user, one line
+    exit_code: int = 0
+    stopped_by: str | None = None
+
+
+class RunFailed(CharseqError):
+    """Training stopped on an error; the message says whether and where the run was saved."""
+
+    def __init__(self, message: str, exit_code: int = 1, saved: Path | None = None):
+        super().__init__(message)
+        self.exit_code, self.saved = exit_code, saved
+
+
+class Run:
+    """One training run, ready to fit: built from a RunSpec, everything checked.
+
+    Use ``Run.start(...)`` for a new run and ``Run.resume(path, ...)`` to continue one.
+    ``extra_callbacks`` are objects that take part but are not recorded (a progress bar);
+    a resumed run does not have them unless they are given again.
+    """
+
+    def __init__(self, spec: RunSpec, corpus: Corpus, *, force: bool = False, extra_callbacks: Iterable[object] = (),
+                 resume_from: checkpoints.Checkpoint | None = None, resumed_path: Path | None = None):
+        self.spec, self.corpus, self.force = spec, corpus, force
+        self.resumed_path = resumed_path
+        config = spec.config
+        self.model = VanillaRNN(len(corpus.vocab), config.hidden_size, seed=config.seed)
+        registry = get_registry()
+        callbacks = CallbackList()
+        self._keys: dict[str, CallbackRef] = {}
+        self._outputs = [outputs.Output(spec.out, "--out", outputs.CHECKPOINT)]
+        for ref in spec.callbacks:
+            registered = registry.get("callback", ref.name)
+            label = f"callback {ref.name!r} of {registry.describe(registered.plugin)}"
+            entry = callbacks.add(registered.build(**ref.options), name=ref.name, label=label)
+            self._keys[entry.key] = ref
+            for option, kind in _output_options(registered.factory).items():
+                if ref.options.get(option) is not None:
+                    self._outputs.append(outputs.Output(str(ref.options[option]),
+                                                        f"callback {ref.name!r} option {option}", kind))
+        for callback in extra_callbacks:
+            callbacks.add(callback)
+        self.trainer = Trainer(self.model, corpus, config, callbacks)
+        self.trainer.run, self.trainer.out, self.trainer.saver = spec.to_dict(), Path(spec.out), self._save
+        self._written: set[Path] = set()  # files this process saved: its own, whatever they say
+        self._resumed = resume_from
+        if resume_from is not None:
+            self.trainer.restore(resume_from)
+        outputs.check_outputs(self._outputs, spec.id, [Path(f) for f in corpus.files], resumed_path, force)
+
+    # -- making one ----------------------------------------------------------------------
+
+    @classmethod
+    def start(cls, corpus: str | Corpus, *, out: str | os.PathLike | None = None,
+              callbacks: Sequence[str | CallbackRef | tuple[str, dict[str, Any]]] = (),
+              corpus_options: dict[str, Any] | None = None, force: bool = False,
+              extra_callbacks: Iterable[object] = (), **settings: Any) -> Run:
+        """A new run on `corpus` (``NAME[:ARG]``, or a Corpus) with `settings` (TrainConfig
+        fields; the corpus's suggestions and the defaults fill the rest). `callbacks` are
+        registered callbacks: ``"early-stopping:patience=3"`` or ``("checkpoint", {"every": 5})``.
+        An existing file at `out` (default ``CORPUS.npz``) is refused unless `force`."""
+        corpus_options = dict(corpus_options or {})
+        if isinstance(corpus, Corpus):
+            loaded, spec_text, source = corpus, corpus.spec or corpus.name, corpus.source
+        else:
+            loaded = get_corpus(corpus, **corpus_options)
+            spec_text, source = corpus, loaded.source
+        config = TrainConfig.for_corpus(loaded, **settings)
+        spec = RunSpec(corpus=spec_text, config=config, out=_absolute(out or f"{loaded.name}.npz"),
+                       callbacks=[_ref(c) for c in callbacks], corpus_source=source,
+                       corpus_options=corpus_options, fingerprint=loaded.fingerprint, characters=len(loaded))
+        return cls(spec, loaded, force=force, extra_callbacks=extra_callbacks)
+
+    @classmethod
+    def resume(cls, path: str | os.PathLike, *, out: str | os.PathLike | None = None, corpus: str | Corpus | None = None,
+               corpus_options: dict[str, Any] | None = None,
+               callbacks: Sequence[str | CallbackRef | tuple[str, dict[str, Any]]] = (),
+               drop_callbacks: Sequence[str] = (), force: bool = False, extra_callbacks: Iterable[object] = (),
+               **settings: Any) -> Run:
+        """Continue the run a checkpoint was saved from, exactly. Only `epochs` (not below the
+        epochs done), `eval_every`, `out`, `corpus` (the same text, moved) and the callbacks
+        may change: `drop_callbacks` names callbacks to leave out, `callbacks` adds some (one
+        identical to a callback the run has is already there)."""
+        path = Path(path)
+        saved = checkpoints.load(path)
+        if saved.format_version < 3:
+            raise UsageError(f"{str(path)!r} was written by charseq {saved.charseq_version or '0.1'} (checkpoint format "
+                             f"{saved.format_version}), which did not record its run, so it cannot be resumed; it still "
+                             "works with generate and eval; start a new run to train further")
+        if not saved.resumable:
+            raise UsageError(f"{str(path)!r} holds no run to resume (it was saved without one); it works with "
+                             "generate and eval")
+        spec = RunSpec.from_dict(saved.run)
+        config = _resumed_config(spec.config, settings, saved.training["epoch"])
+        corpus_options = dict(corpus_options or {})
+        loaded = _resumed_corpus(spec, corpus, corpus_options)
+        refs, dropped = _resumed_callbacks(spec.callbacks, [_ref(c) for c in callbacks], drop_callbacks)
+        if dropped:  # a dropped callback's state goes with it, and so does its request to stop
+            saved.training = dict(saved.training)
+            saved.training["callbacks"] = {k: v for k, v in saved.training["callbacks"].items() if k not in dropped}
+            saved.arrays = {n: a for n, a in saved.arrays.items()
+                            if not any(n.startswith(f"callback.{key}.") for key in dropped)}
+            if saved.training["stopped_by"] in dropped:
+                saved.training["stop_training"], saved.training["stopped_by"] = False, None
+        spec = replace(spec, config=config, callbacks=refs, out=_absolute(out) if out is not None else spec.out,
+                       corpus=loaded.spec or spec.corpus if corpus is not None else spec.corpus,
+                       corpus_source=loaded.source if corpus is not None else spec.corpus_source,
+                       corpus_options={**spec.corpus_options, **corpus_options})
+        return cls(spec, loaded, force=force, extra_callbacks=extra_callbacks, resume_from=saved, resumed_path=path)
+
+    # -- training ------------------------------------------------------------------------
+
+    @property
+    def config(self) -> TrainConfig:
+        return self.spec.config
+
+    @property
+    def out(self) -> Path:
+        return Path(self.spec.out)
+
+    @property
+    def complete(self) -> bool:
+        """A resumed run that has nothing left to do: it ended, and neither more epochs nor a
+        dropped stopping callback give it more."""
+        trainer = self.trainer
+        return self._resumed is not None and trainer.ended and (trainer.epoch >= self.config.epochs
+                                                                or trainer.stop_training)
+
+    def fit(self) -> RunResult:
+        """Train to the end and save `out`. Ctrl-C or SIGTERM (in the main thread) stops at the
+        next step, saves, and returns status "interrupted"; a second one raises Aborted.
+        A callback that raises gets the run saved first (RunFailed says where)."""
+        trainer = self.trainer
+        if self.complete:
+            return self._complete()
+        first_step = trainer.step
+        try:
+            with stop_on_signals(trainer):
+                try:
+                    trainer.fit()
+                except CallbackError as exc:
+                    self._fail_after_callback(exc, first_step)
+                except SaveError as exc:
+                    self._fail_after_save_error(exc)
+                interrupted = trainer.interrupted  # a signal during the save below ends nothing early
+                saved = self._save_at_end()
+        except Aborted as exc:
+            kept = f"; {shown(self.spec.out)} keeps its last whole checkpoint" if self.out.exists() else ", without saving"
+            raise Aborted(exc.signum, f"aborted at step {trainer.step:,}{kept}") from None
+        return self._result(interrupted, saved)
+
+    def _save(self, path: Path) -> Path:
+        """Save the run to `path` (the trainer's saver): a file that is there is replaced only
+        when it is one this process wrote, the run's own, or `force` allows it."""
+        path = Path(path)
+        if path not in self._written and path.exists() and not self.force:
+            if outputs.kind_of(path) is not None or checkpoints.run_id_of(path) != self.spec.id:
+                raise SaveError(shown(path), "it holds a file that is not a checkpoint of this run")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        checkpoints.save(path, self.trainer.to_checkpoint())
+        self._written.add(path)
+        return path
+
+    def _save_somewhere(self, failed: SaveError | None = None) -> Path:
+        """Save to `out`, or, when that fails, to a new file in the working directory, the home
+        directory or the temporary directory. SaveError when nothing works."""
+        tried = [failed] if failed is not None else []
+        if failed is None or Path(os.path.abspath(str(failed.path))) != self.out:
+            try:
+                return self._save(self.out)
+            except SaveError as exc:
+                tried.append(exc)
+        name = f"{self.out.stem}.rescued-step{self.trainer.step}.npz"
+        for directory in (Path.cwd(), Path.home(), Path(tempfile.gettempdir())):
+            candidate = directory / name
+            if candidate.exists():
+                continue
+            try:
+                return self._save(candidate)
+            except SaveError as exc:
+                tried.append(exc)
+            except OSError:
+                continue
+        first = tried[0]
+        raise SaveError(first.path, f"{first.reason}; nor could the run be saved anywhere else "
+                                    f"({'; '.join(str(e) for e in tried[1:]) or 'no other place'})")
+
+    def _save_at_end(self) -> Path:
+        try:
+            return self._save(self.out)
+        except SaveError as exc:
+            self._fail_after_save_error(exc)
+        raise AssertionError("unreachable")
+
+    def _fail_after_save_error(self, exc: SaveError) -> None:
+        kept = f"{shown(self.spec.out)} keeps its last whole checkpoint" if self.out.exists() else "nothing was saved"
+        try:
+            rescued = self._save_somewhere(exc)
+        except SaveError as last:
+            raise RunFailed(f"{last}; {kept}", 1) from None
+        if rescued == self.out:
+            raise RunFailed(f"{exc}; saved the run to {shown(self.spec.out)} at step {self.trainer.step:,}; continue "
+                            f"with: charseq train --resume {_quote(shown(self.spec.out))}", 1, rescued) from None
+        raise RunFailed(f"{exc}; saved the run to {shown(rescued)} instead; continue with: charseq train "
+                        f"--resume {_quote(shown(rescued))} --out {_quote(shown(self.spec.out))}", 1, rescued) from None
+
+    def _fail_after_callback(self, exc: CallbackError, first_step: int) -> None:
+        """A callback raised between two steps: save the run (unless it had not begun), and
+        say how to continue without that callback."""
+        ref = self._keys.get(exc.key or "")
+        drop = f" --drop-callback {ref.name}" if ref is not None else ""
+        if self.trainer.step == first_step:
+            raise RunFailed(str(exc) + ("; nothing was trained" if first_step == 0 else "; nothing new was trained"),
+                            exc.exit_code) from exc.error
+        try:
+            saved = self._save_somewhere()
+        except SaveError as failed:
+            raise RunFailed(f"{exc}; and the run could not be saved: {failed}", exc.exit_code) from exc.error
+        out = f" --out {_quote(shown(self.spec.out))}" if saved != self.out else ""
+        raise RunFailed(f"{exc}; saved {shown(saved)} at step {self.trainer.step:,}; continue with: charseq train "
+                        f"--resume {_quote(shown(saved))}{out}{drop}", exc.exit_code, saved) from exc.error
+
+    # -- reporting -----------------------------------------------------------------------
+
+    def _result(self, interrupted: int | None, saved: Path) -> RunResult:
+        trainer = self.trainer
+        metrics = trainer.metrics
+        if interrupted is not None:
+            message = (f"interrupted at step {trainer.step:,} (epoch {trainer.epoch + 1}, step {trainer.step_in_epoch} "
+                       f"of {trainer.steps_per_epoch}); saved {shown(saved)}; continue with: charseq train --resume "
+                       f"{_quote(shown(saved))}")
+            return RunResult("interrupted", trainer.epoch, trainer.step, metrics, saved, message,
+                             exit_code(interrupted))
+        losses = _losses(metrics)
+        if trainer.stopped_by is not None:
+            which = self._keys.get(trainer.stopped_by)
+            who = which.name if which is not None else trainer.stopped_by
+            weights = (f" with the weights of epoch {metrics.get('epoch')}" if trainer.weights_from is not None
+                       else "")
+            message = f"stopped early at epoch {trainer.epoch} by {who}; saved {shown(saved)}{weights}, {losses}"
+            return RunResult("stopped", trainer.epoch, trainer.step, metrics, saved, message, 0, who)
+        epochs = f"{trainer.epoch} epoch{'s' if trainer.epoch != 1 else ''}"
+        return RunResult("finished", trainer.epoch, trainer.step, metrics, saved,
+                         f"saved {shown(saved)} after {epochs}, {losses}")
+
+    def _complete(self) -> RunResult:
+        """Nothing to train. Written only when asked for elsewhere (--out), as when a run
+        saved somewhere else because its own place was full is put where it belongs."""
+        trainer = self.trainer
+        saved = None
+        if self.resumed_path is not None and self.out != self.resumed_path.absolute():
+            saved = self._save_at_end()
+        if trainer.stop_training:
+            which = self._keys.get(trainer.stopped_by or "")
+            who = which.name if which is not None else trainer.stopped_by
+            message = (f"the run stopped early at epoch {trainer.epoch} ({who}); to train on, leave it out: "
+                       f"--drop-callback {who}")
+        else:
+            message = (f"the run is complete ({trainer.epoch} of {self.config.epochs} epochs); give more --epochs to "
+                       "train on")
+        written = f"saved it to {shown(saved)}" if saved is not None else "nothing was written"
+        return RunResult("complete", trainer.epoch, trainer.step, trainer.metrics, saved, f"{message}; {written}", 0,
+                         trainer.stopped_by)
+
+
+# -- helpers ---------------------------------------------------------------------------------
+
+
+def _output_options(factory: Any) -> dict[str, str]:
+    """A callback factory's ``output_options``: the options that name files it writes, and
+    what kind of file (outputs.CHECKPOINT, METRICS or FILE); a list means FILE."""
+    declared = getattr(factory, "output_options", None) or {}
+    if isinstance(declared, dict):
+        return {str(k): str(v) for k, v in declared.items()}
+    return {str(name): outputs.FILE for name in declared}
+
+
+def _ref(callback: str | CallbackRef | tuple[str, dict[str, Any]]) -> CallbackRef:
+    """A callback choice as recorded: options converted to the factory's types, and its
+    output paths made absolute so a resumed run writes the same files from anywhere."""
+    if isinstance(callback, CallbackRef):
+        name, options = callback.name, dict(callback.options)
+    elif isinstance(callback, str):
+        name, arg = parse_spec(callback)
+        options = parse_options(arg)
+    elif isinstance(callback, tuple) and len(callback) == 2 and isinstance(callback[0], str):
+        name, options = callback[0], dict(callback[1])
+    else:
+        raise UsageError(f"a run's callbacks are given by name ('NAME:key=value'), got {callback!r}; "
+                         "pass objects as extra_callbacks")
+    registered = get_registry().get("callback", name)
+    options = registered.convert(options)
+    for option in _output_options(registered.factory):
+        if isinstance(options.get(option), (str, os.PathLike)):
+            options[option] = _absolute(options[option])
+    for key, value in options.items():
+        if not (value is None or isinstance(value, (bool, int, float, str))):
+            options[key] = str(value)
+    return CallbackRef(name, options)
+
+
+def _absolute(path: str | os.PathLike) -> str:
+    return os.path.abspath(os.path.expanduser(os.fspath(path)))
+
+
+def _quote(path: str | os.PathLike) -> str:
+    import shlex
+
+    return shlex.quote(os.fspath(path))
+
+
+def _losses(metrics: dict[str, Any]) -> str:
+    def show(value: Any) -> str:
+        return f"{value:.4g}" if isinstance(value, (int, float)) and math.isfinite(value) else "n/a"
+
+    validation = f", validation {show(metrics['val_loss'])}" if metrics.get("val_loss") is not None else ""
+    return f"loss {show(metrics.get('loss'))}{validation} nats/char"
+
+
+def _resumed_config(config: TrainConfig, settings: dict[str, Any], epochs_done: int) -> TrainConfig:
+    values = config.to_dict()
+    for key, value in settings.items():
+        if value is None:
+            continue
+        if key not in values:
+            raise UsageError(f"unknown training setting {key!r}")
+        if value == values[key]:
+            continue
+        flag = f"--{key.replace('_', '-')}"
+        if key not in RESUME_MAY_CHANGE:
+            raise UsageError(f"{flag} {value} differs from the resumed run's {values[key]}; a resumed run keeps its "
+                             f"settings (it may change {MAY_CHANGE_TEXT})")
+        if key == "epochs" and value < epochs_done:
+            raise UsageError(f"--epochs {value} is fewer than the {epochs_done} the run has done")
+        values[key] = value
+    return TrainConfig(**values)
+
+
+def _resumed_corpus(spec: RunSpec, corpus: str | Corpus | None, options: dict[str, Any]) -> Corpus:
+    """The run's corpus: found where it was (from any directory), or where `corpus` points,
+    and refused unless its content is the content the run trained on."""
+    for key, value in options.items():
+        if corpus is None and spec.corpus_options.get(key) != value:
+            raise UsageError(f"the resumed run read its corpus with {key}={spec.corpus_options.get(key)!r}; "
+                             f"to read another text, point --corpus at it")
+    if isinstance(corpus, Corpus):
+        loaded = corpus
+    elif corpus is not None:
+        loaded = get_corpus(corpus, **{**spec.corpus_options, **options})
+    elif spec.corpus_source is None:
+        raise UsageError(f"the run's corpus {spec.corpus!r} was given as an object; give it again to resume")
+    else:
+        try:
+            loaded = get_corpus(spec.corpus_source, **spec.corpus_options)
+        except UsageError as exc:
+            raise UsageError(f"cannot load the run's corpus {spec.corpus!r} (recorded as {spec.corpus_source!r}): "
+                             f"{exc}; if it moved, point at it with --corpus") from None
+    if loaded.fingerprint != spec.fingerprint:
+        where = f"{spec.corpus_source!r}" if corpus is None else f"{corpus!r}" if isinstance(corpus, str) else "it"
+        raise UsageError(f"the corpus at {where} is not the text the run trained on ({len(loaded):,} characters; the "
+                         f"run's had {spec.characters:,} and another content fingerprint); resume on the same "
+                         "text, pointing at it with --corpus if it moved")
+    return loaded
+
+
+def _resumed_callbacks(refs: list[CallbackRef], added: list[CallbackRef],
+                       dropped_names: Sequence[str]) -> tuple[list[CallbackRef], set[str]]:
+    """The callbacks of a resumed run, and the state keys of those dropped."""
+    names = [ref.name for ref in refs]
+    for name in dropped_names:
+        if name not in names:
+            raise UsageError(f"the run has no callback {name!r} to drop; it has: {', '.join(names) or 'none'}")
+    keys = _keys(refs)
+    dropped = {key for key, ref in zip(keys, refs) if ref.name in dropped_names}
+    kept = [ref for ref in refs if ref.name not in dropped_names]
+    for ref in added:
+        if ref in kept:
+            continue  # the same as one the run has: repeating the first command line is fine
+        same_name = [k for k in kept if k.name == ref.name]
+        if same_name:
+            shown = ",".join(f"{k}={v}" for k, v in same_name[0].options.items())
+            raise UsageError(f"the run already has callback {ref.name!r} ({shown or 'no options'}); to replace it, drop "
+                             f"it too: --drop-callback {ref.name}")
+        kept.append(ref)
+    return kept, dropped
+
+
+def _keys(refs: list[CallbackRef]) -> list[str]:
+    """The state keys CallbackList gives these callbacks: NAME, then NAME-2, ..."""
+    keys, seen = [], {}
+    for ref in refs:
+        seen[ref.name] = seen.get(ref.name, 0) + 1
+        keys.append(ref.name if seen[ref.name] == 1 else f"{ref.name}-{seen[ref.name]}")
+    return keys
+
+
+_RUN = schema.record({
+    "id": schema.string(64),
+    "corpus": schema.string(),
+    "corpus_source": schema.optional(schema.string()),
+    "corpus_options": schema.map_of(schema.SCALAR, max_length=64),
+    "fingerprint": schema.string(128),
+    "characters": schema.integer(0),
+    "model": schema.record({"name": schema.string(64, choices=checkpoints.MODELS)}),
+    "config": schema.map_of(schema.SCALAR, max_length=256),
+    "callbacks": schema.list_of(schema.record({"name": schema.string(256),
+                                               "options": schema.map_of(schema.SCALAR, max_length=256)}),
+                                max_length=256),
+    "out": schema.string(),
+})

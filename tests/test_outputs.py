@@ -1,0 +1,192 @@
+"""A run never destroys a file: it refuses to replace what is not its own, never writes
+over an input, a directory or a device, deletes only files it wrote itself, and no path
+read from a checkpoint makes it write or delete anything else."""
+
+import os
+import signal
+import stat
+
+import pytest
+
+import charseq
+from charseq import Run, hookimpl
+from conftest import resign, run_cli
+
+FAST = ["--epochs", 2, "-q", "--sample-length", 0]
+
+
+@pytest.fixture
+def place(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "notes.txt").write_text("the cat sat on the mat. " * 200)
+    return tmp_path
+
+
+TEXT = ["--corpus", "text:notes.txt", "--hidden-size", 16, "--seq-len", 8, "--batch-size", 4]
+
+
+def test_a_new_run_never_replaces_a_checkpoint_it_did_not_write(place):
+    run_cli("train", "--corpus", "alphabet", "--out", "m.npz", *FAST)
+    before = (place / "m.npz").read_bytes()
+    result = run_cli("train", "--corpus", "alphabet", "--out", "m.npz", *FAST, ok=False)
+    assert result.exit_code == 2 and result.stderr.count("\n") == 1
+    assert "--out 'm.npz' holds a checkpoint of another run (to continue that run: charseq train --resume m.npz)" \
+        in result.stderr and "--force to replace it" in result.stderr
+    assert (place / "m.npz").read_bytes() == before
+    run_cli("train", "--corpus", "alphabet", "--out", "m.npz", "--force", *FAST)
+    assert (place / "m.npz").read_bytes() != before
+
+
+def test_a_forgotten_resume_and_ctrl_c_cannot_replace_a_trained_model(place, alphabet_checkpoint):
+    """The user meant `--resume m.npz`, typed the first command again, and pressed Ctrl-C:
+    the run was refused before it began, so there was nothing to save over the model."""
+    (place / "m.npz").write_bytes(alphabet_checkpoint.read_bytes())
+
+    class CtrlC:
+        @hookimpl
+        def on_step_end(self, trainer, step):
+            if step == 15:
+                os.kill(os.getpid(), signal.SIGINT)
+
+    with pytest.raises(charseq.UsageError, match="holds a checkpoint of another run"):
+        Run.start("alphabet", out="m.npz", extra_callbacks=[CtrlC()]).fit()
+    assert (place / "m.npz").read_bytes() == alphabet_checkpoint.read_bytes()
+
+
+def test_other_files_are_not_replaced_either(place):
+    (place / "m.npz").write_text("my notes, not a checkpoint")
+    (place / "log.jsonl").write_text('{"step": 1, "loss": 2}\n')
+    result = run_cli("train", "--corpus", "alphabet", "--out", "m.npz", *FAST, ok=False)
+    assert result.exit_code == 2 and "'m.npz' already exists and is not this run's" in result.stderr
+    result = run_cli("train", "--corpus", "alphabet", "--out", "new.npz", "--metrics", "log.jsonl", *FAST, ok=False)
+    assert result.exit_code == 2 and "'log.jsonl' already exists and is not this run's" in result.stderr
+    assert (place / "m.npz").read_text() == "my notes, not a checkpoint" and not (place / "new.npz").exists()
+
+
+@pytest.mark.parametrize("args,words", [
+    (["--out", "notes.txt"], "--out 'notes.txt' is one of the run's inputs"),
+    (["--metrics", "notes.txt"], "callback 'metrics' option path 'notes.txt' is one of the run's inputs"),
+    (["--metrics", "m.npz", "--out", "m.npz"], "name the same file 'm.npz'"),
+    (["--out", "/dev/null"], "--out '/dev/null' is a device"),
+    (["--metrics", "/dev/null"], "'/dev/null' is a device"),
+    (["--out", "."], "--out '.' is a directory"),
+    (["--callback", "checkpoint:path=notes.{epoch}"], "could write over 'notes.txt', one of the run's inputs"),
+])
+def test_no_output_may_be_an_input_a_device_or_another_output(place, args, words):
+    result = run_cli("train", *TEXT, *args, *FAST, ok=False)
+    assert result.exit_code == 2 and words in result.stderr and result.stderr.count("\n") == 1, result.stderr
+    assert (place / "notes.txt").read_text().startswith("the cat")
+
+
+def test_a_resumed_run_cannot_write_its_metrics_over_the_checkpoint_it_resumes(place):
+    run_cli("train", *TEXT, "--out", "a.npz", *FAST)
+    before = (place / "a.npz").read_bytes()
+    result = run_cli("train", "--resume", "a.npz", "--out", "b.npz", "--metrics", "a.npz", "--epochs", 3, "-q",
+                     ok=False)
+    assert result.exit_code == 2 and "'a.npz' is one of the run's inputs" in result.stderr
+    assert (place / "a.npz").read_bytes() == before and not (place / "b.npz").exists()
+
+
+def test_a_pipe_is_not_an_output(place):
+    os.mkfifo(place / "fifo")
+    result = run_cli("train", *TEXT, "--out", "fifo", *FAST, ok=False)
+    assert result.exit_code == 2 and "'fifo' is a pipe" in result.stderr
+
+
+def test_files_get_the_permissions_the_umask_gives(place):
+    previous = os.umask(0o027)
+    try:
+        run_cli("train", *TEXT, "--out", "m.npz", "--metrics", "m.jsonl", *FAST)
+    finally:
+        os.umask(previous)
+    for name in ("m.npz", "m.jsonl"):
+        assert stat.S_IMODE((place / name).stat().st_mode) == 0o640, name
+
+
+def test_a_template_that_matches_another_runs_files_is_refused(place):
+    run_cli("train", "--corpus", "alphabet", "--out", "a.npz", "--callback", "checkpoint:path=runs/ck-{epoch}.npz",
+            *FAST)
+    assert sorted(p.name for p in (place / "runs").iterdir()) == ["ck-1.npz", "ck-2.npz"]  # the directory was made
+    result = run_cli("train", "--corpus", "alphabet", "--out", "b.npz", "--callback",
+                     "checkpoint:path=runs/ck-{epoch}.npz", *FAST, ok=False)
+    assert result.exit_code == 2 and "could write over 'runs/ck-1.npz', which holds a checkpoint of another run" \
+        in result.stderr
+    run_cli("train", "--corpus", "alphabet", "--out", "b.npz", "--callback", "checkpoint:path=runs/ck-{epoch}.npz",
+            "--force", *FAST)
+
+
+class InterruptAt:
+    def __init__(self, step):
+        self.step = step
+
+    @hookimpl
+    def on_step_end(self, trainer, step):
+        if step == self.step:
+            trainer.interrupted = signal.SIGINT
+
+
+def test_keep_last_deletes_only_files_this_process_wrote(place):
+    """The first process keeps its newest 2; after a resume, the second deletes only its own,
+    and leaves the first process's files where they are."""
+    template = "ck-{epoch:02d}.npz"
+    first = Run.start("digits:40", out="m.npz", callbacks=[f"checkpoint:path={template},keep_last=2"],
+                      extra_callbacks=[InterruptAt(8 * 3 + 2)], epochs=8, batch_size=5).fit()
+    assert first.status == "interrupted"
+    assert sorted(p.name for p in place.glob("ck-*")) == ["ck-02.npz", "ck-03.npz"]
+    Run.resume("m.npz").fit()
+    assert sorted(p.name for p in place.glob("ck-*")) == ["ck-02.npz", "ck-03.npz", "ck-07.npz", "ck-08.npz"]
+
+
+def _crafted(source, target, change=None, arrays=None):
+    target.write_bytes(source.read_bytes())
+    resign(target, change, arrays)
+    return target
+
+
+def test_a_crafted_checkpoint_cannot_make_a_resume_write_or_delete_elsewhere(place, tmp_path_factory):
+    """A checkpoint from someone else names paths in its run description and callback state;
+    none of them makes charseq replace or delete a file that is not the run's own."""
+    victims = tmp_path_factory.mktemp("victims")
+    (victims / "ck-001.npz").write_text("precious")
+    (victims / "report.txt").write_text("precious")
+    run_cli("train", "--corpus", "alphabet", "--out", "m.npz", "--callback", "checkpoint:path=ck-{epoch}.npz,keep_last=1",
+            *FAST)
+    saved = place / "m.npz"
+
+    def aim(metadata):
+        metadata["run"]["out"] = str(victims / "report.txt")
+        metadata["run"]["callbacks"][0]["options"]["path"] = str(victims / "ck-{epoch:03d}.npz")
+        metadata["training"]["callbacks"]["checkpoint"]["saved"] = [str(victims / "report.txt")]
+
+    evil = _crafted(saved, place / "evil.npz", aim)
+    result = run_cli("train", "--resume", evil, "--epochs", 4, "-q", ok=False)
+    assert result.exit_code == 2 and "report.txt' already exists and is not this run's" in result.stderr
+    result = run_cli("train", "--resume", evil, "--epochs", 4, "--out", "ok.npz", "-q", ok=False)
+    assert result.exit_code == 2 and "could write over" in result.stderr and "ck-001.npz" in result.stderr
+    # With a template that matches nothing, training runs: and deletes only what it wrote.
+    def aim_state(metadata):
+        metadata["training"]["callbacks"]["checkpoint"]["saved"] = [str(victims / "report.txt"),
+                                                                    str(victims / "ck-001.npz")]
+
+    evil = _crafted(saved, place / "evil2.npz", aim_state)
+    run_cli("train", "--resume", evil, "--epochs", 4, "--out", "ok.npz", "-q", "--sample-length", 0)
+    assert (victims / "report.txt").read_text() == "precious" and (victims / "ck-001.npz").read_text() == "precious"
+    assert sorted(p.name for p in place.glob("ck-*")) == ["ck-2.npz", "ck-4.npz"]  # ck-3 was this process's
+
+
+def test_a_checkpoint_that_appears_during_training_is_not_overwritten(place):
+    """A file another program put where the run's checkpoint template points, after the
+    checks: the save refuses it, and the run is saved to --out instead."""
+
+    class Squatter:
+        @hookimpl
+        def on_step_end(self, trainer, step):
+            if step == 3:
+                (place / "ck-1.npz").write_text("someone else's")
+
+    with pytest.raises(charseq.RunFailed, match="cannot write .*ck-1.npz.*not a checkpoint of this run; saved the run "
+                                                "to m.npz"):
+        Run.start("digits:40", out="m.npz", callbacks=["checkpoint:path=ck-{epoch}.npz"], extra_callbacks=[Squatter()],
+                  epochs=3, batch_size=5).fit()
+    assert (place / "ck-1.npz").read_text() == "someone else's"
+    assert charseq.load(place / "m.npz").training["epoch"] == 1
