@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from charseq import schema
+from charseq import schema, trust
 from charseq.errors import SaveError, UsageError
 from charseq.files import atomic_write, kind_of
 from charseq.model import PARAM_NAMES, VanillaRNN
@@ -37,7 +37,7 @@ MODELS = ("rnn",)
 _DTYPES = ("float32", "float64")
 _STATE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 _STATE_KINDS = "biuf"  # bool, integer, unsigned, float: plain numbers only
-MAX_METADATA_BYTES = 256 << 20
+MAX_METADATA_BYTES = 64 << 20  # a run's whole history fits many times over
 # Members may be compressed (charseq writes them stored), but all of them together may not
 # inflate to more than this many times the file's size: a zip bomb is refused unread.
 MAX_INFLATION = 16
@@ -63,6 +63,9 @@ class Checkpoint:
     arrays: dict[str, np.ndarray] = field(default_factory=dict)
     format_version: int = FORMAT_VERSION
     charseq_version: str | None = None
+    # Whether charseq wrote it here, unedited (see charseq.trust): only then may a resumed
+    # run replace the files its description names.
+    trusted: bool = False
 
     @property
     def resumable(self) -> bool:
@@ -93,6 +96,7 @@ def save(path: str | os.PathLike, checkpoint: Checkpoint) -> Path:
         "progress": checkpoint.progress,
         "training": checkpoint.training,
         "arrays": {name: {"dtype": str(a.dtype), "shape": list(a.shape)} for name, a in checkpoint.arrays.items()},
+        "seal": trust.seal(checkpoint.run) if checkpoint.run is not None else None,
     }
     try:
         blob = json.dumps(metadata, default=plain_json).encode("utf-8")
@@ -135,20 +139,27 @@ def load(path: str | os.PathLike) -> Checkpoint:
     return _checkpoint(path, metadata, arrays)
 
 
-def run_id_of(path: str | os.PathLike) -> str | None:
-    """The id of the run a checkpoint says it belongs to, read from its metadata alone;
-    None for anything that is not a checkpoint with a run."""
+def identity_of(path: str | os.PathLike) -> tuple[str | None, int]:
+    """The id of the run a checkpoint says it belongs to and the step it holds, read from its
+    metadata alone; (None, -1) for anything that is not a checkpoint of a run."""
     try:
         with zipfile.ZipFile(path) as archive:
             info = archive.getinfo("metadata.npy")
             if info.file_size > MAX_METADATA_BYTES:
-                return None
+                return None, -1
             raw = _read_member(archive, info, max_bytes=MAX_METADATA_BYTES)
             metadata = json.loads(raw.tobytes().decode("utf-8"))
-        run_id = metadata["run"]["id"]
+        run_id, step = metadata["run"]["id"], metadata["training"]["step"]
     except Exception:  # whatever is wrong with it, it does not vouch for being the run's
-        return None
-    return run_id if isinstance(run_id, str) else None
+        return None, -1
+    if not isinstance(run_id, str) or not schema.is_int(step):
+        return None, -1
+    return run_id, step
+
+
+def run_id_of(path: str | os.PathLike) -> str | None:
+    """The id of the run a checkpoint says it belongs to (see identity_of)."""
+    return identity_of(path)[0]
 
 
 def _members(path: Path, archive: zipfile.ZipFile) -> dict[str, zipfile.ZipInfo]:
@@ -302,7 +313,8 @@ def _checkpoint(path: Path, metadata: dict[str, Any], arrays: dict[str, np.ndarr
     else:
         config = dict(metadata["config"] or {})
     return Checkpoint(model, vocab, config, dict(metadata["progress"]), metadata["corpus"], run,
-                      metadata["training"], state, version, metadata["charseq_version"])
+                      metadata["training"], state, version, metadata["charseq_version"],
+                      trusted=run is not None and trust.sealed(run, metadata.get("seal")))
 
 
 def _digest(arrays: dict[str, np.ndarray], metadata: bytes) -> str:
@@ -335,7 +347,20 @@ def _reason(exc: BaseException) -> str:
 
 _MANIFEST = schema.map_of(schema.record({"dtype": schema.string(16),
                                          "shape": schema.list_of(schema.integer(0, 1 << 40), max_length=8)}))
-_HISTORY_ENTRY = schema.map_of(schema.optional(schema.number()), max_length=64)
+_METRIC_VALUES = schema.map_of(schema.optional(schema.number()), max_length=64)
+
+
+def _history_entry(value: Any, where: str) -> None:
+    """One evaluation's metrics: numbers (or null), with its epoch, step and loss."""
+    _METRIC_VALUES(value, where)
+    for key, check in (("epoch", schema.integer(0, 1 << 31)), ("step", schema.integer(0, 1 << 62)),
+                       ("loss", schema.optional(schema.number()))):
+        if key not in value:
+            raise schema.Invalid(f"{where} lacks {key}")
+        check(value[key], f"{where}.{key}")
+
+
+_HISTORY_ENTRY = _history_entry
 
 
 def _since_eval(value: Any, where: str) -> None:
@@ -376,7 +401,7 @@ _METADATA = schema.record({
     "progress": schema.map_of(schema.SCALAR, max_length=64),
     "training": schema.optional(_TRAINING),
     "arrays": _MANIFEST,
-})
+}, {"seal": schema.optional(schema.string(64))})
 
 _LEGACY_METADATA = schema.record(
     {"format": schema.string(64), "format_version": schema.integer(1),

@@ -19,6 +19,7 @@ import numpy as np
 import charseq
 from charseq import config as settings_table
 from charseq.errors import CharseqError, CharseqWarning, UsageError
+from charseq.files import shown
 from charseq.interrupt import Aborted
 from charseq.registry import get_registry, parse_options, parse_spec
 from charseq.vocab import show_characters
@@ -225,11 +226,11 @@ def training_options(command):
                    "and outputs. It may change --epochs (more), --eval-every, --out, --corpus (the same text, "
                    "moved) and its callbacks.")
 @training_options
-@click.option("--out", type=click.Path(path_type=Path),
+@click.option("--out", type=click.Path(),
               help="Where to save the checkpoint.  [default: CORPUS.npz; resuming: the run's]")
 @click.option("--force", is_flag=True, help="Replace files at --out, --metrics and checkpoint paths that are not this "
                                              "run's (a new run refuses them).")
-@click.option("--metrics", "metrics_path", type=click.Path(path_type=Path),
+@click.option("--metrics", "metrics_path", type=click.Path(),
               help="Write one JSON line per evaluation to this file (the `metrics` callback).")
 @click.option("--patience", type=click.IntRange(min=0), metavar="EPOCHS",
               help="Stop after this many epochs without improvement (of val_loss, else loss): the "
@@ -287,8 +288,12 @@ def train(corpus_spec, encoding, resume_path, out, force, metrics_path, patience
                         extra_callbacks=extra, **settings)
     if not quiet:
         _describe_run(run)
-    with _blas_threads(threads):
-        result = run.fit()
+    try:
+        with _blas_threads(threads):
+            result = run.fit()
+    finally:  # an interrupted or failed run gets no on_train_end: clear the bar for the message
+        for bar in extra:
+            bar.close()
     if result.status == "interrupted":
         say(result.message, err=True)
         sys.exit(result.exit_code)
@@ -330,7 +335,7 @@ def _describe_run(run) -> None:
         f"{clipping}{dropout} warmup={config.warmup} epochs={config.epochs}")
     if run.resumed_path is not None:
         say(f"resuming from {run.resumed_path} at step {trainer.step:,} (epoch {trainer.epoch + 1}, "
-            f"step {trainer.step_in_epoch} of {trainer.steps_per_epoch}); saving to {run.out}")
+            f"step {trainer.step_in_epoch} of {trainer.steps_per_epoch}); saving to {shown(run.out)}")
 
 
 def _print_sample(run, length: int) -> None:
@@ -387,6 +392,8 @@ def generate(checkpoint_path, prime, length, stop, sampler_spec, temperature, re
     prime = _known_part(prime, saved.vocab, skip_unknown)
     pieces = stream(saved.model, saved.vocab, prime, length, sampler, rng, num_samples, stop,
                     repetition_penalty, repetition_window)
+    if sys.stdout is None:
+        raise UsageError("standard output is closed; there is nowhere to print the text")
     try:
         with _blas_threads(threads):
             if num_samples == 1:

@@ -62,8 +62,9 @@ class TrainConfig:
             _at_least(name, getattr(self, name), 1)
         for name in ("warmup", "eval_every", "max_val_chars", "seed"):
             _at_least(name, getattr(self, name), 0)
-        if self.seed >= 2**63:
-            raise UsageError(f"seed must be below 2**63, got {self.seed}")
+        for f in fields(self):  # beyond this, a count is a mistake (and would overflow a float)
+            if f.type == "int" and getattr(self, f.name) > 2**53:
+                raise UsageError(f"{_flag(f.name)} must be at most 2**53, got {getattr(self, f.name)}")
         for name in ("lr", "input_lr_scale"):
             value = getattr(self, name)
             if not value > 0 or not math.isfinite(value):

@@ -26,9 +26,11 @@ class Corpus:
     ``spec`` is the ``NAME[:ARG]`` it was asked for, ``source`` the same made independent
     of the working directory, and ``spec_options`` the options it was loaded with (such as
     the encoding): ``charseq.get_corpus`` fills them in, and a run records them so that a
-    resumed run finds the corpus again. ``files`` are the files it was read from (no run
-    may write over them). ``fingerprint`` identifies the content; a provider that already
-    knows a content hash may set it, else it is computed from the ids.
+    resumed run finds the corpus again. ``files`` are the files it was read from and
+    ``roots`` the directories and glob patterns that found them (no run may write over the
+    files, or put an output where the roots would read it). ``fingerprint`` identifies the
+    content; a provider that already knows a content hash may set it, else it is computed
+    from the ids.
     """
 
     name: str
@@ -40,6 +42,7 @@ class Corpus:
     source: str | None = None
     spec_options: dict[str, Any] = field(default_factory=dict)
     files: tuple[str, ...] = ()
+    roots: tuple[str, ...] = ()
     content_hash: str | None = None
 
     @classmethod

@@ -24,8 +24,8 @@ def atomic_write(path: Path, write: Callable[[BinaryIO], None], durable: bool = 
     An OSError becomes a SaveError naming the path and the reason; `path` still holds
     whatever it held before.
     """
-    path = Path(path)
     name = shown(path)
+    path = Path(os.path.realpath(path))  # through a symlink to the file it names, which is what was checked
     directory = path.parent if str(path.parent) else Path(".")
     try:
         mode = os.lstat(path).st_mode
@@ -33,13 +33,15 @@ def atomic_write(path: Path, write: Callable[[BinaryIO], None], durable: bool = 
         mode = None
     except OSError as exc:
         raise SaveError(name, exc.strerror or str(exc), exc) from None
-    if mode is not None and not (stat.S_ISREG(mode) or stat.S_ISLNK(mode)):
+    if mode is not None and not stat.S_ISREG(mode):
         raise SaveError(name, "it is not a regular file")  # never replace a device node or a directory
     try:
         fd, temp = _new_file(directory, path.name)
     except OSError as exc:
         raise SaveError(name, exc.strerror or str(exc), exc) from None
     try:
+        if mode is not None and stat.S_ISREG(mode):
+            os.chmod(temp, stat.S_IMODE(mode))  # a file replaced keeps its permissions, as an editor keeps them
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()

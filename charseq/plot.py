@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import math
+import os
+import warnings
 from pathlib import Path
 
 from charseq.errors import CharseqError, UsageError
@@ -16,12 +19,15 @@ def read_metrics(path: Path) -> list[dict]:
         raise UsageError(f"{str(path)!r} is not text: is it a --metrics file?") from None
     except OSError as exc:
         raise UsageError(f"cannot read {str(path)!r}: {exc.strerror}") from None
-    for number, line in enumerate(text.splitlines(), start=1):
+    lines = text.splitlines()
+    for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
         try:
             record = json.loads(line)
         except ValueError:
+            if number == len(lines) and records and not text.endswith("\n"):
+                continue  # a last line cut short (a full disk while it was written): the rest stands
             raise UsageError(f"{str(path)!r} line {number} is not JSON: is it a --metrics file?") from None
         if not isinstance(record, dict) or "step" not in record or "loss" not in record:
             raise UsageError(f"{str(path)!r} line {number} has no step and loss: is it a --metrics file?")
@@ -32,6 +38,8 @@ def read_metrics(path: Path) -> list[dict]:
 
 
 def plot_metrics(path: Path, out: Path) -> None:
+    if out.exists() and path.exists() and os.path.samefile(path, out):
+        raise UsageError(f"the picture {str(out)!r} would replace the metrics it draws; give another -o")
     records = read_metrics(path)
     try:
         import matplotlib
@@ -41,21 +49,31 @@ def plot_metrics(path: Path, out: Path) -> None:
     except ImportError:
         raise CharseqError('plotting needs matplotlib: pip install "charseq[plot]"') from None
     figure, axes = plt.subplots(figsize=(8, 4.5), dpi=120)
-    steps = [r["step"] for r in records]
-    axes.plot(steps, [r["loss"] for r in records], label="train", color="tab:blue")
-    validation = [(r["step"], r["val_loss"]) for r in records if r.get("val_loss") is not None]
+    steps = [_plottable(r["step"]) for r in records]
+    axes.plot(steps, [_plottable(r["loss"]) for r in records], label="train", color="tab:blue")
+    validation = [(_plottable(r["step"]), _plottable(r["val_loss"])) for r in records if r.get("val_loss") is not None]
     if validation:
         axes.plot(*zip(*validation), label="validation", color="tab:orange")
     axes.set_xlabel("step")
     axes.set_ylabel("loss (nats per character)")
     axes.set_title(f"{path.name}: {records[-1].get('epoch', '?')} epochs, "
-                   f"{records[-1].get('wall_time', 0):.0f} s")
+                   f"{_plottable(records[-1].get('wall_time', 0)):.0f} s")
     axes.grid(alpha=0.3)
     axes.legend()
     figure.tight_layout()
     try:
-        figure.savefig(out)
-    except (OSError, ValueError) as exc:
-        raise UsageError(f"cannot write {str(out)!r}: {exc}") from None
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            figure.savefig(out)
+    except (OSError, ValueError, OverflowError) as exc:
+        raise UsageError(f"cannot draw {str(path)!r} into {str(out)!r}: {str(exc).splitlines()[0]}") from None
     finally:
         plt.close(figure)
+
+
+def _plottable(value) -> float:
+    """A number a plot can place; anything else (text, null, huge) is left out as NaN."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return math.nan
+    value = float(value)
+    return value if math.isfinite(value) and abs(value) < 1e100 else math.nan

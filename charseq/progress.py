@@ -38,8 +38,11 @@ class ProgressBar:
         self._pending += 1
         now = time.monotonic()
         if now - self._last_refresh >= _REFRESH_SECONDS:
-            self.bar.set_postfix_str(f"loss {loss:.4f}{self._val}", refresh=False)
-            self.bar.update(self._pending)
+            try:
+                self.bar.set_postfix_str(f"loss {loss:.4f}{self._val}", refresh=False)
+                self.bar.update(self._pending)
+            except OSError:  # stderr went away (a closed pipe): training goes on without a bar
+                self.bar.disable = True
             self._pending, self._last_refresh = 0, now
 
     @hookimpl
@@ -55,8 +58,11 @@ class ProgressBar:
             line = (f"epoch {epoch:>{len(str(trainer.config.epochs))}}/{trainer.config.epochs}"
                     f"  loss {metrics['loss']:.4f}{validation}  {metrics['chars_per_sec']:,.0f} chars/s"
                     f"  {_duration(metrics['seconds'])}")
-            with self.bar.external_write_mode(file=sys.stdout):
-                (self.write or print)(line)
+            try:
+                with self.bar.external_write_mode(file=sys.stdout):
+                    (self.write or print)(line)
+            except OSError:
+                self.bar.disable = True
 
     @hookimpl
     def on_train_end(self, trainer, metrics):
@@ -67,9 +73,12 @@ class ProgressBar:
         (interrupted, or stopped by an error), so that the last message gets its own line."""
         bar = getattr(self, "bar", None)
         if bar is not None:
-            bar.update(self._pending)
+            try:
+                bar.update(self._pending)
+                bar.close()
+            except OSError:
+                pass
             self._pending = 0
-            bar.close()
 
 
 def _duration(seconds: float) -> str:

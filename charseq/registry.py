@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import functools
 import inspect
 import os
@@ -55,8 +56,38 @@ class Registered:
 
     def build(self, *args: Any, **options: Any) -> Any:
         """Call the factory with `options` converted to the types it declares (options from
-        the command line arrive as text); a wrong name or value is a one-line UsageError."""
-        return self.factory(*args, **self.convert(options, args))
+        the command line arrive as text); a wrong name or value is a one-line UsageError
+        that names what was being built."""
+        converted = self.convert(options, args)
+        try:
+            return self.factory(*args, **converted)
+        except UsageError as exc:
+            what = f"{self.kind} {self.name!r}"
+            if str(exc).startswith(what) or self.kind == "corpus":
+                raise
+            raise UsageError(f"{what}: {exc}") from None
+
+    def defaults(self) -> dict[str, Any]:
+        """The factory's options that have plain default values (numbers, text, None)."""
+        try:
+            parameters = inspect.signature(self.factory).parameters.values()
+        except (TypeError, ValueError):
+            return {}
+        return {p.name: p.default for p in parameters
+                if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.default is not p.empty
+                and (p.default is None or isinstance(p.default, (bool, int, float, str)))
+                and not (self.kind == "corpus" and p.name == "arg")}
+
+    def effective(self, options: dict[str, Any]) -> dict[str, Any]:
+        """The options a factory is built with: its defaults, then `options` converted, an
+        ``encoding`` by its codec's own name (utf8 and UTF-8 are utf-8)."""
+        effective = {**self.defaults(), **self.convert(options)}
+        if isinstance(effective.get("encoding"), str):
+            try:
+                effective["encoding"] = codecs.lookup(effective["encoding"]).name
+            except LookupError:
+                pass  # the factory says what is wrong with it
+        return effective
 
     def convert(self, options: dict[str, Any], args: tuple[Any, ...] = ()) -> dict[str, Any]:
         """The options as the factory takes them, checked against its signature and types."""
@@ -442,6 +473,7 @@ def get_corpus(spec: str, **options: Any) -> Corpus:
 
     name, arg = parse_spec(spec)
     registered = get_registry().get("corpus", name)
+    options = registered.effective(options)
     corpus = registered.build(arg, **options)  # with ARG as given, so its errors speak the user's words
     if not isinstance(corpus, Corpus):
         raise CharseqError(f"{get_registry().describe(registered.plugin)}: corpus {name!r} returned "

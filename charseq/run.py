@@ -13,6 +13,7 @@ a save that fails keeps the last file whole and saves the run somewhere that wor
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import tempfile
@@ -32,7 +33,7 @@ from charseq.files import shown
 from charseq.interrupt import Aborted, exit_code, stop_on_signals
 from charseq.model import VanillaRNN
 from charseq.registry import get_corpus, get_registry, parse_options, parse_spec
-from charseq.trainer import Trainer
+from charseq.trainer import Trainer, check_memory
 
 # What a resumed run may change: anything else would make it another run. --epochs may
 # lengthen it (never below the epochs done), --eval-every only moves evaluations; --out
@@ -43,15 +44,25 @@ MAY_CHANGE_TEXT = ("--epochs (more), --eval-every, --out, --corpus (the same tex
                    "(--callback adds one, --drop-callback NAME drops one)")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class CallbackRef:
-    """A registered callback chosen for a run, by name, with the options it is built with."""
+    """A registered callback chosen for a run, by name, with the options it is built with
+    (its factory's defaults filled in, so that two spellings of one choice are equal)."""
 
     name: str
     options: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "options": dict(self.options)}
+
+    def _identity(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)  # NaN equals NaN here, as it should for options
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, CallbackRef) and self._identity() == other._identity()
+
+    def __hash__(self) -> int:
+        return hash(self._identity())
 
 
 @dataclass
@@ -124,33 +135,57 @@ class Run:
     """
 
     def __init__(self, spec: RunSpec, corpus: Corpus, *, force: bool = False, extra_callbacks: Iterable[object] = (),
-                 resume_from: checkpoints.Checkpoint | None = None, resumed_path: Path | None = None):
+                 resume_from: checkpoints.Checkpoint | None = None, resumed_path: Path | None = None,
+                 branch: bool = False, out_given: bool = True, added: Sequence[CallbackRef] = ()):
         self.spec, self.corpus, self.force = spec, corpus, force
         self.resumed_path = resumed_path
+        self._out_given = out_given
+        self._trusted = resume_from is None or resume_from.trusted
+        if resume_from is not None and (resume_from.model.hidden_size != spec.config.hidden_size
+                                        or resume_from.vocab != corpus.vocab):
+            raise UsageError(f"the checkpoint's model (H={resume_from.model.hidden_size}, {len(resume_from.vocab)} "
+                             f"symbols) is not the one its run describes (H={spec.config.hidden_size}, "
+                             f"{len(corpus.vocab)} symbols); the checkpoint is damaged")
+        check_memory(spec.config, len(corpus.vocab))
         config = spec.config
         self.model = VanillaRNN(len(corpus.vocab), config.hidden_size, seed=config.seed)
         registry = get_registry()
         callbacks = CallbackList()
+        for callback in extra_callbacks:  # first: a progress bar's epoch line comes before what others print
+            kind = type(callback).__name__
+            callbacks.add(callback, name=f"extra:{kind}", label=f"callback {kind}")  # ':' is in no registered name
         self._keys: dict[str, CallbackRef] = {}
-        self._outputs = [outputs.Output(spec.out, "--out", outputs.CHECKPOINT)]
+        resuming = resume_from is not None
+        self._outputs = [outputs.Output(spec.out, "--out", outputs.CHECKPOINT, recorded=resuming and not out_given)]
         for ref in spec.callbacks:
+            if ref.name not in registry.all("callback"):
+                raise UsageError(f"the run uses callback {ref.name!r}, which no installed plugin provides; install its "
+                                 f"plugin, or leave it out: --drop-callback {ref.name}")
             registered = registry.get("callback", ref.name)
             label = f"callback {ref.name!r} of {registry.describe(registered.plugin)}"
             entry = callbacks.add(registered.build(**ref.options), name=ref.name, label=label)
             self._keys[entry.key] = ref
             for option, kind in _output_options(registered.factory).items():
                 if ref.options.get(option) is not None:
-                    self._outputs.append(outputs.Output(str(ref.options[option]),
-                                                        f"callback {ref.name!r} option {option}", kind))
-        for callback in extra_callbacks:
-            callbacks.add(callback)
+                    path = str(ref.options[option])
+                    if not os.path.isabs(path):  # recorded absolute; a relative one was not written by charseq
+                        raise UsageError(f"the run's callback {ref.name!r} writes to {path!r}, not an absolute path; "
+                                         "the checkpoint is damaged")
+                    self._outputs.append(outputs.Output(path, f"callback {ref.name!r} option {option}", kind,
+                                                        recorded=resuming and ref not in added))
         self.trainer = Trainer(self.model, corpus, config, callbacks)
         self.trainer.run, self.trainer.out, self.trainer.saver = spec.to_dict(), Path(spec.out), self._save
         self._written: set[Path] = set()  # files this process saved: its own, whatever they say
         self._resumed = resume_from
         if resume_from is not None:
             self.trainer.restore(resume_from)
-        outputs.check_outputs(self._outputs, spec.id, [Path(f) for f in corpus.files], resumed_path, force)
+        resumed = None
+        if resume_from is not None and resumed_path is not None:
+            end_step = max(self.trainer.step, config.epochs * self.trainer.steps_per_epoch)
+            resumed = outputs.Resumed(resumed_path, resume_from.training["step"], branch, end_step, self._trusted)
+            if self.complete:  # nothing will be trained: at most, the file is saved under the --out given
+                self._outputs = self._outputs[:1] if out_given else []
+        outputs.check_outputs(self._outputs, spec.id, [Path(f) for f in corpus.files], resumed, corpus.roots, force)
 
     # -- making one ----------------------------------------------------------------------
 
@@ -166,13 +201,14 @@ class Run:
         corpus_options = dict(corpus_options or {})
         if isinstance(corpus, Corpus):
             loaded, spec_text, source = corpus, corpus.spec or corpus.name, corpus.source
+            corpus_options = dict(corpus.spec_options) or corpus_options
         else:
             loaded = get_corpus(corpus, **corpus_options)
-            spec_text, source = corpus, loaded.source
+            spec_text, source, corpus_options = corpus, loaded.source, loaded.spec_options
         config = TrainConfig.for_corpus(loaded, **settings)
         spec = RunSpec(corpus=spec_text, config=config, out=_absolute(out or f"{loaded.name}.npz"),
-                       callbacks=[_ref(c) for c in callbacks], corpus_source=source,
-                       corpus_options=corpus_options, fingerprint=loaded.fingerprint, characters=len(loaded))
+                       callbacks=[_ref(c) for c in _listed(callbacks)], corpus_source=source,
+                       corpus_options=dict(corpus_options), fingerprint=loaded.fingerprint, characters=len(loaded))
         return cls(spec, loaded, force=force, extra_callbacks=extra_callbacks)
 
     @classmethod
@@ -195,22 +231,31 @@ class Run:
             raise UsageError(f"{str(path)!r} holds no run to resume (it was saved without one); it works with "
                              "generate and eval")
         spec = RunSpec.from_dict(saved.run)
+        if not saved.trusted and corpus is None:
+            raise UsageError(f"{str(path)!r} was not written by charseq here (or was edited), so charseq does not read "
+                             f"the corpus it names ({spec.corpus_source or spec.corpus!r}); give it with --corpus")
         config = _resumed_config(spec.config, settings, saved.training["epoch"])
-        corpus_options = dict(corpus_options or {})
-        loaded = _resumed_corpus(spec, corpus, corpus_options)
-        refs, dropped = _resumed_callbacks(spec.callbacks, [_ref(c) for c in callbacks], drop_callbacks)
+        loaded = _resumed_corpus(spec, corpus, dict(corpus_options or {}))
+        added = [_ref(c) for c in _listed(callbacks)]
+        refs, dropped = _resumed_callbacks(spec.callbacks, added, _listed(drop_callbacks))
+        extra_callbacks = list(extra_callbacks)
+        extras = {f"extra:{type(c).__name__}" for c in extra_callbacks}
+        stopper = saved.training["stopped_by"]
+        if stopper is not None and (stopper in dropped or (stopper.startswith("extra:") and stopper not in extras)):
+            dropped.add(stopper)  # a callback that is not in the resumed run no longer asks it to stop
         if dropped:  # a dropped callback's state goes with it, and so does its request to stop
             saved.training = dict(saved.training)
             saved.training["callbacks"] = {k: v for k, v in saved.training["callbacks"].items() if k not in dropped}
             saved.arrays = {n: a for n, a in saved.arrays.items()
                             if not any(n.startswith(f"callback.{key}.") for key in dropped)}
-            if saved.training["stopped_by"] in dropped:
+            if stopper in dropped:
                 saved.training["stop_training"], saved.training["stopped_by"] = False, None
+        branch = config != spec.config or refs != spec.callbacks
         spec = replace(spec, config=config, callbacks=refs, out=_absolute(out) if out is not None else spec.out,
-                       corpus=loaded.spec or spec.corpus if corpus is not None else spec.corpus,
-                       corpus_source=loaded.source if corpus is not None else spec.corpus_source,
-                       corpus_options={**spec.corpus_options, **corpus_options})
-        return cls(spec, loaded, force=force, extra_callbacks=extra_callbacks, resume_from=saved, resumed_path=path)
+                       corpus=(loaded.spec or spec.corpus) if corpus is not None else spec.corpus,
+                       corpus_source=loaded.source if corpus is not None else spec.corpus_source)
+        return cls(spec, loaded, force=force, extra_callbacks=extra_callbacks, resume_from=saved, resumed_path=path,
+                   branch=branch, out_given=out is not None, added=[r for r in added if r not in spec.callbacks])
 
     # -- training ------------------------------------------------------------------------
 
@@ -237,6 +282,7 @@ class Run:
         trainer = self.trainer
         if self.complete:
             return self._complete()
+        trainer.interrupted = None  # an interrupted Run may be fitted again, in the same process
         first_step = trainer.step
         try:
             with stop_on_signals(trainer):
@@ -246,22 +292,40 @@ class Run:
                     self._fail_after_callback(exc, first_step)
                 except SaveError as exc:
                     self._fail_after_save_error(exc)
-                interrupted = trainer.interrupted  # a signal during the save below ends nothing early
-                saved = self._save_at_end()
+                # A signal during the save below ends nothing early; one that came once the run
+                # had ended (at its last epoch's end) interrupted nothing.
+                interrupted = None if trainer.ended else trainer.interrupted
+                saved, note = self._save_interrupted() if interrupted is not None else (self._save_at_end(), "")
         except Aborted as exc:
             kept = f"; {shown(self.spec.out)} keeps its last whole checkpoint" if self.out.exists() else ", without saving"
             raise Aborted(exc.signum, f"aborted at step {trainer.step:,}{kept}") from None
-        return self._result(interrupted, saved)
+        return self._result(interrupted, saved, note)
 
-    def _save(self, path: Path) -> Path:
-        """Save the run to `path` (the trainer's saver): a file that is there is replaced only
-        when it is one this process wrote, the run's own, or `force` allows it."""
-        path = Path(path)
-        if path not in self._written and path.exists() and not self.force:
-            if outputs.kind_of(path) is not None or checkpoints.run_id_of(path) != self.spec.id:
-                raise SaveError(shown(path), "it holds a file that is not a checkpoint of this run")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        checkpoints.save(path, self.trainer.to_checkpoint())
+    def _save(self, path: Path, checkpoint: checkpoints.Checkpoint | None = None) -> Path:
+        """Save the run to `path` (the trainer's saver). A file that is there is replaced only
+        when this process wrote it, or it is the run's own and not further along than what
+        replaces it (never back in time), or `force` allows it."""
+        try:
+            # The place the name leads to, `..` and symlinks followed: what is checked is what is written.
+            path = Path(os.path.realpath(path))
+            checkpoint = checkpoint or self.trainer.to_checkpoint()
+            if path not in self._written and path.exists() and not self.force and path.stat().st_size > 0:
+                run_id, step = checkpoints.identity_of(path)
+                resumed = self.resumed_path is not None and outputs.same_file(path, self.resumed_path)
+                if outputs.kind_of(path) is not None or run_id != self.spec.id:
+                    raise SaveError(shown(path), "it holds a file that is not a checkpoint of this run")
+                if not self._trusted and not resumed:
+                    raise SaveError(shown(path), "the resumed checkpoint was not written here, so it may not replace "
+                                                 "files")
+                if step > checkpoint.training["step"]:
+                    raise SaveError(shown(path), f"it holds this run further along (step {step:,}), which an earlier "
+                                                 "state must not replace")
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise SaveError(shown(path), exc.strerror or str(exc), exc) from None
+        except ValueError as exc:  # a name no file can have (a NUL in it)
+            raise SaveError(shown(path), str(exc)) from None
+        checkpoints.save(path, checkpoint)
         self._written.add(path)
         return path
 
@@ -288,6 +352,17 @@ class Run:
         first = tried[0]
         raise SaveError(first.path, f"{first.reason}; nor could the run be saved anywhere else "
                                     f"({'; '.join(str(e) for e in tried[1:]) or 'no other place'})")
+
+    def _save_interrupted(self) -> tuple[Path, str]:
+        """Save an interrupted run to `out`, or, when `out` may not take it (it holds the run
+        further along: an earlier file was resumed), somewhere else; says why."""
+        try:
+            return self._save(self.out), ""
+        except SaveError as exc:
+            try:
+                return self._save_somewhere(exc), f"{shown(self.out)} was kept ({exc.reason}); "
+            except SaveError as last:
+                raise RunFailed(f"interrupted, and {last}", 1) from None
 
     def _save_at_end(self) -> Path:
         try:
@@ -316,6 +391,8 @@ class Run:
         if self.trainer.step == first_step:
             raise RunFailed(str(exc) + ("; nothing was trained" if first_step == 0 else "; nothing new was trained"),
                             exc.exit_code) from exc.error
+        if exc.hook == "state_dict" and exc.key is not None:  # save the run without the state that cannot be saved
+            self.trainer.unsaved_state.add(exc.key)
         try:
             saved = self._save_somewhere()
         except SaveError as failed:
@@ -326,13 +403,13 @@ class Run:
 
     # -- reporting -----------------------------------------------------------------------
 
-    def _result(self, interrupted: int | None, saved: Path) -> RunResult:
+    def _result(self, interrupted: int | None, saved: Path, note: str = "") -> RunResult:
         trainer = self.trainer
         metrics = trainer.metrics
         if interrupted is not None:
             message = (f"interrupted at step {trainer.step:,} (epoch {trainer.epoch + 1}, step {trainer.step_in_epoch} "
-                       f"of {trainer.steps_per_epoch}); saved {shown(saved)}; continue with: charseq train --resume "
-                       f"{_quote(shown(saved))}")
+                       f"of {trainer.steps_per_epoch}); {note}saved {shown(saved)}; continue with: charseq train "
+                       f"--resume {_quote(shown(saved))}")
             return RunResult("interrupted", trainer.epoch, trainer.step, metrics, saved, message,
                              exit_code(interrupted))
         losses = _losses(metrics)
@@ -352,13 +429,14 @@ class Run:
         saved somewhere else because its own place was full is put where it belongs."""
         trainer = self.trainer
         saved = None
-        if self.resumed_path is not None and self.out != self.resumed_path.absolute():
-            saved = self._save_at_end()
+        if self._out_given and self.resumed_path is not None and self.out != self.resumed_path.absolute():
+            # the file as it was read (the callbacks' state included), under its new name
+            saved = self._save(self.out, replace(self._resumed, run=self.spec.to_dict()))
         if trainer.stop_training:
             which = self._keys.get(trainer.stopped_by or "")
             who = which.name if which is not None else trainer.stopped_by
-            message = (f"the run stopped early at epoch {trainer.epoch} ({who}); to train on, leave it out: "
-                       f"--drop-callback {who}")
+            message = f"the run stopped early at epoch {trainer.epoch} ({who}); to train on, leave it out: " + (
+                f"--drop-callback {who}" if which is not None else "resume it without that callback")
         else:
             message = (f"the run is complete ({trainer.epoch} of {self.config.epochs} epochs); give more --epochs to "
                        "train on")
@@ -379,6 +457,13 @@ def _output_options(factory: Any) -> dict[str, str]:
     return {str(name): outputs.FILE for name in declared}
 
 
+def _listed(items: Any) -> list[Any]:
+    """One item or several: a lone string (or CallbackRef, or (NAME, options) pair) is one."""
+    single = isinstance(items, (str, CallbackRef)) or (
+        isinstance(items, tuple) and len(items) == 2 and isinstance(items[0], str) and isinstance(items[1], dict))
+    return [items] if single else list(items)
+
+
 def _ref(callback: str | CallbackRef | tuple[str, dict[str, Any]]) -> CallbackRef:
     """A callback choice as recorded: options converted to the factory's types, and its
     output paths made absolute so a resumed run writes the same files from anywhere."""
@@ -393,7 +478,7 @@ def _ref(callback: str | CallbackRef | tuple[str, dict[str, Any]]) -> CallbackRe
         raise UsageError(f"a run's callbacks are given by name ('NAME:key=value'), got {callback!r}; "
                          "pass objects as extra_callbacks")
     registered = get_registry().get("callback", name)
-    options = registered.convert(options)
+    options = {**registered.defaults(), **registered.convert(options)}  # `patience=1` and `--patience 1` are one
     for option in _output_options(registered.factory):
         if isinstance(options.get(option), (str, os.PathLike)):
             options[option] = _absolute(options[option])
@@ -404,7 +489,16 @@ def _ref(callback: str | CallbackRef | tuple[str, dict[str, Any]]) -> CallbackRe
 
 
 def _absolute(path: str | os.PathLike) -> str:
-    return os.path.abspath(os.path.expanduser(os.fspath(path)))
+    """The path made absolute; a trailing slash (a directory's name) is kept, to be refused.
+    In a template only the part before the first field is normalised, so that `{epoch}/..`
+    stays visible (and is refused) rather than folded away."""
+    text = os.path.expanduser(os.fspath(path))
+    field = text.find("{")
+    if field >= 0:
+        head, tail = os.path.split(text[:field])
+        return os.path.join(os.path.abspath(head or "."), tail + text[field:])
+    absolute = os.path.abspath(text)
+    return absolute + os.sep if text.endswith(os.sep) and not absolute.endswith(os.sep) else absolute
 
 
 def _quote(path: str | os.PathLike) -> str:
@@ -434,19 +528,22 @@ def _resumed_config(config: TrainConfig, settings: dict[str, Any], epochs_done: 
         if key not in RESUME_MAY_CHANGE:
             raise UsageError(f"{flag} {value} differs from the resumed run's {values[key]}; a resumed run keeps its "
                              f"settings (it may change {MAY_CHANGE_TEXT})")
-        if key == "epochs" and value < epochs_done:
-            raise UsageError(f"--epochs {value} is fewer than the {epochs_done} the run has done")
         values[key] = value
-    return TrainConfig(**values)
+    config = TrainConfig(**values)  # checks the types and ranges of what changed
+    if config.epochs < epochs_done:
+        raise UsageError(f"--epochs {config.epochs} is fewer than the {epochs_done} the run has done")
+    return config
 
 
 def _resumed_corpus(spec: RunSpec, corpus: str | Corpus | None, options: dict[str, Any]) -> Corpus:
     """The run's corpus: found where it was (from any directory), or where `corpus` points,
     and refused unless its content is the content the run trained on."""
-    for key, value in options.items():
-        if corpus is None and spec.corpus_options.get(key) != value:
-            raise UsageError(f"the resumed run read its corpus with {key}={spec.corpus_options.get(key)!r}; "
-                             f"to read another text, point --corpus at it")
+    if corpus is None and options:
+        registered = get_registry().get("corpus", parse_spec(spec.corpus_source or spec.corpus)[0])
+        for key, value in registered.effective(options).items():
+            if key in options and spec.corpus_options.get(key) != value:
+                raise UsageError(f"the resumed run read its corpus with {key}={spec.corpus_options.get(key)!r}, not "
+                                 f"{value!r}; a resumed run may change {MAY_CHANGE_TEXT}")
     if isinstance(corpus, Corpus):
         loaded = corpus
     elif corpus is not None:

@@ -75,6 +75,14 @@ def resolve_files(spec: str) -> list[Path]:
     """A file, a directory (its files, recursively, in sorted order, hidden ones left out)
     or a glob pattern (its files in sorted order). A path that exists is taken as it is,
     glob characters and all; a file reached twice (a symlink, a ``**`` loop) is read once."""
+    try:
+        return _resolve(spec)
+    except OSError as exc:  # a directory that cannot be listed, a file that cannot be read
+        where = f" ({exc.filename})" if exc.filename else ""
+        raise UsageError(f"cannot read corpus {spec!r}{where}: {exc.strerror or exc}") from None
+
+
+def _resolve(spec: str) -> list[Path]:
     path = Path(spec).expanduser()
     if path.is_dir():
         files = sorted(p for p in path.rglob("*")
@@ -119,7 +127,7 @@ def check_encoding(encoding: str) -> str:
 
 def load_text_corpus(name: str, files: list[Path], encoding: str = "utf-8") -> Corpus:
     """The concatenated text of `files` as a corpus whose ids are memory-mapped from the cache."""
-    check_encoding(encoding)
+    encoding = check_encoding(encoding)  # by the codec's own name: utf8 and UTF-8 share a cache entry
     if sum(f.stat().st_size for f in files) == 0:
         raise UsageError(f"corpus {name!r} is empty" + (f" ({files[0]})" if len(files) == 1 else ""))
     directory = cache_dir()
@@ -170,11 +178,14 @@ def _read_cache(directory: Path, key: str) -> tuple[Vocabulary, np.ndarray] | No
 
 
 def _encode_to_cache(files: list[Path], encoding: str, directory: Path, key: str) -> tuple[Vocabulary, np.ndarray]:
+    # Each pass hashes the bytes it reads: a file edited between the passes (or since its
+    # key was computed) would otherwise put one text's ids under another text's key.
     # Pass 1: the vocabulary and the length, in one streaming pass.
     ascii_counts = np.zeros(128, dtype=np.int64)
     others: set[str] = set()
     length = 0
-    for piece in _pieces(files, encoding):
+    first = _Hashed(encoding)
+    for piece in _pieces(files, encoding, first):
         if isinstance(piece, str):
             others.update(piece)
         else:
@@ -189,8 +200,10 @@ def _encode_to_cache(files: list[Path], encoding: str, directory: Path, key: str
 
     # Pass 2: the ids, appended chunk by chunk to a file that then replaces the cache entry
     # whole. Plain writes, not a writable memmap: mapped pages would count as the process's.
+    second = _Hashed(encoding)
+
     def write_ids(out) -> None:
-        for piece in _pieces(files, encoding):
+        for piece in _pieces(files, encoding, second):
             if isinstance(piece, str):
                 vocab.encode(piece).tofile(out)
             else:
@@ -198,6 +211,9 @@ def _encode_to_cache(files: list[Path], encoding: str, directory: Path, key: str
                     np.take(ascii_lookup, piece[start : start + _COUNT_CHUNK]).tofile(out)
 
     atomic_write(directory / f"{key}.ids", write_ids, durable=False)
+    if not first.digest() == second.digest() == key:
+        (directory / f"{key}.ids").unlink(missing_ok=True)
+        raise UsageError("the text changed while charseq was reading it; run the command again once it is written")
     meta = {"format": _CACHE_FORMAT, "symbols": list(vocab.symbols), "dtype": str(vocab.dtype), "length": length}
     _write_atomically(directory / f"{key}.json", json.dumps(meta, ensure_ascii=False).encode("utf-8"))
     cached = _read_cache(directory, key)
@@ -205,16 +221,34 @@ def _encode_to_cache(files: list[Path], encoding: str, directory: Path, key: str
     return cached
 
 
-def _pieces(files: list[Path], encoding: str) -> Iterator[str | np.ndarray]:
+class _Hashed:
+    """The content key of the bytes read, computed as _content_key computes it."""
+
+    def __init__(self, encoding: str):
+        self._digest = hashlib.sha256(f"charseq-text-{_CACHE_FORMAT}:{encoding}".encode())
+
+    def file(self, size: int) -> None:
+        self._digest.update(f"\0{size}\0".encode())
+
+    def update(self, chunk: bytes) -> None:
+        self._digest.update(chunk)
+
+    def digest(self) -> str:
+        return self._digest.hexdigest()
+
+
+def _pieces(files: list[Path], encoding: str, hashed: _Hashed) -> Iterator[str | np.ndarray]:
     """The text, a chunk at a time: uint8 code points for an all-ASCII chunk of an
     ASCII-compatible encoding (no str is made), otherwise decoded str."""
     ascii_fast = codecs.lookup(encoding).name in ("utf-8", "ascii", "latin-1", "iso8859-1", "cp1252")
     for path in files:
         decoder = codecs.getincrementaldecoder(encoding)()
         with path.open("rb") as stream:
+            hashed.file(os.fstat(stream.fileno()).st_size)
             offset = 0
             while True:
                 chunk = stream.read(CHUNK_BYTES)
+                hashed.update(chunk)
                 last = len(chunk) < CHUNK_BYTES
                 pending = decoder.getstate()[0]
                 if ascii_fast and not pending and chunk.isascii():
@@ -228,6 +262,8 @@ def _pieces(files: list[Path], encoding: str) -> Iterator[str | np.ndarray]:
                             f"{str(path)!r} is not {encoding} text: bad byte at offset "
                             f"{offset - len(pending) + exc.start}; try --encoding"
                         ) from None
+                    except UnicodeError as exc:  # a codec's own complaint (utf-16 without a byte-order mark)
+                        raise UsageError(f"{str(path)!r} is not {encoding} text ({exc}); try --encoding") from None
                     if text:
                         yield text
                 offset += len(chunk)

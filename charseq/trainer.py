@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -67,6 +68,9 @@ class Trainer:
         self.out: Path | None = None  # the run's checkpoint (the default of the checkpoint callback)
         self.saver: Callable[[Path], Path] | None = None  # how save_checkpoint writes (a Run's)
         self._rng = np.random.default_rng(config.seed)  # data order and dropout masks
+        # A random-window corpus's windows are the generator's first draws, made here so that
+        # every saved random state, even one saved before the first step, comes after them.
+        self._windows = corpus.windows(config.seq_len, self._rng) if self.batches.random_windows else None
         self._order: np.ndarray | None = None  # this epoch's order of random windows
         self._h: np.ndarray | None = None  # the state carried into the next window
         self._since_eval: list[float] = [0.0, 0]  # loss sum and steps since the last evaluation
@@ -74,6 +78,7 @@ class Trainer:
         self._started: float | None = None
         self._eval_started = 0.0
         self._callback_states: dict[str, dict[str, Any]] = {}  # handed to the callbacks once training begins
+        self.unsaved_state: set[str] = set()  # callbacks whose state checkpoints leave out (it failed)
         self._dispatching = False
         self._pending_saves: list[tuple[Path, Callable[[Path], None] | None]] = []
         self._grad_flat, self._grads = model.gradient_buffer()
@@ -105,16 +110,18 @@ class Trainer:
 
     def _fit(self) -> dict[str, Any]:
         config = self.config
-        windows = None
-        if self.batches.random_windows:
-            # The first draws of the seed's generator; a resumed run draws them again.
-            fresh = self.step == 0 and self.step_in_epoch == 0 and self.epoch == 0
-            windows = self.corpus.windows(config.seq_len, self._rng if fresh else np.random.default_rng(config.seed))
+        windows = self._windows
         report_steps = self.callbacks.implement("on_step_end")
+        if self._started is not None and not self._callback_states:
+            # fit() again in the same process (after an interruption, or for more epochs):
+            # callbacks reset themselves in on_train_begin, so hand them back their state,
+            # exactly as a resumed run would.
+            self._callback_states = self._current_callback_states()
         self.ended, self.weights_from = False, None
         self._call("on_train_begin")
         self._give_callbacks_their_state()
         self.state()  # a callback state that cannot be saved fails now, not at an epoch's end
+        self._wall_time_before = self.wall_time  # (the time of an earlier fit() of this trainer)
         self._started = self._eval_started = time.perf_counter()
         metrics = self.history[-1] if self.history else {}
         # A run asked to stop mid-epoch still ends that epoch, resumed or not.
@@ -134,7 +141,9 @@ class Trainer:
                 self._since_eval[1] += 1
                 if report_steps:
                     self._call("on_step_end", step=self.step, loss=loss)
-                if config.eval_every and self.step % config.eval_every == 0:
+                # (at an epoch's last step, the epoch's own evaluation follows at once)
+                if config.eval_every and self.step % config.eval_every == 0 and \
+                        self.step_in_epoch < self.steps_per_epoch:
                     metrics = self._evaluate_and_report()
                 if self.interrupted is not None:
                     return metrics
@@ -197,7 +206,7 @@ class Trainer:
         if steps:
             metrics.update(loss_metrics(loss_sum / steps))
         elif self.history:
-            metrics.update({k: self.history[-1][k] for k in ("loss", "bpc", "perplexity")})
+            metrics.update(loss_metrics(self.history[-1]["loss"] if self.history[-1]["loss"] is not None else math.nan))
         else:
             metrics.update(loss_metrics(math.nan))
         if self.val_ids is not None:
@@ -249,6 +258,8 @@ class Trainer:
             arrays["trainer.order"] = self._order
         callbacks = {}
         for key, entry in self.callbacks.stateful().items():
+            if key in self.unsaved_state:
+                continue
             values = {}
             for name, value in self.callbacks.state_of(entry).items():
                 if isinstance(value, np.ndarray):
@@ -285,7 +296,7 @@ class Trainer:
         h, order = arrays.get("trainer.h"), arrays.get("trainer.order")
         if h is not None:
             _same_shape("trainer.h", h, np.empty((self.config.batch_size, self.model.hidden_size), self.model.dtype))
-        if order is not None and (order.shape != (self.corpus.random_windows or 0,) or
+        if order is not None and (order.dtype.kind not in "iu" or order.shape != (self.corpus.random_windows or 0,) or
                                   not np.array_equal(np.sort(order), np.arange(len(order)))):
             raise UsageError("the checkpoint's order of training windows does not fit this run")
         try:
@@ -295,6 +306,8 @@ class Trainer:
         self.step, self.epoch, self.step_in_epoch = values["step"], values["epoch"], values["step_in_epoch"]
         self._since_eval = [float(values["since_eval"][0]), int(values["since_eval"][1])]
         self._wall_time_before = float(values["wall_time"])
+        if self.batches.random_windows:  # drawn again from the seed: the saved state comes after them
+            self._windows = self.corpus.windows(self.config.seq_len, np.random.default_rng(self.config.seed))
         self.history = [dict(entry) for entry in values["history"]]
         self.stop_training, self.stopped_by = values["stop_training"], values["stopped_by"]
         self.ended, self.weights_from = values["ended"], values["weights_from"]
@@ -304,6 +317,9 @@ class Trainer:
                               if name.startswith(f"callback.{key}.")}}
             for key, state in values["callbacks"].items()
         }
+
+    def _current_callback_states(self) -> dict[str, dict[str, Any]]:
+        return {key: dict(self.callbacks.state_of(entry)) for key, entry in self.callbacks.stateful().items()}
 
     def _give_callbacks_their_state(self) -> None:
         """Callbacks reset themselves in on_train_begin; a resumed run then hands back their
@@ -336,11 +352,40 @@ class Trainer:
             self.model.params[name] = checkpoint.model.params[name]
 
 
+def memory_needed(config: TrainConfig, vocab_size: int) -> int:
+    """Bytes a run of these settings needs, roughly: the parameters with their gradients,
+    optimizer moments and scratch, and the per-step buffers for training and evaluation."""
+    H, V, B, T = config.hidden_size, vocab_size, config.batch_size, config.seq_len
+    parameters = H * H + 2 * H * V + H + V
+    moments = {"sgd": 0, "adagrad": 1, "rmsprop": 1, "adam": 2}.get(config.optimizer, 2)
+    step = T * B * (5 * H + 2 * V) + 2 * B * H
+    return 4 * ((3 + moments) * parameters + 2 * step) + 16 * T * B
+
+
+def check_memory(config: TrainConfig, vocab_size: int) -> None:
+    """Refuse, before allocating anything, a run that cannot fit in this machine's memory."""
+    needed = memory_needed(config, vocab_size)
+    try:
+        available = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):
+        return
+    if needed > 0.9 * available:
+        raise UsageError(f"this run needs about {needed / 2**30:,.1f} GiB of memory (H={config.hidden_size}, "
+                         f"B={config.batch_size}, T={config.seq_len}, {vocab_size} symbols), more than this machine's "
+                         f"{available / 2**30:,.1f} GiB; use a smaller --hidden-size, --batch-size or --seq-len")
+
+
 def progress_of(trainer: Trainer) -> dict[str, Any]:
     """What a checkpoint says of its weights: how far the run got and their loss."""
     metrics = trainer.metrics
-    return {"epoch": trainer.epoch, "step": trainer.step, "loss": metrics.get("loss"),
-            "val_loss": metrics.get("val_loss"), "weights_epoch": metrics.get("epoch", trainer.epoch)}
+
+    def number(value: Any) -> float | None:
+        return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+    epoch = metrics.get("epoch", trainer.epoch)
+    return {"epoch": trainer.epoch, "step": trainer.step, "loss": number(metrics.get("loss")),
+            "val_loss": number(metrics.get("val_loss")),
+            "weights_epoch": epoch if isinstance(epoch, int) and not isinstance(epoch, bool) else trainer.epoch}
 
 
 def _same_shape(name: str, saved: np.ndarray, current: np.ndarray) -> np.ndarray:

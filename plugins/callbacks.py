@@ -56,7 +56,7 @@ class EarlyStopping:
         if start_from_epoch < 0:
             raise UsageError(f"start_from_epoch must be 0 or more, got {start_from_epoch}")
         if not math.isfinite(min_delta):
-            raise UsageError(f"min_delta must be a number, got {min_delta}")
+            raise UsageError(f"min_delta must be a finite number, got {min_delta}")
         self.monitor = monitor
         self.patience = int(patience)
         self.min_delta = abs(float(min_delta))
@@ -70,6 +70,7 @@ class EarlyStopping:
     def on_train_begin(self, trainer):
         self._monitor = _monitor_for("early-stopping", self.monitor, trainer)
         self._shapes = {name: value.shape for name, value in trainer.model.params.items()}
+        self._dtype = trainer.model.dtype
         self.wait = 0
         self.stopped_epoch = 0
         self.best = math.inf if self.mode == "min" else -math.inf
@@ -122,8 +123,8 @@ class EarlyStopping:
             wait, stopped, best_epoch = (_whole(state[key]) for key in ("wait", "stopped_epoch", "best_epoch"))
             best = float(state["best"])
             best_metrics = state.get("best_metrics")
-            if best_metrics is not None and not isinstance(best_metrics, dict):
-                raise TypeError("best_metrics is not a mapping")
+            if best_metrics is not None:
+                _check_metrics(best_metrics)
         except (KeyError, TypeError, ValueError) as exc:
             raise UsageError(f"early-stopping's saved state is not valid ({exc})") from None
         weights = {key.split(".", 1)[1]: value for key, value in state.items() if key.startswith("best_weights.")}
@@ -131,9 +132,10 @@ class EarlyStopping:
             if set(weights) != set(self._shapes):
                 raise UsageError(f"early-stopping's saved weights are {sorted(weights)}, not this model's parameters")
             for name, value in weights.items():
-                if not isinstance(value, np.ndarray) or value.shape != self._shapes[name]:
+                if (not isinstance(value, np.ndarray) or value.shape != self._shapes[name]
+                        or value.dtype != self._dtype):
                     raise UsageError(f"early-stopping's saved {name} does not fit this model ({name} is "
-                                     f"{list(self._shapes[name])})")
+                                     f"{self._dtype}{list(self._shapes[name])})")
         self.wait, self.stopped_epoch, self.best, self.best_epoch = wait, stopped, best, best_epoch
         self.best_metrics = best_metrics
         self.best_weights = weights or None
@@ -194,7 +196,7 @@ class ModelCheckpoint:
             if not self._improved(current, self.best):
                 return
             self.best = current
-        path = Path(self._template.format(**{"step": trainer.step, **metrics}))
+        path = Path(self._template.format(**{**metrics, "step": trainer.step, "epoch": epoch}))
         trainer.save_checkpoint(path, then=self._saved)
 
     def _saved(self, path: Path) -> None:
@@ -293,6 +295,17 @@ class MetricsLog:
             except OSError:
                 pass
         self._file = None
+
+
+def _check_metrics(metrics: Any) -> None:
+    """An evaluation's metrics as a state holds them: numbers or null, a whole epoch and step."""
+    if not isinstance(metrics, dict):
+        raise TypeError("best_metrics is not a mapping")
+    for key, value in metrics.items():
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+            raise TypeError(f"best_metrics.{key} is {value!r}, not a number")
+    for key in ("epoch", "step"):
+        _whole(metrics.get(key))
 
 
 def _whole(value: Any) -> int:

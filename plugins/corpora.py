@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from importlib import resources
 from pathlib import Path
 
@@ -49,7 +50,11 @@ def text(arg: str | None = None, encoding: str = "utf-8") -> Corpus:
         raise UsageError("corpus text needs a file: --corpus text:PATH")
     files = resolve_files(arg)
     name = files[0].stem if len(files) == 1 else Path(arg.split("*")[0]).name or "text"
-    return load_text_corpus(name, files, encoding)
+    corpus = load_text_corpus(name, files, encoding)
+    literal = Path(arg).expanduser()
+    if literal.is_dir() or (not literal.exists() and any(ch in arg for ch in "*?[")):
+        corpus.roots = (os.path.abspath(literal),)  # a directory or a glob: what a new file there would join
+    return corpus
 
 
 text.path_arg = True  # ARG is a path: a run records it made absolute, to find it from anywhere

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import shutil
 import tempfile
 import sys
 import textwrap
@@ -28,6 +29,10 @@ def pytest_configure(config):
     developer has installed must not change what the tests see."""
     os.environ["CHARSEQ_LOAD_PLUGINS"] = ""
     os.environ["CHARSEQ_CACHE"] = tempfile.mkdtemp(prefix="charseq-cache-")  # not the developer's cache
+
+
+def pytest_unconfigure(config):
+    shutil.rmtree(os.environ.get("CHARSEQ_CACHE", ""), ignore_errors=True)
 
 
 @pytest.fixture

@@ -5,6 +5,7 @@ most in a process of its own."""
 import json
 import os
 import resource
+import shutil
 import signal
 import subprocess
 import sys
@@ -95,7 +96,12 @@ def test_a_callback_that_cannot_work_stops_the_run_before_its_first_step(plugin_
                                              "run does not have"),
     ("early-stopping:monitor=val_loss", "cannot monitor 'val_loss'"),
     ("checkpoint:path=x-{loss:d}.npz", "is malformed"),
-    ("checkpoint:path=/proc/x-{epoch}.npz", "'/proc' is not writable"),
+    ("checkpoint:path=/proc/x-{epoch}.npz", "lies in /proc"),
+    ("checkpoint:path=x-{epoch!s}.npz", "is not a plain field"),
+    ("checkpoint:path=x-{epoch.__class__}.npz", "is not a plain field"),
+    ("checkpoint:path=x-{epoch:5000}.npz", "is not a plain field"),
+    ("checkpoint:path=x-{epoch:0>300}.npz", "makes names a file system cannot hold"),
+    ("checkpoint:path=sub/{epoch:.>2}/../x.npz", "climbs out of a directory after a field"),
     ("checkpoint:every=abc", "every must be a whole number, got 'abc'"),
     ("checkpoint:keep_last=-1", "keep_last must be 0"),
     ("metrics:path=", "option 'path' has no value"),
@@ -318,3 +324,118 @@ def test_a_crafted_callback_state_that_does_not_fit_the_model_is_refused_before_
     assert result.exit_code == 2 and "does not fit this model" in result.stderr
     assert "nothing new was trained" in result.stderr and out.read_bytes() == before
     assert json.loads(run_cli("eval", out, "--corpus", "digits", "--json").output)["loss"] >= 0
+
+
+class TurnsBad:
+    """Keeps a state JSON can hold, until step 20."""
+
+    def __init__(self):
+        self.step = 0
+
+    @hookimpl
+    def on_step_end(self, step):
+        self.step = step
+
+    def state_dict(self):
+        return {"step": self.step} if self.step < 20 else {"seen": {self.step}}
+
+    def load_state_dict(self, state):
+        pass
+
+
+def test_a_callback_state_that_turns_unsavable_mid_run_still_gets_the_run_saved(place):
+    """The periodic save at epoch 2 fails on the callback's state: the run is saved without it."""
+    run = Run.start("alphabet", out="m.npz", callbacks=["checkpoint:every=2"], extra_callbacks=[TurnsBad()])
+    with pytest.raises(charseq.RunFailed, match=r"callback TurnsBad failed in state_dict: its state cannot be saved "
+                                                r"as JSON .*; saved m.npz at step 30"):
+        run.fit()
+    saved = charseq.load(place / "m.npz")
+    assert saved.training["step"] == 30 and "extra:TurnsBad" not in saved.training["callbacks"]
+
+
+class ReplaceDirectory:
+    """At step 5, the directory --out is in is removed and a file takes its name."""
+
+    def __init__(self, folder):
+        self.folder = folder
+
+    @hookimpl
+    def on_step_end(self, step):
+        if step == 5:
+            shutil.rmtree(self.folder)
+            self.folder.write_text("not a directory any more")
+
+
+def test_a_save_into_a_directory_that_became_a_file_is_rescued(place):
+    (place / "od").mkdir()
+    with pytest.raises(charseq.RunFailed, match=r"cannot write 'od/m.npz': [^;]+; saved the run to "
+                                                r"m.rescued-step\d+.npz instead"):
+        Run.start("digits:40", out="od/m.npz", epochs=2, batch_size=5, extra_callbacks=[ReplaceDirectory(place / "od")]
+                  ).fit()
+    (rescued,) = place.glob("m.rescued-step*.npz")
+    assert charseq.load(rescued).training["epoch"] == 2
+
+
+def test_a_template_directory_that_is_a_file_is_one_line_and_the_run_is_saved(place):
+    (place / "1").write_text("a file where a directory would go")
+    result = run_cli("train", "--corpus", "alphabet", "--epochs", 2, "--out", "m.npz", "--callback",
+                     "checkpoint:path={epoch}/x.npz", "-q", ok=False)
+    assert result.exit_code == 1 and result.stderr.count("\n") == 1 and "internal error" not in result.stderr
+    assert "cannot write '1/x.npz'" in result.stderr and "saved the run to m.npz" in result.stderr
+    assert (place / "1").read_text().startswith("a file")
+
+
+def test_the_cache_refuses_a_text_edited_while_it_is_encoded(place, monkeypatch):
+    import charseq.textfiles as textfiles
+
+    real = textfiles._content_key
+
+    def edit_after_hashing(files, encoding, directory):
+        key = real(files, encoding, directory)
+        files[0].write_text("z" * files[0].stat().st_size)  # the same size, other content
+        return key
+
+    (place / "fresh.txt").write_text("a text no other test has encoded: " + "x" * 5000)
+    monkeypatch.setattr(textfiles, "_content_key", edit_after_hashing)
+    with pytest.raises(charseq.UsageError, match="the text changed while charseq was reading it"):
+        charseq.get_corpus("text:fresh.txt")
+    monkeypatch.setattr(textfiles, "_content_key", real)
+    corpus = charseq.get_corpus("text:fresh.txt")  # the file now holds z's, and the cache says so
+    assert corpus.vocab.decode(corpus.ids[:3]) == "zzz"
+
+
+def test_a_progress_bar_on_a_closed_pipe_does_not_end_training(place):
+    command = (f"{sys.executable} -m charseq train --corpus digits --epochs 60 --out m.npz --threads 1 --progress "
+               "2>&1 >/dev/null | head -c 10 >/dev/null; echo \"status ${PIPESTATUS[0]}\"")
+    result = subprocess.run(["bash", "-c", command], cwd=place, env=_env(), capture_output=True, text=True,
+                            timeout=300)
+    assert result.stdout == "status 0\n", result.stdout + result.stderr
+    assert charseq.load(place / "m.npz").training["epoch"] == 60
+
+
+def test_generate_with_stdout_closed_is_one_line(place, alphabet_checkpoint):
+    result = subprocess.run(f"{sys.executable} -m charseq generate {alphabet_checkpoint} >&-", shell=True, cwd=place,
+                            env=_env(), capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and result.stderr == \
+        "Error: standard output is closed; there is nowhere to print the text\n"
+
+
+def test_a_crafted_early_stopping_state_is_refused_before_training(tmp_path):
+    from conftest import resign
+
+    out = tmp_path / "m.npz"
+    run_cli("train", "--corpus", "digits", "--epochs", 3, "--patience", 5, "--out", out, "-q", "--sample-length", 0)
+    resign(out, lambda m: m["training"]["callbacks"]["early-stopping"].update(best_metrics={"loss": "x", "epoch": [1]}))
+    result = run_cli("train", "--resume", out, "--corpus", "digits", "--epochs", 6, ok=False)
+    assert result.exit_code == 2 and "early-stopping's saved state is not valid" in result.stderr
+
+
+def test_a_cut_short_last_metrics_line_is_left_out_of_a_plot(place):
+    from charseq.plot import read_metrics
+
+    path = place / "m.jsonl"
+    path.write_text('{"step": 1, "loss": 2.0}\n{"step": 2, "loss": 1.5}\n{"step": 3, "lo')
+    assert [r["step"] for r in read_metrics(path)] == [1, 2]
+    path.write_text('{"step": 1, "loss": 2.0}\n{"step": 2, "lo\n{"step": 3, "loss": 1.0}\n')
+    with pytest.raises(charseq.UsageError, match="line 2 is not JSON"):
+        read_metrics(path)

@@ -67,10 +67,12 @@ def test_other_files_are_not_replaced_either(place):
     (["--out", "notes.txt"], "--out 'notes.txt' is one of the run's inputs"),
     (["--metrics", "notes.txt"], "callback 'metrics' option path 'notes.txt' is one of the run's inputs"),
     (["--metrics", "m.npz", "--out", "m.npz"], "name the same file 'm.npz'"),
-    (["--out", "/dev/null"], "--out '/dev/null' is a device"),
-    (["--metrics", "/dev/null"], "'/dev/null' is a device"),
+    (["--out", "/dev/null"], "--out '/dev/null' lies in /dev"),
+    (["--metrics", "/dev/null"], "'/dev/null' lies in /dev"),
     (["--out", "."], "--out '.' is a directory"),
-    (["--callback", "checkpoint:path=notes.{epoch}"], "could write over 'notes.txt', one of the run's inputs"),
+    (["--callback", "checkpoint:path=notes.{epoch}", "--out", "m.npz"], "could write over 'notes.txt', one of the "
+                                                                         "run's inputs"),
+    (["--callback", "checkpoint:path=notes.{epoch}"], "could write over --out 'notes.npz'"),
 ])
 def test_no_output_may_be_an_input_a_device_or_another_output(place, args, words):
     result = run_cli("train", *TEXT, *args, *FAST, ok=False)
@@ -160,18 +162,44 @@ def test_a_crafted_checkpoint_cannot_make_a_resume_write_or_delete_elsewhere(pla
 
     evil = _crafted(saved, place / "evil.npz", aim)
     result = run_cli("train", "--resume", evil, "--epochs", 4, "-q", ok=False)
-    assert result.exit_code == 2 and "report.txt' already exists and is not this run's" in result.stderr
-    result = run_cli("train", "--resume", evil, "--epochs", 4, "--out", "ok.npz", "-q", ok=False)
-    assert result.exit_code == 2 and "could write over" in result.stderr and "ck-001.npz" in result.stderr
-    # With a template that matches nothing, training runs: and deletes only what it wrote.
+    assert result.exit_code == 2 and "give it with --corpus" in result.stderr  # its recorded corpus is not read
+    result = run_cli("train", "--resume", evil, "--corpus", "alphabet", "--epochs", 4, "-q", ok=False)
+    assert result.exit_code == 2 and "report.txt" in result.stderr
+    assert "was not written by charseq here (or was edited), so the paths it records may not replace files" \
+        in result.stderr
+    result = run_cli("train", "--resume", evil, "--corpus", "alphabet", "--epochs", 4, "--out", "ok.npz", "-q",
+                     ok=False)
+    assert result.exit_code == 2 and "ck-001.npz" in result.stderr and "may not replace files" in result.stderr
+    # With the paths given anew, training runs, and deletes only what it wrote itself.
     def aim_state(metadata):
         metadata["training"]["callbacks"]["checkpoint"]["saved"] = [str(victims / "report.txt"),
                                                                     str(victims / "ck-001.npz")]
 
     evil = _crafted(saved, place / "evil2.npz", aim_state)
-    run_cli("train", "--resume", evil, "--epochs", 4, "--out", "ok.npz", "-q", "--sample-length", 0)
+    run_cli("train", "--resume", evil, "--corpus", "alphabet", "--epochs", 4, "--out", "ok.npz", "--drop-callback",
+            "checkpoint", "--callback", "checkpoint:path=new-{epoch}.npz,keep_last=1", "-q", "--sample-length", 0)
     assert (victims / "report.txt").read_text() == "precious" and (victims / "ck-001.npz").read_text() == "precious"
-    assert sorted(p.name for p in place.glob("ck-*")) == ["ck-2.npz", "ck-4.npz"]  # ck-3 was this process's
+    assert sorted(p.name for p in place.glob("*-*.npz")) == ["ck-2.npz", "new-4.npz"]
+
+
+def test_a_forged_run_id_cannot_make_a_resume_replace_that_runs_model(place):
+    """The id of a victim's run is readable in its checkpoint; copying it into a crafted
+    checkpoint does not make the victim's files replaceable: the crafted file is not sealed
+    by this charseq's key."""
+    run_cli("train", "--corpus", "alphabet", "--epochs", 6, "--out", "victim.npz", "-q", "--sample-length", 0)
+    run_cli("train", "--corpus", "alphabet", "--epochs", 2, "--out", "base.npz", "-q", "--sample-length", 0)
+    victim_id = charseq.load(place / "victim.npz").run["id"]
+    before = (place / "victim.npz").read_bytes()
+
+    def forge(metadata):
+        metadata["run"]["id"] = victim_id
+        metadata["run"]["out"] = str(place / "victim.npz")
+        metadata["training"]["step"] = metadata["training"]["step"]  # (and any step it likes)
+
+    evil = _crafted(place / "base.npz", place / "forged.npz", forge)
+    result = run_cli("train", "--resume", evil, "--corpus", "alphabet", "--epochs", 8, "-q", ok=False)
+    assert result.exit_code == 2 and "may not replace files" in result.stderr
+    assert (place / "victim.npz").read_bytes() == before
 
 
 def test_a_checkpoint_that_appears_during_training_is_not_overwritten(place):
@@ -190,3 +218,70 @@ def test_a_checkpoint_that_appears_during_training_is_not_overwritten(place):
                   epochs=3, batch_size=5).fit()
     assert (place / "ck-1.npz").read_text() == "someone else's"
     assert charseq.load(place / "m.npz").training["epoch"] == 1
+
+
+LOGGER = """
+from charseq import hookimpl
+
+class Log:
+    '''Writes a line per epoch to path=FILE.'''
+    output_options = ["path"]
+
+    def __init__(self, path: str):
+        self.path = path
+
+    @hookimpl
+    def on_epoch_end(self, epoch):
+        with open(self.path, "a") as f:
+            f.write(f"{epoch}\\n")
+
+@hookimpl
+def register_callbacks(register):
+    register("log", Log)
+"""
+
+
+def test_a_plugins_file_output_never_replaces_a_checkpoint_or_metrics_of_another_run(place, plugin_site):
+    from conftest import install_fake_distribution
+
+    install_fake_distribution(plugin_site, "throwaway-env", LOGGER, "[charseq]\nlog = throwaway_env\n")
+    run_cli("train", "--corpus", "alphabet", "--out", "other.npz", "--metrics", "other.jsonl", *FAST)
+    before = (place / "other.npz").read_bytes()
+    for target in ("other.npz", "other.jsonl"):
+        result = run_cli("train", "--corpus", "alphabet", "--out", "m.npz", "--callback", f"log:path={target}",
+                         *FAST, ok=False)
+        assert result.exit_code == 2 and "is not this run's" in result.stderr or "another run" in result.stderr
+    assert (place / "other.npz").read_bytes() == before
+    (place / "plain.log").write_text("earlier lines\n")  # a file of its own kind: the plugin's business
+    run_cli("train", "--corpus", "alphabet", "--out", "m.npz", "--callback", "log:path=plain.log", *FAST)
+    assert (place / "plain.log").read_text() == "earlier lines\n1\n2\n"
+
+
+@pytest.mark.parametrize("corpus,out", [("text:data", "data/model.npz"), ("text:data/*.txt", "data/model.txt"),
+                                        ("text:data", "data/sub/ck-{epoch}.npz")])
+def test_outputs_may_not_land_where_the_corpus_is_read(place, corpus, out):
+    (place / "data" / "sub").mkdir(parents=True)
+    (place / "data" / "a.txt").write_text("the cat sat on the mat. " * 200)
+    args = ["--out", out] if "{" not in out else ["--out", "m.npz", "--callback", f"checkpoint:path={out}"]
+    result = run_cli("train", "--corpus", corpus, "--hidden-size", 16, "--seq-len", 8, "--batch-size", 4, *args,
+                     *FAST, ok=False)
+    assert result.exit_code == 2 and "lies where the corpus is read from" in result.stderr
+
+
+def test_an_empty_file_at_out_is_replaced_and_a_replaced_file_keeps_its_permissions(place):
+    (place / "empty.npz").write_bytes(b"")
+    run_cli("train", "--corpus", "alphabet", "--out", "empty.npz", *FAST)
+    assert charseq.load(place / "empty.npz").training["epoch"] == 2
+    os.chmod(place / "empty.npz", 0o600)
+    run_cli("train", "--resume", "empty.npz", "--epochs", 3, "-q")
+    assert stat.S_IMODE((place / "empty.npz").stat().st_mode) == 0o600
+
+
+def test_a_template_cannot_meet_another_output_or_a_hidden_file(place):
+    result = run_cli("train", "--corpus", "alphabet", "--out", "m.npz", "--metrics", "x-1.jsonl", "--callback",
+                     "checkpoint:path=x-{epoch}.jsonl", *FAST, ok=False)
+    assert result.exit_code == 2 and "could write over callback 'metrics' option path 'x-1.jsonl'" in result.stderr
+    run_cli("train", "--corpus", "alphabet", "--out", "a.npz", "--callback", "checkpoint:path=.{epoch}x.npz", *FAST)
+    result = run_cli("train", "--corpus", "alphabet", "--out", "b.npz", "--callback",
+                     "checkpoint:path=.{epoch}x.npz", *FAST, ok=False)
+    assert result.exit_code == 2 and "could write over '.1x.npz'" in result.stderr

@@ -1,0 +1,242 @@
+"""The run in combinations: copies and branches of a run, finished and stopped runs, options
+spelled two ways, signals at awkward moments, the Python API used as a notebook would."""
+
+import json
+import shutil
+import signal
+
+import numpy as np
+import pytest
+
+import charseq
+from charseq import Run, UsageError, hookimpl
+from conftest import run_cli
+
+SMALL = {"hidden_size": 16, "seq_len": 8, "batch_size": 4}
+ARGS = ["--hidden-size", 16, "--seq-len", 8, "--batch-size", 4, "-q", "--sample-length", 0]
+
+
+@pytest.fixture
+def place(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "fox.txt").write_text("the quick brown fox jumps over the lazy dog. " * 100)
+    return tmp_path
+
+
+def same_weights(a, b) -> bool:
+    a, b = charseq.load(a), charseq.load(b)
+    return all(np.array_equal(a.model.params[n], b.model.params[n]) for n in "UWbVc")
+
+
+class InterruptAt:
+    def __init__(self, step=None, hook="on_step_end", epoch=None):
+        self.step, self.hook, self.epoch = step, hook, epoch
+
+    @hookimpl
+    def on_train_begin(self, trainer):
+        if self.hook == "on_train_begin":
+            trainer.interrupted = signal.SIGINT
+
+    @hookimpl
+    def on_step_end(self, trainer, step):
+        if self.hook == "on_step_end" and step == self.step:
+            trainer.interrupted = signal.SIGINT
+
+    @hookimpl
+    def on_epoch_end(self, trainer, epoch):
+        if self.hook == "on_epoch_end" and epoch == self.epoch:
+            trainer.interrupted = signal.SIGTERM
+
+
+def test_resuming_an_archived_copy_never_replaces_the_newer_model(place):
+    run_cli("train", "--corpus", "text:fox.txt", *ARGS, "--epochs", 2, "--out", "model.npz")
+    (place / "archive").mkdir()
+    shutil.copy(place / "model.npz", place / "archive" / "v1.npz")
+    run_cli("train", "--resume", "model.npz", "--epochs", 4, "-q")
+    newer = (place / "model.npz").read_bytes()
+    done = run_cli("train", "--resume", "archive/v1.npz", "-q")  # finished: nothing to do, nothing written
+    assert "the run is complete (2 of 2 epochs)" in done.stdout and "nothing was written" in done.stdout
+    refused = run_cli("train", "--resume", "archive/v1.npz", "--epochs", 3, "-q", ok=False)
+    assert refused.exit_code == 2 and "holds this run further along (step" in refused.stderr
+    assert (place / "model.npz").read_bytes() == newer
+    run_cli("train", "--resume", "archive/v1.npz", "--epochs", 3, "--out", "branch.npz", "-q")
+    assert charseq.load(place / "branch.npz").training["epoch"] == 3 and (place / "model.npz").read_bytes() == newer
+
+
+def test_a_finished_run_with_stateful_callbacks_saves_under_another_name(place):
+    run_cli("train", "--corpus", "text:fox.txt", *ARGS, "--epochs", 2, "--patience", 3, "--checkpoint-every", 1,
+            "--out", "p.npz")
+    result = run_cli("train", "--resume", "p.npz", "--out", "p2.npz", "-q")
+    assert "saved it to p2.npz" in result.stdout
+    first, second = charseq.load(place / "p.npz"), charseq.load(place / "p2.npz")
+    assert first.training == second.training and same_weights(place / "p.npz", place / "p2.npz")
+    assert second.run["out"] == str(place / "p2.npz")
+
+
+def test_evaluating_every_epoch_does_not_shift_the_epoch_numbers(place):
+    """296 / 74 steps per epoch: --eval-every that divides an epoch used to label the epoch's
+    metrics (and checkpoint names, and early stopping's summary) with the epoch before."""
+    steps = Run.start("text:fox.txt", out="probe.npz", epochs=1, **SMALL).trainer.steps_per_epoch
+    run_cli("train", "--corpus", "text:fox.txt", *ARGS, "--epochs", 3, "--eval-every", steps, "--metrics", "m.jsonl",
+            "--callback", "checkpoint:path=c-{epoch}.npz", "--out", "m.npz")
+    assert sorted(p.name for p in place.glob("c-*.npz")) == ["c-1.npz", "c-2.npz", "c-3.npz"]
+    epochs = [json.loads(line)["epoch"] for line in (place / "m.jsonl").read_text().splitlines()]
+    assert epochs == [1, 2, 3]
+    for k in (1, 2, 3):
+        assert charseq.load(place / f"c-{k}.npz").training["epoch"] == k
+
+
+def test_early_stopping_names_the_epoch_whose_weights_it_saved(place):
+    steps = Run.start("text:fox.txt", out="probe.npz", epochs=1, **SMALL).trainer.steps_per_epoch
+    for every in ([], ["--eval-every", steps]):
+        out = f"es{len(every)}.npz"
+        result = run_cli("train", "--corpus", "text:fox.txt", *ARGS, "--epochs", 30, "--lr", 0.05, "--patience", 0,
+                         "--min-delta", 0.02, *every, "--out", out)
+        saved = charseq.load(place / out)
+        weights_epoch = saved.progress["weights_epoch"]
+        best = None  # Keras's rule: the last epoch that improved on the best by more than min_delta
+        for entry in (h for h in saved.training["history"] if h["step"] % steps == 0):
+            if best is None or entry["val_loss"] < best["val_loss"] - 0.02:
+                best = entry
+        assert weights_epoch == best["epoch"] < saved.training["epoch"], every
+        assert f"with the weights of epoch {weights_epoch}, loss {best['loss']:.4g}, validation " \
+               f"{best['val_loss']:.4g}" in result.stdout, (every, result.stdout)
+
+
+def test_fitting_again_after_an_interruption_continues_exactly(place):
+    """In a notebook: Ctrl-C, then run the cell again."""
+    settings = {**SMALL, "epochs": 6, "lr": 0.05}
+    callbacks = ["early-stopping:patience=1,min_delta=0.01,restore_best_weights=true"]
+    Run.start("text:fox.txt", out="whole.npz", callbacks=callbacks, **settings).fit()
+    run = Run.start("text:fox.txt", out="again.npz", callbacks=callbacks, extra_callbacks=[InterruptAt(step=200)],
+                    **settings)
+    assert run.fit().status == "interrupted"
+    second = run.fit()
+    assert second.status in ("finished", "stopped") and same_weights(place / "whole.npz", place / "again.npz")
+    assert charseq.load(place / "whole.npz").training["history"] == charseq.load(place / "again.npz").training["history"] \
+        or [h["val_loss"] for h in charseq.load(place / "whole.npz").training["history"]] == \
+        [h["val_loss"] for h in charseq.load(place / "again.npz").training["history"]]
+
+
+@pytest.mark.parametrize("corpus", ["alphabet", "digits"])
+def test_random_windows_resume_exactly_from_before_the_first_step(place, corpus):
+    Run.start(corpus, out="ref.npz", epochs=20).fit()
+    first = Run.start(corpus, out="cut.npz", epochs=20, extra_callbacks=[InterruptAt(hook="on_train_begin")]).fit()
+    assert first.status == "interrupted" and first.step == 0
+    Run.resume("cut.npz").fit()
+    assert same_weights(place / "ref.npz", place / "cut.npz")
+
+
+class StopAt:
+    def __init__(self, epoch):
+        self.epoch = epoch
+
+    @hookimpl
+    def on_epoch_end(self, trainer, epoch):
+        if epoch == self.epoch:
+            trainer.stop_training = True
+
+
+def test_a_run_stopped_by_an_unrecorded_callback_trains_on_without_it(place):
+    result = Run.start("alphabet", out="api.npz", epochs=20, extra_callbacks=[StopAt(3)]).fit()
+    assert result.status == "stopped" and result.epoch == 3
+    assert Run.resume("api.npz", extra_callbacks=[StopAt(3)]).fit().status == "complete"  # the same callback: done
+    assert Run.resume("api.npz", epochs=30).fit().epoch == 30  # without it, nothing asks the run to stop
+
+
+def test_a_signal_as_the_last_epoch_ends_interrupts_nothing(place):
+    result = Run.start("alphabet", out="last.npz", epochs=5, extra_callbacks=[InterruptAt(hook="on_epoch_end", epoch=5)])
+    outcome = result.fit()
+    assert outcome.status == "finished" and outcome.exit_code == 0 and outcome.epoch == 5
+
+
+def test_a_branch_from_an_earlier_file_cannot_replace_the_runs_later_files(place):
+    run_cli("train", "--corpus", "text:fox.txt", *ARGS, "--epochs", 4, "--metrics", "m.jsonl", "--callback",
+            "checkpoint:path=runs/ck-{epoch}.npz", "--out", "m.npz")
+    later = {p.name: p.read_bytes() for p in (place / "runs").iterdir()}
+    metrics = (place / "m.jsonl").read_text()
+    refused = run_cli("train", "--resume", "runs/ck-1.npz", "--epochs", 6, "--out", "branch.npz", ok=False)
+    assert refused.exit_code == 2 and "holds this run further along" in refused.stderr and "changes the run" in \
+        refused.stderr
+    run_cli("train", "--resume", "runs/ck-1.npz", "--epochs", 6, "--out", "branch.npz", "--drop-callback", "metrics",
+            "--drop-callback", "checkpoint", "-q")
+    assert {p.name: p.read_bytes() for p in (place / "runs").iterdir()} == later
+    assert (place / "m.jsonl").read_text() == metrics
+    # Unchanged, the same resume rewrites the same files with the same weights: allowed.
+    run_cli("train", "--resume", "runs/ck-2.npz", "--out", "again.npz", "-q")
+    assert same_weights(place / "again.npz", place / "m.npz") and same_weights(place / "runs/ck-4.npz",
+                                                                                 place / "m.npz")
+
+
+def test_an_interrupted_resume_of_an_earlier_file_never_moves_the_run_back(place):
+    Run.start("text:fox.txt", out="m.npz", callbacks=["checkpoint:path=ck-{epoch}.npz"], epochs=4, **SMALL).fit()
+    final = (place / "m.npz").read_bytes()
+    result = Run.resume("ck-1.npz", extra_callbacks=[InterruptAt(step=200)]).fit()
+    assert result.status == "interrupted" and result.saved != place / "m.npz"
+    assert "holds this run further along" in result.message and str(result.saved.name) in result.message
+    assert (place / "m.npz").read_bytes() == final and charseq.load(result.saved).training["step"] == 200
+
+
+def test_encodings_are_compared_by_codec(place):
+    run_cli("train", "--corpus", "text:fox.txt", *ARGS, "--epochs", 1, "--out", "t.npz")
+    (place / "moved").mkdir()
+    shutil.copy(place / "fox.txt", place / "moved" / "fox.txt")
+    for spelling in ("utf8", "UTF-8", "utf-8"):
+        run_cli("train", "--resume", "t.npz", "--corpus", "text:moved/fox.txt", "--encoding", spelling, "--epochs", 1)
+        run_cli("train", "--resume", "t.npz", "--encoding", spelling, "--epochs", 1)
+    refused = run_cli("train", "--resume", "t.npz", "--encoding", "latin-1", ok=False)
+    assert refused.exit_code == 2 and "a resumed run may change --epochs" in refused.stderr
+
+
+@pytest.mark.parametrize("first,again", [
+    (["--callback", "early-stopping:patience=1,restore_best_weights=true"], ["--patience", 1]),
+    (["--checkpoint-every", 1], ["--callback", "checkpoint"]),
+    (["--callback", "early-stopping:baseline=nan"], ["--callback", "early-stopping:baseline=nan"]),
+])
+def test_the_same_callback_spelled_another_way_is_the_same(place, first, again):
+    run_cli("train", "--corpus", "digits:20", "--epochs", 2, "--out", "d.npz", *first, "-q")
+    run = Run.resume("d.npz")
+    names = [e.key for e in run.trainer.callbacks.entries]
+    result = run_cli("train", "--resume", "d.npz", "--epochs", 3, *again, "-q")
+    assert result.exit_code == 0 and [e.key for e in Run.resume("d.npz").trainer.callbacks.entries] == names
+
+
+def test_messages_for_api_and_plugin_mistakes(place, plugin_site):
+    with pytest.raises(UsageError, match="callback 'early-stopping': mode must be 'min' or 'max'"):
+        Run.start("alphabet", out="a.npz", callbacks=["early-stopping:mode=up"])
+    with pytest.raises(UsageError, match="min_delta must be a finite number"):
+        Run.start("alphabet", out="a.npz", callbacks=["early-stopping:min_delta=inf"])
+    run_cli("train", "--corpus", "digits:20", "--epochs", 2, "--out", "d.npz", "--metrics", "d.jsonl", "-q")
+    with pytest.raises(UsageError, match="epochs must be a whole number"):
+        Run.resume("d.npz", epochs="25")
+    assert [e.key for e in Run.resume("d.npz", drop_callbacks="metrics").trainer.callbacks.entries] == []
+    assert [e.key for e in Run.resume("d.npz", drop_callbacks="metrics", callbacks="metrics:path=e.jsonl")
+            .trainer.callbacks.entries] == ["metrics"]
+
+
+PLUGGED = """
+from charseq import hookimpl
+
+class Quiet:
+    '''Does nothing.'''
+    @hookimpl
+    def on_epoch_end(self, epoch):
+        pass
+
+@hookimpl
+def register_callbacks(register):
+    register("quiet", Quiet)
+"""
+
+
+def test_resuming_a_run_whose_callback_plugin_is_gone_says_what_to_do(place, plugin_site, monkeypatch):
+    from conftest import install_fake_distribution
+
+    install_fake_distribution(plugin_site, "throwaway-env", PLUGGED, "[charseq]\nquiet = throwaway_env\n")
+    run_cli("train", "--corpus", "digits:20", "--epochs", 2, "--out", "d.npz", "--callback", "quiet", "-q")
+    monkeypatch.setenv("CHARSEQ_LOAD_PLUGINS", "")
+    charseq.reload_plugins()
+    result = run_cli("train", "--resume", "d.npz", "--epochs", 3, ok=False)
+    assert result.exit_code == 2 and "uses callback 'quiet', which no installed plugin provides; install its plugin, " \
+        "or leave it out: --drop-callback quiet" in result.stderr
+    run_cli("train", "--resume", "d.npz", "--epochs", 3, "--drop-callback", "quiet", "-q")
