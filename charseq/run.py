@@ -93,6 +93,8 @@ class RunSpec:
             _RUN(data, "run")
             if not os.path.isabs(data["out"]):
                 raise schema.Invalid(f"run.out must be an absolute path, got {data['out']!r}")
+            if "\\u0000" in json.dumps(data):
+                raise schema.Invalid("run holds a NUL character, which no path or name can")
         except schema.Invalid as exc:
             raise UsageError(str(exc)) from None
         return cls(corpus=data["corpus"], config=TrainConfig.from_dict(data["config"]), out=data["out"],

@@ -227,6 +227,7 @@ BAD_FIELDS = [
     ("run a list", ("run",), []),
     ("run id a number", ("run", "id"), 7),
     ("run out relative", ("run", "out"), "m.npz"),
+    ("run out with a NUL", ("run", "out"), "/tmp/a\x00b.npz"),
     ("run setting of the wrong type", ("run", "config", "lr"), "fast"),
     ("run setting out of range", ("run", "config", "epochs"), 0),
     ("run setting missing", ("run", "config"), {"lr": 0.1}),
