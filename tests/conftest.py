@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import os
 import shutil
+import signal
 import tempfile
 import sys
 import textwrap
@@ -13,6 +14,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from charseq import hookimpl
 from charseq.cli import cli
 from charseq.registry import get_registry
 
@@ -69,6 +71,29 @@ def fresh_registry():
     get_registry.cache_clear()
     yield
     get_registry.cache_clear()
+
+
+class InterruptAt:
+    """A callback that interrupts the run as a signal would: at step `step`, at the start,
+    or as epoch `epoch` ends (hook "on_step_end", "on_train_begin" or "on_epoch_end")."""
+
+    def __init__(self, step=None, hook="on_step_end", epoch=None, signum=signal.SIGINT):
+        self.step, self.hook, self.epoch, self.signum = step, hook, epoch, signum
+
+    @hookimpl
+    def on_train_begin(self, trainer):
+        if self.hook == "on_train_begin":
+            trainer.interrupted = self.signum
+
+    @hookimpl
+    def on_step_end(self, trainer, step):
+        if self.hook == "on_step_end" and step == self.step:
+            trainer.interrupted = self.signum
+
+    @hookimpl
+    def on_epoch_end(self, trainer, epoch):
+        if self.hook == "on_epoch_end" and epoch == self.epoch:
+            trainer.interrupted = self.signum
 
 
 def members_of(path: Path) -> dict:

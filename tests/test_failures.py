@@ -17,7 +17,7 @@ import pytest
 
 import charseq
 from charseq import Run, hookimpl
-from conftest import install_fake_distribution, run_cli
+from conftest import InterruptAt, install_fake_distribution, run_cli
 
 SMALL = ["--hidden-size", 16, "--seq-len", 8, "--batch-size", 4, "--threads", 1, "--sample-length", 0]
 
@@ -120,14 +120,6 @@ def test_val_loss_in_a_template_works_when_text_is_held_out(place):
     assert len(list(place.glob("ck-2-*.npz"))) == 1
 
 
-class InterruptAt:
-    def __init__(self, step):
-        self.step = step
-
-    @hookimpl
-    def on_step_end(self, trainer, step):
-        if step == self.step:
-            trainer.interrupted = signal.SIGINT
 
 
 def test_a_full_disk_at_the_end_saves_the_run_elsewhere_and_it_resumes_exactly(place, monkeypatch):

@@ -10,7 +10,7 @@ import pytest
 
 import charseq
 from charseq import Run, hookimpl
-from conftest import resign, run_cli
+from conftest import InterruptAt, resign, run_cli
 
 FAST = ["--epochs", 2, "-q", "--sample-length", 0]
 
@@ -117,14 +117,6 @@ def test_a_template_that_matches_another_runs_files_is_refused(place):
             "--force", *FAST)
 
 
-class InterruptAt:
-    def __init__(self, step):
-        self.step = step
-
-    @hookimpl
-    def on_step_end(self, trainer, step):
-        if step == self.step:
-            trainer.interrupted = signal.SIGINT
 
 
 def test_keep_last_deletes_only_files_this_process_wrote(place):

@@ -3,7 +3,6 @@ bit for bit where the uninterrupted run ends, with the same callbacks, state and
 
 import json
 import shutil
-import signal
 
 import numpy as np
 import pytest
@@ -12,7 +11,7 @@ import charseq
 from charseq import Corpus, Run, UsageError, hookimpl
 from charseq.model import PARAM_NAMES
 from charseq.optimizers import OPTIMIZERS
-from conftest import run_cli
+from conftest import InterruptAt, run_cli
 
 TEXT = "".join(f"line {i}: the quick brown fox jumps over the lazy dog {i * 7 % 13}.\n" for i in range(60))
 LR = {"sgd": 0.5, "adagrad": 0.1, "rmsprop": 0.01, "adam": 0.01}
@@ -28,16 +27,6 @@ def _windows_corpus():
     return Corpus.from_text("cycle", "ABCDEFGHIJ" * 3, random_windows=60)
 
 
-class InterruptAt:
-    """Interrupts the run, as a signal would, once `step` steps are done."""
-
-    def __init__(self, step):
-        self.step = step
-
-    @hookimpl
-    def on_step_end(self, trainer, step):
-        if step == self.step:
-            trainer.interrupted = signal.SIGINT
 
 
 def _whole(tmp_path, make_corpus, settings, callbacks=(), name="whole.npz"):

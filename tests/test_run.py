@@ -3,14 +3,13 @@ spelled two ways, signals at awkward moments, the Python API used as a notebook 
 
 import json
 import shutil
-import signal
 
 import numpy as np
 import pytest
 
 import charseq
 from charseq import Run, UsageError, hookimpl
-from conftest import run_cli
+from conftest import InterruptAt, run_cli
 
 SMALL = {"hidden_size": 16, "seq_len": 8, "batch_size": 4}
 ARGS = ["--hidden-size", 16, "--seq-len", 8, "--batch-size", 4, "-q", "--sample-length", 0]
@@ -28,24 +27,6 @@ def same_weights(a, b) -> bool:
     return all(np.array_equal(a.model.params[n], b.model.params[n]) for n in "UWbVc")
 
 
-class InterruptAt:
-    def __init__(self, step=None, hook="on_step_end", epoch=None):
-        self.step, self.hook, self.epoch = step, hook, epoch
-
-    @hookimpl
-    def on_train_begin(self, trainer):
-        if self.hook == "on_train_begin":
-            trainer.interrupted = signal.SIGINT
-
-    @hookimpl
-    def on_step_end(self, trainer, step):
-        if self.hook == "on_step_end" and step == self.step:
-            trainer.interrupted = signal.SIGINT
-
-    @hookimpl
-    def on_epoch_end(self, trainer, epoch):
-        if self.hook == "on_epoch_end" and epoch == self.epoch:
-            trainer.interrupted = signal.SIGTERM
 
 
 def test_resuming_an_archived_copy_never_replaces_the_newer_model(place):
