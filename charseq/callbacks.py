@@ -86,8 +86,12 @@ class CallbackList:
         return any(hook in entry.hooks for entry in self.entries)
 
     def call(self, hook: str, trainer: Any, **arguments: Any) -> None:
-        """Call `hook` on each callback in order; note which callback asked training to stop."""
+        """Call `hook` on each callback in order; note which callback asked training to stop.
+        A callback that raises does not keep the others from the event: they all see it, so
+        the run saved after the failure is the run without that callback; then the first
+        failure is raised."""
         arguments["trainer"] = trainer
+        failure: CallbackError | None = None
         for entry in self.entries:
             found = entry.hooks.get(hook)
             if found is None:
@@ -97,9 +101,12 @@ class CallbackList:
             try:
                 method(**{name: arguments[name] for name in names})
             except Exception as exc:
-                raise CallbackError(entry.label, hook, exc, entry.key) from exc
+                failure = failure or CallbackError(entry.label, hook, exc, entry.key)
+                continue
             if trainer.stop_training and not stopping:
                 trainer.stopped_by = entry.key
+        if failure is not None:
+            raise failure from failure.error
 
     def stateful(self) -> dict[str, Entry]:
         """Callbacks with state_dict/load_state_dict, by key."""

@@ -157,6 +157,17 @@ def identity_of(path: str | os.PathLike) -> tuple[str | None, int]:
     return run_id, step
 
 
+def parents_of(path: str | os.PathLike) -> list[str]:
+    """The ids of the runs a checkpoint's run branched from, for messages (unchecked)."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            raw = _read_member(archive, archive.getinfo("metadata.npy"), max_bytes=MAX_METADATA_BYTES)
+        parents = json.loads(raw.tobytes().decode("utf-8"))["run"]["parents"]
+        return [p["id"] for p in parents if isinstance(p, dict) and isinstance(p.get("id"), str)]
+    except Exception:
+        return []
+
+
 def run_id_of(path: str | os.PathLike) -> str | None:
     """The id of the run a checkpoint says it belongs to (see identity_of)."""
     return identity_of(path)[0]
@@ -286,8 +297,8 @@ def _read_arrays(path: Path, archive: zipfile.ZipFile, members: dict[str, zipfil
         matches = metadata["sha256"] == _legacy_digest(arrays)
     if not matches:
         raise UsageError(f"{bad}: its checksum does not match its contents")
-    for name, array in arrays.items():
-        if array.dtype.kind == "f" and not np.isfinite(array).all():
+    for name, array in arrays.items():  # a callback's arrays may hold inf (a best value not yet beaten)
+        if array.dtype.kind == "f" and not name.startswith("callback.") and not np.isfinite(array).all():
             raise UsageError(f"checkpoint {str(path)!r} holds numbers that are not finite (NaN or infinity in "
                              f"{name}); it cannot be used")
     return arrays
@@ -364,8 +375,10 @@ _HISTORY_ENTRY = _history_entry
 
 
 def _since_eval(value: Any, where: str) -> None:
-    schema.list_of(schema.number(), 2, 2)(value, where)
+    """Loss sum, steps and seconds since the last evaluation."""
+    schema.list_of(schema.number(), 3, 3)(value, where)
     schema.integer(0)(value[1], f"{where}[1]")
+    schema.number(0, finite=True)(value[2], f"{where}[2]")
 
 
 _TRAINING = schema.record({

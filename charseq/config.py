@@ -89,6 +89,9 @@ class TrainConfig:
         """Generic defaults, then a corpus's suggestions (a Corpus, or its ``defaults``), then
         explicit overrides (not None)."""
         known = {f.name for f in fields(cls)}
+        unknown = sorted(set(overrides) - known)
+        if unknown:
+            raise UsageError(f"unknown training setting {unknown[0]!r}; the settings are {', '.join(sorted(known))}")
         suggested: Mapping[str, Any] = getattr(corpus, "defaults", corpus)
         settings = {k: v for k, v in suggested.items() if k in known}
         settings.update({k: v for k, v in overrides.items() if v is not None})

@@ -19,8 +19,8 @@ import json
 import os
 import re
 import tempfile
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from charseq.errors import UsageError
@@ -45,18 +45,38 @@ class Output:
 
 
 @dataclass(frozen=True)
+class Lineage:
+    """Whose files a run may replace: its own (by run id), and those of the runs it branched
+    from that are not further along than where it left them. With ``leftovers``, a parent's
+    metrics log may be further along too: the run branched from the parent's own latest
+    checkpoint, so what the log holds beyond it is what a crash left."""
+
+    run_id: str
+    ancestors: Mapping[str, int] = field(default_factory=dict)  # run id -> the step this line left it at
+    leftovers: bool = False
+
+    def allows(self, run_id: str | None, step: int, kind: str) -> bool:
+        if run_id is None:
+            return False
+        if run_id == self.run_id:
+            return True
+        if run_id not in self.ancestors:
+            return False
+        return step <= self.ancestors[run_id] or (kind == METRICS and self.leftovers)
+
+
+@dataclass(frozen=True)
 class Resumed:
-    """What a resumed run started from: the checkpoint, its step, and whether the resumed
-    run changed settings or callbacks (a branch, which may not replace files ahead of it)."""
+    """What a resumed run started from: the checkpoint, its step, where the run would end,
+    and whether charseq wrote the checkpoint here (charseq.trust)."""
 
     path: Path
     step: int
-    branch: bool
-    end_step: int  # where the resumed run would end, at the most
-    trusted: bool  # charseq wrote the checkpoint here, unedited (charseq.trust)
+    end_step: int
+    trusted: bool
 
 
-def check_outputs(outputs: Iterable[Output], run_id: str, inputs: Iterable[Path], resumed: Resumed | None = None,
+def check_outputs(outputs: Iterable[Output], lineage: Lineage, inputs: Iterable[Path], resumed: Resumed | None = None,
                   roots: Iterable[str] = (), force: bool = False) -> None:
     """Refuse, in one line, any output the run may not write; see the module's docstring.
     `inputs` are never written; the checkpoint a resumed run was read from only by the
@@ -71,18 +91,22 @@ def check_outputs(outputs: Iterable[Output], run_id: str, inputs: Iterable[Path]
             if _same(Path(first.path), Path(second.path)):
                 raise UsageError(f"{first.what} and {second.what} name the same file {shown(first.path)!r}; give each its "
                                  "own")
-    for template in (o for o in outputs if o.is_template):
-        for other in fixed:
-            if fnmatch.fnmatchcase(other.path, _FIELD.sub("*", glob.escape(template.path))):
+    templates = [o for o in outputs if o.is_template]
+    for template in templates:
+        pattern = _FIELD.sub("*", glob.escape(template.path))
+        others = fixed + [t for t in templates if t is not template]
+        for other in others:
+            name = other.path.format_map(_StandIn()) if other.is_template else other.path
+            if fnmatch.fnmatchcase(name, pattern):
                 raise UsageError(f"{template.what} {shown(template.path)!r} could write over {other.what} "
                                  f"{shown(other.path)!r}; give them names that cannot meet")
     for output in outputs:
         _check_not_in_corpus(output, roots)
         sources = inputs + ([resumed.path] if resumed is not None and output.kind != CHECKPOINT else [])
         if output.is_template:
-            _check_template(output, run_id, sources, force, resumed)
+            _check_template(output, lineage, sources, force, resumed)
         else:
-            _check_file(output, run_id, sources, force, resumed)
+            _check_file(output, lineage, sources, force, resumed)
 
 
 SYSTEM_DIRECTORIES = ("/dev", "/proc", "/sys")
@@ -120,11 +144,11 @@ def _check_template_fields(output: Output) -> None:
     if ".." in Path(output.path[output.path.find("{"):]).parts:
         raise UsageError(f"{output.what} {shown(output.path)!r} climbs out of a directory after a field ('..'); "
                          "give the directory before the fields")
-    for _, field, spec, conversion in parsed:
-        if field is None:
+    for _, name, spec, conversion in parsed:
+        if name is None:
             continue
-        if conversion or not field.isidentifier() or not _SPEC.match(spec or ""):
-            raise UsageError(f"{output.what} {shown(output.path)!r}: {{{field}{'!' + conversion if conversion else ''}"
+        if conversion or not name.isidentifier() or not _SPEC.match(spec or ""):
+            raise UsageError(f"{output.what} {shown(output.path)!r}: {{{name}{'!' + conversion if conversion else ''}"
                              f"{':' + spec if spec else ''}}} is not a plain field; use a name with a short format "
                              "such as {epoch:03d} or {val_loss:.3f}")
     try:
@@ -158,7 +182,7 @@ def _check_not_in_corpus(output: Output, roots: Iterable[str]) -> None:
                              f"({shown(root)!r}): a resumed run would read it as text; write it elsewhere")
 
 
-def _check_file(output: Output, run_id: str, inputs: list[Path], force: bool, resumed: Resumed | None) -> None:
+def _check_file(output: Output, lineage: Lineage, inputs: list[Path], force: bool, resumed: Resumed | None) -> None:
     path = Path(output.path)
     kind = kind_of(path)
     if kind is not None:
@@ -167,15 +191,16 @@ def _check_file(output: Output, run_id: str, inputs: list[Path], force: bool, re
     for source in inputs:
         if _same(path, source):
             raise UsageError(f"{output.what} {shown(output.path)!r} is one of the run's inputs; writing it would destroy it")
-    if path.exists() and not force:
-        _check_recorded(output, path, resumed)
-        if not _own(path, output.kind, run_id):
-            raise UsageError(f"{output.what} {shown(output.path)!r} {_describe(path, output.kind)}; give another path, "
-                             "or --force to replace it")
-        _check_not_ahead(output, path, resumed)
+    if path.exists():
+        if not force:
+            _check_recorded(output, path, resumed)
+            if not own(path, output.kind, lineage):
+                raise UsageError(f"{output.what} {shown(output.path)!r} {_describe(path, output.kind, lineage)}; give "
+                                 "another path, or --force to replace it")
+        _check_not_ahead(output, path, resumed, lineage)
 
 
-def _check_template(output: Output, run_id: str, inputs: list[Path], force: bool, resumed: Resumed | None) -> None:
+def _check_template(output: Output, lineage: Lineage, inputs: list[Path], force: bool, resumed: Resumed | None) -> None:
     fixed_part = output.path[: _FIELD.search(output.path).start()]
     try:  # a name too long for the file system fails now, not at an epoch's end
         example = _FIELD.sub("1", output.path)
@@ -193,10 +218,9 @@ def _check_template(output: Output, run_id: str, inputs: list[Path], force: bool
             raise UsageError(f"{output.what} {shown(output.path)!r} could write over {shown(match)!r}, one of the run's inputs")
         if not force and path.is_file():
             _check_recorded(output, path, resumed)
-            if not _own(path, output.kind, run_id):
+            if not own(path, output.kind, lineage):
                 raise UsageError(f"{output.what} {shown(output.path)!r} could write over {shown(match)!r}, which "
-                                 f"{_describe(path, output.kind)}; choose another name, or --force to allow it")
-            _check_not_ahead(output, path, resumed)
+                                 f"{_describe(path, output.kind, lineage)}; choose another name, or --force to allow it")
 
 
 def _check_recorded(output: Output, path: Path, resumed: Resumed | None) -> None:
@@ -208,34 +232,39 @@ def _check_recorded(output: Output, path: Path, resumed: Resumed | None) -> None
                      "another path (--out, or --drop-callback for the callback that writes it), or --force")
 
 
-def _check_not_ahead(output: Output, path: Path, resumed: Resumed | None) -> None:
-    """A resumed run may not replace the run's files that are further along than it started:
-    a branch (other settings or callbacks) would put other work there, and an unchanged
-    run that ends before them would put back an earlier state."""
-    if resumed is None:
+def _check_not_ahead(output: Output, path: Path, resumed: Resumed | None, lineage: Lineage) -> None:
+    """A resumed run that retraces its line from an earlier file would end before the
+    run's checkpoint there, putting an earlier state over a later one: refused, even with
+    --force (which is for files that are not the run's)."""
+    if resumed is None or output.kind != CHECKPOINT:
         return
-    step = step_of(path, output.kind)
-    if step > resumed.step and (resumed.branch or (output.kind == CHECKPOINT and step > resumed.end_step)):
-        why = "this resumed run changes the run" if resumed.branch else f"this run ends at step {resumed.end_step:,}"
-        raise UsageError(f"{output.what} {shown(output.path)!r}: {shown(path)!r} holds this run further along (step "
-                         f"{step:,}) than {shown(resumed.path)!r} (step {resumed.step:,}), and {why}, so it would "
-                         "replace that work; write elsewhere (another --out, or --drop-callback for the callback that "
-                         "writes it), or --force")
+    run_id, step = identity(path, CHECKPOINT)
+    if run_id == lineage.run_id and step > resumed.end_step:
+        raise UsageError(f"{output.what} {shown(output.path)!r} holds this run further along (step {step:,}) than this "
+                         f"run would end (step {resumed.end_step:,}), resumed from {shown(resumed.path)!r}; it would "
+                         "put an earlier state over it: give another --out")
 
 
-def step_of(path: Path, kind: str) -> int:
-    """How far along the run's file at `path` is: a checkpoint's step, a metrics log's last."""
+def identity(path: Path, kind: str) -> tuple[str | None, int]:
+    """The run a file of charseq's says it belongs to, and how far along it is: a
+    checkpoint's step, a metrics log's last line's; (None, -1) for anything else."""
     if kind == CHECKPOINT:
         from charseq.checkpoint import identity_of
 
-        return identity_of(path)[1]
+        return identity_of(path)
     if kind == METRICS:
         try:
             lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-            return int(json.loads(lines[-1])["step"]) if lines else -1
-        except (OSError, ValueError, KeyError, TypeError, IndexError):
-            return -1
-    return -1
+            first, last = json.loads(lines[0]), lines[-1]
+            try:
+                step = int(json.loads(last)["step"])
+            except (ValueError, KeyError, TypeError):  # a last line cut short: the one before
+                step = int(json.loads(lines[-2])["step"]) if len(lines) > 1 else -1
+            run_id = first.get("run") if isinstance(first, dict) else None
+            return (run_id if isinstance(run_id, str) else None), step
+        except (OSError, ValueError, KeyError, TypeError, IndexError, UnicodeDecodeError, AttributeError):
+            return None, -1
+    return None, -1
 
 
 def _glob_all(pattern: str) -> list[str]:
@@ -266,6 +295,20 @@ def _check_directory(output: Output, directory: Path, create: bool) -> None:
         raise UsageError(f"{output.what}: directory {shown(existing)!r} is not writable ({exc.strerror})") from None
 
 
+def unfit_target(path: Path, inputs: Iterable[Path], roots: Iterable[str]) -> str | None:
+    """Why a checkpoint may not be written at `path` (resolved) at all, whoever asks: a
+    plugin's own trainer.save_checkpoint() meets the same rules as --out."""
+    output = Output(str(path), "checkpoint")
+    try:
+        _check_place(output)
+        _check_not_in_corpus(output, roots)
+    except UsageError as exc:
+        return f"no checkpoint may go there ({exc})"
+    if any(_same(path, Path(source)) for source in inputs):
+        return "it is one of the run's inputs"
+    return None
+
+
 def same_file(first: Path, second: Path) -> bool:
     """Whether two paths name one file (see _same)."""
     return _same(Path(first), Path(second))
@@ -281,29 +324,20 @@ def _same(first: Path, second: Path) -> bool:
         return False
 
 
-def _own(path: Path, kind: str, run_id: str) -> bool:
-    """Whether the file at `path` records that this run wrote it (an empty file holds
-    nothing to lose: a metrics log before its first evaluation)."""
+def own(path: Path, kind: str, lineage: Lineage) -> bool:
+    """Whether the run may replace the file at `path`: an empty file (nothing to lose), or
+    one that records the run's line (see Lineage). A plugin's file is its callback's
+    business, unless it is one of charseq's checkpoints or metrics logs."""
     try:
         if path.stat().st_size == 0:
             return True
     except OSError:
         return False
-    if kind == CHECKPOINT:
-        from charseq.checkpoint import run_id_of
-
-        return run_id_of(path) == run_id
-    if kind == METRICS:
-        try:
-            with path.open(encoding="utf-8") as f:
-                first = f.readline(1 << 20)
-            return bool(first) and json.loads(first).get("run") == run_id
-        except (OSError, ValueError, AttributeError):
-            return False
-    # A plugin's file: its callback decides what to do with it, but it is never one of
-    # charseq's checkpoints or metrics logs that belongs to another run.
-    return _own(path, CHECKPOINT, run_id) if _is_checkpoint(path) else (
-        _own(path, METRICS, run_id) if _is_metrics(path) else True)
+    if kind == FILE:
+        kind = CHECKPOINT if _is_checkpoint(path) else METRICS if _is_metrics(path) else FILE
+        if kind == FILE:
+            return True
+    return lineage.allows(*identity(path, kind), kind)
 
 
 def _is_checkpoint(path: Path) -> bool:
@@ -325,10 +359,18 @@ def _is_metrics(path: Path) -> bool:
         return False
 
 
-def _describe(path: Path, kind: str) -> str:
-    if kind == CHECKPOINT:
-        from charseq.checkpoint import run_id_of
+def _describe(path: Path, kind: str, lineage: Lineage) -> str:
+    run_id, step = identity(path, kind if kind != FILE else CHECKPOINT)
+    if run_id in lineage.ancestors:
+        return (f"holds the run this one branched from, further along (step {step:,}) than where this run left it "
+                f"(step {lineage.ancestors[run_id]:,}); that is other work")
+    if run_id is not None and kind != METRICS:
+        from charseq.checkpoint import parents_of
 
-        if run_id_of(path) is not None:
-            return f"holds a checkpoint of another run (to continue that run: charseq train --resume {shown(path)})"
+        if {lineage.run_id, *lineage.ancestors} & set(parents_of(path)):
+            return (f"holds a later branch of this run (step {step:,}), other work that this run would replace "
+                    f"(to continue that branch: charseq train --resume {shown(path)})")
+        return f"holds a checkpoint of another run (to continue that run: charseq train --resume {shown(path)})"
+    if run_id is not None:
+        return "holds another run's metrics"
     return "already exists and is not this run's"

@@ -79,9 +79,13 @@ class RunSpec:
     characters: int = 0
     model: dict[str, Any] = field(default_factory=lambda: {"name": "rnn"})
     id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    # The runs this one branched from, nearest first, each with the step it was left at: a
+    # resumed run that changes anything is a new line of work, with an id of its own.
+    parents: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"id": self.id, "corpus": self.corpus, "corpus_source": self.corpus_source,
+        return {"id": self.id, "parents": [dict(p) for p in self.parents], "corpus": self.corpus,
+                "corpus_source": self.corpus_source,
                 "corpus_options": dict(self.corpus_options), "fingerprint": self.fingerprint,
                 "characters": self.characters, "model": dict(self.model), "config": self.config.to_dict(),
                 "callbacks": [ref.to_dict() for ref in self.callbacks], "out": self.out}
@@ -101,7 +105,7 @@ class RunSpec:
                    callbacks=[CallbackRef(c["name"], dict(c["options"])) for c in data["callbacks"]],
                    corpus_source=data["corpus_source"], corpus_options=dict(data["corpus_options"]),
                    fingerprint=data["fingerprint"], characters=data["characters"], model=dict(data["model"]),
-                   id=data["id"])
+                   id=data["id"], parents=[dict(p) for p in data.get("parents", [])])
 
 
 @dataclass
@@ -138,10 +142,11 @@ class Run:
 
     def __init__(self, spec: RunSpec, corpus: Corpus, *, force: bool = False, extra_callbacks: Iterable[object] = (),
                  resume_from: checkpoints.Checkpoint | None = None, resumed_path: Path | None = None,
-                 branch: bool = False, out_given: bool = True, added: Sequence[CallbackRef] = ()):
+                 leftovers: bool = False, out_given: bool = True, added: Sequence[CallbackRef] = ()):
         self.spec, self.corpus, self.force = spec, corpus, force
         self.resumed_path = resumed_path
         self._out_given = out_given
+        self.lineage = outputs.Lineage(spec.id, {p["id"]: p["step"] for p in reversed(spec.parents)}, leftovers)
         self._trusted = resume_from is None or resume_from.trusted
         if resume_from is not None and (resume_from.model.hidden_size != spec.config.hidden_size
                                         or resume_from.vocab != corpus.vocab):
@@ -155,7 +160,8 @@ class Run:
         callbacks = CallbackList()
         for callback in extra_callbacks:  # first: a progress bar's epoch line comes before what others print
             kind = type(callback).__name__
-            callbacks.add(callback, name=f"extra:{kind}", label=f"callback {kind}")  # ':' is in no registered name
+            # '_' begins no registered name, so these keys never meet a registered callback's
+            callbacks.add(callback, name=f"_{kind}", label=f"callback {kind}")
         self._keys: dict[str, CallbackRef] = {}
         resuming = resume_from is not None
         self._outputs = [outputs.Output(spec.out, "--out", outputs.CHECKPOINT, recorded=resuming and not out_given)]
@@ -176,18 +182,26 @@ class Run:
                     self._outputs.append(outputs.Output(path, f"callback {ref.name!r} option {option}", kind,
                                                         recorded=resuming and ref not in added))
         self.trainer = Trainer(self.model, corpus, config, callbacks)
-        self.trainer.run, self.trainer.out, self.trainer.saver = spec.to_dict(), Path(spec.out), self._save
+        self.trainer.run, self.trainer.out = spec.to_dict(), Path(spec.out)
+        self.trainer.saver = lambda path: self._save(path, periodic=True)
+        self._lost_states: list[CallbackError] = []
         self._written: set[Path] = set()  # files this process saved: its own, whatever they say
         self._resumed = resume_from
         if resume_from is not None:
             self.trainer.restore(resume_from)
-        resumed = None
+        self._resumed_at = None
         if resume_from is not None and resumed_path is not None:
             end_step = max(self.trainer.step, config.epochs * self.trainer.steps_per_epoch)
-            resumed = outputs.Resumed(resumed_path, resume_from.training["step"], branch, end_step, self._trusted)
+            self._resumed_at = outputs.Resumed(resumed_path, resume_from.training["step"], end_step, self._trusted)
             if self.complete:  # nothing will be trained: at most, the file is saved under the --out given
                 self._outputs = self._outputs[:1] if out_given else []
-        outputs.check_outputs(self._outputs, spec.id, [Path(f) for f in corpus.files], resumed, corpus.roots, force)
+        self.check_outputs()
+
+    def check_outputs(self) -> None:
+        """Refuse, before training, whatever the run may not write (outputs.py); fit() asks
+        again, since files may have come and gone since the run was made."""
+        outputs.check_outputs(self._outputs, self.lineage, [Path(f) for f in self.corpus.files], self._resumed_at,
+                              self.corpus.roots, self.force)
 
     # -- making one ----------------------------------------------------------------------
 
@@ -208,7 +222,7 @@ class Run:
             loaded = get_corpus(corpus, **corpus_options)
             spec_text, source, corpus_options = corpus, loaded.source, loaded.spec_options
         config = TrainConfig.for_corpus(loaded, **settings)
-        spec = RunSpec(corpus=spec_text, config=config, out=_absolute(out or f"{loaded.name}.npz"),
+        spec = RunSpec(corpus=spec_text, config=config, out=_absolute(f"{loaded.name}.npz" if out is None else out),
                        callbacks=[_ref(c) for c in _listed(callbacks)], corpus_source=source,
                        corpus_options=dict(corpus_options), fingerprint=loaded.fingerprint, characters=len(loaded))
         return cls(spec, loaded, force=force, extra_callbacks=extra_callbacks)
@@ -236,14 +250,14 @@ class Run:
         if not saved.trusted and corpus is None:
             raise UsageError(f"{str(path)!r} was not written by charseq here (or was edited), so charseq does not read "
                              f"the corpus it names ({spec.corpus_source or spec.corpus!r}); give it with --corpus")
-        config = _resumed_config(spec.config, settings, saved.training["epoch"])
+        config = _resumed_config(spec.config, settings, saved.training)
         loaded = _resumed_corpus(spec, corpus, dict(corpus_options or {}))
         added = [_ref(c) for c in _listed(callbacks)]
         refs, dropped = _resumed_callbacks(spec.callbacks, added, _listed(drop_callbacks))
         extra_callbacks = list(extra_callbacks)
-        extras = {f"extra:{type(c).__name__}" for c in extra_callbacks}
+        extras = {f"_{type(c).__name__}" for c in extra_callbacks}
         stopper = saved.training["stopped_by"]
-        if stopper is not None and (stopper in dropped or (stopper.startswith("extra:") and stopper not in extras)):
+        if stopper is not None and (stopper in dropped or (stopper.startswith("_") and stopper not in extras)):
             dropped.add(stopper)  # a callback that is not in the resumed run no longer asks it to stop
         if dropped:  # a dropped callback's state goes with it, and so does its request to stop
             saved.training = dict(saved.training)
@@ -252,12 +266,19 @@ class Run:
                             if not any(n.startswith(f"callback.{key}.") for key in dropped)}
             if stopper in dropped:
                 saved.training["stop_training"], saved.training["stopped_by"] = False, None
-        branch = config != spec.config or refs != spec.callbacks
+        # Any change makes a new line of work (a dropped callback's state is gone, even if it is
+        # added again): it gets an id of its own, and the runs it came from are its parents.
+        branch = config != spec.config or refs != spec.callbacks or bool(_listed(drop_callbacks))
+        leftovers = outputs.same_file(path, Path(spec.out))  # the parent's own latest checkpoint
+        new_added = [r for r in added if r not in spec.callbacks]
+        if branch:
+            spec = replace(spec, id=uuid.uuid4().hex,
+                           parents=[{"id": spec.id, "step": saved.training["step"]}, *spec.parents])
         spec = replace(spec, config=config, callbacks=refs, out=_absolute(out) if out is not None else spec.out,
                        corpus=(loaded.spec or spec.corpus) if corpus is not None else spec.corpus,
                        corpus_source=loaded.source if corpus is not None else spec.corpus_source)
         return cls(spec, loaded, force=force, extra_callbacks=extra_callbacks, resume_from=saved, resumed_path=path,
-                   branch=branch, out_given=out is not None, added=[r for r in added if r not in spec.callbacks])
+                   leftovers=leftovers, out_given=out is not None, added=new_added)
 
     # -- training ------------------------------------------------------------------------
 
@@ -285,6 +306,7 @@ class Run:
         if self.complete:
             return self._complete()
         trainer.interrupted = None  # an interrupted Run may be fitted again, in the same process
+        self.check_outputs()
         first_step = trainer.step
         try:
             with stop_on_signals(trainer):
@@ -301,27 +323,44 @@ class Run:
         except Aborted as exc:
             kept = f"; {shown(self.spec.out)} keeps its last whole checkpoint" if self.out.exists() else ", without saving"
             raise Aborted(exc.signum, f"aborted at step {trainer.step:,}{kept}") from None
+        if self._lost_states:
+            lost = self._lost_states[0]
+            ref = self._keys.get(lost.key or "")
+            drop = f" --drop-callback {ref.name}" if ref is not None else ""
+            raise RunFailed(f"{lost}; saved {shown(saved)} at step {trainer.step:,} without that callback's state; "
+                            f"continue with: charseq train --resume {_quote(shown(saved))}{drop}", lost.exit_code, saved)
         return self._result(interrupted, saved, note)
 
-    def _save(self, path: Path, checkpoint: checkpoints.Checkpoint | None = None) -> Path:
-        """Save the run to `path` (the trainer's saver). A file that is there is replaced only
-        when this process wrote it, or it is the run's own and not further along than what
-        replaces it (never back in time), or `force` allows it."""
+    def _save(self, path: Path, checkpoint: checkpoints.Checkpoint | None = None, periodic: bool = False
+              ) -> Path | None:
+        """Save the run to `path`. A file there is replaced only when this process wrote it,
+        when it is of the run's line (outputs.Lineage) or `force` allows it, and never with an
+        earlier state of the run than it holds: a periodic save (a callback's) that would do
+        so is skipped, leaving the later file, and returns None."""
         try:
             # The place the name leads to, `..` and symlinks followed: what is checked is what is written.
             path = Path(os.path.realpath(path))
-            checkpoint = checkpoint or self.trainer.to_checkpoint()
-            if path not in self._written and path.exists() and not self.force and path.stat().st_size > 0:
+            reason = outputs.unfit_target(path, [Path(f) for f in self.corpus.files], self.corpus.roots)
+            if reason:
+                raise SaveError(shown(path), reason)
+            checkpoint = checkpoint or self._checkpoint()
+            if path not in self._written and path.exists() and path.stat().st_size > 0:
                 run_id, step = checkpoints.identity_of(path)
-                resumed = self.resumed_path is not None and outputs.same_file(path, self.resumed_path)
-                if outputs.kind_of(path) is not None or run_id != self.spec.id:
-                    raise SaveError(shown(path), "it holds a file that is not a checkpoint of this run")
-                if not self._trusted and not resumed:
-                    raise SaveError(shown(path), "the resumed checkpoint was not written here, so it may not replace "
-                                                 "files")
-                if step > checkpoint.training["step"]:
+                if outputs.kind_of(path) is not None:
+                    raise SaveError(shown(path), "it is not a regular file")
+                if run_id == self.spec.id and step > checkpoint.training["step"]:
+                    if periodic:
+                        return None
                     raise SaveError(shown(path), f"it holds this run further along (step {step:,}), which an earlier "
                                                  "state must not replace")
+                if not self.force:
+                    resumed = self.resumed_path is not None and outputs.same_file(path, self.resumed_path)
+                    typed = self._out_given and path == Path(os.path.realpath(self.out))
+                    if not self._trusted and not resumed and not typed:
+                        raise SaveError(shown(path), "the resumed checkpoint was not written here, so the paths it "
+                                                     "records may not replace files")
+                    if not self.lineage.allows(run_id, step, outputs.CHECKPOINT):
+                        raise SaveError(shown(path), "it holds a file that is not a checkpoint of this run")
             path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise SaveError(shown(path), exc.strerror or str(exc), exc) from None
@@ -330,6 +369,18 @@ class Run:
         checkpoints.save(path, checkpoint)
         self._written.add(path)
         return path
+
+    def _checkpoint(self) -> checkpoints.Checkpoint:
+        """The run as it stands. A callback whose state cannot be had (its state_dict raises,
+        or returns what a checkpoint cannot hold) is left out of it, and fit() says so."""
+        while True:
+            try:
+                return self.trainer.to_checkpoint()
+            except CallbackError as exc:
+                if exc.hook != "state_dict" or exc.key is None or exc.key in self.trainer.unsaved_state:
+                    raise
+                self.trainer.unsaved_state.add(exc.key)
+                self._lost_states.append(exc)
 
     def _save_somewhere(self, failed: SaveError | None = None) -> Path:
         """Save to `out`, or, when that fails, to a new file in the working directory, the home
@@ -393,8 +444,6 @@ class Run:
         if self.trainer.step == first_step:
             raise RunFailed(str(exc) + ("; nothing was trained" if first_step == 0 else "; nothing new was trained"),
                             exc.exit_code) from exc.error
-        if exc.hook == "state_dict" and exc.key is not None:  # save the run without the state that cannot be saved
-            self.trainer.unsaved_state.add(exc.key)
         try:
             saved = self._save_somewhere()
         except SaveError as failed:
@@ -494,6 +543,8 @@ def _absolute(path: str | os.PathLike) -> str:
     """The path made absolute; a trailing slash (a directory's name) is kept, to be refused.
     In a template only the part before the first field is normalised, so that `{epoch}/..`
     stays visible (and is refused) rather than folded away."""
+    if not isinstance(path, (str, os.PathLike)) or not str(os.fspath(path)).strip():
+        raise UsageError(f"a path must name a file, got {path!r}")
     text = os.path.expanduser(os.fspath(path))
     field = text.find("{")
     if field >= 0:
@@ -517,14 +568,15 @@ def _losses(metrics: dict[str, Any]) -> str:
     return f"loss {show(metrics.get('loss'))}{validation} nats/char"
 
 
-def _resumed_config(config: TrainConfig, settings: dict[str, Any], epochs_done: int) -> TrainConfig:
+def _resumed_config(config: TrainConfig, settings: dict[str, Any], training: dict[str, Any]) -> TrainConfig:
+    epochs_done = training["epoch"]
     values = config.to_dict()
     for key, value in settings.items():
         if value is None:
             continue
         if key not in values:
-            raise UsageError(f"unknown training setting {key!r}")
-        if value == values[key]:
+            raise UsageError(f"unknown training setting {key!r}; the settings are {', '.join(sorted(values))}")
+        if value == values[key] and isinstance(value, bool) == isinstance(values[key], bool):
             continue
         flag = f"--{key.replace('_', '-')}"
         if key not in RESUME_MAY_CHANGE:
@@ -534,6 +586,9 @@ def _resumed_config(config: TrainConfig, settings: dict[str, Any], epochs_done: 
     config = TrainConfig(**values)  # checks the types and ranges of what changed
     if config.epochs < epochs_done:
         raise UsageError(f"--epochs {config.epochs} is fewer than the {epochs_done} the run has done")
+    if config.epochs == epochs_done and training["step_in_epoch"] and settings.get("epochs") is not None:
+        raise UsageError(f"--epochs {config.epochs} would end the run inside epoch {epochs_done + 1}, which it is "
+                         f"part way through (step {training['step_in_epoch']:,}); give at least {epochs_done + 1}")
     return config
 
 
@@ -559,8 +614,9 @@ def _resumed_corpus(spec: RunSpec, corpus: str | Corpus | None, options: dict[st
             raise UsageError(f"cannot load the run's corpus {spec.corpus!r} (recorded as {spec.corpus_source!r}): "
                              f"{exc}; if it moved, point at it with --corpus") from None
     if loaded.fingerprint != spec.fingerprint:
-        where = f"{spec.corpus_source!r}" if corpus is None else f"{corpus!r}" if isinstance(corpus, str) else "it"
-        raise UsageError(f"the corpus at {where} is not the text the run trained on ({len(loaded):,} characters; the "
+        where = (f"at {spec.corpus_source!r}" if corpus is None else f"at {corpus!r}" if isinstance(corpus, str)
+                 else "given")
+        raise UsageError(f"the corpus {where} is not the text the run trained on ({len(loaded):,} characters; the "
                          f"run's had {spec.characters:,} and another content fingerprint); resume on the same "
                          "text, pointing at it with --corpus if it moved")
     return loaded
@@ -599,6 +655,8 @@ def _keys(refs: list[CallbackRef]) -> list[str]:
 
 _RUN = schema.record({
     "id": schema.string(64),
+    "parents": schema.list_of(schema.record({"id": schema.string(64), "step": schema.integer(0, 1 << 62)}),
+                              max_length=10_000),
     "corpus": schema.string(),
     "corpus_source": schema.optional(schema.string()),
     "corpus_options": schema.map_of(schema.SCALAR, max_length=64),

@@ -7,6 +7,7 @@ What the loop needs from elsewhere: the settings (config.py), the batches of eac
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import os
@@ -19,7 +20,7 @@ import numpy as np
 
 from charseq.batches import Batches
 from charseq.callbacks import CallbackError, CallbackList
-from charseq.checkpoint import Checkpoint, plain_json
+from charseq.checkpoint import _STATE_NAME, Checkpoint, plain_json
 from charseq.config import TrainConfig
 from charseq.corpus import Corpus
 from charseq.errors import CharseqError, UsageError
@@ -73,7 +74,7 @@ class Trainer:
         self._windows = corpus.windows(config.seq_len, self._rng) if self.batches.random_windows else None
         self._order: np.ndarray | None = None  # this epoch's order of random windows
         self._h: np.ndarray | None = None  # the state carried into the next window
-        self._since_eval: list[float] = [0.0, 0]  # loss sum and steps since the last evaluation
+        self._since_eval: list[float] = [0.0, 0, 0.0]  # loss sum, steps and seconds since the last evaluation
         self._wall_time_before = 0.0  # training time of the runs this one resumes
         self._started: float | None = None
         self._eval_started = 0.0
@@ -187,11 +188,11 @@ class Trainer:
         self._dispatching = True
         try:
             self.callbacks.call(hook, self, **arguments)
-        finally:
+        finally:  # the saves the others asked for are made even when one callback failed
             self._dispatching = False
             pending, self._pending_saves = self._pending_saves, []
-        for path, then in pending:
-            self._save_now(path, then)
+            for path, then in pending:
+                self._save_now(path, then)
 
     # -- evaluation --------------------------------------------------------------
 
@@ -200,8 +201,8 @@ class Trainer:
         return evaluate(self.model, ids, self.config.batch_size, self.config.seq_len)
 
     def _evaluate_and_report(self) -> dict[str, Any]:
-        loss_sum, steps = self._since_eval
-        seconds = time.perf_counter() - self._eval_started
+        loss_sum, steps = self._since_eval[0], self._since_eval[1]
+        seconds = self._since_eval[2] + time.perf_counter() - self._eval_started
         metrics: dict[str, Any] = {"epoch": self.epoch, "step": self.step}
         if steps:
             metrics.update(loss_metrics(loss_sum / steps))
@@ -216,7 +217,7 @@ class Trainer:
         metrics["seconds"] = seconds
         metrics["wall_time"] = self.wall_time
         self.history.append(metrics)
-        self._since_eval = [0.0, 0]
+        self._since_eval = [0.0, 0, 0.0]
         self._eval_started = time.perf_counter()
         self._call("on_evaluation", metrics=metrics)
         return metrics
@@ -240,7 +241,8 @@ class Trainer:
 
     def _save_now(self, path: Path, then: Callable[[Path], None] | None) -> None:
         if self.saver is not None:
-            self.saver(path)
+            if self.saver(path) is None:  # skipped: the file there holds the run further along
+                return
         else:
             from charseq import checkpoint
 
@@ -263,18 +265,24 @@ class Trainer:
             values = {}
             for name, value in self.callbacks.state_of(entry).items():
                 if isinstance(value, np.ndarray):
+                    if value.dtype.kind not in "biuf" or not _STATE_NAME.match(name):
+                        raise CallbackError(entry.label, "state_dict", CharseqError(
+                            f"its state array {name!r} ({value.dtype}) cannot be saved: a state holds arrays of "
+                            "numbers under names of letters, digits and . _ -"), key)
                     arrays[f"callback.{key}.{name}"] = value
                 else:
                     values[name] = value
             try:
                 json.dumps(values, default=plain_json)
             except (TypeError, ValueError) as exc:
-                raise CallbackError(entry.label, "state_dict", UsageError(f"its state cannot be saved as JSON ({exc})"),
+                raise CallbackError(entry.label, "state_dict", CharseqError(f"its state cannot be saved as JSON ({exc})"),
                                     key) from None
             callbacks[key] = values
         values = {
             "step": self.step, "epoch": self.epoch, "step_in_epoch": self.step_in_epoch,
-            "rng": self._rng.bit_generator.state, "since_eval": list(self._since_eval),
+            "rng": self._rng.bit_generator.state,
+            "since_eval": [self._since_eval[0], self._since_eval[1],
+                           self._since_eval[2] + (time.perf_counter() - self._eval_started if self._started else 0.0)],
             "wall_time": self.wall_time, "history": self.history, "stop_training": self.stop_training,
             "stopped_by": self.stopped_by, "ended": self.ended, "callbacks": callbacks,
             "weights_from": self.weights_from,
@@ -304,7 +312,8 @@ class Trainer:
         except (TypeError, ValueError, KeyError) as exc:
             raise UsageError(f"the checkpoint's random state is not valid ({exc})") from None
         self.step, self.epoch, self.step_in_epoch = values["step"], values["epoch"], values["step_in_epoch"]
-        self._since_eval = [float(values["since_eval"][0]), int(values["since_eval"][1])]
+        since = values["since_eval"]
+        self._since_eval = [float(since[0]), int(since[1]), float(since[2])]
         self._wall_time_before = float(values["wall_time"])
         if self.batches.random_windows:  # drawn again from the seed: the saved state comes after them
             self._windows = self.corpus.windows(self.config.seq_len, np.random.default_rng(self.config.seed))
@@ -319,7 +328,9 @@ class Trainer:
         }
 
     def _current_callback_states(self) -> dict[str, dict[str, Any]]:
-        return {key: dict(self.callbacks.state_of(entry)) for key, entry in self.callbacks.stateful().items()}
+        """A copy of each callback's state, arrays and nested values included: on_train_begin
+        may reset the live ones in place."""
+        return {key: copy.deepcopy(self.callbacks.state_of(entry)) for key, entry in self.callbacks.stateful().items()}
 
     def _give_callbacks_their_state(self) -> None:
         """Callbacks reset themselves in on_train_begin; a resumed run then hands back their

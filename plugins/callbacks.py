@@ -18,6 +18,7 @@ import numpy as np
 from charseq import hookimpl
 from charseq.errors import CharseqWarning, SaveError, UsageError
 from charseq.files import atomic_write, shown
+from charseq.outputs import METRICS, identity
 
 
 def _improvement_test(mode: str, min_delta: float):
@@ -241,7 +242,11 @@ class MetricsLog:
     """Write one JSON line per evaluation: step, epoch, losses, bpc, lr, chars/s, wall time.
 
     A resumed run writes the file anew from the run's history, so it holds each evaluation
-    once. A line that cannot be written is a warning, and training goes on.
+    once. When the file holds the same run further along (the run retraces itself from an
+    earlier checkpoint, or a crash left lines after the last save), it is left as it is
+    until the run passes its last line, and only then written anew: a retrace interrupted
+    on the way never cuts the log back. A line that cannot be written is a warning, and
+    training goes on.
     """
 
     output_options = {"path": "metrics"}
@@ -255,6 +260,19 @@ class MetricsLog:
     @hookimpl
     def on_train_begin(self, trainer):
         self._run_id = (trainer.run or {}).get("id")
+        self._hold_until = -1
+        if self._file is not None:  # fit() again in the same process
+            self._file.close()
+            self._file = None
+        if self._run_id is not None and self.path.is_file():
+            run_id, last = identity(self.path, METRICS)
+            if run_id == self._run_id and last > trainer.step:
+                self._hold_until = last  # retracing: leave the file until the run is past it
+                return
+        self._start_anew(trainer)
+
+    def _start_anew(self, trainer) -> None:
+        """The file as the run's history has it so far, open for the lines to come."""
         lines = "".join(self._line(entry) for entry in trainer.history)
         try:
             atomic_write(self.path, lambda f: f.write(lines.encode("utf-8")), durable=False)
@@ -264,6 +282,12 @@ class MetricsLog:
 
     @hookimpl
     def on_evaluation(self, trainer, metrics):
+        if self._hold_until >= 0:
+            if metrics["step"] <= self._hold_until:
+                return
+            self._hold_until = -1
+            self._start_anew(trainer)  # the history holds this evaluation already
+            return
         if self._file is None:
             return
         try:

@@ -335,14 +335,19 @@ class TurnsBad:
         pass
 
 
-def test_a_callback_state_that_turns_unsavable_mid_run_still_gets_the_run_saved(place):
-    """The periodic save at epoch 2 fails on the callback's state: the run is saved without it."""
-    run = Run.start("alphabet", out="m.npz", callbacks=["checkpoint:every=2"], extra_callbacks=[TurnsBad()])
-    with pytest.raises(charseq.RunFailed, match=r"callback TurnsBad failed in state_dict: its state cannot be saved "
-                                                r"as JSON .*; saved m.npz at step 30"):
+@pytest.mark.parametrize("interrupt", [None, 40], ids=["to-the-end", "ctrl-c"])
+def test_a_callback_state_that_turns_unsavable_mid_run_still_gets_the_run_saved(place, interrupt):
+    """From step 20 the callback's state cannot be saved: every save leaves it out, the run
+    goes on, and the end (or Ctrl-C) saves it and says how to continue without it."""
+    extra = [TurnsBad()] + ([InterruptAt(step=interrupt)] if interrupt else [])
+    run = Run.start("alphabet", out="m.npz", callbacks=["checkpoint:every=2"], extra_callbacks=extra)
+    end = interrupt or 2700
+    with pytest.raises(charseq.RunFailed, match=rf"callback TurnsBad failed in state_dict: its state cannot be saved "
+                                                rf"as JSON .*; saved m.npz at step {end:,} without that callback's "
+                                                r"state; continue with: charseq train --resume m.npz"):
         run.fit()
     saved = charseq.load(place / "m.npz")
-    assert saved.training["step"] == 30 and "extra:TurnsBad" not in saved.training["callbacks"]
+    assert saved.training["step"] == end and "_TurnsBad" not in saved.training["callbacks"]
 
 
 class ReplaceDirectory:

@@ -38,7 +38,7 @@ def test_resuming_an_archived_copy_never_replaces_the_newer_model(place):
     done = run_cli("train", "--resume", "archive/v1.npz", "-q")  # finished: nothing to do, nothing written
     assert "the run is complete (2 of 2 epochs)" in done.stdout and "nothing was written" in done.stdout
     refused = run_cli("train", "--resume", "archive/v1.npz", "--epochs", 3, "-q", ok=False)
-    assert refused.exit_code == 2 and "holds this run further along (step" in refused.stderr
+    assert refused.exit_code == 2 and "holds a later branch of this run" in refused.stderr
     assert (place / "model.npz").read_bytes() == newer
     run_cli("train", "--resume", "archive/v1.npz", "--epochs", 3, "--out", "branch.npz", "-q")
     assert charseq.load(place / "branch.npz").training["epoch"] == 3 and (place / "model.npz").read_bytes() == newer
@@ -137,8 +137,7 @@ def test_a_branch_from_an_earlier_file_cannot_replace_the_runs_later_files(place
     later = {p.name: p.read_bytes() for p in (place / "runs").iterdir()}
     metrics = (place / "m.jsonl").read_text()
     refused = run_cli("train", "--resume", "runs/ck-1.npz", "--epochs", 6, "--out", "branch.npz", ok=False)
-    assert refused.exit_code == 2 and "holds this run further along" in refused.stderr and "changes the run" in \
-        refused.stderr
+    assert refused.exit_code == 2 and "holds the run this one branched from, further along" in refused.stderr
     run_cli("train", "--resume", "runs/ck-1.npz", "--epochs", 6, "--out", "branch.npz", "--drop-callback", "metrics",
             "--drop-callback", "checkpoint", "-q")
     assert {p.name: p.read_bytes() for p in (place / "runs").iterdir()} == later
@@ -221,3 +220,194 @@ def test_resuming_a_run_whose_callback_plugin_is_gone_says_what_to_do(place, plu
     assert result.exit_code == 2 and "uses callback 'quiet', which no installed plugin provides; install its plugin, " \
         "or leave it out: --drop-callback quiet" in result.stderr
     run_cli("train", "--resume", "d.npz", "--epochs", 3, "--drop-callback", "quiet", "-q")
+
+
+# -- round two: lines of work, retraces, callbacks with odd state -------------------------
+
+
+class Tally:
+    """Counts steps in an array it resets in place at the start (a state with an array)."""
+
+    def __init__(self):
+        self.count = np.zeros(1, dtype=np.int64)
+        self.best = np.array([np.inf], dtype=np.float32)  # inf: a best value not yet beaten
+
+    @hookimpl
+    def on_train_begin(self):
+        self.count[...] = 0
+
+    @hookimpl
+    def on_step_end(self):
+        self.count += 1
+
+    def state_dict(self):
+        return {"count": self.count, "best": self.best}
+
+    def load_state_dict(self, state):
+        self.count[...] = state["count"]
+
+
+def test_an_extra_callbacks_array_state_is_saved_and_comes_back_whole(place):
+    run = Run.start("alphabet", out="t.npz", epochs=4, extra_callbacks=[Tally(), InterruptAt(step=25)])
+    assert run.fit().status == "interrupted"
+    assert run.fit().status == "finished"  # fit() again: the in-place reset must not lose the count
+    saved = charseq.load(place / "t.npz")
+    assert saved.arrays["callback._Tally.count"][0] == 60 and np.isinf(saved.arrays["callback._Tally.best"][0])
+    resumed = Run.resume("t.npz", epochs=6, extra_callbacks=[Tally()])
+    resumed.fit()
+    assert charseq.load(place / "t.npz").arrays["callback._Tally.count"][0] == 90
+
+
+class Odd:
+    def __init__(self, value):
+        self.value = value
+
+    def state_dict(self):
+        return {"x": self.value}
+
+    def load_state_dict(self, state):
+        pass
+
+
+@pytest.mark.parametrize("value", [np.array(["text"]), np.array([object()], dtype=object), {1, 2}])
+def test_a_state_that_cannot_be_saved_stops_the_run_before_its_first_step(place, value):
+    with pytest.raises(charseq.RunFailed, match="failed in state_dict: its state .*; nothing was trained"):
+        Run.start("alphabet", out="o.npz", epochs=2, extra_callbacks=[Odd(value)]).fit()
+    assert not (place / "o.npz").exists()
+
+
+def test_an_unchanged_resume_of_an_earlier_file_with_checkpoint_every_retraces_the_run(place):
+    Run.start("text:fox.txt", out="a.npz", callbacks=["metrics:path=a.jsonl", "checkpoint:every=1",
+                                                       "checkpoint:path=ck/a-{epoch}.npz"], epochs=4, **SMALL).fit()
+    final, log = (place / "a.npz").read_bytes(), (place / "a.jsonl").read_text()
+    shutil.copy(place / "a.npz", place / "final.npz")
+    run_cli("train", "--resume", "ck/a-2.npz", "-q")
+    assert same_weights(place / "a.npz", place / "final.npz") and len((place / "a.jsonl").read_text().splitlines()) \
+        == len(log.splitlines())
+    # Interrupted on the way, the retrace leaves the later checkpoint and the longer log alone.
+    (place / "a.npz").write_bytes(final)
+    (place / "a.jsonl").write_text(log)
+    result = Run.resume("ck/a-1.npz", extra_callbacks=[InterruptAt(step=150)]).fit()
+    assert result.status == "interrupted" and result.saved != (place / "a.npz")
+    assert (place / "a.npz").read_bytes() == final and (place / "a.jsonl").read_text() == log
+
+
+def test_a_retrace_of_the_parent_cannot_replace_a_branchs_files(place):
+    Run.start("text:fox.txt", out="a.npz", callbacks=["metrics:path=a.jsonl"], epochs=2, extra_callbacks=[
+        InterruptAt(step=100)], **SMALL).fit()
+    shutil.copy(place / "a.npz", place / "a-100.npz")
+    Run.resume("a.npz").fit()
+    Run.resume("a.npz", epochs=4).fit()  # a branch: a line of its own, which owns a.npz and a.jsonl now
+    branch = (place / "a.npz").read_bytes(), (place / "a.jsonl").read_text()
+    with pytest.raises(UsageError, match="holds a later branch of this run|not this run's|another run"):
+        Run.resume("a-100.npz", out="old.npz")
+    assert ((place / "a.npz").read_bytes(), (place / "a.jsonl").read_text()) == branch
+
+
+def test_dropping_and_adding_the_same_stateful_callback_is_a_branch(place):
+    early = "early-stopping:patience=2,min_delta=0.07,restore_best_weights=true"
+    Run.start("text:fox.txt", out="a.npz", callbacks=["checkpoint:path=ck/a-{epoch}.npz", early], epochs=12,
+              lr=0.05, **SMALL).fit()
+    later = {p.name: p.read_bytes() for p in (place / "ck").iterdir()}
+    with pytest.raises(UsageError, match="branched from, further along"):
+        Run.resume("ck/a-2.npz", drop_callbacks=["early-stopping"], callbacks=[early])
+    assert {p.name: p.read_bytes() for p in (place / "ck").iterdir()} == later
+
+
+def test_force_never_puts_an_earlier_state_over_a_later_one(place):
+    Run.start("text:fox.txt", out="a.npz", callbacks=["checkpoint:path=ck/a-{epoch}.npz"], epochs=3, **SMALL).fit()
+    final = (place / "a.npz").read_bytes()
+    result = Run.resume("ck/a-1.npz", force=True, extra_callbacks=[InterruptAt(step=200)]).fit()
+    assert result.status == "interrupted" and (place / "a.npz").read_bytes() == final
+
+
+def test_after_a_crash_a_changed_resume_of_the_last_checkpoint_may_rewrite_the_log(place):
+    """A crash between an evaluation and the save leaves log lines beyond the checkpoint:
+    they are what the crash left, not work, and a resume with more epochs rewrites them."""
+    Run.start("text:fox.txt", out="k.npz", callbacks=["metrics:path=k.jsonl", "checkpoint:every=1"], epochs=2,
+              eval_every=20, **SMALL).fit()
+    saved_step = charseq.load(place / "k.npz").training["step"]
+    with (place / "k.jsonl").open("a") as f:
+        f.write(json.dumps({"run": charseq.load(place / "k.npz").run["id"], "step": saved_step + 20, "epoch": 2,
+                            "loss": 9.0}) + "\n")
+    Run.resume("k.npz", epochs=3).fit()
+    steps = [json.loads(line)["step"] for line in (place / "k.jsonl").read_text().splitlines()]
+    assert steps == sorted(set(steps)) and 9.0 not in [json.loads(x)["loss"] for x in
+                                                       (place / "k.jsonl").read_text().splitlines()]
+
+
+def test_two_runs_made_at_once_cannot_both_write_one_file(place):
+    first = Run.start("alphabet", out="one.npz", callbacks=["metrics:path=m.jsonl"], epochs=2)
+    second = Run.start("alphabet", out="two.npz", callbacks=["metrics:path=m.jsonl"], epochs=2)
+    first.fit()
+    with pytest.raises(UsageError, match="holds another run's metrics"):
+        second.fit()
+    a = Run.resume("one.npz", epochs=3, out="x.npz")
+    b = Run.resume("one.npz", epochs=4, out="x.npz")
+    a.fit()
+    with pytest.raises(UsageError, match="x.npz"):
+        b.fit()
+
+
+class FailAt:
+    def __init__(self, epoch):
+        self.epoch = epoch
+
+    @hookimpl
+    def on_epoch_end(self, epoch):
+        if epoch == self.epoch:
+            raise RuntimeError("the dashboard went away")
+
+
+def test_a_callback_that_fails_at_an_epochs_end_costs_the_others_nothing(place):
+    """Early stopping after the failing callback still sees that epoch, and the template's
+    file for it is still written: resumed without the failing callback, the run ends as the
+    run that never had it."""
+    early = "early-stopping:patience=1,min_delta=0.02,restore_best_weights=true"
+    settings = {**SMALL, "epochs": 12, "lr": 0.05}
+    Run.start("text:fox.txt", out="ref.npz", callbacks=[early], **settings).fit()
+    with pytest.raises(charseq.RunFailed, match="the dashboard went away; saved f.npz"):
+        Run.start("text:fox.txt", out="f.npz", callbacks=[early, "checkpoint:path=ck-{epoch}.npz"],
+                  extra_callbacks=[FailAt(2)], **settings).fit()
+    assert (place / "ck-2.npz").exists()
+    Run.resume("f.npz").fit()
+    assert same_weights(place / "ref.npz", place / "f.npz")
+
+
+def test_two_templates_that_make_the_same_names_are_refused(place):
+    with pytest.raises(UsageError, match="could write over callback 'checkpoint'"):
+        Run.start("alphabet", out="a.npz", callbacks=["checkpoint:path=ck/{epoch}.npz",
+                                                      "checkpoint:path=ck/{epoch:d}.npz,keep_last=1"])
+
+
+class SaveInto:
+    def __init__(self, path):
+        self.path = path
+
+    @hookimpl
+    def on_epoch_end(self, trainer):
+        trainer.save_checkpoint(self.path)
+
+
+def test_a_plugins_own_save_meets_the_same_rules(place):
+    (place / "texts").mkdir()
+    (place / "texts" / "a.txt").write_text("the cat sat on the mat. " * 100)
+    with pytest.raises(charseq.RunFailed, match="lies where the corpus is read from"):
+        Run.start("text:texts", out="a.npz", extra_callbacks=[SaveInto(place / "texts" / "snap.npz")], epochs=2,
+                  **SMALL).fit()
+    assert sorted(p.name for p in (place / "texts").iterdir()) == ["a.txt"]
+
+
+def test_the_time_before_an_interruption_counts_in_the_epochs_speed(place):
+    Run.start("text:fox.txt", out="a.npz", epochs=2, extra_callbacks=[InterruptAt(step=100)], **SMALL).fit()
+    before = charseq.load(place / "a.npz").training["since_eval"]
+    assert before[1] == 100 and before[2] > 0
+    Run.resume("a.npz").fit()
+    epoch_1 = charseq.load(place / "a.npz").training["history"][0]
+    assert epoch_1["seconds"] >= before[2]
+
+
+def test_epochs_may_not_end_a_run_inside_the_epoch_it_is_in(place):
+    Run.start("alphabet", out="a.npz", epochs=4, extra_callbacks=[InterruptAt(step=20)]).fit()
+    with pytest.raises(UsageError, match="would end the run inside epoch 2"):
+        Run.resume("a.npz", epochs=1)
