@@ -37,7 +37,9 @@ MODELS = ("rnn",)
 _DTYPES = ("float32", "float64")
 _STATE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 _STATE_KINDS = "biuf"  # bool, integer, unsigned, float: plain numbers only
-MAX_METADATA_BYTES = 64 << 20  # a run's whole history fits many times over
+_RESERVED = ("metadata", "checksum", "seal")
+MAX_METADATA_BYTES = 32 << 20  # a run's whole history fits many times over
+MAX_METADATA_INFLATION = 8  # charseq stores it uncompressed; JSON that inflates more is built to
 # Members may be compressed (charseq writes them stored), but all of them together may not
 # inflate to more than this many times the file's size: a zip bomb is refused unread.
 MAX_INFLATION = 16
@@ -80,7 +82,7 @@ def save(path: str | os.PathLike, checkpoint: Checkpoint) -> Path:
     path = Path(path)
     arrays = {name: checkpoint.model.params[name] for name in PARAM_NAMES}
     for name, array in checkpoint.arrays.items():
-        if (name in arrays or name in ("metadata", "checksum") or not _STATE_NAME.match(name)
+        if (name in arrays or name in _RESERVED or not _STATE_NAME.match(name)
                 or array.dtype.kind not in _STATE_KINDS):
             raise ValueError(f"cannot save state array {name!r} of dtype {array.dtype}")
         arrays[name] = array
@@ -96,14 +98,17 @@ def save(path: str | os.PathLike, checkpoint: Checkpoint) -> Path:
         "progress": checkpoint.progress,
         "training": checkpoint.training,
         "arrays": {name: {"dtype": str(a.dtype), "shape": list(a.shape)} for name, a in checkpoint.arrays.items()},
-        "seal": trust.seal(checkpoint.run) if checkpoint.run is not None else None,
     }
     try:
         blob = json.dumps(metadata, default=plain_json).encode("utf-8")
     except (TypeError, ValueError) as exc:
         raise SaveError(path, f"its metadata is not JSON ({exc})") from None
     members = {**arrays, "metadata": np.frombuffer(blob, dtype=np.uint8)}
-    members["checksum"] = np.frombuffer(_digest(arrays, blob).encode("ascii"), dtype=np.uint8)
+    checksum = _digest(arrays, blob)
+    members["checksum"] = np.frombuffer(checksum.encode("ascii"), dtype=np.uint8)
+    seal = trust.seal(checksum) if checkpoint.run is not None else None
+    if seal is not None:  # this user's charseq wrote it: a resumed run may trust what it records
+        members["seal"] = np.frombuffer(seal.encode("ascii"), dtype=np.uint8)
     return atomic_write(path, lambda f: np.savez(f, **members))
 
 
@@ -218,8 +223,9 @@ def _read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, dtype: np.dtyp
 
 def _read_metadata(path: Path, archive: zipfile.ZipFile, members: dict[str, zipfile.ZipInfo]) -> dict[str, Any]:
     bad = f"{str(path)!r} is not a charseq checkpoint"
-    if members["metadata"].file_size > MAX_METADATA_BYTES:
-        raise UsageError(f"{bad} (its metadata is {members['metadata'].file_size:,} bytes)")
+    info = members["metadata"]
+    if info.file_size > MAX_METADATA_BYTES or info.file_size > MAX_METADATA_INFLATION * info.compress_size + (1 << 16):
+        raise UsageError(f"{bad} (its metadata is {info.file_size:,} bytes, from {info.compress_size:,})")
     raw = _read_member(archive, members["metadata"], max_bytes=MAX_METADATA_BYTES)
     if raw.dtype != np.uint8 or raw.ndim != 1:
         raise UsageError(f"{bad} (metadata is not JSON bytes)")
@@ -261,7 +267,7 @@ def _expected(metadata: dict[str, Any]) -> dict[str, tuple[np.dtype, tuple[int, 
             entry_dtype = np.dtype(entry["dtype"])
         except TypeError:
             entry_dtype = None
-        if name in expected or name in ("metadata", "checksum") or entry_dtype is None or \
+        if name in expected or name in _RESERVED or entry_dtype is None or \
                 entry_dtype.kind not in _STATE_KINDS or not _STATE_NAME.match(name):
             raise UsageError(f"its array manifest lists {name!r} as {entry['dtype']}")
         expected[name] = (entry_dtype, tuple(entry["shape"]))
@@ -275,7 +281,7 @@ def _read_arrays(path: Path, archive: zipfile.ZipFile, members: dict[str, zipfil
         expected = _expected(metadata)
     except UsageError as exc:
         raise UsageError(f"{bad}: {exc}") from None
-    present = set(members) - {"metadata", "checksum"}
+    present = set(members) - set(_RESERVED)
     if present != set(expected):
         raise UsageError(f"{bad}: arrays {sorted(present)}, expected {sorted(expected)}")
     arrays = {}
@@ -292,7 +298,10 @@ def _read_arrays(path: Path, archive: zipfile.ZipFile, members: dict[str, zipfil
         if "checksum" not in members or members["checksum"].file_size > _NPY_HEADER_BYTES:
             raise UsageError(f"{bad}: it has no checksum")
         stored = _read_member(archive, members["checksum"], max_bytes=256).tobytes()
-        matches = stored == _digest(arrays, metadata["_bytes"]).encode("ascii")
+        checksum = _digest(arrays, metadata["_bytes"])
+        matches = stored == checksum.encode("ascii")
+        seal = _read_member(archive, members["seal"], max_bytes=256).tobytes() if "seal" in members else None
+        metadata["_trusted"] = matches and trust.sealed(checksum, seal)
     else:
         matches = metadata["sha256"] == _legacy_digest(arrays)
     if not matches:
@@ -325,7 +334,7 @@ def _checkpoint(path: Path, metadata: dict[str, Any], arrays: dict[str, np.ndarr
         config = dict(metadata["config"] or {})
     return Checkpoint(model, vocab, config, dict(metadata["progress"]), metadata["corpus"], run,
                       metadata["training"], state, version, metadata["charseq_version"],
-                      trusted=run is not None and trust.sealed(run, metadata.get("seal")))
+                      trusted=run is not None and metadata.get("_trusted", False))
 
 
 def _digest(arrays: dict[str, np.ndarray], metadata: bytes) -> str:
@@ -393,7 +402,7 @@ _TRAINING = schema.record({
     }),
     "since_eval": _since_eval,
     "wall_time": schema.number(0, finite=True),
-    "history": schema.list_of(_HISTORY_ENTRY, max_length=10_000_000),
+    "history": schema.list_of(_HISTORY_ENTRY, max_length=1_000_000),
     "stop_training": schema.boolean,
     "stopped_by": schema.optional(schema.string(256)),
     "ended": schema.boolean,
@@ -414,7 +423,7 @@ _METADATA = schema.record({
     "progress": schema.map_of(schema.SCALAR, max_length=64),
     "training": schema.optional(_TRAINING),
     "arrays": _MANIFEST,
-}, {"seal": schema.optional(schema.string(64))})
+})
 
 _LEGACY_METADATA = schema.record(
     {"format": schema.string(64), "format_version": schema.integer(1),

@@ -75,11 +75,11 @@ def _blas_threads(threads: int):
 
 
 def say(text: str = "", err: bool = False) -> None:
-    """click.echo that outlives a closed pipe: `charseq train | head` goes on training
-    and saving; what it would have printed is dropped."""
+    """click.echo that outlives its stream: a closed pipe (`charseq train | head`), a full
+    disk, /dev/full. Training goes on and saves; what it would have printed is dropped."""
     try:
         click.echo(text, err=err)
-    except BrokenPipeError:
+    except OSError:
         _drop_output(sys.stderr if err else sys.stdout)
 
 
@@ -320,6 +320,8 @@ def _shortcut_callbacks(metrics_path, patience, min_delta, restore_best, checkpo
 def _progress_bar(draw):
     from charseq.progress import ProgressBar
 
+    if sys.stderr is None:  # closed (2>&-): nowhere to draw
+        draw = False
     return ProgressBar(draw=draw, write=say)
 
 
@@ -415,6 +417,9 @@ def generate(checkpoint_path, prime, length, stop, sampler_spec, temperature, re
                     click.echo(prime + "".join(text))
     except BrokenPipeError:  # `charseq generate ... | head`: the reader has what it wanted
         _drop_output(sys.stdout)
+    except OSError as exc:  # a full disk, /dev/full
+        _drop_output(sys.stdout)
+        raise CharseqError(f"cannot write the text to standard output: {exc.strerror or exc}") from None
     except SamplerError as exc:
         raise CharseqError(f"sampler {name!r} of {get_registry().describe(registered.plugin)} misbehaved: {exc}") \
             from None

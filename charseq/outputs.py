@@ -37,7 +37,6 @@ class Output:
     path: str
     what: str  # for messages: "--out", "callback 'checkpoint' option path"
     kind: str = FILE  # CHECKPOINT, METRICS or FILE: what makes an existing file the run's own
-    recorded: bool = False  # the path was read from the resumed checkpoint, not given now
 
     @property
     def is_template(self) -> bool:
@@ -54,6 +53,7 @@ class Lineage:
     run_id: str
     ancestors: Mapping[str, int] = field(default_factory=dict)  # run id -> the step this line left it at
     leftovers: bool = False
+    resumed: bool = False  # the run continues a run (a plugin's files from before may be its own)
 
     def allows(self, run_id: str | None, step: int, kind: str) -> bool:
         if run_id is None:
@@ -67,13 +67,11 @@ class Lineage:
 
 @dataclass(frozen=True)
 class Resumed:
-    """What a resumed run started from: the checkpoint, its step, where the run would end,
-    and whether charseq wrote the checkpoint here (charseq.trust)."""
+    """What a resumed run started from: the checkpoint, its step, and where the run would end."""
 
     path: Path
     step: int
     end_step: int
-    trusted: bool
 
 
 def check_outputs(outputs: Iterable[Output], lineage: Lineage, inputs: Iterable[Path], resumed: Resumed | None = None,
@@ -128,7 +126,8 @@ def _check_place(output: Output) -> None:
         _check_template_fields(output)
 
 
-_SPEC = re.compile(r"^(?:.?[<>=^])?[+\- ]?#?0?\d{0,3}(?:\.\d{1,2})?[bdeEfFgGnoxX%]?$")
+# A fill character may be anything a name can hold but a separator or a dot.
+_SPEC = re.compile(r"^(?:[^/\\.{}]?[<>=^])?[+\- ]?#?0?\d{0,3}(?:\.\d{1,2})?[bdeEfFgGnoxX%]?$")
 
 
 def _check_template_fields(output: Output) -> None:
@@ -172,7 +171,7 @@ def _check_not_in_corpus(output: Output, roots: Iterable[str]) -> None:
     pattern = _FIELD.sub("*", glob.escape(output.path))
     for root in roots:
         if any(ch in root for ch in "*?["):
-            hit = fnmatch.fnmatchcase(output.path, root) or (output.is_template and fnmatch.fnmatchcase(pattern, root))
+            hit = _under_glob(output, path, pattern, root)
         else:
             base = os.path.realpath(root)
             hit = os.path.commonpath([base, os.path.realpath(os.path.dirname(path)) if output.is_template
@@ -180,6 +179,24 @@ def _check_not_in_corpus(output: Output, roots: Iterable[str]) -> None:
         if hit:
             raise UsageError(f"{output.what} {shown(output.path)!r} lies where the corpus is read from "
                              f"({shown(root)!r}): a resumed run would read it as text; write it elsewhere")
+
+
+def _under_glob(output: Output, path: str, pattern: str, root: str) -> bool:
+    """Whether a glob corpus would match the output, symlinks followed on both sides: the
+    glob's fixed directory and the output are compared where they really are."""
+    parts = Path(root).parts
+    fixed = next(i for i, part in enumerate(parts) if any(ch in part for ch in "*?["))
+    base, rest = os.path.realpath(os.path.join(*parts[:fixed])), os.path.join(*parts[fixed:])
+    candidates = [path, os.path.realpath(os.path.dirname(output.path)) + os.sep + os.path.basename(output.path)]
+    if output.is_template:
+        candidates = [pattern, os.path.realpath(os.path.dirname(pattern.split("*")[0]) or ".") + os.sep
+                      + pattern[len(os.path.dirname(pattern.split("*")[0])) + 1:]]
+    for candidate in candidates:
+        if fnmatch.fnmatchcase(candidate, root):
+            return True
+        if candidate.startswith(base + os.sep) and fnmatch.fnmatchcase(candidate[len(base) + 1:], rest):
+            return True
+    return False
 
 
 def _check_file(output: Output, lineage: Lineage, inputs: list[Path], force: bool, resumed: Resumed | None) -> None:
@@ -192,8 +209,8 @@ def _check_file(output: Output, lineage: Lineage, inputs: list[Path], force: boo
         if _same(path, source):
             raise UsageError(f"{output.what} {shown(output.path)!r} is one of the run's inputs; writing it would destroy it")
     if path.exists():
-        if not force:
-            _check_recorded(output, path, resumed)
+        resumed_file = resumed is not None and output.kind == CHECKPOINT and _same(path, resumed.path)
+        if not force and not resumed_file:  # (the checkpoint resumed is the run's to continue)
             if not own(path, output.kind, lineage):
                 raise UsageError(f"{output.what} {shown(output.path)!r} {_describe(path, output.kind, lineage)}; give "
                                  "another path, or --force to replace it")
@@ -217,19 +234,9 @@ def _check_template(output: Output, lineage: Lineage, inputs: list[Path], force:
         if any(_same(path, source) for source in inputs):
             raise UsageError(f"{output.what} {shown(output.path)!r} could write over {shown(match)!r}, one of the run's inputs")
         if not force and path.is_file():
-            _check_recorded(output, path, resumed)
             if not own(path, output.kind, lineage):
                 raise UsageError(f"{output.what} {shown(output.path)!r} could write over {shown(match)!r}, which "
                                  f"{_describe(path, output.kind, lineage)}; choose another name, or --force to allow it")
-
-
-def _check_recorded(output: Output, path: Path, resumed: Resumed | None) -> None:
-    """A path read from a checkpoint charseq did not write here may not replace a file."""
-    if resumed is None or resumed.trusted or not output.recorded or _same(path, resumed.path):
-        return
-    raise UsageError(f"{output.what} {shown(output.path)!r}: {shown(resumed.path)!r} was not written by charseq here (or "
-                     f"was edited), so the paths it records may not replace files, and {shown(path)!r} exists; give "
-                     "another path (--out, or --drop-callback for the callback that writes it), or --force")
 
 
 def _check_not_ahead(output: Output, path: Path, resumed: Resumed | None, lineage: Lineage) -> None:
@@ -335,9 +342,14 @@ def own(path: Path, kind: str, lineage: Lineage) -> bool:
         return False
     if kind == FILE:
         kind = CHECKPOINT if _is_checkpoint(path) else METRICS if _is_metrics(path) else FILE
-        if kind == FILE:
-            return True
+        if kind == FILE:  # a file of the plugin's own kind: the run's when it continues a run (a new one, never)
+            return bool(lineage.ancestors) or lineage.resumed
     return lineage.allows(*identity(path, kind), kind)
+
+
+def is_charseq_file(path: Path) -> bool:
+    """A checkpoint or a metrics log: what no picture or plugin file may replace unasked."""
+    return _is_checkpoint(path) or _is_metrics(path)
 
 
 def _is_checkpoint(path: Path) -> bool:

@@ -38,8 +38,17 @@ def read_metrics(path: Path) -> list[dict]:
 
 
 def plot_metrics(path: Path, out: Path) -> None:
-    if out.exists() and path.exists() and os.path.samefile(path, out):
-        raise UsageError(f"the picture {str(out)!r} would replace the metrics it draws; give another -o")
+    """Draw the curves into `out`, replacing a picture there, but never the metrics file,
+    a checkpoint or metrics log, or anything that is not a regular file."""
+    from charseq import outputs
+
+    target = Path(os.path.realpath(out))
+    kind = outputs.kind_of(target)
+    if kind is not None or any(str(target) == root or str(target).startswith(root + os.sep)
+                               for root in outputs.SYSTEM_DIRECTORIES):
+        raise UsageError(f"-o {str(out)!r} is {kind or 'in a system directory'}; give a picture's file name")
+    if target.exists() and (os.path.samefile(path, target) or outputs.is_charseq_file(target)):
+        raise UsageError(f"-o {str(out)!r} holds charseq's data (metrics or a checkpoint); give another picture name")
     records = read_metrics(path)
     try:
         import matplotlib

@@ -5,6 +5,7 @@ Part of the CLI layer (it imports tqdm and click); the core never imports it.
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 
@@ -27,7 +28,8 @@ class ProgressBar:
     def on_train_begin(self, trainer):
         remaining = (trainer.config.epochs - trainer.epoch) * trainer.steps_per_epoch - trainer.step_in_epoch
         disable = None if self.draw is None else not self.draw
-        self.bar = tqdm(total=remaining, unit="step", dynamic_ncols=True, leave=False, disable=disable)
+        self.bar = tqdm(total=remaining, unit="step", dynamic_ncols=True, leave=False, disable=disable,
+                        file=sys.stderr if sys.stderr is not None else open(os.devnull, "w"))
         self._pending = 0
         self._last_refresh = time.monotonic()
         self._val = ""  # the last validation loss, shown beside the live one

@@ -18,6 +18,7 @@ import math
 import os
 import tempfile
 import uuid
+import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -28,7 +29,7 @@ from charseq import outputs, schema
 from charseq.callbacks import CallbackError, CallbackList
 from charseq.config import TrainConfig
 from charseq.corpus import Corpus
-from charseq.errors import CharseqError, SaveError, UsageError
+from charseq.errors import CharseqError, CharseqWarning, SaveError, UsageError
 from charseq.files import shown
 from charseq.interrupt import Aborted, exit_code, stop_on_signals
 from charseq.model import VanillaRNN
@@ -142,11 +143,12 @@ class Run:
 
     def __init__(self, spec: RunSpec, corpus: Corpus, *, force: bool = False, extra_callbacks: Iterable[object] = (),
                  resume_from: checkpoints.Checkpoint | None = None, resumed_path: Path | None = None,
-                 leftovers: bool = False, out_given: bool = True, added: Sequence[CallbackRef] = ()):
+                 leftovers: bool = False, out_given: bool = True):
         self.spec, self.corpus, self.force = spec, corpus, force
         self.resumed_path = resumed_path
         self._out_given = out_given
-        self.lineage = outputs.Lineage(spec.id, {p["id"]: p["step"] for p in reversed(spec.parents)}, leftovers)
+        self.lineage = outputs.Lineage(spec.id, {p["id"]: p["step"] for p in reversed(spec.parents)}, leftovers,
+                                       resumed=resume_from is not None and resume_from.trusted)
         self._trusted = resume_from is None or resume_from.trusted
         if resume_from is not None and (resume_from.model.hidden_size != spec.config.hidden_size
                                         or resume_from.vocab != corpus.vocab):
@@ -163,8 +165,7 @@ class Run:
             # '_' begins no registered name, so these keys never meet a registered callback's
             callbacks.add(callback, name=f"_{kind}", label=f"callback {kind}")
         self._keys: dict[str, CallbackRef] = {}
-        resuming = resume_from is not None
-        self._outputs = [outputs.Output(spec.out, "--out", outputs.CHECKPOINT, recorded=resuming and not out_given)]
+        self._outputs = [outputs.Output(spec.out, "--out", outputs.CHECKPOINT)]
         for ref in spec.callbacks:
             if ref.name not in registry.all("callback"):
                 raise UsageError(f"the run uses callback {ref.name!r}, which no installed plugin provides; install its "
@@ -179,8 +180,7 @@ class Run:
                     if not os.path.isabs(path):  # recorded absolute; a relative one was not written by charseq
                         raise UsageError(f"the run's callback {ref.name!r} writes to {path!r}, not an absolute path; "
                                          "the checkpoint is damaged")
-                    self._outputs.append(outputs.Output(path, f"callback {ref.name!r} option {option}", kind,
-                                                        recorded=resuming and ref not in added))
+                    self._outputs.append(outputs.Output(path, f"callback {ref.name!r} option {option}", kind))
         self.trainer = Trainer(self.model, corpus, config, callbacks)
         self.trainer.run, self.trainer.out = spec.to_dict(), Path(spec.out)
         self.trainer.saver = lambda path: self._save(path, periodic=True)
@@ -192,7 +192,7 @@ class Run:
         self._resumed_at = None
         if resume_from is not None and resumed_path is not None:
             end_step = max(self.trainer.step, config.epochs * self.trainer.steps_per_epoch)
-            self._resumed_at = outputs.Resumed(resumed_path, resume_from.training["step"], end_step, self._trusted)
+            self._resumed_at = outputs.Resumed(resumed_path, resume_from.training["step"], end_step)
             if self.complete:  # nothing will be trained: at most, the file is saved under the --out given
                 self._outputs = self._outputs[:1] if out_given else []
         self.check_outputs()
@@ -253,7 +253,21 @@ class Run:
         config = _resumed_config(spec.config, settings, saved.training)
         loaded = _resumed_corpus(spec, corpus, dict(corpus_options or {}))
         added = [_ref(c) for c in _listed(callbacks)]
-        refs, dropped = _resumed_callbacks(spec.callbacks, added, _listed(drop_callbacks))
+        drop_names = _listed(drop_callbacks)
+        if not saved.trusted:
+            # Its recorded paths are nobody's word: the callbacks that write files there are
+            # left out (given again, they come back), and --out defaults to the file resumed.
+            # What this run then writes, and seals, names only paths given here.
+            writers = sorted({ref.name for ref in spec.callbacks if ref not in added and _writes_files(ref)})
+            writers = [name for name in writers if name not in drop_names]
+            if writers:
+                warnings.warn(f"{str(path)!r} was not written by charseq here (or was edited): its callbacks that write "
+                              f"files ({', '.join(writers)}) are left out; give them again to keep them",
+                              CharseqWarning, stacklevel=2)
+                drop_names = [*drop_names, *writers]
+            if out is None:
+                out = path
+        refs, dropped = _resumed_callbacks(spec.callbacks, added, drop_names)
         extra_callbacks = list(extra_callbacks)
         extras = {f"_{type(c).__name__}" for c in extra_callbacks}
         stopper = saved.training["stopped_by"]
@@ -268,17 +282,16 @@ class Run:
                 saved.training["stop_training"], saved.training["stopped_by"] = False, None
         # Any change makes a new line of work (a dropped callback's state is gone, even if it is
         # added again): it gets an id of its own, and the runs it came from are its parents.
-        branch = config != spec.config or refs != spec.callbacks or bool(_listed(drop_callbacks))
-        leftovers = outputs.same_file(path, Path(spec.out))  # the parent's own latest checkpoint
-        new_added = [r for r in added if r not in spec.callbacks]
-        if branch:
-            spec = replace(spec, id=uuid.uuid4().hex,
-                           parents=[{"id": spec.id, "step": saved.training["step"]}, *spec.parents])
+        branch = config != spec.config or refs != spec.callbacks or bool(drop_names) or not saved.trusted
+        leftovers = saved.trusted and outputs.same_file(path, Path(spec.out))  # the parent's own latest checkpoint
+        if branch:  # (an unsealed checkpoint's own id and parents are only its claims: none are inherited)
+            parents = [{"id": spec.id, "step": saved.training["step"]}, *spec.parents] if saved.trusted else []
+            spec = replace(spec, id=uuid.uuid4().hex, parents=parents)
         spec = replace(spec, config=config, callbacks=refs, out=_absolute(out) if out is not None else spec.out,
                        corpus=(loaded.spec or spec.corpus) if corpus is not None else spec.corpus,
                        corpus_source=loaded.source if corpus is not None else spec.corpus_source)
         return cls(spec, loaded, force=force, extra_callbacks=extra_callbacks, resume_from=saved, resumed_path=path,
-                   leftovers=leftovers, out_given=out is not None, added=new_added)
+                   leftovers=leftovers, out_given=out is not None)
 
     # -- training ------------------------------------------------------------------------
 
@@ -359,7 +372,7 @@ class Run:
                     if not self._trusted and not resumed and not typed:
                         raise SaveError(shown(path), "the resumed checkpoint was not written here, so the paths it "
                                                      "records may not replace files")
-                    if not self.lineage.allows(run_id, step, outputs.CHECKPOINT):
+                    if not resumed and not self.lineage.allows(run_id, step, outputs.CHECKPOINT):
                         raise SaveError(shown(path), "it holds a file that is not a checkpoint of this run")
             path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -506,6 +519,15 @@ def _output_options(factory: Any) -> dict[str, str]:
     if isinstance(declared, dict):
         return {str(k): str(v) for k, v in declared.items()}
     return {str(name): outputs.FILE for name in declared}
+
+
+def _writes_files(ref: CallbackRef) -> bool:
+    """Whether a recorded callback names files it writes (its output_options are set)."""
+    registry = get_registry()
+    if ref.name not in registry.all("callback"):
+        return False
+    factory = registry.get("callback", ref.name).factory
+    return any(ref.options.get(option) is not None for option in _output_options(factory))
 
 
 def _listed(items: Any) -> list[Any]:

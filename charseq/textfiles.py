@@ -14,6 +14,7 @@ import glob
 import hashlib
 import json
 import os
+import stat
 import tempfile
 import warnings
 from collections.abc import Iterator
@@ -50,7 +51,7 @@ def cache_dir() -> Path:
     if not problem:
         return default
     fallback = Path(tempfile.gettempdir()) / f"charseq-cache-{os.getuid() if hasattr(os, 'getuid') else 'user'}"
-    if _unusable(fallback):
+    if _unusable(fallback, private=True):
         raise UsageError(f"no usable cache directory: {str(default)!r} ({problem}); set CHARSEQ_CACHE to a writable "
                          "directory")
     warnings.warn(f"the cache directory {str(default)!r} cannot be used ({problem}); using {str(fallback)!r} "
@@ -58,10 +59,16 @@ def cache_dir() -> Path:
     return fallback
 
 
-def _unusable(directory: Path) -> str | None:
-    """Why `directory` cannot hold the cache, or None when it can (made if missing)."""
+def _unusable(directory: Path, private: bool = False) -> str | None:
+    """Why `directory` cannot hold the cache, or None when it can (made if missing). In a
+    shared place (the temporary directory) it must be the user's own, writable by nobody
+    else: another user's directory there could hand charseq any text under any key."""
     try:
-        directory.mkdir(parents=True, exist_ok=True)
+        directory.mkdir(mode=0o700 if private else 0o777, parents=True, exist_ok=True)
+        if private:
+            info = os.lstat(directory)
+            if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.geteuid() or info.st_mode & 0o077:
+                return "it belongs to another user, or others may write it"
         with tempfile.TemporaryFile(dir=directory):
             pass
     except FileExistsError:

@@ -1,72 +1,114 @@
-"""Which checkpoints charseq wrote here, so that their recorded paths may be trusted.
+"""Which checkpoints charseq wrote here, so that what they record may be trusted.
 
 A run's description names files (its checkpoint, metrics log, checkpoint paths, corpus).
-A checkpoint from elsewhere, or one whose description was edited, could name any file,
-and a checksum does not help: anyone can compute one. So the description is sealed with
-an HMAC under a key that only this user's charseq holds (a random file, mode 0600, in the
-cache directory). A resumed run whose checkpoint carries a valid seal may replace the
-run's own files; one without may only create new files, and must be told its corpus.
+A checkpoint from elsewhere, or an edited one, could name any file, and a checksum does
+not help: anyone can compute one. So each checkpoint's checksum (which covers every array
+and all the metadata) is sealed with an HMAC under a key only this user's charseq holds:
+a random file of 32 bytes, mode 0600, in a directory of the user's own (CHARSEQ_STATE,
+else $XDG_STATE_HOME/charseq, else ~/.local/state/charseq). A resumed run from a sealed
+checkpoint continues its run, outputs and all; one from an unsealed checkpoint keeps none
+of the paths it records (see charseq.run).
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import os
 import secrets
+import stat
 from pathlib import Path
-from typing import Any
 
 _KEY_NAME = "run-key"
 _KEY_BYTES = 32
 
 
-def _key_path() -> Path | None:
-    from charseq.textfiles import cache_dir
+def state_dir() -> Path:
+    """Where charseq keeps its key: not the cache, which users clear."""
+    chosen = os.environ.get("CHARSEQ_STATE")
+    if chosen:
+        return Path(chosen)
+    base = os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state"
+    return Path(base) / "charseq"
 
+
+def _private(info: os.stat_result) -> bool:
+    """Owned by this user, and nobody else may write it (the key file: nor read it)."""
+    owner = info.st_uid == os.geteuid() if hasattr(os, "geteuid") else True
+    return owner and not info.st_mode & 0o022
+
+
+def _directory() -> Path | None:
+    directory = state_dir()
     try:
-        return cache_dir() / _KEY_NAME
-    except Exception:  # no usable cache directory: nothing can be sealed, nothing trusted
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        info = os.stat(directory)
+    except OSError:
         return None
+    return directory if stat.S_ISDIR(info.st_mode) and _private(info) else None
+
+
+def _read_key(path: Path) -> bytes | None:
+    """The key, if the file is one: regular, private, exactly 32 bytes (never a device or a
+    link that could be made to read without end)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    except OSError:
+        return None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode) or not _private(info) or info.st_mode & 0o077 or \
+                info.st_size != _KEY_BYTES:
+            return None
+        key = os.read(fd, _KEY_BYTES + 1)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    return key if len(key) == _KEY_BYTES else None
 
 
 def _key(create: bool) -> bytes | None:
-    path = _key_path()
-    if path is None:
+    directory = _directory()
+    if directory is None:
         return None
+    path = directory / _KEY_NAME
+    key = _read_key(path)
+    if key is not None or not create:
+        return key
+    # Written to a file of its own, then linked into place: another process sees either no
+    # key or a whole one, and of two made at once the first linked wins.
+    temp = directory / f".{_KEY_NAME}.{secrets.token_hex(4)}"
     try:
-        key = path.read_bytes()
-        return key if len(key) == _KEY_BYTES else None
-    except FileNotFoundError:
-        if not create:
-            return None
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(secrets.token_bytes(_KEY_BYTES))
+            f.flush()
+            os.fsync(f.fileno())
+        try:
+            os.link(temp, path)
+        except FileExistsError:
+            if _read_key(path) is None:  # a damaged key (empty, wrong size): put a whole one in its place
+                os.replace(temp, path)
     except OSError:
         return None
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:  # another process made it first
-        return _key(create=False)
-    except OSError:
-        return None
-    with os.fdopen(fd, "wb") as f:
-        f.write(secrets.token_bytes(_KEY_BYTES))
-    return _key(create=False)
+    finally:
+        temp.unlink(missing_ok=True)
+    return _read_key(path)
 
 
-def _canonical(run: dict[str, Any]) -> bytes:
-    return json.dumps(run, sort_keys=True, separators=(",", ":")).encode("utf-8")
-
-
-def seal(run: dict[str, Any]) -> str | None:
-    """The seal of a run description written here; None when no key can be kept."""
+def seal(checksum: str) -> str | None:
+    """The seal of a checkpoint's checksum; None when no key can be kept (the checkpoint is
+    then written unsealed, and resumes as one from elsewhere)."""
     key = _key(create=True)
-    return None if key is None else hmac.new(key, _canonical(run), hashlib.sha256).hexdigest()
+    return None if key is None else hmac.new(key, checksum.encode("ascii"), hashlib.sha256).hexdigest()
 
 
-def sealed(run: dict[str, Any], value: Any) -> bool:
-    """Whether `value` is this user's seal of `run`: the checkpoint was written here, unedited."""
+def sealed(checksum: str, value: bytes | None) -> bool:
+    """Whether `value` is this user's seal of `checksum`: the checkpoint was written here
+    and is as it was written."""
     key = _key(create=False)
-    if key is None or not isinstance(value, str):
+    if key is None or value is None:
         return False
-    return hmac.compare_digest(value, hmac.new(key, _canonical(run), hashlib.sha256).hexdigest())
+    expected = hmac.new(key, checksum.encode("ascii"), hashlib.sha256).hexdigest().encode("ascii")
+    return hmac.compare_digest(value, expected)

@@ -31,10 +31,12 @@ def pytest_configure(config):
     developer has installed must not change what the tests see."""
     os.environ["CHARSEQ_LOAD_PLUGINS"] = ""
     os.environ["CHARSEQ_CACHE"] = tempfile.mkdtemp(prefix="charseq-cache-")  # not the developer's cache
+    os.environ["CHARSEQ_STATE"] = tempfile.mkdtemp(prefix="charseq-state-")  # nor the developer's key
 
 
 def pytest_unconfigure(config):
-    shutil.rmtree(os.environ.get("CHARSEQ_CACHE", ""), ignore_errors=True)
+    for name in ("CHARSEQ_CACHE", "CHARSEQ_STATE"):
+        shutil.rmtree(os.environ.get(name, ""), ignore_errors=True)
 
 
 @pytest.fixture
@@ -115,6 +117,7 @@ def resign(path: Path, change=None, arrays=None, raw_metadata: bytes | None = No
 
     members = members_of(path)
     members.pop("checksum", None)
+    members.pop("seal", None)  # which only the key could make again
     metadata = members.pop("metadata").tobytes()
     if change is not None:
         decoded = json.loads(metadata)

@@ -312,7 +312,7 @@ def test_a_crafted_callback_state_that_does_not_fit_the_model_is_refused_before_
 
     resign(out, shapes, wrong)
     before = out.read_bytes()
-    result = run_cli("train", "--resume", out, "--epochs", 6, ok=False)
+    result = run_cli("train", "--resume", out, "--corpus", "digits", "--epochs", 6, ok=False)
     assert result.exit_code == 2 and "does not fit this model" in result.stderr
     assert "nothing new was trained" in result.stderr and out.read_bytes() == before
     assert json.loads(run_cli("eval", out, "--corpus", "digits", "--json").output)["loss"] >= 0
@@ -436,3 +436,39 @@ def test_a_cut_short_last_metrics_line_is_left_out_of_a_plot(place):
     path.write_text('{"step": 1, "loss": 2.0}\n{"step": 2, "lo\n{"step": 3, "loss": 1.0}\n')
     with pytest.raises(charseq.UsageError, match="line 2 is not JSON"):
         read_metrics(path)
+
+
+def test_output_errors_on_stdout_and_stderr_are_never_internal(place, alphabet_checkpoint):
+    full = subprocess.run(f"{sys.executable} -m charseq train --corpus digits --epochs 3 --out m.npz > /dev/full",
+                          shell=True, cwd=place, env=_env(), capture_output=True, text=True, timeout=120)
+    assert full.returncode == 0 and charseq.load(place / "m.npz").training["epoch"] == 3, full.stderr
+    gen = subprocess.run(f"{sys.executable} -m charseq generate {alphabet_checkpoint} > /dev/full", shell=True,
+                         cwd=place, env=_env(), capture_output=True, text=True, timeout=120)
+    assert gen.returncode == 1 and "cannot write the text to standard output" in gen.stderr
+    closed = subprocess.run(f"{sys.executable} -m charseq train --corpus digits --epochs 3 --out n.npz --progress 2>&-",
+                            shell=True, cwd=place, env=_env(), capture_output=True, text=True, timeout=120)
+    assert closed.returncode == 0 and charseq.load(place / "n.npz").training["epoch"] == 3
+
+
+def test_plot_never_writes_over_charseqs_data_or_a_device(place):
+    pytest.importorskip("matplotlib")
+    run_cli("train", "--corpus", "digits", "--epochs", 2, "--metrics", "m.jsonl", "--out", "m.npz", "-q")
+    os.symlink("m.npz", place / "pic.png")
+    for target, words in (("m.jsonl", "holds charseq's data"), ("pic.png", "holds charseq's data"),
+                          ("/dev/full", "is a device")):
+        result = run_cli("plot", "m.jsonl", "-o", target, ok=False)
+        assert result.exit_code == 2 and words in result.stderr, target
+    assert charseq.load(place / "m.npz").training["epoch"] == 2
+
+
+def test_a_shared_temporary_cache_of_another_user_is_not_used(place, monkeypatch):
+    import charseq.textfiles as textfiles
+
+    monkeypatch.delenv("CHARSEQ_CACHE")
+    monkeypatch.setenv("XDG_CACHE_HOME", "/proc/no-cache-here")
+    monkeypatch.setattr("tempfile.tempdir", str(place))
+    planted = place / f"charseq-cache-{os.getuid()}"
+    planted.mkdir(mode=0o777)
+    os.chmod(planted, 0o777)  # anyone may write it: what another user's directory would allow
+    with pytest.raises(charseq.UsageError, match="no usable cache directory"):
+        textfiles.cache_dir()

@@ -5,6 +5,7 @@ read from a checkpoint makes it write or delete anything else."""
 import os
 import signal
 import stat
+from pathlib import Path
 
 import pytest
 
@@ -155,29 +156,30 @@ def test_a_crafted_checkpoint_cannot_make_a_resume_write_or_delete_elsewhere(pla
     evil = _crafted(saved, place / "evil.npz", aim)
     result = run_cli("train", "--resume", evil, "--epochs", 4, "-q", ok=False)
     assert result.exit_code == 2 and "give it with --corpus" in result.stderr  # its recorded corpus is not read
-    result = run_cli("train", "--resume", evil, "--corpus", "alphabet", "--epochs", 4, "-q", ok=False)
-    assert result.exit_code == 2 and "report.txt" in result.stderr
-    assert "was not written by charseq here (or was edited), so the paths it records may not replace files" \
-        in result.stderr
-    result = run_cli("train", "--resume", evil, "--corpus", "alphabet", "--epochs", 4, "--out", "ok.npz", "-q",
-                     ok=False)
-    assert result.exit_code == 2 and "ck-001.npz" in result.stderr and "may not replace files" in result.stderr
-    # With the paths given anew, training runs, and deletes only what it wrote itself.
+    result = run_cli("train", "--resume", evil, "--corpus", "alphabet", "--epochs", 4, "-q", "--sample-length", 0)
+    assert "its callbacks that write files (checkpoint) are left out" in result.stderr
+    assert (victims / "report.txt").read_text() == "precious" and (victims / "ck-001.npz").read_text() == "precious"
+    assert sorted(p.name for p in victims.iterdir()) == ["ck-001.npz", "report.txt"]  # nothing new there either
+    assert charseq.load(evil).training["epoch"] == 4  # it wrote the file it was resumed from, and only that
+    # Given again here, a callback writes where it is told now, and deletes only what it wrote itself.
     def aim_state(metadata):
         metadata["training"]["callbacks"]["checkpoint"]["saved"] = [str(victims / "report.txt"),
                                                                     str(victims / "ck-001.npz")]
 
     evil = _crafted(saved, place / "evil2.npz", aim_state)
-    run_cli("train", "--resume", evil, "--corpus", "alphabet", "--epochs", 4, "--out", "ok.npz", "--drop-callback",
-            "checkpoint", "--callback", "checkpoint:path=new-{epoch}.npz,keep_last=1", "-q", "--sample-length", 0)
+    run_cli("train", "--resume", evil, "--corpus", "alphabet", "--epochs", 4, "--out", "ok.npz",
+            "--callback", "checkpoint:path=new-{epoch}.npz,keep_last=1", "-q", "--sample-length", 0)
     assert (victims / "report.txt").read_text() == "precious" and (victims / "ck-001.npz").read_text() == "precious"
     assert sorted(p.name for p in place.glob("*-*.npz")) == ["ck-2.npz", "new-4.npz"]
+    # What it wrote is sealed with the paths given here only: resumed again, it trusts nothing recorded before.
+    assert charseq.load(place / "ok.npz").trusted and charseq.load(place / "ok.npz").run["callbacks"][0][
+        "options"]["path"] == str(place / "new-{epoch}.npz")
 
 
 def test_a_forged_run_id_cannot_make_a_resume_replace_that_runs_model(place):
     """The id of a victim's run is readable in its checkpoint; copying it into a crafted
     checkpoint does not make the victim's files replaceable: the crafted file is not sealed
-    by this charseq's key."""
+    by this charseq's key, so none of the paths it records is used."""
     run_cli("train", "--corpus", "alphabet", "--epochs", 6, "--out", "victim.npz", "-q", "--sample-length", 0)
     run_cli("train", "--corpus", "alphabet", "--epochs", 2, "--out", "base.npz", "-q", "--sample-length", 0)
     victim_id = charseq.load(place / "victim.npz").run["id"]
@@ -186,12 +188,30 @@ def test_a_forged_run_id_cannot_make_a_resume_replace_that_runs_model(place):
     def forge(metadata):
         metadata["run"]["id"] = victim_id
         metadata["run"]["out"] = str(place / "victim.npz")
-        metadata["training"]["step"] = metadata["training"]["step"]  # (and any step it likes)
+        metadata["run"]["parents"] = [{"id": victim_id, "step": 10**9}]  # "I branched from it, later", it claims
 
     evil = _crafted(place / "base.npz", place / "forged.npz", forge)
-    result = run_cli("train", "--resume", evil, "--corpus", "alphabet", "--epochs", 8, "-q", ok=False)
-    assert result.exit_code == 2 and "may not replace files" in result.stderr
+    run_cli("train", "--resume", evil, "--corpus", "alphabet", "--epochs", 8, "-q", "--sample-length", 0)
     assert (place / "victim.npz").read_bytes() == before
+    result = run_cli("train", "--resume", evil, "--corpus", "alphabet", "--epochs", 9, "--out", "victim.npz", "-q",
+                     ok=False)  # named here, the victim is still another line's work
+    assert result.exit_code == 2 and (place / "victim.npz").read_bytes() == before
+
+
+def test_a_seal_covers_the_whole_checkpoint_and_its_key_is_private(place):
+    """Editing anything in a sealed checkpoint (even with a valid checksum) unseals it, and a
+    key another user could write is not used."""
+    run_cli("train", "--corpus", "alphabet", "--epochs", 2, "--out", "m.npz", "-q", "--sample-length", 0)
+    assert charseq.load(place / "m.npz").trusted
+    edited = _crafted(place / "m.npz", place / "e.npz", lambda m: m["training"].update(epoch=1))
+    assert not charseq.load(edited).trusted
+    key = Path(os.environ["CHARSEQ_STATE"]) / "run-key"
+    os.chmod(key, 0o644)
+    try:
+        assert not charseq.load(place / "m.npz").trusted
+    finally:
+        os.chmod(key, 0o600)
+    assert charseq.load(place / "m.npz").trusted
 
 
 def test_a_checkpoint_that_appears_during_training_is_not_overwritten(place):
@@ -244,9 +264,14 @@ def test_a_plugins_file_output_never_replaces_a_checkpoint_or_metrics_of_another
                          *FAST, ok=False)
         assert result.exit_code == 2 and "is not this run's" in result.stderr or "another run" in result.stderr
     assert (place / "other.npz").read_bytes() == before
-    (place / "plain.log").write_text("earlier lines\n")  # a file of its own kind: the plugin's business
-    run_cli("train", "--corpus", "alphabet", "--out", "m.npz", "--callback", "log:path=plain.log", *FAST)
+    (place / "plain.log").write_text("earlier lines\n")  # any file that is there: a new run leaves it alone
+    result = run_cli("train", "--corpus", "alphabet", "--out", "m.npz", "--callback", "log:path=plain.log", *FAST,
+                     ok=False)
+    assert result.exit_code == 2 and "'plain.log' already exists and is not this run's" in result.stderr
+    run_cli("train", "--corpus", "alphabet", "--out", "m.npz", "--callback", "log:path=plain.log", "--force", *FAST)
     assert (place / "plain.log").read_text() == "earlier lines\n1\n2\n"
+    run_cli("train", "--resume", "m.npz", "--epochs", 3, "-q")  # its own run, continued: the file is the run's
+    assert (place / "plain.log").read_text() == "earlier lines\n1\n2\n3\n"
 
 
 @pytest.mark.parametrize("corpus,out", [("text:data", "data/model.npz"), ("text:data/*.txt", "data/model.txt"),
