@@ -12,6 +12,7 @@ Writing is atomic, so the path always holds a whole checkpoint: the old one or t
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -68,6 +69,7 @@ class Checkpoint:
     # Whether charseq wrote it here, unedited (see charseq.trust): only then may a resumed
     # run replace the files its description names.
     trusted: bool = False
+    checksum: str | None = None  # as read: the same file still holds it while this matches
 
     @property
     def resumable(self) -> bool:
@@ -109,7 +111,20 @@ def save(path: str | os.PathLike, checkpoint: Checkpoint) -> Path:
     seal = trust.seal(checksum) if checkpoint.run is not None else None
     if seal is not None:  # this user's charseq wrote it: a resumed run may trust what it records
         members["seal"] = np.frombuffer(seal.encode("ascii"), dtype=np.uint8)
+    elif checkpoint.run is not None:
+        _warn_unsealed()
     return atomic_write(path, lambda f: np.savez(f, **members))
+
+
+@functools.cache
+def _warn_unsealed() -> None:
+    """Once a process: a checkpoint written unsealed resumes as one from elsewhere."""
+    import warnings
+
+    from charseq.errors import CharseqWarning
+
+    warnings.warn(f"{trust.problem()}: checkpoints are written unsealed, and resuming them will need --corpus and "
+                  "will leave out the callbacks that write files", CharseqWarning, stacklevel=3)
 
 
 def plain_json(value: Any) -> Any:
@@ -160,6 +175,15 @@ def identity_of(path: str | os.PathLike) -> tuple[str | None, int]:
     if not isinstance(run_id, str) or not schema.is_int(step):
         return None, -1
     return run_id, step
+
+
+def checksum_of(path: str | os.PathLike) -> str | None:
+    """The checksum a checkpoint file records (unchecked): what it holds now, in one word."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return _read_member(archive, archive.getinfo("checksum.npy"), max_bytes=256).tobytes().decode("ascii")
+    except Exception:
+        return None
 
 
 def parents_of(path: str | os.PathLike) -> list[str]:
@@ -302,6 +326,7 @@ def _read_arrays(path: Path, archive: zipfile.ZipFile, members: dict[str, zipfil
         matches = stored == checksum.encode("ascii")
         seal = _read_member(archive, members["seal"], max_bytes=256).tobytes() if "seal" in members else None
         metadata["_trusted"] = matches and trust.sealed(checksum, seal)
+        metadata["_checksum"] = checksum
     else:
         matches = metadata["sha256"] == _legacy_digest(arrays)
     if not matches:
@@ -334,7 +359,7 @@ def _checkpoint(path: Path, metadata: dict[str, Any], arrays: dict[str, np.ndarr
         config = dict(metadata["config"] or {})
     return Checkpoint(model, vocab, config, dict(metadata["progress"]), metadata["corpus"], run,
                       metadata["training"], state, version, metadata["charseq_version"],
-                      trusted=run is not None and metadata.get("_trusted", False))
+                      trusted=run is not None and metadata.get("_trusted", False), checksum=metadata.get("_checksum"))
 
 
 def _digest(arrays: dict[str, np.ndarray], metadata: bytes) -> str:

@@ -74,13 +74,19 @@ def _blas_threads(threads: int):
         yield
 
 
-def say(text: str = "", err: bool = False) -> None:
+def say(text: str = "", err: bool = False, essential: bool = False) -> None:
     """click.echo that outlives its stream: a closed pipe (`charseq train | head`), a full
-    disk, /dev/full. Training goes on and saves; what it would have printed is dropped."""
+    disk, /dev/full. Training goes on and saves; what it would have printed is dropped.
+    When the text is the command's result (`eval --json`, a listing), a stream that cannot
+    take it is an error, but for a closed pipe, whose reader has what it wanted."""
     try:
         click.echo(text, err=err)
-    except OSError:
+    except BrokenPipeError:
         _drop_output(sys.stderr if err else sys.stdout)
+    except OSError as exc:
+        _drop_output(sys.stderr if err else sys.stdout)
+        if essential:
+            raise CharseqError(f"cannot write to standard output: {exc.strerror or exc}") from None
 
 
 def _drop_output(stream) -> None:
@@ -466,21 +472,23 @@ def evaluate_command(checkpoint_path, corpus_spec, encoding, batch_size, seq_len
         loss = evaluate(saved.model, mapping[corpus.ids], batch_size, seq_len)
     metrics = {"corpus": corpus.name, "characters": len(corpus), **loss_metrics(loss)}
     if as_json:
-        say(json.dumps(metrics))
+        say(json.dumps(metrics), essential=True)
     else:
         say(f"{corpus.name}: {len(corpus):,} characters, loss {loss:.4f} nats/char, "
-            f"{metrics['bpc']:.4f} bits/char, perplexity {metrics['perplexity']:.3f}")
+            f"{metrics['bpc']:.4f} bits/char, perplexity {metrics['perplexity']:.3f}", essential=True)
 
 
 @cli.command()
 @click.argument("metrics_path", metavar="METRICS", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("-o", "--out", type=click.Path(dir_okay=False, path_type=Path), default=Path("loss.png"),
-              show_default=True, help="The picture to write (PNG, SVG or PDF by its suffix).")
+@click.option("-o", "--out", type=click.Path(dir_okay=False), default="loss.png", show_default=True,
+              help="The picture to write (PNG, SVG or PDF by its suffix); a picture there is replaced.")
 def plot(metrics_path, out):
     """Draw the training and validation loss of a --metrics file."""
     from charseq.plot import plot_metrics
 
-    plot_metrics(metrics_path, out)
+    if out.endswith(os.sep) or out.endswith(os.sep + "."):
+        raise UsageError(f"-o {out!r} names a directory; give a picture's file name")
+    plot_metrics(metrics_path, Path(out))
     say(f"wrote {out}")
 
 
@@ -495,22 +503,23 @@ def plugins(as_json):
     infos = get_registry().plugins()
     if as_json:
         say(json.dumps([{"name": info.name, "package": info.package, "version": info.version,
-                         "registers": info.registers} for info in infos], indent=2))
+                         "registers": info.registers} for info in infos], indent=2), essential=True)
         return
     for info in infos:
         provides = "; ".join(f"{kind}: {', '.join(names)}" for kind, names in info.registers.items())
-        say(f"{info.name} ({info.package} {info.version})  {provides or 'nothing registered'}")
+        say(f"{info.name} ({info.package} {info.version})  {provides or 'nothing registered'}", essential=True)
 
 
 def _listing(kind: str):
     def command(as_json):
         items = get_registry().all(kind)
         if as_json:
-            say(json.dumps([{"name": n, "help": i.help, "plugin": i.plugin} for n, i in items.items()], indent=2))
+            say(json.dumps([{"name": n, "help": i.help, "plugin": i.plugin} for n, i in items.items()], indent=2),
+                essential=True)
             return
         width = max((len(name) for name in items), default=0)
         for name, item in items.items():
-            say(f"{name:<{width}}  {item.help}  [{item.plugin}]")
+            say(f"{name:<{width}}  {item.help}  [{item.plugin}]", essential=True)
 
     return json_option(command)
 

@@ -150,8 +150,8 @@ class _RepetitionPenalty:
     def create(cls, penalty: float, window: int | None, vocab_size: int, prime_ids: np.ndarray,
                batch: int) -> _RepetitionPenalty | None:
         """None when the penalty is 1, so sampling pays nothing for it."""
-        if not penalty > 0 or not np.isfinite(penalty):
-            raise UsageError(f"repetition penalty must be a positive number, got {penalty}")
+        if not penalty > 0 or not np.isfinite(penalty) or penalty > 1e6:
+            raise UsageError(f"repetition penalty must be a positive number up to 1e6, got {penalty:g}")
         if window is not None and window < 1:
             raise UsageError(f"repetition window must be at least 1, got {window}")
         return None if penalty == 1.0 else cls(penalty, window, vocab_size, prime_ids, batch)

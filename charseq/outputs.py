@@ -27,51 +27,64 @@ from charseq.errors import UsageError
 from charseq.files import kind_of, shown
 
 CHECKPOINT, METRICS, FILE = "checkpoint", "metrics", "file"
+_TEMPORARY = re.compile(r"^\..+\.[0-9a-f]{8}\.tmp$")  # files.atomic_write's
 _FIELD = re.compile(r"\{[^{}]*\}")
 
 
 @dataclass(frozen=True)
 class Output:
-    """A file a run writes: ``path`` is absolute and may be a template of ``{fields}``."""
+    """A file a run writes: ``path`` is absolute; with ``template``, its ``{fields}`` are
+    filled in each time (a checkpoint callback's path), else braces are plain characters."""
 
     path: str
     what: str  # for messages: "--out", "callback 'checkpoint' option path"
     kind: str = FILE  # CHECKPOINT, METRICS or FILE: what makes an existing file the run's own
+    template: bool = False
+    fresh: bool = True  # given for this run now (a new run's, or a callback added on resuming)
 
     @property
     def is_template(self) -> bool:
-        return bool(_FIELD.search(self.path))
+        return self.template and bool(_FIELD.search(self.path))
 
 
 @dataclass(frozen=True)
 class Lineage:
     """Whose files a run may replace: its own (by run id), and those of the runs it branched
-    from that are not further along than where it left them. With ``leftovers``, a parent's
-    metrics log may be further along too: the run branched from the parent's own latest
-    checkpoint, so what the log holds beyond it is what a crash left."""
+    from that are not further along than where it left them. Nothing else, --force or not,
+    replaces an ancestor's later work: that is another line, which a branch must not undo."""
 
     run_id: str
     ancestors: Mapping[str, int] = field(default_factory=dict)  # run id -> the step this line left it at
-    leftovers: bool = False
-    resumed: bool = False  # the run continues a run (a plugin's files from before may be its own)
 
-    def allows(self, run_id: str | None, step: int, kind: str) -> bool:
+    def allows(self, run_id: str | None, step: int) -> bool:
         if run_id is None:
             return False
         if run_id == self.run_id:
             return True
-        if run_id not in self.ancestors:
-            return False
-        return step <= self.ancestors[run_id] or (kind == METRICS and self.leftovers)
+        return run_id in self.ancestors and step <= self.ancestors[run_id]
+
+    def ahead(self, run_id: str | None, step: int) -> bool:
+        """An ancestor's file further along than this line left it."""
+        return run_id in self.ancestors and step > self.ancestors[run_id]
 
 
 @dataclass(frozen=True)
 class Resumed:
-    """What a resumed run started from: the checkpoint, its step, and where the run would end."""
+    """What a resumed run started from: the checkpoint (and its checksum, to know it is
+    still what was read), its step, and where the run would end."""
 
     path: Path
     step: int
     end_step: int
+    checksum: str | None = None
+
+    def is_file(self, path: Path) -> bool:
+        """Whether `path` is the checkpoint resumed, holding what was read from it."""
+        if not _same(path, self.path):
+            return False
+        from charseq.checkpoint import checksum_of
+
+        return self.checksum is not None and checksum_of(path) == self.checksum
 
 
 def check_outputs(outputs: Iterable[Output], lineage: Lineage, inputs: Iterable[Path], resumed: Resumed | None = None,
@@ -91,10 +104,10 @@ def check_outputs(outputs: Iterable[Output], lineage: Lineage, inputs: Iterable[
                                  "own")
     templates = [o for o in outputs if o.is_template]
     for template in templates:
-        pattern = _FIELD.sub("*", glob.escape(template.path))
+        pattern = _FIELD.sub("*", glob.escape(_resolved(template.path, True)))
         others = fixed + [t for t in templates if t is not template]
         for other in others:
-            name = other.path.format_map(_StandIn()) if other.is_template else other.path
+            name = _resolved(other.path.format_map(_StandIn()) if other.is_template else other.path, False)
             if fnmatch.fnmatchcase(name, pattern):
                 raise UsageError(f"{template.what} {shown(template.path)!r} could write over {other.what} "
                                  f"{shown(other.path)!r}; give them names that cannot meet")
@@ -115,6 +128,9 @@ def _check_place(output: Output) -> None:
     the kernel's directories, where a "file" is a device or a window on a process."""
     if "\0" in output.path:
         raise UsageError(f"{output.what} {output.path!r} holds a NUL character")
+    if dangling(output.path if not output.is_template else os.path.dirname(output.path[: output.path.find("{")])):
+        raise UsageError(f"{output.what} {shown(output.path)!r} (or a directory on its way) is a symlink to a place "
+                         "that does not exist; give a real path")
     if output.path.endswith(os.sep) or output.path.endswith(os.sep + "."):
         raise UsageError(f"{output.what} {shown(output.path) + os.sep!r} names a directory; give a file name")
     for place in {os.path.normpath(output.path), os.path.realpath(output.path)}:
@@ -181,6 +197,16 @@ def _check_not_in_corpus(output: Output, roots: Iterable[str]) -> None:
                              f"({shown(root)!r}): a resumed run would read it as text; write it elsewhere")
 
 
+def _resolved(path: str, template: bool) -> str:
+    """A path with its directory's symlinks followed (for a template, those of the directory
+    before its first field), so that two names of one place compare equal."""
+    if template:
+        cut = path.find("{")
+        head = os.path.dirname(path[:cut])
+        return os.path.join(os.path.realpath(head or "."), path[len(head) + 1 if head else 0:])
+    return os.path.join(os.path.realpath(os.path.dirname(path) or "."), os.path.basename(path))
+
+
 def _under_glob(output: Output, path: str, pattern: str, root: str) -> bool:
     """Whether a glob corpus would match the output, symlinks followed on both sides: the
     glob's fixed directory and the output are compared where they really are."""
@@ -209,9 +235,10 @@ def _check_file(output: Output, lineage: Lineage, inputs: list[Path], force: boo
         if _same(path, source):
             raise UsageError(f"{output.what} {shown(output.path)!r} is one of the run's inputs; writing it would destroy it")
     if path.exists():
-        resumed_file = resumed is not None and output.kind == CHECKPOINT and _same(path, resumed.path)
-        if not force and not resumed_file:  # (the checkpoint resumed is the run's to continue)
-            if not own(path, output.kind, lineage):
+        resumed_file = resumed is not None and output.kind == CHECKPOINT and resumed.is_file(path)
+        if not resumed_file:  # (the checkpoint resumed, as it was read, is the run's to continue)
+            _check_ancestor_ahead(output, path, lineage)
+            if not force and not own(path, output.kind, lineage, output.fresh):
                 raise UsageError(f"{output.what} {shown(output.path)!r} {_describe(path, output.kind, lineage)}; give "
                                  "another path, or --force to replace it")
         _check_not_ahead(output, path, resumed, lineage)
@@ -231,12 +258,31 @@ def _check_template(output: Output, lineage: Lineage, inputs: list[Path], force:
     pattern = _FIELD.sub("*", glob.escape(output.path))
     for match in sorted(_glob_all(pattern)):
         path = Path(match)
+        if _TEMPORARY.match(path.name):
+            continue  # what a killed save left: safe to delete, and never written by name
         if any(_same(path, source) for source in inputs):
             raise UsageError(f"{output.what} {shown(output.path)!r} could write over {shown(match)!r}, one of the run's inputs")
+        if path.is_file():
+            _check_ancestor_ahead(output, path, lineage)
         if not force and path.is_file():
-            if not own(path, output.kind, lineage):
+            if not own(path, output.kind, lineage, output.fresh):
                 raise UsageError(f"{output.what} {shown(output.path)!r} could write over {shown(match)!r}, which "
                                  f"{_describe(path, output.kind, lineage)}; choose another name, or --force to allow it")
+
+
+def _check_ancestor_ahead(output: Output, path: Path, lineage: Lineage) -> None:
+    """A branch never replaces its parents' later work, --force or not."""
+    kind = output.kind if output.kind != FILE else (CHECKPOINT if _is_checkpoint(path) else METRICS)
+    run_id, step = identity(path, kind)
+    if lineage.ahead(run_id, step):
+        option = {CHECKPOINT: "--out (or, for a checkpoint callback, --drop-callback checkpoint --callback "
+                              "checkpoint:path=NEW)",
+                  METRICS: "--drop-callback metrics --metrics NEW (or, if those lines are what a crash left after the "
+                           "checkpoint, resume it unchanged first: that run keeps them and goes on)"
+                  }.get(output.kind, "another path for that callback")
+        raise UsageError(f"{output.what} {shown(output.path)!r}: {shown(path)!r} holds the run this one branched from, "
+                         f"further along (step {step:,}) than where this run left it (step "
+                         f"{lineage.ancestors[run_id]:,}); a branch writes elsewhere: give {option}")
 
 
 def _check_not_ahead(output: Output, path: Path, resumed: Resumed | None, lineage: Lineage) -> None:
@@ -302,6 +348,19 @@ def _check_directory(output: Output, directory: Path, create: bool) -> None:
         raise UsageError(f"{output.what}: directory {shown(existing)!r} is not writable ({exc.strerror})") from None
 
 
+def dangling(path: str | os.PathLike) -> bool:
+    """Whether the path, or a directory on its way, is a symlink to nothing: writing through
+    it would create files where someone else chose."""
+    current = os.path.abspath(os.fspath(path))
+    while True:
+        if os.path.islink(current) and not os.path.exists(current):
+            return True
+        parent = os.path.dirname(current)
+        if parent == current or os.path.exists(current):
+            return False
+        current = parent
+
+
 def unfit_target(path: Path, inputs: Iterable[Path], roots: Iterable[str]) -> str | None:
     """Why a checkpoint may not be written at `path` (resolved) at all, whoever asks: a
     plugin's own trainer.save_checkpoint() meets the same rules as --out."""
@@ -331,10 +390,11 @@ def _same(first: Path, second: Path) -> bool:
         return False
 
 
-def own(path: Path, kind: str, lineage: Lineage) -> bool:
+def own(path: Path, kind: str, lineage: Lineage, fresh: bool = False) -> bool:
     """Whether the run may replace the file at `path`: an empty file (nothing to lose), or
-    one that records the run's line (see Lineage). A plugin's file is its callback's
-    business, unless it is one of charseq's checkpoints or metrics logs."""
+    one that records the run's line (see Lineage). A plugin's file of its own kind is the
+    run's when the callback was part of the run before (a resumed run's); given now, it is
+    nobody's to replace."""
     try:
         if path.stat().st_size == 0:
             return True
@@ -342,9 +402,9 @@ def own(path: Path, kind: str, lineage: Lineage) -> bool:
         return False
     if kind == FILE:
         kind = CHECKPOINT if _is_checkpoint(path) else METRICS if _is_metrics(path) else FILE
-        if kind == FILE:  # a file of the plugin's own kind: the run's when it continues a run (a new one, never)
-            return bool(lineage.ancestors) or lineage.resumed
-    return lineage.allows(*identity(path, kind), kind)
+        if kind == FILE or fresh:
+            return not fresh
+    return lineage.allows(*identity(path, kind))
 
 
 def is_charseq_file(path: Path) -> bool:
@@ -373,9 +433,6 @@ def _is_metrics(path: Path) -> bool:
 
 def _describe(path: Path, kind: str, lineage: Lineage) -> str:
     run_id, step = identity(path, kind if kind != FILE else CHECKPOINT)
-    if run_id in lineage.ancestors:
-        return (f"holds the run this one branched from, further along (step {step:,}) than where this run left it "
-                f"(step {lineage.ancestors[run_id]:,}); that is other work")
     if run_id is not None and kind != METRICS:
         from charseq.checkpoint import parents_of
 

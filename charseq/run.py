@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from charseq import checkpoint as checkpoints
-from charseq import outputs, schema
+from charseq import outputs, schema, trust
 from charseq.callbacks import CallbackError, CallbackList
 from charseq.config import TrainConfig
 from charseq.corpus import Corpus
@@ -143,12 +143,12 @@ class Run:
 
     def __init__(self, spec: RunSpec, corpus: Corpus, *, force: bool = False, extra_callbacks: Iterable[object] = (),
                  resume_from: checkpoints.Checkpoint | None = None, resumed_path: Path | None = None,
-                 leftovers: bool = False, out_given: bool = True):
+                 out_given: bool = True, added: Sequence[CallbackRef] = ()):
         self.spec, self.corpus, self.force = spec, corpus, force
         self.resumed_path = resumed_path
         self._out_given = out_given
-        self.lineage = outputs.Lineage(spec.id, {p["id"]: p["step"] for p in reversed(spec.parents)}, leftovers,
-                                       resumed=resume_from is not None and resume_from.trusted)
+        self.lineage = outputs.Lineage(spec.id, {p["id"]: p["step"] for p in reversed(spec.parents)})
+        self._fitted = False
         self._trusted = resume_from is None or resume_from.trusted
         if resume_from is not None and (resume_from.model.hidden_size != spec.config.hidden_size
                                         or resume_from.vocab != corpus.vocab):
@@ -165,7 +165,8 @@ class Run:
             # '_' begins no registered name, so these keys never meet a registered callback's
             callbacks.add(callback, name=f"_{kind}", label=f"callback {kind}")
         self._keys: dict[str, CallbackRef] = {}
-        self._outputs = [outputs.Output(spec.out, "--out", outputs.CHECKPOINT)]
+        resuming = resume_from is not None
+        self._outputs = [outputs.Output(spec.out, "--out", outputs.CHECKPOINT, fresh=not resuming or out_given)]
         for ref in spec.callbacks:
             if ref.name not in registry.all("callback"):
                 raise UsageError(f"the run uses callback {ref.name!r}, which no installed plugin provides; install its "
@@ -180,7 +181,9 @@ class Run:
                     if not os.path.isabs(path):  # recorded absolute; a relative one was not written by charseq
                         raise UsageError(f"the run's callback {ref.name!r} writes to {path!r}, not an absolute path; "
                                          "the checkpoint is damaged")
-                    self._outputs.append(outputs.Output(path, f"callback {ref.name!r} option {option}", kind))
+                    self._outputs.append(outputs.Output(path, f"callback {ref.name!r} option {option}", kind,
+                                                        template=kind == outputs.CHECKPOINT,
+                                                        fresh=not resuming or ref in added))
         self.trainer = Trainer(self.model, corpus, config, callbacks)
         self.trainer.run, self.trainer.out = spec.to_dict(), Path(spec.out)
         self.trainer.saver = lambda path: self._save(path, periodic=True)
@@ -192,7 +195,8 @@ class Run:
         self._resumed_at = None
         if resume_from is not None and resumed_path is not None:
             end_step = max(self.trainer.step, config.epochs * self.trainer.steps_per_epoch)
-            self._resumed_at = outputs.Resumed(resumed_path, resume_from.training["step"], end_step)
+            self._resumed_at = outputs.Resumed(resumed_path, resume_from.training["step"], end_step,
+                                               resume_from.checksum)
             if self.complete:  # nothing will be trained: at most, the file is saved under the --out given
                 self._outputs = self._outputs[:1] if out_given else []
         self.check_outputs()
@@ -248,8 +252,9 @@ class Run:
                              "generate and eval")
         spec = RunSpec.from_dict(saved.run)
         if not saved.trusted and corpus is None:
-            raise UsageError(f"{str(path)!r} was not written by charseq here (or was edited), so charseq does not read "
-                             f"the corpus it names ({spec.corpus_source or spec.corpus!r}); give it with --corpus")
+            why = f" ({trust.problem()})" if trust.problem() else ""
+            raise UsageError(f"{str(path)!r} was not written by charseq here (or was edited){why}, so charseq does not "
+                             f"read the corpus it names ({spec.corpus_source or spec.corpus!r}); give it with --corpus")
         config = _resumed_config(spec.config, settings, saved.training)
         loaded = _resumed_corpus(spec, corpus, dict(corpus_options or {}))
         added = [_ref(c) for c in _listed(callbacks)]
@@ -268,6 +273,7 @@ class Run:
             if out is None:
                 out = path
         refs, dropped = _resumed_callbacks(spec.callbacks, added, drop_names)
+        fresh = [ref for ref in added if ref not in spec.callbacks]  # given now: their files are not the run's yet
         extra_callbacks = list(extra_callbacks)
         extras = {f"_{type(c).__name__}" for c in extra_callbacks}
         stopper = saved.training["stopped_by"]
@@ -283,7 +289,6 @@ class Run:
         # Any change makes a new line of work (a dropped callback's state is gone, even if it is
         # added again): it gets an id of its own, and the runs it came from are its parents.
         branch = config != spec.config or refs != spec.callbacks or bool(drop_names) or not saved.trusted
-        leftovers = saved.trusted and outputs.same_file(path, Path(spec.out))  # the parent's own latest checkpoint
         if branch:  # (an unsealed checkpoint's own id and parents are only its claims: none are inherited)
             parents = [{"id": spec.id, "step": saved.training["step"]}, *spec.parents] if saved.trusted else []
             spec = replace(spec, id=uuid.uuid4().hex, parents=parents)
@@ -291,7 +296,7 @@ class Run:
                        corpus=(loaded.spec or spec.corpus) if corpus is not None else spec.corpus,
                        corpus_source=loaded.source if corpus is not None else spec.corpus_source)
         return cls(spec, loaded, force=force, extra_callbacks=extra_callbacks, resume_from=saved, resumed_path=path,
-                   leftovers=leftovers, out_given=out is not None)
+                   out_given=out is not None, added=fresh)
 
     # -- training ------------------------------------------------------------------------
 
@@ -336,6 +341,7 @@ class Run:
         except Aborted as exc:
             kept = f"; {shown(self.spec.out)} keeps its last whole checkpoint" if self.out.exists() else ", without saving"
             raise Aborted(exc.signum, f"aborted at step {trainer.step:,}{kept}") from None
+        self._fitted = True
         if self._lost_states:
             lost = self._lost_states[0]
             ref = self._keys.get(lost.key or "")
@@ -351,28 +357,33 @@ class Run:
         earlier state of the run than it holds: a periodic save (a callback's) that would do
         so is skipped, leaving the later file, and returns None."""
         try:
+            if outputs.dangling(path):  # a planted link to where nothing is yet: never followed
+                raise SaveError(shown(path), "it (or a directory on its way) is a symlink to a place that does not exist")
             # The place the name leads to, `..` and symlinks followed: what is checked is what is written.
             path = Path(os.path.realpath(path))
             reason = outputs.unfit_target(path, [Path(f) for f in self.corpus.files], self.corpus.roots)
             if reason:
                 raise SaveError(shown(path), reason)
             checkpoint = checkpoint or self._checkpoint()
-            if path not in self._written and path.exists() and path.stat().st_size > 0:
-                run_id, step = checkpoints.identity_of(path)
+            if path.exists() and path.stat().st_size > 0:
                 if outputs.kind_of(path) is not None:
                     raise SaveError(shown(path), "it is not a regular file")
-                if run_id == self.spec.id and step > checkpoint.training["step"]:
+                run_id, step = checkpoints.identity_of(path)
+                if run_id == self.spec.id and step > checkpoint.training["step"]:  # even a file this process wrote
                     if periodic:
                         return None
                     raise SaveError(shown(path), f"it holds this run further along (step {step:,}), which an earlier "
                                                  "state must not replace")
-                if not self.force:
-                    resumed = self.resumed_path is not None and outputs.same_file(path, self.resumed_path)
+                if self.lineage.ahead(run_id, step):  # --force or not
+                    raise SaveError(shown(path), f"it holds the run this one branched from, further along (step "
+                                                 f"{step:,}), which a branch must not replace")
+                if path not in self._written and not self.force:
+                    resumed = self._resumed_at is not None and self._resumed_at.is_file(path)
                     typed = self._out_given and path == Path(os.path.realpath(self.out))
                     if not self._trusted and not resumed and not typed:
                         raise SaveError(shown(path), "the resumed checkpoint was not written here, so the paths it "
                                                      "records may not replace files")
-                    if not resumed and not self.lineage.allows(run_id, step, outputs.CHECKPOINT):
+                    if not resumed and not self.lineage.allows(run_id, step):
                         raise SaveError(shown(path), "it holds a file that is not a checkpoint of this run")
             path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -407,7 +418,7 @@ class Run:
         name = f"{self.out.stem}.rescued-step{self.trainer.step}.npz"
         for directory in (Path.cwd(), Path.home(), Path(tempfile.gettempdir())):
             candidate = directory / name
-            if candidate.exists():
+            if os.path.lexists(candidate):  # anything there, a planted link included
                 continue
             try:
                 return self._save(candidate)
@@ -471,9 +482,10 @@ class Run:
         trainer = self.trainer
         metrics = trainer.metrics
         if interrupted is not None:
-            message = (f"interrupted at step {trainer.step:,} (epoch {trainer.epoch + 1}, step {trainer.step_in_epoch} "
-                       f"of {trainer.steps_per_epoch}); {note}saved {shown(saved)}; continue with: charseq train "
-                       f"--resume {_quote(shown(saved))}")
+            where = (f"at the end of epoch {trainer.epoch + 1}" if trainer.step_in_epoch == trainer.steps_per_epoch
+                     else f"epoch {trainer.epoch + 1}, step {trainer.step_in_epoch} of {trainer.steps_per_epoch}")
+            message = (f"interrupted at step {trainer.step:,} ({where}); {note}saved {shown(saved)}; continue with: "
+                       f"charseq train --resume {_quote(shown(saved))}")
             return RunResult("interrupted", trainer.epoch, trainer.step, metrics, saved, message,
                              exit_code(interrupted))
         losses = _losses(metrics)
@@ -493,9 +505,12 @@ class Run:
         saved somewhere else because its own place was full is put where it belongs."""
         trainer = self.trainer
         saved = None
-        if self._out_given and self.resumed_path is not None and self.out != self.resumed_path.absolute():
-            # the file as it was read (the callbacks' state included), under its new name
-            saved = self._save(self.out, replace(self._resumed, run=self.spec.to_dict()))
+        if self._out_given and self.resumed_path is not None and not outputs.same_file(self.out, self.resumed_path) \
+                and os.path.realpath(self.out) != os.path.realpath(self.resumed_path):
+            # The file as it was read (the callbacks' state included, which they have not taken
+            # up: no training began), or, after a fit() of this Run, the run as it stands.
+            source = self.trainer.to_checkpoint() if self._fitted else replace(self._resumed, run=self.spec.to_dict())
+            saved = self._save(self.out, source)
         if trainer.stop_training:
             which = self._keys.get(trainer.stopped_by or "")
             who = which.name if which is not None else trainer.stopped_by
@@ -568,6 +583,8 @@ def _absolute(path: str | os.PathLike) -> str:
     if not isinstance(path, (str, os.PathLike)) or not str(os.fspath(path)).strip():
         raise UsageError(f"a path must name a file, got {path!r}")
     text = os.path.expanduser(os.fspath(path))
+    if text.endswith(os.sep + ".") or text == ".":
+        text = text[:-1]  # 'x.npz/.' names a directory, as 'x.npz/' does
     field = text.find("{")
     if field >= 0:
         head, tail = os.path.split(text[:field])

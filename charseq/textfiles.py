@@ -110,6 +110,31 @@ def _resolve(spec: str) -> list[Path]:
     raise UsageError(f"corpus path {spec!r} does not exist")
 
 
+def glob_roots(pattern: str, limit: int = 10_000) -> tuple[str, ...]:
+    """The places a glob pattern reads: itself, and for a `**` pattern every directory it
+    reaches (symlinks followed, each once) joined to its last part, so that an output in a
+    directory the glob reaches through a link is seen to lie in the corpus."""
+    roots = [pattern]
+    parts = Path(pattern).parts
+    if "**" not in parts:
+        return tuple(roots)
+    base = os.path.join(*parts[: parts.index("**")])
+    seen: set[tuple[int, int]] = set()
+    for directory, subdirectories, _ in os.walk(base, followlinks=True):
+        try:
+            info = os.stat(directory)
+        except OSError:
+            continue
+        if (info.st_dev, info.st_ino) in seen:
+            subdirectories[:] = []
+            continue
+        seen.add((info.st_dev, info.st_ino))
+        roots.append(os.path.join(os.path.realpath(directory), parts[-1]))
+        if len(roots) > limit:
+            break
+    return tuple(roots)
+
+
 def _once_each(files: list[Path]) -> list[Path]:
     """The files in order, each (by device and inode) once."""
     seen, kept = set(), []

@@ -304,6 +304,8 @@ class Trainer:
         h, order = arrays.get("trainer.h"), arrays.get("trainer.order")
         if h is not None:
             _same_shape("trainer.h", h, np.empty((self.config.batch_size, self.model.hidden_size), self.model.dtype))
+        if order is None and self.batches.random_windows and values["step_in_epoch"]:
+            raise UsageError("the checkpoint stopped part way through an epoch but lacks the order of its windows")
         if order is not None and (order.dtype.kind not in "iu" or order.shape != (self.corpus.random_windows or 0,) or
                                   not np.array_equal(np.sort(order), np.arange(len(order)))):
             raise UsageError("the checkpoint's order of training windows does not fit this run")

@@ -17,6 +17,7 @@ import hmac
 import os
 import secrets
 import stat
+import tempfile
 from pathlib import Path
 
 _KEY_NAME = "run-key"
@@ -24,12 +25,31 @@ _KEY_BYTES = 32
 
 
 def state_dir() -> Path:
-    """Where charseq keeps its key: not the cache, which users clear."""
+    """Where charseq keeps its key: not the cache, which users clear. CHARSEQ_STATE must be
+    absolute (a relative one would name another directory from every working directory)."""
     chosen = os.environ.get("CHARSEQ_STATE")
-    if chosen:
+    if chosen and os.path.isabs(chosen):
         return Path(chosen)
-    base = os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state"
+    base = os.environ.get("XDG_STATE_HOME")
+    if not base or not os.path.isabs(base):
+        base = str(Path.home() / ".local" / "state")
     return Path(base) / "charseq"
+
+
+def _fallback_dir() -> Path:
+    """A private directory of the user's in the temporary directory, when the state
+    directory cannot be made (a home that does not exist)."""
+    uid = os.geteuid() if hasattr(os, "geteuid") else "user"
+    return Path(tempfile.gettempdir()) / f"charseq-state-{uid}"
+
+
+def problem() -> str | None:
+    """Why checkpoints cannot be sealed here, for messages; None when they can."""
+    if _key(create=False) is not None:
+        return None
+    return (f"charseq has no usable key to seal checkpoints with (in {str(state_dir())!r}: it must be a directory "
+            "of yours that no one else may write, holding a key file readable by you alone; set CHARSEQ_STATE to "
+            "such a directory)")
 
 
 def _private(info: os.stat_result) -> bool:
@@ -39,13 +59,17 @@ def _private(info: os.stat_result) -> bool:
 
 
 def _directory() -> Path | None:
-    directory = state_dir()
-    try:
-        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-        info = os.stat(directory)
-    except OSError:
-        return None
-    return directory if stat.S_ISDIR(info.st_mode) and _private(info) else None
+    for directory in (state_dir(), _fallback_dir()):
+        try:
+            directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+            info = os.lstat(directory)
+        except OSError:
+            continue
+        if stat.S_ISDIR(info.st_mode) and _private(info):
+            return directory
+        if directory == state_dir():
+            return None  # a state directory of the wrong kind is a mistake to say, not to route around
+    return None
 
 
 def _read_key(path: Path) -> bytes | None:
@@ -88,7 +112,11 @@ def _key(create: bool) -> bytes | None:
         try:
             os.link(temp, path)
         except FileExistsError:
-            if _read_key(path) is None:  # a damaged key (empty, wrong size): put a whole one in its place
+            # Only a key that holds nothing (a write cut short) is replaced: any other key that
+            # cannot be used (shared, a link) is the user's to mend, and would still vouch for
+            # their checkpoints once mended.
+            info = os.lstat(path)
+            if stat.S_ISREG(info.st_mode) and info.st_size != _KEY_BYTES and _private(info):
                 os.replace(temp, path)
     except OSError:
         return None

@@ -23,6 +23,8 @@ class Vocabulary:
         for s in symbols:
             if not isinstance(s, str) or len(s) != 1:
                 raise UsageError(f"vocabulary symbols must be single characters, got {s!r}")
+            if 0xD800 <= ord(s) <= 0xDFFF:  # half of a UTF-16 pair: no text can hold it alone
+                raise UsageError(f"vocabulary symbols must be characters, got the lone surrogate {s!r}")
         if len(set(symbols)) != len(symbols):
             dupes = sorted({s for s in symbols if symbols.count(s) > 1})
             raise UsageError(f"vocabulary has duplicate symbols: {show_characters(dupes)}")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from charseq import Corpus, Vocabulary, hookimpl
 from charseq.errors import UsageError
-from charseq.textfiles import load_text_corpus, resolve_files
+from charseq.textfiles import glob_roots, load_text_corpus, resolve_files
 
 # The seed notebook's task (300 windows of 6, hidden 64, clip 5), trained in batches of 20.
 # The notebook stepped lr 0.1 along the loss summed over a window, which is lr 0.6 on the
@@ -52,8 +52,10 @@ def text(arg: str | None = None, encoding: str = "utf-8") -> Corpus:
     name = files[0].stem if len(files) == 1 else Path(arg.split("*")[0]).name or "text"
     corpus = load_text_corpus(name, files, encoding)
     literal = Path(arg).expanduser()
-    if literal.is_dir() or (not literal.exists() and any(ch in arg for ch in "*?[")):
-        corpus.roots = (os.path.abspath(literal),)  # a directory or a glob: what a new file there would join
+    if literal.is_dir():
+        corpus.roots = (os.path.abspath(literal),)  # a directory: any new file in it would join the text
+    elif not literal.exists() and any(ch in arg for ch in "*?["):
+        corpus.roots = glob_roots(os.path.abspath(literal))  # where a new matching file would join it
     return corpus
 
 

@@ -30,6 +30,8 @@ class Temperature:
         temperature = _number("temperature", temperature)
         if not temperature > 0 or math.isinf(temperature):
             raise UsageError(f"temperature must be a positive number, got {temperature}")
+        if temperature > 1e6:  # past this every sampler is uniform, and the noise overflows float32
+            raise UsageError(f"temperature must be at most 1e6, got {temperature:g}")
         self.temperature = temperature
         self._rng = None
         self._noise = np.empty((0, 0, 0))  # (steps, B, V): T * G for the coming steps

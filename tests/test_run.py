@@ -321,19 +321,22 @@ def test_force_never_puts_an_earlier_state_over_a_later_one(place):
     assert result.status == "interrupted" and (place / "a.npz").read_bytes() == final
 
 
-def test_after_a_crash_a_changed_resume_of_the_last_checkpoint_may_rewrite_the_log(place):
-    """A crash between an evaluation and the save leaves log lines beyond the checkpoint:
-    they are what the crash left, not work, and a resume with more epochs rewrites them."""
+def test_after_a_crash_the_log_beyond_the_checkpoint_is_kept_until_an_unchanged_resume_passes_it(place):
+    """A crash between an evaluation and the save leaves log lines beyond the checkpoint.
+    charseq cannot tell them from later work, so a branch (more epochs) refuses to replace
+    them and says what to do; resumed unchanged, the run keeps them and goes on."""
     Run.start("text:fox.txt", out="k.npz", callbacks=["metrics:path=k.jsonl", "checkpoint:every=1"], epochs=2,
               eval_every=20, **SMALL).fit()
     saved_step = charseq.load(place / "k.npz").training["step"]
     with (place / "k.jsonl").open("a") as f:
         f.write(json.dumps({"run": charseq.load(place / "k.npz").run["id"], "step": saved_step + 20, "epoch": 2,
                             "loss": 9.0}) + "\n")
-    Run.resume("k.npz", epochs=3).fit()
-    steps = [json.loads(line)["step"] for line in (place / "k.jsonl").read_text().splitlines()]
+    with pytest.raises(UsageError, match="resume it unchanged first"):
+        Run.resume("k.npz", epochs=3)
+    Run.resume("k.npz", epochs=3, drop_callbacks=["metrics"], callbacks=["metrics:path=k2.jsonl"]).fit()
+    steps = [json.loads(line)["step"] for line in (place / "k2.jsonl").read_text().splitlines()]
     assert steps == sorted(set(steps)) and 9.0 not in [json.loads(x)["loss"] for x in
-                                                       (place / "k.jsonl").read_text().splitlines()]
+                                                       (place / "k2.jsonl").read_text().splitlines()]
 
 
 def test_two_runs_made_at_once_cannot_both_write_one_file(place):
@@ -411,3 +414,133 @@ def test_epochs_may_not_end_a_run_inside_the_epoch_it_is_in(place):
     Run.start("alphabet", out="a.npz", epochs=4, extra_callbacks=[InterruptAt(step=20)]).fit()
     with pytest.raises(UsageError, match="would end the run inside epoch 2"):
         Run.resume("a.npz", epochs=1)
+
+
+# -- round three --------------------------------------------------------------------------
+
+
+def test_fitting_a_resumed_run_again_never_puts_back_what_it_was_resumed_from(place):
+    Run.start("alphabet", out="A.npz", epochs=5, callbacks=["checkpoint:path=runs/c-{epoch}.npz"]).fit()
+    run = Run.resume("runs/c-2.npz", out="A.npz")
+    run.fit()
+    after = (place / "A.npz").read_bytes()
+    run.fit()  # a notebook cell run again
+    assert charseq.load(place / "A.npz").training["step"] == 75
+    longer = Run.resume("A.npz", epochs=8, out="B.npz")
+    longer.fit()
+    longer.fit()
+    assert charseq.load(place / "B.npz").training["epoch"] == 8 and after
+
+
+def test_two_branches_from_one_checkpoint_cannot_undo_each_other(place):
+    Run.start("alphabet", out="A.npz", epochs=2).fit()
+    first, second = Run.resume("A.npz", epochs=20), Run.resume("A.npz", epochs=8)
+    first.fit()
+    with pytest.raises(UsageError, match="A.npz"):
+        second.fit()
+    assert charseq.load(place / "A.npz").training["epoch"] == 20
+
+
+def test_force_does_not_let_a_branch_undo_its_parents_later_work(place):
+    Run.start("alphabet", out="A.npz", epochs=10, callbacks=["metrics:path=m.jsonl",
+                                                             "checkpoint:path=runs/c-{epoch:03d}.npz"]).fit()
+    files = {p: p.read_bytes() for p in [place / "A.npz", place / "m.jsonl", *sorted((place / "runs").iterdir())]}
+    for force in (False, True):
+        with pytest.raises(UsageError, match="a branch writes elsewhere"):
+            Run.resume("runs/c-005.npz", epochs=7, force=force)
+    Run.resume("runs/c-005.npz", epochs=12, out="B.npz", drop_callbacks=["metrics", "checkpoint"]).fit()
+    with pytest.raises(UsageError, match="a branch writes elsewhere"):  # nor a grandchild its grandparent's
+        Run.resume("B.npz", epochs=14, callbacks=["metrics:path=m.jsonl"])
+    assert {p: p.read_bytes() for p in files} == files
+
+
+def test_a_callback_added_on_resuming_replaces_no_file_that_is_there(place, plugin_site):
+    from conftest import install_fake_distribution
+
+    install_fake_distribution(plugin_site, "throwaway-env", PLUGGED.replace("class Quiet:", "class Quiet:\n"
+                                                                            "    output_options = ['path']\n"
+                                                                            "    def __init__(self, path=None): pass"),
+                              "[charseq]\nquiet = throwaway_env\n")
+    (place / "notes.txt").write_text("precious notes")
+    run_cli("train", "--corpus", "alphabet", "--epochs", 3, "--out", "a.npz", "-q")
+    result = run_cli("train", "--resume", "a.npz", "--epochs", 4, "--callback", "quiet:path=notes.txt", "-q", ok=False)
+    assert result.exit_code == 2 and "already exists and is not this run's" in result.stderr
+    assert (place / "notes.txt").read_text() == "precious notes"
+
+
+def test_symlinks_are_neither_followed_to_nothing_nor_a_way_around_the_checks(place):
+    (place / "planted.npz").symlink_to(place / "victim" / "deep" / "planted.npz")
+    with pytest.raises(UsageError, match="symlink to a place that does not exist"):
+        Run.start("alphabet", out="planted.npz", epochs=2)
+    assert not (place / "victim").exists()
+    (place / "runs").mkdir()
+    (place / "rl").symlink_to("runs")
+    with pytest.raises(UsageError, match="could write over"):
+        Run.start("alphabet", out="rl/c-2.npz", epochs=3, callbacks=["checkpoint:path=runs/c-{epoch}.npz"])
+
+
+def test_a_glob_corpus_reaching_a_directory_through_a_link_keeps_outputs_out_of_it(place):
+    (place / "cdir").mkdir()
+    (place / "other").mkdir()
+    (place / "cdir" / "a.txt").write_text("the cat sat on the mat. " * 100)
+    (place / "other" / "b.txt").write_text("the dog sat on the log. " * 100)
+    (place / "cdir" / "sub").symlink_to("../other")
+    with pytest.raises(UsageError, match="lies where the corpus is read from"):
+        Run.start("text:cdir/**/*.txt", out="other/y.txt", epochs=2, **SMALL)
+
+
+def test_odd_crafted_states_and_symbols_are_one_line(place):
+    from conftest import members_of, resign
+
+    Run.start("alphabet", out="a.npz", epochs=4, extra_callbacks=[InterruptAt(step=20)]).fit()
+    members = members_of(place / "a.npz")
+    del members["trainer.order"]  # stopped mid-epoch, without the order of the epoch's windows
+    with open(place / "a.npz", "wb") as f:
+        np.savez(f, **members)
+    resign(place / "a.npz", lambda m: m["arrays"].pop("trainer.order"))
+    with pytest.raises(UsageError, match="lacks the order of its windows"):
+        Run.resume("a.npz", corpus="alphabet").fit()
+    Run.start("alphabet", out="v.npz", epochs=1).fit()
+    resign(place / "v.npz", lambda m: m.update(vocabulary=["\ud800", *m["vocabulary"][1:]]))
+    result = run_cli("generate", "v.npz", "--length", 5, ok=False)
+    assert result.exit_code == 2 and "lone surrogate" in result.stderr
+
+
+def test_a_finished_run_named_another_way_is_not_rewritten(place):
+    Run.start("alphabet", out="F.npz", epochs=2).fit()
+    (place / "sub").mkdir()
+    before = (place / "F.npz").read_bytes()
+    result = run_cli("train", "--resume", "./sub/../F.npz", "--out", "./F.npz", "-q")
+    assert "nothing was written" in result.stdout and (place / "F.npz").read_bytes() == before
+
+
+def test_what_a_killed_save_leaves_does_not_block_a_template(place):
+    Run.start("alphabet", out="A.npz", epochs=3, callbacks=["checkpoint:path=runs/{epoch:03d}"]).fit()
+    (place / "runs" / ".003.1a2b3c4d.tmp").write_bytes(b"half a checkpoint")
+    run_cli("train", "--resume", "runs/002", "-q")
+
+
+@pytest.mark.parametrize("args,words", [
+    (["--out", "x.npz/."], "names a directory"),
+    (["--temperature", "1e39"], "at most 1e6"),
+])
+def test_more_odd_options_are_one_line(place, alphabet_checkpoint, args, words):
+    command = ["generate", alphabet_checkpoint] if "--temperature" in args else ["train", "--corpus", "alphabet"]
+    result = run_cli(*command, *args, ok=False)
+    assert result.exit_code == 2 and words in result.stderr and result.stderr.count("\n") == 1
+
+
+def test_braces_in_out_are_plain_characters(place):
+    Run.start("alphabet", out="a{epoch}.npz", epochs=2).fit()
+    assert (place / "a{epoch}.npz").is_file()
+
+
+def test_eval_into_a_full_disk_is_an_error(place, alphabet_checkpoint):
+    import os
+    import subprocess
+    import sys
+
+    result = subprocess.run(f"{sys.executable} -m charseq eval {alphabet_checkpoint} --corpus alphabet --json "
+                            "> /dev/full", shell=True, cwd=place, capture_output=True, text=True, timeout=120,
+                            env={**os.environ, "CHARSEQ_LOAD_PLUGINS": ""})
+    assert result.returncode == 1 and "cannot write to standard output" in result.stderr

@@ -41,14 +41,30 @@ def test_a_key_that_is_not_a_private_file_is_not_trusted(state, plant):
         key.symlink_to("/dev/zero")  # would read without end
     elif plant == "empty":
         key.write_bytes(b"")  # a key write that failed half way
+        os.chmod(key, 0o600)
     else:
         key.write_bytes(b"k" * 32)
         os.chmod(key, 0o644)  # others may read it, so others may forge with it
     assert not trust.sealed("abc", b"0" * 64)
-    made = trust.seal("abc")  # a key that is not one is replaced by a whole, private one (old seals lapse)
-    replaced = state / "run-key"
-    assert made is not None and not replaced.is_symlink() and replaced.stat().st_size == 32
-    assert replaced.stat().st_mode & 0o777 == 0o600 and replaced.read_bytes() != b"k" * 32
+    made = trust.seal("abc")
+    if plant == "empty":  # nothing to lose: a whole key is put in its place
+        assert made is not None and key.stat().st_size == 32 and key.stat().st_mode & 0o777 == 0o600
+    else:  # the user's to mend (chmod 600, or remove it): until then nothing is sealed, and it says why
+        assert made is None and "no usable key" in trust.problem()
+        assert key.is_symlink() or key.read_bytes() == b"k" * 32
+
+
+def test_an_unsealable_checkpoint_warns_once_and_says_why_on_resume(state, tmp_path, monkeypatch):
+    import charseq
+    from charseq import CharseqWarning, Run
+
+    state.mkdir()
+    os.chmod(state, 0o777)  # others may write it: no key is kept there
+    monkeypatch.chdir(tmp_path)
+    with pytest.warns(CharseqWarning, match="checkpoints are written unsealed"):
+        Run.start("alphabet", out="a.npz", epochs=2).fit()
+    with pytest.raises(charseq.UsageError, match="no usable key to seal checkpoints with"):
+        Run.resume("a.npz", epochs=3)
 
 
 def test_a_state_directory_others_may_write_is_not_used(state):
