@@ -266,8 +266,8 @@ def train(corpus_spec, encoding, resume_path, out, force, metrics_path, patience
     text defaults: H=512, T=128, B=32, Adam at 2e-3 (U's steps 80 times larger) with a
     cosine schedule over 20 epochs, dropout 0.2, gradient norm clipped at 5.
 
-    A new run refuses to replace a file at --out (resume it, or --force). Ctrl-C or SIGTERM
-    saves a checkpoint at the next step and exits (130 or 143); `--resume` continues it
+    A new run refuses to replace a file at --out (resume it, or --force). Ctrl-C, SIGTERM or SIGHUP
+    saves a checkpoint at the next step and exits (130, 143 or 129); `--resume` continues it
     exactly. A second one aborts at once, leaving the last checkpoint as it was.
 
     \b

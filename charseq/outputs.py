@@ -262,6 +262,9 @@ def _check_template(output: Output, lineage: Lineage, inputs: list[Path], force:
             continue  # what a killed save left: safe to delete, and never written by name
         if any(_same(path, source) for source in inputs):
             raise UsageError(f"{output.what} {shown(output.path)!r} could write over {shown(match)!r}, one of the run's inputs")
+        if path.is_dir():
+            raise UsageError(f"{output.what} {shown(output.path)!r} could write over {shown(match)!r}, which is a "
+                             "directory; choose another name")
         if path.is_file():
             _check_ancestor_ahead(output, path, lineage)
         if not force and path.is_file():

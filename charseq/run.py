@@ -143,12 +143,13 @@ class Run:
 
     def __init__(self, spec: RunSpec, corpus: Corpus, *, force: bool = False, extra_callbacks: Iterable[object] = (),
                  resume_from: checkpoints.Checkpoint | None = None, resumed_path: Path | None = None,
-                 out_given: bool = True, added: Sequence[CallbackRef] = ()):
+                 out_given: bool = True, added: Sequence[CallbackRef] = (), branch: bool = False):
         self.spec, self.corpus, self.force = spec, corpus, force
         self.resumed_path = resumed_path
         self._out_given = out_given
         self.lineage = outputs.Lineage(spec.id, {p["id"]: p["step"] for p in reversed(spec.parents)})
         self._fitted = False
+        self._aborted = False
         self._trusted = resume_from is None or resume_from.trusted
         if resume_from is not None and (resume_from.model.hidden_size != spec.config.hidden_size
                                         or resume_from.vocab != corpus.vocab):
@@ -181,9 +182,10 @@ class Run:
                     if not os.path.isabs(path):  # recorded absolute; a relative one was not written by charseq
                         raise UsageError(f"the run's callback {ref.name!r} writes to {path!r}, not an absolute path; "
                                          "the checkpoint is damaged")
+                    # A plugin's file of a branch is not the branch's yet: the line it came from wrote it.
                     self._outputs.append(outputs.Output(path, f"callback {ref.name!r} option {option}", kind,
                                                         template=kind == outputs.CHECKPOINT,
-                                                        fresh=not resuming or ref in added))
+                                                        fresh=not resuming or ref in added or branch))
         self.trainer = Trainer(self.model, corpus, config, callbacks)
         self.trainer.run, self.trainer.out = spec.to_dict(), Path(spec.out)
         self.trainer.saver = lambda path: self._save(path, periodic=True)
@@ -263,6 +265,9 @@ class Run:
             # Its recorded paths are nobody's word: the callbacks that write files there are
             # left out (given again, they come back), and --out defaults to the file resumed.
             # What this run then writes, and seals, names only paths given here.
+            if out is None:
+                raise UsageError(f"{str(path)!r} was not written by charseq here (or was edited), so the --out it "
+                                 "records is not used; give --out (the file resumed itself, to continue it there)")
             writers = sorted({ref.name for ref in spec.callbacks if ref not in added and _writes_files(ref)})
             writers = [name for name in writers if name not in drop_names]
             if writers:
@@ -270,8 +275,6 @@ class Run:
                               f"files ({', '.join(writers)}) are left out; give them again to keep them",
                               CharseqWarning, stacklevel=2)
                 drop_names = [*drop_names, *writers]
-            if out is None:
-                out = path
         refs, dropped = _resumed_callbacks(spec.callbacks, added, drop_names)
         fresh = [ref for ref in added if ref not in spec.callbacks]  # given now: their files are not the run's yet
         extra_callbacks = list(extra_callbacks)
@@ -296,7 +299,7 @@ class Run:
                        corpus=(loaded.spec or spec.corpus) if corpus is not None else spec.corpus,
                        corpus_source=loaded.source if corpus is not None else spec.corpus_source)
         return cls(spec, loaded, force=force, extra_callbacks=extra_callbacks, resume_from=saved, resumed_path=path,
-                   out_given=out is not None, added=fresh)
+                   out_given=out is not None, added=fresh, branch=branch)
 
     # -- training ------------------------------------------------------------------------
 
@@ -321,10 +324,15 @@ class Run:
         next step, saves, and returns status "interrupted"; a second one raises Aborted.
         A callback that raises gets the run saved first (RunFailed says where)."""
         trainer = self.trainer
+        if self._aborted:
+            raise UsageError("this Run was aborted part way through a step, so its state in memory is not a state of "
+                             f"the run; continue from its last checkpoint: Run.resume({shown(self.out)!r})")
         if self.complete:
             return self._complete()
         trainer.interrupted = None  # an interrupted Run may be fitted again, in the same process
         self.check_outputs()
+        # From here on the run has written (or may have written) its files: fitted again, they are its own.
+        self._outputs = [replace(output, fresh=False) for output in self._outputs]
         first_step = trainer.step
         try:
             with stop_on_signals(trainer):
@@ -339,6 +347,7 @@ class Run:
                 interrupted = None if trainer.ended else trainer.interrupted
                 saved, note = self._save_interrupted() if interrupted is not None else (self._save_at_end(), "")
         except Aborted as exc:
+            self._aborted = True
             kept = f"; {shown(self.spec.out)} keeps its last whole checkpoint" if self.out.exists() else ", without saving"
             raise Aborted(exc.signum, f"aborted at step {trainer.step:,}{kept}") from None
         self._fitted = True

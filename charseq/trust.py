@@ -12,6 +12,7 @@ of the paths it records (see charseq.run).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import os
@@ -43,6 +44,16 @@ def _fallback_dir() -> Path:
     return Path(tempfile.gettempdir()) / f"charseq-state-{uid}"
 
 
+@functools.cache
+def _warn_fallback(directory: Path) -> None:
+    import warnings
+
+    from charseq.errors import CharseqWarning
+
+    warnings.warn(f"charseq cannot keep its key in {str(state_dir())!r}; it keeps it in {str(directory)!r}, which "
+                  "may not last (set CHARSEQ_STATE to a directory of yours)", CharseqWarning, stacklevel=4)
+
+
 def problem() -> str | None:
     """Why checkpoints cannot be sealed here, for messages; None when they can."""
     if _key(create=False) is not None:
@@ -66,6 +77,8 @@ def _directory() -> Path | None:
         except OSError:
             continue
         if stat.S_ISDIR(info.st_mode) and _private(info):
+            if directory != state_dir():
+                _warn_fallback(directory)
             return directory
         if directory == state_dir():
             return None  # a state directory of the wrong kind is a mistake to say, not to route around

@@ -312,7 +312,7 @@ def test_a_crafted_callback_state_that_does_not_fit_the_model_is_refused_before_
 
     resign(out, shapes, wrong)
     before = out.read_bytes()
-    result = run_cli("train", "--resume", out, "--corpus", "digits", "--epochs", 6, ok=False)
+    result = run_cli("train", "--resume", out, "--corpus", "digits", "--out", out, "--epochs", 6, ok=False)
     assert result.exit_code == 2 and "does not fit this model" in result.stderr
     assert "nothing new was trained" in result.stderr and out.read_bytes() == before
     assert json.loads(run_cli("eval", out, "--corpus", "digits", "--json").output)["loss"] >= 0
@@ -423,7 +423,7 @@ def test_a_crafted_early_stopping_state_is_refused_before_training(tmp_path):
     out = tmp_path / "m.npz"
     run_cli("train", "--corpus", "digits", "--epochs", 3, "--patience", 5, "--out", out, "-q", "--sample-length", 0)
     resign(out, lambda m: m["training"]["callbacks"]["early-stopping"].update(best_metrics={"loss": "x", "epoch": [1]}))
-    result = run_cli("train", "--resume", out, "--corpus", "digits", "--epochs", 6, ok=False)
+    result = run_cli("train", "--resume", out, "--corpus", "digits", "--out", out, "--epochs", 6, ok=False)
     assert result.exit_code == 2 and "early-stopping's saved state is not valid" in result.stderr
 
 

@@ -156,7 +156,10 @@ def test_a_crafted_checkpoint_cannot_make_a_resume_write_or_delete_elsewhere(pla
     evil = _crafted(saved, place / "evil.npz", aim)
     result = run_cli("train", "--resume", evil, "--epochs", 4, "-q", ok=False)
     assert result.exit_code == 2 and "give it with --corpus" in result.stderr  # its recorded corpus is not read
-    result = run_cli("train", "--resume", evil, "--corpus", "alphabet", "--epochs", 4, "-q", "--sample-length", 0)
+    result = run_cli("train", "--resume", evil, "--corpus", "alphabet", "--epochs", 4, "-q", ok=False)
+    assert result.exit_code == 2 and "the --out it records is not used; give --out" in result.stderr
+    result = run_cli("train", "--resume", evil, "--corpus", "alphabet", "--out", evil, "--epochs", 4, "-q",
+                     "--sample-length", 0)
     assert "its callbacks that write files (checkpoint) are left out" in result.stderr
     assert (victims / "report.txt").read_text() == "precious" and (victims / "ck-001.npz").read_text() == "precious"
     assert sorted(p.name for p in victims.iterdir()) == ["ck-001.npz", "report.txt"]  # nothing new there either
@@ -191,7 +194,7 @@ def test_a_forged_run_id_cannot_make_a_resume_replace_that_runs_model(place):
         metadata["run"]["parents"] = [{"id": victim_id, "step": 10**9}]  # "I branched from it, later", it claims
 
     evil = _crafted(place / "base.npz", place / "forged.npz", forge)
-    run_cli("train", "--resume", evil, "--corpus", "alphabet", "--epochs", 8, "-q", "--sample-length", 0)
+    run_cli("train", "--resume", evil, "--corpus", "alphabet", "--out", evil, "--epochs", 8, "-q", "--sample-length", 0)
     assert (place / "victim.npz").read_bytes() == before
     result = run_cli("train", "--resume", evil, "--corpus", "alphabet", "--epochs", 9, "--out", "victim.npz", "-q",
                      ok=False)  # named here, the victim is still another line's work
@@ -270,7 +273,10 @@ def test_a_plugins_file_output_never_replaces_a_checkpoint_or_metrics_of_another
     assert result.exit_code == 2 and "'plain.log' already exists and is not this run's" in result.stderr
     run_cli("train", "--corpus", "alphabet", "--out", "m.npz", "--callback", "log:path=plain.log", "--force", *FAST)
     assert (place / "plain.log").read_text() == "earlier lines\n1\n2\n"
-    run_cli("train", "--resume", "m.npz", "--epochs", 3, "-q")  # its own run, continued: the file is the run's
+    # A branch (more epochs) is a run of its own: the plugin's file is its parent's, so not replaced unasked.
+    result = run_cli("train", "--resume", "m.npz", "--epochs", 3, "-q", ok=False)
+    assert result.exit_code == 2 and "'plain.log' already exists and is not this run's" in result.stderr
+    run_cli("train", "--resume", "m.npz", "--epochs", 3, "-q", "--force")
     assert (place / "plain.log").read_text() == "earlier lines\n1\n2\n3\n"
 
 

@@ -3,6 +3,7 @@ spelled two ways, signals at awkward moments, the Python API used as a notebook 
 
 import json
 import shutil
+import signal
 
 import numpy as np
 import pytest
@@ -499,7 +500,7 @@ def test_odd_crafted_states_and_symbols_are_one_line(place):
         np.savez(f, **members)
     resign(place / "a.npz", lambda m: m["arrays"].pop("trainer.order"))
     with pytest.raises(UsageError, match="lacks the order of its windows"):
-        Run.resume("a.npz", corpus="alphabet").fit()
+        Run.resume("a.npz", corpus="alphabet", out="a.npz").fit()
     Run.start("alphabet", out="v.npz", epochs=1).fit()
     resign(place / "v.npz", lambda m: m.update(vocabulary=["\ud800", *m["vocabulary"][1:]]))
     result = run_cli("generate", "v.npz", "--length", 5, ok=False)
@@ -544,3 +545,64 @@ def test_eval_into_a_full_disk_is_an_error(place, alphabet_checkpoint):
                             "> /dev/full", shell=True, cwd=place, capture_output=True, text=True, timeout=120,
                             env={**os.environ, "CHARSEQ_LOAD_PLUGINS": ""})
     assert result.returncode == 1 and "cannot write to standard output" in result.stderr
+
+
+# -- round four -----------------------------------------------------------------------------
+
+
+class AbortMidStep:
+    """Presses Ctrl-C twice inside a step: the second one lands before the step is counted."""
+
+    @hookimpl
+    def on_step_end(self, trainer, step):
+        if step == 5:
+            import os
+
+            os.kill(os.getpid(), signal.SIGINT)
+            os.kill(os.getpid(), signal.SIGINT)
+
+
+def test_a_run_aborted_mid_step_will_not_fit_again_from_memory(place):
+    run = Run.start("alphabet", out="a.npz", epochs=3, extra_callbacks=[AbortMidStep()])
+    with pytest.raises(charseq.Aborted):
+        run.fit()
+    with pytest.raises(UsageError, match="aborted part way through a step.*Run.resume"):
+        run.fit()
+
+
+def test_a_sighup_saves_the_run_like_sigterm(place):
+    import subprocess
+    import sys
+
+    (place / "big.txt").write_text("the quick brown fox jumps over the lazy dog. " * 4000)
+    process = subprocess.Popen([sys.executable, "-m", "charseq", "train", "--corpus", "text:big.txt", "--epochs", "50",
+                                "--hidden-size", "16", "--seq-len", "8", "--batch-size", "4", "--out", "h.npz"],
+                               cwd=place, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               env={**__import__("os").environ, "CHARSEQ_LOAD_PLUGINS": ""})
+    line = process.stdout.readline()
+    while line and not line.startswith("epoch"):
+        line = process.stdout.readline()
+    process.send_signal(signal.SIGHUP)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 129 and stderr.startswith("interrupted at step"), stderr
+    assert charseq.load(place / "h.npz").training["epoch"] >= 1
+
+
+def test_an_interrupted_run_with_a_plugin_file_fits_again(place, plugin_site):
+    from conftest import install_fake_distribution
+
+    install_fake_distribution(plugin_site, "throwaway-env", PLUGGED.replace("class Quiet:", "class Quiet:\n"
+                                                                            "    output_options = ['path']\n"
+                                                                            "    def __init__(self, path=None):\n"
+                                                                            "        open(path, 'a').close()"),
+                              "[charseq]\nquiet = throwaway_env\n")
+    run = Run.start("alphabet", out="a.npz", epochs=3, callbacks=["quiet:path=q.log"],
+                    extra_callbacks=[InterruptAt(step=20)])
+    assert run.fit().status == "interrupted"
+    assert run.fit().status == "finished"
+
+
+def test_a_directory_where_a_checkpoint_template_will_write_is_refused_at_once(place):
+    (place / "ck" / "e0003.npz").mkdir(parents=True)
+    with pytest.raises(UsageError, match="which is a directory"):
+        Run.start("alphabet", out="a.npz", epochs=5, callbacks=["checkpoint:path=ck/e{epoch:04d}.npz"])

@@ -39,8 +39,17 @@ class LossLog:
 
     @hookimpl
     def on_train_begin(self, trainer):
+        # A new run starts the file; a resumed one keeps the rows up to where it resumes
+        # (rows after it, which a crash or an earlier line left, would be written again).
+        rows = []
+        if trainer.step > 0 and self.path.exists():
+            with self.path.open(newline="") as f:
+                rows = [row for row in csv.reader(f)][1:]
+            rows = [row for row in rows if row and row[0].isdigit() and int(row[0]) <= trainer.epoch]
         with self.path.open("w", newline="") as f:
-            csv.writer(f).writerow(["epoch", "step", "loss"])
+            writer = csv.writer(f)
+            writer.writerow(["epoch", "step", "loss"])
+            writer.writerows(rows)
 
     @hookimpl
     def on_epoch_end(self, trainer, epoch, metrics):
