@@ -159,18 +159,33 @@ def load(path: str | os.PathLike) -> Checkpoint:
     return _checkpoint(path, metadata, arrays)
 
 
+def _peek(path: str | os.PathLike, member: str, max_bytes: int) -> bytes | None:
+    """One member's bytes, unchecked (the size bound only): what a file says of itself, for
+    deciding whether it is a run's and for messages; None for anything unreadable."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return _read_member(archive, archive.getinfo(member), max_bytes=max_bytes).tobytes()
+    except Exception:  # whatever is wrong with it, it vouches for nothing
+        return None
+
+
+def _run_of(path: str | os.PathLike) -> dict[str, Any]:
+    """The run description and training state a checkpoint says it holds (unchecked)."""
+    raw = _peek(path, "metadata.npy", MAX_METADATA_BYTES)
+    try:
+        metadata = json.loads(raw.decode("utf-8")) if raw is not None else {}
+    except (ValueError, RecursionError):
+        return {}
+    return metadata if isinstance(metadata, dict) else {}
+
+
 def identity_of(path: str | os.PathLike) -> tuple[str | None, int]:
     """The id of the run a checkpoint says it belongs to and the step it holds, read from its
     metadata alone; (None, -1) for anything that is not a checkpoint of a run."""
+    metadata = _run_of(path)
     try:
-        with zipfile.ZipFile(path) as archive:
-            info = archive.getinfo("metadata.npy")
-            if info.file_size > MAX_METADATA_BYTES:
-                return None, -1
-            raw = _read_member(archive, info, max_bytes=MAX_METADATA_BYTES)
-            metadata = json.loads(raw.tobytes().decode("utf-8"))
         run_id, step = metadata["run"]["id"], metadata["training"]["step"]
-    except Exception:  # whatever is wrong with it, it does not vouch for being the run's
+    except (KeyError, TypeError):
         return None, -1
     if not isinstance(run_id, str) or not schema.is_int(step):
         return None, -1
@@ -179,27 +194,20 @@ def identity_of(path: str | os.PathLike) -> tuple[str | None, int]:
 
 def checksum_of(path: str | os.PathLike) -> str | None:
     """The checksum a checkpoint file records (unchecked): what it holds now, in one word."""
+    raw = _peek(path, "checksum.npy", 256)
     try:
-        with zipfile.ZipFile(path) as archive:
-            return _read_member(archive, archive.getinfo("checksum.npy"), max_bytes=256).tobytes().decode("ascii")
-    except Exception:
+        return raw.decode("ascii") if raw is not None else None
+    except UnicodeDecodeError:
         return None
 
 
 def parents_of(path: str | os.PathLike) -> list[str]:
     """The ids of the runs a checkpoint's run branched from, for messages (unchecked)."""
     try:
-        with zipfile.ZipFile(path) as archive:
-            raw = _read_member(archive, archive.getinfo("metadata.npy"), max_bytes=MAX_METADATA_BYTES)
-        parents = json.loads(raw.tobytes().decode("utf-8"))["run"]["parents"]
+        parents = _run_of(path)["run"]["parents"]
         return [p["id"] for p in parents if isinstance(p, dict) and isinstance(p.get("id"), str)]
-    except Exception:
+    except (KeyError, TypeError):
         return []
-
-
-def run_id_of(path: str | os.PathLike) -> str | None:
-    """The id of the run a checkpoint says it belongs to (see identity_of)."""
-    return identity_of(path)[0]
 
 
 def _members(path: Path, archive: zipfile.ZipFile) -> dict[str, zipfile.ZipInfo]:

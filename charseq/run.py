@@ -190,7 +190,9 @@ class Run:
         self.trainer.run, self.trainer.out = spec.to_dict(), Path(spec.out)
         self.trainer.saver = lambda path: self._save(path, periodic=True)
         self._lost_states: list[CallbackError] = []
-        self._written: set[Path] = set()  # files this process saved: its own, whatever they say
+        # Files this process saved, with what it knows of them (size, mtime, inode) and the
+        # step it wrote: while a file is unchanged, its step is known without reading it again.
+        self._written: dict[Path, tuple[tuple[int, int, int], int]] = {}
         self._resumed = resume_from
         if resume_from is not None:
             self.trainer.restore(resume_from)
@@ -254,7 +256,8 @@ class Run:
                              "generate and eval")
         spec = RunSpec.from_dict(saved.run)
         if not saved.trusted and corpus is None:
-            why = f" ({trust.problem()})" if trust.problem() else ""
+            problem = trust.problem()
+            why = f" ({problem})" if problem else ""
             raise UsageError(f"{str(path)!r} was not written by charseq here (or was edited){why}, so charseq does not "
                              f"read the corpus it names ({spec.corpus_source or spec.corpus!r}); give it with --corpus")
         config = _resumed_config(spec.config, settings, saved.training)
@@ -377,7 +380,7 @@ class Run:
             if path.exists() and path.stat().st_size > 0:
                 if outputs.kind_of(path) is not None:
                     raise SaveError(shown(path), "it is not a regular file")
-                run_id, step = checkpoints.identity_of(path)
+                run_id, step = self._identity(path)
                 if run_id == self.spec.id and step > checkpoint.training["step"]:  # even a file this process wrote
                     if periodic:
                         return None
@@ -400,8 +403,16 @@ class Run:
         except ValueError as exc:  # a name no file can have (a NUL in it)
             raise SaveError(shown(path), str(exc)) from None
         checkpoints.save(path, checkpoint)
-        self._written.add(path)
+        self._written[path] = (_signature(path), checkpoint.training["step"])
         return path
+
+    def _identity(self, path: Path) -> tuple[str | None, int]:
+        """A checkpoint's run id and step: from memory when this process wrote it and it is
+        unchanged (a periodic save every epoch would otherwise re-read the run's history)."""
+        known = self._written.get(path)
+        if known is not None and known[0] == _signature(path):
+            return self.spec.id, known[1]
+        return checkpoints.identity_of(path)
 
     def _checkpoint(self) -> checkpoints.Checkpoint:
         """The run as it stands. A callback whose state cannot be had (its state_dict raises,
@@ -543,6 +554,11 @@ def _output_options(factory: Any) -> dict[str, str]:
     if isinstance(declared, dict):
         return {str(k): str(v) for k, v in declared.items()}
     return {str(name): outputs.FILE for name in declared}
+
+
+def _signature(path: Path) -> tuple[int, int, int]:
+    info = os.stat(path)
+    return info.st_size, info.st_mtime_ns, info.st_ino
 
 
 def _writes_files(ref: CallbackRef) -> bool:
