@@ -1,4 +1,4 @@
-"""charseq: character-level text generation with a vanilla RNN, extended by plugins.
+"""charseq: character-level text generation with recurrent networks, extended by plugins.
 
 The public names below load on first use, so that ``import charseq`` (and the start of
 every ``charseq`` command) costs nothing until something is needed.
@@ -19,6 +19,10 @@ _PUBLIC = {
     "CharseqWarning": "charseq.errors",
     "Checkpoint": "charseq.checkpoint",
     "Corpus": "charseq.corpus",
+    "GRU": "charseq.gru",
+    "LSTM": "charseq.lstm",
+    "Model": "charseq.model",
+    "Parameters": "charseq.model",
     "PluginWarning": "charseq.errors",
     "Run": "charseq.run",
     "RunFailed": "charseq.run",
@@ -28,12 +32,13 @@ _PUBLIC = {
     "TrainConfig": "charseq.config",
     "Trainer": "charseq.trainer",
     "UsageError": "charseq.errors",
-    "VanillaRNN": "charseq.model",
+    "VanillaRNN": "charseq.rnn",
     "Vocabulary": "charseq.vocab",
     "evaluate": "charseq.evaluation",
     "generate": "charseq.generation",
     "get_callback": "charseq.registry",
     "get_corpus": "charseq.registry",
+    "get_model": "charseq.registry",
     "get_sampler": "charseq.registry",
     "hookimpl": "charseq.hookspecs",
     "reload_plugins": "charseq.registry",
@@ -77,10 +82,14 @@ if TYPE_CHECKING:  # what type checkers and editors see (`X as X`: a re-export)
     from charseq.generation import generate as generate, stream as stream
     from charseq.hookspecs import hookimpl as hookimpl
     from charseq.interrupt import Aborted as Aborted
-    from charseq.model import VanillaRNN as VanillaRNN
+    from charseq.gru import GRU as GRU
+    from charseq.lstm import LSTM as LSTM
+    from charseq.model import Model as Model, Parameters as Parameters
+    from charseq.rnn import VanillaRNN as VanillaRNN
     from charseq.registry import (
         get_callback as get_callback,
         get_corpus as get_corpus,
+        get_model as get_model,
         get_sampler as get_sampler,
         reload_plugins as reload_plugins,
     )

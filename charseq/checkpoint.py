@@ -1,10 +1,11 @@
 """Checkpoints: one .npz of plain arrays plus JSON metadata; data, never code.
 
-The file holds the parameters U W b V c, the arrays a resumed run needs (optimizer
-moments, the carried hidden state, callbacks' arrays), ``metadata`` (UTF-8 JSON: the
-format, the vocabulary, the model, the description of the run, its progress and state,
-a manifest of every other array) and ``checksum``, a SHA-256 over all of it, metadata
-included. Reading never unpickles (``allow_pickle=False``) and checks everything before
+The file holds the model's parameters (``param.NAME``), the arrays a resumed run needs
+(optimizer moments, the carried state, callbacks' arrays), ``metadata`` (UTF-8 JSON: the
+format, the vocabulary, the model's name, options and the package that provides it, the
+description of the run, its progress and state, a manifest of every array) and
+``checksum``, a SHA-256 over all of it, metadata included. The model is rebuilt by its
+registered plugin from its name and options, then given the parameters. Reading never unpickles (``allow_pickle=False``) and checks everything before
 use: the members' declared sizes before inflating any, every metadata field's type and
 range, the arrays against the manifest, the checksum, and that the weights are finite.
 Writing is atomic, so the path always holds a whole checkpoint: the old one or the new.
@@ -28,13 +29,15 @@ import numpy as np
 from charseq import schema, trust
 from charseq.errors import SaveError, UsageError
 from charseq.files import atomic_write, kind_of
-from charseq.model import PARAM_NAMES, VanillaRNN
+from charseq.model import Model
+from charseq.rnn import PARAM_NAMES, VanillaRNN
 from charseq.vocab import Vocabulary
 
 FORMAT = "charseq-checkpoint"
-# 3: the metadata under the checksum, and the run's description; 2: the training state; 1: weights.
-FORMAT_VERSION = 3
-MODELS = ("rnn",)
+# 4: any registered model, its parameters by name; 3: the metadata under the checksum, and the
+# run's description; 2: the training state; 1: weights. Formats 1-3 hold the vanilla RNN.
+FORMAT_VERSION = 4
+PARAM_PREFIX = "param."
 _DTYPES = ("float32", "float64")
 _STATE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 _STATE_KINDS = "biuf"  # bool, integer, unsigned, float: plain numbers only
@@ -56,7 +59,7 @@ class Checkpoint:
     checkpoint that can generate and evaluate but not resume.
     """
 
-    model: VanillaRNN
+    model: Model
     vocab: Vocabulary
     config: dict[str, Any] = field(default_factory=dict)
     progress: dict[str, Any] = field(default_factory=dict)
@@ -82,7 +85,10 @@ def save(path: str | os.PathLike, checkpoint: Checkpoint) -> Path:
     import charseq
 
     path = Path(path)
-    arrays = {name: checkpoint.model.params[name] for name in PARAM_NAMES}
+    model = checkpoint.model
+    arrays = {PARAM_PREFIX + name: np.ascontiguousarray(view) for name, view in model.params.items()}
+    if not all(_STATE_NAME.match(name) for name in model.params):
+        raise ValueError(f"model {model.name!r} has a parameter name a checkpoint cannot hold: {sorted(model.params)}")
     for name, array in checkpoint.arrays.items():
         if (name in arrays or name in _RESERVED or not _STATE_NAME.match(name)
                 or array.dtype.kind not in _STATE_KINDS):
@@ -93,7 +99,10 @@ def save(path: str | os.PathLike, checkpoint: Checkpoint) -> Path:
         "format_version": FORMAT_VERSION,
         "charseq_version": charseq.__version__,
         "vocabulary": list(checkpoint.vocab.symbols),
-        "model": {"name": "rnn", "hidden_size": checkpoint.model.hidden_size, "dtype": str(checkpoint.model.dtype)},
+        "model": {"name": model.name, "options": model.options(), "package": _package(model.name),
+                  "hidden_size": model.hidden_size, "dtype": str(model.dtype),
+                  "params": {name: {"dtype": str(view.dtype), "shape": list(view.shape)}
+                             for name, view in model.params.items()}},
         "corpus": checkpoint.corpus,
         "config": None if checkpoint.run is not None else checkpoint.config,
         "run": checkpoint.run,
@@ -114,6 +123,16 @@ def save(path: str | os.PathLike, checkpoint: Checkpoint) -> Path:
     elif checkpoint.run is not None:
         _warn_unsealed()
     return atomic_write(path, lambda f: np.savez(f, **members))
+
+
+def _package(model_name: str) -> str | None:
+    """The package that provides a model, so that a machine without it can say what to install."""
+    from charseq.registry import model_package
+
+    try:
+        return model_package(model_name)
+    except UsageError:  # a model built without the registry
+        return None
 
 
 @functools.cache
@@ -277,6 +296,13 @@ def _read_metadata(path: Path, archive: zipfile.ZipFile, members: dict[str, zipf
         (_METADATA if version >= 3 else _LEGACY_METADATA)(metadata, "metadata")
         if len(set(metadata["vocabulary"])) != len(metadata["vocabulary"]):
             raise schema.Invalid("metadata.vocabulary has a symbol twice")
+        if version >= 4:
+            lacking = sorted({"options", "package", "params"} - set(metadata["model"]))
+            if lacking:
+                raise schema.Invalid(f"metadata.model lacks {lacking[0]}")
+            bad = [n for n in metadata["model"]["params"] if not _STATE_NAME.match(n)]
+            if bad or not metadata["model"]["params"]:
+                raise schema.Invalid(f"metadata.model.params names {bad[0]!r}" if bad else "metadata.model has no params")
     except schema.Invalid as exc:
         raise UsageError(f"checkpoint {str(path)!r} is damaged: {exc}") from None
     metadata["_bytes"] = raw.tobytes()
@@ -285,21 +311,23 @@ def _read_metadata(path: Path, archive: zipfile.ZipFile, members: dict[str, zipf
 
 def _expected(metadata: dict[str, Any]) -> dict[str, tuple[np.dtype, tuple[int, ...]]]:
     """Every array the metadata says the file holds, with its dtype and shape."""
-    if metadata["format_version"] >= 3:
-        H, dtype = metadata["model"]["hidden_size"], metadata["model"]["dtype"]
+    if metadata["format_version"] >= 4:
+        expected = {PARAM_PREFIX + name: (np.dtype(entry["dtype"]), tuple(entry["shape"]))
+                    for name, entry in metadata["model"]["params"].items()}
     else:
-        H, dtype = metadata["hidden_size"], metadata.get("dtype", "float32")
-    if dtype not in _DTYPES:
-        raise UsageError(f"unsupported dtype {dtype!r}")
-    V = len(metadata["vocabulary"])
-    shapes = {"U": (H, V), "W": (H, H), "b": (H,), "V": (V, H), "c": (V,)}
-    expected = {name: (np.dtype(dtype), shape) for name, shape in shapes.items()}
+        if metadata["format_version"] == 3:
+            H, dtype = metadata["model"]["hidden_size"], metadata["model"]["dtype"]
+        else:
+            H, dtype = metadata["hidden_size"], metadata.get("dtype", "float32")
+        V = len(metadata["vocabulary"])
+        shapes = {"U": (H, V), "W": (H, H), "b": (H,), "V": (V, H), "c": (V,)}
+        expected = {name: (np.dtype(dtype), shape) for name, shape in shapes.items()}
     for name, entry in (metadata.get("arrays") or {}).items():
         try:
             entry_dtype = np.dtype(entry["dtype"])
         except TypeError:
             entry_dtype = None
-        if name in expected or name in _RESERVED or entry_dtype is None or \
+        if name in expected or name in _RESERVED or entry_dtype is None or name.startswith(PARAM_PREFIX) or \
                 entry_dtype.kind not in _STATE_KINDS or not _STATE_NAME.match(name):
             raise UsageError(f"its array manifest lists {name!r} as {entry['dtype']}")
         expected[name] = (entry_dtype, tuple(entry["shape"]))
@@ -330,7 +358,7 @@ def _read_arrays(path: Path, archive: zipfile.ZipFile, members: dict[str, zipfil
         if "checksum" not in members or members["checksum"].file_size > _NPY_HEADER_BYTES:
             raise UsageError(f"{bad}: it has no checksum")
         stored = _read_member(archive, members["checksum"], max_bytes=256).tobytes()
-        checksum = _digest(arrays, metadata["_bytes"])
+        checksum = _digest(arrays, metadata["_bytes"], first=PARAM_NAMES if metadata["format_version"] == 3 else ())
         matches = stored == checksum.encode("ascii")
         seal = _read_member(archive, members["seal"], max_bytes=256).tobytes() if "seal" in members else None
         metadata["_trusted"] = matches and trust.sealed(checksum, seal)
@@ -350,7 +378,13 @@ def _checkpoint(path: Path, metadata: dict[str, Any], arrays: dict[str, np.ndarr
     version = metadata["format_version"]
     vocab = Vocabulary(metadata["vocabulary"])
     state = {name: arrays[name] for name in metadata.get("arrays") or {}}
-    model = VanillaRNN.from_params(arrays)
+    if version >= 4:
+        model = _model(path, metadata, {name[len(PARAM_PREFIX):]: a for name, a in arrays.items()
+                                        if name.startswith(PARAM_PREFIX)})
+    else:
+        model = VanillaRNN.from_params(arrays)
+        if "trainer.h" in state and state["trainer.h"].ndim == 2:  # one layer's (B, H): now (layers, B, H)
+            state["trainer.h"] = state["trainer.h"][None]
     if version < 3:  # the training state of format 2 cannot be resumed: it does not describe its run
         return Checkpoint(model, vocab, dict(metadata.get("config") or {}), dict(metadata.get("progress") or {}),
                           metadata.get("corpus"), format_version=version,
@@ -370,10 +404,37 @@ def _checkpoint(path: Path, metadata: dict[str, Any], arrays: dict[str, np.ndarr
                       trusted=run is not None and metadata.get("_trusted", False), checksum=metadata.get("_checksum"))
 
 
-def _digest(arrays: dict[str, np.ndarray], metadata: bytes) -> str:
-    """SHA-256 of every array (name, dtype, shape and bytes) and of the metadata's bytes."""
+def _model(path: Path, metadata: dict[str, Any], params: dict[str, np.ndarray]) -> Model:
+    """The model a checkpoint records, rebuilt by its plugin and given its parameters."""
+    from charseq.registry import get_model, get_registry
+
+    recorded = metadata["model"]
+    name, package = recorded["name"], recorded.get("package")
+    if name not in get_registry().all("model"):
+        source = f"the package {package!r}, which provides it" if package else "the plugin that provides it"
+        raise UsageError(f"checkpoint {str(path)!r} holds a {name!r} model, which no installed plugin provides; "
+                         f"install {source}")
+    try:
+        model = get_model(name, len(metadata["vocabulary"]), recorded["hidden_size"], seed=None,
+                          dtype=recorded["dtype"], **recorded["options"])
+    except UsageError as exc:
+        raise UsageError(f"checkpoint {str(path)!r}: its model cannot be rebuilt here ({exc})") from None
+    found = {n: (a.dtype, a.shape) for n, a in params.items()}
+    wanted = {n: (v.dtype, v.shape) for n, v in model.params.items()}
+    if found != wanted:
+        differ = sorted(n for n in set(found) | set(wanted) if found.get(n) != wanted.get(n))
+        raise UsageError(f"checkpoint {str(path)!r} is damaged: its {name!r} parameters do not fit the model its "
+                         f"options describe ({', '.join(differ[:3])})")
+    for n, value in params.items():
+        model.params[n] = value
+    return model
+
+
+def _digest(arrays: dict[str, np.ndarray], metadata: bytes, first: tuple[str, ...] = ()) -> str:
+    """SHA-256 of every array (name, dtype, shape and bytes) and of the metadata's bytes;
+    `first` are hashed before the rest (format 3 hashed U W b V c first)."""
     digest = hashlib.sha256()
-    for name in [*PARAM_NAMES, *sorted(set(arrays) - set(PARAM_NAMES))]:
+    for name in [*first, *sorted(set(arrays) - set(first))]:
         array = np.ascontiguousarray(arrays[name])
         digest.update(f"{name}\0{array.dtype.str}\0{list(array.shape)}\0".encode())
         digest.update(array.tobytes())
@@ -448,8 +509,14 @@ _METADATA = schema.record({
     "format_version": schema.integer(1),
     "charseq_version": schema.string(64),
     "vocabulary": schema.list_of(schema.char, max_length=1 << 21, min_length=1),
-    "model": schema.record({"name": schema.string(64, choices=MODELS), "hidden_size": schema.integer(1, 1 << 16),
-                            "dtype": schema.string(16, choices=_DTYPES)}),
+    "model": schema.record({"name": schema.string(64), "hidden_size": schema.integer(1, 1 << 16),
+                            "dtype": schema.string(16, choices=_DTYPES)},
+                           {"options": schema.map_of(schema.SCALAR, max_length=64),
+                            "package": schema.optional(schema.string(256)),
+                            "params": schema.map_of(schema.record({"dtype": schema.string(16, choices=_DTYPES),
+                                                                   "shape": schema.list_of(schema.integer(0, 1 << 40),
+                                                                                           max_length=8)}),
+                                                    max_length=4096)}),
     "corpus": schema.optional(schema.string()),
     "config": schema.optional(schema.map_of(schema.SCALAR, max_length=256)),
     "run": schema.optional(schema.map_of(schema.json_value(), max_length=64)),

@@ -227,6 +227,9 @@ def training_options(command):
 @click.option("--corpus", "corpus_spec", metavar="NAME[:ARG]", shell_complete=_complete_names("corpus"),
               help="What to train on: alphabet, digits, text:PATH, or a plugin's corpus.  [required unless --resume]")
 @click.option("--encoding", help="Text encoding of the corpus files.  [default: utf-8]")
+@click.option("--model", "model_spec", metavar="NAME[:KEY=VALUE,...]", shell_complete=_complete_names("model"),
+              help="The model: rnn, gru, lstm (each with layers=N) or a plugin's; see `charseq models`.  "
+                   "[default: the corpus's suggestion, else rnn]")
 @click.option("--resume", "resume_path", type=click.Path(path_type=Path), metavar="CHECKPOINT",
               help="Continue the run a checkpoint was saved from, exactly: the same corpus, settings, callbacks "
                    "and outputs. It may change --epochs (more), --eval-every, --out, --corpus (the same text, "
@@ -258,7 +261,7 @@ def training_options(command):
               help="Draw the progress bar on stderr.  [default: when stderr is a terminal]")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar or epoch lines.")
 @threads_option
-def train(corpus_spec, encoding, resume_path, out, force, metrics_path, patience, min_delta, restore_best,
+def train(corpus_spec, encoding, model_spec, resume_path, out, force, metrics_path, patience, min_delta, restore_best,
           checkpoint_every, callback_specs, dropped, sample_length, progress, quiet, threads, **settings):
     """Train a model on a corpus and save a checkpoint.
 
@@ -274,6 +277,7 @@ def train(corpus_spec, encoding, resume_path, out, force, metrics_path, patience
     Examples:
       charseq train --corpus alphabet
       charseq train --corpus text:novel.txt --metrics novel.jsonl --patience 3 --out novel.npz
+      charseq train --corpus text:novel.txt --model lstm:layers=2 --hidden-size 256
       charseq train --resume novel.npz --epochs 30
     """
     from charseq.run import Run
@@ -283,14 +287,14 @@ def train(corpus_spec, encoding, resume_path, out, force, metrics_path, patience
     corpus_options = {} if encoding is None else {"encoding": encoding}
     extra = [] if quiet else [_progress_bar(progress)]
     if resume_path is not None:
-        run = Run.resume(resume_path, out=out, corpus=corpus_spec, corpus_options=corpus_options, callbacks=callbacks,
-                         drop_callbacks=dropped, force=force, extra_callbacks=extra, **settings)
+        run = Run.resume(resume_path, out=out, corpus=corpus_spec, corpus_options=corpus_options, model=model_spec,
+                         callbacks=callbacks, drop_callbacks=dropped, force=force, extra_callbacks=extra, **settings)
     else:
         if corpus_spec is None:
             raise UsageError("missing option --corpus (or --resume CHECKPOINT); see charseq train --help")
         if dropped:
             raise UsageError("--drop-callback leaves out a resumed run's callbacks; it needs --resume")
-        run = Run.start(corpus_spec, out=out, callbacks=callbacks, corpus_options=corpus_options, force=force,
+        run = Run.start(corpus_spec, model=model_spec, out=out, callbacks=callbacks, corpus_options=corpus_options, force=force,
                         extra_callbacks=extra, **settings)
     if not quiet:
         _describe_run(run)
@@ -339,11 +343,23 @@ def _describe_run(run) -> None:
     dropout = f" dropout={config.dropout:g}" if config.dropout else ""
     dropout += f" input-lr-scale={config.input_lr_scale:g}" if config.input_lr_scale != 1 else ""
     say(f"training on {corpus.name}: {len(corpus):,} characters{held_out}, {len(corpus.vocab)} symbols, "
-        f"H={config.hidden_size} T={config.seq_len} B={config.batch_size} {config.optimizer} lr={config.lr:g} "
+        f"{_model_text(run.spec.model)} H={config.hidden_size} T={config.seq_len} B={config.batch_size} {config.optimizer} lr={config.lr:g} "
         f"{clipping}{dropout} warmup={config.warmup} epochs={config.epochs}")
     if run.resumed_path is not None:
         say(f"resuming from {run.resumed_path} at step {trainer.step:,} (epoch {trainer.epoch + 1}, "
             f"step {trainer.step_in_epoch} of {trainer.steps_per_epoch}); saving to {shown(run.out)}")
+
+
+def _model_text(model: dict) -> str:
+    """A run's model as it is typed: lstm:layers=2 (options at their defaults left out)."""
+    from charseq.registry import get_registry
+
+    try:
+        defaults = get_registry().get("model", model["name"]).defaults()
+    except UsageError:
+        defaults = {}
+    options = {k: v for k, v in model.get("options", {}).items() if defaults.get(k, object()) != v}
+    return model["name"] + (":" + ",".join(f"{k}={v}" for k, v in sorted(options.items())) if options else "")
 
 
 def _print_sample(run, length: int) -> None:
@@ -524,5 +540,5 @@ def _listing(kind: str):
     return json_option(command)
 
 
-for _kind, _name in (("corpus", "corpora"), ("sampler", "samplers"), ("callback", "callbacks")):
+for _kind, _name in (("corpus", "corpora"), ("sampler", "samplers"), ("callback", "callbacks"), ("model", "models")):
     cli.command(name=_name, help=f"List the available {_name}, one per line.")(_listing(_kind))

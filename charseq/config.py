@@ -15,6 +15,9 @@ from charseq.errors import UsageError
 from charseq.optimizers import OPTIMIZERS
 
 SCHEDULES = ("constant", "step", "cosine")
+# The model of a text corpus (a corpus may suggest its own): chosen by measurement on
+# tiny-shakespeare (see the README).
+DEFAULT_MODEL = "rnn"
 
 
 def _setting(default: Any, help: str, metavar: str | None = None, choices: tuple[str, ...] | None = None) -> Any:

@@ -7,7 +7,7 @@ import math
 import numpy as np
 
 from charseq.errors import UsageError
-from charseq.model import VanillaRNN
+from charseq.model import Model
 
 LN2 = math.log(2)
 EVAL_STREAM_CHARS = 4096
@@ -19,7 +19,7 @@ def loss_metrics(loss: float, prefix: str = "") -> dict[str, float]:
             f"{prefix}perplexity": math.exp(loss) if loss < 700 else math.inf}
 
 
-def evaluate(model: VanillaRNN, ids: np.ndarray, batch_size: int, seq_len: int) -> float:
+def evaluate(model: Model, ids: np.ndarray, batch_size: int, seq_len: int) -> float:
     """Mean loss per character of `model` predicting `ids`, read as parallel streams of
     windows with the state carried.
 

@@ -7,14 +7,14 @@ from collections.abc import Callable, Iterator
 import numpy as np
 
 from charseq.errors import CharseqError, UsageError
-from charseq.model import VanillaRNN
+from charseq.model import Model
 from charseq.vocab import Vocabulary
 
 Sampler = Callable[[np.ndarray, np.random.Generator], np.ndarray]
 
 
 def stream(
-    model: VanillaRNN,
+    model: Model,
     vocab: Vocabulary,
     prime: str,
     length: int,
@@ -45,7 +45,7 @@ def stream(
 
 
 def generate(
-    model: VanillaRNN,
+    model: Model,
     vocab: Vocabulary,
     prime: str,
     length: int,

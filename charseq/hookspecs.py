@@ -36,6 +36,14 @@ def register_callbacks(register):
 
 
 @hookspec
+def register_models(register):
+    """Register models: ``factory(vocab_size, hidden_size, seed=0, dtype=numpy.float32,
+    **options) -> model``, an object that keeps the contract of ``charseq.Model``
+    (docs/plugins.md). ``options`` are what follows the colon in ``--model NAME:k=v,...``;
+    ``seed=None`` means the weights are about to be loaded from a checkpoint."""
+
+
+@hookspec
 def register_commands(cli):
     """Add subcommands to ``charseq``: ``cli`` is a click group that collects them, so
     ``@cli.command()`` adds one. Each is registered like a corpus or a sampler: a name

@@ -1,34 +1,80 @@
-"""The vanilla RNN of the seed notebook, batched.
+"""What a model is to charseq: the contract every model plugin keeps, and the parts
+the bundled models share (named views of one flat buffer, the softmax head, dropout).
 
-    a_t = tanh(U x_t + W a_{t-1} + b)      hidden state, (H,)
-    o_t = V (m_t * a_t) + c                logits, (V,)
-    p_t = softmax(o_t)
-
-m_t is a dropout mask while training with dropout (each unit kept with probability
-1 - p and scaled by 1 / (1 - p); Zaremba et al.'s dropout on the non-recurrent
-connection only), and all ones otherwise.
-
-x_t is one-hot, so U x_t is column x_t of U: a gather, never a matmul. Arrays
-are stored with the batch in rows, so each time step is one (B, H) x (H, H)
-matmul, and everything that does not recur (the output projection, softmax,
-cross-entropy and their gradients) is one matmul over all T*B rows.
+A model turns int ids (B, T) into a mean cross-entropy per character and its
+gradients, carrying a state from one window to the next; and runs one character at
+a time for generation. The Trainer, checkpoints, `generate`, `eval` and resuming use
+a model through ``Model`` below and nothing else, so a plugin's model trains,
+saves, resumes and samples like a bundled one. ``docs/plugins.md`` has a worked
+example.
 """
 
 from __future__ import annotations
 
-from collections.abc import MutableMapping
+from collections.abc import Iterator, Mapping, MutableMapping
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-PARAM_NAMES = ("U", "W", "b", "V", "c")
 # Up to this many symbols the input-weight gradient is one matmul against a per-batch
 # one-hot; beyond, the one-hot would be large and a sort + reduceat scatter is used.
 ONE_HOT_SCATTER_MAX_VOCAB = 256
-_WORKSPACES_KEPT = 4
+# The arguments charseq itself gives a model factory; everything else is a model option.
+CORE_ARGUMENTS = ("vocab_size", "hidden_size", "seed", "dtype")
+
+
+@runtime_checkable
+class Stepper(Protocol):
+    """Runs B sequences one character at a time (generation), from a zero state."""
+
+    def __call__(self, ids: np.ndarray) -> np.ndarray:
+        """Read ids (B,); return the logits of the next character (B, V)."""
+
+    def feed(self, x: np.ndarray) -> np.ndarray:
+        """Read sequences x (B, T), T >= 1; return the logits after the last character."""
+
+
+@runtime_checkable
+class Model(Protocol):
+    """The contract of a model plugin. A factory registered with ``register_models``
+    is called as ``factory(vocab_size, hidden_size, seed=0, dtype=np.float32, **options)``;
+    ``seed=None`` means the weights are about to be overwritten (a checkpoint is being
+    loaded), so they need no initialising."""
+
+    name: str  # the name it is registered under: checkpoints record it
+    vocab_size: int
+    hidden_size: int
+    dtype: np.dtype
+    flat: np.ndarray  # every parameter, in one 1-d buffer: an optimizer updates it in one call
+    params: MutableMapping[str, np.ndarray]  # views of `flat` by name; assigning copies into the view
+    input_weights: tuple[str, ...]  # parameters applied to the one-hot input (--input-lr-scale)
+
+    def options(self) -> dict[str, Any]:
+        """Its options (JSON scalars): with vocab_size and hidden_size, what rebuilds it."""
+
+    def gradient_buffer(self) -> tuple[np.ndarray, MutableMapping[str, np.ndarray]]:
+        """A zeroed flat buffer laid out like `flat`, and its views by parameter name."""
+
+    def state_shape(self, batch_size: int) -> tuple[int, ...]:
+        """The shape of the state carried between windows of `batch_size` sequences."""
+
+    def loss(self, x: np.ndarray, y: np.ndarray, state: np.ndarray | None = None) -> tuple[float, np.ndarray]:
+        """Mean cross-entropy (nats per character) of targets y (B, T) after inputs x (B, T),
+        from `state` (None: zeros), and the state after the window."""
+
+    def loss_and_grads(self, x: np.ndarray, y: np.ndarray, state: np.ndarray | None = None,
+                       out: MutableMapping[str, np.ndarray] | None = None, dropout: float = 0.0,
+                       rng: np.random.Generator | None = None) -> tuple[float, Any, np.ndarray]:
+        """As `loss`, with the gradients written into `out` (views from gradient_buffer()):
+        (loss, gradients, state). Gradients stop at `state` (truncated BPTT). `dropout`
+        is the training dropout, its masks drawn from `rng`."""
+
+    def stepper(self, batch_size: int) -> Stepper:
+        """A one-character-at-a-time runner over a snapshot of the weights."""
 
 
 class Parameters(MutableMapping):
-    """The five parameter arrays, each a view of one flat buffer, so that an optimiser can
+    """Parameter arrays by name, each a view of one flat buffer, so that an optimiser can
     update them all in one numpy call. Assigning to a name copies into its view; no method
     (``update`` included) can replace a view or remove one, so the buffer stays whole."""
 
@@ -38,7 +84,7 @@ class Parameters(MutableMapping):
     def __getitem__(self, name: str) -> np.ndarray:
         return self._views[name]
 
-    def __setitem__(self, name: str, value) -> None:
+    def __setitem__(self, name: str, value: Any) -> None:
         current = self._views[name]  # KeyError for a name that is not a parameter
         if np.shape(value) != current.shape:
             raise ValueError(f"parameter {name} has shape {current.shape}, got {np.shape(value)}")
@@ -47,7 +93,7 @@ class Parameters(MutableMapping):
     def __delitem__(self, name: str) -> None:
         raise TypeError("parameters cannot be removed")
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[str]:
         return iter(self._views)
 
     def __len__(self) -> int:
@@ -57,272 +103,124 @@ class Parameters(MutableMapping):
         return f"Parameters({', '.join(f'{n}{list(v.shape)}' for n, v in self._views.items())})"
 
 
-def _stored_shapes(H: int, V: int) -> dict[str, tuple[int, ...]]:
-    """How each parameter lies in the flat buffer. U is stored as U.T (V, H) so that its
-    columns, which the input gather reads and the gradient scatter writes, are rows."""
-    return {"U": (V, H), "W": (H, H), "b": (H,), "V": (V, H), "c": (V,)}
+class Layout:
+    """Where each named parameter lies in a flat buffer. A parameter may be stored
+    transposed: an input weight is stored (V, ...) so that the rows the input gather reads
+    and the gradient scatter writes are contiguous, and seen in its mathematical shape."""
+
+    def __init__(self, stored: Mapping[str, tuple[tuple[int, ...], bool]]):
+        self.stored = dict(stored)  # name -> (stored shape, seen transposed)
+        self.slices: dict[str, slice] = {}
+        offset = 0
+        for name, (shape, _) in self.stored.items():
+            size = int(np.prod(shape))
+            self.slices[name] = slice(offset, offset + size)
+            offset += size
+        self.size = offset
+
+    def views(self, flat: np.ndarray) -> Parameters:
+        views = {}
+        for name, (shape, transposed) in self.stored.items():
+            block = flat[self.slices[name]].reshape(shape)
+            views[name] = block.T if transposed else block
+        return Parameters(views)
+
+    def allocate(self, dtype: np.dtype) -> tuple[np.ndarray, Parameters]:
+        flat = np.zeros(self.size, dtype=dtype)
+        return flat, self.views(flat)
 
 
-def _slices(H: int, V: int) -> dict[str, tuple[slice, tuple[int, ...]]]:
-    """Where each parameter lies in the flat buffer, and its stored shape."""
-    layout, offset = {}, 0
-    for name, shape in _stored_shapes(H, V).items():
-        size = int(np.prod(shape))
-        layout[name] = (slice(offset, offset + size), shape)
-        offset += size
-    return layout
+def flat_slice(flat: np.ndarray, view: np.ndarray) -> slice:
+    """The slice of `flat` that `view` (a parameter of any layout) occupies."""
+    start = (view.__array_interface__["data"][0] - flat.__array_interface__["data"][0]) // flat.itemsize
+    part = slice(start, start + view.size)
+    if not (0 <= start and part.stop <= flat.size and np.shares_memory(flat[part], view)):
+        raise ValueError("a parameter is not a contiguous block of the model's flat buffer")
+    return part
 
 
-def _views(flat: np.ndarray, hidden_size: int, vocab_size: int) -> Parameters:
-    views = {}
-    for name, (part, shape) in _slices(hidden_size, vocab_size).items():
-        block = flat[part].reshape(shape)
-        views[name] = block.T if name == "U" else block
-    return Parameters(views)
+def check_model(model: Any, what: str) -> None:
+    """Refuse, in one line, an object that does not keep the model contract."""
+    from charseq.errors import CharseqError
+
+    missing = [name for name in ("name", "vocab_size", "hidden_size", "dtype", "flat", "params", "options",
+                                 "gradient_buffer", "state_shape", "loss", "loss_and_grads", "stepper")
+               if not hasattr(model, name)]
+    if missing:
+        raise CharseqError(f"{what} returned {type(model).__name__}, which lacks {', '.join(missing)} of the model "
+                           "contract (see docs/plugins.md)")
+    flat = model.flat
+    if not isinstance(flat, np.ndarray) or flat.ndim != 1 or flat.dtype.kind != "f":
+        raise CharseqError(f"{what}: its flat parameters are not a 1-d float array")
+    for name, view in model.params.items():
+        try:
+            flat_slice(flat, view)
+        except ValueError:
+            raise CharseqError(f"{what}: parameter {name!r} is not a view of its flat buffer") from None
 
 
-class VanillaRNN:
-    """Parameters and the exact forward/backward pass; no training policy lives here."""
-
-    def __init__(self, vocab_size: int, hidden_size: int, seed: int = 0, dtype=np.float32):
-        if vocab_size < 1 or hidden_size < 1:
-            raise ValueError("vocab_size and hidden_size must be positive")
-        rng = np.random.default_rng(seed)
-        size = sum(int(np.prod(shape)) for shape in _stored_shapes(hidden_size, vocab_size).values())
-        self.flat = np.zeros(size, dtype=np.dtype(dtype))
-        self.params = _views(self.flat, hidden_size, vocab_size)
-        self._workspaces: dict[tuple[int, int], _Workspace] = {}
-        # Uniform in +-1/sqrt(fan-in), biases at zero. A one-hot input has a fan-in of one, so
-        # U is uniform in +-1: at +-1/sqrt(H) (nn.RNN's choice for dense inputs) the input
-        # barely moves the state, and on tiny-shakespeare the validation loss after one
-        # minute was 1.85 instead of 1.67.
-        k = 1.0 / np.sqrt(hidden_size)
-        self.params["U"] = rng.uniform(-1.0, 1.0, size=self.params["U"].shape)
-        for name in ("W", "V"):
-            self.params[name] = rng.uniform(-k, k, size=self.params[name].shape)
-
-    @classmethod
-    def from_params(cls, params: dict[str, np.ndarray]) -> VanillaRNN:
-        """A model holding copies of existing arrays (a checkpoint's, a test's)."""
-        hidden_size, vocab_size = np.shape(params["U"])
-        model = cls(vocab_size, hidden_size, dtype=np.asarray(params["W"]).dtype)
-        for name in PARAM_NAMES:
-            model.params[name] = params[name]
-        return model
-
-    @property
-    def hidden_size(self) -> int:
-        return self.params["W"].shape[0]
-
-    @property
-    def vocab_size(self) -> int:
-        return self.params["c"].shape[0]
-
-    @property
-    def dtype(self) -> np.dtype:
-        return self.flat.dtype
-
-    def flat_slices(self) -> dict[str, slice]:
-        """Where each parameter lies in `flat` (and in a gradient buffer)."""
-        return {name: part for name, (part, _) in _slices(self.hidden_size, self.vocab_size).items()}
-
-    def gradient_buffer(self) -> tuple[np.ndarray, Parameters]:
-        """A flat gradient buffer laid out like the parameters, and its views by name."""
-        flat = np.zeros_like(self.flat)
-        return flat, _views(flat, self.hidden_size, self.vocab_size)
-
-    # -- training -------------------------------------------------------------
-
-    def loss(self, x: np.ndarray, y: np.ndarray, h0: np.ndarray | None = None) -> tuple[float, np.ndarray]:
-        """Mean cross-entropy per character and the last hidden state, without gradients."""
-        loss = self._forward(x, y, h0)
-        return loss, self._workspace(*x.shape).A[-1].copy()
-
-    def loss_and_grads(
-        self,
-        x: np.ndarray,
-        y: np.ndarray,
-        h0: np.ndarray | None = None,
-        out: Parameters | None = None,
-        dropout: float = 0.0,
-        rng: np.random.Generator | None = None,
-    ) -> tuple[float, Parameters, np.ndarray]:
-        """Mean cross-entropy per character (nats), its gradients, and the last hidden state.
-
-        x, y: int arrays (B, T) of input ids and target ids. h0: (B, H) or None for
-        zeros; the gradient stops at h0 (truncated backpropagation through time).
-        out: views from gradient_buffer() to write the gradients into; by default a
-        new buffer is made. dropout: the probability of dropping each state on its way
-        to the output, with masks drawn from rng.
-        """
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {dropout}")
-        if dropout and rng is None:
-            raise ValueError("dropout needs an rng to draw its masks from")
-        loss = self._forward(x, y, h0, dropout, rng)
-        grads = out if out is not None else self.gradient_buffer()[1]
-        self._backward(x, y, grads, bool(dropout))
-        return loss, grads, self._workspace(*x.shape).A[-1].copy()
-
-    def _forward(self, x: np.ndarray, y: np.ndarray, h0: np.ndarray | None, dropout: float = 0.0,
-                 rng: np.random.Generator | None = None) -> float:
-        """The loss; leaves the states, the dropout mask and the softmax in the shape's workspace."""
-        U, W, b, V, c = (self.params[n] for n in PARAM_NAMES)
-        B, T = x.shape
-        H = self.hidden_size
-        ws = self._workspace(B, T)
-        A, Z = ws.A, ws.Z
-        # A[0] is h0 and A[t+1] is a_t, so A[:-1] are each step's previous state.
-        np.take(U.T, x.T, axis=0, out=Z)  # (T, B, H): U x_t as a gather of columns of U
-        Z += b
-        if h0 is None:
-            A[0] = 0.0
-        else:
-            A[0] = h0
-        for t in range(T):
-            a = A[t + 1]
-            np.dot(A[t], W.T, out=a)
-            a += Z[t]
-            np.tanh(a, out=a)
-        ys = y.T.reshape(-1)  # (T*B,) row order matches the time-major states
-        states = A[1:].reshape(T * B, H)
-        if dropout:
-            states = ws.dropped_states(states, dropout, rng)
-        return _softmax_cross_entropy(states, V, c, ys, ws)  # ws.probs: the softmax
-
-    def _backward(self, x: np.ndarray, y: np.ndarray, grads: Parameters, dropped: bool = False) -> None:
-        W, V = self.params["W"], self.params["V"]
-        B, T = x.shape
-        H = self.hidden_size
-        ws = self._workspace(B, T)
-        A, Z = ws.A, ws.Z
-        states = A[1:].reshape(T * B, H)
-        ys = y.T.reshape(-1)
-        # dlogits of mean softmax cross-entropy is (p - onehot(y)) / (T*B).
-        dlogits = ws.probs
-        dlogits[ws.rows, ys] -= 1.0
-        dlogits *= 1.0 / (T * B)
-        np.dot(dlogits.T, ws.dropped if dropped else states, out=grads["V"])  # (V, H)
-        np.dot(ws.ones, dlogits, out=grads["c"])  # column sums as a gemv: faster than np.sum
-        dZ = Z  # the pre-activations are spent: reuse their buffer, (T, B, H)
-        np.dot(dlogits, V, out=dZ.reshape(T * B, H))  # what each a_t costs through its own output
-        if dropped:
-            dZ.reshape(T * B, H)[...] *= ws.mask
-        dtanh = ws.dtanh
-        np.multiply(A[1:], A[1:], out=dtanh)
-        np.subtract(1.0, dtanh, out=dtanh)  # 1 - a_t^2
-        dh = ws.dh  # the gradient reaching a_t from step t+1
-        for t in range(T - 1, -1, -1):
-            if t < T - 1:
-                dZ[t] += dh
-            dZ[t] *= dtanh[t]
-            if t > 0:
-                np.dot(dZ[t], W, out=dh)
-        dZ2 = dZ.reshape(T * B, H)
-        np.dot(dZ2.T, A[:-1].reshape(T * B, H), out=grads["W"])  # (H, H)
-        np.dot(ws.ones, dZ2, out=grads["b"])
-        ws.scatter_rows(x.T.reshape(-1), dZ2, out=grads["U"].T)  # (V, H): dU.T
-
-    def _workspace(self, B: int, T: int) -> _Workspace:
-        ws = self._workspaces.get((B, T))
-        if ws is None:
-            if len(self._workspaces) >= _WORKSPACES_KEPT:
-                self._workspaces.pop(next(iter(self._workspaces)))
-            ws = self._workspaces[(B, T)] = _Workspace(B, T, self.hidden_size, self.vocab_size, self.dtype)
-        return ws
-
-    # -- inference ------------------------------------------------------------
-
-    def stepper(self, batch_size: int) -> Stepper:
-        """A one-character-at-a-time runner for generation, starting from a zero state."""
-        return Stepper(self.params, batch_size)
-
-class Stepper:
-    """Advances B sequences one character at a time with every array preallocated.
-
-    A snapshot of the parameters is taken: U x_t + b becomes a row gather of (U.T + b),
-    and c rides in the output matmul as a last row of V.T against a constant 1 kept after
-    the hidden state, so a step is four numpy calls.
-    """
-
-    def __init__(self, params: dict[str, np.ndarray], batch_size: int):
-        U, W, b, V, c = (params[n] for n in PARAM_NAMES)
-        H, vocab_size = U.shape
-        dtype = W.dtype
-        self.input_rows = np.ascontiguousarray(U.T) + b  # (V, H)
-        self.WT = np.ascontiguousarray(W.T)  # (H, H)
-        self.VT_c = np.concatenate([V.T, c[None, :]]).astype(dtype)  # (H+1, V)
-        self._state = np.zeros((batch_size, H + 1), dtype=dtype)  # (B, H+1): [a_t, 1]
-        self._state[:, H] = 1.0
-        self.h = self._state[:, :H]  # a view: the hidden state a_t, (B, H)
-        self._pre = np.empty((batch_size, H), dtype=dtype)
-        self.logits = np.empty((batch_size, vocab_size), dtype=dtype)  # reused: copy to keep
-
-    def __call__(self, ids: np.ndarray) -> np.ndarray:
-        """Read ids (B,); return the logits for the next character (B, V)."""
-        np.dot(self.h, self.WT, out=self._pre)
-        np.add(self._pre, self.input_rows[ids], out=self._pre)
-        np.tanh(self._pre, out=self.h)
-        np.dot(self._state, self.VT_c, out=self.logits)
-        return self.logits
-
-    def feed(self, x: np.ndarray) -> np.ndarray:
-        """Read sequences x (B, T); return the logits after the last character."""
-        if x.shape[1] == 0:
-            raise ValueError("feed needs at least one character")
-        for t in range(x.shape[1]):
-            logits = self(x[:, t])
-        return logits
+# -- what the bundled models share ---------------------------------------------------------
 
 
-def _softmax_cross_entropy(states: np.ndarray, V: np.ndarray, c: np.ndarray, ys: np.ndarray,
-                           ws: _Workspace) -> float:
-    """Mean cross-entropy of softmax(states V.T + c) against ys; leaves the softmax in ws.probs.
-
-    Softmax is shift-invariant. One shift by the global max is cheaper than a max per row
-    and cannot overflow; should a row then underflow to all zeros (its logits far below
-    another row's), the exact per-row shift is taken instead.
-    """
-    probs = ws.probs
-    for shift_per_row in (False, True):
-        np.dot(states, V.T, out=probs)  # (T*B, V) logits
-        probs += c
-        if shift_per_row:
-            np.max(probs, axis=1, keepdims=True, out=ws.row_stat)
-            probs -= ws.row_stat
-        else:
-            probs -= probs.max()
-        target_logits = probs[ws.rows, ys]
-        np.exp(probs, out=probs)
-        np.dot(probs, ws.vocab_ones, out=ws.row_sum)  # row sums as a gemv
-        if shift_per_row or ws.row_sum.min() > 0.0:
-            break
-    loss = float(np.log(ws.row_sum).sum() - target_logits.sum()) / len(probs)
-    probs /= ws.row_sum[:, None]
-    return loss
-
-
-class _Workspace:
-    """Buffers for one (B, T) shape, reused from step to step: training allocates nothing."""
+class Head:
+    """Buffers of the output layer for one (B, T) shape: logits = states V.T + c, softmax,
+    cross-entropy, and their gradients, over all T*B rows at once."""
 
     def __init__(self, B: int, T: int, H: int, V: int, dtype: np.dtype):
-        self.A = np.empty((T + 1, B, H), dtype=dtype)  # [h0, a_0, ..., a_{T-1}]
-        self.Z = np.empty((T, B, H), dtype=dtype)  # pre-activations, then their gradients
-        self.dtanh = np.empty((T, B, H), dtype=dtype)  # 1 - a_t^2
-        self.dh = np.empty((B, H), dtype=dtype)
-        self.probs = np.empty((T * B, V), dtype=dtype)  # logits, then probabilities
+        self.probs = np.empty((T * B, V), dtype=dtype)  # logits, then probabilities, then their gradient
         self.row_stat = np.empty((T * B, 1), dtype=dtype)  # per-row max
         self.row_sum = np.empty(T * B, dtype=dtype)
         self.vocab_ones = np.ones(V, dtype=dtype)
         self.rows = np.arange(T * B)
         self.ones = np.ones(T * B, dtype=dtype)
-        self.vocab_size = V
-        if V <= ONE_HOT_SCATTER_MAX_VOCAB:
-            self.one_hot = np.zeros((T * B, V), dtype=dtype)
-        self.mask = self.dropped = None  # made on first use: most shapes never drop out
+        self.dstates = np.empty((T, B, H), dtype=dtype)  # the gradient reaching the states below
+        self.dropout = Dropout()
 
-    def dropped_states(self, states: np.ndarray, p: float, rng: np.random.Generator) -> np.ndarray:
-        """states * mask, the mask 0 with probability p and 1 / (1 - p) otherwise.
+    def loss(self, states: np.ndarray, V: np.ndarray, c: np.ndarray, ys: np.ndarray) -> float:
+        """Mean cross-entropy of softmax(states V.T + c) against ys; leaves the softmax in probs.
+
+        Softmax is shift-invariant. One shift by the global max is cheaper than a max per row
+        and cannot overflow; should a row then underflow to all zeros (its logits far below
+        another row's), the exact per-row shift is taken instead.
+        """
+        probs = self.probs
+        for shift_per_row in (False, True):
+            np.dot(states, V.T, out=probs)  # (T*B, V) logits
+            probs += c
+            if shift_per_row:
+                np.max(probs, axis=1, keepdims=True, out=self.row_stat)
+                probs -= self.row_stat
+            else:
+                probs -= probs.max()
+            target_logits = probs[self.rows, ys]
+            np.exp(probs, out=probs)
+            np.dot(probs, self.vocab_ones, out=self.row_sum)  # row sums as a gemv
+            if shift_per_row or self.row_sum.min() > 0.0:
+                break
+        loss = float(np.log(self.row_sum).sum() - target_logits.sum()) / len(probs)
+        probs /= self.row_sum[:, None]
+        return loss
+
+    def backward(self, states: np.ndarray, V: np.ndarray, ys: np.ndarray, dV: np.ndarray, dc: np.ndarray) -> np.ndarray:
+        """Gradients of V and c, and the gradient reaching `states` (T*B, H) (before dropout)."""
+        dlogits = self.probs  # of mean softmax cross-entropy: (p - onehot(y)) / (T*B)
+        dlogits[self.rows, ys] -= 1.0
+        dlogits *= 1.0 / len(dlogits)
+        np.dot(dlogits.T, states, out=dV)  # (V, H)
+        np.dot(self.ones, dlogits, out=dc)  # column sums as a gemv: faster than np.sum
+        dstates = self.dstates.reshape(len(dlogits), -1)
+        np.dot(dlogits, V, out=dstates)
+        return dstates
+
+
+class Dropout:
+    """A reusable dropout mask: 0 with probability p, 1 / (1 - p) otherwise."""
+
+    def __init__(self) -> None:
+        self.mask = self.dropped = self.keep = None  # made on first use: most shapes never drop out
+
+    def apply(self, states: np.ndarray, p: float, rng: np.random.Generator) -> np.ndarray:
+        """states * a fresh mask (kept for backward).
 
         p is rounded to a multiple of 1/65536: comparing random 16-bit integers is twice as
         fast as drawing floats, and the mask is half of dropout's cost.
@@ -335,14 +233,22 @@ class _Workspace:
         np.multiply(self.keep, self.mask.dtype.type(1.0 / (1.0 - p)), out=self.mask)
         return np.multiply(states, self.mask, out=self.dropped)
 
-    def scatter_rows(self, ids: np.ndarray, rows: np.ndarray, out: np.ndarray) -> None:
-        """out[v] = sum of rows[i] over i with ids[i] == v: the transpose of the input gather.
 
-        A matmul against the batch's one-hot is 2-5x faster than sorting (and 2-9x faster
-        than np.add.at) at every benchmarked shape; past 256 symbols the one-hot would be
-        large, so rows are sorted by id and summed with one np.add.reduceat.
-        """
-        if self.vocab_size <= ONE_HOT_SCATTER_MAX_VOCAB:
+class Scatter:
+    """out[v] = sum of rows[i] over i with ids[i] == v: the transpose of the input gather.
+
+    A matmul against the batch's one-hot is 2-5x faster than sorting (and 2-9x faster than
+    np.add.at) at every benchmarked shape; past 256 symbols the one-hot would be large, so
+    rows are sorted by id and summed with one np.add.reduceat.
+    """
+
+    def __init__(self, n: int, vocab_size: int, dtype: np.dtype):
+        self.vocab_size = vocab_size
+        self.rows = np.arange(n)
+        self.one_hot = np.zeros((n, vocab_size), dtype=dtype) if vocab_size <= ONE_HOT_SCATTER_MAX_VOCAB else None
+
+    def __call__(self, ids: np.ndarray, rows: np.ndarray, out: np.ndarray) -> None:
+        if self.one_hot is not None:
             self.one_hot.fill(0.0)
             self.one_hot[self.rows, ids] = 1.0
             np.dot(self.one_hot.T, rows, out=out)

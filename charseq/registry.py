@@ -24,6 +24,7 @@ from charseq.files import first_line
 
 if TYPE_CHECKING:
     from charseq.corpus import Corpus
+    from charseq.model import Model
 
 ENTRY_POINT_GROUP = "charseq"
 # Bundled plugins, registered through the same door as installed ones.
@@ -31,9 +32,10 @@ DEFAULT_PLUGINS = (
     "charseq.plugins.corpora",
     "charseq.plugins.samplers",
     "charseq.plugins.callbacks",
+    "charseq.plugins.models",
 )
 KINDS = {"corpus": "register_corpora", "sampler": "register_samplers", "callback": "register_callbacks",
-         "command": "register_commands"}
+         "model": "register_models", "command": "register_commands"}
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
 
 
@@ -76,12 +78,19 @@ class Registered:
         return {p.name: p.default for p in parameters
                 if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.default is not p.empty
                 and (p.default is None or isinstance(p.default, (bool, int, float, str)))
-                and not (self.kind == "corpus" and p.name == "arg")}
+                and p.name not in self._set_by_charseq()}
 
-    def effective(self, options: dict[str, Any]) -> dict[str, Any]:
+    def _set_by_charseq(self) -> tuple[str, ...]:
+        """The factory's arguments that are not options: a corpus's ARG, a model's sizes."""
+        from charseq.model import CORE_ARGUMENTS
+
+        return {"corpus": ("arg",), "model": CORE_ARGUMENTS}.get(self.kind, ())
+
+    def effective(self, options: dict[str, Any], complete: bool = True) -> dict[str, Any]:
         """The options a factory is built with: its defaults, then `options` converted, an
-        ``encoding`` by its codec's own name (utf8 and UTF-8 are utf-8)."""
-        effective = {**self.defaults(), **self.convert(options)}
+        ``encoding`` by its codec's own name (utf8 and UTF-8 are utf-8). `complete`: the
+        options are all the factory is called with (a model's get charseq's arguments too)."""
+        effective = {**self.defaults(), **self.convert(options, complete=complete)}
         if isinstance(effective.get("encoding"), str):
             try:
                 effective["encoding"] = codecs.lookup(effective["encoding"]).name
@@ -89,7 +98,7 @@ class Registered:
                 pass  # the factory says what is wrong with it
         return effective
 
-    def convert(self, options: dict[str, Any], args: tuple[Any, ...] = ()) -> dict[str, Any]:
+    def convert(self, options: dict[str, Any], args: tuple[Any, ...] = (), complete: bool = True) -> dict[str, Any]:
         """The options as the factory takes them, checked against its signature and types."""
         what = f"{self.kind} {self.name!r}"
         try:
@@ -107,14 +116,15 @@ class Registered:
                     converted[key] = value
                     continue
                 valid = [n for n, p in parameters.items() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
-                valid = [n for n in valid if not (self.kind == "corpus" and n == "arg")]
+                valid = [n for n in valid if n not in self._set_by_charseq()]
                 raise UsageError(f"{what} has no option {key!r}; its options are {', '.join(valid) or 'none'}")
             declared = hints.get(key)
             if declared is None and parameter.default not in (inspect.Parameter.empty, None):
                 declared = type(parameter.default)
             converted[key] = convert_value(value, declared, f"{what}: {key}")
         try:
-            signature.bind(*args, **converted)
+            if complete:
+                signature.bind(*args, **converted)
         except TypeError as exc:
             raise UsageError(f"{what}: {exc}") from None
         return converted
@@ -204,7 +214,7 @@ class Registry:
         self._distributions = distributions
         self._items: dict[str, dict[str, Registered]] = {kind: {} for kind in KINDS}
         self._commands_loaded = False
-        for kind in ("corpus", "sampler", "callback"):
+        for kind in ("corpus", "sampler", "callback", "model"):
             self._load(kind)
 
     def _load(self, kind: str) -> None:
@@ -463,6 +473,57 @@ def get_callback(spec: str, **options: Any) -> Any:
     """A training callback by name, with options: ``get_callback("early-stopping", patience=3)``."""
     registered, options = _named("callback", spec, options)
     return registered.build(**options)
+
+
+def model_choice(spec: str, **options: Any) -> tuple[str, dict[str, Any]]:
+    """The registered model a ``NAME[:key=value,...]`` spec names, and the options it is
+    built with (its factory's defaults filled in, so two spellings of one choice are equal)."""
+    from charseq.model import CORE_ARGUMENTS
+
+    registered, options = _named("model", spec, options)
+    given = sorted(set(options) & set(CORE_ARGUMENTS))
+    if given:
+        raise UsageError(f"model {registered.name!r}: {given[0]} is not a model option; charseq sets it "
+                         "(--hidden-size, --seed)")
+    return registered.name, registered.effective(options, complete=False)  # an unknown option is refused here
+
+
+def get_model(spec: str, vocab_size: int, hidden_size: int, *, seed: int | None = 0, dtype: Any = "float32",
+              **options: Any) -> Model:
+    """A model by name, with options: ``get_model("lstm:layers=2", 65, 256)`` or
+    ``get_model("lstm", 65, 256, layers=2)``. ``seed=None`` leaves the weights for the caller
+    to fill (a checkpoint's)."""
+    import numpy as np
+
+    from charseq.model import check_model
+
+    name, options = model_choice(spec, **options)
+    registered = get_registry().get("model", name)
+    try:
+        model = registered.factory(vocab_size=vocab_size, hidden_size=hidden_size, seed=seed, dtype=np.dtype(dtype),
+                                   **registered.convert(options, complete=False))
+    except UsageError as exc:
+        raise UsageError(f"model {name!r}: {exc}") from None
+    except MemoryError:
+        raise UsageError(f"model {name!r} with hidden size {hidden_size} and options {options} needs more memory "
+                         "than this machine has; use a smaller --hidden-size") from None
+    what = f"{get_registry().describe(registered.plugin)}: model {name!r}"
+    check_model(model, what)
+    if model.name != name:
+        raise CharseqError(f"{what} says its name is {model.name!r}; a model's name is the one it is registered under")
+    if (model.vocab_size, model.hidden_size) != (vocab_size, hidden_size):
+        raise CharseqError(f"{what} was asked for {vocab_size} symbols and {hidden_size} units and has "
+                           f"{model.vocab_size} and {model.hidden_size}")
+    return model
+
+
+def model_package(name: str) -> str | None:
+    """The package that provides model `name` (None when bundled): what a checkpoint records
+    so that a machine without it can say what to install."""
+    registry = get_registry()
+    plugin = registry.get("model", name).plugin
+    dist = registry._distributions.get(plugin)
+    return dist.metadata["Name"] if dist is not None else None
 
 
 def get_corpus(spec: str, **options: Any) -> Corpus:

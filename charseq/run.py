@@ -27,13 +27,12 @@ from typing import Any
 from charseq import checkpoint as checkpoints
 from charseq import outputs, schema, trust
 from charseq.callbacks import CallbackError, CallbackList
-from charseq.config import TrainConfig
+from charseq.config import DEFAULT_MODEL, TrainConfig
 from charseq.corpus import Corpus
 from charseq.errors import CharseqError, CharseqWarning, SaveError, UsageError
 from charseq.files import shown
 from charseq.interrupt import Aborted, exit_code, stop_on_signals
-from charseq.model import VanillaRNN
-from charseq.registry import get_corpus, get_registry, parse_options, parse_spec
+from charseq.registry import get_corpus, get_model, get_registry, model_choice, parse_options, parse_spec
 from charseq.trainer import Trainer, check_memory
 
 # What a resumed run may change: anything else would make it another run. --epochs may
@@ -151,14 +150,24 @@ class Run:
         self._fitted = False
         self._aborted = False
         self._trusted = resume_from is None or resume_from.trusted
-        if resume_from is not None and (resume_from.model.hidden_size != spec.config.hidden_size
-                                        or resume_from.vocab != corpus.vocab):
-            raise UsageError(f"the checkpoint's model (H={resume_from.model.hidden_size}, {len(resume_from.vocab)} "
-                             f"symbols) is not the one its run describes (H={spec.config.hidden_size}, "
-                             f"{len(corpus.vocab)} symbols); the checkpoint is damaged")
-        check_memory(spec.config, len(corpus.vocab))
         config = spec.config
-        self.model = VanillaRNN(len(corpus.vocab), config.hidden_size, seed=config.seed)
+        model_name, model_options = spec.model["name"], dict(spec.model.get("options", {}))
+        # Built first without initial values (no memory is touched), so that a run too large
+        # for the machine is refused before anything is drawn.
+        self.model = get_model(model_name, len(corpus.vocab), config.hidden_size, seed=None, **model_options)
+        check_memory(config, self.model)
+        if resume_from is None:
+            self.model = get_model(model_name, len(corpus.vocab), config.hidden_size, seed=config.seed,
+                                   **model_options)
+        if resume_from is not None and (resume_from.model.name != model_name
+                                        or resume_from.model.options() != self.model.options()
+                                        or resume_from.model.hidden_size != config.hidden_size
+                                        or resume_from.vocab != corpus.vocab):
+            saved = resume_from.model
+            raise UsageError(f"the checkpoint's model ({_model_text(saved.name, saved.options())}, H={saved.hidden_size}, "
+                             f"{len(resume_from.vocab)} symbols) is not the one its run describes "
+                             f"({_model_text(model_name, model_options)}, H={config.hidden_size}, {len(corpus.vocab)} "
+                             "symbols); the checkpoint is damaged")
         registry = get_registry()
         callbacks = CallbackList()
         for callback in extra_callbacks:  # first: a progress bar's epoch line comes before what others print
@@ -214,14 +223,17 @@ class Run:
     # -- making one ----------------------------------------------------------------------
 
     @classmethod
-    def start(cls, corpus: str | Corpus, *, out: str | os.PathLike | None = None,
+    def start(cls, corpus: str | Corpus, *, model: str | None = None, model_options: dict[str, Any] | None = None,
+              out: str | os.PathLike | None = None,
               callbacks: Sequence[str | CallbackRef | tuple[str, dict[str, Any]]] = (),
               corpus_options: dict[str, Any] | None = None, force: bool = False,
               extra_callbacks: Iterable[object] = (), **settings: Any) -> Run:
         """A new run on `corpus` (``NAME[:ARG]``, or a Corpus) with `settings` (TrainConfig
-        fields; the corpus's suggestions and the defaults fill the rest). `callbacks` are
-        registered callbacks: ``"early-stopping:patience=3"`` or ``("checkpoint", {"every": 5})``.
-        An existing file at `out` (default ``CORPUS.npz``) is refused unless `force`."""
+        fields; the corpus's suggestions and the defaults fill the rest). `model` is a
+        registered model, ``"lstm:layers=2"`` (default: the corpus's suggestion, else
+        DEFAULT_MODEL). `callbacks` are registered callbacks: ``"early-stopping:patience=3"``
+        or ``("checkpoint", {"every": 5})``. An existing file at `out` (default
+        ``CORPUS.npz``) is refused unless `force`."""
         corpus_options = dict(corpus_options or {})
         if isinstance(corpus, Corpus):
             loaded, spec_text, source = corpus, corpus.spec or corpus.name, corpus.source
@@ -230,21 +242,26 @@ class Run:
             loaded = get_corpus(corpus, **corpus_options)
             spec_text, source, corpus_options = corpus, loaded.source, loaded.spec_options
         config = TrainConfig.for_corpus(loaded, **settings)
-        spec = RunSpec(corpus=spec_text, config=config, out=_absolute(f"{loaded.name}.npz" if out is None else out),
+        if model is None:
+            suggested = loaded.defaults.get("model", DEFAULT_MODEL)
+            model = suggested if isinstance(suggested, str) else DEFAULT_MODEL
+        model_name, effective = model_choice(model, **dict(model_options or {}))
+        spec = RunSpec(corpus=spec_text, config=config, model={"name": model_name, "options": effective}, out=_absolute(f"{loaded.name}.npz" if out is None else out),
                        callbacks=[_ref(c) for c in _listed(callbacks)], corpus_source=source,
                        corpus_options=dict(corpus_options), fingerprint=loaded.fingerprint, characters=len(loaded))
         return cls(spec, loaded, force=force, extra_callbacks=extra_callbacks)
 
     @classmethod
     def resume(cls, path: str | os.PathLike, *, out: str | os.PathLike | None = None, corpus: str | Corpus | None = None,
-               corpus_options: dict[str, Any] | None = None,
+               corpus_options: dict[str, Any] | None = None, model: str | None = None,
                callbacks: Sequence[str | CallbackRef | tuple[str, dict[str, Any]]] = (),
                drop_callbacks: Sequence[str] = (), force: bool = False, extra_callbacks: Iterable[object] = (),
                **settings: Any) -> Run:
         """Continue the run a checkpoint was saved from, exactly. Only `epochs` (not below the
         epochs done), `eval_every`, `out`, `corpus` (the same text, moved) and the callbacks
         may change: `drop_callbacks` names callbacks to leave out, `callbacks` adds some (one
-        identical to a callback the run has is already there)."""
+        identical to a callback the run has is already there). `model`, when given, must be
+        the run's own (a model cannot change part way through a run)."""
         path = Path(path)
         saved = checkpoints.load(path)
         if saved.format_version < 3:
@@ -261,6 +278,12 @@ class Run:
             raise UsageError(f"{str(path)!r} was not written by charseq here (or was edited){why}, so charseq does not "
                              f"read the corpus it names ({spec.corpus_source or spec.corpus!r}); give it with --corpus")
         config = _resumed_config(spec.config, settings, saved.training)
+        if model is not None:
+            asked = model_choice(model)
+            recorded = (spec.model["name"], dict(spec.model.get("options", {})))
+            if asked != recorded:
+                raise UsageError(f"--model {model} differs from the resumed run's {_model_text(*recorded)}; a resumed "
+                                 f"run keeps its model (it may change {MAY_CHANGE_TEXT})")
         loaded = _resumed_corpus(spec, corpus, dict(corpus_options or {}))
         added = [_ref(c) for c in _listed(callbacks)]
         drop_names = _listed(drop_callbacks)
@@ -547,6 +570,11 @@ class Run:
 # -- helpers ---------------------------------------------------------------------------------
 
 
+def _model_text(name: str, options: dict[str, Any]) -> str:
+    """A model choice as it is typed: lstm:layers=2."""
+    return name + (":" + ",".join(f"{k}={v}" for k, v in sorted(options.items())) if options else "")
+
+
 def _output_options(factory: Any) -> dict[str, str]:
     """A callback factory's ``output_options``: the options that name files it writes, and
     what kind of file (outputs.CHECKPOINT, METRICS or FILE); a list means FILE."""
@@ -726,7 +754,7 @@ _RUN = schema.record({
     "corpus_options": schema.map_of(schema.SCALAR, max_length=64),
     "fingerprint": schema.string(128),
     "characters": schema.integer(0),
-    "model": schema.record({"name": schema.string(64, choices=checkpoints.MODELS)}),
+    "model": schema.record({"name": schema.string(64)}, {"options": schema.map_of(schema.SCALAR, max_length=64)}),
     "config": schema.map_of(schema.SCALAR, max_length=256),
     "callbacks": schema.list_of(schema.record({"name": schema.string(256),
                                                "options": schema.map_of(schema.SCALAR, max_length=256)}),

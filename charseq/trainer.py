@@ -25,7 +25,7 @@ from charseq.config import TrainConfig
 from charseq.corpus import Corpus
 from charseq.errors import CharseqError, UsageError
 from charseq.evaluation import evaluate, loss_metrics
-from charseq.model import PARAM_NAMES, VanillaRNN
+from charseq.model import Model, flat_slice
 from charseq.optimizers import make_optimizer
 
 
@@ -41,7 +41,7 @@ class Trainer:
     epoch or calling on_train_end, so that the run can be saved and resumed exactly.
     """
 
-    def __init__(self, model: VanillaRNN, corpus: Corpus, config: TrainConfig,
+    def __init__(self, model: Model, corpus: Corpus, config: TrainConfig,
                  callbacks: Iterable[object] | CallbackList = ()):
         if model.vocab_size != len(corpus.vocab):
             raise UsageError(f"model has {model.vocab_size} symbols but corpus {corpus.name!r} has {len(corpus.vocab)}")
@@ -53,7 +53,8 @@ class Trainer:
         self.val_ids = self.batches.val_ids
         self.callbacks = callbacks if isinstance(callbacks, CallbackList) else CallbackList(callbacks)
         self.optimizer = make_optimizer(config.optimizer, model.flat.size, model.dtype,
-                                        [(model.flat_slices()["U"], config.input_lr_scale)])
+                                        [(flat_slice(model.flat, model.params[name]), config.input_lr_scale)
+                                         for name in getattr(model, "input_weights", ())])
         self.epoch = 0  # epochs completed
         self.step = 0  # optimisation steps completed
         self.step_in_epoch = 0  # steps of the current epoch completed
@@ -158,9 +159,9 @@ class Trainer:
         self.ended = True
         return self.metrics
 
-    def train_step(self, x: np.ndarray, y: np.ndarray, h0: np.ndarray | None = None) -> float:
-        """One optimisation step on inputs and targets (B, T) from state h0; returns its loss."""
-        loss, _, self._h = self.model.loss_and_grads(x, y, h0, out=self._grads, dropout=self.config.dropout,
+    def train_step(self, x: np.ndarray, y: np.ndarray, state: np.ndarray | None = None) -> float:
+        """One optimisation step on inputs and targets (B, T) from `state`; returns its loss."""
+        loss, _, self._h = self.model.loss_and_grads(x, y, state, out=self._grads, dropout=self.config.dropout,
                                                      rng=self._rng)
         grads = self._grad_flat
         # Checked before the update, so the parameters (and any checkpoint) stay the last good ones.
@@ -303,7 +304,7 @@ class Trainer:
             value[...] = _same_shape(f"optimizer.{name}", arrays[f"optimizer.{name}"], value)
         h, order = arrays.get("trainer.h"), arrays.get("trainer.order")
         if h is not None:
-            _same_shape("trainer.h", h, np.empty((self.config.batch_size, self.model.hidden_size), self.model.dtype))
+            _same_shape("trainer.h", h, np.empty(self.model.state_shape(self.config.batch_size), self.model.dtype))
         if order is None and self.batches.random_windows and values["step_in_epoch"]:
             raise UsageError("the checkpoint stopped part way through an epoch but lacks the order of its windows")
         if order is not None and (order.dtype.kind not in "iu" or order.shape != (self.corpus.random_windows or 0,) or
@@ -358,26 +359,31 @@ class Trainer:
         if checkpoint.vocab != self.corpus.vocab:
             raise UsageError(f"the checkpoint's vocabulary differs from corpus {self.corpus.name!r}'s: "
                              "resume on the corpus it was trained on")
-        for name in PARAM_NAMES:
-            _same_shape(name, checkpoint.model.params[name], self.model.params[name])
+        saved, current = checkpoint.model.params, self.model.params
+        if set(saved) != set(current):
+            raise UsageError(f"the checkpoint's model has parameters {sorted(saved)}; this run's has {sorted(current)}")
+        for name in current:
+            _same_shape(name, saved[name], current[name])
         self.load_state(checkpoint.training, checkpoint.arrays)
-        for name in PARAM_NAMES:
-            self.model.params[name] = checkpoint.model.params[name]
+        for name in current:
+            current[name] = saved[name]
 
 
-def memory_needed(config: TrainConfig, vocab_size: int) -> int:
+def memory_needed(config: TrainConfig, model: Model) -> int:
     """Bytes a run of these settings needs, roughly: the parameters with their gradients,
-    optimizer moments and scratch, and the per-step buffers for training and evaluation."""
-    H, V, B, T = config.hidden_size, vocab_size, config.batch_size, config.seq_len
-    parameters = H * H + 2 * H * V + H + V
+    optimizer moments and scratch, and the per-step buffers for training and evaluation
+    (the model's own estimate where it has one, else a vanilla RNN's)."""
+    H, V, B, T = model.hidden_size, model.vocab_size, config.batch_size, config.seq_len
     moments = {"sgd": 0, "adagrad": 1, "rmsprop": 1, "adam": 2}.get(config.optimizer, 2)
-    step = T * B * (5 * H + 2 * V) + 2 * B * H
-    return 4 * ((3 + moments) * parameters + 2 * step) + 16 * T * B
+    estimate = getattr(model, "memory_needed", None)
+    step = estimate(B, T) if estimate is not None else 4 * (T * B * (5 * H + 2 * V) + 2 * B * H)
+    return model.flat.itemsize * (3 + moments) * model.flat.size + 2 * step + 16 * T * B
 
 
-def check_memory(config: TrainConfig, vocab_size: int) -> None:
-    """Refuse, before allocating anything, a run that cannot fit in this machine's memory."""
-    needed = memory_needed(config, vocab_size)
+def check_memory(config: TrainConfig, model: Model) -> None:
+    """Refuse, before training allocates its buffers, a run that cannot fit in this machine's memory."""
+    needed = memory_needed(config, model)
+    vocab_size = model.vocab_size
     try:
         available = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     except (AttributeError, ValueError, OSError):

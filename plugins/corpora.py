@@ -18,7 +18,7 @@ from charseq.textfiles import glob_roots, load_text_corpus, resolve_files
 # the notebook's loss in 180 epochs in about a tenth of the time.
 CYCLE_DEFAULTS = {"hidden_size": 64, "seq_len": 6, "optimizer": "sgd", "clip": 5.0, "clip_norm": 0.0,
                   "schedule": "constant", "batch_size": 20, "lr": 8.0, "warmup": 300, "epochs": 180,
-                  "input_lr_scale": 1.0, "dropout": 0.0}
+                  "input_lr_scale": 1.0, "dropout": 0.0, "model": "rnn"}
 CYCLE_WINDOWS = 300
 
 

@@ -23,7 +23,7 @@ SHAKESPEARE = Path(__file__).resolve().parents[2] / "shared" / "data" / "tinysha
 
 FAKE_PACKAGES = ("throwaway-vowels", "throwaway-greedy", "throwaway-broken", "throwaway-env", "throwaway-signals",
                  "charseq-vowels",
-                 "charseq-upper")
+                 "charseq-upper", "charseq-bigram")
 
 
 def pytest_configure(config):
@@ -152,5 +152,5 @@ def plugin_site(tmp_path, monkeypatch, fresh_registry):
     monkeypatch.setenv("CHARSEQ_LOAD_PLUGINS", ",".join(FAKE_PACKAGES))
     importlib.invalidate_caches()
     yield site
-    for name in [m for m in sys.modules if m.startswith(("throwaway_", "charseq_vowels", "charseq_upper"))]:
+    for name in [m for m in sys.modules if m.startswith(("throwaway_", "charseq_vowels", "charseq_upper", "charseq_bigram"))]:
         del sys.modules[name]

@@ -98,7 +98,7 @@ CASES = [
     ("new run over a checkpoint", "train --corpus alphabet --out model.npz", USAGE,
      "holds a checkpoint of another run"),
     ("a model larger than the machine", "train --corpus alphabet --hidden-size 1000000", USAGE,
-     "this run needs about"),
+     "use a smaller --hidden-size"),
     ("windows larger than the machine", "train --corpus alphabet --seq-len 1000000000", USAGE, "this run needs about"),
     ("an absurd count", "train --corpus alphabet --warmup " + "9" * 401, USAGE, "warmup must be at most 2**53"),
     ("utf-16 without a byte-order mark", "train --corpus text:ok.txt --encoding utf-16", USAGE,

@@ -15,7 +15,7 @@ import pytest
 
 import charseq
 from charseq import Checkpoint, UsageError, VanillaRNN, Vocabulary, checkpoint
-from charseq.model import PARAM_NAMES
+from charseq.rnn import PARAM_NAMES
 from conftest import members_of, resign, run_cli
 
 DATA = Path(__file__).parent / "data"
@@ -43,9 +43,11 @@ def test_round_trip_keeps_everything(saved):
 def test_file_is_plain_arrays_readable_without_pickle(saved):
     path, _, _ = saved
     with np.load(path, allow_pickle=False) as data:
-        assert sorted(data.files) == sorted([*PARAM_NAMES, "metadata", "checksum"])
+        assert sorted(data.files) == sorted([*(f"param.{n}" for n in PARAM_NAMES), "metadata", "checksum"])
         metadata = json.loads(data["metadata"].tobytes())
-    assert metadata["format"] == "charseq-checkpoint" and metadata["format_version"] == checkpoint.FORMAT_VERSION == 3
+    assert metadata["format"] == "charseq-checkpoint" and metadata["format_version"] == checkpoint.FORMAT_VERSION == 4
+    assert metadata["model"]["name"] == "rnn" and metadata["model"]["options"] == {"layers": 1}
+    assert metadata["model"]["package"] is None  # bundled
     assert metadata["vocabulary"] == ["a", "b", "c"]
 
 
@@ -111,7 +113,7 @@ def _unsigned(path, **changes):
 
 def test_changed_weights_fail_the_checksum(saved):
     path, model, _ = saved
-    _unsigned(path, W=model.params["W"] + 1)
+    _unsigned(path, **{"param.W": model.params["W"] + 1})
     with pytest.raises(UsageError, match="checksum"):
         charseq.load(path)
 
@@ -276,7 +278,7 @@ def test_json_nested_beyond_the_parser_is_one_line(trained, tmp_path):
     assert result.exit_code == 2 and "not valid JSON" in result.stderr
 
 
-@pytest.mark.parametrize("name,value", [("W", np.nan), ("b", np.inf), ("optimizer.t", None)])
+@pytest.mark.parametrize("name,value", [("param.W", np.nan), ("param.b", np.inf), ("optimizer.t", None)])
 def test_weights_that_are_not_finite_are_refused(tmp_path, name, value):
     out = tmp_path / "a.npz"
     run_cli("train", "--corpus", "alphabet", "--epochs", 2, "--optimizer", "adam", "--out", out, "-q",

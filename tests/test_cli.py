@@ -34,7 +34,7 @@ def test_train_prints_progress_checkpoint_and_sample(tmp_path):
     out = tmp_path / "a.npz"
     result = run_cli("train", "--corpus", "alphabet", "--epochs", 3, "--out", out, "--progress")
     lines = result.stdout.splitlines()
-    assert re.match(r"training on alphabet: 26 characters, 26 symbols, H=64 T=6 B=20 sgd lr=8 clip=5 warmup=300 "
+    assert re.match(r"training on alphabet: 26 characters, 26 symbols, rnn H=64 T=6 B=20 sgd lr=8 clip=5 warmup=300 "
                     r"epochs=3", lines[0])
     assert sum(bool(re.search(r"^epoch +\d/3  loss \d\.\d{4}", line)) for line in lines) == 3
     assert any(line.startswith(f"saved {out} after 3 epochs") for line in lines)
@@ -128,13 +128,15 @@ def test_num_samples(alphabet_checkpoint):
     assert result.output == "KLMNOPQ\n" * 3
 
 
-@pytest.mark.parametrize("command", ["plugins", "corpora", "samplers", "callbacks"])
+@pytest.mark.parametrize("command", ["plugins", "corpora", "samplers", "callbacks", "models"])
 def test_listings(command):
     output = run_cli(command).output
-    expected = {"plugins": ["charseq.plugins.corpora", "charseq.plugins.samplers", "charseq.plugins.callbacks"],
+    expected = {"plugins": ["charseq.plugins.corpora", "charseq.plugins.samplers", "charseq.plugins.callbacks",
+                            "charseq.plugins.models"],
                 "corpora": ["alphabet", "digits", "text"],
                 "samplers": ["argmax", "min-p", "temperature", "top-k", "top-p"],
-                "callbacks": ["checkpoint", "early-stopping", "metrics"]}[command]
+                "callbacks": ["checkpoint", "early-stopping", "metrics"],
+                "models": ["gru", "lstm", "rnn"]}[command]
     lines = output.splitlines()
     assert len(lines) == len(expected)
     for line, name in zip(lines, expected):

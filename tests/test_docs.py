@@ -61,3 +61,64 @@ def test_worked_example_installs_and_works(plugin_site, tmp_path, monkeypatch):
     assert run_cli("symbols", "notes.npz").output == " .ACEHMNOST\n"
     second = run_cli("generate", "notes.npz", "--prime", "THE ", "--length", 10, "--sampler", "second-best").output
     assert second.startswith("THE ") and set(second.strip()) <= set(" .ACEHMNOST")
+
+
+def _bigram_source() -> str:
+    return next(block for block in re.findall(r"```python\n(.*?)```", GUIDE.read_text(), re.S)
+                if "class Bigram" in block)
+
+
+def test_the_guides_model_keeps_the_contract_and_its_gradient_is_right(plugin_site):
+    """The bigram model of the guide, as installed: every gradient against central differences."""
+    import numpy as np
+
+    import charseq
+    from charseq.model import check_model
+
+    install_fake_distribution(plugin_site, "charseq-bigram", _bigram_source(), "[charseq]\nbigram = charseq_bigram\n")
+    model = charseq.get_model("bigram", 5, 1, dtype="float64")
+    check_model(model, "bigram")
+    rng = np.random.default_rng(0)
+    model.params["L"] = rng.normal(0, 1, (5, 5))
+    x, y = rng.integers(0, 5, (3, 4)), rng.integers(0, 5, (3, 4))
+    loss, grads, _ = model.loss_and_grads(x, y)
+    assert loss == model.loss(x, y)[0]
+    numerical = np.zeros((5, 5))
+    for index in np.ndindex(5, 5):
+        saved = model.params["L"][index]
+        model.params["L"][index] = saved + 1e-6
+        plus = model.loss(x, y)[0]
+        model.params["L"][index] = saved - 1e-6
+        numerical[index] = (plus - model.loss(x, y)[0]) / 2e-6
+        model.params["L"][index] = saved
+    assert np.linalg.norm(grads["L"] - numerical) / np.linalg.norm(numerical) < 1e-6
+
+
+def test_the_guides_model_trains_resumes_samples_and_is_named_where_it_is_missing(plugin_site, tmp_path,
+                                                                                   monkeypatch):
+    install_fake_distribution(plugin_site, "charseq-bigram", _bigram_source(), "[charseq]\nbigram = charseq_bigram\n")
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "notes.txt").write_text("abab abba baab " * 300)
+    assert "bigram  The next character from this one alone: a table of logits.  [bigram]" in run_cli("models").output
+    settings = ["--seq-len", 16, "--batch-size", 8, "--lr", 0.1, "--schedule", "constant", "--input-lr-scale", 1,
+                "--sample-length", 0, "-q"]
+    run_cli("train", "--corpus", "text:notes.txt", "--model", "bigram", "--epochs", 2, "--out", "b.npz", *settings)
+    run_cli("train", "--resume", "b.npz", "--epochs", 4, "-q", "--sample-length", 0)
+    run_cli("train", "--corpus", "text:notes.txt", "--model", "bigram", "--epochs", 4, "--out", "whole.npz", *settings)
+    import charseq
+
+    resumed, whole = charseq.load("b.npz"), charseq.load("whole.npz")
+    assert resumed.model.name == "bigram" and resumed.progress["epoch"] == 4
+    assert (resumed.model.flat == whole.model.flat).all()  # exact resume, through the contract alone
+    # a bigram of "abab abba baab": after "a" comes "b" or "a", never a space twice in a row
+    assert whole.progress["loss"] < 1.0
+    sample = run_cli("generate", "b.npz", "--prime", "ab", "--length", 30, "--seed", 1).output
+    assert "  " not in sample and set(sample.strip()) <= set("ab ")
+    monkeypatch.setenv("CHARSEQ_LOAD_PLUGINS", "")
+    charseq.reload_plugins()
+    for command in (["generate", "b.npz"], ["eval", "b.npz", "--corpus", "text:notes.txt"],
+                    ["train", "--resume", "b.npz", "--epochs", 6]):
+        result = run_cli(*command, ok=False)
+        assert result.exit_code == 2 and result.stderr.count("\n") == 1, result.output
+        assert "holds a 'bigram' model, which no installed plugin provides; install the package 'charseq-bigram'" \
+            in result.stderr

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 import charseq
-from charseq.model import PARAM_NAMES
+from charseq.rnn import PARAM_NAMES
 from conftest import install_fake_distribution, run_cli
 
 TRAIN = ["--hidden-size", "48", "--seq-len", "16", "--batch-size", "8", "--epochs", "3", "--threads", "1",

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from charseq import VanillaRNN
-from charseq.model import PARAM_NAMES
+from charseq.rnn import PARAM_NAMES
 
 
 def _random_model(V=7, H=6, dtype=np.float64, seed=1):
@@ -19,7 +19,7 @@ def _batch(V=7, H=6, B=3, T=5, seed=2, absent_id=True):
     high = V - 1 if absent_id else V  # leave one id out: its column of dU must be exactly 0
     x = rng.integers(0, high, size=(B, T))
     y = rng.integers(0, V, size=(B, T))
-    h0 = rng.normal(0, 0.5, size=(B, H))
+    h0 = rng.normal(0, 0.5, size=(1, B, H))  # (layers, B, H)
     return x, y, h0
 
 
@@ -72,7 +72,7 @@ def test_dropout_drops_the_share_asked_for_and_changes_the_loss():
     x, y, h0 = _batch(H=50, B=40, T=25)
     plain = model.loss(x, y, h0)[0]
     dropped = model.loss_and_grads(x, y, h0, dropout=0.3, rng=np.random.default_rng(0))[0]
-    mask = model._workspace(40, 25).mask
+    mask = model._workspace(40, 25).head.dropout.mask
     assert abs(np.mean(mask == 0) - 0.3) < 0.01
     assert np.allclose(mask[mask != 0], 1 / 0.7)
     assert dropped != plain
@@ -109,7 +109,7 @@ def test_loss_is_mean_cross_entropy_per_character():
     total = 0.0
     last = []
     for row in range(x.shape[0]):
-        a = h0[row]
+        a = h0[0, row]
         for t in range(x.shape[1]):
             one_hot = np.eye(U.shape[1])[x[row, t]]
             a = np.tanh(U @ one_hot + W @ a + b)
@@ -119,7 +119,7 @@ def test_loss_is_mean_cross_entropy_per_character():
         last.append(a)
     loss, _, h_last = model.loss_and_grads(x, y, h0)
     assert loss == pytest.approx(total / x.size, rel=1e-12)
-    np.testing.assert_allclose(h_last, np.array(last), rtol=1e-12)
+    np.testing.assert_allclose(h_last, np.array(last)[None], rtol=1e-12)
 
 
 def test_stepper_agrees_with_the_training_pass():
@@ -128,12 +128,12 @@ def test_stepper_agrees_with_the_training_pass():
     _, _, h_last = model.loss_and_grads(x, y)
     step = model.stepper(x.shape[0])
     logits = step.feed(x)
-    np.testing.assert_allclose(step.h, h_last, rtol=1e-12)
+    np.testing.assert_allclose(step.state, h_last, rtol=1e-12)
     U, W, b, V, c = (model.params[n] for n in PARAM_NAMES)
-    np.testing.assert_allclose(logits, h_last @ V.T + c, rtol=1e-12)
+    np.testing.assert_allclose(logits, h_last[0] @ V.T + c, rtol=1e-12)
     # One more step by hand, from the seed's equations.
     ids = np.array([0, 3, 6])
-    expected = np.tanh(U[:, ids].T + h_last @ W.T + b) @ V.T + c
+    expected = np.tanh(U[:, ids].T + h_last[0] @ W.T + b) @ V.T + c
     np.testing.assert_allclose(step(ids), expected, rtol=1e-12)
 
 

@@ -9,7 +9,7 @@ import pytest
 
 import charseq
 from charseq import Corpus, Run, UsageError, hookimpl
-from charseq.model import PARAM_NAMES
+from charseq.rnn import PARAM_NAMES
 from charseq.optimizers import OPTIMIZERS
 from conftest import InterruptAt, run_cli
 

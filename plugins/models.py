@@ -1,0 +1,36 @@
+"""Bundled models: the seed's vanilla RNN, GRU and LSTM, each with stacked layers.
+
+Registered through the same hook a third party's model uses (see docs/plugins.md).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from charseq import hookimpl
+from charseq.errors import UsageError
+
+
+def _model(cls: type, help: str) -> Any:
+    def factory(vocab_size: int, hidden_size: int, seed: int | None = 0, dtype: Any = np.float32,
+                layers: int = 1) -> Any:
+        try:
+            return cls(vocab_size, hidden_size, seed=seed, dtype=dtype, layers=layers)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+
+    factory.__doc__ = help
+    return factory
+
+
+@hookimpl
+def register_models(register):
+    from charseq.gru import GRU
+    from charseq.lstm import LSTM
+    from charseq.rnn import VanillaRNN
+
+    register("rnn", _model(VanillaRNN, "The seed's vanilla RNN (tanh): U W b V c. Options: layers."))
+    register("gru", _model(GRU, "Gated recurrent units, as PyTorch's nn.GRU. Options: layers."))
+    register("lstm", _model(LSTM, "Long short-term memory, as PyTorch's nn.LSTM. Options: layers."))
