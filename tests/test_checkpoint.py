@@ -356,3 +356,33 @@ def test_a_checkpoint_from_charseq_0_1_cannot_resume_and_says_why(tmp_path):
     assert "works with generate and eval" in result.stderr
     assert copy.read_bytes() == (DATA / "alphabet-0.1.0.npz").read_bytes()
 
+
+
+# -- checkpoints from charseq 0.2 (format 3: the vanilla RNN before models were plugins) ------
+
+
+def test_a_checkpoint_from_charseq_0_2_still_generates_and_evaluates():
+    """tests/data/alphabet-0.2.0.npz was written by charseq 0.2.0 (checkpoint format 3)."""
+    old = DATA / "alphabet-0.2.0.npz"
+    assert charseq.load(old).format_version == 3 and charseq.load(old).model.name == "rnn"
+    result = run_cli("generate", old, "--prime", "ABCDEF", "--length", 20, "--sampler", "argmax")
+    assert result.output == "ABCDEFGHIJKLMNOPQRSTUVWXYZ\n"
+    assert json.loads(run_cli("eval", old, "--corpus", "alphabet", "--json").output)["loss"] < 0.01
+
+
+def test_a_run_from_charseq_0_2_resumes_exactly(tmp_path):
+    """tests/data/play-0.2.0.npz is a 0.2.0 run on play.txt interrupted part way through its
+    first epoch (its carried state one layer's (B, H)). It was sealed by another key, so it
+    resumes as a file from elsewhere, and ends where a run started today ends."""
+    copy = tmp_path / "old.npz"
+    copy.write_bytes((DATA / "play-0.2.0.npz").read_bytes())
+    assert charseq.load(copy).arrays["trainer.h"].shape == (1, 4, 16)
+    play = f"text:{DATA / 'play.txt'}"
+    run_cli("train", "--resume", copy, "--corpus", play, "--out", tmp_path / "resumed.npz", "-q", "--sample-length", 0)
+    run_cli("train", "--corpus", play, "--hidden-size", 16, "--seq-len", 8, "--batch-size", 4, "--epochs", 3,
+            "--out", tmp_path / "today.npz", "-q", "--sample-length", 0)
+    resumed, today = charseq.load(tmp_path / "resumed.npz"), charseq.load(tmp_path / "today.npz")
+    assert resumed.training["step"] == today.training["step"] and resumed.format_version == 4
+    for name in today.model.params:
+        assert np.array_equal(resumed.model.params[name], today.model.params[name]), name
+    assert copy.read_bytes() == (DATA / "play-0.2.0.npz").read_bytes()

@@ -9,7 +9,6 @@ import pytest
 
 import charseq
 from charseq import Corpus, Run, UsageError, hookimpl
-from charseq.rnn import PARAM_NAMES
 from charseq.optimizers import OPTIMIZERS
 from conftest import InterruptAt, run_cli
 
@@ -29,16 +28,17 @@ def _windows_corpus():
 
 
 
-def _whole(tmp_path, make_corpus, settings, callbacks=(), name="whole.npz"):
-    result = Run.start(make_corpus(), out=tmp_path / name, callbacks=callbacks, **{**SETTINGS, **settings}).fit()
+def _whole(tmp_path, make_corpus, settings, callbacks=(), name="whole.npz", model=None):
+    result = Run.start(make_corpus(), model=model, out=tmp_path / name, callbacks=callbacks,
+                       **{**SETTINGS, **settings}).fit()
     assert result.status in ("finished", "stopped")
     return tmp_path / name
 
 
-def _resumed(tmp_path, make_corpus, stop_at, settings, callbacks=()):
+def _resumed(tmp_path, make_corpus, stop_at, settings, callbacks=(), model=None):
     """Run until `stop_at` steps, save, and finish the run from the file in a new Run."""
     cut = tmp_path / "cut.npz"
-    first = Run.start(make_corpus(), out=cut, callbacks=callbacks, extra_callbacks=[InterruptAt(stop_at)],
+    first = Run.start(make_corpus(), model=model, out=cut, callbacks=callbacks, extra_callbacks=[InterruptAt(stop_at)],
                       **{**SETTINGS, **settings}).fit()
     assert first.status == "interrupted" and first.step == stop_at and first.exit_code == 130
     Run.resume(cut, corpus=make_corpus()).fit()
@@ -48,7 +48,9 @@ def _resumed(tmp_path, make_corpus, stop_at, settings, callbacks=()):
 def assert_same_run_end(a, b):
     """Two checkpoints hold the same weights, optimizer state, progress and history."""
     a, b = charseq.load(a), charseq.load(b)
-    for name in PARAM_NAMES:
+    assert (a.model.name, a.model.options()) == (b.model.name, b.model.options())
+    assert set(a.model.params) == set(b.model.params)
+    for name in a.model.params:
         assert np.array_equal(a.model.params[name], b.model.params[name]), name
     assert set(a.arrays) == set(b.arrays)
     for name in a.arrays:
@@ -58,15 +60,17 @@ def assert_same_run_end(a, b):
         [(h["step"], h["loss"], h.get("val_loss")) for h in b.training["history"]]
 
 
+@pytest.mark.parametrize("model", ["rnn", "rnn:layers=2", "gru", "gru:layers=2", "lstm", "lstm:layers=3"])
 @pytest.mark.parametrize("make_corpus", [_text_corpus, _windows_corpus], ids=["streams", "random-windows"])
 @pytest.mark.parametrize("optimizer", sorted(OPTIMIZERS))
 @pytest.mark.parametrize("where", ["epoch-boundary", "mid-epoch"])
-def test_resumed_run_ends_bit_for_bit_equal(tmp_path, optimizer, make_corpus, where):
+def test_resumed_run_ends_bit_for_bit_equal(tmp_path, optimizer, make_corpus, where, model):
+    """For every bundled model (stacked ones with dropout between layers) and optimizer."""
     settings = {"optimizer": optimizer, "lr": LR[optimizer]}
-    whole = _whole(tmp_path, make_corpus, settings)
+    whole = _whole(tmp_path, make_corpus, settings, model=model)
     per_epoch = charseq.load(whole).training["step"] // SETTINGS["epochs"]
     stop_at = 2 * per_epoch if where == "epoch-boundary" else per_epoch + per_epoch // 2
-    assert_same_run_end(whole, _resumed(tmp_path, make_corpus, stop_at, settings))
+    assert_same_run_end(whole, _resumed(tmp_path, make_corpus, stop_at, settings, model=model))
 
 
 def test_the_comparison_can_fail(tmp_path):
@@ -170,6 +174,15 @@ def cut_run(tmp_path):
     Run.start(f"text:{text}", out=cut, callbacks=["metrics:path=" + str(tmp_path / "m.jsonl")] + EARLY,
               extra_callbacks=[InterruptAt(60)], **{**SETTINGS, "epochs": 6}).fit()
     return cut, text
+
+
+def test_the_model_cannot_change_on_resume(cut_run):
+    cut, _ = cut_run
+    Run.resume(cut, model="rnn:layers=1")  # the run's own, spelt out: accepted
+    for other in ("gru", "rnn:layers=2"):
+        with pytest.raises(UsageError, match=rf"--model {other} differs from the resumed run's rnn:layers=1; a resumed "
+                                             "run keeps its model"):
+            Run.resume(cut, model=other)
 
 
 @pytest.mark.parametrize("flag,value", [("lr", 0.5), ("hidden_size", 16), ("seed", 3), ("optimizer", "sgd"),
