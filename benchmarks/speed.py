@@ -1,11 +1,12 @@
 """Training and generation speed of charseq, side by side with PyTorch and the seed loop.
 
-    python benchmarks/speed.py                # 1 and 2 BLAS threads, every config
-    python benchmarks/speed.py --threads 2 --quick
+    python benchmarks/speed.py                # 1 and 2 BLAS threads, every model and config
+    python benchmarks/speed.py --threads 2 --models gru,lstm --quick
 
 Figures are best-of-rounds, with charseq and PyTorch measured alternately in each round so
-that machine noise hits both alike; compare ratios, not absolute numbers. PyTorch is
-optional (`pip install torch==2.13.0`); without it those columns are blank.
+that machine noise hits both alike; compare ratios, not absolute numbers. PyTorch's side
+is nn.Embedding + nn.RNN / nn.GRU / nn.LSTM + nn.Linear with the same optimizer. PyTorch
+is optional (`pip install torch==2.13.0`); without it those columns are blank.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from pathlib import Path
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from charseq import Corpus, TrainConfig, Trainer, VanillaRNN, Vocabulary
+from charseq import Corpus, TrainConfig, Trainer, Vocabulary, get_model
 from charseq.generation import generate
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -43,7 +44,8 @@ TRAIN_CONFIGS = [  # (H, B, T): overhead-bound first, then compute-bound
     (512, 64, 128),
 ]
 COMPUTE_BOUND = {(256, 64, 64), (512, 64, 128)}
-GENERATE_HIDDEN = [128, 512]
+GENERATE_HIDDEN = [256, 512]
+GATES = {"rnn": 1, "gru": 3, "lstm": 4}
 CHARS_PER_CALL = 20_000  # each timed call trains on at least this many characters
 
 
@@ -53,7 +55,7 @@ class Row:
     threads: int
     charseq: float
     torch: float | None = None
-    peak: float | None = None  # % of float32 matmul rate at the step's (B,H)x(H,H) shape
+    peak: float | None = None  # % of float32 matmul rate at the step's (B,H)x(H,G*H) shape
 
     def cells(self) -> list[str]:
         ratio = f"{self.charseq / self.torch:.2f}x" if self.torch else ""
@@ -76,7 +78,7 @@ def best_rate(fn, units: float, min_seconds: float) -> float:
     return units / best
 
 
-def charseq_trainer(H: int, B: int, T: int) -> tuple[Trainer, np.ndarray, np.ndarray]:
+def charseq_trainer(kind: str, H: int, B: int, T: int) -> tuple[Trainer, np.ndarray, np.ndarray]:
     rng = np.random.default_rng(0)
     symbols = [chr(0x21 + i) for i in range(V)]
     text = "".join(rng.choice(symbols, size=B * T + 1))
@@ -84,14 +86,18 @@ def charseq_trainer(H: int, B: int, T: int) -> tuple[Trainer, np.ndarray, np.nda
     # The same work as the PyTorch side: SGD with value clipping, nothing else.
     config = TrainConfig(hidden_size=H, seq_len=T, batch_size=B, epochs=1, optimizer="sgd", lr=0.01, clip=5.0,
                          clip_norm=0.0, dropout=0.0, input_lr_scale=1.0, val_fraction=0.0)
-    trainer = Trainer(VanillaRNN(V, H), corpus, config)
+    trainer = Trainer(get_model(kind, V, H), corpus, config)
     x = rng.integers(0, V, (B, T)).astype(np.uint8)
     y = rng.integers(0, V, (B, T)).astype(np.uint8)
     return trainer, x, y
 
 
-def torch_step(H: int, B: int, T: int):
-    embed, rnn, head = torch.nn.Embedding(V, H), torch.nn.RNN(H, H, batch_first=True), torch.nn.Linear(H, V)
+def torch_cell(kind: str, H: int):
+    return {"rnn": torch.nn.RNN, "gru": torch.nn.GRU, "lstm": torch.nn.LSTM}[kind](H, H, batch_first=True)
+
+
+def torch_step(kind: str, H: int, B: int, T: int):
+    embed, rnn, head = torch.nn.Embedding(V, H), torch_cell(kind, H), torch.nn.Linear(H, V)
     params = [*embed.parameters(), *rnn.parameters(), *head.parameters()]
     optimizer = torch.optim.SGD(params, lr=0.01)
     x = torch.randint(0, V, (B, T))
@@ -108,26 +114,26 @@ def torch_step(H: int, B: int, T: int):
     return step
 
 
-def matmul_rate(B: int, H: int, min_seconds: float) -> float:
-    """The machine's float32 FLOP/s for one (B,H)x(H,H) matmul, the recurrent step's shape."""
+def matmul_rate(B: int, H: int, G: int, min_seconds: float) -> float:
+    """The machine's float32 FLOP/s for one (B,H)x(H,G*H) matmul, the recurrent step's shape."""
     a = np.random.default_rng(0).standard_normal((B, H)).astype(np.float32)
-    w = np.random.default_rng(1).standard_normal((H, H)).astype(np.float32)
-    out = np.empty((B, H), dtype=np.float32)
-    reps = max(1, int(2e8 // (2 * B * H * H)))
+    w = np.random.default_rng(1).standard_normal((H, G * H)).astype(np.float32)
+    out = np.empty((B, G * H), dtype=np.float32)
+    reps = max(1, int(2e8 // (2 * B * H * G * H)))
 
     def run():
         for _ in range(reps):
             np.matmul(a, w, out=out)
 
-    return best_rate(run, reps * 2 * B * H * H, min_seconds)
+    return best_rate(run, reps * 2 * B * H * G * H, min_seconds)
 
 
-def bench_training(threads: int, min_seconds: float, rounds: int) -> list[Row]:
+def bench_training(kind: str, threads: int, min_seconds: float, rounds: int) -> list[Row]:
     rows = []
     for H, B, T in TRAIN_CONFIGS:
-        trainer, x, y = charseq_trainer(H, B, T)
+        trainer, x, y = charseq_trainer(kind, H, B, T)
         ours, theirs = 0.0, 0.0
-        step = torch_step(H, B, T) if torch else None
+        step = torch_step(kind, H, B, T) if torch else None
         repeat = max(1, CHARS_PER_CALL // (B * T))
 
         def run_ours():
@@ -144,38 +150,42 @@ def bench_training(threads: int, min_seconds: float, rounds: int) -> list[Row]:
                 theirs = max(theirs, best_rate(run_theirs, repeat * B * T, min_seconds))
         peak = None
         if (H, B, T) in COMPUTE_BOUND:
-            flops_per_char = 6 * H * H + 6 * H * V
-            peak = 100 * ours * flops_per_char / matmul_rate(B, H, min_seconds)
-        rows.append(Row(f"train H={H} B={B} T={T}", threads, ours, theirs or None, peak))
+            # what a step must compute per character: the recurrent matmul forward, and its two
+            # backward (the state's and the weights' gradients); the output layer likewise.
+            # Layer 0's input term is a gather, no FLOPs.
+            G = GATES[kind]
+            flops_per_char = 6 * G * H * H + 6 * H * V
+            peak = 100 * ours * flops_per_char / matmul_rate(B, H, G, min_seconds)
+        rows.append(Row(f"{kind} train H={H} B={B} T={T}", threads, ours, theirs or None, peak))
         print("  ", *rows[-1].cells(), flush=True)
     return rows
 
 
-def bench_generation(threads: int, min_seconds: float, rounds: int, length: int = 2000) -> list[Row]:
+def bench_generation(kind: str, threads: int, min_seconds: float, rounds: int, length: int = 2000) -> list[Row]:
     from charseq.plugins.samplers import Temperature
 
     rows = []
     vocab = Vocabulary([chr(0x21 + i) for i in range(V)])
     for H in GENERATE_HIDDEN:
-        model = VanillaRNN(V, H)
+        model = get_model(kind, V, H)
         sampler = Temperature(1.0)
 
         def run_ours():
             generate(model, vocab, "!", length, sampler, rng=0)
 
-        run_theirs = torch_generate(H, length) if torch else None
+        run_theirs = torch_generate(kind, H, length) if torch else None
         ours, theirs = 0.0, 0.0
         for _ in range(rounds):
             ours = max(ours, best_rate(run_ours, length, min_seconds))
             if run_theirs:
                 theirs = max(theirs, best_rate(run_theirs, length, min_seconds))
-        rows.append(Row(f"generate H={H} B=1, temperature 1", threads, ours, theirs or None))
+        rows.append(Row(f"{kind} generate H={H} B=1, temperature 1", threads, ours, theirs or None))
         print("  ", *rows[-1].cells(), flush=True)
     return rows
 
 
-def torch_generate(H: int, length: int):
-    embed, rnn, head = torch.nn.Embedding(V, H), torch.nn.RNN(H, H, batch_first=True), torch.nn.Linear(H, V)
+def torch_generate(kind: str, H: int, length: int):
+    embed, rnn, head = torch.nn.Embedding(V, H), torch_cell(kind, H), torch.nn.Linear(H, V)
 
     @torch.no_grad()
     def run():
@@ -219,13 +229,25 @@ def markdown_table(rows: list[Row]) -> str:
     return "\n".join(lines)
 
 
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.machine()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--threads", default="1,2", help="comma-separated BLAS thread counts")
+    parser.add_argument("--models", default="rnn,gru,lstm", help="comma-separated bundled models")
+    parser.add_argument("--no-alphabet", action="store_true", help="skip the end-to-end alphabet task")
     parser.add_argument("--quick", action="store_true", help="shorter timing windows (noisier)")
     args = parser.parse_args()
     min_seconds, rounds = (0.2, 2) if args.quick else (0.5, 3)
-    print(f"{time.strftime('%Y-%m-%d')}, {platform.machine()}, {os.cpu_count()} cores, numpy {np.__version__}, "
+    print(f"{time.strftime('%Y-%m-%d')}, {_cpu_name()}, {os.cpu_count()} cores, numpy {np.__version__}, "
           f"torch {torch.__version__ if torch else 'not installed'}", flush=True)
     rows, notes = [], []
     for threads in [int(t) for t in args.threads.split(",")]:
@@ -233,9 +255,11 @@ def main() -> None:
         if torch:
             torch.set_num_threads(threads)
         with threadpool_limits(threads):
-            rows += bench_training(threads, min_seconds, rounds)
-            rows += bench_generation(threads, min_seconds, rounds)
-        notes += [f"{threads} thread(s): {line}" for line in bench_alphabet_end_to_end(threads)]
+            for kind in args.models.split(","):
+                rows += bench_training(kind, threads, min_seconds, rounds)
+                rows += bench_generation(kind, threads, min_seconds, rounds)
+        if not args.no_alphabet:
+            notes += [f"{threads} thread(s): {line}" for line in bench_alphabet_end_to_end(threads)]
     print()
     print(markdown_table(rows))
     print()

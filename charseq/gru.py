@@ -38,40 +38,41 @@ class GRU(Recurrent):
     def _sigmoid_columns(self) -> slice:
         return slice(0, 2 * self.hidden_size)  # r and z
 
-    def _layer_buffers(self, B: int, T: int) -> Any:
+    def _layer_buffers(self, B: int, T: int, first: bool) -> Any:
         H = self.hidden_size
-        return LayerBuffers(self, B, T, HG=(T, B, 3 * H), K=(T, B, 3 * H), Kn=(T, B, H), DH=(T, B, H))
+        return LayerBuffers(self, B, T, first, HG=(T, 3 * H, B), K=(T, 3 * H, B), Kn=(T, H, B), DH=(T, H, B))
 
-    def _step(self, lw: Any, t: int, hh_t: np.ndarray, b_hh: np.ndarray | None) -> None:
+    def _step(self, lw: Any, t: int, hh: np.ndarray, b_hh: np.ndarray | None) -> None:
         H = self.hidden_size
         xg, hg, h, out = lw.XG[t], lw.HG[t], lw.H[t], lw.H[t + 1]
-        np.dot(h, hh_t, out=hg)  # (B, 3H): every gate's recurrent term in one matmul
+        np.dot(hh, h, out=hg)  # (3H, B): every gate's recurrent term in one matmul
         hg += b_hh
-        rz = xg[:, : 2 * H]  # (halved: see charseq.recurrent)
-        rz += hg[:, : 2 * H]
+        rz = xg[: 2 * H]  # (halved: see charseq.recurrent)
+        rz += hg[: 2 * H]
         np.tanh(rz, out=rz)
         rz *= 0.5
         rz += 0.5  # r_t, z_t
-        n = xg[:, 2 * H :]
-        np.multiply(rz[:, :H], hg[:, 2 * H :], out=lw.tmp)
+        n = xg[2 * H :]
+        np.multiply(rz[:H], hg[2 * H :], out=lw.tmp)
         n += lw.tmp
         np.tanh(n, out=n)  # n_t
         np.subtract(h, n, out=out)
-        out *= rz[:, H:]
+        out *= rz[H:]
         out += n  # h_t = n_t + z_t (h_{t-1} - n_t)
 
     def _backward_layer(self, lw: Any, layer: int, dout: np.ndarray, grads: Parameters) -> np.ndarray:
         H = self.hidden_size
-        T, B = dout.shape[:2]
-        W_hh = self.params[self.roles[layer]["hh"]]
-        R, Z, N = lw.XG[..., :H], lw.XG[..., H : 2 * H], lw.XG[..., 2 * H :]  # the gates, (T, B, H)
-        HN, previous = lw.HG[..., 2 * H :], lw.H[:-1]  # W_hn h_{t-1} + b_hn; h_{t-1}
+        T, _, B = dout.shape
+        np.copyto(lw.hh_T, self.params[self.roles[layer]["hh"]].T)
+        W_T = lw.hh_T
+        R, Z, N = lw.XG[:, :H], lw.XG[:, H : 2 * H], lw.XG[:, 2 * H :]  # the gates, (T, H, B)
+        HN, previous = lw.HG[:, 2 * H :], lw.H[:-1]  # W_hn h_{t-1} + b_hn; h_{t-1}
         Kn, K, scratch = lw.Kn, lw.K, lw.DH
         np.multiply(N, N, out=Kn)
         np.subtract(1.0, Kn, out=Kn)
         np.subtract(1.0, Z, out=scratch)
         Kn *= scratch  # (1 - z)(1 - n^2): dh -> d(n's pre-activation)
-        Kr, Kz, Knr = K[..., :H], K[..., H : 2 * H], K[..., 2 * H :]
+        Kr, Kz, Knr = K[:, :H], K[:, H : 2 * H], K[:, 2 * H :]
         np.subtract(1.0, R, out=Kr)
         Kr *= R
         Kr *= HN
@@ -87,13 +88,13 @@ class GRU(Recurrent):
                 np.add(dout[t], dh, out=DH[t])  # through its own output, and through h_{t+1}
             else:
                 DH[t] = dout[t]
-            np.multiply(DH[t][:, None, :], K[t].reshape(B, 3, H), out=dHG[t].reshape(B, 3, H))
+            np.multiply(DH[t], K[t].reshape(3, H, B), out=dHG[t].reshape(3, H, B))
             if t > 0:
-                np.dot(dHG[t], W_hh, out=dh)
+                np.dot(W_T, dHG[t], out=dh)
                 np.multiply(DH[t], Z[t], out=lw.tmp)
                 dh += lw.tmp
         lw.dhh = dHG
         dX = lw.XG  # the gates are spent: their buffer takes the input terms' gradient
-        dX[..., : 2 * H] = dHG[..., : 2 * H]
-        np.multiply(DH, Kn, out=dX[..., 2 * H :])
+        dX[:, : 2 * H] = dHG[:, : 2 * H]
+        np.multiply(DH, Kn, out=dX[:, 2 * H :])
         return dX

@@ -49,34 +49,37 @@ class LSTM(Recurrent):
         for names in self.roles:
             self.params[names["b_ih"]][H : 2 * H] = 1.0
 
-    def _layer_buffers(self, B: int, T: int) -> Any:
+    def _layer_buffers(self, B: int, T: int, first: bool) -> Any:
         H = self.hidden_size
-        return LayerBuffers(self, B, T, C=(T + 1, B, H), TC=(T, B, H), hg=(B, 4 * H), P=(T, B, 4 * H),
-                            Ko=(T, B, H), dc=(B, H), dc_next=(B, H))
+        lw = LayerBuffers(self, B, T, first, C=(T + 1, H, B), TC=(T, H, B), hg=(4 * H, B), P=(T, 4 * H, B),
+                          Ko=(T, H, B), dc=(H, B), dc_next=(H, B), scale=(4 * H, B), offset=(4 * H, B))
+        lw.scale[...], lw.offset[...] = self._scale[:, None], self._offset[:, None]  # whole columns: see _weights
+        return lw
 
-    def _step(self, lw: Any, t: int, hh_t: np.ndarray, b_hh: np.ndarray | None) -> None:
+    def _step(self, lw: Any, t: int, hh: np.ndarray, b_hh: np.ndarray | None) -> None:
         H = self.hidden_size
-        a = lw.XG[t]
-        np.dot(lw.H[t], hh_t, out=lw.hg)  # (B, 4H): every gate's recurrent term in one matmul
+        a = lw.XG[t]  # (4H, B)
+        np.dot(hh, lw.H[t], out=lw.hg)  # every gate's recurrent term in one matmul
         a += lw.hg
         np.tanh(a, out=a)
-        a *= self._scale
-        a += self._offset  # i, f, o = sigmoid (halved inputs: see charseq.recurrent); g = tanh
+        a *= lw.scale
+        a += lw.offset  # i, f, o = sigmoid (halved inputs: see charseq.recurrent); g = tanh
         c = lw.C[t + 1]
-        np.multiply(a[:, H : 2 * H], lw.C[t], out=c)
-        np.multiply(a[:, :H], a[:, 2 * H : 3 * H], out=lw.tmp)
+        np.multiply(a[H : 2 * H], lw.C[t], out=c)
+        np.multiply(a[:H], a[2 * H : 3 * H], out=lw.tmp)
         c += lw.tmp  # c_t = f c_{t-1} + i g
         np.tanh(c, out=lw.TC[t])
-        np.multiply(a[:, 3 * H :], lw.TC[t], out=lw.H[t + 1])  # h_t = o tanh(c_t)
+        np.multiply(a[3 * H :], lw.TC[t], out=lw.H[t + 1])  # h_t = o tanh(c_t)
 
     def _backward_layer(self, lw: Any, layer: int, dout: np.ndarray, grads: Parameters) -> np.ndarray:
         H = self.hidden_size
-        T, B = dout.shape[:2]
-        W_hh = self.params[self.roles[layer]["hh"]]
+        T, _, B = dout.shape
+        np.copyto(lw.hh_T, self.params[self.roles[layer]["hh"]].T)
+        W_T = lw.hh_T
         A = lw.XG
-        I, F, G, O = A[..., :H], A[..., H : 2 * H], A[..., 2 * H : 3 * H], A[..., 3 * H :]
+        I, F, G, O = A[:, :H], A[:, H : 2 * H], A[:, 2 * H : 3 * H], A[:, 3 * H :]
         P, Ko, TC, previous = lw.P, lw.Ko, lw.TC, lw.C[:-1]
-        Pi, Pf, Pg, Po = P[..., :H], P[..., H : 2 * H], P[..., 2 * H : 3 * H], P[..., 3 * H :]
+        Pi, Pf, Pg, Po = P[:, :H], P[:, H : 2 * H], P[:, 2 * H : 3 * H], P[:, 3 * H :]
         np.subtract(1.0, I, out=Pi)
         Pi *= I
         Pi *= G  # dc -> d(i's pre-activation)
@@ -103,8 +106,8 @@ class LSTM(Recurrent):
             np.multiply(dh, Ko[t], out=dc)
             dc += dc_next
             np.multiply(dc, F[t], out=dc_next)  # read f_t before dA[t] takes its place
-            np.multiply(dc[:, None, :], P[t, :, : 3 * H].reshape(B, 3, H), out=dA[t, :, : 3 * H].reshape(B, 3, H))
-            np.multiply(dh, Po[t], out=dA[t, :, 3 * H :])
+            np.multiply(dc, P[t, : 3 * H].reshape(3, H, B), out=dA[t, : 3 * H].reshape(3, H, B))
+            np.multiply(dh, Po[t], out=dA[t, 3 * H :])
             if t > 0:
-                np.dot(dA[t], W_hh, out=dh)
+                np.dot(W_T, dA[t], out=dh)
         return dA

@@ -42,18 +42,19 @@ class VanillaRNN(Recurrent):
             model.params[name] = params[name]
         return model
 
-    def _layer_buffers(self, B: int, T: int) -> Any:
+    def _layer_buffers(self, B: int, T: int, first: bool) -> Any:
         H = self.hidden_size
-        return LayerBuffers(self, B, T, K=(T, B, H))
+        return LayerBuffers(self, B, T, first, K=(T, H, B))
 
-    def _step(self, lw: Any, t: int, hh_t: np.ndarray, b_hh: np.ndarray | None) -> None:
+    def _step(self, lw: Any, t: int, hh: np.ndarray, b_hh: np.ndarray | None) -> None:
         a = lw.H[t + 1]
-        np.dot(lw.H[t], hh_t, out=a)
+        np.dot(hh, lw.H[t], out=a)
         a += lw.XG[t]
         np.tanh(a, out=a)
 
     def _backward_layer(self, lw: Any, layer: int, dout: np.ndarray, grads: Parameters) -> np.ndarray:
-        W = self.params[self.roles[layer]["hh"]]
+        np.copyto(lw.hh_T, self.params[self.roles[layer]["hh"]].T)
+        W_T = lw.hh_T
         T = len(dout)
         dZ, dtanh, dh = lw.XG, lw.K, lw.dh  # the pre-activations are spent: their buffer takes dZ
         np.multiply(lw.H[1:], lw.H[1:], out=dtanh)
@@ -65,5 +66,5 @@ class VanillaRNN(Recurrent):
                 dZ[t] = dout[t]
             dZ[t] *= dtanh[t]
             if t > 0:
-                np.dot(dZ[t], W, out=dh)
+                np.dot(W_T, dZ[t], out=dh)
         return dZ
