@@ -1,7 +1,9 @@
-"""Validation loss on tiny-shakespeare at fixed training-time budgets: charseq's text
-defaults against PyTorch's nn.RNN with the same settings.
+"""Validation loss on tiny-shakespeare at fixed training-time budgets: a charseq model
+(by default the text defaults) against PyTorch's nn.RNN / nn.GRU / nn.LSTM with the same
+settings.
 
     python benchmarks/quality.py [--budgets 60,120,300] [--text PATH] [--threads 2]
+    python benchmarks/quality.py --model gru:layers=2 --set hidden_size=256,epochs=12 --no-torch
 
 Both read the same text as B parallel streams of T-character windows with the hidden state
 carried, hold out the same last 5 % for validation, and are evaluated the same way (the
@@ -23,9 +25,10 @@ from pathlib import Path
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from charseq import TrainConfig, Trainer, VanillaRNN, hookimpl
-from charseq.registry import get_registry
+from charseq import TrainConfig, Trainer, get_model, hookimpl
+from charseq.config import DEFAULT_MODEL
 from charseq.evaluation import EVAL_STREAM_CHARS
+from charseq.registry import get_registry, model_choice, parse_options
 
 SHAKESPEARE = Path(__file__).resolve().parents[2] / "shared" / "data" / "tinyshakespeare.txt"
 
@@ -67,19 +70,26 @@ class _Budgets:
             self.results[budget] = (trainer.evaluate(trainer.val_ids), trainer.step, self.training_seconds)
 
 
-def run_charseq(path: Path, budgets: list[float]) -> tuple:
+def run_charseq(path: Path, budgets: list[float], model: str, settings: dict) -> tuple:
     corpus = get_registry().get("corpus", "text").build(str(path))
-    config = TrainConfig.for_corpus(corpus)  # the defaults: the budgets end the run
+    config = TrainConfig.for_corpus(corpus, **settings)  # the defaults, unless set: the budgets end the run
     budget = _Budgets(budgets)
-    trainer = Trainer(VanillaRNN(len(corpus.vocab), config.hidden_size, seed=config.seed), corpus, config, [budget])
+    name, options = model_choice(model)
+    trainer = Trainer(get_model(name, len(corpus.vocab), config.hidden_size, seed=config.seed, **options), corpus,
+                      config, [budget])
     trainer.fit()
-    return budget.results, config, trainer.train_ids, trainer.val_ids, len(corpus.vocab)
+    return budget.results, config, trainer.batches.train_ids, trainer.val_ids, len(corpus.vocab)
 
 
-def run_torch(config: TrainConfig, train_ids, val_ids, vocab_size: int, budgets: list[float]) -> dict:
+def run_torch(config: TrainConfig, model: str, train_ids, val_ids, vocab_size: int, budgets: list[float]) -> dict:
     torch.manual_seed(config.seed)
     V, H, B, T = vocab_size, config.hidden_size, config.batch_size, config.seq_len
-    embed, rnn, head = torch.nn.Embedding(V, H), torch.nn.RNN(H, H, batch_first=True), torch.nn.Linear(H, V)
+    name, options = model_choice(model)
+    layers = options.get("layers", 1)
+    cell = {"rnn": torch.nn.RNN, "gru": torch.nn.GRU, "lstm": torch.nn.LSTM}[name]
+    # nn's own dropout between layers, as charseq's
+    rnn = cell(H, H, num_layers=layers, dropout=config.dropout if layers > 1 else 0.0, batch_first=True)
+    embed, head = torch.nn.Embedding(V, H), torch.nn.Linear(H, V)
     dropout = torch.nn.Dropout(config.dropout)
     params = [*embed.parameters(), *rnn.parameters(), *head.parameters()]
     optimizer = torch.optim.Adam(params, lr=config.lr)
@@ -111,7 +121,7 @@ def run_torch(config: TrainConfig, train_ids, val_ids, vocab_size: int, budgets:
             optimizer.zero_grad(set_to_none=True)
             out, h = rnn(embed(inputs[:, start : start + T]), h)
             out = dropout(out)
-            h = h.detach()
+            h = tuple(part.detach() for part in h) if isinstance(h, tuple) else h.detach()
             loss = torch.nn.functional.cross_entropy(head(out).reshape(-1, V), targets[:, start : start + T].reshape(-1))
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, config.clip_norm)
@@ -130,22 +140,27 @@ def main() -> None:
     parser.add_argument("--budgets", default="60,120,300", help="seconds of training, comma-separated")
     parser.add_argument("--text", type=Path, default=SHAKESPEARE)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--model", default=DEFAULT_MODEL, help="a bundled model: rnn, gru:layers=2, ...")
+    parser.add_argument("--set", default="", metavar="KEY=VALUE,...", help="training settings other than the defaults")
+    parser.add_argument("--no-torch", action="store_true", help="charseq only")
     args = parser.parse_args()
+    settings = {k: _number(v) for k, v in parse_options(args.set).items()}
     if not args.text.is_file():
         raise SystemExit(f"{args.text} not found: pass --text PATH")
     budgets = sorted(float(b) for b in args.budgets.split(","))
     with threadpool_limits(args.threads):
-        ours, config, train_ids, val_ids, vocab_size = run_charseq(args.text, budgets)
+        ours, config, train_ids, val_ids, vocab_size = run_charseq(args.text, budgets, args.model, settings)
         theirs = {}
-        if torch is not None:
+        if torch is not None and not args.no_torch:
             torch.set_num_threads(args.threads)
-            theirs = run_torch(config, train_ids, val_ids, vocab_size, budgets)
-    print(f"{time.strftime('%Y-%m-%d')}, {args.text.name}, {args.threads} threads; settings: H={config.hidden_size} "
+            theirs = run_torch(config, args.model, train_ids, val_ids, vocab_size, budgets)
+    print(f"{time.strftime('%Y-%m-%d')}, {_cpu_name()}, {args.text.name}, {args.threads} threads; "
+          f"model {args.model}; settings: H={config.hidden_size} "
           f"T={config.seq_len} B={config.batch_size} {config.optimizer} lr={config.lr:g} clip-norm={config.clip_norm:g} "
           f"schedule={config.schedule} over {config.epochs} epochs, dropout={config.dropout:g}, "
-          f"input-lr-scale={config.input_lr_scale:g} (charseq's text defaults)")
+          f"input-lr-scale={config.input_lr_scale:g}" + (f" (set: {args.set})" if args.set else " (the text defaults)"))
     print()
-    print("| training time | charseq val nats/char (bits) | steps | PyTorch nn.RNN val nats/char (bits) | steps |")
+    print(f"| training time | charseq val nats/char (bits) | steps | PyTorch {args.model} val nats/char (bits) | steps |")
     print("|---|---|---|---|---|")
     for budget in budgets:
         loss, steps, seconds = ours[budget]
@@ -157,6 +172,25 @@ def main() -> None:
         else:
             row += " | |"
         print(row)
+
+
+def _number(text: str):
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return "unknown CPU"
 
 
 if __name__ == "__main__":

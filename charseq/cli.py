@@ -21,7 +21,7 @@ from charseq import config as settings_table
 from charseq.errors import CharseqError, CharseqWarning, UsageError
 from charseq.files import shown
 from charseq.interrupt import Aborted
-from charseq.registry import get_registry, parse_options, parse_spec
+from charseq.registry import get_registry, model_spec, parse_options, parse_spec
 from charseq.vocab import show_characters
 
 
@@ -266,8 +266,9 @@ def train(corpus_spec, encoding, model_spec, resume_path, out, force, metrics_pa
     """Train a model on a corpus and save a checkpoint.
 
     Settings left out come from the corpus's suggestions (see the README), then from the
-    text defaults: H=512, T=128, B=32, Adam at 2e-3 (U's steps 80 times larger) with a
-    cosine schedule over 20 epochs, dropout 0.2, gradient norm clipped at 5.
+    text defaults: two layers of 256 GRUs, T=64, B=64, Adam at 4e-3 (the input weights'
+    steps 80 times larger) with a cosine schedule over 5 epochs, dropout 0.1, gradient norm
+    clipped at 5.
 
     A new run refuses to replace a file at --out (resume it, or --force). Ctrl-C, SIGTERM or SIGHUP
     saves a checkpoint at the next step and exits (130, 143 or 129); `--resume` continues it
@@ -343,23 +344,11 @@ def _describe_run(run) -> None:
     dropout = f" dropout={config.dropout:g}" if config.dropout else ""
     dropout += f" input-lr-scale={config.input_lr_scale:g}" if config.input_lr_scale != 1 else ""
     say(f"training on {corpus.name}: {len(corpus):,} characters{held_out}, {len(corpus.vocab)} symbols, "
-        f"{_model_text(run.spec.model)} H={config.hidden_size} T={config.seq_len} B={config.batch_size} {config.optimizer} lr={config.lr:g} "
+        f"{model_spec(run.spec.model['name'], run.spec.model.get('options', {}))} H={config.hidden_size} T={config.seq_len} B={config.batch_size} {config.optimizer} lr={config.lr:g} "
         f"{clipping}{dropout} warmup={config.warmup} epochs={config.epochs}")
     if run.resumed_path is not None:
         say(f"resuming from {run.resumed_path} at step {trainer.step:,} (epoch {trainer.epoch + 1}, "
             f"step {trainer.step_in_epoch} of {trainer.steps_per_epoch}); saving to {shown(run.out)}")
-
-
-def _model_text(model: dict) -> str:
-    """A run's model as it is typed: lstm:layers=2 (options at their defaults left out)."""
-    from charseq.registry import get_registry
-
-    try:
-        defaults = get_registry().get("model", model["name"]).defaults()
-    except UsageError:
-        defaults = {}
-    options = {k: v for k, v in model.get("options", {}).items() if defaults.get(k, object()) != v}
-    return model["name"] + (":" + ",".join(f"{k}={v}" for k, v in sorted(options.items())) if options else "")
 
 
 def _print_sample(run, length: int) -> None:

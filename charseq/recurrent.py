@@ -27,6 +27,9 @@ import numpy as np
 from charseq.model import Dropout, Head, Layout, Parameters, Scatter
 
 MAX_LAYERS = 64
+# From this many input terms a step (B * G * H), layer 0 gathers its input step by step into
+# columns; below it, one gather of rows and one transpose make fewer numpy calls.
+_GATHER_BY_STEP = 8192
 _WORKSPACES_KEPT = 4
 
 
@@ -177,7 +180,7 @@ class Recurrent:
         """The loss; leaves every layer's states and gates, the masks and the softmax in the
         shape's workspace."""
         B, T = x.shape
-        H = self.hidden_size
+        H, GH = self.hidden_size, self.GATES * self.hidden_size
         if state is not None and np.shape(state) != self.state_shape(B):
             raise ValueError(f"state has shape {np.shape(state)}; this model carries {self.state_shape(B)}")
         ws = self._workspace(B, T)
@@ -185,11 +188,14 @@ class Recurrent:
         for layer, lw in enumerate(ws.layers):
             ih, b_ih, hh, b_hh = self._weights(lw, layer)
             XG = lw.XG  # (T, G*H, B): each step's input term
-            if layer == 0:  # W_ih x_t + b as a gather of columns, step by step (faster than one and a transpose)
+            if layer == 0 and B * GH < _GATHER_BY_STEP:  # W_ih x_t + b: a gather of rows, then one transpose
+                ih.take(x.T, axis=0, out=ws.rows)  # (T, B, G*H)
+                np.copyto(XG, ws.rows.transpose(0, 2, 1))
+            elif layer == 0:  # a gather of columns, step by step: at this size faster than a transpose
                 table = lw.ih_cols
                 np.copyto(table, ih.T)  # (G*H, V)
                 for t, ids in enumerate(x.T):
-                    np.take(table, ids, axis=1, out=XG[t])
+                    table.take(ids, axis=1, out=XG[t])
             else:
                 below = ws.layers[layer - 1].H[1:]
                 if dropout:
@@ -249,9 +255,13 @@ class Recurrent:
                 lw.C[0] = state[:, H:].T
 
     def _last_state(self, ws: Any) -> np.ndarray:
-        states = [lw.H[-1].T for lw in ws.layers] if self.STATES == 1 else \
-            [np.concatenate([lw.H[-1].T, lw.C[-1].T], axis=1) for lw in ws.layers]
-        return np.stack(states)  # (layers, B, STATES * H)
+        H = self.hidden_size
+        state = np.empty((self.layers, ws.layers[0].H.shape[2], self.STATES * H), dtype=self.dtype)
+        for layer, lw in enumerate(ws.layers):
+            state[layer, :, :H] = lw.H[-1].T
+            if self.STATES == 2:
+                state[layer, :, H:] = lw.C[-1].T
+        return state  # (layers, B, STATES * H)
 
     def _backward(self, x: np.ndarray, y: np.ndarray, grads: Parameters, dropped: bool = False) -> None:
         B, T = x.shape
@@ -326,7 +336,7 @@ class LayerBuffers:
         self.dhh = None  # the recurrent terms' gradient, where it is not the input terms'
         # the weights as the steps read them (Recurrent._weights)
         self.ih = np.empty((model.vocab_size, GH) if first else (GH, H), dtype=dtype)
-        self.ih_cols = np.empty((GH, model.vocab_size), dtype=dtype) if first else None  # layer 0's table, by column
+        self.ih_cols = np.empty((GH, model.vocab_size), dtype=dtype) if first else None  # layer 0's table by column
         self.b_ih = np.empty(GH, dtype=dtype)
         self.hh = np.empty((GH, H), dtype=dtype)
         self.hh_T = np.empty((H, GH), dtype=dtype)  # W_hh^T, for the backward pass

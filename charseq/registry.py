@@ -488,6 +488,16 @@ def model_choice(spec: str, **options: Any) -> tuple[str, dict[str, Any]]:
     return registered.name, registered.effective(options, complete=False)  # an unknown option is refused here
 
 
+def model_spec(name: str, options: dict[str, Any]) -> str:
+    """A model choice as it is typed, options at their defaults left out: lstm:layers=2."""
+    try:
+        defaults = get_registry().get("model", name).defaults()
+    except UsageError:
+        defaults = {}
+    shown = {k: v for k, v in sorted(options.items()) if k not in defaults or defaults[k] != v}
+    return name + (":" + ",".join(f"{k}={v}" for k, v in shown.items()) if shown else "")
+
+
 def get_model(spec: str, vocab_size: int, hidden_size: int, *, seed: int | None = 0, dtype: Any = "float32",
               **options: Any) -> Model:
     """A model by name, with options: ``get_model("lstm:layers=2", 65, 256)`` or

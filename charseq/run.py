@@ -32,7 +32,7 @@ from charseq.corpus import Corpus
 from charseq.errors import CharseqError, CharseqWarning, SaveError, UsageError
 from charseq.files import shown
 from charseq.interrupt import Aborted, exit_code, stop_on_signals
-from charseq.registry import get_corpus, get_model, get_registry, model_choice, parse_options, parse_spec
+from charseq.registry import get_corpus, get_model, get_registry, model_choice, model_spec, parse_options, parse_spec
 from charseq.trainer import Trainer, check_memory
 
 # What a resumed run may change: anything else would make it another run. --epochs may
@@ -164,9 +164,9 @@ class Run:
                                         or resume_from.model.hidden_size != config.hidden_size
                                         or resume_from.vocab != corpus.vocab):
             saved = resume_from.model
-            raise UsageError(f"the checkpoint's model ({_model_text(saved.name, saved.options())}, H={saved.hidden_size}, "
+            raise UsageError(f"the checkpoint's model ({model_spec(saved.name, saved.options())}, H={saved.hidden_size}, "
                              f"{len(resume_from.vocab)} symbols) is not the one its run describes "
-                             f"({_model_text(model_name, model_options)}, H={config.hidden_size}, {len(corpus.vocab)} "
+                             f"({model_spec(model_name, model_options)}, H={config.hidden_size}, {len(corpus.vocab)} "
                              "symbols); the checkpoint is damaged")
         registry = get_registry()
         callbacks = CallbackList()
@@ -282,7 +282,7 @@ class Run:
             asked = model_choice(model)
             recorded = (spec.model["name"], dict(spec.model.get("options", {})))
             if asked != recorded:
-                raise UsageError(f"--model {model} differs from the resumed run's {_model_text(*recorded)}; a resumed "
+                raise UsageError(f"--model {model} differs from the resumed run's {model_spec(*recorded)}; a resumed "
                                  f"run keeps its model (it may change {MAY_CHANGE_TEXT})")
         loaded = _resumed_corpus(spec, corpus, dict(corpus_options or {}))
         added = [_ref(c) for c in _listed(callbacks)]
@@ -568,11 +568,6 @@ class Run:
 
 
 # -- helpers ---------------------------------------------------------------------------------
-
-
-def _model_text(name: str, options: dict[str, Any]) -> str:
-    """A model choice as it is typed: lstm:layers=2."""
-    return name + (":" + ",".join(f"{k}={v}" for k, v in sorted(options.items())) if options else "")
 
 
 def _output_options(factory: Any) -> dict[str, str]:

@@ -35,7 +35,7 @@ CASES = [
     ("missing file", "train --corpus text:nope.txt", USAGE, "'nope.txt' does not exist"),
     ("directory without files", "train --corpus text:empty-dir", USAGE, "directory 'empty-dir' has no files"),
     ("empty file", "train --corpus text:empty.txt", USAGE, "is empty"),
-    ("shorter than one window", "train --corpus text:short.txt", USAGE, "too short for 32 streams"),
+    ("shorter than one window", "train --corpus text:short.txt", USAGE, "too short for 64 streams"),
     ("binary file", "train --corpus text:binary.bin", USAGE, "'binary.bin' is not utf-8 text: bad byte at offset 128"),
     ("not UTF-8", "train --corpus text:latin1.txt", USAGE, "is not utf-8 text: bad byte at offset 3; try --encoding"),
     ("unknown corpus", "train --corpus nope", USAGE, "unknown corpus 'nope'; known: alphabet, digits, text"),
@@ -105,6 +105,18 @@ CASES = [
      "is not utf-16 text"),
     ("resume with fewer epochs", "train --resume model.npz --epochs 10", USAGE,
      "--epochs 10 is fewer than the 180 the run has done"),
+    ("an unknown model", "train --corpus alphabet --model transformer", USAGE,
+     "unknown model 'transformer'; known: gru, lstm, rnn"),
+    ("a model option that does not exist", "train --corpus alphabet --model lstm:depth=2", USAGE,
+     "model 'lstm' has no option 'depth'; its options are layers"),
+    ("no layers", "train --corpus alphabet --model gru:layers=0", USAGE, "layers must be a whole number of at least 1"),
+    ("layers not a number", "train --corpus alphabet --model gru:layers=two", USAGE,
+     "model 'gru': layers must be a whole number, got 'two'"),
+    ("a model option charseq sets", "train --corpus alphabet --model rnn:hidden_size=8", USAGE,
+     "hidden_size is not a model option; charseq sets it (--hidden-size, --seed)"),
+    ("a model option without a value", "train --corpus alphabet --model lstm:layers=", USAGE, "has no value"),
+    ("another model on resume", "train --resume model.npz --model lstm", USAGE,
+     "--model lstm differs from the resumed run's rnn; a resumed run keeps its model"),
 ]
 
 

@@ -81,7 +81,8 @@ def test_editable_install_in_a_fresh_venv_runs_the_alphabet_task(tmp_path):
 
 
 def test_core_imports_neither_click_nor_tqdm(tmp_path):
-    core = ("charseq", "charseq.model", "charseq.trainer", "charseq.vocab", "charseq.checkpoint",
+    core = ("charseq", "charseq.model", "charseq.recurrent", "charseq.rnn", "charseq.gru", "charseq.lstm",
+            "charseq.run", "charseq.trainer", "charseq.vocab", "charseq.checkpoint",
             "charseq.corpus", "charseq.generation", "charseq.registry", "charseq.hookspecs")
     code = (f"import sys\nfor m in {core!r}: __import__(m)\n"
             "from charseq.registry import load_registry; load_registry()\n"

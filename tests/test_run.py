@@ -25,7 +25,8 @@ def place(tmp_path, monkeypatch):
 
 def same_weights(a, b) -> bool:
     a, b = charseq.load(a), charseq.load(b)
-    return all(np.array_equal(a.model.params[n], b.model.params[n]) for n in "UWbVc")
+    return set(a.model.params) == set(b.model.params) and \
+        all(np.array_equal(a.model.params[n], b.model.params[n]) for n in a.model.params)
 
 
 

@@ -16,7 +16,8 @@ def vowels(arg: str | None = None) -> Corpus:
     """The cycle a e i o u; ARG is the number of training windows (default 200)."""
     vocab = Vocabulary("aeiou")
     windows = int(arg) if arg else 200
-    defaults = {"hidden_size": 16, "seq_len": 4, "batch_size": 10, "lr": 2.0, "warmup": 50, "epochs": 40}
+    defaults = {"model": "rnn", "hidden_size": 16, "seq_len": 4, "batch_size": 10, "lr": 2.0, "warmup": 50,
+                "epochs": 40, "dropout": 0.2}
     return Corpus("vowels", vocab, vocab.encode("aeiou"), random_windows=windows, defaults=defaults)
 
 
