@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import sys
 import time
 from pathlib import Path
 
@@ -29,6 +30,9 @@ from charseq import TrainConfig, Trainer, get_model, hookimpl
 from charseq.config import DEFAULT_MODEL
 from charseq.evaluation import EVAL_STREAM_CHARS
 from charseq.registry import get_registry, model_choice, parse_options
+
+sys.path.insert(0, str(Path(__file__).parent))
+from machine import cpu_name  # noqa: E402
 
 SHAKESPEARE = Path(__file__).resolve().parents[2] / "shared" / "data" / "tinyshakespeare.txt"
 
@@ -154,7 +158,7 @@ def main() -> None:
         if torch is not None and not args.no_torch:
             torch.set_num_threads(args.threads)
             theirs = run_torch(config, args.model, train_ids, val_ids, vocab_size, budgets)
-    print(f"{time.strftime('%Y-%m-%d')}, {_cpu_name()}, {args.text.name}, {args.threads} threads; "
+    print(f"{time.strftime('%Y-%m-%d')}, {cpu_name()}, {args.text.name}, {args.threads} threads; "
           f"model {args.model}; settings: H={config.hidden_size} "
           f"T={config.seq_len} B={config.batch_size} {config.optimizer} lr={config.lr:g} clip-norm={config.clip_norm:g} "
           f"schedule={config.schedule} over {config.epochs} epochs, dropout={config.dropout:g}, "
@@ -181,16 +185,6 @@ def _number(text: str):
         except ValueError:
             pass
     return text
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return "unknown CPU"
 
 
 if __name__ == "__main__":

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -28,6 +27,7 @@ from charseq import Corpus, TrainConfig, Trainer, Vocabulary, get_model
 from charseq.generation import generate
 
 sys.path.insert(0, str(Path(__file__).parent))
+from machine import cpu_name  # noqa: E402
 from seed_loop import train_seed_style  # noqa: E402
 
 try:
@@ -229,16 +229,6 @@ def markdown_table(rows: list[Row]) -> str:
     return "\n".join(lines)
 
 
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.machine()
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--threads", default="1,2", help="comma-separated BLAS thread counts")
@@ -247,7 +237,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="shorter timing windows (noisier)")
     args = parser.parse_args()
     min_seconds, rounds = (0.2, 2) if args.quick else (0.5, 3)
-    print(f"{time.strftime('%Y-%m-%d')}, {_cpu_name()}, {os.cpu_count()} cores, numpy {np.__version__}, "
+    print(f"{time.strftime('%Y-%m-%d')}, {cpu_name()}, {os.cpu_count()} cores, numpy {np.__version__}, "
           f"torch {torch.__version__ if torch else 'not installed'}", flush=True)
     rows, notes = [], []
     for threads in [int(t) for t in args.threads.split(",")]:

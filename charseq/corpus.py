@@ -21,7 +21,8 @@ class Corpus:
     ids: the encoded text (N,). With ``random_windows`` set, each run draws that many
     windows at random start positions, wrapping around the end (the seed's task);
     otherwise the trainer reads the text as parallel streams. ``defaults`` suggests
-    training settings (TrainConfig fields) that suit the task.
+    training settings (TrainConfig fields) that suit the task, and may suggest a model
+    (``"model": "rnn"``, as ``--model`` takes it).
 
     ``spec`` is the ``NAME[:ARG]`` it was asked for, ``source`` the same made independent
     of the working directory, and ``spec_options`` the options it was loaded with (such as
