@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from charseq import schema, trust
-from charseq.errors import SaveError, UsageError
+from charseq.errors import CharseqError, SaveError, UsageError
 from charseq.files import atomic_write, kind_of
 from charseq.model import Model
 from charseq.rnn import PARAM_NAMES, VanillaRNN
@@ -87,8 +87,7 @@ def save(path: str | os.PathLike, checkpoint: Checkpoint) -> Path:
     path = Path(path)
     model = checkpoint.model
     arrays = {PARAM_PREFIX + name: np.ascontiguousarray(view) for name, view in model.params.items()}
-    if not all(_STATE_NAME.match(name) for name in model.params):
-        raise ValueError(f"model {model.name!r} has a parameter name a checkpoint cannot hold: {sorted(model.params)}")
+    _check_savable(model)
     for name, array in checkpoint.arrays.items():
         if (name in arrays or name in _RESERVED or not _STATE_NAME.match(name)
                 or array.dtype.kind not in _STATE_KINDS):
@@ -123,6 +122,18 @@ def save(path: str | os.PathLike, checkpoint: Checkpoint) -> Path:
     elif checkpoint.run is not None:
         _warn_unsealed()
     return atomic_write(path, lambda f: np.savez(f, **members))
+
+
+def _check_savable(model: Model) -> None:
+    """Refuse, before anything is written, a model whose record this charseq could not read
+    back: the file at the path keeps what it held."""
+    from charseq.model import check_model
+    from charseq.registry import model_label
+
+    try:
+        check_model(model, model_label(model.name))
+    except CharseqError as exc:
+        raise CharseqError(f"{exc}; the checkpoint was not written") from None
 
 
 def _package(model_name: str) -> str | None:
@@ -406,7 +417,7 @@ def _checkpoint(path: Path, metadata: dict[str, Any], arrays: dict[str, np.ndarr
 
 def _model(path: Path, metadata: dict[str, Any], params: dict[str, np.ndarray]) -> Model:
     """The model a checkpoint records, rebuilt by its plugin and given its parameters."""
-    from charseq.registry import get_model, get_registry
+    from charseq.registry import build_model, get_registry
 
     recorded = metadata["model"]
     name, package = recorded["name"], recorded.get("package")
@@ -415,8 +426,8 @@ def _model(path: Path, metadata: dict[str, Any], params: dict[str, np.ndarray]) 
         raise UsageError(f"checkpoint {str(path)!r} holds a {name!r} model, which no installed plugin provides; "
                          f"install {source}")
     try:
-        model = get_model(name, len(metadata["vocabulary"]), recorded["hidden_size"], seed=None,
-                          dtype=recorded["dtype"], **recorded["options"])
+        model = build_model(name, recorded["options"], len(metadata["vocabulary"]), recorded["hidden_size"], seed=None,
+                            dtype=recorded["dtype"])
     except UsageError as exc:
         raise UsageError(f"checkpoint {str(path)!r}: its model cannot be rebuilt here ({exc})") from None
     found = {n: (a.dtype, a.shape) for n, a in params.items()}
@@ -426,7 +437,7 @@ def _model(path: Path, metadata: dict[str, Any], params: dict[str, np.ndarray]) 
         raise UsageError(f"checkpoint {str(path)!r} is damaged: its {name!r} parameters do not fit the model its "
                          f"options describe ({', '.join(differ[:3])})")
     for n, value in params.items():
-        model.params[n] = value
+        np.copyto(model.params[n], value)  # into the model's own arrays, whatever its mapping does on assignment
     return model
 
 

@@ -207,7 +207,7 @@ def _one_line(exc: click.UsageError) -> click.ClickException:
 @click.version_option(charseq.__version__, prog_name="charseq")
 @click.option("--debug", is_flag=True, help="Show the full traceback of unexpected errors.")
 def cli(debug: bool) -> None:
-    """Character-level text generation with a vanilla RNN, extended by plugins."""
+    """Character-level text generation with recurrent networks (rnn, gru, lstm), extended by plugins."""
 
 
 # -- train ----------------------------------------------------------------------
@@ -229,7 +229,7 @@ def training_options(command):
 @click.option("--encoding", help="Text encoding of the corpus files.  [default: utf-8]")
 @click.option("--model", "model_spec", metavar="NAME[:KEY=VALUE,...]", shell_complete=_complete_names("model"),
               help="The model: rnn, gru, lstm (each with layers=N) or a plugin's; see `charseq models`.  "
-                   "[default: the corpus's suggestion, else rnn]")
+                   "[default: the corpus's suggestion, else gru:layers=2]")
 @click.option("--resume", "resume_path", type=click.Path(path_type=Path), metavar="CHECKPOINT",
               help="Continue the run a checkpoint was saved from, exactly: the same corpus, settings, callbacks "
                    "and outputs. It may change --epochs (more), --eval-every, --out, --corpus (the same text, "

@@ -8,6 +8,7 @@ import numpy as np
 
 from charseq.errors import CharseqError, UsageError
 from charseq.model import Model
+from charseq.registry import model_label
 from charseq.vocab import Vocabulary
 
 Sampler = Callable[[np.ndarray, np.random.Generator], np.ndarray]
@@ -78,8 +79,14 @@ def _sample_ids(model, vocab, prime, length, sampler, rng, num_samples, repetiti
     prime_ids = vocab.encode(prime).astype(np.intp)
     penalty = _RepetitionPenalty.create(repetition_penalty, repetition_window, len(vocab), prime_ids, num_samples)
     step = model.stepper(num_samples)
+    if not (callable(step) and hasattr(step, "feed")):
+        raise CharseqError(f"{model_label(model.name)}: stepper() returned {type(step).__name__}, not a runner "
+                           "with feed(x) and __call__(ids)")
     logits = step.feed(np.broadcast_to(prime_ids, (num_samples, len(prime_ids))))  # (N, V)
     for t in range(length):
+        if np.shape(logits) != (num_samples, len(vocab)):
+            raise CharseqError(f"{model_label(model.name)}: its stepper returned logits of shape {np.shape(logits)}; "
+                               f"they must be ({num_samples}, {len(vocab)})")
         ids = checked_ids(sampler(logits if penalty is None else penalty.apply(logits), rng), num_samples, len(vocab))
         yield ids
         if penalty is not None:

@@ -11,6 +11,7 @@ example.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Mapping, MutableMapping
 from typing import Any, Protocol, runtime_checkable
 
@@ -21,6 +22,8 @@ import numpy as np
 ONE_HOT_SCATTER_MAX_VOCAB = 256
 # The arguments charseq itself gives a model factory; everything else is a model option.
 CORE_ARGUMENTS = ("vocab_size", "hidden_size", "seed", "dtype")
+DTYPES = ("float32", "float64")  # what checkpoints hold
+PARAM_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")  # what a checkpoint's member may be called
 
 
 @runtime_checkable
@@ -150,13 +153,25 @@ def check_model(model: Any, what: str) -> None:
         raise CharseqError(f"{what} returned {type(model).__name__}, which lacks {', '.join(missing)} of the model "
                            "contract (see docs/plugins.md)")
     flat = model.flat
-    if not isinstance(flat, np.ndarray) or flat.ndim != 1 or flat.dtype.kind != "f":
-        raise CharseqError(f"{what}: its flat parameters are not a 1-d float array")
+    if not isinstance(flat, np.ndarray) or flat.ndim != 1 or flat.dtype.name not in DTYPES:
+        raise CharseqError(f"{what}: its flat parameters are not a 1-d array of {' or '.join(DTYPES)}")
     for name, view in model.params.items():
+        if not isinstance(name, str) or not PARAM_NAME.match(name):
+            raise CharseqError(f"{what}: parameter name {name!r} is not letters, digits and . _ - (a checkpoint "
+                               "could not hold it)")
         try:
             flat_slice(flat, view)
-        except ValueError:
+        except (ValueError, AttributeError, TypeError):
             raise CharseqError(f"{what}: parameter {name!r} is not a view of its flat buffer") from None
+    inputs = getattr(model, "input_weights", ())
+    if not isinstance(inputs, (tuple, list)) or not all(isinstance(n, str) and n in model.params for n in inputs):
+        raise CharseqError(f"{what}: its input_weights {inputs!r} are not names of its parameters")
+    options = model.options()
+    if not isinstance(options, dict) or not all(
+            isinstance(k, str) and k not in CORE_ARGUMENTS and (v is None or isinstance(v, (bool, int, float, str)))
+            for k, v in options.items()):
+        raise CharseqError(f"{what}: its options() {options!r} are not a mapping of names to plain values (numbers, "
+                           "text, true/false, None)")
 
 
 # -- what the bundled models share ---------------------------------------------------------

@@ -475,12 +475,13 @@ def get_callback(spec: str, **options: Any) -> Any:
     return registered.build(**options)
 
 
-def model_choice(spec: str, **options: Any) -> tuple[str, dict[str, Any]]:
+def model_choice(spec: str, options: dict[str, Any] | None = None) -> tuple[str, dict[str, Any]]:
     """The registered model a ``NAME[:key=value,...]`` spec names, and the options it is
-    built with (its factory's defaults filled in, so two spellings of one choice are equal)."""
+    built with (`options` over the spec's, its factory's defaults filled in, so two spellings
+    of one choice are equal)."""
     from charseq.model import CORE_ARGUMENTS
 
-    registered, options = _named("model", spec, options)
+    registered, options = _named("model", spec, dict(options or {}))
     given = sorted(set(options) & set(CORE_ARGUMENTS))
     if given:
         raise UsageError(f"model {registered.name!r}: {given[0]} is not a model option; charseq sets it "
@@ -503,28 +504,63 @@ def get_model(spec: str, vocab_size: int, hidden_size: int, *, seed: int | None 
     """A model by name, with options: ``get_model("lstm:layers=2", 65, 256)`` or
     ``get_model("lstm", 65, 256, layers=2)``. ``seed=None`` leaves the weights for the caller
     to fill (a checkpoint's)."""
+    return build_model(spec, options, vocab_size, hidden_size, seed=seed, dtype=dtype)
+
+
+def build_model(spec: str, options: dict[str, Any], vocab_size: int, hidden_size: int, *, seed: int | None = 0,
+                dtype: Any = "float32") -> Model:
+    """get_model with the options as a mapping (from a file: any key at all is an option)."""
     import numpy as np
 
-    from charseq.model import check_model
+    from charseq.model import DTYPES, check_model
 
-    name, options = model_choice(spec, **options)
-    registered = get_registry().get("model", name)
+    name, options = model_choice(spec, options)
     try:
-        model = registered.factory(vocab_size=vocab_size, hidden_size=hidden_size, seed=seed, dtype=np.dtype(dtype),
-                                   **registered.convert(options, complete=False))
+        dtype = np.dtype(dtype)
+    except TypeError:
+        dtype = None
+    if dtype is None or dtype.name not in DTYPES:
+        raise UsageError(f"model {name!r}: dtype must be one of {', '.join(DTYPES)}")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))):
+        raise UsageError(f"model {name!r}: seed must be a whole number or None, got {seed!r}")
+    registered = get_registry().get("model", name)
+    what = f"{get_registry().describe(registered.plugin)}: model {name!r}"
+    arguments = {"vocab_size": vocab_size, "hidden_size": hidden_size, "seed": seed, "dtype": dtype,
+                 **registered.convert(options, complete=False)}
+    try:
+        inspect.signature(registered.factory).bind(**arguments)
+    except TypeError as exc:
+        raise CharseqError(f"{what}: its factory does not take what charseq gives it ({exc})") from None
+    except ValueError:
+        pass  # no signature to check
+    try:
+        model = registered.factory(**arguments)
     except UsageError as exc:
         raise UsageError(f"model {name!r}: {exc}") from None
     except MemoryError:
         raise UsageError(f"model {name!r} with hidden size {hidden_size} and options {options} needs more memory "
                          "than this machine has; use a smaller --hidden-size") from None
-    what = f"{get_registry().describe(registered.plugin)}: model {name!r}"
     check_model(model, what)
     if model.name != name:
         raise CharseqError(f"{what} says its name is {model.name!r}; a model's name is the one it is registered under")
-    if (model.vocab_size, model.hidden_size) != (vocab_size, hidden_size):
-        raise CharseqError(f"{what} was asked for {vocab_size} symbols and {hidden_size} units and has "
-                           f"{model.vocab_size} and {model.hidden_size}")
+    if (model.vocab_size, model.hidden_size) != (vocab_size, hidden_size) or model.flat.dtype != dtype:
+        raise CharseqError(f"{what} was asked for {vocab_size} symbols, {hidden_size} units and {dtype} and has "
+                           f"{model.vocab_size}, {model.hidden_size} and {model.flat.dtype}")
+    try:
+        rebuilt = model_choice(name, model.options())
+    except UsageError as exc:
+        raise CharseqError(f"{what}: its options() cannot rebuild it from a checkpoint ({exc})") from None
+    if rebuilt[1] != model.options():
+        raise CharseqError(f"{what}: its options() {model.options()} are not those it is built with {rebuilt[1]}")
     return model
+
+
+def model_label(name: str) -> str:
+    """'model NAME of plugin P (package Q)', for a message about a model's own doing."""
+    try:
+        return f"model {name!r} of {get_registry().describe(get_registry().get('model', name).plugin)}"
+    except UsageError:
+        return f"model {name!r}"
 
 
 def model_package(name: str) -> str | None:

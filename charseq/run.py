@@ -32,7 +32,8 @@ from charseq.corpus import Corpus
 from charseq.errors import CharseqError, CharseqWarning, SaveError, UsageError
 from charseq.files import shown
 from charseq.interrupt import Aborted, exit_code, stop_on_signals
-from charseq.registry import get_corpus, get_model, get_registry, model_choice, model_spec, parse_options, parse_spec
+from charseq.registry import (build_model, get_corpus, get_registry, model_choice, model_spec, parse_options,
+                              parse_spec)
 from charseq.trainer import Trainer, check_memory
 
 # What a resumed run may change: anything else would make it another run. --epochs may
@@ -154,11 +155,11 @@ class Run:
         model_name, model_options = spec.model["name"], dict(spec.model.get("options", {}))
         # Built first without initial values (no memory is touched), so that a run too large
         # for the machine is refused before anything is drawn.
-        self.model = get_model(model_name, len(corpus.vocab), config.hidden_size, seed=None, **model_options)
+        self.model = build_model(model_name, model_options, len(corpus.vocab), config.hidden_size, seed=None)
         check_memory(config, self.model)
         if resume_from is None:
-            self.model = get_model(model_name, len(corpus.vocab), config.hidden_size, seed=config.seed,
-                                   **model_options)
+            self.model = build_model(model_name, model_options, len(corpus.vocab), config.hidden_size,
+                                     seed=config.seed)
         if resume_from is not None and (resume_from.model.name != model_name
                                         or resume_from.model.options() != self.model.options()
                                         or resume_from.model.hidden_size != config.hidden_size
@@ -245,7 +246,7 @@ class Run:
         if model is None:
             suggested = loaded.defaults.get("model", DEFAULT_MODEL)
             model = suggested if isinstance(suggested, str) else DEFAULT_MODEL
-        model_name, effective = model_choice(model, **dict(model_options or {}))
+        model_name, effective = model_choice(model, model_options)
         spec = RunSpec(corpus=spec_text, config=config, model={"name": model_name, "options": effective}, out=_absolute(f"{loaded.name}.npz" if out is None else out),
                        callbacks=[_ref(c) for c in _listed(callbacks)], corpus_source=source,
                        corpus_options=dict(corpus_options), fingerprint=loaded.fingerprint, characters=len(loaded))
@@ -281,6 +282,10 @@ class Run:
         if model is not None:
             asked = model_choice(model)
             recorded = (spec.model["name"], dict(spec.model.get("options", {})))
+            try:  # the recorded choice with today's defaults filled in (a 0.2 run records none)
+                recorded = model_choice(*recorded)
+            except UsageError:
+                pass  # not installed, or options it no longer takes: the run's own checks say so
             if asked != recorded:
                 raise UsageError(f"--model {model} differs from the resumed run's {model_spec(*recorded)}; a resumed "
                                  f"run keeps its model (it may change {MAY_CHANGE_TEXT})")

@@ -161,8 +161,15 @@ class Trainer:
 
     def train_step(self, x: np.ndarray, y: np.ndarray, state: np.ndarray | None = None) -> float:
         """One optimisation step on inputs and targets (B, T) from `state`; returns its loss."""
-        loss, _, self._h = self.model.loss_and_grads(x, y, state, out=self._grads, dropout=self.config.dropout,
-                                                     rng=self._rng)
+        result = self.model.loss_and_grads(x, y, state, out=self._grads, dropout=self.config.dropout, rng=self._rng)
+        try:
+            loss, _, self._h = result
+            loss = float(loss)
+        except (TypeError, ValueError):
+            from charseq.registry import model_label
+
+            raise CharseqError(f"{model_label(self.model.name)}: loss_and_grads returned {type(result).__name__} "
+                               f"{str(result)[:60]!r}, not (loss, gradients, state)") from None
         grads = self._grad_flat
         # Checked before the update, so the parameters (and any checkpoint) stay the last good ones.
         if not math.isfinite(loss):
@@ -366,7 +373,7 @@ class Trainer:
             _same_shape(name, saved[name], current[name])
         self.load_state(checkpoint.training, checkpoint.arrays)
         for name in current:
-            current[name] = saved[name]
+            np.copyto(current[name], saved[name])  # into the model's arrays: the optimizer updates those
 
 
 def memory_needed(config: TrainConfig, model: Model) -> int:
@@ -377,6 +384,10 @@ def memory_needed(config: TrainConfig, model: Model) -> int:
     moments = {"sgd": 0, "adagrad": 1, "rmsprop": 1, "adam": 2}.get(config.optimizer, 2)
     estimate = getattr(model, "memory_needed", None)
     step = estimate(B, T) if estimate is not None else 4 * (T * B * (5 * H + 2 * V) + 2 * B * H)
+    if isinstance(step, bool) or not isinstance(step, (int, np.integer)) or step < 0:
+        from charseq.registry import model_label
+
+        raise CharseqError(f"{model_label(model.name)}: memory_needed returned {step!r}, not a number of bytes")
     return model.flat.itemsize * (3 + moments) * model.flat.size + 2 * step + 16 * T * B
 
 

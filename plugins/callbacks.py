@@ -105,7 +105,7 @@ class EarlyStopping:
     def on_train_end(self, trainer):
         if self.restore_best_weights and self.best_weights is not None:
             for name, value in self.best_weights.items():
-                trainer.model.params[name] = value
+                np.copyto(trainer.model.params[name], value)  # into the arrays the optimizer updates
             if self.best_metrics is not None and self.best_metrics.get("epoch") != trainer.epoch:
                 trainer.weights_from = self.best_metrics
 

@@ -23,7 +23,7 @@ SHAKESPEARE = Path(__file__).resolve().parents[2] / "shared" / "data" / "tinysha
 
 FAKE_PACKAGES = ("throwaway-vowels", "throwaway-greedy", "throwaway-broken", "throwaway-env", "throwaway-signals",
                  "charseq-vowels",
-                 "charseq-upper", "charseq-bigram")
+                 "charseq-upper", "charseq-bigram", "throwaway-models")
 
 
 def pytest_configure(config):

@@ -378,7 +378,8 @@ def test_a_run_from_charseq_0_2_resumes_exactly(tmp_path):
     copy.write_bytes((DATA / "play-0.2.0.npz").read_bytes())
     assert charseq.load(copy).arrays["trainer.h"].shape == (1, 4, 16)
     play = f"text:{DATA / 'play.txt'}"
-    run_cli("train", "--resume", copy, "--corpus", play, "--out", tmp_path / "resumed.npz", "-q", "--sample-length", 0)
+    run_cli("train", "--resume", copy, "--corpus", play, "--out", tmp_path / "resumed.npz", "-q", "--sample-length", 0,
+            "--model", "rnn")  # its own model, named: 0.2 recorded none of its options
     # 0.2.0's text defaults, where they are not today's
     run_cli("train", "--corpus", play, "--model", "rnn", "--lr", 0.002, "--dropout", 0.2, "--hidden-size", 16,
             "--seq-len", 8, "--batch-size", 4, "--epochs", 3, "--out", tmp_path / "today.npz", "-q", "--sample-length", 0)
@@ -387,3 +388,17 @@ def test_a_run_from_charseq_0_2_resumes_exactly(tmp_path):
     for name in today.model.params:
         assert np.array_equal(resumed.model.params[name], today.model.params[name]), name
     assert copy.read_bytes() == (DATA / "play-0.2.0.npz").read_bytes()
+
+
+@pytest.mark.parametrize("options", [{"seed": 1}, {"spec": "x"}, {"hidden_size": 4}, {"dtype": "float64"},
+                                     {"layers": 0}, {"depth": 2}])
+def test_a_model_record_with_options_that_do_not_fit_is_refused(alphabet_checkpoint, tmp_path, options):
+    path = tmp_path / "m.npz"
+    path.write_bytes(alphabet_checkpoint.read_bytes())
+    resign(path, lambda m: m["model"].update(options=options))
+    before = path.read_bytes()
+    for command in (["generate", path], ["eval", path, "--corpus", "alphabet"], ["train", "--resume", path]):
+        result = run_cli(*command, ok=False)
+        assert result.exit_code == 2 and result.stderr.count("\n") == 1, result.output
+        assert "its model cannot be rebuilt here" in result.stderr, result.stderr
+    assert path.read_bytes() == before
