@@ -475,6 +475,10 @@ def evaluate_command(checkpoint_path, corpus_spec, encoding, batch_size, seq_len
     mapping = np.array([saved.vocab.symbols.index(c) for c in corpus.vocab.symbols], dtype=saved.vocab.dtype)
     with _blas_threads(threads):
         loss = evaluate(saved.model, mapping[corpus.ids], batch_size, seq_len)
+    if not np.isfinite(loss):
+        from charseq.registry import model_label
+
+        raise CharseqError(f"the loss of {model_label(saved.model.name)} on {corpus.name!r} is {loss}, not a number")
     metrics = {"corpus": corpus.name, "characters": len(corpus), **loss_metrics(loss)}
     if as_json:
         say(json.dumps(metrics), essential=True)

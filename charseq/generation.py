@@ -83,6 +83,8 @@ def _sample_ids(model, vocab, prime, length, sampler, rng, num_samples, repetiti
         raise CharseqError(f"{model_label(model.name)}: stepper() returned {type(step).__name__}, not a runner "
                            "with feed(x) and __call__(ids)")
     logits = step.feed(np.broadcast_to(prime_ids, (num_samples, len(prime_ids))))  # (N, V)
+    if np.shape(logits) == (num_samples, len(vocab)) and not np.isfinite(logits).all():  # checked once: it costs
+        raise CharseqError(f"{model_label(model.name)} gives logits that are not finite numbers")
     for t in range(length):
         if np.shape(logits) != (num_samples, len(vocab)):
             raise CharseqError(f"{model_label(model.name)}: its stepper returned logits of shape {np.shape(logits)}; "

@@ -5,6 +5,7 @@ from __future__ import annotations
 import codecs
 import functools
 import inspect
+import operator
 import os
 import re
 import types
@@ -37,6 +38,7 @@ DEFAULT_PLUGINS = (
 KINDS = {"corpus": "register_corpora", "sampler": "register_samplers", "callback": "register_callbacks",
          "model": "register_models", "command": "register_commands"}
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
+_WHOLE_NUMBER = re.compile(r"^[+-]?[0-9]+$")
 
 
 def _warn(message: str) -> None:
@@ -167,10 +169,12 @@ def convert_value(value: Any, declared: Any, where: str) -> Any:
     if declared is int:
         if isinstance(value, int) and not isinstance(value, bool):
             return value
-        if isinstance(value, str):
+        if isinstance(value, str) and _WHOLE_NUMBER.match(value.strip()):  # not 1_0, nor other scripts' digits
+            return int(value)
+        if not isinstance(value, (bool, str)) and type(value).__name__ != "bool_":
             try:
-                return int(value)
-            except ValueError:
+                return operator.index(value)  # a numpy integer
+            except TypeError:
                 pass
         raise UsageError(f"{where} must be a whole number, got {value!r}")
     if declared is float:

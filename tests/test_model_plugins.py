@@ -95,6 +95,10 @@ def register_models(register):
     register("bad-inputs", named("bad-inputs", input_weights=("M",)))
     register("two-values", named("two-values", loss_and_grads=lambda self, *a, **k: (1.0, None)))
     register("no-stepper", named("no-stepper", stepper=lambda self, b: None))
+    register("nan", named("nan", loss=lambda self, x, y, state=None: (float("nan"), np.zeros((len(x), 0))),
+                          stepper=lambda self, b: type("S", (), {
+                              "__call__": lambda s, ids: np.full((len(ids), 3), np.nan),
+                              "feed": lambda s, x: np.full((len(x), 3), np.nan)})()))
     register("narrow", named("narrow", stepper=lambda self, b: type("S", (), {
         "__call__": lambda s, ids: np.zeros((len(ids), 2)), "feed": lambda s, x: np.zeros((len(x), 2))})()))
 '''
@@ -141,6 +145,7 @@ def test_a_model_whose_step_returns_nonsense_is_named_and_the_checkpoint_kept(pl
 
 
 @pytest.mark.parametrize("model,words", [("no-stepper", "stepper() returned NoneType"),
+                                         ("nan", "gives logits that are not finite numbers"),
                                          ("narrow", "its stepper returned logits of shape (1, 2); they must be (1, 3)")])
 def test_a_model_that_cannot_generate_says_so(place, model, words):
     run_cli("train", *SMALL, "--model", model, "--epochs", 1, "--out", "m.npz")
@@ -161,3 +166,10 @@ def test_a_model_whose_params_are_a_plain_dict_resumes_exactly(place):
     whole, resumed = charseq.load("whole.npz"), charseq.load("cut.npz")
     assert np.array_equal(whole.model.params["L"], resumed.model.params["L"])
     assert np.array_equal(whole.arrays["optimizer.m"], resumed.arrays["optimizer.m"])
+
+
+def test_a_loss_that_is_not_a_number_is_an_error_for_eval(place):
+    run_cli("train", *SMALL, "--model", "nan", "--epochs", 1, "--val-fraction", 0, "--out", "m.npz")
+    result = run_cli("eval", "m.npz", "--corpus", "text:notes.txt", ok=False)
+    assert result.exit_code == 1 and result.stderr.count("\n") == 1, result.output
+    assert "the loss of model 'nan' of plugin 'models' (package 'throwaway-models') on 'notes' is nan" in result.stderr

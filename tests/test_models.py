@@ -165,6 +165,8 @@ def test_the_same_seed_gives_the_same_weights_and_rnn_keeps_its_draws():
     ("rnn:hidden_size=8", "hidden_size is not a model option"),
     ("transformer", "unknown model 'transformer'; known: gru, lstm, rnn"),
     ("lstm:layers=65", "layers must be at most 64"),
+    ("lstm:layers=1_0", "layers must be a whole number, got '1_0'"),
+    ("lstm:layers=\u0663", "layers must be a whole number"),
 ])
 def test_a_wrong_model_choice_is_one_line(spec, message):
     with pytest.raises(UsageError, match=message):
@@ -180,3 +182,7 @@ def test_dropout_needs_an_rng_and_a_rate_below_one():
         model.loss_and_grads(x, y, state, dropout=1.0, rng=np.random.default_rng(0))
     with pytest.raises(ValueError, match="state has shape"):
         model.loss(x, y, state[:1])
+
+
+def test_options_from_python_may_be_numpy_integers():
+    assert charseq.get_model("gru", 5, 4, layers=np.int64(2)).options() == {"layers": 2}
