@@ -141,9 +141,10 @@ class Recurrent:
     def memory_needed(self, batch_size: int, seq_len: int) -> int:
         """Bytes of one (B, T) workspace, roughly (the parameters not included)."""
         T, B, H, V, G = seq_len, batch_size, self.hidden_size, self.vocab_size, self.GATES
-        per_layer = T * B * (3 * G * H + 6 * H)  # inputs, gates, their gradients; states and constants
+        per_layer = T * B * (3 * G * H + 5 * H)  # input terms, gates, their products and gradients; states
+        shared = T * B * (G * H + 3 * H)  # rows for the weight gradients, the output layer's inputs
         head = T * B * (V + 2 * H) + (T * B * V if V <= 256 else 0)
-        return self.dtype.itemsize * (self.layers * per_layer + head) + 8 * T * B
+        return self.dtype.itemsize * (self.layers * per_layer + shared + head) + 8 * T * B
 
     # -- layout and initial values ---------------------------------------------------------
 
