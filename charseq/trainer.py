@@ -173,11 +173,11 @@ class Trainer:
         grads = self._grad_flat
         # Checked before the update, so the parameters (and any checkpoint) stay the last good ones.
         if not math.isfinite(loss):
-            raise Diverged(f"training diverged at step {self.step + 1} (loss is {loss}); try a lower --lr")
+            raise Diverged(f"training diverged at step {self.step + 1} (loss is {loss}){self._diverged_hint()}")
         norm = math.sqrt(float(np.dot(grads, grads)))
         if not math.isfinite(norm):
-            raise Diverged(f"training diverged at step {self.step + 1} (the gradient is not finite); "
-                           "try a lower --lr")
+            raise Diverged(f"training diverged at step {self.step + 1} (the gradient is not finite)"
+                           f"{self._diverged_hint()}")
         if self.config.clip:
             np.clip(grads, -self.config.clip, self.config.clip, out=grads)
         if self.config.clip_norm and norm > self.config.clip_norm:
@@ -185,6 +185,16 @@ class Trainer:
         self.optimizer.step(self.model.flat, grads, self.lr)
         self.step += 1
         return loss
+
+    def _diverged_hint(self) -> str:
+        """What to try: a lower rate; with a plugin's model, the plugin may be at fault too."""
+        from charseq.registry import model_label, model_package
+
+        try:
+            plugin = model_package(self.model.name) is not None
+        except CharseqError:
+            plugin = False
+        return f"; try a lower --lr, or ask after {model_label(self.model.name)}" if plugin else "; try a lower --lr"
 
     @property
     def lr(self) -> float:

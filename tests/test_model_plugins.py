@@ -99,6 +99,8 @@ def register_models(register):
                           stepper=lambda self, b: type("S", (), {
                               "__call__": lambda s, ids: np.full((len(ids), 3), np.nan),
                               "feed": lambda s, x: np.full((len(x), 3), np.nan)})()))
+    register("diverges", named("diverges", loss_and_grads=lambda self, x, y, state=None, **k: (
+        float("nan"), self.gradient_buffer()[1], np.zeros((len(x), 0)))))
     register("narrow", named("narrow", stepper=lambda self, b: type("S", (), {
         "__call__": lambda s, ids: np.zeros((len(ids), 2)), "feed": lambda s, x: np.zeros((len(x), 2))})()))
 '''
@@ -173,3 +175,10 @@ def test_a_loss_that_is_not_a_number_is_an_error_for_eval(place):
     result = run_cli("eval", "m.npz", "--corpus", "text:notes.txt", ok=False)
     assert result.exit_code == 1 and result.stderr.count("\n") == 1, result.output
     assert "the loss of model 'nan' of plugin 'models' (package 'throwaway-models') on 'notes' is nan" in result.stderr
+
+
+def test_a_plugin_models_divergence_names_the_plugin(place):
+    result = run_cli("train", *SMALL, "--model", "diverges", "--epochs", 1, "--out", "m.npz", ok=False)
+    assert result.exit_code == 1 and result.stderr.count("\n") == 1, result.output
+    assert "training diverged at step 1 (loss is nan); try a lower --lr, or ask after model 'diverges' of plugin " \
+           "'models' (package 'throwaway-models')" in result.stderr
