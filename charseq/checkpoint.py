@@ -17,7 +17,6 @@ import functools
 import hashlib
 import json
 import os
-import re
 import zipfile
 import zlib
 from dataclasses import dataclass, field
@@ -29,7 +28,7 @@ import numpy as np
 from charseq import schema, trust
 from charseq.errors import CharseqError, SaveError, UsageError
 from charseq.files import atomic_write, kind_of
-from charseq.model import Model
+from charseq.model import ARRAY_NAME, Model
 from charseq.rnn import PARAM_NAMES, VanillaRNN
 from charseq.vocab import Vocabulary
 
@@ -39,7 +38,7 @@ FORMAT = "charseq-checkpoint"
 FORMAT_VERSION = 4
 PARAM_PREFIX = "param."
 _DTYPES = ("float32", "float64")
-_STATE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
+_STATE_NAME = ARRAY_NAME  # a checkpoint member: a parameter, or a state array
 _STATE_KINDS = "biuf"  # bool, integer, unsigned, float: plain numbers only
 _RESERVED = ("metadata", "checksum", "seal")
 MAX_METADATA_BYTES = 32 << 20  # a run's whole history fits many times over

@@ -23,7 +23,7 @@ ONE_HOT_SCATTER_MAX_VOCAB = 256
 # The arguments charseq itself gives a model factory; everything else is a model option.
 CORE_ARGUMENTS = ("vocab_size", "hidden_size", "seed", "dtype")
 DTYPES = ("float32", "float64")  # what checkpoints hold
-PARAM_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")  # what a checkpoint's member may be called
+ARRAY_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")  # what a checkpoint's member may be called
 
 
 @runtime_checkable
@@ -156,7 +156,7 @@ def check_model(model: Any, what: str) -> None:
     if not isinstance(flat, np.ndarray) or flat.ndim != 1 or flat.dtype.name not in DTYPES:
         raise CharseqError(f"{what}: its flat parameters are not a 1-d array of {' or '.join(DTYPES)}")
     for name, view in model.params.items():
-        if not isinstance(name, str) or not PARAM_NAME.match(name):
+        if not isinstance(name, str) or not ARRAY_NAME.match(name):
             raise CharseqError(f"{what}: parameter name {name!r} is not letters, digits and . _ - (a checkpoint "
                                "could not hold it)")
         try:
