@@ -4,7 +4,8 @@ A corpus with random windows (the seed's task) is trained on shuffled windows, e
 a zero state. Text is trained as char-rnn does: cut into B parallel streams read T
 characters at a time, the hidden state carried from one window to the next (truncated
 backpropagation through time) and reset at each epoch; the last val_fraction of it (at
-most max_val_chars) is held out for validation.
+most max_val_chars) is held out for validation. A corpus of items is trained an item
+at a time, in batches of items of one length (charseq.items).
 """
 
 from __future__ import annotations
@@ -15,7 +16,9 @@ import numpy as np
 
 from charseq.config import TrainConfig
 from charseq.corpus import Corpus
-from charseq.errors import UsageError
+from charseq.evaluation import evaluate
+from charseq.errors import UsageError, counted
+from charseq import items as item_batches
 
 
 class Batches:
@@ -25,9 +28,23 @@ class Batches:
         self.corpus = corpus
         self.seq_len, self.batch_size = T, B = config.seq_len, config.batch_size
         self.random_windows = bool(corpus.random_windows)
-        if self.random_windows:
+        starts = corpus.item_starts
+        self.items = starts is not None
+        self.val_ids = self.val_items = None
+        if starts is not None:
+            self.item_starts = starts
+            item_batches.item_starts(corpus.ids[: starts[-1] + 1], int(corpus.ids[starts[0]]))  # checks the framing
+            self.train_items, self.val_items = item_batches.held_out(len(starts) - 1, config.val_fraction)
+            if not len(self.val_items):
+                self.val_items = None
+            lengths = starts[self.train_items + 1] - starts[self.train_items]
+            self.steps_per_epoch = item_batches.count_batches(lengths, B)
+            self.chars_per_step = float(lengths.sum()) / self.steps_per_epoch
+            return
+        self.chars_per_step = float(B * T)
+        windows = corpus.random_windows
+        if windows:
             self.train_ids, self.val_ids = corpus.ids, None
-            windows = corpus.random_windows
             if B > windows:
                 raise UsageError(f"batch size {B} is larger than the {windows} training windows; "
                                  "use a smaller --batch-size")
@@ -41,21 +58,50 @@ class Batches:
         self.stream_length = (len(self.train_ids) - 1) // B
         if self.stream_length < T:
             raise UsageError(
-                f"the training text of {corpus.name!r} ({len(self.train_ids):,} characters) is too short "
-                f"for {B} streams of at least {T + 1} characters; use a smaller --batch-size or --seq-len"
+                f"the training text of {corpus.name!r} ({counted(len(self.train_ids), 'character')}) is too short "
+                f"for {B} stream{'s' if B != 1 else ''} of at least {T + 1} characters; use a smaller --batch-size or --seq-len"
             )
         self.steps_per_epoch = self.stream_length // T
 
     @property
     def carries_state(self) -> bool:
-        """Streams carry the hidden state from one window to the next; random windows do not."""
-        return not self.random_windows
+        """Streams carry the hidden state from one window to the next; random windows and items do not."""
+        return not (self.random_windows or self.items)
+
+    @property
+    def order_size(self) -> int:
+        """How many things an epoch shuffles (random windows, training items); 0 for streams."""
+        if self.items:
+            return len(self.train_items)
+        return self.corpus.random_windows or 0
+
+    @property
+    def held_out(self) -> str | None:
+        """What is held out for validation, for the run's opening line."""
+        if self.val_items is not None:
+            return f"{counted(len(self.val_items), 'item')} held out"
+        return f"{len(self.val_ids):,} held out" if self.val_ids is not None else None
+
+    def validation_loss(self, model) -> float | None:
+        """The mean loss per character on the held-out part; None when nothing is held out."""
+        if self.val_items is not None:
+            return item_batches.evaluate_items(model, self.corpus.ids, self.item_starts, self.val_items)
+        if self.val_ids is not None:
+            return evaluate(model, self.val_ids, self.batch_size, self.seq_len)
+        return None
 
     def epoch(self, first_step: int, windows: np.ndarray | None, order: np.ndarray | None) -> Iterator[tuple]:
         """(x, y), int arrays (B, T), for each step of an epoch from `first_step` on.
-        Random windows come in `order` (a permutation of `windows`' rows)."""
+        Random windows come in `order` (a permutation of `windows`' rows), items in `order`
+        (a permutation of the training items)."""
         B, T = self.batch_size, self.seq_len
+        if self.items:
+            assert order is not None  # the trainer shuffles the items of every epoch
+            yield from item_batches.training_batches(self.corpus.ids, self.item_starts, self.train_items,
+                                                     order, B, first_step)
+            return
         if self.random_windows:
+            assert windows is not None and order is not None  # the trainer draws both for every epoch
             for start in range(first_step * B, self.steps_per_epoch * B, B):
                 batch = windows[order[start : start + B]]  # (B, T+1)
                 yield batch[:, :-1], batch[:, 1:]

@@ -33,9 +33,11 @@ from charseq.rnn import PARAM_NAMES, VanillaRNN
 from charseq.vocab import Vocabulary
 
 FORMAT = "charseq-checkpoint"
-# 4: any registered model, its parameters by name; 3: the metadata under the checksum, and the
-# run's description; 2: the training state; 1: weights. Formats 1-3 hold the vanilla RNN.
-FORMAT_VERSION = 4
+# 5: a corpus of items (its end symbol, and fingerprints of its items); 4: any registered
+# model, its parameters by name; 3: the metadata under the checksum, and the run's
+# description; 2: the training state; 1: weights. Formats 1-3 hold the vanilla RNN.
+FORMAT_VERSION = 5
+SEEN_ITEMS = "items.seen"  # sorted uint64 fingerprints of the items a model of items was trained on
 PARAM_PREFIX = "param."
 _DTYPES = ("float32", "float64")
 _STATE_NAME = ARRAY_NAME  # a checkpoint member: a parameter, or a state array
@@ -55,7 +57,9 @@ class Checkpoint:
 
     ``run`` is the description of the run that wrote it (see charseq.run), and
     ``training`` with ``arrays`` the state that continues it; both are None in a
-    checkpoint that can generate and evaluate but not resume.
+    checkpoint that can generate and evaluate but not resume. A model trained on items
+    (``Corpus.from_items``) has the symbol that ends them, ``item_end``, and the sorted
+    fingerprints of the items, ``seen_items`` (charseq.items.item_hash).
     """
 
     model: Model
@@ -72,6 +76,8 @@ class Checkpoint:
     # run replace the files its description names.
     trusted: bool = False
     checksum: str | None = None  # as read: the same file still holds it while this matches
+    item_end: str | None = None
+    seen_items: np.ndarray | None = None
 
     @property
     def resumable(self) -> bool:
@@ -87,6 +93,9 @@ def save(path: str | os.PathLike, checkpoint: Checkpoint) -> Path:
     model = checkpoint.model
     arrays = {PARAM_PREFIX + name: np.ascontiguousarray(view) for name, view in model.params.items()}
     _check_savable(model)
+    if checkpoint.item_end is not None:
+        seen = checkpoint.seen_items if checkpoint.seen_items is not None else np.empty(0, np.uint64)
+        arrays[SEEN_ITEMS] = np.ascontiguousarray(seen, dtype=np.uint64)
     for name, array in checkpoint.arrays.items():
         if (name in arrays or name in _RESERVED or not _STATE_NAME.match(name)
                 or array.dtype.kind not in _STATE_KINDS):
@@ -107,6 +116,8 @@ def save(path: str | os.PathLike, checkpoint: Checkpoint) -> Path:
         "progress": checkpoint.progress,
         "training": checkpoint.training,
         "arrays": {name: {"dtype": str(a.dtype), "shape": list(a.shape)} for name, a in checkpoint.arrays.items()},
+        "items": None if checkpoint.item_end is None else {"end": checkpoint.item_end,
+                                                            "seen": len(arrays[SEEN_ITEMS])},
     }
     try:
         blob = json.dumps(metadata, default=plain_json).encode("utf-8")
@@ -120,7 +131,8 @@ def save(path: str | os.PathLike, checkpoint: Checkpoint) -> Path:
         members["seal"] = np.frombuffer(seal.encode("ascii"), dtype=np.uint8)
     elif checkpoint.run is not None:
         _warn_unsealed()
-    return atomic_write(path, lambda f: np.savez(f, **members))
+    # (numpy's stub reads **members as possibly holding allow_pickle; no member is named so)
+    return atomic_write(path, lambda f: np.savez(f, **members))  # type: ignore[arg-type]
 
 
 def _check_savable(model: Model) -> None:
@@ -310,9 +322,10 @@ def _read_metadata(path: Path, archive: zipfile.ZipFile, members: dict[str, zipf
             lacking = sorted({"options", "package", "params"} - set(metadata["model"]))
             if lacking:
                 raise schema.Invalid(f"metadata.model lacks {lacking[0]}")
-            bad = [n for n in metadata["model"]["params"] if not _STATE_NAME.match(n)]
-            if bad or not metadata["model"]["params"]:
-                raise schema.Invalid(f"metadata.model.params names {bad[0]!r}" if bad else "metadata.model has no params")
+            bad_names = [n for n in metadata["model"]["params"] if not _STATE_NAME.match(n)]
+            if bad_names or not metadata["model"]["params"]:
+                raise schema.Invalid(f"metadata.model.params names {bad_names[0]!r}" if bad_names
+                                     else "metadata.model has no params")
     except schema.Invalid as exc:
         raise UsageError(f"checkpoint {str(path)!r} is damaged: {exc}") from None
     metadata["_bytes"] = raw.tobytes()
@@ -332,6 +345,8 @@ def _expected(metadata: dict[str, Any]) -> dict[str, tuple[np.dtype, tuple[int, 
         V = len(metadata["vocabulary"])
         shapes = {"U": (H, V), "W": (H, H), "b": (H,), "V": (V, H), "c": (V,)}
         expected = {name: (np.dtype(dtype), shape) for name, shape in shapes.items()}
+    if metadata.get("items") is not None:
+        expected[SEEN_ITEMS] = (np.dtype(np.uint64), (metadata["items"]["seen"],))
     for name, entry in (metadata.get("arrays") or {}).items():
         try:
             entry_dtype = np.dtype(entry["dtype"])
@@ -409,9 +424,16 @@ def _checkpoint(path: Path, metadata: dict[str, Any], arrays: dict[str, np.ndarr
             raise UsageError(f"checkpoint {str(path)!r} is damaged: its run description: {exc}") from None
     else:
         config = dict(metadata["config"] or {})
+    items = metadata.get("items")
+    if items is not None and items["end"] not in vocab:
+        raise UsageError(f"checkpoint {str(path)!r} is damaged: its items' end symbol is not in its vocabulary")
+    seen = arrays.get(SEEN_ITEMS)
+    if seen is not None and len(seen) > 1 and not (seen[1:] > seen[:-1]).all():
+        raise UsageError(f"checkpoint {str(path)!r} is damaged: its item fingerprints are not sorted")
     return Checkpoint(model, vocab, config, dict(metadata["progress"]), metadata["corpus"], run,
                       metadata["training"], state, version, metadata["charseq_version"],
-                      trusted=run is not None and metadata.get("_trusted", False), checksum=metadata.get("_checksum"))
+                      trusted=run is not None and metadata.get("_trusted", False), checksum=metadata.get("_checksum"),
+                      item_end=None if items is None else items["end"], seen_items=seen)
 
 
 def _model(path: Path, metadata: dict[str, Any], params: dict[str, np.ndarray]) -> Model:
@@ -533,7 +555,7 @@ _METADATA = schema.record({
     "progress": schema.map_of(schema.SCALAR, max_length=64),
     "training": schema.optional(_TRAINING),
     "arrays": _MANIFEST,
-})
+}, {"items": schema.optional(schema.record({"end": schema.char, "seen": schema.integer(0, 1 << 40)}))})
 
 _LEGACY_METADATA = schema.record(
     {"format": schema.string(64), "format_version": schema.integer(1),

@@ -65,7 +65,7 @@ def generate(
         for t, ids in enumerate(_sample_ids(*args, repetition_penalty, repetition_window)):
             out[t] = ids
         return [vocab.decode(row) for row in out.T]
-    texts = [[] for _ in range(num_samples)]
+    texts: list[list[str]] = [[] for _ in range(num_samples)]
     for pieces in stream(*args, stop, repetition_penalty, repetition_window):
         for text, piece in zip(texts, pieces):
             text.append(piece)
@@ -180,8 +180,54 @@ class _RepetitionPenalty:
 
     def add(self, ids: np.ndarray) -> None:
         self.counts[self.rows, ids] += 1
-        if self.recent is not None:
+        if self.recent is not None and self.window is not None:  # (both are set, or neither)
             for row, symbol in enumerate(ids):
                 self.recent[row].append(int(symbol))
                 if len(self.recent[row]) > self.window:
                     self.counts[row, self.recent[row].pop(0)] -= 1
+
+
+def generate_items(
+    model: Model,
+    vocab: Vocabulary,
+    end: str,
+    num_samples: int,
+    sampler: Sampler,
+    rng: np.random.Generator | int | None = None,
+    prime: str = "",
+    max_length: int = 200,
+    exclude: np.ndarray | None = None,
+    max_rounds: int = 100,
+    repetition_penalty: float = 1.0,
+    repetition_window: int | None = None,
+) -> list[str]:
+    """`num_samples` new items from a model trained on items: each starts from a fresh state
+    after the `end` symbol (then `prime`, which starts every item) and ends where the model
+    ends it, or after `max_length` characters; neither the end symbol nor the prime is
+    returned. Items whose fingerprints are in `exclude` (a checkpoint's ``seen_items``) are
+    drawn again, for at most `max_rounds` batches; too few new ones is a CharseqError."""
+    from charseq.items import item_hash
+
+    if end not in vocab:
+        raise UsageError(f"the end symbol {end!r} is not in the vocabulary")
+    if end in prime:
+        raise UsageError(f"the prime holds the end of an item ({end!r}); a prime starts each item")
+    if num_samples < 1:
+        raise UsageError(f"num-samples must be at least 1, got {num_samples}")
+    rng = np.random.default_rng(rng)
+    kept: list[str] = []
+    batch = num_samples if exclude is None else max(num_samples, 16)
+    for _ in range(max_rounds):
+        drawn = generate(model, vocab, end + prime, max_length, sampler, rng, batch, end,
+                         repetition_penalty, repetition_window)
+        drawn = [item for item in drawn if prime or item]  # an item the model ends at once is none
+        if exclude is not None:
+            hashes = np.array([item_hash(prime + item) for item in drawn], dtype=np.uint64)
+            drawn = [item for item, seen in zip(drawn, np.isin(hashes, exclude)) if not seen]
+        kept.extend(drawn)
+        if len(kept) >= num_samples:
+            return kept[:num_samples]
+    wanted = "new items (not in its training file)" if exclude is not None else "items that are not empty"
+    raise CharseqError(f"in {max_rounds * batch:,} tries the model made only {len(kept)} {wanted}; "
+                       + ("it has learnt its items by heart (train less, or with more --dropout)"
+                          if exclude is not None else "it ends items at once (train it longer)"))

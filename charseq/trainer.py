@@ -23,7 +23,7 @@ from charseq.callbacks import CallbackError, CallbackList
 from charseq.checkpoint import _STATE_NAME, Checkpoint, plain_json
 from charseq.config import TrainConfig
 from charseq.corpus import Corpus
-from charseq.errors import CharseqError, UsageError
+from charseq.errors import CharseqError, UsageError, counted
 from charseq.evaluation import evaluate, loss_metrics
 from charseq.model import Model, flat_slice
 from charseq.optimizers import make_optimizer
@@ -44,13 +44,13 @@ class Trainer:
     def __init__(self, model: Model, corpus: Corpus, config: TrainConfig,
                  callbacks: Iterable[object] | CallbackList = ()):
         if model.vocab_size != len(corpus.vocab):
-            raise UsageError(f"model has {model.vocab_size} symbols but corpus {corpus.name!r} has {len(corpus.vocab)}")
+            raise UsageError(f"model has {counted(model.vocab_size, 'symbol')} but corpus {corpus.name!r} has {len(corpus.vocab)}")
         self.model = model
         self.corpus = corpus
         self.config = config
         self.batches = Batches(corpus, config)
         self.steps_per_epoch = self.batches.steps_per_epoch
-        self.val_ids = self.batches.val_ids
+        self.val_ids = self.batches.val_ids  # held-out text (None for items: see batches.val_items)
         self.callbacks = callbacks if isinstance(callbacks, CallbackList) else CallbackList(callbacks)
         self.optimizer = make_optimizer(config.optimizer, model.flat.size, model.dtype,
                                         [(flat_slice(model.flat, model.params[name]), config.input_lr_scale)
@@ -68,12 +68,12 @@ class Trainer:
         self.weights_from: dict[str, Any] | None = None
         self.run: dict[str, Any] | None = None  # the description of the run, when a Run drives this
         self.out: Path | None = None  # the run's checkpoint (the default of the checkpoint callback)
-        self.saver: Callable[[Path], Path] | None = None  # how save_checkpoint writes (a Run's)
+        self.saver: Callable[[Path], Path | None] | None = None  # how save_checkpoint writes (a Run's)
         self._rng = np.random.default_rng(config.seed)  # data order and dropout masks
         # A random-window corpus's windows are the generator's first draws, made here so that
         # every saved random state, even one saved before the first step, comes after them.
         self._windows = corpus.windows(config.seq_len, self._rng) if self.batches.random_windows else None
-        self._order: np.ndarray | None = None  # this epoch's order of random windows
+        self._order: np.ndarray | None = None  # this epoch's order of random windows or items
         self._h: np.ndarray | None = None  # the state carried into the next window
         self._since_eval: list[float] = [0.0, 0, 0.0]  # loss sum, steps and seconds since the last evaluation
         self._wall_time_before = 0.0  # training time of the runs this one resumes
@@ -89,7 +89,7 @@ class Trainer:
     def metric_names(self) -> list[str]:
         """The keys every evaluation's metrics have in this run (for templates and monitors)."""
         names = ["epoch", "step", "loss", "bpc", "perplexity"]
-        if self.val_ids is not None:
+        if self.batches.held_out is not None:
             names += ["val_loss", "val_bpc", "val_perplexity"]
         return names + ["lr", "chars_per_sec", "seconds", "wall_time"]
 
@@ -132,8 +132,8 @@ class Trainer:
                 return metrics
             if self.step_in_epoch == 0:
                 self._h = None
-                if windows is not None and self._order is None:
-                    self._order = self._rng.permutation(len(windows))
+                if self.batches.order_size and self._order is None:
+                    self._order = self._rng.permutation(self.batches.order_size)
             for x, y in self.batches.epoch(self.step_in_epoch, windows, self._order):
                 if self.stop_training:
                     break
@@ -228,10 +228,11 @@ class Trainer:
             metrics.update(loss_metrics(self.history[-1]["loss"] if self.history[-1]["loss"] is not None else math.nan))
         else:
             metrics.update(loss_metrics(math.nan))
-        if self.val_ids is not None:
-            metrics.update(loss_metrics(self.evaluate(self.val_ids), "val_"))
+        val_loss = self.batches.validation_loss(self.model)
+        if val_loss is not None:
+            metrics.update(loss_metrics(val_loss, "val_"))
         metrics["lr"] = self.lr
-        metrics["chars_per_sec"] = steps * self.config.batch_size * self.config.seq_len / seconds if seconds else 0.0
+        metrics["chars_per_sec"] = steps * self.batches.chars_per_step / seconds if seconds else 0.0
         metrics["seconds"] = seconds
         metrics["wall_time"] = self.wall_time
         self.history.append(metrics)
@@ -322,9 +323,9 @@ class Trainer:
         h, order = arrays.get("trainer.h"), arrays.get("trainer.order")
         if h is not None:
             _same_shape("trainer.h", h, np.empty(self.model.state_shape(self.config.batch_size), self.model.dtype))
-        if order is None and self.batches.random_windows and values["step_in_epoch"]:
+        if order is None and self.batches.order_size and values["step_in_epoch"]:
             raise UsageError("the checkpoint stopped part way through an epoch but lacks the order of its windows")
-        if order is not None and (order.dtype.kind not in "iu" or order.shape != (self.corpus.random_windows or 0,) or
+        if order is not None and (order.dtype.kind not in "iu" or order.shape != (self.batches.order_size,) or
                                   not np.array_equal(np.sort(order), np.arange(len(order)))):
             raise UsageError("the checkpoint's order of training windows does not fit this run")
         try:
@@ -364,9 +365,11 @@ class Trainer:
     def to_checkpoint(self) -> Checkpoint:
         """The model as it stands, with everything `restore` needs to continue exactly."""
         values, arrays = self.state()
+        items = self.corpus.item_starts is not None
         return Checkpoint(model=self.model, vocab=self.corpus.vocab, config=self.config.to_dict(),
                           progress=progress_of(self), corpus=self.corpus.name, run=self.run,
-                          training=values, arrays=arrays)
+                          training=values, arrays=arrays, item_end=self.corpus.item_end,
+                          seen_items=self.corpus.item_hashes() if items else None)
 
     def restore(self, checkpoint: Checkpoint) -> None:
         """Continue from a checkpoint of this run: the next fit() carries on where it stopped,
@@ -386,11 +389,12 @@ class Trainer:
             np.copyto(current[name], saved[name])  # into the model's arrays: the optimizer updates those
 
 
-def memory_needed(config: TrainConfig, model: Model) -> int:
+def memory_needed(config: TrainConfig, model: Model, seq_len: int | None = None) -> int:
     """Bytes a run of these settings needs, roughly: the parameters with their gradients,
     optimizer moments and scratch, and the per-step buffers for training and evaluation
-    (the model's own estimate where it has one, else a vanilla RNN's)."""
-    H, V, B, T = model.hidden_size, model.vocab_size, config.batch_size, config.seq_len
+    (the model's own estimate where it has one, else a vanilla RNN's). `seq_len`: the
+    longest window, where it is not config.seq_len (the longest item of a corpus of items)."""
+    H, V, B, T = model.hidden_size, model.vocab_size, config.batch_size, seq_len or config.seq_len
     moments = {"sgd": 0, "adagrad": 1, "rmsprop": 1, "adam": 2}.get(config.optimizer, 2)
     estimate = getattr(model, "memory_needed", None)
     step = estimate(B, T) if estimate is not None else 4 * (T * B * (5 * H + 2 * V) + 2 * B * H)
@@ -401,18 +405,20 @@ def memory_needed(config: TrainConfig, model: Model) -> int:
     return model.flat.itemsize * (3 + moments) * model.flat.size + 2 * step + 16 * T * B
 
 
-def check_memory(config: TrainConfig, model: Model) -> None:
+def check_memory(config: TrainConfig, model: Model, seq_len: int | None = None) -> None:
     """Refuse, before training allocates its buffers, a run that cannot fit in this machine's memory."""
-    needed = memory_needed(config, model)
+    needed = memory_needed(config, model, seq_len)
     vocab_size = model.vocab_size
     try:
         available = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     except (AttributeError, ValueError, OSError):
         return
     if needed > 0.9 * available:
+        window = f"T={config.seq_len}" if seq_len is None else f"items of up to {seq_len:,} characters"
+        smaller = "--seq-len" if seq_len is None else "shorter items"
         raise UsageError(f"this run needs about {needed / 2**30:,.1f} GiB of memory (H={config.hidden_size}, "
-                         f"B={config.batch_size}, T={config.seq_len}, {vocab_size} symbols), more than this machine's "
-                         f"{available / 2**30:,.1f} GiB; use a smaller --hidden-size, --batch-size or --seq-len")
+                         f"B={config.batch_size}, {window}, {vocab_size} symbols), more than this machine's "
+                         f"{available / 2**30:,.1f} GiB; use a smaller --hidden-size, --batch-size or {smaller}")
 
 
 def progress_of(trainer: Trainer) -> dict[str, Any]:

@@ -45,7 +45,7 @@ def test_file_is_plain_arrays_readable_without_pickle(saved):
     with np.load(path, allow_pickle=False) as data:
         assert sorted(data.files) == sorted([*(f"param.{n}" for n in PARAM_NAMES), "metadata", "checksum"])
         metadata = json.loads(data["metadata"].tobytes())
-    assert metadata["format"] == "charseq-checkpoint" and metadata["format_version"] == checkpoint.FORMAT_VERSION == 4
+    assert metadata["format"] == "charseq-checkpoint" and metadata["format_version"] == checkpoint.FORMAT_VERSION == 5
     assert metadata["model"]["name"] == "rnn" and metadata["model"]["options"] == {"layers": 1}
     assert metadata["model"]["package"] is None  # bundled
     assert metadata["vocabulary"] == ["a", "b", "c"]
@@ -384,10 +384,47 @@ def test_a_run_from_charseq_0_2_resumes_exactly(tmp_path):
     run_cli("train", "--corpus", play, "--model", "rnn", "--lr", 0.002, "--dropout", 0.2, "--hidden-size", 16,
             "--seq-len", 8, "--batch-size", 4, "--epochs", 3, "--out", tmp_path / "today.npz", "-q", "--sample-length", 0)
     resumed, today = charseq.load(tmp_path / "resumed.npz"), charseq.load(tmp_path / "today.npz")
-    assert resumed.training["step"] == today.training["step"] and resumed.format_version == 4
+    assert resumed.training["step"] == today.training["step"] and resumed.format_version == checkpoint.FORMAT_VERSION
     for name in today.model.params:
         assert np.array_equal(resumed.model.params[name], today.model.params[name]), name
     assert copy.read_bytes() == (DATA / "play-0.2.0.npz").read_bytes()
+
+
+# -- checkpoints from charseq 0.3 (format 4: models as plugins, before corpora of items) ------
+
+
+def test_a_checkpoint_from_charseq_0_3_still_generates_and_evaluates():
+    """tests/data/alphabet-0.3.0.npz was written by charseq 0.3.0 (checkpoint format 4)."""
+    old = DATA / "alphabet-0.3.0.npz"
+    saved = charseq.load(old)
+    assert (saved.format_version, saved.charseq_version, saved.item_end) == (4, "0.3.0", None)
+    result = run_cli("generate", old, "--prime", "ABCDEF", "--length", 20, "--sampler", "argmax")
+    assert result.output == "ABCDEFGHIJKLMNOPQRSTUVWXYZ\n"
+    assert json.loads(run_cli("eval", old, "--corpus", "alphabet", "--json").output)["loss"] < 0.01
+
+
+def test_a_run_from_charseq_0_3_resumes_exactly(tmp_path):
+    """tests/data/play-0.3.0.npz is a 0.3.0 run of two GRU layers on play.txt, interrupted at
+    step 7 of its first epoch; resumed today it ends where the same run started today ends."""
+    copy = tmp_path / "old.npz"
+    copy.write_bytes((DATA / "play-0.3.0.npz").read_bytes())
+    play = f"text:{DATA / 'play.txt'}"
+    run_cli("train", "--resume", copy, "--corpus", play, "--out", tmp_path / "resumed.npz", "-q", "--sample-length", 0)
+    run_cli("train", "--corpus", play, "--model", "gru:layers=2", "--hidden-size", 16, "--seq-len", 8, "--batch-size", 4,
+            "--epochs", 3, "--out", tmp_path / "today.npz", "-q", "--sample-length", 0)
+    resumed, today = charseq.load(tmp_path / "resumed.npz"), charseq.load(tmp_path / "today.npz")
+    assert resumed.training["step"] == today.training["step"] and resumed.format_version == 5
+    for name in today.model.params:
+        assert np.array_equal(resumed.model.params[name], today.model.params[name]), name
+    assert copy.read_bytes() == (DATA / "play-0.3.0.npz").read_bytes()
+
+
+def test_a_newer_checkpoint_format_is_refused_in_one_line_that_says_upgrade(alphabet_checkpoint, tmp_path):
+    path = tmp_path / "future.npz"
+    path.write_bytes(alphabet_checkpoint.read_bytes())
+    resign(path, lambda m: m.update(format_version=checkpoint.FORMAT_VERSION + 1))
+    result = run_cli("generate", path, ok=False)
+    assert result.exit_code == 2 and "upgrade charseq" in result.stderr and result.stderr.count("\n") == 1
 
 
 @pytest.mark.parametrize("options", [{"seed": 1}, {"spec": "x"}, {"hidden_size": 4}, {"dtype": "float64"},

@@ -26,6 +26,13 @@ def _windows_corpus():
     return Corpus.from_text("cycle", "ABCDEFGHIJ" * 3, random_windows=60)
 
 
+WORDS = [word + str(i % 7) * (i % 3) for i, word in enumerate(TEXT.split()[:80])]
+
+
+def _items_corpus():
+    return Corpus.from_items("words", WORDS)
+
+
 
 
 def _whole(tmp_path, make_corpus, settings, callbacks=(), name="whole.npz", model=None):
@@ -61,7 +68,8 @@ def assert_same_run_end(a, b):
 
 
 @pytest.mark.parametrize("model", ["rnn", "rnn:layers=2", "gru", "gru:layers=2", "lstm", "lstm:layers=3"])
-@pytest.mark.parametrize("make_corpus", [_text_corpus, _windows_corpus], ids=["streams", "random-windows"])
+@pytest.mark.parametrize("make_corpus", [_text_corpus, _windows_corpus, _items_corpus],
+                         ids=["streams", "random-windows", "items"])
 @pytest.mark.parametrize("optimizer", sorted(OPTIMIZERS))
 @pytest.mark.parametrize("where", ["epoch-boundary", "mid-epoch"])
 def test_resumed_run_ends_bit_for_bit_equal(tmp_path, optimizer, make_corpus, where, model):
