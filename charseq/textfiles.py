@@ -10,20 +10,24 @@ size of the text: the ids are read from the page cache as training needs them.
 from __future__ import annotations
 
 import codecs
+import contextlib
 import glob
 import hashlib
 import json
 import os
+import shutil
 import stat
+import sys
 import tempfile
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
+from typing import AnyStr, BinaryIO
 
 import numpy as np
 
 from charseq.corpus import Corpus
-from charseq.errors import CharseqWarning, UsageError
+from charseq.errors import CharseqError, CharseqWarning, UsageError
 from charseq.files import atomic_write, kind_of
 from charseq.vocab import Vocabulary
 
@@ -38,25 +42,32 @@ def cache_dir() -> Path:
     A CHARSEQ_CACHE that cannot be used is an error naming it; when the default place
     cannot be used (a read-only home), a directory under the system's temporary one is.
     """
+    return cache_location()[0]
+
+
+def cache_location() -> tuple[Path, str]:
+    """The cache directory, as cache_dir() finds it, and what decided it: "CHARSEQ_CACHE",
+    "XDG_CACHE_HOME", "default" (~/.cache) or "fallback" (the temporary directory), so that
+    `charseq cache` can say which setting to change."""
     chosen = os.environ.get("CHARSEQ_CACHE")
     if chosen:
         problem = _unusable(Path(chosen))
         if problem:
             raise UsageError(f"CHARSEQ_CACHE={chosen!r} cannot hold charseq's cache ({problem}); point it at a "
                              "writable directory, or unset it")
-        return Path(chosen)
+        return Path(chosen), "CHARSEQ_CACHE"
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     default = Path(base) / "charseq"
     problem = _unusable(default)
     if not problem:
-        return default
+        return default, "XDG_CACHE_HOME" if os.environ.get("XDG_CACHE_HOME") else "default"
     fallback = Path(tempfile.gettempdir()) / f"charseq-cache-{os.getuid() if hasattr(os, 'getuid') else 'user'}"
     if _unusable(fallback, private=True):
         raise UsageError(f"no usable cache directory: {str(default)!r} ({problem}); set CHARSEQ_CACHE to a writable "
                          "directory")
     warnings.warn(f"the cache directory {str(default)!r} cannot be used ({problem}); using {str(fallback)!r} "
-                  "(set CHARSEQ_CACHE to choose)", CharseqWarning, stacklevel=2)
-    return fallback
+                  "(set CHARSEQ_CACHE to choose)", CharseqWarning, stacklevel=3)
+    return fallback, "fallback"
 
 
 def _unusable(directory: Path, private: bool = False) -> str | None:
@@ -157,25 +168,167 @@ def check_encoding(encoding: str) -> str:
     return info.name
 
 
-def load_text_corpus(name: str, files: list[Path], encoding: str = "utf-8") -> Corpus:
-    """The concatenated text of `files` as a corpus whose ids are memory-mapped from the cache."""
+_SNIFF_BYTES = 4096
+_BOMS = ((codecs.BOM_UTF32_LE, "utf-32", "UTF-32 (little-endian)"),  # before UTF-16's, which begins it
+         (codecs.BOM_UTF32_BE, "utf-32", "UTF-32 (big-endian)"),
+         (codecs.BOM_UTF16_LE, "utf-16", "UTF-16 (little-endian)"),
+         (codecs.BOM_UTF16_BE, "utf-16", "UTF-16 (big-endian)"))
+
+
+def sniff_wide_encoding(first_bytes: bytes) -> str | None:
+    """The --encoding that reads a file opening with `first_bytes`, when they look like
+    UTF-16 or UTF-32 text ("utf-16", "utf-16-le", "utf-32-be", ...); None otherwise. Such
+    text read as UTF-8 fails on its byte-order mark, or, without one, quietly decodes to
+    a NUL between the characters: either way the user needs the encoding named."""
+    found = _sniff(first_bytes)
+    return found[0] if found else None
+
+
+def wide_encoding_hint(first_bytes: bytes) -> str | None:
+    """'looks like UTF-16 (little-endian) text; use --encoding utf-16', or None: for messages."""
+    found = _sniff(first_bytes)
+    return f"looks like {found[1]} text; use --encoding {found[0]}" if found else None
+
+
+def _sniff(first_bytes: bytes) -> tuple[str, str] | None:
+    """(encoding, description) by a byte-order mark, else by where the NUL bytes fall: the
+    high bytes of ASCII characters, every second byte (UTF-16) or three of every four
+    (UTF-32). Without a mark the byte order must be named (utf-16-le); with one, utf-16
+    reads either, and drops the mark."""
+    for bom, encoding, description in _BOMS:
+        if first_bytes.startswith(bom):
+            return encoding, description
+    head = first_bytes[:_SNIFF_BYTES]
+    if len(head) < 4:
+        return None
+    zero = (np.frombuffer(head[: len(head) // 4 * 4], dtype=np.uint8) == 0).reshape(-1, 4).mean(axis=0)
+    if zero[1:].min() > 0.9 and zero[0] < 0.1:
+        return "utf-32-le", "UTF-32 (little-endian)"
+    if zero[:3].min() > 0.9 and zero[3] < 0.1:
+        return "utf-32-be", "UTF-32 (big-endian)"
+    even, odd = (zero[0] + zero[2]) / 2, (zero[1] + zero[3]) / 2
+    if odd > 0.5 and even < 0.1:
+        return "utf-16-le", "UTF-16 (little-endian)"
+    if even > 0.5 and odd < 0.1:
+        return "utf-16-be", "UTF-16 (big-endian)"
+    return None
+
+
+# -- text that can be read only once ----------------------------------------------------
+
+STDIN_NAMES = ("-", "/dev/stdin", "/dev/fd/0", "/proc/self/fd/0")
+_SPOOL_PREFIX, _SPOOL_SUFFIX = ".spool-", ".tmp"  # a stream's copy in the cache directory, while it is encoded
+
+
+def is_stream(spec: str) -> bool:
+    """Whether `spec` names standard input or a pipe (a FIFO, `<(command)`): text that can
+    be read only once, where charseq reads a file twice (to hash it, then to encode it)."""
+    if spec in STDIN_NAMES:
+        return True
+    try:
+        return stat.S_ISFIFO(os.stat(os.path.expanduser(spec)).st_mode)
+    except (OSError, ValueError):
+        return False
+
+
+def load_stream_corpus(spec: str, encoding: str = "utf-8", exact: bool = False) -> Corpus:
+    """Standard input (`-`, /dev/stdin) or a pipe as a corpus: copied once into the cache
+    directory, then read as a file is (the same text piped again maps the same cache entry)
+    and the copy removed. It has no file a run could find again: ``stream`` is set, so a
+    run records no source, and resuming it needs the text given again."""
+    encoding = check_encoding(encoding)
+    stdin = spec in STDIN_NAMES
+    shown_as = "standard input" if stdin else spec
+    directory = cache_dir()
+    with _spooled(spec, directory) as copy:
+        if copy.stat().st_size == 0:
+            raise UsageError(f"corpus text:{spec} is empty: nothing came from {shown_as}")
+        corpus = load_text_corpus("stdin" if stdin else Path(spec).name, [copy], encoding, exact, shown_as=shown_as)
+    corpus.files, corpus.stream = (), True
+    return corpus
+
+
+@contextlib.contextmanager
+def _spooled(spec: str, directory: Path) -> Iterator[Path]:
+    """The stream's bytes in a new file in `directory`, removed afterwards."""
+    fd, name = tempfile.mkstemp(prefix=_SPOOL_PREFIX, suffix=_SPOOL_SUFFIX, dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as out, _open_stream(spec) as source:
+            try:
+                shutil.copyfileobj(source, out, CHUNK_BYTES)
+            except OSError as exc:
+                what = "standard input" if spec in STDIN_NAMES else repr(spec)
+                raise CharseqError(f"cannot copy {what} into the cache ({directory}): {exc.strerror or exc}") \
+                    from None
+        yield Path(name)
+    finally:
+        Path(name).unlink(missing_ok=True)
+
+
+def _open_stream(spec: str) -> contextlib.AbstractContextManager[BinaryIO]:
+    """The stream's bytes: charseq's standard input (left open), or the pipe at `spec`."""
+    if spec in STDIN_NAMES:
+        stdin = getattr(sys.stdin, "buffer", None) if sys.stdin is not None else None
+        if stdin is None or getattr(stdin, "closed", False):
+            raise UsageError(f"corpus text:{spec} reads standard input, which is closed; pipe the text in: "
+                             f"... | charseq train --corpus text:-")
+        if sys.stdin.isatty():
+            raise UsageError(f"corpus text:{spec} reads standard input, which is a terminal; pipe the text in "
+                             "(... | charseq train --corpus text:-), or give a file: text:PATH")
+        return contextlib.nullcontext(stdin)
+    try:
+        return open(os.path.expanduser(spec), "rb")
+    except OSError as exc:
+        raise UsageError(f"cannot read corpus {spec!r}: {exc.strerror or exc}") from None
+
+
+def load_text_corpus(name: str, files: list[Path], encoding: str = "utf-8", exact: bool = False, *,
+                     skip_unreadable: bool = False, shown_as: str | None = None) -> Corpus:
+    """The concatenated text of `files` as a corpus whose ids are memory-mapped from the cache.
+
+    Unless `exact`, each file's ``\\r\\n`` is read as ``\\n`` and its leading byte-order mark
+    is dropped: the same text saved on Windows and elsewhere trains alike. With
+    `skip_unreadable` (files a directory or a glob found, not named), a file that is not
+    text in the encoding is left out with a warning naming it, rather than ending the run.
+    `shown_as` names a stream's copy (one file) in messages and in the cache's records.
+    """
     encoding = check_encoding(encoding)  # by the codec's own name: utf8 and UTF-8 share a cache entry
     if sum(f.stat().st_size for f in files) == 0:
         raise UsageError(f"corpus {name!r} is empty" + (f" ({files[0]})" if len(files) == 1 else ""))
     directory = cache_dir()
-    key = _content_key(files, encoding, directory)
+    label = _read_as(encoding, exact)
+    # A stream's copy is a new file each time: its content is hashed, never looked up by path.
+    key = _hash_files(files, label) if shown_as else _content_key(files, label, directory)
+    shown = [shown_as] if shown_as else [str(f) for f in files]
     cached = _read_cache(directory, key)
     if cached is None:
-        cached = _encode_to_cache(files, encoding, directory, key)
-    vocab, ids = cached
+        sources = [shown_as] if shown_as else [str(f.resolve()) for f in files]
+        cached = _encode_to_cache(files, encoding, directory, key, exact=exact, skip_unreadable=skip_unreadable,
+                                  name=name, shown=shown, sources=sources)
+    vocab, ids, skipped = cached
+    for index, why in skipped[:_NAMED_SKIPS]:
+        warnings.warn(f"skipped {shown[index]!r}: {why}", CharseqWarning, stacklevel=2)
+    if len(skipped) > _NAMED_SKIPS:
+        warnings.warn(f"skipped {len(skipped) - _NAMED_SKIPS} more files of corpus {name!r} that are not {encoding} "
+                      "text", CharseqWarning, stacklevel=2)
     return Corpus(name, vocab, ids, files=tuple(str(f.resolve()) for f in files), content_hash=key)
 
 
+_NAMED_SKIPS = 10  # a directory of a thousand pictures gets ten lines, then a count
+
+
+def _read_as(encoding: str, exact: bool) -> str:
+    """How the text is read, as its cache key records it: the encoding, and whether line
+    endings and a leading byte-order mark are normalised. A byte-exact reading is labelled
+    as every reading was before the choice existed, so its keys (a run's fingerprint) stay."""
+    return encoding if exact else f"{encoding}+newlines"
+
+
 def _content_key(files: list[Path], encoding: str, directory: Path) -> str:
-    """The SHA-256 of the files' content and the encoding. An index keyed by each file's
-    path, size, times, inode and device spares hashing an unchanged file again; the change
-    time is set by the kernel on every write, so an edit that keeps the size and the
-    modification time is still noticed."""
+    """The SHA-256 of the files' content and how they are read (`encoding`: _read_as). An
+    index keyed by each file's path, size, times, inode and device spares hashing an
+    unchanged file again; the change time is set by the kernel on every write, so an edit
+    that keeps the size and the modification time is still noticed."""
     stats = []
     for f in files:
         info = f.stat()
@@ -185,45 +338,93 @@ def _content_key(files: list[Path], encoding: str, directory: Path) -> str:
         return index.read_text().strip()
     except OSError:
         pass
-    digest = hashlib.sha256(f"charseq-text-{_CACHE_FORMAT}:{encoding}".encode())
-    for f in files:
-        digest.update(f"\0{f.stat().st_size}\0".encode())
-        with f.open("rb") as stream:
-            while chunk := stream.read(CHUNK_BYTES):
-                digest.update(chunk)
-    key = digest.hexdigest()
+    key = _hash_files(files, encoding)
     _write_atomically(index, key.encode())
     return key
 
 
-def _read_cache(directory: Path, key: str) -> tuple[Vocabulary, np.ndarray] | None:
+def _hash_files(files: list[Path], encoding: str) -> str:
+    """The content key: what _Hashed computes while the files are encoded."""
+    hashed = _Hashed(encoding)
+    for f in files:
+        with f.open("rb") as stream:
+            _hash_rest(stream, hashed, start=True)
+    return hashed.digest()
+
+
+def _hash_rest(stream: BinaryIO, hashed: _Hashed, start: bool = False) -> None:
+    """Hash what is left of an open file (all of it, its size first, when `start`)."""
+    if start:
+        hashed.file(os.fstat(stream.fileno()).st_size)
+    while chunk := stream.read(CHUNK_BYTES):
+        hashed.update(chunk)
+
+
+def _read_cache(directory: Path, key: str) -> tuple[Vocabulary, np.ndarray, list[tuple[int, str]]] | None:
+    """The cached entry: vocabulary, ids, and the files left out of it (by their place in
+    the list, with why), which every load names again."""
     try:
         meta = json.loads((directory / f"{key}.json").read_text(encoding="utf-8"))
         vocab = Vocabulary(meta["symbols"])
         dtype, length = np.dtype(meta["dtype"]), int(meta["length"])
+        skipped = [(int(index), str(why)) for index, why in meta.get("skipped", [])]
         ids_path = directory / f"{key}.ids"
         if dtype != vocab.dtype or ids_path.stat().st_size != length * dtype.itemsize:
             return None  # damaged: encode again
-        return vocab, np.memmap(ids_path, dtype=dtype, mode="r", shape=(length,))
+        return vocab, np.memmap(ids_path, dtype=dtype, mode="r", shape=(length,)), skipped
     except (OSError, ValueError, KeyError, TypeError, UsageError):
         return None
 
 
-def _encode_to_cache(files: list[Path], encoding: str, directory: Path, key: str) -> tuple[Vocabulary, np.ndarray]:
+class _NotText(Exception):
+    """A file that does not decode: `detail` completes "is not ENCODING text"; `advice`, the
+    encoding to use, when its bytes say which."""
+
+    def __init__(self, detail: str, advice: str | None = None):
+        super().__init__(detail)
+        self.detail, self.advice = detail, advice
+
+
+def _encode_to_cache(files: list[Path], encoding: str, directory: Path, key: str, *, exact: bool = False,
+                     skip_unreadable: bool = False, name: str = "text", shown: list[str] | None = None,
+                     sources: list[str] | None = None) -> tuple[Vocabulary, np.ndarray, list[tuple[int, str]]]:
     # Each pass hashes the bytes it reads: a file edited between the passes (or since its
     # key was computed) would otherwise put one text's ids under another text's key.
-    # Pass 1: the vocabulary and the length, in one streaming pass.
+    # Pass 1: the vocabulary and the length, in one streaming pass; a file's counts join the
+    # totals only once all of it has decoded, so that a file skipped part way adds nothing.
+    shown = shown or [str(f) for f in files]
     ascii_counts = np.zeros(128, dtype=np.int64)
     others: set[str] = set()
     length = 0
-    first = _Hashed(encoding)
-    for piece in _pieces(files, encoding, first):
-        if isinstance(piece, str):
-            others.update(piece)
-        else:
-            for start in range(0, len(piece), _COUNT_CHUNK):
-                ascii_counts += np.bincount(piece[start : start + _COUNT_CHUNK], minlength=128)
-        length += len(piece)
+    skipped: list[tuple[int, str]] = []
+    first = _Hashed(_read_as(encoding, exact))
+    for index, path in enumerate(files):
+        chars: set[str]
+        counts, chars, size = np.zeros(128, dtype=np.int64), set(), 0
+        try:
+            for piece in _file_pieces(path, encoding, exact, first):
+                if isinstance(piece, str):
+                    chars.update(piece)
+                else:
+                    for start in range(0, len(piece), _COUNT_CHUNK):
+                        counts += np.bincount(piece[start : start + _COUNT_CHUNK], minlength=128)
+                size += len(piece)
+        except _NotText as exc:
+            if not skip_unreadable:
+                raise UsageError(f"{shown[index]!r} is not {encoding} text{exc.detail}; "
+                                 f"{exc.advice or 'try --encoding'}") from None
+            advice = f"; {exc.advice}" if exc.advice else ""
+            skipped.append((index, f"it is not {encoding} text{exc.detail}{advice}"))
+            continue
+        ascii_counts += counts
+        others |= chars
+        length += size
+    if length == 0:
+        if skipped and len(skipped) == len(files):
+            raise UsageError(f"none of the {len(files)} files of corpus {name!r} is {encoding} text (the first: "
+                             f"{shown[skipped[0][0]]!r}, {skipped[0][1]}); try --encoding")
+        raise UsageError(f"corpus {name!r} is empty" + (f" once {len(skipped)} files that are not {encoding} text "
+                                                        "are left out" if skipped else ""))
     symbols = {chr(code) for code in np.flatnonzero(ascii_counts)} | others
     vocab = Vocabulary(sorted(symbols))
     ascii_lookup = np.zeros(128, dtype=vocab.dtype)
@@ -232,21 +433,33 @@ def _encode_to_cache(files: list[Path], encoding: str, directory: Path, key: str
 
     # Pass 2: the ids, appended chunk by chunk to a file that then replaces the cache entry
     # whole. Plain writes, not a writable memmap: mapped pages would count as the process's.
-    second = _Hashed(encoding)
+    second = _Hashed(_read_as(encoding, exact))
+    left_out = {index for index, _ in skipped}
 
     def write_ids(out) -> None:
-        for piece in _pieces(files, encoding, second):
-            if isinstance(piece, str):
-                vocab.encode(piece).tofile(out)
-            else:
-                for start in range(0, len(piece), _COUNT_CHUNK):
-                    np.take(ascii_lookup, piece[start : start + _COUNT_CHUNK]).tofile(out)
+        for index, path in enumerate(files):
+            if index in left_out:
+                with path.open("rb") as stream:
+                    _hash_rest(stream, second, start=True)
+                continue
+            for piece in _file_pieces(path, encoding, exact, second):
+                if isinstance(piece, str):
+                    vocab.encode(piece).tofile(out)
+                else:
+                    for start in range(0, len(piece), _COUNT_CHUNK):
+                        np.take(ascii_lookup, piece[start : start + _COUNT_CHUNK]).tofile(out)
 
-    atomic_write(directory / f"{key}.ids", write_ids, durable=False)
-    if not first.digest() == second.digest() == key:
+    try:
+        atomic_write(directory / f"{key}.ids", write_ids, durable=False)
+        changed = not first.digest() == second.digest() == key
+    except _NotText:  # it decoded in the first pass
+        changed = True
+    if changed:
         (directory / f"{key}.ids").unlink(missing_ok=True)
         raise UsageError("the text changed while charseq was reading it; run the command again once it is written")
-    meta = {"format": _CACHE_FORMAT, "symbols": list(vocab.symbols), "dtype": str(vocab.dtype), "length": length}
+    meta = {"format": _CACHE_FORMAT, "symbols": list(vocab.symbols), "dtype": str(vocab.dtype), "length": length,
+            "encoding": encoding, "exact": exact, "sources": sources or [str(f.resolve()) for f in files],
+            "skipped": skipped}  # what `charseq cache` shows, and the files every load names as skipped
     _write_atomically(directory / f"{key}.json", json.dumps(meta, ensure_ascii=False).encode("utf-8"))
     cached = _read_cache(directory, key)
     assert cached is not None
@@ -269,38 +482,74 @@ class _Hashed:
         return self._digest.hexdigest()
 
 
-def _pieces(files: list[Path], encoding: str, hashed: _Hashed) -> Iterator[str | np.ndarray]:
-    """The text, a chunk at a time: uint8 code points for an all-ASCII chunk of an
-    ASCII-compatible encoding (no str is made), otherwise decoded str."""
-    ascii_fast = codecs.lookup(encoding).name in ("utf-8", "ascii", "latin-1", "iso8859-1", "cp1252")
-    for path in files:
-        decoder = codecs.getincrementaldecoder(encoding)()
-        with path.open("rb") as stream:
-            hashed.file(os.fstat(stream.fileno()).st_size)
-            offset = 0
-            while True:
-                chunk = stream.read(CHUNK_BYTES)
-                hashed.update(chunk)
-                last = len(chunk) < CHUNK_BYTES
-                pending = decoder.getstate()[0]
-                if ascii_fast and not pending and chunk.isascii():
-                    if chunk:
-                        yield np.frombuffer(chunk, dtype=np.uint8)
-                else:
-                    try:
-                        text = decoder.decode(chunk, final=last)
-                    except UnicodeDecodeError as exc:
-                        raise UsageError(
-                            f"{str(path)!r} is not {encoding} text: bad byte at offset "
-                            f"{offset - len(pending) + exc.start}; try --encoding"
-                        ) from None
-                    except UnicodeError as exc:  # a codec's own complaint (utf-16 without a byte-order mark)
-                        raise UsageError(f"{str(path)!r} is not {encoding} text ({exc}); try --encoding") from None
-                    if text:
-                        yield text
-                offset += len(chunk)
-                if last:
-                    break
+_ASCII_FAST = ("utf-8", "ascii", "latin-1", "iso8859-1", "cp1252")
+
+
+def _file_pieces(path: Path, encoding: str, exact: bool, hashed: _Hashed) -> Iterator[str | np.ndarray]:
+    """One file's text, a chunk at a time: uint8 code points for an all-ASCII chunk of an
+    ASCII-compatible encoding (no str is made), otherwise decoded str. Unless `exact`,
+    ``\\r\\n`` becomes ``\\n`` and a leading byte-order mark is dropped. A file that does not
+    decode raises _NotText once all of it is hashed (so that it can be skipped)."""
+    name = codecs.lookup(encoding).name
+    ascii_fast, sniff = name in _ASCII_FAST, not name.startswith(("utf-16", "utf-32"))
+    decoder = codecs.getincrementaldecoder(encoding)()
+    held_cr = False  # a \r that ended the last chunk: whether \n follows is in the next
+    started = False  # whether any character came yet: a byte-order mark counts only first
+    with path.open("rb") as stream:
+        hashed.file(os.fstat(stream.fileno()).st_size)
+        offset = 0
+        while True:
+            chunk = stream.read(CHUNK_BYTES)
+            hashed.update(chunk)
+            last = len(chunk) < CHUNK_BYTES
+            if offset == 0 and sniff:
+                wide = _sniff(chunk)
+                if wide:
+                    _hash_rest(stream, hashed)
+                    raise _NotText(f": it looks like {wide[1]} text", f"use --encoding {wide[0]}")
+            pending = decoder.getstate()[0]
+            piece: str | bytes
+            if ascii_fast and not pending and chunk.isascii():
+                piece = chunk
+            else:
+                try:
+                    piece = decoder.decode(chunk, final=last)
+                except UnicodeDecodeError as exc:
+                    _hash_rest(stream, hashed)
+                    raise _NotText(f": bad byte at offset {offset - len(pending) + exc.start}") from None
+                except UnicodeError as exc:  # a codec's own complaint (utf-16 without a byte-order mark)
+                    _hash_rest(stream, hashed)
+                    raise _NotText(f" ({exc})") from None
+                if not started and piece and not exact:
+                    piece = piece.removeprefix("\ufeff")
+                    started = True
+            started = started or bool(piece)
+            if not exact:
+                piece, held_cr = _newlines(piece, held_cr, last)
+            if piece:
+                yield np.frombuffer(piece, dtype=np.uint8) if isinstance(piece, bytes) else piece
+            offset += len(chunk)
+            if last:
+                break
+
+
+def _newlines(piece: str | bytes, held_cr: bool, last: bool) -> tuple[str | bytes, bool]:
+    """`piece` with each ``\\r\\n`` as ``\\n``, after a ``\\r`` held back from the piece before;
+    and whether a ``\\r`` that ends it is held back in turn (the next piece may begin with
+    ``\\n``: a chunk boundary can fall between the two)."""
+    if isinstance(piece, str):
+        return _joined_newlines(piece, "\r", "\n", held_cr, last)
+    return _joined_newlines(piece, b"\r", b"\n", held_cr, last)
+
+
+def _joined_newlines(piece: AnyStr, cr: AnyStr, lf: AnyStr, held_cr: bool, last: bool) -> tuple[AnyStr, bool]:
+    """_newlines for text or bytes, with that type's ``\\r`` and ``\\n``."""
+    if held_cr:
+        piece = cr + piece
+    hold = not last and piece.endswith(cr)
+    if hold:
+        piece = piece[:-1]
+    return piece.replace(cr + lf, lf), hold
 
 
 def _write_atomically(path: Path, data: bytes) -> None:

@@ -221,7 +221,11 @@ def test_an_unusable_default_cache_falls_back_with_a_warning(tmp_path, monkeypat
     assert corpus.vocab.decode(corpus.ids) == "hello world"
 
 
-def test_a_pipe_is_refused_with_what_to_do(tmp_path):
+def test_a_pipe_is_refused_with_what_to_do_where_files_are_read_twice(tmp_path):
+    """The text corpus reads a pipe once, into the cache (tests/test_text_input.py); the
+    files it resolves to are read twice, so resolve_files itself still refuses one."""
+    from charseq.textfiles import resolve_files
+
     os.mkfifo(tmp_path / "fifo")
     with pytest.raises(UsageError, match="is a pipe, not a file; save the text to a file first"):
-        text(str(tmp_path / "fifo"))
+        resolve_files(str(tmp_path / "fifo"))

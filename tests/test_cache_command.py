@@ -1,0 +1,111 @@
+"""`charseq cache`: where the text cache is, what it holds, and clearing only charseq's files."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from conftest import run_cli
+
+TEXT = "the quick brown fox jumps over the lazy dog\n" * 60
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch) -> Path:
+    """A cache of the user's choosing, shared with a file of theirs, and two texts encoded in it."""
+    monkeypatch.chdir(tmp_path)
+    directory = tmp_path / "cache"
+    directory.mkdir()
+    monkeypatch.setenv("CHARSEQ_CACHE", str(directory))
+    (directory / "notes.txt").write_text("mine")
+    (directory / ("0" * 64)).write_text("also mine: no suffix charseq writes")
+    (directory / "index").mkdir()
+    (directory / "index" / "README").write_text("mine too")
+    (tmp_path / "novel.txt").write_text(TEXT)
+    (tmp_path / "parts").mkdir()
+    for index, name in enumerate(("a.txt", "b.txt", "c.txt")):
+        (tmp_path / "parts" / name).write_text(TEXT[index * 100 :])
+    run_cli("eval", _model(tmp_path), "--corpus", "text:novel.txt")
+    run_cli("eval", _model(tmp_path), "--corpus", "text:parts")
+    return directory
+
+
+def _model(tmp_path: Path) -> Path:
+    path = tmp_path / "m.npz"
+    if not path.exists():
+        run_cli("train", "--corpus", f"text:{tmp_path / 'novel.txt'}", "--out", path, "--epochs", 1, "--hidden-size", 8,
+                "--seq-len", 8, "--batch-size", 2, "-q", "--sample-length", 0)
+    return path
+
+
+def test_cache_shows_where_it_is_and_each_entry(cache, tmp_path):
+    lines = run_cli("cache").stdout.splitlines()
+    assert lines[0] == f"cache: {cache} (set by CHARSEQ_CACHE)"
+    novel = [line for line in lines if line.endswith(str(tmp_path / "novel.txt"))]
+    assert len(novel) == 1 and f"{len(TEXT):,} characters" in novel[0]
+    assert any(line.endswith(f"{tmp_path / 'parts' / 'a.txt'} and 2 more files") for line in lines), lines
+    assert lines[-1].startswith("2 entries, ") and lines[-1].endswith(" in all")
+
+
+def test_cache_json_lists_sizes_characters_and_sources(cache, tmp_path):
+    report = json.loads(run_cli("cache", "--json").stdout)
+    assert report["directory"] == str(cache) and report["decided_by"] == "CHARSEQ_CACHE"
+    by_source = {tuple(e["sources"]): e for e in report["entries"]}
+    novel = by_source[(str(tmp_path / "novel.txt"),)]
+    assert novel["characters"] == len(TEXT) and novel["encoding"] == "utf-8" and novel["exact"] is False
+    assert novel["size"] == sum((cache / f"{novel['key']}.{s}").stat().st_size for s in ("ids", "json"))
+    assert len(by_source) == 2 and report["total_bytes"] > sum(e["size"] for e in report["entries"])  # and the index
+
+
+def test_an_entry_of_an_earlier_release_has_its_source_unknown(cache):
+    for meta in cache.glob("*.json"):
+        data = json.loads(meta.read_text())
+        del data["sources"], data["encoding"], data["exact"], data["skipped"]  # as 0.3 wrote them
+        meta.write_text(json.dumps(data))
+    lines = run_cli("cache").stdout.splitlines()
+    assert sum(line.endswith("source unknown") for line in lines) == 2, lines
+
+
+def test_clear_deletes_only_charseqs_files_and_says_what_it_freed(cache):
+    total = json.loads(run_cli("cache", "--json").stdout)["total_bytes"]
+    (cache / f".{'a' * 64}.ids.0123abcd.tmp").write_bytes(b"x" * 10)  # what an interrupted write leaves
+    (cache / ".spool-abc123.tmp").write_bytes(b"y" * 5)  # and an interrupted copy of standard input
+    result = run_cli("cache", "--clear")
+    assert result.stdout == f"cleared {cache}: 2 entries, {_shown(total + 15)} freed\n"
+    assert sorted(str(p.relative_to(cache)) for p in cache.rglob("*")) == ["0" * 64, "index", "index/README",
+                                                                            "notes.txt"]
+    assert run_cli("cache").stdout.splitlines()[-1] == "0 entries, 0 B in all"
+    again = json.loads(run_cli("cache", "--clear", "--json").stdout)
+    assert again == {"directory": str(cache), "entries": 0, "freed_bytes": 0}
+
+
+def test_a_cleared_text_is_encoded_again(cache, tmp_path):
+    run_cli("cache", "--clear")
+    run_cli("eval", tmp_path / "m.npz", "--corpus", "text:novel.txt")
+    assert len(json.loads(run_cli("cache", "--json").stdout)["entries"]) == 1
+
+
+def _shown(size: int) -> str:
+    return f"{size} B" if size < 1000 else f"{size / 1000:.1f} kB"
+
+
+@pytest.mark.parametrize("variable,decided", [("XDG_CACHE_HOME", "under XDG_CACHE_HOME"), (None, "the default")])
+def test_cache_says_which_setting_decided_it(tmp_path, monkeypatch, variable, decided):
+    monkeypatch.delenv("CHARSEQ_CACHE")
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    if variable:
+        monkeypatch.setenv(variable, str(tmp_path / "xdg"))
+    expected = tmp_path / ("xdg" if variable else "home/.cache") / "charseq"
+    assert run_cli("cache").stdout.startswith(f"cache: {expected} ({decided}")
+
+
+def test_an_unusable_cache_is_one_line(tmp_path, monkeypatch):
+    (tmp_path / "a-file").write_text("")
+    monkeypatch.setenv("CHARSEQ_CACHE", str(tmp_path / "a-file"))
+    for args in (["cache"], ["cache", "--clear"]):
+        result = run_cli(*args, ok=False)
+        assert result.exit_code == 2 and result.stderr.count("\n") == 1, result.output
+        assert "cannot hold charseq's cache (it is not a directory)" in result.stderr
+    assert (tmp_path / "a-file").read_text() == ""

@@ -1,0 +1,256 @@
+"""Text in, as users have it: piped in, from a pipe, with Windows line endings and a
+byte-order mark, in UTF-16, or in a directory that holds a picture too."""
+
+from __future__ import annotations
+
+import json
+import os
+import pty
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from conftest import run_cli
+
+import charseq
+from charseq.cli import cli
+
+TEXT = "the quick brown fox jumps over the lazy dog\n" * 60
+SMALL = ["--epochs", 1, "--hidden-size", 8, "--seq-len", 8, "--batch-size", 2, "-q", "--sample-length", 0]
+
+
+def piped(data: bytes, *args):
+    """The CLI in-process, with `data` on its standard input."""
+    return CliRunner().invoke(cli, [str(a) for a in args], input=data, prog_name="charseq")
+
+
+def one_line_error(result, code: int = 2) -> str:
+    assert result.exit_code == code, result.output
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.output, result.stderr
+    return result.stderr
+
+
+@pytest.fixture
+def place(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("CHARSEQ_CACHE", str(tmp_path / "cache"))
+    return tmp_path
+
+
+def entries(cache: Path) -> list[dict]:
+    return [json.loads(p.read_text()) for p in cache.glob("*.json")]
+
+
+# -- standard input and pipes ----------------------------------------------------------------
+
+
+def test_standard_input_trains_like_the_file_and_the_same_text_again_hits_the_cache(place, monkeypatch):
+    from charseq import textfiles
+
+    result = piped(TEXT.encode(), "train", "--corpus", "text:-", "--out", "piped.npz", *SMALL)
+    assert result.exit_code == 0, result.output
+    (entry,) = entries(place / "cache")
+    assert entry["sources"] == ["standard input"] and entry["length"] == len(TEXT)
+    assert sorted(p.name for p in (place / "cache").iterdir() if p.name.startswith(".")) == []  # the copy is gone
+    monkeypatch.setattr(textfiles, "_encode_to_cache", lambda *a, **k: pytest.fail("encoded again"))
+    again = piped(TEXT.encode(), "eval", "piped.npz", "--corpus", "text:-", "--json")
+    assert again.exit_code == 0, again.output
+    assert json.loads(again.stdout)["characters"] == len(TEXT)
+    (place / "same.txt").write_text(TEXT)  # the same text in a file: the same entry
+    assert json.loads(run_cli("eval", "piped.npz", "--corpus", "text:same.txt", "--json").stdout)["characters"] == \
+        len(TEXT)
+
+
+def test_a_run_on_standard_input_resumes_only_on_the_same_text_given_again(place):
+    assert piped(TEXT.encode(), "train", "--corpus", "text:-", "--out", "piped.npz", *SMALL).exit_code == 0
+    before = (place / "piped.npz").read_bytes()
+    (place / "-").write_text("a file that happens to be named -")  # never read in its place
+    alone = one_line_error(run_cli("train", "--resume", "piped.npz", "--epochs", 2, ok=False))
+    assert "from a stream (standard input or a pipe), which cannot be read again" in alone
+    assert "--corpus text:- with it piped in, or --corpus text:FILE holding it" in alone
+    other = one_line_error(piped(b"another text entirely\n" * 50, "train", "--resume", "piped.npz", "--corpus",
+                                 "text:-", "--epochs", 2))
+    assert "is not the text the run trained on" in other
+    assert (place / "piped.npz").read_bytes() == before
+    resumed = piped(TEXT.encode(), "train", "--resume", "piped.npz", "--corpus", "text:-", "--epochs", 2, "-q",
+                    "--sample-length", 0)
+    assert resumed.exit_code == 0, resumed.output
+    (place / "same.txt").write_text(TEXT)
+    run_cli("train", "--resume", "piped.npz", "--corpus", "text:same.txt", "--epochs", 3, "-q", "--sample-length", 0)
+    assert charseq.load(place / "piped.npz").training["epoch"] == 3
+
+
+def test_empty_standard_input_is_one_line(place):
+    assert "nothing came from standard input" in one_line_error(piped(b"", "train", "--corpus", "text:-"))
+
+
+def _subprocess(args: list[str], cwd: Path, **options) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "charseq", *map(str, args)], cwd=cwd, capture_output=True,
+                          timeout=120, env={**os.environ, "CHARSEQ_CACHE": str(cwd / "cache")}, check=False, **options)
+
+
+def test_dev_stdin_is_standard_input_read_once(place):
+    result = _subprocess(["train", "--corpus", "text:/dev/stdin", "--out", "m.npz", *SMALL], place, input=TEXT.encode())
+    assert result.returncode == 0, result.stderr
+    assert charseq.load(place / "m.npz").run["characters"] == len(TEXT)
+
+
+def test_a_terminal_on_standard_input_is_refused_not_waited_on(place):
+    leader, follower = pty.openpty()
+    try:
+        result = _subprocess(["train", "--corpus", "text:-"], place, stdin=follower)
+    finally:
+        os.close(leader)
+        os.close(follower)
+    assert result.returncode == 2 and result.stderr.decode().count("\n") == 1, result.stderr
+    assert b"standard input, which is a terminal; pipe the text in" in result.stderr
+
+
+def test_a_fifo_is_read_once_like_standard_input(place):
+    fifo = place / "fifo"
+    os.mkfifo(fifo)
+    writer = threading.Thread(target=fifo.write_bytes, args=(TEXT.encode(),), daemon=True)
+    writer.start()
+    try:
+        run_cli("train", "--corpus", f"text:{fifo}", "--out", "m.npz", *SMALL)
+    finally:
+        writer.join(timeout=30)
+    saved = charseq.load(place / "m.npz")
+    assert saved.run["characters"] == len(TEXT) and saved.run["corpus_source"] is None
+    assert entries(place / "cache")[0]["sources"] == [str(fifo)]
+
+
+# -- line endings and byte-order marks ---------------------------------------------------------
+
+
+def test_crlf_and_a_bom_read_as_the_plain_text_unless_exact(place):
+    (place / "unix.txt").write_text(TEXT)
+    (place / "windows.txt").write_bytes(b"\xef\xbb\xbf" + TEXT.replace("\n", "\r\n").encode())
+    run_cli("train", "--corpus", "text:unix.txt", "--out", "m.npz", *SMALL)
+    plain = json.loads(run_cli("eval", "m.npz", "--corpus", "text:windows.txt", "--json").stdout)
+    assert plain["characters"] == len(TEXT)
+    exact = one_line_error(run_cli("eval", "m.npz", "--corpus", "text:windows.txt", "--exact-text", ok=False))
+    assert "the model does not know" in exact and "'\\r', '\\ufeff'" in exact
+    run_cli("train", "--corpus", "text:windows.txt", "--exact-text", "--out", "exact.npz", *SMALL)
+    assert charseq.load(place / "exact.npz").run["characters"] == len(TEXT) + TEXT.count("\n") + 1  # \r each, BOM
+    assert charseq.load(place / "exact.npz").run["corpus_options"]["exact"] is True
+    assert sorted(e["exact"] for e in entries(place / "cache")) == [False, False, True]  # two texts, one read twice
+
+
+@pytest.mark.parametrize("chunk", [1, 2, 3, 4, 5, 7, 1 << 20])
+def test_crlf_straddling_a_chunk_boundary(chunk, place, monkeypatch):
+    import charseq.vocab
+    from charseq import textfiles
+
+    monkeypatch.setattr(textfiles, "CHUNK_BYTES", chunk)
+    monkeypatch.setattr(charseq.vocab, "_ENCODE_CHUNK", max(chunk, 1))
+    monkeypatch.setenv("CHARSEQ_CACHE", str(place / f"cache-{chunk}"))
+    raw = "\ufeffab\r\ncd\r\n\r\n✓\r\nx\ry\r\r\n\r\ré\r\nlast\r"
+    (place / "t.txt").write_bytes(raw.encode())
+    read = charseq.get_corpus("text:t.txt")
+    assert read.vocab.decode(read.ids) == raw[1:].replace("\r\n", "\n")
+    exact = charseq.get_corpus("text:t.txt", exact=True)
+    assert exact.vocab.decode(exact.ids) == raw and exact.fingerprint != read.fingerprint
+
+
+def test_only_a_leading_bom_is_dropped(place):
+    (place / "t.txt").write_text("\ufeff\ufeffone\ufefftwo\n")
+    read = charseq.get_corpus("text:t.txt")
+    assert read.vocab.decode(read.ids) == "\ufeffone\ufefftwo\n"
+
+
+def test_a_run_recorded_before_exact_existed_resumes_reading_the_text_as_it_did(place):
+    """A run of an earlier release recorded no `exact`; it read the text byte for byte, and
+    its fingerprint is of that reading: resumed, it reads it so again."""
+    (place / "windows.txt").write_bytes(TEXT.replace("\n", "\r\n").encode())
+    run = charseq.Run.start("text:windows.txt", corpus_options={"exact": True}, out="old.npz", epochs=1,
+                            hidden_size=8, seq_len=8, batch_size=2)
+    run.fit()
+    old = charseq.load(place / "old.npz")
+    del old.run["corpus_options"]["exact"]  # as 0.3 recorded it
+    charseq.save(place / "old.npz", old)
+    run_cli("train", "--resume", "old.npz", "--epochs", 2, "-q", "--sample-length", 0)
+    resumed = charseq.load(place / "old.npz")
+    assert resumed.training["epoch"] == 2 and resumed.run["corpus_options"]["exact"] is True
+    # Read today's default way, the same file is another text to the run: it would be refused.
+    assert charseq.get_corpus("text:windows.txt").fingerprint != resumed.run["fingerprint"]
+
+
+# -- UTF-16 and UTF-32 -------------------------------------------------------------------------
+
+WIDE = [("utf-16", "UTF-16 (little-endian)", "utf-16"), ("utf-16-le", "UTF-16 (little-endian)", "utf-16-le"),
+        ("utf-16-be", "UTF-16 (big-endian)", "utf-16-be"), ("utf-32", "UTF-32 (little-endian)", "utf-32"),
+        ("utf-32-le", "UTF-32 (little-endian)", "utf-32-le"), ("utf-32-be", "UTF-32 (big-endian)", "utf-32-be")]
+
+
+@pytest.mark.parametrize("written,described,advised", WIDE)
+def test_wide_text_read_as_utf8_names_the_encoding_to_use(place, written, described, advised):
+    (place / "wide.txt").write_bytes(TEXT.encode(written))
+    error = one_line_error(run_cli("train", "--corpus", "text:wide.txt", *SMALL, ok=False))
+    assert f"'wide.txt' is not utf-8 text: it looks like {described} text; use --encoding {advised}" in error
+    run_cli("train", "--corpus", "text:wide.txt", "--encoding", advised, "--out", "m.npz", *SMALL)
+    assert charseq.load(place / "m.npz").run["characters"] == len(TEXT)
+
+
+def test_sniff_wide_encoding_leaves_other_bytes_alone():
+    from charseq.textfiles import sniff_wide_encoding, wide_encoding_hint
+
+    assert sniff_wide_encoding("naïve café ✓ text".encode()) is None
+    assert sniff_wide_encoding(bytes(range(256)) * 8) is None  # a binary file: no pattern of NULs
+    assert sniff_wide_encoding("日本語のテキスト".encode("utf-16-le")) is None  # no NULs to go by: the decoder's error
+    assert sniff_wide_encoding(b"a\0") is None  # too short to say
+    assert sniff_wide_encoding(b"\xff\xfeh\0i\0") == "utf-16"
+    assert wide_encoding_hint(b"\0\0\xfe\xff\0\0\0h") == "looks like UTF-32 (big-endian) text; use --encoding utf-32"
+
+
+# -- directories with pictures in them ---------------------------------------------------------
+
+PNG = b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR" + bytes(range(256)) * 4
+
+
+def test_a_picture_in_a_directory_is_skipped_with_a_warning_each_time(place):
+    notes = place / "notes"
+    (notes / "img").mkdir(parents=True)
+    (notes / "a.txt").write_text(TEXT)
+    (notes / "img" / "logo.png").write_bytes(PNG)
+    (notes / "u.txt").write_bytes(TEXT.encode("utf-16"))
+    (notes / "z.txt").write_text(TEXT)
+    for attempt in range(2):  # encoding it, then from the cache
+        result = run_cli("train", "--corpus", "text:notes", "--out", f"m{attempt}.npz", *SMALL)
+        warnings = [line for line in result.stderr.splitlines() if line.startswith("charseq: warning:")]
+        assert warnings == [
+            "charseq: warning: skipped 'notes/img/logo.png': it is not utf-8 text: bad byte at offset 0",
+            ("charseq: warning: skipped 'notes/u.txt': it is not utf-8 text: it looks like UTF-16 (little-endian) "
+             "text; use --encoding utf-16")], result.stderr
+        assert charseq.load(place / f"m{attempt}.npz").run["characters"] == 2 * len(TEXT)
+    assert sorted(p.name for p in notes.rglob("*")) == ["a.txt", "img", "logo.png", "u.txt", "z.txt"]  # nothing lost
+
+
+def test_a_directory_of_pictures_only_is_one_line(place):
+    (place / "pictures").mkdir()
+    (place / "pictures" / "a.png").write_bytes(PNG)
+    (place / "pictures" / "b.png").write_bytes(PNG[::-1])
+    error = one_line_error(run_cli("train", "--corpus", "text:pictures", ok=False))
+    assert "none of the 2 files of corpus 'pictures' is utf-8 text" in error and "try --encoding" in error
+
+
+def test_a_picture_named_directly_is_still_an_error(place):
+    (place / "logo.png").write_bytes(PNG)
+    error = one_line_error(run_cli("train", "--corpus", "text:logo.png", ok=False))
+    assert "'logo.png' is not utf-8 text: bad byte at offset 0; try --encoding" in error
+
+
+def test_the_ids_skip_exactly_the_skipped_file(place):
+    notes = place / "notes"
+    notes.mkdir()
+    (notes / "a.txt").write_text("alpha ")
+    (notes / "b.bin").write_bytes(PNG)
+    (notes / "c.txt").write_text("gamma")
+    with pytest.warns(charseq.CharseqWarning, match="skipped .*b.bin"):
+        corpus = charseq.get_corpus("text:notes")
+    assert corpus.vocab.decode(corpus.ids) == "alpha gamma"
+    assert np.array_equal(corpus.ids, charseq.Corpus.from_text("x", "alpha gamma").ids)
