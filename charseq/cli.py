@@ -12,16 +12,17 @@ import os
 import sys
 import warnings
 from pathlib import Path
+from typing import cast
 
 import click
 import numpy as np
 
 import charseq
 from charseq import config as settings_table
-from charseq.errors import CharseqError, CharseqWarning, UsageError
+from charseq.errors import CharseqError, CharseqWarning, UsageError, counted
 from charseq.files import shown
 from charseq.interrupt import Aborted
-from charseq.registry import get_registry, model_spec, parse_options, parse_spec
+from charseq.registry import get_registry, model_spec, parse_options, parse_spec, set_debug
 from charseq.vocab import show_characters
 
 
@@ -30,7 +31,7 @@ class _Failure(click.ClickException):
 
     def __init__(self, message: str, exit_code: int):
         super().__init__(message)
-        self.exit_code = exit_code
+        self.exit_code = exit_code  # type: ignore[misc]  # click's stub makes it a ClassVar; here it varies
 
 
 def _available_cores() -> int:
@@ -56,6 +57,19 @@ def _complete_names(kind: str):
 
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON, for scripts.")
+exact_text_option = click.option(
+    "--exact-text", is_flag=True,
+    help="Read text byte for byte: keep \\r\\n line endings and a leading byte-order mark.  [default: \\r\\n is "
+         "read as \\n, the mark dropped]")
+
+
+def _corpus_options(encoding: str | None, exact_text: bool) -> dict[str, object]:
+    """--encoding and --exact-text as the corpus's options: only those given, so that a
+    resumed run keeps the ones it recorded."""
+    options: dict[str, object] = {} if encoding is None else {"encoding": encoding}
+    if exact_text:
+        options["exact"] = True
+    return options
 
 
 def threads_option(command):
@@ -132,7 +146,7 @@ class _CharseqGroup(click.Group):
         except CharseqError as exc:  # strict mode
             raise _Failure(str(exc), exc.exit_code) from None
         for name, registered in commands.items():
-            self.commands[name] = registered.factory
+            self.commands[name] = cast(click.Command, registered.factory)  # a command registers itself
         self._plugin_commands = (registry, frozenset(commands))
 
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
@@ -167,9 +181,11 @@ class _CharseqGroup(click.Group):
 
     def make_context(self, *args, **kwargs) -> click.Context:
         try:
-            return super().make_context(*args, **kwargs)
+            ctx = super().make_context(*args, **kwargs)
         except click.UsageError as exc:
             raise _one_line(exc) from None
+        set_debug(bool(ctx.params.get("debug")))  # before any plugin loads: --debug shows why one failed to import
+        return ctx
 
     def invoke(self, ctx: click.Context):
         try:
@@ -181,7 +197,8 @@ class _CharseqGroup(click.Group):
         except Aborted as exc:  # a second Ctrl-C or SIGTERM while training
             say(exc.message or "aborted", err=True)
             sys.exit(exc.exit_code)
-        except KeyboardInterrupt:  # Ctrl-C while starting up, loading or generating
+        except KeyboardInterrupt:  # Ctrl-C while starting up, loading, generating or evaluating
+            _settle(sys.stdout)
             say("charseq: interrupted", err=True)
             sys.exit(130)
         except (click.ClickException, click.exceptions.Exit, click.Abort):
@@ -192,7 +209,18 @@ class _CharseqGroup(click.Group):
             detail = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}".rstrip(": ")
             culprit = get_registry().culprit(exc) if get_registry.cache_info().currsize else None
             what = f"{culprit} failed" if culprit else "internal error"
-            raise _Failure(f"{what}: {detail} (run with --debug for the traceback)", 1) from None
+            command = f"{ctx.command_path} --debug {ctx.invoked_subcommand or 'COMMAND'} ..."  # --debug goes first
+            raise _Failure(f"{what}: {detail} (for the traceback, run {command})", 1) from None
+
+
+def _settle(stream) -> None:
+    """Flush what an interrupted write left in `stream`'s buffer now, or drop it when the
+    reader is gone, so that the interpreter's last flush has nothing to complain about."""
+    try:
+        if stream is not None:
+            stream.flush()
+    except (OSError, ValueError):
+        _drop_output(stream)
 
 
 def _one_line(exc: click.UsageError) -> click.ClickException:
@@ -200,6 +228,9 @@ def _one_line(exc: click.UsageError) -> click.ClickException:
     if type(exc).__name__ == "NoArgsIsHelpError":  # `charseq` alone shows the help
         return exc
     hint = f" (see '{exc.ctx.command_path} --help')" if exc.ctx is not None else ""
+    if isinstance(exc, click.NoSuchOption) and exc.option_name == "--debug" and exc.ctx is not None \
+            and exc.ctx.parent is not None:  # `charseq generate ... --debug`: it is the group's option
+        hint = f" (--debug goes before the command: {exc.ctx.parent.command_path} --debug {exc.ctx.info_name} ...)"
     return _Failure(exc.format_message() + hint, exc.exit_code)
 
 
@@ -225,8 +256,10 @@ def training_options(command):
 
 @cli.command()
 @click.option("--corpus", "corpus_spec", metavar="NAME[:ARG]", shell_complete=_complete_names("corpus"),
-              help="What to train on: alphabet, digits, text:PATH, or a plugin's corpus.  [required unless --resume]")
+              help="What to train on: alphabet, digits, text:PATH, lines:PATH (one item per line), or a plugin's "
+                   "corpus.  [required unless --resume]")
 @click.option("--encoding", help="Text encoding of the corpus files.  [default: utf-8]")
+@exact_text_option
 @click.option("--model", "model_spec", metavar="NAME[:KEY=VALUE,...]", shell_complete=_complete_names("model"),
               help="The model: rnn, gru, lstm (each with layers=N) or a plugin's; see `charseq models`.  "
                    "[default: the corpus's suggestion, else gru:layers=2]")
@@ -242,8 +275,8 @@ def training_options(command):
 @click.option("--metrics", "metrics_path", type=click.Path(),
               help="Write one JSON line per evaluation to this file (the `metrics` callback).")
 @click.option("--patience", type=click.IntRange(min=0), metavar="EPOCHS",
-              help="Stop after this many epochs without improvement (of val_loss, else loss): the "
-                   "`early-stopping` callback.")
+              help="Stop after this many epochs without improvement (of val_loss, else loss, by more than "
+                   "--min-delta): the `early-stopping` callback.")
 @click.option("--min-delta", type=float, help="With --patience: the smallest change that counts as improvement.  "
                                               "[default: 0]")
 @click.option("--restore-best/--no-restore-best", default=None,
@@ -255,13 +288,14 @@ def training_options(command):
               help="Add a training callback by name (repeatable; called in the order given); see `charseq callbacks`.")
 @click.option("--drop-callback", "dropped", multiple=True, metavar="NAME",
               help="With --resume: leave out the run's callbacks of this name (repeatable).")
-@click.option("--sample-length", type=click.IntRange(min=0), default=20, show_default=True,
-              help="Characters of the sample continuation printed at the end (0: none).")
+@click.option("--sample-length", type=click.IntRange(min=0), metavar="N",
+              help="Characters the model adds to the corpus's opening in the sample printed at the end (0: no "
+                   "sample; a model of items prints ten items).  [default: 200; random windows: 20]")
 @click.option("--progress/--no-progress", default=None,
               help="Draw the progress bar on stderr.  [default: when stderr is a terminal]")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar or epoch lines.")
 @threads_option
-def train(corpus_spec, encoding, model_spec, resume_path, out, force, metrics_path, patience, min_delta, restore_best,
+def train(corpus_spec, encoding, exact_text, model_spec, resume_path, out, force, metrics_path, patience, min_delta, restore_best,
           checkpoint_every, callback_specs, dropped, sample_length, progress, quiet, threads, **settings):
     """Train a model on a corpus and save a checkpoint.
 
@@ -279,13 +313,14 @@ def train(corpus_spec, encoding, model_spec, resume_path, out, force, metrics_pa
       charseq train --corpus alphabet
       charseq train --corpus text:novel.txt --metrics novel.jsonl --patience 3 --out novel.npz
       charseq train --corpus text:novel.txt --model lstm:layers=2 --hidden-size 256
+      charseq train --corpus lines:names.txt
       charseq train --resume novel.npz --epochs 30
     """
     from charseq.run import Run
 
     callbacks = _shortcut_callbacks(metrics_path, patience, min_delta, restore_best, checkpoint_every)
     callbacks += list(callback_specs)
-    corpus_options = {} if encoding is None else {"encoding": encoding}
+    corpus_options = _corpus_options(encoding, exact_text)
     extra = [] if quiet else [_progress_bar(progress)]
     if resume_path is not None:
         run = Run.resume(resume_path, out=out, corpus=corpus_spec, corpus_options=corpus_options, model=model_spec,
@@ -309,6 +344,8 @@ def train(corpus_spec, encoding, model_spec, resume_path, out, force, metrics_pa
         say(result.message, err=True)
         sys.exit(result.exit_code)
     say(result.message)
+    if sample_length is None:
+        sample_length = 20 if run.corpus.random_windows else 200
     if sample_length > 0 and result.status != "complete":
         _print_sample(run, sample_length)
 
@@ -338,24 +375,48 @@ def _progress_bar(draw):
 
 def _describe_run(run) -> None:
     config, trainer, corpus = run.config, run.trainer, run.corpus
-    held_out = f", {len(trainer.val_ids):,} held out" if trainer.val_ids is not None else ""
+    held_out = f", {trainer.batches.held_out}" if trainer.batches.held_out is not None else ""
+    items = f"{counted(len(corpus.item_starts) - 1, 'item')}, " if corpus.item_starts is not None else ""
+    window = "" if items else f" T={config.seq_len}"  # an item is read whole
     clipping = ", ".join(f"{name}={value:g}" for name, value in (("clip", config.clip), ("clip-norm", config.clip_norm))
                          if value) or "no clipping"
     dropout = f" dropout={config.dropout:g}" if config.dropout else ""
     dropout += f" input-lr-scale={config.input_lr_scale:g}" if config.input_lr_scale != 1 else ""
-    say(f"training on {corpus.name}: {len(corpus):,} characters{held_out}, {len(corpus.vocab)} symbols, "
-        f"{model_spec(run.spec.model['name'], run.spec.model.get('options', {}))} H={config.hidden_size} T={config.seq_len} B={config.batch_size} {config.optimizer} lr={config.lr:g} "
+    say(f"training on {corpus.name}: {items}{counted(len(corpus), 'character')}{held_out}, {counted(len(corpus.vocab), 'symbol')}, "
+        f"{model_spec(run.spec.model['name'], run.spec.model.get('options', {}))} H={config.hidden_size}{window} B={config.batch_size} {config.optimizer} lr={config.lr:g} "
         f"{clipping}{dropout} warmup={config.warmup} epochs={config.epochs}")
     if run.resumed_path is not None:
         say(f"resuming from {run.resumed_path} at step {trainer.step:,} (epoch {trainer.epoch + 1}, "
             f"step {trainer.step_in_epoch} of {trainer.steps_per_epoch}); saving to {shown(run.out)}")
 
 
+SAMPLE_ITEMS = 10
+SAMPLE_PRIME = 48  # characters of the corpus's opening, cut at a space or a line's end
+_MARKS = "»|>#~"
+
+
 def _print_sample(run, length: int) -> None:
-    """The opening of the corpus and the model's argmax continuation, marked apart."""
-    prime = run.corpus.prime(run.config.seq_len)
-    continuation = charseq.generate(run.model, run.corpus.vocab, prime, length, charseq.get_sampler("argmax"))[0]
-    say(f"sample: {prime}{continuation}")
+    """What the model makes of its corpus: the corpus's opening, then the model's argmax
+    continuation after a mark (one the text does not hold); for items, items it makes."""
+    vocab = run.corpus.vocab
+    if run.corpus.item_end is not None:
+        from charseq.generation import generate_items
+
+        items = generate_items(run.model, vocab, run.corpus.item_end, SAMPLE_ITEMS,
+                               charseq.get_sampler("temperature"), run.config.seed, max_length=length)
+        say(f"samples ({SAMPLE_ITEMS} items the model makes, at temperature 1):")
+        for item in items:
+            say(f"  {item}")
+        return
+    prime = run.corpus.prime(min(run.config.seq_len, SAMPLE_PRIME))
+    cut = max(prime.rfind(" "), prime.rfind("\n"))
+    if cut >= SAMPLE_PRIME // 2:
+        prime = prime[: cut + 1]
+    continuation = charseq.generate(run.model, vocab, prime, length, charseq.get_sampler("argmax"))[0]
+    mark = next((m for m in _MARKS if m not in vocab), "")
+    after = f" after {mark}" if mark else ""
+    say(f"sample (the corpus's first {len(prime)} characters, then the model's {length}{after}):")
+    say(f"{prime}{mark}{continuation}")
 
 
 # -- generate ---------------------------------------------------------------------
@@ -363,43 +424,62 @@ def _print_sample(run, length: int) -> None:
 
 @cli.command()
 @click.argument("checkpoint_path", metavar="CHECKPOINT", type=click.Path(path_type=Path))
-@click.option("--prime", help="Text to continue.  [default: one random symbol]")
+@click.option("--prime", help="Text to continue (a model of items: the start of every item).  "
+                              "[default: one random symbol; items: none]")
 @click.option("--length", "--max-length", "length", type=click.IntRange(min=0), default=200, show_default=True,
               help="Characters to generate at most.")
 @click.option("--stop", help="End a sample where this text appears (it is not printed).")
 @click.option("--sampler", "sampler_spec", default="temperature", show_default=True, metavar="NAME[:KEY=VALUE,...]",
               shell_complete=_complete_names("sampler"), help="How to pick each character; see `charseq samplers`.")
-@click.option("--temperature", type=float, help="Sampling temperature (> 0), for samplers that take one.")
+@click.option("--temperature", type=float,
+              help="Sampling temperature (> 0; lower is more conservative), for samplers that take one; ignored, "
+                   "with a warning, by those that do not (argmax). Greedy decoding is --sampler argmax.")
 @click.option("--repetition-penalty", type=float, default=1.0, show_default=True,
               help="Above 1, makes symbols already used less likely.")
 @click.option("--repetition-window", type=int, metavar="N",
               help="Count only the last N characters as used.  [default: all]")
 @click.option("--seed", type=click.IntRange(min=0), help="Makes sampling reproducible.")
 @click.option("--skip-unknown", is_flag=True, help="Leave out prime characters the model does not know.")
-@click.option("--num-samples", type=int, default=1, show_default=True, help="Continuations, in one batch.")
+@click.option("--num-samples", type=int, default=1, show_default=True,
+              help="Samples, in one batch, each printed on its own line (--json keeps apart samples that hold "
+                   "newlines).")
+@click.option("--new-only", is_flag=True, help="A model of items: leave out items that are in its training file.")
+@json_option
 @threads_option
 def generate(checkpoint_path, prime, length, stop, sampler_spec, temperature, repetition_penalty,
-             repetition_window, seed, skip_unknown, num_samples, threads):
+             repetition_window, seed, skip_unknown, num_samples, new_only, as_json, threads):
     """Continue a prime with a trained model; prints the prime and what follows.
 
-    One sample is printed as it is generated; several are printed one after another,
-    each on its own line.
+    One sample is printed as it is generated; several are printed one after another, each
+    on its own line, so a sample that holds a newline runs into the next: --json prints one
+    JSON object per sample per line, {"prime": ..., "text": ...} (text: what was generated).
+
+    A model trained on items (--corpus lines:PATH) prints whole new items, one per line,
+    each from a fresh start to where the model ends it (--length caps it); a --prime starts
+    each of them, and --new-only leaves out those in the training file.
 
     \b
     Examples:
       charseq generate alphabet.npz --prime ABCDEF --length 20 --sampler argmax
       charseq generate novel.npz --prime "The " --sampler top-p:p=0.9 --temperature 0.8 --stop "\n\n"
+      charseq generate names.npz --num-samples 20 --new-only
     """
     from charseq.generation import SamplerError, stream
 
     saved = charseq.load(checkpoint_path)
     name, arg = parse_spec(sampler_spec)
-    options = parse_options(arg)
-    if temperature is not None:
-        options["temperature"] = temperature
     registered = get_registry().get("sampler", name)
+    options = {**parse_options(arg, registered), **_temperature_option(temperature, registered)}
     sampler = registered.build(**options)
     rng = np.random.default_rng(seed)
+    if num_samples < 1:
+        raise UsageError(f"--num-samples must be at least 1, got {num_samples}")
+    if saved.item_end is not None:
+        return _generate_items(saved, prime or "", length, stop, sampler, rng, num_samples, new_only, as_json,
+                               skip_unknown, repetition_penalty, repetition_window, threads, name, registered)
+    if new_only:
+        raise UsageError("--new-only is for a model trained on items (--corpus lines:PATH); this one was trained "
+                         "on running text")
     if prime is None:
         prime = saved.vocab.symbols[rng.integers(len(saved.vocab))]
     prime = _known_part(prime, saved.vocab, skip_unknown)
@@ -407,17 +487,27 @@ def generate(checkpoint_path, prime, length, stop, sampler_spec, temperature, re
                     repetition_penalty, repetition_window)
     if sys.stdout is None:
         raise UsageError("standard output is closed; there is nowhere to print the text")
+    line_open = False  # a sample's line is on stdout, not yet ended
     try:
         with _blas_threads(threads):
-            if num_samples == 1:
+            if as_json:
+                texts: list[list[str]] = [[] for _ in range(num_samples)]
+                for step in pieces:
+                    for text, piece in zip(texts, step):
+                        text.append(piece)
+                for text in texts:
+                    say(json.dumps({"prime": prime, "text": "".join(text)}, ensure_ascii=False), essential=True)
+            elif num_samples == 1:
                 out = sys.stdout
                 first = next(pieces)  # fails early on bad arguments, before anything is printed
+                line_open = True
                 out.write(prime + first[0])
                 out.flush()
-                for piece in pieces:
-                    out.write(piece[0])
+                for step in pieces:
+                    out.write(step[0])
                     out.flush()
                 out.write("\n")
+                line_open = False
                 out.flush()
             else:
                 texts = [[] for _ in range(num_samples)]
@@ -428,12 +518,57 @@ def generate(checkpoint_path, prime, length, stop, sampler_spec, temperature, re
                     click.echo(prime + "".join(text))
     except BrokenPipeError:  # `charseq generate ... | head`: the reader has what it wanted
         _drop_output(sys.stdout)
+    except KeyboardInterrupt:  # Ctrl-C mid-sample: end its line, so that the message and the prompt get their own
+        if line_open:
+            say("")
+        raise
     except OSError as exc:  # a full disk, /dev/full
         _drop_output(sys.stdout)
         raise CharseqError(f"cannot write the text to standard output: {exc.strerror or exc}") from None
     except SamplerError as exc:
         raise CharseqError(f"sampler {name!r} of {get_registry().describe(registered.plugin)} misbehaved: {exc}") \
             from None
+
+
+def _generate_items(saved, prime, length, stop, sampler, rng, num_samples, new_only, as_json, skip_unknown,
+                    repetition_penalty, repetition_window, threads, name, registered) -> None:
+    """`generate` for a model of items: whole new items, one per line."""
+    from charseq.generation import SamplerError, generate_items
+
+    if prime:
+        prime = _known_part(prime, saved.vocab, skip_unknown)
+    exclude = saved.seen_items if new_only else None
+    if new_only and exclude is None:
+        raise UsageError("this checkpoint does not record its training items, so --new-only cannot leave them out")
+    try:
+        with _blas_threads(threads):
+            items = generate_items(saved.model, saved.vocab, saved.item_end, num_samples, sampler, rng, prime,
+                                   length, exclude, repetition_penalty=repetition_penalty,
+                                   repetition_window=repetition_window)
+    except SamplerError as exc:
+        raise CharseqError(f"sampler {name!r} of {get_registry().describe(registered.plugin)} misbehaved: {exc}") \
+            from None
+    for item in items:
+        if stop:
+            item = item.split(stop, 1)[0]
+        say(json.dumps({"prime": prime, "text": item}, ensure_ascii=False) if as_json else prime + item, essential=True)
+
+
+def _temperature_option(temperature: float | None, registered) -> dict[str, float]:
+    """--temperature as the sampler's option. A sampler without one (argmax) ignores it, with
+    a warning; 0 is refused, pointing to greedy decoding, and so is any other non-positive
+    or non-finite value, whatever the sampler."""
+    if temperature is None:
+        return {}
+    if temperature == 0:
+        raise UsageError("temperature must be a positive number, got 0; for greedy decoding (always the most likely "
+                         "character) use --sampler argmax")
+    if not 0 < temperature < float("inf"):
+        raise UsageError(f"temperature must be a positive number, got {temperature:g}")
+    if not registered.takes("temperature"):
+        say(f"charseq: warning: --temperature is ignored: sampler {registered.name!r} takes no temperature", err=True)
+        return {}
+    return {"temperature": temperature}
 
 
 def _known_part(prime: str, vocab, skip_unknown: bool) -> str:
@@ -443,12 +578,12 @@ def _known_part(prime: str, vocab, skip_unknown: bool) -> str:
         return prime
     shown = show_characters(unknown)
     if not skip_unknown:
-        raise UsageError(f"the prime has {len(unknown)} character(s) not in the model's vocabulary: {shown}; "
+        raise UsageError(f"the prime has {counted(len(unknown), 'character')} not in the model's vocabulary: {shown}; "
                          "--skip-unknown leaves them out")
     kept = "".join(c for c in prime if c in vocab)
     if not kept:
         raise UsageError(f"no character of the prime is in the model's vocabulary (it has {shown})")
-    say(f"charseq: left out {len(unknown)} unknown character(s) of the prime: {shown}", err=True)
+    say(f"charseq: left out {counted(len(unknown), 'unknown character')} of the prime: {shown}", err=True)
     return kept
 
 
@@ -457,24 +592,32 @@ def _known_part(prime: str, vocab, skip_unknown: bool) -> str:
 @click.option("--corpus", "corpus_spec", required=True, metavar="NAME[:ARG]", shell_complete=_complete_names("corpus"),
               help="The text to evaluate on: text:PATH, or any corpus.")
 @click.option("--encoding", help="Text encoding of the corpus files.  [default: utf-8]")
+@exact_text_option
 @click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True, help="Parallel streams.")
 @click.option("--seq-len", type=click.IntRange(min=1), default=64, show_default=True, help="Characters per window.")
 @json_option
 @threads_option
-def evaluate_command(checkpoint_path, corpus_spec, encoding, batch_size, seq_len, as_json, threads):
-    """Print a checkpoint's loss on a corpus: nats and bits per character, and perplexity."""
+def evaluate_command(checkpoint_path, corpus_spec, encoding, exact_text, batch_size, seq_len, as_json, threads):
+    """Print a checkpoint's loss on a corpus: nats and bits per character, and perplexity.
+
+    A corpus of items (lines:PATH) is scored item by item, each from a fresh state, the
+    end of each counted as a character (as training's validation loss is)."""
     from charseq.evaluation import evaluate, loss_metrics
+    from charseq.items import evaluate_items
 
     saved = charseq.load(checkpoint_path)
-    corpus = charseq.get_corpus(corpus_spec, **({} if encoding is None else {"encoding": encoding}))
+    corpus = charseq.get_corpus(corpus_spec, **_corpus_options(encoding, exact_text))
     unknown = saved.vocab.unknown(corpus.vocab.symbols)
     if unknown:
-        raise UsageError(f"corpus {corpus.name!r} has {len(unknown)} character(s) the model does not know: "
+        raise UsageError(f"corpus {corpus.name!r} has {counted(len(unknown), 'character')} the model does not know: "
                          f"{show_characters(unknown)}")
     # The corpus's ids are in its own vocabulary: map them to the model's.
     mapping = np.array([saved.vocab.symbols.index(c) for c in corpus.vocab.symbols], dtype=saved.vocab.dtype)
     with _blas_threads(threads):
-        loss = evaluate(saved.model, mapping[corpus.ids], batch_size, seq_len)
+        if corpus.item_starts is not None:  # items: each from a fresh state, its end counted
+            loss = evaluate_items(saved.model, mapping[corpus.ids], corpus.item_starts)
+        else:
+            loss = evaluate(saved.model, mapping[corpus.ids], batch_size, seq_len)
     if not np.isfinite(loss):
         from charseq.registry import model_label
 
@@ -483,7 +626,7 @@ def evaluate_command(checkpoint_path, corpus_spec, encoding, batch_size, seq_len
     if as_json:
         say(json.dumps(metrics), essential=True)
     else:
-        say(f"{corpus.name}: {len(corpus):,} characters, loss {loss:.4f} nats/char, "
+        say(f"{corpus.name}: {counted(len(corpus), 'character')}, loss {loss:.4f} nats/char, "
             f"{metrics['bpc']:.4f} bits/char, perplexity {metrics['perplexity']:.3f}", essential=True)
 
 
@@ -499,6 +642,57 @@ def plot(metrics_path, out):
         raise UsageError(f"-o {out!r} names a directory; give a picture's file name")
     plot_metrics(metrics_path, Path(out))
     say(f"wrote {out}")
+
+
+# -- the text cache -------------------------------------------------------------------
+
+_DECIDED_BY = {"CHARSEQ_CACHE": "set by CHARSEQ_CACHE", "XDG_CACHE_HOME": "under XDG_CACHE_HOME",
+               "default": "the default, ~/.cache/charseq; CHARSEQ_CACHE or XDG_CACHE_HOME moves it",
+               "fallback": "the default place cannot be used; set CHARSEQ_CACHE"}
+
+
+@cli.command()
+@click.option("--clear", is_flag=True, help="Delete the cache's entries (only charseq's own files in it).")
+@json_option
+def cache(clear, as_json):
+    """Show where the text cache is and what it holds: each entry's size, characters and source files."""
+    from charseq.cachefiles import cache_report, clear_cache
+
+    if clear:
+        report, freed = clear_cache()
+        if as_json:
+            say(json.dumps({"directory": str(report.directory), "entries": len(report.entries), "freed_bytes": freed}),
+                essential=True)
+        else:
+            say(f"cleared {report.directory}: {_entries(report)}, {_bytes(freed)} freed", essential=True)
+        return
+    report = cache_report()
+    if as_json:
+        say(json.dumps({"directory": str(report.directory), "decided_by": report.decided_by,
+                        "entries": [vars(entry) for entry in report.entries], "total_bytes": report.total_size},
+                       indent=2), essential=True)
+        return
+    say(f"cache: {report.directory} ({_DECIDED_BY[report.decided_by]})", essential=True)
+    for entry in report.entries:
+        characters = counted(entry.characters, "character") if entry.characters is not None else "incomplete"
+        sources = entry.sources or ["source unknown"]
+        more = f" and {counted(len(sources) - 1, 'more file')}" if len(sources) > 1 else ""
+        say(f"{_bytes(entry.size):>9}  {characters:>20}  {sources[0]}{more}", essential=True)
+    say(f"{_entries(report)}, {_bytes(report.total_size)} in all", essential=True)
+
+
+def _entries(report) -> str:
+    count = len(report.entries)
+    return f"{count:,} entr{'y' if count == 1 else 'ies'}"
+
+
+def _bytes(size: float) -> str:
+    """A size for people: 512 B, 1.2 kB, 3.4 MB (powers of 1000, as the README's tables)."""
+    for unit in ("B", "kB", "MB", "GB"):
+        if size < 1000:
+            return f"{size} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1000
+    return f"{size:.1f} TB"
 
 
 # -- listings -----------------------------------------------------------------------
@@ -523,15 +717,30 @@ def _listing(kind: str):
     def command(as_json):
         items = get_registry().all(kind)
         if as_json:
-            say(json.dumps([{"name": n, "help": i.help, "plugin": i.plugin} for n, i in items.items()], indent=2),
-                essential=True)
+            say(json.dumps([{"name": n, "help": i.help, "plugin": i.plugin, "options": [o.to_json() for o in i.options()]}
+                            for n, i in items.items()], indent=2), essential=True)
             return
         width = max((len(name) for name in items), default=0)
         for name, item in items.items():
             say(f"{name:<{width}}  {item.help}  [{item.plugin}]", essential=True)
+            for line in _option_lines(item, indent=width + 2):
+                say(line, essential=True)
 
     return json_option(command)
 
 
+def _option_lines(item, indent: int) -> list[str]:
+    """An item's options under its line, aligned with its help: `k=40  how many ...`."""
+    from charseq.registry import OptionInfo, shown_value
+
+    options = [(f"{o.name} (required)" if o.default is OptionInfo.REQUIRED else f"{o.name}={shown_value(o.default)}",
+                o.help) for o in item.options()]
+    if item.takes_any():
+        options.append(("...", "any other key=value: its factory takes them all"))
+    width = max((len(shown) for shown, _ in options), default=0)
+    return [f"{' ' * indent}{shown:<{width}}  {help}".rstrip() for shown, help in options]
+
+
 for _kind, _name in (("corpus", "corpora"), ("sampler", "samplers"), ("callback", "callbacks"), ("model", "models")):
-    cli.command(name=_name, help=f"List the available {_name}, one per line.")(_listing(_kind))
+    cli.command(name=_name, help=f"List the available {_name}, one per line, each with its options and their "
+                                 "defaults below it.")(_listing(_kind))

@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 
+def counted(count: int, noun: str, plural: str | None = None) -> str:
+    """A count and its noun, for messages: 1 epoch, 2 epochs, 1,000 characters (never "1 epochs")."""
+    return f"{count:,} {noun if count == 1 else plural or noun + 's'}"
+
+
 class CharseqError(Exception):
     """A failure the user can act on; the CLI exits with code 1."""
 

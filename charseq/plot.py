@@ -8,11 +8,11 @@ import os
 import warnings
 from pathlib import Path
 
-from charseq.errors import CharseqError, UsageError
+from charseq.errors import CharseqError, UsageError, counted
 
 
 def read_metrics(path: Path) -> list[dict]:
-    records = []
+    records: list[dict] = []
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError:
@@ -65,7 +65,8 @@ def plot_metrics(path: Path, out: Path) -> None:
         axes.plot(*zip(*validation), label="validation", color="tab:orange")
     axes.set_xlabel("step")
     axes.set_ylabel("loss (nats per character)")
-    axes.set_title(f"{path.name}: {records[-1].get('epoch', '?')} epochs, "
+    epoch = records[-1].get("epoch")
+    axes.set_title(f"{path.name}: {counted(epoch, 'epoch') if isinstance(epoch, int) else '? epochs'}, "
                    f"{_plottable(records[-1].get('wall_time', 0)):.0f} s")
     axes.grid(alpha=0.3)
     axes.legend()

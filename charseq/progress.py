@@ -14,6 +14,21 @@ from tqdm import tqdm
 from charseq import hookimpl
 
 _REFRESH_SECONDS = 0.1
+# Columns left free at the bar's end for the "^C" a terminal echoes at the cursor when
+# Ctrl-C is pressed: at full width the echo would wrap to a line of its own, and the
+# bar's line, which is all that closing the bar clears, would stay on screen above it.
+_ECHO_ROOM = 2
+
+
+class _Bar(tqdm):
+    """tqdm drawn _ECHO_ROOM columns short of the terminal's width."""
+
+    @property
+    def format_dict(self):
+        values = super().format_dict
+        if values.get("ncols"):
+            values["ncols"] = max(1, values["ncols"] - _ECHO_ROOM)
+        return values
 
 
 class ProgressBar:
@@ -28,7 +43,7 @@ class ProgressBar:
     def on_train_begin(self, trainer):
         remaining = (trainer.config.epochs - trainer.epoch) * trainer.steps_per_epoch - trainer.step_in_epoch
         disable = None if self.draw is None else not self.draw
-        self.bar = tqdm(total=remaining, unit="step", dynamic_ncols=True, leave=False, disable=disable,
+        self.bar = _Bar(total=remaining, unit="step", dynamic_ncols=True, leave=False, disable=disable,
                         file=sys.stderr if sys.stderr is not None else open(os.devnull, "w"))
         self._pending = 0
         self._last_refresh = time.monotonic()
@@ -76,9 +91,13 @@ class ProgressBar:
         bar = getattr(self, "bar", None)
         if bar is not None:
             try:
+                width = None if bar.disable else bar.ncols  # the terminal's, less tqdm's own last column
                 bar.update(self._pending)
                 bar.close()
-            except OSError:
+                if width:  # the whole line, a "^C" echoed after the bar included
+                    bar.fp.write("\r" + " " * width + "\r")
+                    bar.fp.flush()
+            except (OSError, ValueError):
                 pass
             self._pending = 0
 

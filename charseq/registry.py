@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import pluggy
 
 from charseq import hookspecs
-from charseq.errors import CharseqError, PluginWarning, UsageError
+from charseq.errors import CharseqError, PluginWarning, UsageError, counted
 from charseq.files import first_line
 
 if TYPE_CHECKING:
@@ -41,11 +41,32 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
 _WHOLE_NUMBER = re.compile(r"^[+-]?[0-9]+$")
 
 
-def _warn(message: str) -> None:
-    """Skip and warn; with CHARSEQ_STRICT_PLUGINS=1, stop instead (for plugin authors)."""
-    if os.environ.get("CHARSEQ_STRICT_PLUGINS", "") not in ("", "0"):
-        raise CharseqError(message)
-    warnings.warn(message, PluginWarning, stacklevel=3)
+def _strict() -> bool:
+    return os.environ.get("CHARSEQ_STRICT_PLUGINS", "") not in ("", "0")
+
+
+def _warn(message: str, consequence: str = "skipped", detail: BaseException | None = None) -> None:
+    """Warn that `message` happened and that charseq did `consequence` about it (it skipped
+    the plugin); with CHARSEQ_STRICT_PLUGINS=1, stop instead, saying so rather than what
+    would have been done (for plugin authors). With --debug, `detail`'s traceback follows."""
+    trace = ""
+    if detail is not None and _debug:
+        import traceback
+
+        trace = "\n" + "".join(traceback.format_exception(type(detail), detail, detail.__traceback__)).rstrip()
+    if _strict():
+        raise CharseqError(f"{message} (an error, as CHARSEQ_STRICT_PLUGINS is set){trace}")
+    warnings.warn(f"{message}; {consequence}{trace}" if consequence else message + trace, PluginWarning, stacklevel=3)
+
+
+_debug = False
+
+
+def set_debug(debug: bool) -> None:
+    """With `debug` (charseq --debug), a plugin that fails to import is reported with its
+    traceback, so that its author can see where."""
+    global _debug
+    _debug = bool(debug)
 
 
 @dataclass(frozen=True)
@@ -88,6 +109,54 @@ class Registered:
 
         return {"corpus": ("arg",), "model": CORE_ARGUMENTS}.get(self.kind, ())
 
+    def _parameters(self) -> list[inspect.Parameter]:
+        """The factory's parameters a user may set by name, in its order."""
+        try:
+            parameters = inspect.signature(self.factory).parameters.values()
+        except (TypeError, ValueError):
+            return []
+        return [p for p in parameters if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+                and p.name not in self._set_by_charseq()]
+
+    def option_names(self) -> list[str]:
+        """The options a user may give (not charseq's own arguments), in the factory's order."""
+        return [p.name for p in self._parameters()]
+
+    def takes(self, option: str) -> bool:
+        """Whether the factory accepts `option`, by name or through ``**options``: the CLI
+        passes --temperature only to a sampler that does."""
+        return option in self.option_names() or self.takes_any()
+
+    def options(self) -> list[OptionInfo]:
+        """Each option with its default (``OptionInfo.REQUIRED`` when it has none) and its help,
+        from a line of the factory's docstring (a class's, or its __init__'s) that starts with
+        the option's name and a colon: ``k: how many of the most likely symbols to keep``."""
+        documented = _documented_options(self.factory, self.option_names())
+        return [OptionInfo(p.name, OptionInfo.REQUIRED if p.default is p.empty else p.default,
+                           documented.get(p.name, "")) for p in self._parameters()]
+
+    def takes_any(self) -> bool:
+        """Whether the factory takes ``**options``: options beyond those it names."""
+        try:
+            return any(p.kind is p.VAR_KEYWORD for p in inspect.signature(self.factory).parameters.values())
+        except (TypeError, ValueError):
+            return False
+
+    def bare_value_hint(self, value: str) -> str:
+        """What to say about a bare ``NAME:VALUE`` given where ``NAME:key=value`` belongs:
+        the option meant when the factory has one (a sampler's temperature aside, which
+        --temperature sets), else the options it has."""
+        names = self.option_names()
+        if value.replace("-", "_") in names:
+            option = next(o for o in self.options() if o.name == value.replace("-", "_"))
+            example = "VALUE" if option.default is OptionInfo.REQUIRED else shown_value(option.default)
+            return f"; give {option.name} a value, such as {self.name}:{option.name}={example}"
+        own = [name for name in names if not (self.kind == "sampler" and name == "temperature")] or names
+        if len(own) == 1:
+            return f"; did you mean {self.name}:{own[0]}={value}?"
+        what = f"{self.kind} {self.name!r}"
+        return f"; the options of {what} are {', '.join(names)}" if names else f"; {what} takes no options"
+
     def effective(self, options: dict[str, Any], complete: bool = True) -> dict[str, Any]:
         """The options a factory is built with: its defaults, then `options` converted, an
         ``encoding`` by its codec's own name (utf8 and UTF-8 are utf-8). `complete`: the
@@ -117,8 +186,7 @@ class Registered:
                 if takes_any:
                     converted[key] = value
                     continue
-                valid = [n for n, p in parameters.items() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
-                valid = [n for n in valid if n not in self._set_by_charseq()]
+                valid = self.option_names()
                 raise UsageError(f"{what} has no option {key!r}; its options are {', '.join(valid) or 'none'}")
             declared = hints.get(key)
             if declared is None and parameter.default not in (inspect.Parameter.empty, None):
@@ -133,11 +201,61 @@ class Registered:
 
 
 def _type_hints(factory: Callable[..., Any]) -> dict[str, Any]:
+    """The factory's annotations, resolved one by one: one that does not resolve (a name
+    imported only for type checkers) must not lose the others, or a `str` option whose
+    default is a number would be converted as a number."""
     target = factory.__init__ if inspect.isclass(factory) else factory
+    if isinstance(target, functools.partial):
+        target = target.func
+    elif not inspect.isroutine(target) and callable(target):
+        target = type(target).__call__  # a callable object: its __call__ takes the options
     try:
         return typing.get_type_hints(target)
-    except Exception:  # annotations that do not resolve: fall back to the defaults' types
-        return {}
+    except Exception:
+        pass
+    namespace = getattr(inspect.unwrap(target), "__globals__", {})
+    hints = {}
+    for name, annotation in (getattr(target, "__annotations__", None) or {}).items():
+        try:
+            hints[name] = eval(annotation, dict(namespace)) if isinstance(annotation, str) else annotation
+        except Exception:  # this one does not resolve: its default's type decides
+            continue
+    return hints
+
+
+@dataclass(frozen=True)
+class OptionInfo:
+    """One option of a factory, for listings: its name, default and help."""
+
+    REQUIRED: typing.ClassVar[object] = inspect.Parameter.empty  # the default of an option that has none
+
+    name: str
+    default: Any
+    help: str
+
+    def to_json(self) -> dict[str, Any]:
+        required = self.default is OptionInfo.REQUIRED
+        default = None if required else self.default
+        if not (default is None or isinstance(default, (bool, int, float, str))):
+            default = str(default)
+        return {"name": self.name, "default": default, "required": required, "help": self.help}
+
+
+_OPTION_LINE = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*(?:\([^)]*\))?\s*:\s+(\S.*)$")
+
+
+def _documented_options(factory: Callable[..., Any], names: list[str]) -> dict[str, str]:
+    """Help for options from the factory's docstring: a line that starts with an option's
+    name and a colon (``k: how many to keep``, or ``k (int): ...``) is that option's help."""
+    docs = [inspect.getdoc(factory) or ""]
+    if inspect.isclass(factory) and "__init__" in vars(factory):
+        docs.append(inspect.getdoc(factory.__init__) or "")
+    found: dict[str, str] = {}
+    for line in "\n".join(docs).splitlines():
+        match = _OPTION_LINE.match(line)
+        if match and match.group(1) in names and match.group(1) not in found:
+            found[match.group(1)] = match.group(2).strip()
+    return found
 
 
 def convert_value(value: Any, declared: Any, where: str) -> Any:
@@ -180,7 +298,7 @@ def convert_value(value: Any, declared: Any, where: str) -> Any:
     if declared is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value)
-        if isinstance(value, str):
+        if isinstance(value, str) and "_" not in value and value.isascii():  # Python reads 2024_01 as 202401.0
             try:
                 return float(value)
             except ValueError:
@@ -244,22 +362,22 @@ class Registry:
         except Exception as exc:
             for name in added:
                 del self._items[kind][name]
-            _warn(f"{self.describe(plugin_name)} raised in {hook_name} ({type(exc).__name__}: {first_line(exc)}); "
-                  f"its {kind} registrations are skipped")
+            _warn(f"{self.describe(plugin_name)} raised in {hook_name} ({type(exc).__name__}: {first_line(exc)})",
+                  f"its {kind} registrations are skipped", exc)
 
     def _register_function(self, kind: str, plugin_name: str, added: list[str]) -> Callable[..., None]:
         def register(name: str, factory: Callable[..., Any], help: str = "") -> None:
             who = self.describe(plugin_name)
             if not isinstance(name, str) or not _NAME.match(name):
-                _warn(f"{who} registered {kind} name {name!r}, which is skipped: names are letters, "
-                      "digits and . _ + - (no spaces or ':')")
+                _warn(f"{who} registered {kind} name {name!r}, but names are letters, digits and . _ + - "
+                      "(no spaces or ':')")
                 return
             if not callable(factory):
-                _warn(f"{who} registered {kind} {name!r} with a non-callable factory; skipped")
+                _warn(f"{who} registered {kind} {name!r} with a non-callable factory")
                 return
             taken = self._items[kind].get(name)
             if taken is not None:
-                _warn(f"{who} registered {kind} {name!r}, already registered by {self.describe(taken.plugin)}; "
+                _warn(f"{who} registered {kind} {name!r}, already registered by {self.describe(taken.plugin)}",
                       "the first one is kept")
                 return
             help_text = help or (getattr(factory, "help", None) if kind == "command" else None) or \
@@ -285,7 +403,7 @@ class Registry:
         """Plugins' subcommands, less any that would take a `reserved` (built-in) name."""
         found = self.all("command")
         for name in sorted(set(found) & set(reserved)):
-            _warn(f"{self.describe(found[name].plugin)} registered command {name!r}, which is a built-in command; "
+            _warn(f"{self.describe(found[name].plugin)} registered command {name!r}, which is a built-in command",
                   "its command is left out")
             del self._items["command"][name]
             del found[name]
@@ -350,12 +468,45 @@ def _command_collector(register: Callable[..., None]) -> Any:
 def _selected(entry_point: metadata.EntryPoint) -> bool:
     """CHARSEQ_LOAD_PLUGINS narrows which installed plugins load: unset means all,
     empty means none, otherwise a comma-separated list of entry-point or package names."""
+    wanted = _wanted_plugins()
+    return wanted is None or bool(wanted.keys() & _names_of(entry_point))
+
+
+def _wanted_plugins() -> dict[str, str] | None:
+    """The names CHARSEQ_LOAD_PLUGINS lists, normalised, each to its spelling there; None
+    when it is unset (every installed plugin loads)."""
     wanted = os.environ.get("CHARSEQ_LOAD_PLUGINS")
     if wanted is None:
-        return True
-    names = {n.strip() for n in wanted.split(",") if n.strip()}
+        return None
+    return {_normal(name): name.strip() for name in wanted.split(",") if name.strip()}
+
+
+def _normal(name: str) -> str:
+    """A plugin or package name as pip compares them: charseq_upper is charseq-upper."""
+    return re.sub(r"[-_.]+", "-", name.strip()).lower()
+
+
+def _names_of(entry_point: metadata.EntryPoint) -> set[str]:
+    """The names CHARSEQ_LOAD_PLUGINS may give an installed plugin by: its entry point's, its package's."""
     package = entry_point.dist.metadata["Name"] if entry_point.dist else None
-    return entry_point.name in names or package in names
+    return {_normal(entry_point.name)} | ({_normal(package)} if package else set())
+
+
+def _check_wanted(entry_points: list[metadata.EntryPoint]) -> None:
+    """A name in CHARSEQ_LOAD_PLUGINS that no installed plugin has (a typo, a package not
+    installed in this environment) is a warning naming the plugins that are."""
+    wanted = _wanted_plugins()
+    if not wanted:
+        return
+    known = set().union(*(_names_of(entry_point) for entry_point in entry_points))
+    missing = [spelled for name, spelled in wanted.items() if name not in known]
+    if not missing:
+        return
+    installed = sorted({f"{entry_point.name} (package {entry_point.dist.metadata['Name']})" if entry_point.dist
+                        else entry_point.name for entry_point in entry_points})
+    names = " and ".join(", ".join(repr(name) for name in missing).rsplit(", ", 1))
+    _warn(f"CHARSEQ_LOAD_PLUGINS names {names}, which {'is' if len(missing) == 1 else 'are'} not installed; "
+          + (f"the installed plugins are {', '.join(installed)}" if installed else "no plugins are installed"), "")
 
 
 def load_registry(extra_plugins: tuple[object, ...] = ()) -> Registry:
@@ -369,17 +520,19 @@ def load_registry(extra_plugins: tuple[object, ...] = ()) -> Registry:
     distributions: dict[str, metadata.Distribution] = {}
     for module_name in DEFAULT_PLUGINS:
         _register(pm, import_module(module_name), module_name, None)
-    for entry_point in metadata.entry_points(group=ENTRY_POINT_GROUP):
+    entry_points = list(metadata.entry_points(group=ENTRY_POINT_GROUP))
+    _check_wanted(entry_points)
+    for entry_point in entry_points:
         if not _selected(entry_point):
             continue
         who = _describe(entry_point.name, entry_point.dist)
         if pm.has_plugin(entry_point.name):
-            _warn(f"{who} has the name of a plugin already loaded; skipped")
+            _warn(f"{who} has the name of a plugin already loaded")
             continue
         try:
             plugin = entry_point.load()
         except Exception as exc:
-            _warn(f"{who} failed to import ({type(exc).__name__}: {first_line(exc)}); skipped")
+            _warn(f"{who} failed to import ({type(exc).__name__}: {first_line(exc)})", detail=exc)
             continue
         if _register(pm, plugin, entry_point.name, entry_point.dist) and entry_point.dist is not None:
             distributions[entry_point.name] = entry_point.dist
@@ -398,11 +551,10 @@ def _register(pm: pluggy.PluginManager, plugin: object, name: str | None,
     except pluggy.PluginValidationError as exc:
         if pm.is_registered(plugin):
             pm.unregister(plugin)
-        _warn(f"{_describe(name, dist)} has a hook charseq does not know or cannot call ({first_line(exc)}); "
-              "skipped")
+        _warn(f"{_describe(name, dist)} has a hook charseq does not know or cannot call ({first_line(exc)})")
         return False
     except ValueError as exc:  # pluggy refuses a second plugin of the same name or object
-        _warn(f"{_describe(name, dist)} cannot load ({first_line(exc)}); skipped")
+        _warn(f"{_describe(name, dist)} cannot load ({first_line(exc)})")
         return False
     return True
 
@@ -442,29 +594,83 @@ def parse_spec(spec: str) -> tuple[str, str | None]:
     return name, arg if sep else None
 
 
-def parse_options(arg: str | None) -> dict[str, str]:
-    """``key=value,key=value`` -> options as text; the factory's declared types convert them."""
+def parse_options(arg: str | None, registered: Registered | None = None) -> dict[str, str]:
+    """``key=value,key=value`` -> options as text; the factory's declared types convert them.
+
+    A value holds a comma, or spaces at its ends, in quotes, double or single, which are
+    not part of it: ``path="a,b.jsonl"``, ``path=runs/'a, b'.jsonl``. Spaces around a key
+    and an unquoted value are dropped. A key given twice, or without a value, is an error.
+    `registered`, the factory the options are for, lets a bare value (``top-k:20``) be
+    answered with what was meant (``top-k:k=20``)."""
     options: dict[str, str] = {}
     if not arg:
         return options
-    for item in arg.split(","):
-        key, sep, value = item.partition("=")
-        key = key.strip().replace("-", "_")
-        if not sep or not key.isidentifier():
-            raise UsageError(f"malformed option {item!r}: expected key=value")
+    for raw, chars in _option_items(arg):
+        equals = next((i for i, (char, quoted) in enumerate(chars) if char == "=" and not quoted), None)
+        key = "" if equals is None else "".join(char for char, _ in chars[:equals]).strip().replace("-", "_")
+        if equals is None or any(quoted for _, quoted in chars[:equals]) or not key.isidentifier():
+            hint = registered.bare_value_hint(raw) if registered is not None and equals is None else ""
+            raise UsageError(f"malformed option {raw!r}: expected key=value{hint}")
+        value = chars[equals + 1:]
+        while value and not value[0][1] and value[0][0].isspace():
+            value = value[1:]
+        while value and not value[-1][1] and value[-1][0].isspace():
+            value = value[:-1]
         if key in options:
             raise UsageError(f"option {key!r} is given twice")
-        if not value.strip():
+        text = "".join(char for char, _ in value)
+        if not text:
             raise UsageError(f"option {key!r} has no value")
-        options[key] = value.strip()
+        options[key] = text
     return options
+
+
+def _option_items(arg: str) -> list[tuple[str, list[tuple[str, bool]]]]:
+    """`arg` cut at its unquoted commas: each item as typed (for messages) and its
+    characters, each marked whether it was quoted, the quotes themselves left out."""
+    items: list[tuple[str, list[tuple[str, bool]]]] = []
+    chars: list[tuple[str, bool]] = []
+    quote, start = None, 0
+    for index, char in enumerate(arg):
+        if quote is not None:
+            if char == quote:
+                quote = None
+            else:
+                chars.append((char, True))
+        elif char in "\"'":
+            quote = char
+        elif char == ",":
+            items.append((arg[start:index].strip(), chars))
+            chars, start = [], index + 1
+        else:
+            chars.append((char, False))
+    if quote is not None:
+        raise UsageError(f"the quote {quote} in options {arg!r} is not closed; a quoted value ends with the same quote")
+    items.append((arg[start:].strip(), chars))
+    return items
+
+
+def format_options(options: dict[str, Any]) -> str:
+    """Options as they are typed, ``key=value,...``, a value quoted where parse_options
+    would read differently (a comma, a quote, spaces at its ends)."""
+    return ",".join(f"{key}={shown_value(value)}" for key, value in options.items())
+
+
+def shown_value(value: Any) -> str:
+    """One option's value as it is typed: none, true, 0.5, or "a,b" in quotes."""
+    text = "none" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
+    if not text or "," in text or '"' in text or "'" in text or text != text.strip():
+        quote = "'" if '"' in text else '"'
+        return f"{quote}{text}{quote}"
+    return text
 
 
 def _named(kind: str, spec: str, options: dict[str, Any]) -> tuple[Registered, dict[str, Any]]:
     """The registered item of a ``NAME[:key=value,...]`` spec and its options (keyword
     options override the spec's)."""
     name, arg = parse_spec(spec)
-    return get_registry().get(kind, name), {**parse_options(arg), **options}
+    registered = get_registry().get(kind, name)
+    return registered, {**parse_options(arg, registered), **options}
 
 
 def get_sampler(spec: str, **options: Any) -> Any:
@@ -500,7 +706,7 @@ def model_spec(name: str, options: dict[str, Any]) -> str:
     except UsageError:
         defaults = {}
     shown = {k: v for k, v in sorted(options.items()) if k not in defaults or defaults[k] != v}
-    return name + (":" + ",".join(f"{k}={v}" for k, v in shown.items()) if shown else "")
+    return name + (":" + format_options(shown) if shown else "")
 
 
 def get_model(spec: str, vocab_size: int, hidden_size: int, *, seed: int | None = 0, dtype: Any = "float32",
@@ -548,7 +754,7 @@ def build_model(spec: str, options: dict[str, Any], vocab_size: int, hidden_size
     if model.name != name:
         raise CharseqError(f"{what} says its name is {model.name!r}; a model's name is the one it is registered under")
     if (model.vocab_size, model.hidden_size) != (vocab_size, hidden_size) or model.flat.dtype != dtype:
-        raise CharseqError(f"{what} was asked for {vocab_size} symbols, {hidden_size} units and {dtype} and has "
+        raise CharseqError(f"{what} was asked for {counted(vocab_size, 'symbol')}, {counted(hidden_size, 'unit')} and {dtype} and has "
                            f"{model.vocab_size}, {model.hidden_size} and {model.flat.dtype}")
     try:
         rebuilt = model_choice(name, model.options())
@@ -592,6 +798,6 @@ def get_corpus(spec: str, **options: Any) -> Corpus:
     corpus.spec = spec
     if arg is not None and getattr(registered.factory, "path_arg", False):
         arg = os.path.abspath(os.path.expanduser(arg))
-    corpus.source = name if arg is None else f"{name}:{arg}"
+    corpus.source = None if corpus.stream else name if arg is None else f"{name}:{arg}"  # a stream: nothing to find again
     corpus.spec_options = dict(options)
     return corpus

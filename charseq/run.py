@@ -22,18 +22,20 @@ import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, cast, overload
+
+import numpy as np
 
 from charseq import checkpoint as checkpoints
 from charseq import outputs, schema, trust
 from charseq.callbacks import CallbackError, CallbackList
 from charseq.config import DEFAULT_MODEL, TrainConfig
 from charseq.corpus import Corpus
-from charseq.errors import CharseqError, CharseqWarning, SaveError, UsageError
+from charseq.errors import CharseqError, CharseqWarning, SaveError, UsageError, counted
 from charseq.files import shown
 from charseq.interrupt import Aborted, exit_code, stop_on_signals
-from charseq.registry import (build_model, get_corpus, get_registry, model_choice, model_spec, parse_options,
-                              parse_spec)
+from charseq.registry import (build_model, format_options, get_corpus, get_registry, model_choice, model_spec,
+                              parse_options, parse_spec)
 from charseq.trainer import Trainer, check_memory
 
 # What a resumed run may change: anything else would make it another run. --epochs may
@@ -156,7 +158,8 @@ class Run:
         # Built first without initial values (no memory is touched), so that a run too large
         # for the machine is refused before anything is drawn.
         self.model = build_model(model_name, model_options, len(corpus.vocab), config.hidden_size, seed=None)
-        check_memory(config, self.model)
+        longest = int(np.diff(corpus.item_starts).max()) if corpus.item_starts is not None else None
+        check_memory(config, self.model, longest)
         if resume_from is None:
             self.model = build_model(model_name, model_options, len(corpus.vocab), config.hidden_size,
                                      seed=config.seed)
@@ -208,6 +211,7 @@ class Run:
             self.trainer.restore(resume_from)
         self._resumed_at = None
         if resume_from is not None and resumed_path is not None:
+            assert resume_from.training is not None  # Run.resume takes only a resumable checkpoint
             end_step = max(self.trainer.step, config.epochs * self.trainer.steps_per_epoch)
             self._resumed_at = outputs.Resumed(resumed_path, resume_from.training["step"], end_step,
                                                resume_from.checksum)
@@ -272,7 +276,9 @@ class Run:
         if not saved.resumable:
             raise UsageError(f"{str(path)!r} holds no run to resume (it was saved without one); it works with "
                              "generate and eval")
+        assert saved.training is not None  # (resumable: it has a run and its training state)
         spec = RunSpec.from_dict(saved.run)
+        spec = replace(spec, corpus_options=_recorded_options(spec))
         if not saved.trusted and corpus is None:
             problem = trust.problem()
             why = f" ({problem})" if problem else ""
@@ -390,6 +396,13 @@ class Run:
                             f"continue with: charseq train --resume {_quote(shown(saved))}{drop}", lost.exit_code, saved)
         return self._result(interrupted, saved, note)
 
+    @overload
+    def _save(self, path: Path, checkpoint: checkpoints.Checkpoint | None = None,
+              periodic: Literal[False] = False) -> Path: ...
+    @overload
+    def _save(self, path: Path, checkpoint: checkpoints.Checkpoint | None = None, *,
+              periodic: bool) -> Path | None: ...
+
     def _save(self, path: Path, checkpoint: checkpoints.Checkpoint | None = None, periodic: bool = False
               ) -> Path | None:
         """Save the run to `path`. A file there is replaced only when this process wrote it,
@@ -405,6 +418,7 @@ class Run:
             if reason:
                 raise SaveError(shown(path), reason)
             checkpoint = checkpoint or self._checkpoint()
+            assert checkpoint.training is not None  # a run's checkpoint carries its training state
             if path.exists() and path.stat().st_size > 0:
                 if outputs.kind_of(path) is not None:
                     raise SaveError(shown(path), "it is not a regular file")
@@ -557,7 +571,8 @@ class Run:
                 and os.path.realpath(self.out) != os.path.realpath(self.resumed_path):
             # The file as it was read (the callbacks' state included, which they have not taken
             # up: no training began), or, after a fit() of this Run, the run as it stands.
-            source = self.trainer.to_checkpoint() if self._fitted else replace(self._resumed, run=self.spec.to_dict())
+            resumed = cast(checkpoints.Checkpoint, self._resumed)  # (complete: the run was resumed)
+            source = self.trainer.to_checkpoint() if self._fitted else replace(resumed, run=self.spec.to_dict())
             saved = self._save(self.out, source)
         if trainer.stop_training:
             which = self._keys.get(trainer.stopped_by or "")
@@ -565,7 +580,7 @@ class Run:
             message = f"the run stopped early at epoch {trainer.epoch} ({who}); to train on, leave it out: " + (
                 f"--drop-callback {who}" if which is not None else "resume it without that callback")
         else:
-            message = (f"the run is complete ({trainer.epoch} of {self.config.epochs} epochs); give more --epochs to "
+            message = (f"the run is complete ({trainer.epoch} of {counted(self.config.epochs, 'epoch')}); give more --epochs to "
                        "train on")
         written = f"saved it to {shown(saved)}" if saved is not None else "nothing was written"
         return RunResult("complete", trainer.epoch, trainer.step, trainer.metrics, saved, f"{message}; {written}", 0,
@@ -612,7 +627,7 @@ def _ref(callback: str | CallbackRef | tuple[str, dict[str, Any]]) -> CallbackRe
         name, options = callback.name, dict(callback.options)
     elif isinstance(callback, str):
         name, arg = parse_spec(callback)
-        options = parse_options(arg)
+        options = parse_options(arg, get_registry().get("callback", name))
     elif isinstance(callback, tuple) and len(callback) == 2 and isinstance(callback[0], str):
         name, options = callback[0], dict(callback[1])
     else:
@@ -684,6 +699,34 @@ def _resumed_config(config: TrainConfig, settings: dict[str, Any], training: dic
     return config
 
 
+def _recorded_options(spec: RunSpec) -> dict[str, Any]:
+    """The options the run read its corpus with. A run that an earlier release recorded
+    lacks those added since: each takes the value its provider declares for such runs
+    (``legacy_options``), what that release did, so that the text reads as it did then
+    and the fingerprint still matches (text: byte-exact, ``exact=True``)."""
+    if spec.corpus_source is None:  # an object or a stream: recorded by this release, if by any
+        return dict(spec.corpus_options)
+    try:
+        registered = get_registry().get("corpus", parse_spec(spec.corpus_source)[0])
+    except CharseqError:
+        return dict(spec.corpus_options)  # not installed: loading it says so
+    legacy = getattr(registered.factory, "legacy_options", None) or {}
+    return {**legacy, **spec.corpus_options}
+
+
+def _give_corpus_again(recorded: str) -> str:
+    """What to do about a run whose corpus cannot be loaded again from its record."""
+    try:
+        name, arg = parse_spec(recorded)
+    except UsageError:
+        name, arg = recorded, None
+    if arg is None:
+        return f"the run's corpus {recorded!r} was given as an object; give it again to resume"
+    return (f"the run read its corpus {recorded!r} from a stream (standard input or a pipe), which cannot be read "
+            f"again; to resume, give the same text: --corpus {name}:- with it piped in, or --corpus {name}:FILE "
+            "holding it")
+
+
 def _resumed_corpus(spec: RunSpec, corpus: str | Corpus | None, options: dict[str, Any]) -> Corpus:
     """The run's corpus: found where it was (from any directory), or where `corpus` points,
     and refused unless its content is the content the run trained on."""
@@ -698,7 +741,7 @@ def _resumed_corpus(spec: RunSpec, corpus: str | Corpus | None, options: dict[st
     elif corpus is not None:
         loaded = get_corpus(corpus, **{**spec.corpus_options, **options})
     elif spec.corpus_source is None:
-        raise UsageError(f"the run's corpus {spec.corpus!r} was given as an object; give it again to resume")
+        raise UsageError(_give_corpus_again(spec.corpus))
     else:
         try:
             loaded = get_corpus(spec.corpus_source, **spec.corpus_options)
@@ -708,7 +751,7 @@ def _resumed_corpus(spec: RunSpec, corpus: str | Corpus | None, options: dict[st
     if loaded.fingerprint != spec.fingerprint:
         where = (f"at {spec.corpus_source!r}" if corpus is None else f"at {corpus!r}" if isinstance(corpus, str)
                  else "given")
-        raise UsageError(f"the corpus {where} is not the text the run trained on ({len(loaded):,} characters; the "
+        raise UsageError(f"the corpus {where} is not the text the run trained on ({counted(len(loaded), 'character')}; the "
                          f"run's had {spec.characters:,} and another content fingerprint); resume on the same "
                          "text, pointing at it with --corpus if it moved")
     return loaded
@@ -729,7 +772,7 @@ def _resumed_callbacks(refs: list[CallbackRef], added: list[CallbackRef],
             continue  # the same as one the run has: repeating the first command line is fine
         same_name = [k for k in kept if k.name == ref.name]
         if same_name:
-            shown = ",".join(f"{k}={v}" for k, v in same_name[0].options.items())
+            shown = format_options(same_name[0].options)
             raise UsageError(f"the run already has callback {ref.name!r} ({shown or 'no options'}); to replace it, drop "
                              f"it too: --drop-callback {ref.name}")
         kept.append(ref)
@@ -738,7 +781,8 @@ def _resumed_callbacks(refs: list[CallbackRef], added: list[CallbackRef],
 
 def _keys(refs: list[CallbackRef]) -> list[str]:
     """The state keys CallbackList gives these callbacks: NAME, then NAME-2, ..."""
-    keys, seen = [], {}
+    keys: list[str] = []
+    seen: dict[str, int] = {}
     for ref in refs:
         seen[ref.name] = seen.get(ref.name, 0) + 1
         keys.append(ref.name if seen[ref.name] == 1 else f"{ref.name}-{seen[ref.name]}")

@@ -7,7 +7,7 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
-from charseq.errors import UsageError
+from charseq.errors import UsageError, counted
 
 
 _ENCODE_CHUNK = 1 << 20
@@ -59,7 +59,7 @@ class Vocabulary:
             ids = self._lookup[np.minimum(codes, len(self._lookup) - 1)]
             if (ids < 0).any():
                 unknown = self.unknown(text)
-                raise UsageError(f"{len(unknown)} character(s) not in the vocabulary: {show_characters(unknown)}")
+                raise UsageError(f"{counted(len(unknown), 'character')} not in the vocabulary: {show_characters(unknown)}")
             out[start : start + len(chunk)] = ids
         return out
 

@@ -11,7 +11,7 @@ import math
 import string
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import numpy as np
 
@@ -40,7 +40,16 @@ def _monitor_for(who: str, monitor: str | None, trainer: Any) -> str:
 
 
 class EarlyStopping:
-    """Stop when `monitor` has not improved by more than min_delta for `patience` epochs."""
+    """Stop when `monitor` has not improved by more than min_delta for `patience` epochs.
+
+    monitor: the metric to watch (none: val_loss when text is held out, else loss)
+    patience: epochs without improvement before stopping (0 and 1: the first such epoch)
+    min_delta: the smallest change that counts as an improvement
+    mode: min (lower is better) or max
+    baseline: a value the metric must beat before patience starts counting again (none: off)
+    restore_best_weights: end with the weights of the best epoch
+    start_from_epoch: epochs to let pass before watching
+    """
 
     def __init__(
         self,
@@ -149,6 +158,13 @@ class ModelCheckpoint:
     'runs/ckpt-{epoch:03d}-{val_loss:.3f}.npz' (its directory is made when missing). With
     keep_last=K, only the K newest files this process saved are kept; files written before
     a resume are never deleted.
+
+    path: the file, or a template such as runs/ckpt-{epoch:03d}.npz (none: the run's --out)
+    every: save every this many epochs
+    monitor: with save_best_only, the metric to watch (none: val_loss, else loss)
+    save_best_only: save only when the monitored metric improves
+    mode: min (lower is better) or max
+    keep_last: keep only the newest this many files this run saved (0: all)
     """
 
     output_options = {"path": "checkpoint"}
@@ -247,6 +263,8 @@ class MetricsLog:
     until the run passes its last line, and only then written anew: a retrace interrupted
     on the way never cuts the log back. A line that cannot be written is a warning, and
     training goes on.
+
+    path: the file to write (JSON lines)
     """
 
     output_options = {"path": "metrics"}
@@ -255,7 +273,7 @@ class MetricsLog:
         if not str(path).strip():
             raise UsageError("metrics needs a file: metrics:path=FILE")
         self.path = Path(path)
-        self._file = None
+        self._file: TextIO | None = None
 
     @hookimpl
     def on_train_begin(self, trainer):

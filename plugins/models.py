@@ -21,7 +21,7 @@ def _model(cls: type, help: str) -> Any:
         except ValueError as exc:
             raise UsageError(str(exc)) from None
 
-    factory.__doc__ = help
+    factory.__doc__ = help + "\n\nlayers: stacked layers, each of --hidden-size units\n"  # its line in `charseq models`
     return factory
 
 

@@ -18,7 +18,10 @@ class Argmax:
 
 
 class Temperature:
-    """Sample from softmax(logits / temperature); lower is more conservative, near 0 is argmax."""
+    """Sample from softmax(logits / temperature); lower is more conservative, near 0 is argmax.
+
+    temperature: above 0; below 1 favours the likely symbols, above 1 flattens the choice
+    """
 
     # Gumbel-max: argmax(logits / T + G), G standard Gumbel noise, is an exact draw from
     # softmax(logits / T). Multiplied through by T it is argmax(logits + T * G): the same
@@ -28,12 +31,15 @@ class Temperature:
 
     def __init__(self, temperature: float = 1.0):
         temperature = _number("temperature", temperature)
+        if temperature == 0:
+            raise UsageError("temperature must be a positive number, got 0; for greedy decoding (always the most "
+                             "likely symbol) use the argmax sampler")
         if not temperature > 0 or math.isinf(temperature):
             raise UsageError(f"temperature must be a positive number, got {temperature}")
         if temperature > 1e6:  # past this every sampler is uniform, and the noise overflows float32
             raise UsageError(f"temperature must be at most 1e6, got {temperature:g}")
         self.temperature = temperature
-        self._rng = None
+        self._rng: np.random.Generator | None = None
         self._noise = np.empty((0, 0, 0))  # (steps, B, V): T * G for the coming steps
         self._next = 0
 
@@ -61,7 +67,11 @@ class Temperature:
 
 
 class TopK(Temperature):
-    """Sample among the k most likely symbols only, with a temperature."""
+    """Sample among the k most likely symbols only, with a temperature.
+
+    k: how many of the most likely symbols to sample among
+    temperature: applied before sampling (see the temperature sampler)
+    """
 
     def __init__(self, k: int = 40, temperature: float = 1.0):
         super().__init__(temperature)
@@ -80,7 +90,11 @@ class TopK(Temperature):
 
 
 class TopP(Temperature):
-    """Nucleus sampling: among the fewest most likely symbols whose probabilities reach p."""
+    """Nucleus sampling: among the fewest most likely symbols whose probabilities reach p.
+
+    p: the share of probability, in (0, 1], the kept symbols reach together
+    temperature: applied before the symbols are chosen
+    """
 
     def __init__(self, p: float = 0.9, temperature: float = 1.0):
         super().__init__(temperature)
@@ -100,7 +114,11 @@ class TopP(Temperature):
 
 
 class MinP(Temperature):
-    """Sample among symbols at least p times as likely as the most likely one."""
+    """Sample among symbols at least p times as likely as the most likely one.
+
+    p: in [0, 1]; 0 keeps every symbol
+    temperature: applied before the symbols are chosen
+    """
 
     def __init__(self, p: float = 0.05, temperature: float = 1.0):
         super().__init__(temperature)

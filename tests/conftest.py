@@ -140,6 +140,9 @@ def install_fake_distribution(site: Path, package: str, module_source: str, entr
     dist_info.mkdir()
     (dist_info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {package}\nVersion: 0.1\n")
     (dist_info / "entry_points.txt").write_text(textwrap.dedent(entry_points))
+    selected = os.environ.get("CHARSEQ_LOAD_PLUGINS")
+    if selected is not None:  # plugin_site's selection: the fake packages installed, and no name that is not
+        os.environ["CHARSEQ_LOAD_PLUGINS"] = ",".join([name for name in selected.split(",") if name] + [package])
 
 
 @pytest.fixture
@@ -148,8 +151,9 @@ def plugin_site(tmp_path, monkeypatch, fresh_registry):
     site = tmp_path / "site"
     site.mkdir()
     monkeypatch.syspath_prepend(str(site))
-    # The fake packages the tests install, and nothing else the developer may have installed.
-    monkeypatch.setenv("CHARSEQ_LOAD_PLUGINS", ",".join(FAKE_PACKAGES))
+    # The fake packages the tests install (install_fake_distribution adds each), and nothing else
+    # the developer may have installed. Only those installed: naming others would be warned about.
+    monkeypatch.setenv("CHARSEQ_LOAD_PLUGINS", "")
     importlib.invalidate_caches()
     yield site
     for name in [m for m in sys.modules if m.startswith(("throwaway_", "charseq_vowels", "charseq_upper", "charseq_bigram"))]:

@@ -38,7 +38,7 @@ CASES = [
     ("shorter than one window", "train --corpus text:short.txt", USAGE, "too short for 64 streams"),
     ("binary file", "train --corpus text:binary.bin", USAGE, "'binary.bin' is not utf-8 text: bad byte at offset 128"),
     ("not UTF-8", "train --corpus text:latin1.txt", USAGE, "is not utf-8 text: bad byte at offset 3; try --encoding"),
-    ("unknown corpus", "train --corpus nope", USAGE, "unknown corpus 'nope'; known: alphabet, digits, text"),
+    ("unknown corpus", "train --corpus nope", USAGE, "unknown corpus 'nope'; known: alphabet, digits, lines, text"),
     ("unknown sampler", "generate model.npz --sampler nope", USAGE,
      "unknown sampler 'nope'; known: argmax, min-p, temperature, top-k, top-p"),
     ("unknown callback", "train --corpus alphabet --callback nope", USAGE,
@@ -46,7 +46,7 @@ CASES = [
     ("malformed NAME:ARG", "train --corpus text:", USAGE, "malformed 'text:': expected NAME or NAME:ARG"),
     ("malformed options", "generate model.npz --sampler top-k:k", USAGE, "malformed option 'k': expected key=value"),
     ("prime outside the vocabulary", "generate model.npz --prime AB!?", USAGE,
-     "2 character(s) not in the model's vocabulary: '!', '?'; --skip-unknown leaves them out"),
+     "2 characters not in the model's vocabulary: '!', '?'; --skip-unknown leaves them out"),
     ("temperature zero", "generate model.npz --temperature 0", USAGE, "temperature must be a positive number"),
     ("temperature negative", "generate model.npz --temperature -1", USAGE, "temperature must be a positive number"),
     ("temperature NaN", "generate model.npz --temperature nan", USAGE, "temperature must be a positive number"),
@@ -78,8 +78,8 @@ CASES = [
      "training diverged at step 2 (loss is inf); try a lower --lr"),
     ("unknown option", "train --corpus alphabet --learning-rate 3", USAGE,
      "No such option '--learning-rate'. (see 'charseq train --help')"),
-    ("option a sampler does not take", "generate model.npz --sampler argmax --temperature 0.5", USAGE,
-     "sampler 'argmax' has no option 'temperature'"),
+    ("option a sampler does not take", "generate model.npz --sampler argmax:temperature=0.5", USAGE,
+     "sampler 'argmax' has no option 'temperature'; its options are none"),
     ("option of the wrong type", "train --corpus alphabet --epochs many", USAGE,
      "Invalid value for '--epochs': 'many' is not a valid integer"),
     ("unknown command", "trian", USAGE, "No such command 'trian'"),
@@ -144,7 +144,7 @@ def test_skip_unknown_leaves_out_what_the_model_does_not_know(place):
     result = run_cli("generate", "model.npz", "--prime", "AB!C?", "--length", "3", "--sampler", "argmax",
                      "--skip-unknown")
     assert result.stdout == "ABCDEF\n"
-    assert result.stderr == "charseq: left out 2 unknown character(s) of the prime: '!', '?'\n"
+    assert result.stderr == "charseq: left out 2 unknown characters of the prime: '!', '?'\n"
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="permission bits do not stop root (the /proc case covers it)")

@@ -38,7 +38,9 @@ def test_train_prints_progress_checkpoint_and_sample(tmp_path):
                     r"epochs=3", lines[0])
     assert sum(bool(re.search(r"^epoch +\d/3  loss \d\.\d{4}", line)) for line in lines) == 3
     assert any(line.startswith(f"saved {out} after 3 epochs") for line in lines)
-    assert re.search(r"^sample: ABCDEF[A-Z]{20}$", result.stdout, re.M)
+    # the corpus's opening, then the model's continuation after a mark the text does not hold
+    assert re.search(r"^sample \(the corpus's first 6 characters, then the model's 20 after »\):\nABCDEF»[A-Z]{20}$",
+                     result.stdout, re.M), result.stdout
     assert "step/s" in result.stderr  # the progress bar
     assert charseq.load(out).progress["epoch"] == 3
 
@@ -133,16 +135,16 @@ def test_listings(command):
     output = run_cli(command).output
     expected = {"plugins": ["charseq.plugins.corpora", "charseq.plugins.samplers", "charseq.plugins.callbacks",
                             "charseq.plugins.models"],
-                "corpora": ["alphabet", "digits", "text"],
+                "corpora": ["alphabet", "digits", "lines", "text"],
                 "samplers": ["argmax", "min-p", "temperature", "top-k", "top-p"],
                 "callbacks": ["checkpoint", "early-stopping", "metrics"],
                 "models": ["gru", "lstm", "rnn"]}[command]
-    lines = output.splitlines()
+    lines = [line for line in output.splitlines() if not line.startswith(" ")]  # options are indented below
     assert len(lines) == len(expected)
     for line, name in zip(lines, expected):
         assert line.startswith(name)
     if command == "plugins":
-        assert f"(charseq {charseq.__version__})" in lines[0] and "corpus: alphabet, digits, text" in lines[0]
+        assert f"(charseq {charseq.__version__})" in lines[0] and "corpus: alphabet, digits, text, lines" in lines[0]
 
 
 def test_version():
@@ -163,12 +165,13 @@ def test_unexpected_errors_are_one_line_and_debug_shows_the_traceback(monkeypatc
     result = run_cli("generate", alphabet_checkpoint, ok=False)
     assert result.exit_code == 1
     assert result.output.strip() == (
-        "Error: internal error: RuntimeError: something inside broke (run with --debug for the traceback)")
+        "Error: internal error: RuntimeError: something inside broke (for the traceback, run charseq --debug generate "
+        "...)")
     result = run_cli("--debug", "generate", alphabet_checkpoint, ok=False)
     assert isinstance(result.exception, RuntimeError)
 
 
-@pytest.mark.parametrize("command,names", [("corpora", ["alphabet", "digits", "text"]),
+@pytest.mark.parametrize("command,names", [("corpora", ["alphabet", "digits", "lines", "text"]),
                                            ("samplers", ["argmax", "min-p", "temperature", "top-k", "top-p"]),
                                            ("callbacks", ["checkpoint", "early-stopping", "metrics"])])
 def test_listings_as_json(command, names):

@@ -27,7 +27,7 @@ class BadName:
 
 def test_bundled_plugins_register_everything():
     registry = load_registry()
-    assert set(registry.all("corpus")) == {"alphabet", "digits", "text"}
+    assert set(registry.all("corpus")) == {"alphabet", "digits", "lines", "text"}
     assert set(registry.all("sampler")) >= {"argmax", "temperature"}
     assert set(registry.all("callback")) >= {"early-stopping", "checkpoint"}
     assert registry.get("corpus", "alphabet").plugin == "charseq.plugins.corpora"

@@ -71,7 +71,7 @@ def test_throwaway_corpus_and_sampler_work_through_the_cli(plugin_site, tmp_path
 
     out = tmp_path / "v.npz"
     train = run_cli("train", "--corpus", "vowels:200", "--out", out, "--sample-length", 10)
-    assert "sample: aeiouaeiouaeio" in train.stdout
+    assert "\naeio»uaeiouaeio\n" in train.stdout
     argmax = run_cli("generate", out, "--prime", "ou", "--length", 8, "--sampler", "argmax").output
     assert argmax == "ouaeiouaei\n"
     backwards = run_cli("generate", out, "--prime", "ou", "--length", 8, "--sampler", "backwards").output
@@ -128,7 +128,7 @@ def test_a_plugin_raising_at_run_time_is_named_in_one_line(plugin_site, alphabet
     assert result.exit_code == 1
     assert result.stderr.splitlines()[-1] == (
         "Error: plugin 'fragile' (package 'throwaway-env') failed: ValueError: fragile sampler gave up "
-        "(run with --debug for the traceback)")
+        "(for the traceback, run charseq --debug generate ...)")
 
 
 def test_one_sample_streams_to_stdout_as_it_is_generated(plugin_site, alphabet_checkpoint):
@@ -209,7 +209,7 @@ def test_callbacks_from_the_command_line_run_in_the_order_given(plugin_site, tmp
     install_fake_distribution(plugin_site, "throwaway-env", ORDERED, "[charseq]\nsay = throwaway_env\n")
     result = run_cli("train", "--corpus", "digits:20", "--epochs", 2, "--out", tmp_path / "m.npz", "-q",
                      "--callback", "say:word=third", "--callback", "say:word=first", "--callback", "say:word=second")
-    assert [line for line in result.stdout.splitlines() if line[:1].isdigit()] == [
+    assert [line for line in result.stdout.splitlines() if line[:1].isdigit() and "»" not in line] == [
         "1 third", "1 first", "1 second", "2 third", "2 first", "2 second"]
     resumed = run_cli("train", "--resume", tmp_path / "m.npz", "--epochs", 3, "-q")  # the same callbacks come back
-    assert [line for line in resumed.stdout.splitlines() if line[:1].isdigit()] == ["3 third", "3 first", "3 second"]
+    assert [line for line in resumed.stdout.splitlines() if line[:1].isdigit() and "»" not in line] == ["3 third", "3 first", "3 second"]

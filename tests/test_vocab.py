@@ -32,7 +32,7 @@ def test_ids_use_narrow_dtype_and_widen_past_256_symbols():
 
 def test_unknown_characters_are_named():
     vocab = Vocabulary("abc")
-    with pytest.raises(UsageError, match=r"2 character\(s\) not in the vocabulary: 'x', 'z'"):
+    with pytest.raises(UsageError, match=r"2 characters not in the vocabulary: 'x', 'z'"):
         vocab.encode("abzcx")
 
 
