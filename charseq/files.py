@@ -17,7 +17,7 @@ def first_line(exc: BaseException) -> str:
     return str(exc).split("\n", 1)[0]
 
 
-def atomic_write(path: Path, write: Callable[[BinaryIO], None], durable: bool = True) -> Path:
+def atomic_write(path: Path, write: Callable[[BinaryIO], object], durable: bool = True) -> Path:
     """Write a file whole or not at all: into a new temporary file beside `path`, synced,
     then renamed over it. The file gets the permissions of any new file (the umask's).
 

@@ -20,11 +20,11 @@ once, and a step of the backward loop is one broadcast multiply and one matmul.
 
 from __future__ import annotations
 
+from collections.abc import MutableMapping
 from typing import Any
 
 import numpy as np
 
-from charseq.model import Parameters
 from charseq.recurrent import LayerBuffers, Recurrent
 
 
@@ -60,7 +60,8 @@ class GRU(Recurrent):
         out *= rz[H:]
         out += n  # h_t = n_t + z_t (h_{t-1} - n_t)
 
-    def _backward_layer(self, lw: Any, layer: int, dout: np.ndarray, grads: Parameters) -> np.ndarray:
+    def _backward_layer(self, lw: Any, layer: int, dout: np.ndarray,
+                        grads: MutableMapping[str, np.ndarray]) -> np.ndarray:
         H = self.hidden_size
         T, _, B = dout.shape
         np.copyto(lw.hh_T, self.params[self.roles[layer]["hh"]].T)

@@ -21,11 +21,11 @@ derivative, which (with everything else but dh and dc) is formed over all T step
 
 from __future__ import annotations
 
+from collections.abc import MutableMapping
 from typing import Any
 
 import numpy as np
 
-from charseq.model import Parameters
 from charseq.recurrent import LayerBuffers, Recurrent
 
 
@@ -51,9 +51,11 @@ class LSTM(Recurrent):
 
     def _layer_buffers(self, B: int, T: int, first: bool) -> Any:
         H = self.hidden_size
-        lw = LayerBuffers(self, B, T, first, C=(T + 1, H, B), TC=(T, H, B), hg=(4 * H, B), P=(T, 4 * H, B),
-                          Ko=(T, H, B), dc=(H, B), dc_next=(H, B), scale=(4 * H, B), offset=(4 * H, B))
-        lw.scale[...], lw.offset[...] = self._scale[:, None], self._offset[:, None]  # whole columns: see _weights
+        lw: Any = LayerBuffers(self, B, T, first, C=(T + 1, H, B), TC=(T, H, B), hg=(4 * H, B), P=(T, 4 * H, B),
+                               Ko=(T, H, B), dc=(H, B), dc_next=(H, B), scale=(4 * H, B), offset=(4 * H, B))
+        scale, offset = self._scale, self._offset
+        assert scale is not None and offset is not None  # made in __init__: the LSTM has sigmoid gates
+        lw.scale[...], lw.offset[...] = scale[:, None], offset[:, None]  # whole columns: see _weights
         return lw
 
     def _step(self, lw: Any, t: int, hh: np.ndarray, b_hh: np.ndarray | None) -> None:
@@ -71,7 +73,8 @@ class LSTM(Recurrent):
         np.tanh(c, out=lw.TC[t])
         np.multiply(a[3 * H :], lw.TC[t], out=lw.H[t + 1])  # h_t = o tanh(c_t)
 
-    def _backward_layer(self, lw: Any, layer: int, dout: np.ndarray, grads: Parameters) -> np.ndarray:
+    def _backward_layer(self, lw: Any, layer: int, dout: np.ndarray,
+                        grads: MutableMapping[str, np.ndarray]) -> np.ndarray:
         H = self.hidden_size
         T, _, B = dout.shape
         np.copyto(lw.hh_T, self.params[self.roles[layer]["hh"]].T)

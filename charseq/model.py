@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator, Mapping, MutableMapping
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -44,13 +44,31 @@ class Model(Protocol):
     ``seed=None`` means the weights are about to be overwritten (a checkpoint is being
     loaded), so they need no initialising."""
 
-    name: str  # the name it is registered under: checkpoints record it
-    vocab_size: int
-    hidden_size: int
-    dtype: np.dtype
-    flat: np.ndarray  # every parameter, in one 1-d buffer: an optimizer updates it in one call
-    params: MutableMapping[str, np.ndarray]  # views of `flat` by name; assigning copies into the view
-    input_weights: tuple[str, ...]  # parameters applied to the one-hot input (--input-lr-scale)
+    if TYPE_CHECKING:
+        # To a type checker the attributes are read-only (charseq never sets them), so a
+        # model may declare narrower types: ``input_weights = ("L",)``, a ``Parameters``.
+        @property
+        def name(self) -> str: ...
+        @property
+        def vocab_size(self) -> int: ...
+        @property
+        def hidden_size(self) -> int: ...
+        @property
+        def dtype(self) -> np.dtype: ...
+        @property
+        def flat(self) -> np.ndarray: ...
+        @property
+        def params(self) -> MutableMapping[str, np.ndarray]: ...
+        @property
+        def input_weights(self) -> tuple[str, ...]: ...
+    else:  # at run time, plain annotations
+        name: str  # the name it is registered under: checkpoints record it
+        vocab_size: int
+        hidden_size: int
+        dtype: np.dtype
+        flat: np.ndarray  # every parameter, in one 1-d buffer: an optimizer updates it in one call
+        params: MutableMapping[str, np.ndarray]  # views of `flat` by name; assigning copies into the view
+        input_weights: tuple[str, ...]  # parameters applied to the one-hot input (--input-lr-scale)
 
     def options(self) -> dict[str, Any]:
         """Its options (JSON scalars): with vocab_size and hidden_size, what rebuilds it."""
@@ -76,7 +94,7 @@ class Model(Protocol):
         """A one-character-at-a-time runner over a snapshot of the weights."""
 
 
-class Parameters(MutableMapping):
+class Parameters(MutableMapping[str, np.ndarray]):
     """Parameter arrays by name, each a view of one flat buffer, so that an optimiser can
     update them all in one numpy call. Assigning to a name copies into its view; no method
     (``update`` included) can replace a view or remove one, so the buffer stays whole."""
@@ -232,7 +250,10 @@ class Dropout:
     """A reusable dropout mask: 0 with probability p, 1 / (1 - p) otherwise."""
 
     def __init__(self) -> None:
-        self.mask = self.dropped = self.keep = None  # made on first use: most shapes never drop out
+        # Made on first use: most shapes never drop out.
+        self.mask: np.ndarray | None = None
+        self.dropped: np.ndarray | None = None
+        self.keep: np.ndarray | None = None
 
     def apply(self, states: np.ndarray, p: float, rng: np.random.Generator) -> np.ndarray:
         """states * a fresh mask (kept for backward).
@@ -240,13 +261,15 @@ class Dropout:
         p is rounded to a multiple of 1/65536: comparing random 16-bit integers is twice as
         fast as drawing floats, and the mask is half of dropout's cost.
         """
-        if self.mask is None:
-            self.mask, self.dropped = np.empty_like(states), np.empty_like(states)
-            self.keep = np.empty(states.shape, dtype=bool)
+        mask, dropped, keep = self.mask, self.dropped, self.keep
+        if mask is None or dropped is None or keep is None:
+            mask, dropped = np.empty_like(states), np.empty_like(states)
+            keep = np.empty(states.shape, dtype=bool)
+            self.mask, self.dropped, self.keep = mask, dropped, keep
         bits = np.frombuffer(rng.bytes(2 * states.size), dtype=np.uint16).reshape(states.shape)
-        np.greater_equal(bits, round(p * 65536), out=self.keep)
-        np.multiply(self.keep, self.mask.dtype.type(1.0 / (1.0 - p)), out=self.mask)
-        return np.multiply(states, self.mask, out=self.dropped)
+        np.greater_equal(bits, round(p * 65536), out=keep)
+        np.multiply(keep, mask.dtype.type(1.0 / (1.0 - p)), out=mask)
+        return np.multiply(states, mask, out=dropped)
 
 
 class Scatter:

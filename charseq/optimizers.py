@@ -16,6 +16,7 @@ from charseq.errors import UsageError
 class Optimizer:
     name = ""
     moments: tuple[str, ...] = ()  # per-parameter state arrays, zero at the start
+    eps: float  # set by the subclasses that use _scaled_step
 
     def __init__(self, size: int, dtype: np.dtype, lr_scales: Sequence[tuple[slice, float]] = ()):
         self.state: dict[str, np.ndarray] = {name: np.zeros(size, dtype=dtype) for name in self.moments}

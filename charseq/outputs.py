@@ -65,7 +65,7 @@ class Lineage:
 
     def ahead(self, run_id: str | None, step: int) -> bool:
         """An ancestor's file further along than this line left it."""
-        return run_id in self.ancestors and step > self.ancestors[run_id]
+        return run_id is not None and run_id in self.ancestors and step > self.ancestors[run_id]
 
 
 @dataclass(frozen=True)
@@ -245,7 +245,9 @@ def _check_file(output: Output, lineage: Lineage, inputs: list[Path], force: boo
 
 
 def _check_template(output: Output, lineage: Lineage, inputs: list[Path], force: bool, resumed: Resumed | None) -> None:
-    fixed_part = output.path[: _FIELD.search(output.path).start()]
+    first_field = _FIELD.search(output.path)
+    assert first_field is not None  # only a template (is_template: it has a field) is checked here
+    fixed_part = output.path[: first_field.start()]
     try:  # a name too long for the file system fails now, not at an epoch's end
         example = _FIELD.sub("1", output.path)
         too_long = [part for part in Path(example).parts if len(os.fsencode(part)) > 255]
@@ -277,7 +279,7 @@ def _check_ancestor_ahead(output: Output, path: Path, lineage: Lineage) -> None:
     """A branch never replaces its parents' later work, --force or not."""
     kind = output.kind if output.kind != FILE else (CHECKPOINT if _is_checkpoint(path) else METRICS)
     run_id, step = identity(path, kind)
-    if lineage.ahead(run_id, step):
+    if run_id is not None and lineage.ahead(run_id, step):
         option = {CHECKPOINT: "--out (or, for a checkpoint callback, --drop-callback checkpoint --callback "
                               "checkpoint:path=NEW)",
                   METRICS: "--drop-callback metrics --metrics NEW (or, if those lines are what a crash left after the "

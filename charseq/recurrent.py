@@ -20,7 +20,8 @@ buffers per (B, T) shape is reused from step to step, so training allocates litt
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import MutableMapping
+from typing import Any, cast
 
 import numpy as np
 
@@ -58,12 +59,13 @@ class Recurrent:
         if self.dtype.kind != "f":
             raise ValueError(f"dtype must be a float type, got {self.dtype}")
         self.roles = [self._names(layer) for layer in range(self.layers)]
-        self.input_weights = (self.roles[0]["ih"],)
+        self.input_weights: tuple[str, ...] = (self.roles[0]["ih"],)
         self.layout = Layout(self._stored_shapes())
         self.flat, self.params = self.layout.allocate(self.dtype)
         self._workspaces: dict[tuple[int, int], _Workspace] = {}
         gh = self.GATES * self.hidden_size
-        self._scale = self._offset = None
+        self._scale: np.ndarray | None = None
+        self._offset: np.ndarray | None = None
         if self._sigmoid_columns() is not None:
             self._scale, self._offset = np.ones(gh, self.dtype), np.zeros(gh, self.dtype)
             self._scale[self._sigmoid_columns()] = 0.5
@@ -81,7 +83,7 @@ class Recurrent:
             names["b_hh"] = f"bias_hh_l{layer}"
         return names
 
-    def _sigmoid_columns(self) -> slice | None:
+    def _sigmoid_columns(self) -> slice | np.ndarray | None:
         """The columns of a step's (B, G*H) gate block that are sigmoid gates."""
         return None
 
@@ -94,7 +96,8 @@ class Recurrent:
         the state at t + 1. hh and b_hh are from _weights (scaled)."""
         raise NotImplementedError
 
-    def _backward_layer(self, lw: Any, layer: int, dout: np.ndarray, grads: Parameters) -> np.ndarray:
+    def _backward_layer(self, lw: Any, layer: int, dout: np.ndarray,
+                        grads: MutableMapping[str, np.ndarray]) -> np.ndarray:
         """From the gradient reaching the layer's outputs (T, H, B): the gradient of the input
         terms, (T, G*H, B), and of the recurrent terms where it differs (lw.dhh)."""
         raise NotImplementedError
@@ -116,8 +119,9 @@ class Recurrent:
         return loss, self._last_state(self._workspace(*x.shape))
 
     def loss_and_grads(self, x: np.ndarray, y: np.ndarray, state: np.ndarray | None = None,
-                       out: Parameters | None = None, dropout: float = 0.0,
-                       rng: np.random.Generator | None = None) -> tuple[float, Parameters, np.ndarray]:
+                       out: MutableMapping[str, np.ndarray] | None = None, dropout: float = 0.0,
+                       rng: np.random.Generator | None = None
+                       ) -> tuple[float, MutableMapping[str, np.ndarray], np.ndarray]:
         """Mean cross-entropy per character (nats), its gradients, and the state after the window.
 
         x, y: int arrays (B, T) of input and target ids. state: state_shape(B), or None for
@@ -200,6 +204,7 @@ class Recurrent:
             else:
                 below = ws.layers[layer - 1].H[1:]
                 if dropout:
+                    assert rng is not None  # loss_and_grads refuses dropout without an rng
                     below = ws.drops[layer].apply(below, dropout, rng)
                 np.matmul(ih, below, out=XG)  # (G*H, H) x (T, H, B)
                 XG += b_ih
@@ -210,6 +215,7 @@ class Recurrent:
         np.copyto(top, ws.layers[-1].H[1:].transpose(0, 2, 1))
         top = top.reshape(T * B, H)
         if dropout:
+            assert rng is not None  # loss_and_grads refuses dropout without an rng
             top = ws.head.dropout.apply(top, dropout, rng)
         return ws.head.loss(top, p["V"], p["c"], y.T.reshape(-1))  # rows in time-major order
 
@@ -264,12 +270,14 @@ class Recurrent:
                 state[layer, :, H:] = lw.C[-1].T
         return state  # (layers, B, STATES * H)
 
-    def _backward(self, x: np.ndarray, y: np.ndarray, grads: Parameters, dropped: bool = False) -> None:
+    def _backward(self, x: np.ndarray, y: np.ndarray, grads: MutableMapping[str, np.ndarray],
+                  dropped: bool = False) -> None:
         B, T = x.shape
         H = self.hidden_size
         ws = self._workspace(B, T)
         p = self.params
-        top = ws.head.dropout.dropped if dropped else ws.top.reshape(T * B, H)
+        # With dropout the forward pass made the masks and the dropped states.
+        top = cast(np.ndarray, ws.head.dropout.dropped) if dropped else ws.top.reshape(T * B, H)
         dtop = ws.head.backward(top, p["V"], y.T.reshape(-1), grads["V"], grads["c"])  # (T*B, H)
         if dropped:
             dtop *= ws.head.dropout.mask
@@ -293,7 +301,7 @@ class Recurrent:
             if layer == 0:
                 ws.scatter(x.T.reshape(-1), rows, out=grads[names["ih"]].T)  # (V, G*H)
                 continue
-            below = ws.drops[layer].dropped if dropped else ws.layers[layer - 1].H[1:]
+            below = cast(np.ndarray, ws.drops[layer].dropped) if dropped else ws.layers[layer - 1].H[1:]
             np.copyto(ws.previous, below.transpose(0, 2, 1))
             np.dot(rows.T, previous, out=grads[names["ih"]])  # (G*H, H)
             np.matmul(p[names["ih"]].T, dx, out=dout)  # what the layer below's outputs cost
@@ -380,6 +388,7 @@ class Stepper:
             if self.model.STATES == 2:
                 lw.C[0] = lw.C[1]
             below = lw.H[0]
+        assert below is not None  # a model has at least one layer
         np.dot(below.T, self.VT, out=self.logits)
         self.logits += self.c
         return self.logits

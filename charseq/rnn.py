@@ -13,11 +13,11 @@ model.
 
 from __future__ import annotations
 
+from collections.abc import MutableMapping
 from typing import Any
 
 import numpy as np
 
-from charseq.model import Parameters
 from charseq.recurrent import LayerBuffers, Recurrent
 
 PARAM_NAMES = ("U", "W", "b", "V", "c")  # of one layer; layer l > 0 adds U{l}, W{l}, b{l}
@@ -52,7 +52,8 @@ class VanillaRNN(Recurrent):
         a += lw.XG[t]
         np.tanh(a, out=a)
 
-    def _backward_layer(self, lw: Any, layer: int, dout: np.ndarray, grads: Parameters) -> np.ndarray:
+    def _backward_layer(self, lw: Any, layer: int, dout: np.ndarray,
+                        grads: MutableMapping[str, np.ndarray]) -> np.ndarray:
         np.copyto(lw.hh_T, self.params[self.roles[layer]["hh"]].T)
         W_T = lw.hh_T
         T = len(dout)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, TypeGuard
 
 Check = Callable[[Any, str], None]
 
@@ -22,7 +22,7 @@ def _fail(where: str, what: str, value: Any) -> None:
     raise Invalid(f"{where} {what}, got {shown if len(shown) <= 60 else shown[:57] + '...'}")
 
 
-def is_int(value: Any) -> bool:
+def is_int(value: Any) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool)
 
 

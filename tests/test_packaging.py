@@ -56,7 +56,7 @@ def test_wheel_holds_every_plugin_and_data_file_under_charseq(wheel):
     names = set(zipfile.ZipFile(wheel).namelist())
     for expected in ("charseq/cli.py", "charseq/plugins/corpora.py", "charseq/plugins/samplers.py",
                      "charseq/plugins/callbacks.py", "charseq/corpora/alphabet.txt",
-                     "charseq/corpora/digits.txt"):
+                     "charseq/corpora/digits.txt", "charseq/py.typed"):
         assert expected in names
     top_level = {name.split("/")[0] for name in names if not name.split("/")[0].endswith(".dist-info")}
     assert top_level == {"charseq"}
