@@ -200,12 +200,14 @@ def generate_items(
     max_rounds: int = 100,
     repetition_penalty: float = 1.0,
     repetition_window: int | None = None,
+    stop: str | None = None,
 ) -> list[str]:
     """`num_samples` new items from a model trained on items: each starts from a fresh state
     after the `end` symbol (then `prime`, which starts every item) and ends where the model
-    ends it, or after `max_length` characters; neither the end symbol nor the prime is
-    returned. Items whose fingerprints are in `exclude` (a checkpoint's ``seen_items``) are
-    drawn again, for at most `max_rounds` batches; too few new ones is a CharseqError."""
+    ends it, where `stop` appears, or after `max_length` characters past the prime; neither
+    the end symbol nor the prime is returned. Items whose fingerprints are in `exclude` (a
+    checkpoint's ``seen_items``) are drawn again, for at most `max_rounds` batches; too few
+    new ones is a CharseqError."""
     from charseq.items import item_hash
 
     if end not in vocab:
@@ -214,12 +216,20 @@ def generate_items(
         raise UsageError(f"the prime holds the end of an item ({end!r}); a prime starts each item")
     if num_samples < 1:
         raise UsageError(f"num-samples must be at least 1, got {num_samples}")
+    if max_length < 1 and not prime:
+        raise UsageError("an item needs a length of at least 1 (--length)")
+    if stop == "":
+        raise UsageError("the stop text must not be empty")
     rng = np.random.default_rng(rng)
     kept: list[str] = []
+    cut = 0  # items that --length ended, not the model
     batch = num_samples if exclude is None else max(num_samples, 16)
     for _ in range(max_rounds):
         drawn = generate(model, vocab, end + prime, max_length, sampler, rng, batch, end,
                          repetition_penalty, repetition_window)
+        cut += sum(len(item) == max_length for item in drawn)
+        if stop:
+            drawn = [item.split(stop, 1)[0] for item in drawn]  # cut before any check of what is new
         drawn = [item for item in drawn if prime or item]  # an item the model ends at once is none
         if exclude is not None:
             hashes = np.array([item_hash(prime + item) for item in drawn], dtype=np.uint64)
@@ -228,6 +238,10 @@ def generate_items(
         if len(kept) >= num_samples:
             return kept[:num_samples]
     wanted = "new items (not in its training file)" if exclude is not None else "items that are not empty"
-    raise CharseqError(f"in {max_rounds * batch:,} tries the model made only {len(kept)} {wanted}; "
-                       + ("it has learnt its items by heart (train less, or with more --dropout)"
-                          if exclude is not None else "it ends items at once (train it longer)"))
+    if cut > max_rounds * batch // 2 or stop:
+        why = "most were cut short by --length or --stop; allow longer items"
+    elif exclude is not None:
+        why = "it has learnt its items by heart (train less, or with more --dropout)"
+    else:
+        why = "it ends items at once (train it longer)"
+    raise CharseqError(f"in {max_rounds * batch:,} tries the model made only {len(kept)} {wanted}; {why}")

@@ -53,7 +53,11 @@ def digits(arg: str | None = None) -> Corpus:
 
 
 def text(arg: str | None = None, encoding: str = "utf-8", exact: bool = False) -> Corpus:
-    """Text files: text:PATH, a file, a directory or a glob such as text:'notes/*.txt'; text:- reads stdin."""
+    """Text files: text:PATH, a file, a directory or a glob such as text:'notes/*.txt'; text:- reads stdin.
+
+    encoding: how the files' bytes become text (--encoding)
+    exact: keep \\r\\n and a byte-order mark as they are (--exact-text)
+    """
     if not arg:
         raise UsageError("corpus text needs a file: --corpus text:PATH")
     if is_stream(arg):  # standard input or a pipe: read once, into the cache
@@ -79,13 +83,20 @@ text.legacy_options = {"exact": True}  # type: ignore[attr-defined]
 
 
 def lines(arg: str | None = None, encoding: str = "utf-8") -> Corpus:
-    """One item per line (names, words, titles): lines:PATH; each learnt whole, its end predicted."""
+    """One item per line (names, words, titles): lines:PATH; each learnt whole, its end predicted.
+
+    encoding: how the files' bytes become text (--encoding)
+    """
     if not arg:
         raise UsageError("corpus lines needs a file: --corpus lines:PATH")
+    if is_stream(arg):
+        raise UsageError(f"corpus lines reads files, not standard input or a pipe ({arg!r}): save the lines to a "
+                         "file first")
     files = resolve_files(arg)
     name = files[0].stem if len(files) == 1 else Path(arg.split("*")[0]).name or "lines"
-    corpus = load_lines_corpus(name, files, encoding)
     literal = Path(arg).expanduser()
+    found = literal.is_dir() or (not literal.exists() and any(ch in arg for ch in "*?["))
+    corpus = load_lines_corpus(name, files, encoding, skip_unreadable=found)
     if literal.is_dir():
         corpus.roots = (os.path.abspath(literal),)
     elif not literal.exists() and any(ch in arg for ch in "*?["):

@@ -2,7 +2,6 @@
 end predicted, a held-out set of items, and generation of whole new items."""
 
 import json
-import math
 
 import numpy as np
 import pytest
@@ -211,7 +210,63 @@ def test_the_item_fingerprints_of_a_checkpoint_are_checked(names_model, tmp_path
     assert result.exit_code == 2 and "end symbol" in result.stderr, result.stderr
 
 
-def test_lines_default_settings_suit_short_items():
-    corpus = charseq.get_corpus("lines:" + str(__file__))  # any file of lines
-    assert corpus.defaults, "the lines corpus suggests settings for short items"
-    assert math.isfinite(len(corpus))
+def test_a_lines_run_takes_the_suggested_settings_unless_told_otherwise(tmp_path, names_file):
+    from charseq.linefiles import LINES_DEFAULTS
+
+    run = charseq.Run.start(f"lines:{names_file}", out=tmp_path / "n.npz")
+    assert run.spec.model["name"] == "gru" and run.spec.model["options"]["layers"] == 2
+    assert (run.config.hidden_size, run.config.lr, run.config.epochs, run.config.val_fraction) == \
+        (LINES_DEFAULTS["hidden_size"], LINES_DEFAULTS["lr"], LINES_DEFAULTS["epochs"], 0.1)
+    assert charseq.Run.start(f"lines:{names_file}", out=tmp_path / "m.npz", hidden_size=40).config.hidden_size == 40
+
+
+def test_new_only_checks_what_is_printed_after_a_stop_cuts_it(names_model):
+    """--stop cuts an item before it is checked against the training file: a cut item that is
+    in the file ("ka" from "kalo") is left out too."""
+    out = run_cli("generate", names_model, "--num-samples", 30, "--seed", 1, "--new-only", "--stop", "o").stdout
+    assert len(out.splitlines()) == 30 and not set(out.splitlines()) & set(ITEMS)
+    assert all(out.splitlines()) and "o" not in out
+
+
+def test_a_length_of_zero_is_no_item(names_model):
+    result = run_cli("generate", names_model, "--length", 0, ok=False)
+    assert result.exit_code == 2 and "--length" in result.stderr and result.stderr.count("\n") == 1
+
+
+def test_a_binary_file_among_lines_files_is_skipped_with_a_warning(tmp_path):
+    folder = tmp_path / "lists"
+    folder.mkdir()
+    (folder / "a.txt").write_text("\n".join(ITEMS[:100]))
+    (folder / "b.bin").write_bytes(bytes(range(256)) * 4)
+    result = run_cli("train", "--corpus", f"lines:{folder}", *SMALL, "--epochs", 1, "--out", tmp_path / "m.npz", "-q",
+                     "--sample-length", 0)
+    assert "warning: skipped" in result.stderr and "b.bin" in result.stderr
+    assert charseq.load(tmp_path / "m.npz").seen_items.size == len(set(ITEMS[:100]))
+    alone = run_cli("train", "--corpus", f"lines:{folder / 'b.bin'}", "--out", tmp_path / "n.npz", ok=False)
+    assert alone.exit_code == 2 and alone.stderr.count("\n") == 1
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--encoding", "nosuch"], "unknown encoding 'nosuch'"),
+    (["--encoding", "base64"], "not a text encoding"),
+])
+def test_bad_encodings_for_lines_are_one_line(names_file, tmp_path, args, message):
+    result = run_cli("train", "--corpus", f"lines:{names_file}", *args, "--out", tmp_path / "m.npz", ok=False)
+    assert result.exit_code == 2 and message in result.stderr and result.stderr.count("\n") == 1, result.stderr
+
+
+def test_lines_from_standard_input_is_refused_in_one_line(tmp_path):
+    result = run_cli("train", "--corpus", "lines:-", "--out", tmp_path / "m.npz", ok=False)
+    assert result.exit_code == 2 and "save the lines to a file" in result.stderr
+
+
+def test_a_checkpoint_whose_items_end_otherwise_does_not_resume_on_this_corpus(names_model, names_file, tmp_path):
+    copy = tmp_path / "copy.npz"
+    copy.write_bytes(names_model.read_bytes())
+    resign(copy, lambda m: m["items"].update(end="a"))
+    result = run_cli("train", "--resume", copy, "--corpus", f"lines:{names_file}", "--epochs", 8, "--out",
+                     tmp_path / "out.npz", ok=False)
+    assert result.exit_code == 2 and "resume on the corpus it was trained on" in result.stderr, result.stderr
+    text = run_cli("train", "--resume", names_model, "--corpus", f"text:{names_file}", "--epochs", 8, "--out",
+                   tmp_path / "out.npz", ok=False)
+    assert text.exit_code == 2 and "not the text the run trained on" in text.stderr, text.stderr
