@@ -97,6 +97,8 @@ def _own_files(directory: Path) -> list[Path]:
     """The regular files charseq wrote in the cache directory and its index, by name."""
     found = []
     for folder, pattern in ((directory, None), (directory / "index", _INDEX)):
+        if folder != directory and not _is_directory(folder):
+            continue  # an index that is a link may point anywhere: nothing there is the cache's
         try:
             names = os.listdir(folder)
         except OSError:
@@ -107,6 +109,13 @@ def _own_files(directory: Path) -> list[Path]:
             if mine and _is_file(path):
                 found.append(path)
     return found
+
+
+def _is_directory(path: Path) -> bool:
+    try:
+        return stat.S_ISDIR(os.lstat(path).st_mode)  # a real directory, not a link to one
+    except OSError:
+        return False
 
 
 def _is_file(path: Path) -> bool:

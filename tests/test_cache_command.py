@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -109,3 +110,15 @@ def test_an_unusable_cache_is_one_line(tmp_path, monkeypatch):
         assert result.exit_code == 2 and result.stderr.count("\n") == 1, result.output
         assert "cannot hold charseq's cache (it is not a directory)" in result.stderr
     assert (tmp_path / "a-file").read_text() == ""
+
+
+def test_clear_never_reaches_through_a_linked_index(cache, tmp_path):
+    """An index that is a link to another directory holds nothing of the cache's."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    precious = outside / ("ab" * 32)  # named like an index entry
+    precious.write_text("precious")
+    shutil.rmtree(cache / "index", ignore_errors=True)
+    (cache / "index").symlink_to(outside, target_is_directory=True)
+    run_cli("cache", "--clear")
+    assert precious.read_text() == "precious"
