@@ -425,6 +425,8 @@ def _checkpoint(path: Path, metadata: dict[str, Any], arrays: dict[str, np.ndarr
     else:
         config = dict(metadata["config"] or {})
     items = metadata.get("items")
+    if items is not None and version < 5:
+        raise UsageError(f"checkpoint {str(path)!r} is damaged: format {version} has no items")
     if items is not None and items["end"] not in vocab:
         raise UsageError(f"checkpoint {str(path)!r} is damaged: its items' end symbol is not in its vocabulary")
     seen = arrays.get(SEEN_ITEMS)

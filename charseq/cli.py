@@ -544,13 +544,11 @@ def _generate_items(saved, prime, length, stop, sampler, rng, num_samples, new_o
         with _blas_threads(threads):
             items = generate_items(saved.model, saved.vocab, saved.item_end, num_samples, sampler, rng, prime,
                                    length, exclude, repetition_penalty=repetition_penalty,
-                                   repetition_window=repetition_window)
+                                   repetition_window=repetition_window, stop=stop)
     except SamplerError as exc:
         raise CharseqError(f"sampler {name!r} of {get_registry().describe(registered.plugin)} misbehaved: {exc}") \
             from None
     for item in items:
-        if stop:
-            item = item.split(stop, 1)[0]
         say(json.dumps({"prime": prime, "text": item}, ensure_ascii=False) if as_json else prime + item, essential=True)
 
 
@@ -560,10 +558,10 @@ def _temperature_option(temperature: float | None, registered) -> dict[str, floa
     or non-finite value, whatever the sampler."""
     if temperature is None:
         return {}
-    if temperature == 0:
+    if temperature == 0 and registered.takes("temperature"):
         raise UsageError("temperature must be a positive number, got 0; for greedy decoding (always the most likely "
                          "character) use --sampler argmax")
-    if not 0 < temperature < float("inf"):
+    if not 0 <= temperature < float("inf"):
         raise UsageError(f"temperature must be a positive number, got {temperature:g}")
     if not registered.takes("temperature"):
         say(f"charseq: warning: --temperature is ignored: sampler {registered.name!r} takes no temperature", err=True)

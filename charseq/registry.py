@@ -606,6 +606,8 @@ def parse_options(arg: str | None, registered: Registered | None = None) -> dict
     if not arg:
         return options
     for raw, chars in _option_items(arg):
+        if not raw.strip():
+            raise UsageError(f"malformed options {arg!r}: an empty option (a stray comma?)")
         equals = next((i for i, (char, quoted) in enumerate(chars) if char == "=" and not quoted), None)
         key = "" if equals is None else "".join(char for char, _ in chars[:equals]).strip().replace("-", "_")
         if equals is None or any(quoted for _, quoted in chars[:equals]) or not key.isidentifier():

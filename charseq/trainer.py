@@ -376,6 +376,13 @@ class Trainer:
         ending bit for bit where the uninterrupted run would have."""
         if checkpoint.training is None:
             raise UsageError("the checkpoint has no training state to resume from (an older format)")
+        if checkpoint.item_end != self.corpus.item_end:
+            def kind(end: str | None) -> str:
+                return "running text" if end is None else "items"
+
+            raise UsageError(f"the checkpoint was trained on {kind(checkpoint.item_end)}, and corpus "
+                             f"{self.corpus.name!r} is {kind(self.corpus.item_end)} (or its items end otherwise): "
+                             "resume on the corpus it was trained on")
         if checkpoint.vocab != self.corpus.vocab:
             raise UsageError(f"the checkpoint's vocabulary differs from corpus {self.corpus.name!r}'s: "
                              "resume on the corpus it was trained on")

@@ -58,7 +58,12 @@ def test_a_plugin_sampler_gets_the_temperature_only_if_it_takes_options(plugin_s
     assert "told [('temperature', 2.0)]" in told.stdout and told.stderr == ""
 
 
-@pytest.mark.parametrize("sampler", ["temperature", "top-k", "argmax"])
+def test_temperature_zero_with_argmax_is_what_argmax_does_anyway(alphabet_checkpoint):
+    result = _generate(alphabet_checkpoint, "--sampler", "argmax", "--temperature", 0)
+    assert result.exit_code == 0 and "takes no temperature" in result.stderr and "use --sampler argmax" not in result.stderr
+
+
+@pytest.mark.parametrize("sampler", ["temperature", "top-k"])
 def test_temperature_zero_is_refused_pointing_to_argmax(alphabet_checkpoint, sampler):
     result = _generate(alphabet_checkpoint, "--sampler", sampler, "--temperature", 0, ok=False)
     assert result.exit_code == 2 and result.stderr.count("\n") == 1
