@@ -45,3 +45,16 @@ def test_memory_benchmark_runs_on_a_small_file():
     rows = [line for line in out.splitlines() if line.startswith("| ASCII") or line.startswith("| with")]
     assert len(rows) == 4  # ASCII and not, each encoded then cached
     assert sum("first (encodes)" in row for row in rows) == 2
+
+
+def test_names_benchmark_runs_on_a_small_list(benchmarks_on_path, tmp_path):
+    names = tmp_path / "names.txt"
+    names.write_text("".join(f"{'ab' * (1 + i % 3)}{'cd'[i % 2]}\n" for i in range(200)))
+    result = subprocess.run([sys.executable, str(BENCHMARKS / "names.py"), "--names", str(names), "--seeds", "3",
+                             "--json", "--", "--epochs", "1", "--hidden-size", "8", "--threads", "1"],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    import json
+
+    (row,) = json.loads(result.stdout)
+    assert row["seed"] == 3 and row["epochs"] == 1 and row["val_loss"] > 0 and len(row["samples"]) == 20
