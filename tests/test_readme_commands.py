@@ -1,0 +1,70 @@
+"""Every `charseq` command in the README's shell examples runs as written, in order, in a
+fresh directory, with the installed `charseq` (the texts the README fetches with curl are
+stood in for by small ones, so that the whole README trains in about a minute)."""
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+pytestmark = [pytest.mark.skipif(not README.is_file(), reason="needs the source checkout"),
+              pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")]
+
+WORDS = ("the quick brown fox jumps over the lazy dog while a king and his queen walk slowly through "
+         "their cold castle asking what the night may bring").split()
+
+
+def _novel() -> str:
+    lines = []
+    for i in range(400):
+        words = [WORDS[(i * 7 + k * 3) % len(WORDS)] for k in range(6 + i % 5)]
+        lines.append(("CHAPTER " if i % 40 == 0 else "It was " if i % 3 == 0 else "The ") + " ".join(words) + ".")
+    return "\n\n".join(lines) + "\n"
+
+
+def _names() -> str:
+    syllables = ["ka", "lo", "mi", "ne", "ru", "sa", "to", "vi", "an", "el"]
+    return "".join("".join(syllables[(i * 7 + k * 3) % 10] for k in range(1 + i % 3)) + "\n" for i in range(600))
+
+
+def readme_commands() -> list[str]:
+    """The README's shell commands that run charseq, in order (a console block's `$ ` lines)."""
+    commands = []
+    for language, block in re.findall(r"```(sh|console)\n(.*?)```", README.read_text(), re.S):
+        for line in block.splitlines():
+            if language == "console":
+                if not line.startswith("$ "):
+                    continue
+                line = line[2:]
+            if line.startswith("charseq ") and "_COMPLETE" not in line:
+                commands.append(line)
+    return commands
+
+
+def test_the_readme_has_the_examples_this_test_runs():
+    commands = readme_commands()
+    assert any("lines:names.txt" in c for c in commands) and any("names.npz" in c for c in commands)
+    assert any("runs/ckpt-" in c and "--resume" in c for c in commands)
+
+
+def test_every_readme_command_runs_as_written_in_a_fresh_directory(tmp_path):
+    (tmp_path / "novel.txt").write_text(_novel())
+    (tmp_path / "other.txt").write_text(_novel()[::-1])
+    (tmp_path / "names.txt").write_text(_names())
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    for command in readme_commands():
+        if "charseq plot" in command:
+            pytest.importorskip("matplotlib")
+        result = subprocess.run(["bash", "-c", command + " --threads 1" * _takes_threads(command)], cwd=tmp_path,
+                                env=env, capture_output=True, text=True, timeout=300)
+        assert result.returncode == 0, f"{command}\n{result.stdout[-2000:]}\n{result.stderr[-2000:]}"
+
+
+def _takes_threads(command: str) -> bool:
+    """Commands that take --threads run on one here, beside other tests (a comment would swallow it)."""
+    return "#" not in command and command.split()[1] in ("train", "generate", "eval")
