@@ -536,7 +536,7 @@ _TRAINING = schema.record({
     "ended": schema.boolean,
     "callbacks": schema.map_of(schema.map_of(schema.json_value()), max_length=1000),
     "weights_from": schema.optional(_HISTORY_ENTRY),
-})
+}, {"blas_threads": schema.integer(1, 1 << 16)})
 
 _METADATA = schema.record({
     "format": schema.string(64),

@@ -12,6 +12,7 @@ import json
 import math
 import os
 import time
+import warnings
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ from charseq.callbacks import CallbackError, CallbackList
 from charseq.checkpoint import _STATE_NAME, Checkpoint, plain_json
 from charseq.config import TrainConfig
 from charseq.corpus import Corpus
-from charseq.errors import CharseqError, UsageError, counted
+from charseq.errors import CharseqError, CharseqWarning, UsageError, counted
 from charseq.evaluation import evaluate, loss_metrics
 from charseq.model import Model, flat_slice
 from charseq.optimizers import make_optimizer
@@ -84,6 +85,8 @@ class Trainer:
         self._dispatching = False
         self._pending_saves: list[tuple[Path, Callable[[Path], None] | None]] = []
         self._grad_flat, self._grads = model.gradient_buffer()
+        self._blas_threads: int | None = None  # the BLAS threads this run trains with (where known)
+        self._recorded_threads: int | None = None  # those of the run it resumes
 
     @property
     def metric_names(self) -> list[str]:
@@ -124,6 +127,7 @@ class Trainer:
         self._give_callbacks_their_state()
         self.state()  # a callback state that cannot be saved fails now, not at an epoch's end
         self._wall_time_before = self.wall_time  # (the time of an earlier fit() of this trainer)
+        self._check_threads()
         self._started = self._eval_started = time.perf_counter()
         metrics = self.history[-1] if self.history else {}
         # A run asked to stop mid-epoch still ends that epoch, resumed or not.
@@ -305,6 +309,7 @@ class Trainer:
             "wall_time": self.wall_time, "history": self.history, "stop_training": self.stop_training,
             "stopped_by": self.stopped_by, "ended": self.ended, "callbacks": callbacks,
             "weights_from": self.weights_from,
+            **({"blas_threads": self._blas_threads} if self._blas_threads else {}),
         }
         return values, arrays
 
@@ -341,12 +346,23 @@ class Trainer:
         self.history = [dict(entry) for entry in values["history"]]
         self.stop_training, self.stopped_by = values["stop_training"], values["stopped_by"]
         self.ended, self.weights_from = values["ended"], values["weights_from"]
+        self._recorded_threads = values.get("blas_threads")
         self._h, self._order = h, order
         self._callback_states = {
             key: {**state, **{name[len(f"callback.{key}."):]: value for name, value in arrays.items()
                               if name.startswith(f"callback.{key}.")}}
             for key, state in values["callbacks"].items()
         }
+
+    def _check_threads(self) -> None:
+        """BLAS splits a product's sums by its thread count: a run resumed with another count
+        goes on, but does not end bit for bit where the uninterrupted run would."""
+        self._blas_threads = blas_threads()
+        recorded, self._recorded_threads = self._recorded_threads, None
+        if recorded and self._blas_threads and recorded != self._blas_threads:
+            warnings.warn(f"this run trained with {recorded} BLAS thread{'s' if recorded != 1 else ''} and goes on "
+                          f"with {self._blas_threads}: it will not end bit for bit where it would have (the last "
+                          f"digits differ); --threads {recorded} resumes it exactly", CharseqWarning, stacklevel=3)
 
     def _current_callback_states(self) -> dict[str, dict[str, Any]]:
         """A copy of each callback's state, arrays and nested values included: on_train_begin
@@ -394,6 +410,14 @@ class Trainer:
         self.load_state(checkpoint.training, checkpoint.arrays)
         for name in current:
             np.copyto(current[name], saved[name])  # into the model's arrays: the optimizer updates those
+
+
+def blas_threads() -> int | None:
+    """How many threads BLAS uses now (None where threadpoolctl sees no BLAS)."""
+    from threadpoolctl import threadpool_info
+
+    counts = [entry["num_threads"] for entry in threadpool_info() if entry.get("user_api") == "blas"]
+    return max(counts) if counts else None
 
 
 def memory_needed(config: TrainConfig, model: Model, seq_len: int | None = None) -> int:

@@ -267,3 +267,27 @@ def test_resuming_from_another_directory_uses_the_recorded_files(cut_run, tmp_pa
     assert result.exit_code == 0 and sorted(p.name for p in other.iterdir()) == ["fox.txt"]
     assert charseq.load(folder / "m.npz").training["epoch"] == 3
     assert len((folder / "m.jsonl").read_text().splitlines()) == 3
+
+
+def test_resuming_with_another_blas_thread_count_is_a_warning(tmp_path):
+    """BLAS splits its sums by thread count, so the same run on another count differs in the
+    last digits: the run records its count, and a resume with another says so."""
+    from threadpoolctl import threadpool_limits
+
+    from charseq.trainer import blas_threads
+    from conftest import InterruptAt
+
+    with threadpool_limits(2, "blas"):
+        if blas_threads() != 2:
+            pytest.skip("BLAS here does not run two threads")
+    with threadpool_limits(1, "blas"):
+        Run.start(_items_corpus(), out=tmp_path / "cut.npz", extra_callbacks=[InterruptAt(5)], **SETTINGS).fit()
+    assert charseq.load(tmp_path / "cut.npz").training["blas_threads"] == 1
+    words = tmp_path / "words.txt"
+    words.write_text("\n".join(WORDS))
+    for threads, warned in ((2, True), (1, False)):
+        copy = tmp_path / f"copy{threads}.npz"
+        copy.write_bytes((tmp_path / "cut.npz").read_bytes())
+        result = run_cli("train", "--resume", copy, "--corpus", f"lines:{words}", "--out", copy, "--threads", threads,
+                         "-q", "--sample-length", 0)
+        assert ("trained with 1 BLAS thread and goes on with 2" in result.stderr) == warned, result.stderr
