@@ -55,7 +55,8 @@ class TrainConfig:
     val_fraction: float = _setting(0.05, "Share of a text held out, from its end, for validation (items: a "
                                          "random set, at most 1,000; a corpus of items suggests 0.1).")
     # Evaluating a million characters takes seconds at H=512; 5 % of a 2 GB text took minutes.
-    max_val_chars: int = _setting(1_000_000, "Hold out at most this many characters.")
+    max_val_chars: int = _setting(1_000_000, "Hold out at most this many characters of a text (of items: "
+                                                  "at most 1,000 items, whatever their length).")
     eval_every: int = _setting(0, "Also evaluate every STEPS steps (0: at epoch ends).", metavar="STEPS")
     seed: int = _setting(0, "Seeds initialisation, data order and dropout.")
 

@@ -37,6 +37,7 @@ DEFAULT_PLUGINS = (
 )
 KINDS = {"corpus": "register_corpora", "sampler": "register_samplers", "callback": "register_callbacks",
          "model": "register_models", "command": "register_commands"}
+CORPUS_FLAGS = {"encoding": "--encoding", "exact": "--exact-text"}  # corpus options the CLI sets from flags
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
 _WHOLE_NUMBER = re.compile(r"^[+-]?[0-9]+$")
 
@@ -187,6 +188,8 @@ class Registered:
                     converted[key] = value
                     continue
                 valid = self.option_names()
+                if self.kind == "corpus" and key in CORPUS_FLAGS:  # given as a flag: answer in the flag's words
+                    raise UsageError(f"{what} does not take {CORPUS_FLAGS[key]}")
                 raise UsageError(f"{what} has no option {key!r}; its options are {', '.join(valid) or 'none'}")
             declared = hints.get(key)
             if declared is None and parameter.default not in (inspect.Parameter.empty, None):

@@ -270,3 +270,8 @@ def test_a_checkpoint_whose_items_end_otherwise_does_not_resume_on_this_corpus(n
     text = run_cli("train", "--resume", names_model, "--corpus", f"text:{names_file}", "--epochs", 8, "--out",
                    tmp_path / "out.npz", ok=False)
     assert text.exit_code == 2 and "not the text the run trained on" in text.stderr, text.stderr
+
+
+def test_exact_text_is_for_text_corpora(names_file, tmp_path):
+    result = run_cli("train", "--corpus", f"lines:{names_file}", "--exact-text", "--out", tmp_path / "m.npz", ok=False)
+    assert result.exit_code == 2 and "corpus 'lines' does not take --exact-text" in result.stderr
