@@ -33,7 +33,8 @@ class Batches:
         self.val_ids = self.val_items = None
         if starts is not None:
             self.item_starts = starts
-            item_batches.item_starts(corpus.ids[: starts[-1] + 1], int(corpus.ids[starts[0]]))  # checks the framing
+            if not np.array_equal(item_batches.item_starts(corpus.ids, int(corpus.ids[starts[0]])), starts):
+                raise UsageError(f"corpus {corpus.name!r}: its item_starts are not where its end symbols stand")
             self.train_items, self.val_items = item_batches.held_out(len(starts) - 1, config.val_fraction)
             if not len(self.val_items):
                 self.val_items = None

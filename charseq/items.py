@@ -69,10 +69,10 @@ def held_out(count: int, val_fraction: float) -> tuple[np.ndarray, np.ndarray]:
     return np.sort(chosen[held:]), np.sort(chosen[:held])
 
 
-def batch_plan(lengths: np.ndarray, batch_size: int) -> list[tuple[int, int]]:
-    """Batches of items of one length, as (start, stop) into the items sorted by length
-    (stable, so a shuffled order stays shuffled within a length); the batches of all
-    lengths are interleaved by where their first item stood in that order."""
+def batch_plan(lengths: np.ndarray, batch_size: int) -> tuple[np.ndarray, list[tuple[int, int]]]:
+    """Batches of items of one length: the items' order sorted by length (stable, so a
+    shuffled order stays shuffled within a length), and each batch as (start, stop) into
+    it; the batches of all lengths are interleaved by where their first item stood."""
     by_length = np.argsort(lengths, kind="stable")
     ordered = lengths[by_length]
     edges = np.flatnonzero(np.diff(ordered)) + 1
@@ -80,7 +80,7 @@ def batch_plan(lengths: np.ndarray, batch_size: int) -> list[tuple[int, int]]:
     for start, stop in zip(np.r_[0, edges], np.r_[edges, len(ordered)]):
         batches.extend((int(s), int(min(s + batch_size, stop))) for s in range(start, stop, batch_size))
     batches.sort(key=lambda batch: by_length[batch[0]])
-    return batches
+    return by_length, batches
 
 
 def count_batches(lengths: np.ndarray, batch_size: int) -> int:
@@ -100,8 +100,7 @@ def training_batches(ids: np.ndarray, starts: np.ndarray, items: np.ndarray, ord
     """(x, y) of each batch of an epoch that takes `items` in `order`, from batch `first` on."""
     shuffled = items[order]
     lengths = starts[shuffled + 1] - starts[shuffled]
-    by_length = np.argsort(lengths, kind="stable")
-    plan = batch_plan(lengths, batch_size)
+    by_length, plan = batch_plan(lengths, batch_size)
     for start, stop in plan[first:]:
         chosen = shuffled[by_length[start:stop]]
         yield windows(ids, starts, chosen, int(lengths[by_length[start]]))

@@ -62,15 +62,26 @@ def text(arg: str | None = None, encoding: str = "utf-8", exact: bool = False) -
         raise UsageError("corpus text needs a file: --corpus text:PATH")
     if is_stream(arg):  # standard input or a pipe: read once, into the cache
         return load_stream_corpus(arg, encoding, exact)
-    files = resolve_files(arg)
-    name = files[0].stem if len(files) == 1 else Path(arg.split("*")[0]).name or "text"
-    literal = Path(arg).expanduser()
-    found = literal.is_dir() or (not literal.exists() and any(ch in arg for ch in "*?["))
+    name, files, found = _files(arg, "text")
     # Files a directory or glob found may include a picture: skipped; a file named must be text.
-    corpus = load_text_corpus(name, files, encoding, exact, skip_unreadable=found)
+    return _with_roots(load_text_corpus(name, files, encoding, exact, skip_unreadable=found), arg)
+
+
+def _files(arg: str, default_name: str) -> tuple[str, list[Path], bool]:
+    """The corpus's name, its files, and whether a directory or a glob found them (rather
+    than the user naming a file)."""
+    files = resolve_files(arg)
+    name = files[0].stem if len(files) == 1 else Path(arg.split("*")[0]).name or default_name
+    literal = Path(arg).expanduser()
+    return name, files, literal.is_dir() or (not literal.exists() and any(ch in arg for ch in "*?["))
+
+
+def _with_roots(corpus: Corpus, arg: str) -> Corpus:
+    """The corpus, with the places a new file would join it (no output may go there)."""
+    literal = Path(arg).expanduser()
     if literal.is_dir():
         corpus.roots = (os.path.abspath(literal),)  # a directory: any new file in it would join the text
-    elif found:
+    elif not literal.exists() and any(ch in arg for ch in "*?["):
         corpus.roots = glob_roots(os.path.abspath(literal))  # where a new matching file would join it
     return corpus
 
@@ -92,16 +103,8 @@ def lines(arg: str | None = None, encoding: str = "utf-8") -> Corpus:
     if is_stream(arg):
         raise UsageError(f"corpus lines reads files, not standard input or a pipe ({arg!r}): save the lines to a "
                          "file first")
-    files = resolve_files(arg)
-    name = files[0].stem if len(files) == 1 else Path(arg.split("*")[0]).name or "lines"
-    literal = Path(arg).expanduser()
-    found = literal.is_dir() or (not literal.exists() and any(ch in arg for ch in "*?["))
-    corpus = load_lines_corpus(name, files, encoding, skip_unreadable=found)
-    if literal.is_dir():
-        corpus.roots = (os.path.abspath(literal),)
-    elif not literal.exists() and any(ch in arg for ch in "*?["):
-        corpus.roots = glob_roots(os.path.abspath(literal))
-    return corpus
+    name, files, found = _files(arg, "lines")
+    return _with_roots(load_lines_corpus(name, files, encoding, skip_unreadable=found), arg)
 
 
 lines.path_arg = True  # type: ignore[attr-defined]
