@@ -34,6 +34,8 @@ DEFAULT_PLUGINS = (
     "charseq.plugins.samplers",
     "charseq.plugins.callbacks",
     "charseq.plugins.models",
+    "charseq.plugins.export",
+    "charseq.plugins.serve",
 )
 KINDS = {"corpus": "register_corpora", "sampler": "register_samplers", "callback": "register_callbacks",
          "model": "register_models", "command": "register_commands"}

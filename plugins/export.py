@@ -1,0 +1,1 @@
+"""`charseq export`: a trained model as an ONNX graph (the export extra)."""

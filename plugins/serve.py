@@ -1,0 +1,1 @@
+"""`charseq serve`: an OpenAI-compatible HTTP server and a web page (the serve extra)."""
