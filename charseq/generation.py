@@ -36,7 +36,7 @@ def stream(
     """
     if stop == "":
         raise UsageError("the stop text must not be empty")
-    scanners = [_StopScanner(stop) for _ in range(num_samples)]
+    scanners = [StopScanner(stop) for _ in range(num_samples)]
     for ids in _sample_ids(model, vocab, prime, length, sampler, rng, num_samples,
                            repetition_penalty, repetition_window):
         yield [scanner.feed(char) for scanner, char in zip(scanners, vocab.decode(ids))]
@@ -77,7 +77,7 @@ def _sample_ids(model, vocab, prime, length, sampler, rng, num_samples, repetiti
     _check(prime, length, num_samples)
     rng = np.random.default_rng(rng)
     prime_ids = vocab.encode(prime).astype(np.intp)
-    penalty = _RepetitionPenalty.create(repetition_penalty, repetition_window, len(vocab), prime_ids, num_samples)
+    penalty = RepetitionPenalty.create(repetition_penalty, repetition_window, len(vocab), prime_ids, num_samples)
     step = model.stepper(num_samples)
     if not (callable(step) and hasattr(step, "feed")):
         raise CharseqError(f"{model_label(model.name)}: stepper() returned {type(step).__name__}, not a runner "
@@ -124,26 +124,29 @@ def _check(prime: str, length: int, num_samples: int) -> None:
         raise UsageError(f"num-samples must be at least 1, got {num_samples}")
 
 
-class _StopScanner:
-    """Passes one sample's characters through until `stop` appears."""
+class StopScanner:
+    """Passes one sample's characters through until one of `stops` appears (a server's
+    request may name several); text that might begin a stop is held back until it is
+    known not to."""
 
-    def __init__(self, stop: str | None):
-        self.stop = stop
-        self.pending = ""  # the longest tail that could still begin `stop`
+    def __init__(self, stops: str | tuple[str, ...] | None):
+        self.stops = tuple(stop for stop in ((stops,) if isinstance(stops, str) else stops or ()) if stop)
+        self.pending = ""  # the longest tail that could still begin a stop
         self.done = False
 
     def feed(self, char: str) -> str:
         if self.done:
             return ""
-        if not self.stop:
+        if not self.stops:
             return char
         self.pending += char
-        if self.pending.endswith(self.stop):
+        ended = [stop for stop in self.stops if self.pending.endswith(stop)]
+        if ended:  # the longest is the one that began first
             self.done = True
-            out, self.pending = self.pending[: -len(self.stop)], ""
+            out, self.pending = self.pending[: -max(map(len, ended))], ""
             return out
-        keep = next(k for k in range(min(len(self.pending), len(self.stop) - 1), -1, -1)
-                    if self.pending.endswith(self.stop[:k]))
+        keep = max(next(k for k in range(min(len(self.pending), len(stop) - 1), -1, -1)
+                        if self.pending.endswith(stop[:k])) for stop in self.stops)
         out, self.pending = self.pending[: len(self.pending) - keep], self.pending[len(self.pending) - keep :]
         return out
 
@@ -152,12 +155,12 @@ class _StopScanner:
         return out
 
 
-class _RepetitionPenalty:
+class RepetitionPenalty:
     """Divides positive logits (multiplies negative ones) of symbols seen recently by `penalty`."""
 
     @classmethod
     def create(cls, penalty: float, window: int | None, vocab_size: int, prime_ids: np.ndarray,
-               batch: int) -> _RepetitionPenalty | None:
+               batch: int) -> RepetitionPenalty | None:
         """None when the penalty is 1, so sampling pays nothing for it."""
         if not penalty > 0 or not np.isfinite(penalty) or penalty > 1e6:
             raise UsageError(f"repetition penalty must be a positive number up to 1e6, got {penalty:g}")

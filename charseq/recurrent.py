@@ -21,11 +21,14 @@ buffers per (B, T) shape is reused from step to step, so training allocates litt
 from __future__ import annotations
 
 from collections.abc import MutableMapping
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
 from charseq.model import Dropout, Head, Layout, Parameters, Scatter
+
+if TYPE_CHECKING:
+    from charseq.onnx_export import OnnxGraph
 
 MAX_LAYERS = 64
 # From this many input terms a step (B * G * H), layer 0 gathers its input step by step into
@@ -45,6 +48,11 @@ class Recurrent:
     GATES = 1
     STATES = 1  # arrays of (B, H) a layer carries: 1 (h), or 2 for the LSTM's (h, c)
     HIDDEN_BIAS = False  # a second bias on the recurrent term (where the GRU's reset gate applies)
+    # The ONNX operator whose equations the cell's are, where its gate blocks go (position i
+    # holds this cell's gate ONNX_GATES[i]) and its attributes: see charseq.onnx_export.
+    ONNX_OP = "RNN"
+    ONNX_GATES: tuple[int, ...] = (0,)
+    ONNX_ATTRIBUTES: dict[str, Any] = {}
 
     def __init__(self, vocab_size: int, hidden_size: int, seed: int | None = 0, dtype: Any = np.float32,
                  layers: int = 1):
@@ -141,6 +149,13 @@ class Recurrent:
 
     def stepper(self, batch_size: int) -> Stepper:
         return Stepper(self, batch_size)
+
+    def onnx_graph(self, graph: OnnxGraph) -> tuple[str, str]:
+        """Export support (`charseq export --format onnx`): one ONNX ONNX_OP operator per
+        layer; the names of the logits and the state after the last input."""
+        from charseq.onnx_export import recurrent_graph
+
+        return recurrent_graph(self, graph)
 
     def memory_needed(self, batch_size: int, seq_len: int) -> int:
         """Bytes of one (B, T) workspace, roughly (the parameters not included)."""
@@ -369,6 +384,9 @@ class Stepper:
         np.copyto(self._table, self._weights[0][0].T)  # (G*H, V): a column per symbol
         for lw in self.layers:
             model._start(lw, None)
+            lw.H[1] = 0.0  # what `state` reads before the first character
+            if model.STATES == 2:
+                lw.C[1] = 0.0
         self.VT = np.ascontiguousarray(p["V"].T)  # (H, V)
         self.c = p["c"].copy()
         self.logits = np.empty((batch_size, model.vocab_size), dtype=model.dtype)  # reused: copy to keep
@@ -395,8 +413,23 @@ class Stepper:
 
     @property
     def state(self) -> np.ndarray:
-        """The state after the characters read so far, as the training pass carries it."""
+        """The state after the characters read so far, as the training pass carries it
+        (model.state_shape(B)). Assigning one moves the sequences there: a server sets rows
+        to zeros to start new sequences in a running batch."""
         return self.model._last_state(self)
+
+    @state.setter
+    def state(self, value: np.ndarray) -> None:
+        B = self.logits.shape[0]
+        if np.shape(value) != self.model.state_shape(B):
+            raise ValueError(f"state has shape {np.shape(value)}; this stepper carries {self.model.state_shape(B)}")
+        H = self.model.hidden_size
+        for layer, lw in enumerate(self.layers):
+            lw.H[0] = value[layer, :, :H].T
+            lw.H[1] = lw.H[0]
+            if self.model.STATES == 2:
+                lw.C[0] = value[layer, :, H:].T
+                lw.C[1] = lw.C[0]
 
     def feed(self, x: np.ndarray) -> np.ndarray:
         """Read sequences x (B, T); return the logits after the last character."""

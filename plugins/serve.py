@@ -1,1 +1,103 @@
-"""`charseq serve`: an OpenAI-compatible HTTP server and a web page (the serve extra)."""
+"""`charseq serve`: an OpenAI-compatible HTTP server and a web page (the serve extra).
+
+Registered through ``register_commands``, the door a third party's command uses; the
+server itself is charseq.server (HTTP), charseq.completions (the API) and
+charseq.serving (requests decoded together).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+import charseq
+from charseq import hookimpl
+from charseq.errors import CharseqError, UsageError
+
+API_KEY_VARIABLE = "CHARSEQ_API_KEY"
+INSTALL_HINT = "charseq serve needs the serve extra: pip install 'charseq[serve]'"
+
+
+@hookimpl
+def register_commands(cli):
+    from charseq.cli import _blas_threads, say, threads_option
+
+    @cli.command()
+    @click.argument("checkpoint_path", metavar="CHECKPOINT", type=click.Path(path_type=Path))
+    @click.option("--host", default="127.0.0.1", show_default=True,
+                  help="Address to listen on. Anything but loopback needs an API key.")
+    @click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True,
+                  help="Port to listen on (0: any free port, printed).")
+    @click.option("--api-key", envvar=API_KEY_VARIABLE, show_envvar=True,
+                  help="Clients must send it as 'Authorization: Bearer KEY' (the variable keeps it out of ps).")
+    @click.option("--name", "model_id", metavar="ID", help="The model's id in the API.  [default: the file's stem]")
+    @click.option("--max-tokens", type=click.IntRange(min=1), default=4096, show_default=True,
+                  help="Most characters a choice may ask for.")
+    @click.option("--max-n", type=click.IntRange(min=1), default=16, show_default=True,
+                  help="Most choices (prompts times n) per request.")
+    @click.option("--max-prompt", type=click.IntRange(min=1), default=16384, show_default=True,
+                  help="Most characters in a prompt.")
+    @click.option("--max-body", type=click.IntRange(min=1024), default=1 << 20, show_default=True,
+                  help="Most bytes in a request body.")
+    @click.option("--timeout", type=click.FloatRange(min=0.1), default=120.0, show_default=True,
+                  help="Seconds a request may take, waiting included.")
+    @click.option("--max-batch", type=click.IntRange(min=1), default=256, show_default=True,
+                  help="Sequences decoded together; more wait their turn.")
+    @click.option("--access-log", is_flag=True, help="Print a line per request.")
+    @threads_option
+    def serve(checkpoint_path, host, port, api_key, model_id, max_tokens, max_n, max_prompt, max_body, timeout,
+              max_batch, access_log, threads):
+        """Serve a model over HTTP: OpenAI's completions API, and a web page at /.
+
+        \b
+        GET  /                   a page to try the model: prime, sampler, streamed text
+        GET  /v1/models          the model, its vocabulary and samplers
+        POST /v1/completions     prompt, max_tokens (characters), temperature (0: greedy),
+                                 top_p, n, stop, seed, echo, stream (server-sent events);
+                                 charseq's samplers: "charseq": {"sampler": "top-k:k=20"}
+        GET  /healthz            liveness and load
+
+        \b
+        Examples:
+          charseq serve names.npz
+          CHARSEQ_API_KEY=secret charseq serve novel.npz --host 0.0.0.0 --port 8080
+        """
+        try:
+            from charseq import server
+            from charseq.completions import Limits, served_model
+            from charseq.serving import Engine
+        except ImportError as exc:
+            raise CharseqError(f"{INSTALL_HINT} ({exc})") from None
+        from charseq.registry import get_registry
+
+        if api_key is not None and not api_key.strip():
+            raise UsageError(f"the API key is empty; give one with --api-key or {API_KEY_VARIABLE}, or leave both "
+                             "unset on loopback")
+        if not server.is_loopback(host) and api_key is None:
+            raise UsageError(f"--host {host} lets other machines reach the model: set an API key with --api-key or "
+                             f"{API_KEY_VARIABLE} (or keep the default --host 127.0.0.1)")
+        saved = charseq.load(checkpoint_path)
+        limits = Limits(max_tokens=max_tokens, max_choices=max_n, max_prompt=max_prompt, timeout=timeout)
+        engine = Engine(saved.model, saved.vocab, max_batch=max(max_batch, max_n))
+        served = served_model(saved, model_id or Path(checkpoint_path).stem, get_registry(), limits, engine.shared,
+                              int(Path(checkpoint_path).stat().st_mtime))
+        try:
+            sock = server.listen(host, port)
+        except OSError as exc:
+            raise CharseqError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+        bound = sock.getsockname()
+        shown_host = f"[{bound[0]}]" if ":" in bound[0] else bound[0]
+        say(f"charseq: serving {served.id} ({saved.model.name}, {len(saved.vocab)} symbols) at "
+            f"http://{shown_host}:{bound[1]}/ (API: /v1; Ctrl-C stops)")
+        sys.stdout.flush()
+        service = server.Service(served, engine, limits, api_key, max_body)
+        try:
+            with _blas_threads(threads):
+                server.run(service, sock, access_log)
+        except KeyboardInterrupt:
+            pass
+        finally:
+            sock.close()
+        say("charseq: server stopped", err=True)

@@ -1,0 +1,282 @@
+"""The HTTP face of `charseq serve`: an ASGI app (Starlette) over one Engine.
+
+Routes: the web page (``/``, with its script and style, nothing loaded from elsewhere),
+``/healthz``, ``/v1/models`` and ``/v1/completions`` (OpenAI's shapes, streaming as
+server-sent events). With an API key set, every ``/v1`` route wants it as a bearer token.
+What a request may ask for is charseq.completions'; how requests share the model is
+charseq.serving's. This module only moves bytes between them and the network.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import ipaddress
+import json
+import socket
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from charseq.completions import (BadRequest, CompletionRequest, Limits, ServedModel, chunk_body, completion_body,
+                                 error_body, read_request, usage)
+from charseq.serving import Engine, JobFailed, describe
+
+MAX_BODY_BYTES = 1 << 20
+# The page and its files come from this server alone; nothing inline, nothing from elsewhere.
+SECURITY_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'; "
+                               "form-action 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+}
+_PAGE_FILES = {"/": ("index.html", "text/html; charset=utf-8"),
+               "/app.js": ("app.js", "text/javascript; charset=utf-8"),
+               "/app.css": ("app.css", "text/css; charset=utf-8")}
+
+
+@dataclass
+class Service:
+    """Everything the routes need: the model, its engine, the limits and the key."""
+
+    served: ServedModel
+    engine: Engine
+    limits: Limits
+    api_key: str | None = None
+    max_body: int = MAX_BODY_BYTES
+
+
+def create_app(service: Service) -> Starlette:
+    """The ASGI app; the caller starts and stops the engine."""
+    page = {path: (resources.files("charseq").joinpath("web", name).read_bytes(), kind)
+            for path, (name, kind) in _PAGE_FILES.items()}
+
+    async def static(request: Request) -> Response:
+        body, kind = page[request.url.path]
+        return Response(body, media_type=kind, headers={**SECURITY_HEADERS, "Cache-Control": "no-cache"})
+
+    async def healthz(request: Request) -> Response:
+        return _json({"status": "ok", "model": service.served.id, "auth": service.api_key is not None,
+                      **describe(service.engine)})
+
+    async def models(request: Request) -> Response:
+        if (refused := _refused(request, service)) is not None:
+            return refused
+        return _json({"object": "list", "data": [_model_entry(service.served)]})
+
+    async def model(request: Request) -> Response:
+        if (refused := _refused(request, service)) is not None:
+            return refused
+        if request.path_params["model"] != service.served.id:
+            return _error(BadRequest(f"the model {request.path_params['model']!r} does not exist; this server has "
+                                     f"{service.served.id!r}", "model", 404, "model_not_found"))
+        return _json(_model_entry(service.served))
+
+    async def completions(request: Request) -> Response:
+        if (refused := _refused(request, service)) is not None:
+            return refused
+        loop = asyncio.get_running_loop()
+        ready = asyncio.Event()
+
+        def wake() -> None:  # from the engine's thread
+            try:
+                loop.call_soon_threadsafe(ready.set)
+            except RuntimeError:  # the loop has closed: nobody is waiting
+                pass
+
+        try:
+            body = await _read_json(request, service.max_body)
+            completion = read_request(body, service.served, service.limits, wake)
+            service.engine.submit(completion.jobs)
+        except BadRequest as exc:
+            return _error(exc)
+        except JobFailed as exc:
+            return _error(BadRequest(str(exc), None, exc.status), {"Retry-After": "1"} if exc.status == 429 else None)
+        except ClientDisconnect:
+            return Response(status_code=400)
+        if completion.stream:
+            return StreamingResponse(_events(completion, ready, service.served.id), media_type="text/event-stream",
+                                     headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+        texts = [""] * completion.choices
+        reasons = ["length"] * completion.choices
+        try:
+            async for taken in _taken(completion, ready, request):
+                for index, text in taken.texts.items():
+                    texts[index] += text
+                for index, reason in taken.finished.items():
+                    reasons[index] = reason
+        except JobFailed as exc:
+            return _error(BadRequest(str(exc), None, exc.status))
+        return _json(completion_body(completion, texts, reasons, service.served.id))
+
+    async def chat(request: Request) -> Response:
+        return _error(BadRequest("a character model completes text; it does not chat: use POST /v1/completions",
+                                 None, 404, "unknown_url"))
+
+    async def not_found(request: Request, exc: Exception) -> Response:
+        status = getattr(exc, "status_code", 404)
+        message = (f"no route {request.method} {request.url.path}" if status == 404 else
+                   f"{request.url.path} does not take {request.method}")
+        return _error(BadRequest(message, None, status, "unknown_url" if status == 404 else None))
+
+    routes = [Route(path, static) for path in _PAGE_FILES] + [
+        Route("/healthz", healthz),
+        Route("/v1/models", models),
+        Route("/v1/models/{model:path}", model),
+        Route("/v1/completions", completions, methods=["POST"]),
+        Route("/v1/chat/completions", chat, methods=["POST"]),
+    ]
+    return Starlette(routes=routes, exception_handlers={404: not_found, 405: not_found})
+
+
+async def _taken(completion: CompletionRequest, ready: asyncio.Event, request: Request | None = None,
+                 poll: float = 1.0) -> AsyncIterator[Any]:
+    """What the engine made for the request, as it comes; the request is cancelled if the
+    reader goes away (a generator closed early, or a client that disconnected)."""
+    output = completion.output
+    ended = False
+    try:
+        while True:
+            try:
+                await asyncio.wait_for(ready.wait(), poll)
+            except asyncio.TimeoutError:
+                if request is not None and await request.is_disconnected():
+                    return
+                continue
+            ready.clear()
+            taken = output.take()
+            ended = taken.done
+            if taken.error is not None:
+                raise taken.error
+            yield taken
+            if taken.done:
+                return
+    finally:
+        if not ended:
+            output.cancelled = True
+
+
+async def _events(completion: CompletionRequest, ready: asyncio.Event, model_id: str) -> AsyncIterator[str]:
+    """The request's text as server-sent events, OpenAI's chunks, then ``[DONE]``."""
+    made = 0
+    if completion.echo:
+        yield _event(chunk_body(completion, model_id, [_choice(i, completion.prompt_of(i), None)
+                                                       for i in range(completion.choices)]))
+    try:
+        async for taken in _taken(completion, ready):
+            made += sum(len(text) for text in taken.texts.values())
+            indices = sorted(set(taken.texts) | set(taken.finished))
+            if indices:
+                yield _event(chunk_body(completion, model_id, [
+                    _choice(i, taken.texts.get(i, ""), taken.finished.get(i)) for i in indices]))
+    except JobFailed as exc:
+        yield _event(error_body(str(exc), None, exc.status))
+        return
+    if completion.include_usage:
+        yield _event(chunk_body(completion, model_id, [], usage(completion, made)))
+    yield "data: [DONE]\n\n"
+
+
+def _choice(index: int, text: str, finish_reason: str | None) -> dict[str, Any]:
+    return {"text": text, "index": index, "logprobs": None, "finish_reason": finish_reason}
+
+
+def _event(body: dict[str, Any]) -> str:
+    return f"data: {json.dumps(body, ensure_ascii=False)}\n\n"
+
+
+def _model_entry(served: ServedModel) -> dict[str, Any]:
+    return {"id": served.id, "object": "model", "created": served.created, "owned_by": "charseq",
+            "charseq": served.info}
+
+
+def _refused(request: Request, service: Service) -> Response | None:
+    """401 unless the request carries the server's API key (when it has one)."""
+    if service.api_key is None:
+        return None
+    scheme, _, given = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), service.api_key.encode()):
+        return None
+    message = "a valid API key is needed: send it as 'Authorization: Bearer KEY'"
+    return _error(BadRequest(message, None, 401, "invalid_api_key"), {"WWW-Authenticate": "Bearer"})
+
+
+async def _read_json(request: Request, limit: int) -> Any:
+    """The body as JSON, refused (413) past `limit` bytes before it is all read."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise BadRequest(f"the request body has {int(declared):,} bytes; this server takes at most {limit:,}", None,
+                         413)
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise BadRequest(f"the request body is over {limit:,} bytes, the most this server takes", None, 413)
+        chunks.append(chunk)
+    try:
+        return json.loads(b"".join(chunks))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise BadRequest(f"the request body is not JSON: {exc}") from None
+
+
+def _json(body: dict[str, Any], status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return JSONResponse(body, status, headers)
+
+
+def _error(exc: BadRequest, headers: dict[str, str] | None = None) -> Response:
+    return _json(error_body(str(exc), exc.param, exc.status, exc.code), exc.status, headers)
+
+
+def is_loopback(host: str) -> bool:
+    """Whether only this machine can reach `host` (a name other than localhost counts as not)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """A listening socket on host:port (port 0: any free one); OSError if it cannot be had."""
+    family, kind, proto, _, address = socket.getaddrinfo(host.strip("[]"), port, type=socket.SOCK_STREAM,
+                                                         flags=socket.AI_PASSIVE)[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(2048)
+    except OSError:
+        sock.close()
+        raise
+    sock.set_inheritable(True)
+    return sock
+
+
+def run(service: Service, sock: socket.socket, access_log: bool = False) -> None:
+    """Serve until Ctrl-C or SIGTERM. The first signal ends every request in flight (each
+    stream gets an error event saying the server is shutting down) and closes the server
+    within seconds; a second Ctrl-C ends it at once."""
+    import uvicorn
+
+    engine = service.engine
+
+    class _Server(uvicorn.Server):
+        def handle_exit(self, sig: int, frame: Any) -> None:
+            engine.stop()
+            super().handle_exit(sig, frame)
+
+    config = uvicorn.Config(create_app(service), log_level="warning", access_log=access_log, lifespan="off",
+                            timeout_graceful_shutdown=5)
+    engine.start()
+    try:
+        _Server(config).run(sockets=[sock])
+    finally:
+        engine.stop()
+        engine.join(5)
