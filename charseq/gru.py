@@ -34,6 +34,11 @@ class GRU(Recurrent):
     name = "gru"
     GATES = 3
     HIDDEN_BIAS = True
+    # ONNX's GRU takes its gates as z, r, h (this cell's 1, 0, 2); linear_before_reset=1 is
+    # PyTorch's reset gate, applied to W_hn h_{t-1} + b_hn (ONNX's Rh and Rbh).
+    ONNX_OP = "GRU"
+    ONNX_GATES = (1, 0, 2)
+    ONNX_ATTRIBUTES = {"linear_before_reset": 1}
 
     def _sigmoid_columns(self) -> slice:
         return slice(0, 2 * self.hidden_size)  # r and z

@@ -35,6 +35,10 @@ class LSTM(Recurrent):
     name = "lstm"
     GATES = 4
     STATES = 2
+    # ONNX's LSTM takes its gates as i, o, f, c (this cell's 0, 3, 1, 2); the one bias is
+    # its Wb, with Rb zero, and no peepholes.
+    ONNX_OP = "LSTM"
+    ONNX_GATES = (0, 3, 1, 2)
 
     def _names(self, layer: int) -> dict[str, str]:
         return {"ih": f"weight_ih_l{layer}", "hh": f"weight_hh_l{layer}", "b_ih": f"bias_l{layer}"}
