@@ -54,7 +54,7 @@ class Service:
 
 def create_app(service: Service) -> Starlette:
     """The ASGI app; the caller starts and stops the engine."""
-    page = {path: (resources.files("charseq").joinpath("web", name).read_bytes(), kind)
+    page = {path: (resources.files("charseq").joinpath("web").joinpath(name).read_bytes(), kind)
             for path, (name, kind) in _PAGE_FILES.items()}
 
     async def static(request: Request) -> Response:

@@ -219,6 +219,19 @@ class Engine:
 
     # -- the engine's thread -----------------------------------------------------------
 
+    def advance(self) -> bool:
+        """One round: admit waiting jobs, drop ended ones, and step every live sequence once.
+        The engine's thread calls it in a loop; a test may call it instead of `start`.
+        False when there was nothing to do."""
+        with self._cond:
+            admitted = self._admit()
+        for job in admitted:
+            self._place(job)
+        self._drop_ended()
+        if self.groups:
+            self._tick()
+        return bool(self.groups or admitted)
+
     def _run(self) -> None:
         while True:
             with self._cond:
@@ -226,12 +239,7 @@ class Engine:
                     self._cond.wait()
                 if self._stopping is not None:
                     break
-                admitted = self._admit()
-            for job in admitted:
-                self._place(job)
-            self._drop_ended()
-            if self.groups:
-                self._tick()
+            self.advance()
         error = JobFailed("shutdown", self._stopping)
         for job in [job for group in self.groups for job in group.jobs] + list(self._waiting):
             job.output.fail(error)
@@ -240,7 +248,7 @@ class Engine:
     def _admit(self) -> list[Job]:
         """The waiting jobs that fit, in order (called holding the lock)."""
         room = self.max_batch - self.running
-        admitted = []
+        admitted: list[Job] = []
         while self._waiting and (self._waiting[0].n <= room or not self.groups and not admitted):
             job = self._waiting.popleft()
             self._waiting_rows -= job.n

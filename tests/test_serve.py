@@ -1,0 +1,309 @@
+"""`charseq serve` as a real process on a loopback port, driven by the official `openai`
+client and by plain HTTP: completions, streams, errors and their statuses, the API key,
+many clients at once, and Ctrl-C. Skipped without the serve extra and the openai client."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import json
+import os
+import re
+import select
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from conftest import run_cli
+
+pytest.importorskip("starlette")
+pytest.importorskip("uvicorn")
+openai = pytest.importorskip("openai")
+
+NAMES = ("anna ava bella bob cara cleo dana dora ella emma fay flora gina gwen hana hope ida iris jane june kate "
+         "kira lana lily mara mia nora nina olga opal pia pam rosa ruth sara sofia tara tina uma una vera vivi "
+         "wanda willa xena yara yoko zara zoe").split()
+
+
+class Server:
+    """`charseq serve CHECKPOINT --port 0 ...` in a process of its own, until stop()."""
+
+    def __init__(self, *args: object, env: dict[str, str] | None = None):
+        self.proc = subprocess.Popen([sys.executable, "-m", "charseq", "serve", *map(str, args), "--port", "0"],
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                     env={**os.environ, **(env or {})})
+        ready, _, _ = select.select([self.proc.stdout], [], [], 60)
+        line = self.proc.stdout.readline() if ready else ""
+        found = re.search(r"http://(\S+?)/ ", line)
+        if not found:
+            self.proc.kill()
+            raise AssertionError(f"no address printed: {line!r} {self.proc.stderr.read()}")
+        self.url = f"http://{found.group(1)}"
+        self.banner = line
+
+    def client(self, api_key: str = "unused", **options):
+        return openai.OpenAI(base_url=f"{self.url}/v1", api_key=api_key, max_retries=0, **options)
+
+    def stop(self, timeout: float = 20) -> tuple[int, str]:
+        self.proc.send_signal(signal.SIGINT)
+        _, err = self.proc.communicate(timeout=timeout)
+        return self.proc.returncode, err
+
+
+def post(url: str, body: bytes | dict, headers: dict[str, str] | None = None) -> tuple[int, dict]:
+    data = body if isinstance(body, bytes) else json.dumps(body).encode()
+    req = urllib.request.Request(url, data, {"Content-Type": "application/json", **(headers or {})})
+    try:
+        with urllib.request.urlopen(req, timeout=30) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+def get(url: str, headers: dict[str, str] | None = None) -> tuple[int, dict]:
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, headers=headers or {}), timeout=30) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+@pytest.fixture(scope="module")
+def server(alphabet_checkpoint):
+    running = Server(alphabet_checkpoint, "--max-tokens", 2000, "--max-n", 8, "--max-prompt", 500,
+                     "--max-body", 4096)
+    yield running
+    code, err = running.stop()
+    assert code == 0, err
+    assert "Traceback" not in err
+
+
+@pytest.fixture(scope="module")
+def names_checkpoint(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("names")
+    (folder / "names.txt").write_text("\n".join(NAMES * 4) + "\n", encoding="utf-8")
+    run_cli("train", "--corpus", f"lines:{folder / 'names.txt'}", "--model", "gru", "--hidden-size", 32, "--epochs", 4,
+            "--out", folder / "names.npz", "--quiet")
+    return folder / "names.npz"
+
+
+def test_the_official_client_lists_the_model_and_completes_greedily_as_generate_does(server, alphabet_checkpoint):
+    client = server.client()
+    [model] = client.models.list().data
+    assert model.id == "alphabet" and model.owned_by == "charseq"
+    assert model.model_extra["charseq"]["vocabulary_size"] == 26
+    completion = client.completions.create(model="alphabet", prompt="HIJ", max_tokens=30, temperature=0)
+    printed = run_cli("generate", alphabet_checkpoint, "--prime", "HIJ", "--length", 30, "--sampler", "argmax").output
+    assert "HIJ" + completion.choices[0].text == printed.strip()
+    assert completion.choices[0].finish_reason == "length"
+    assert (completion.usage.prompt_tokens, completion.usage.completion_tokens) == (3, 30)
+
+
+def test_a_stream_arrives_in_pieces_that_add_up_to_the_whole(server):
+    client = server.client()
+    whole = client.completions.create(model="alphabet", prompt="A", max_tokens=500, temperature=0, n=2)
+    chunks = list(client.completions.create(model="alphabet", prompt="A", max_tokens=500, temperature=0, n=2,
+                                            stream=True, stream_options={"include_usage": True}))
+    for index in range(2):
+        pieces = [c.text for chunk in chunks for c in chunk.choices if c.index == index]
+        assert "".join(pieces) == whole.choices[index].text
+        reasons = [c.finish_reason for chunk in chunks for c in chunk.choices if c.index == index]
+        assert reasons[-1] == "length" and set(reasons[:-1]) <= {None}
+    assert chunks[-1].usage.completion_tokens == 1000
+
+
+def test_stops_seeds_echo_and_several_prompts(server):
+    client = server.client()
+    stopped = client.completions.create(model="alphabet", prompt="ABC", max_tokens=100, temperature=0,
+                                        stop=["XYZ", "KL"])
+    assert (stopped.choices[0].text, stopped.choices[0].finish_reason) == ("DEFGHIJ", "stop")
+    first, again = (client.completions.create(model="alphabet", prompt="Q", max_tokens=40, n=3, seed=7,
+                                              temperature=3.0) for _ in range(2))
+    assert [c.text for c in first.choices] == [c.text for c in again.choices]
+    echoed = client.completions.create(model="alphabet", prompt=["AB", "MN"], max_tokens=3, temperature=0, echo=True,
+                                       n=2)
+    assert [c.text for c in echoed.choices] == ["ABCDE", "ABCDE", "MNOPQ", "MNOPQ"]
+    assert [c.index for c in echoed.choices] == [0, 1, 2, 3]
+
+
+def test_charseq_samplers_travel_in_an_extra_field(server):
+    client = server.client()
+    top1 = client.completions.create(model="alphabet", prompt="AB", max_tokens=20, temperature=5.0,
+                                     extra_body={"charseq": {"sampler": "top-k:k=1"}})
+    assert top1.choices[0].text == "CDEFGHIJKLMNOPQRSTUV"
+    with pytest.raises(openai.BadRequestError, match="top-k"):
+        client.completions.create(model="alphabet", prompt="AB", extra_body={"charseq": {"sampler": "top-k:k=-1"}})
+
+
+@pytest.mark.parametrize("options,error,words", [
+    ({"prompt": "abc"}, "BadRequestError", "'a', 'b', 'c'"),
+    ({"prompt": "A", "max_tokens": 2001}, "BadRequestError", "max_tokens must be between 0 and 2,000"),
+    ({"prompt": "A", "n": 9}, "BadRequestError", "n must be between 1 and 8"),
+    ({"prompt": "A" * 501}, "BadRequestError", "at most 500"),
+    ({"prompt": "A", "logprobs": 2}, "BadRequestError", "logprobs is not supported"),
+    ({"prompt": "A", "model": "gpt-3.5-turbo-instruct"}, "NotFoundError", "does not exist"),
+])
+def test_bad_requests_get_the_clients_exception_and_a_message_that_says_why(server, options, error, words):
+    options = {"model": "alphabet", **options}
+    with pytest.raises(openai.APIStatusError) as failed:
+        server.client().completions.create(**options)
+    assert type(failed.value).__name__ == error
+    assert words in failed.value.message
+
+
+def test_errors_over_plain_http_are_json_with_the_right_status(server):
+    url = server.url
+    assert post(f"{url}/v1/completions", b"{not json")[0] == 400
+    status, body = post(f"{url}/v1/completions", {"prompt": "A" * 5000})
+    assert status == 413 and "4,096" in body["error"]["message"]
+    status, body = post(f"{url}/v1/chat/completions", {"messages": []})
+    assert status == 404 and "/v1/completions" in body["error"]["message"]
+    assert get(f"{url}/v1/nothing")[0] == 404
+    status, body = get(f"{url}/v1/completions")
+    assert status == 405 and body["error"]["message"]
+    status, body = get(f"{url}/healthz")
+    assert status == 200 and body["status"] == "ok" and body["batched"] is True
+
+
+def test_a_request_past_the_time_limit_is_a_408(tmp_path):
+    import charseq
+    from charseq.registry import build_model
+
+    saved = charseq.load(Path(__file__).parent / "data" / "alphabet-0.3.0.npz")
+    big = build_model("lstm:layers=3", {}, len(saved.vocab), 256, seed=0)
+    charseq.save(tmp_path / "big.npz", charseq.Checkpoint(big, saved.vocab))
+    running = Server(tmp_path / "big.npz", "--timeout", 0.3)
+    try:
+        status, body = post(f"{running.url}/v1/completions", {"prompt": "A", "max_tokens": 4096, "n": 16})
+        assert status == 408 and "time limit" in body["error"]["message"]
+        assert get(f"{running.url}/healthz")[1]["running"] == 0
+    finally:
+        assert running.stop()[0] == 0
+
+
+def test_an_api_key_guards_the_api_but_not_the_page(alphabet_checkpoint):
+    running = Server(alphabet_checkpoint, env={"CHARSEQ_API_KEY": "s3cret-key"})
+    try:
+        with pytest.raises(openai.AuthenticationError):
+            running.client().models.list()
+        with pytest.raises(openai.AuthenticationError):
+            running.client("s3cret-kez").completions.create(model="alphabet", prompt="A", max_tokens=2)
+        done = running.client("s3cret-key").completions.create(model="alphabet", prompt="A", max_tokens=2,
+                                                               temperature=0)
+        assert done.choices[0].text == "BC"
+        assert get(f"{running.url}/healthz")[1]["auth"] is True
+        with urllib.request.urlopen(f"{running.url}/", timeout=10) as page:
+            assert page.status == 200 and b"<textarea" in page.read()
+    finally:
+        assert running.stop()[0] == 0
+
+
+@pytest.mark.parametrize("args,env,words", [
+    (["--host", "0.0.0.0"], {}, "--host 0.0.0.0 lets other machines reach the model: set an API key"),
+    (["--api-key", " "], {}, "the API key is empty"),
+])
+def test_listening_beyond_loopback_needs_a_key(alphabet_checkpoint, args, env, words):
+    result = subprocess.run([sys.executable, "-m", "charseq", "serve", alphabet_checkpoint, *args], text=True,
+                            capture_output=True, env={**os.environ, "CHARSEQ_API_KEY": "", **env}, timeout=60)
+    assert result.returncode == 2
+    assert words in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_a_port_in_use_is_one_line(server, alphabet_checkpoint):
+    port = server.url.rsplit(":", 1)[1]
+    result = subprocess.run([sys.executable, "-m", "charseq", "serve", alphabet_checkpoint, "--port", port],
+                            text=True, capture_output=True, timeout=60)
+    assert result.returncode == 1
+    assert f"cannot listen on 127.0.0.1:{port}" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_without_the_serve_extra_it_says_what_to_install(alphabet_checkpoint, monkeypatch):
+    monkeypatch.setitem(sys.modules, "starlette", None)
+    monkeypatch.delitem(sys.modules, "charseq.server", raising=False)
+    result = run_cli("serve", alphabet_checkpoint, ok=False)
+    assert result.exit_code == 1
+    assert "pip install 'charseq[serve]'" in result.output
+
+
+def test_a_model_of_items_answers_one_item_per_choice(names_checkpoint):
+    running = Server(names_checkpoint)
+    try:
+        client = running.client()
+        items = client.completions.create(model="names", prompt="", max_tokens=12, n=8, seed=1)
+        for choice in items.choices:
+            assert "\n" not in choice.text
+            assert choice.finish_reason == ("length" if len(choice.text) == 12 else "stop")
+        for prime in ("", "b", "ka"):
+            greedy = client.completions.create(model="names", prompt=prime, max_tokens=20, temperature=0)
+            printed = run_cli("generate", names_checkpoint, "--prime", prime, "--length", 20, "--sampler", "argmax")
+            assert prime + greedy.choices[0].text == printed.output.strip()
+        with pytest.raises(openai.BadRequestError, match="end of an item"):
+            client.completions.create(model="names", prompt="an\nb")
+    finally:
+        assert running.stop()[0] == 0
+
+
+def test_thirty_two_streaming_clients_all_finish_and_none_is_refused(alphabet_checkpoint):
+    """The load test, bounded: a fixed count of clients and characters, on loopback."""
+    running = Server(alphabet_checkpoint)
+    clients, length = 32, 300
+
+    def one(k: int) -> tuple[str, str | None]:
+        stream = running.client(timeout=60).completions.create(model="alphabet", prompt="ABCDEFGHIJ"[k % 10],
+                                                               max_tokens=length, temperature=0, stream=True)
+        text, reason = [], None
+        for chunk in stream:
+            for choice in chunk.choices:
+                text.append(choice.text)
+                reason = choice.finish_reason or reason
+        return "".join(text), reason
+
+    try:
+        started = time.perf_counter()
+        with concurrent.futures.ThreadPoolExecutor(clients) as pool:
+            done = list(pool.map(one, range(clients)))
+        seconds = time.perf_counter() - started
+        alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZ" * 20
+        for k, (text, reason) in enumerate(done):
+            start = alphabet.index("ABCDEFGHIJ"[k % 10]) + 1
+            assert (text, reason) == (alphabet[start: start + length], "length")
+        health = get(f"{running.url}/healthz")[1]
+        assert health["running"] == 0 and health["waiting"] == 0
+        assert health["characters"] == clients * length
+        print(f"{clients} streams of {length} characters in {seconds:.2f} s")
+    finally:
+        assert running.stop()[0] == 0
+
+
+def test_ctrl_c_ends_open_streams_and_the_server_within_seconds(alphabet_checkpoint):
+    running = Server(alphabet_checkpoint, "--max-tokens", 100000)
+    stream = running.client(timeout=30).completions.create(model="alphabet", prompt="A", max_tokens=100000, n=8,
+                                                           stream=True)
+    first = next(iter(stream))
+    assert first.choices
+    started = time.perf_counter()
+    running.proc.send_signal(signal.SIGINT)
+    with pytest.raises(openai.APIError, match="shutting down"):
+        for _ in stream:
+            pass
+    _, err = running.proc.communicate(timeout=20)
+    assert running.proc.returncode == 0
+    assert time.perf_counter() - started < 10
+    assert "Traceback" not in err and "server stopped" in err
+
+
+def test_a_client_that_goes_away_frees_its_rows(server):
+    stream = server.client().completions.create(model="alphabet", prompt="A", max_tokens=2000, n=8, stream=True)
+    next(iter(stream))
+    stream.close()
+    for _ in range(100):
+        health = get(f"{server.url}/healthz")[1]
+        if health["running"] == 0:
+            break
+        time.sleep(0.1)
+    assert health["running"] == 0
