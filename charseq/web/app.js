@@ -22,7 +22,7 @@ function status(text, isError) {
 async function loadModel() {
   const health = await (await fetch("healthz")).json();
   $("key-label").hidden = !health.auth;
-  if (health.auth) $("api-key").value = sessionStorage.getItem("charseq-key") || "";
+  if (health.auth && !$("api-key").value) $("api-key").value = sessionStorage.getItem("charseq-key") || "";
   modelId = health.model;
   const response = await fetch("v1/models", { headers: headers() });
   if (!response.ok) {
@@ -86,7 +86,6 @@ function samples(count, prime) {
 
 async function generate(event) {
   event.preventDefault();
-  if ($("api-key").value) sessionStorage.setItem("charseq-key", $("api-key").value);
   const body = request();
   controller = new AbortController();
   $("generate").disabled = true;
@@ -141,5 +140,8 @@ async function generate(event) {
 
 $("form").addEventListener("submit", generate);
 $("stop-button").addEventListener("click", () => controller && controller.abort());
-$("api-key").addEventListener("change", () => loadModel().catch((error) => status(error.message, true)));
+$("api-key").addEventListener("change", () => {
+  sessionStorage.setItem("charseq-key", $("api-key").value);
+  loadModel().catch((error) => status(error.message, true));
+});
 loadModel().catch((error) => status(error.message, true));

@@ -1,0 +1,106 @@
+"""The page at / in a real headless browser (the distribution's Chromium, driven by
+Playwright): it loads with nothing from elsewhere, takes a prime, and shows the text as
+it streams. Skipped where no Chromium or no Playwright is installed; CI installs both."""
+
+from __future__ import annotations
+
+import shutil
+from urllib.parse import urlparse
+
+import pytest
+
+pytest.importorskip("starlette")
+pytest.importorskip("uvicorn")
+pytest.importorskip("openai")  # test_serve's Server needs it
+sync_api = pytest.importorskip("playwright.sync_api")
+
+from test_serve import Server  # noqa: E402
+
+CHROMIUM = next((path for path in (shutil.which("chromium"), shutil.which("chromium-browser"),
+                                   shutil.which("google-chrome")) if path), None)
+pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="no Chromium installed (apt-get install chromium)")
+# As root in a container, without a sandbox; and no calls home, which a closed network refuses.
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync"]
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with sync_api.sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+        yield launched
+        launched.close()
+
+
+def open_page(browser, url: str):
+    page = browser.new_page()
+    requested: list[str] = []
+    page.on("request", lambda request: requested.append(request.url))
+    problems: list[str] = []
+    page.on("console", lambda message: problems.append(message.text) if message.type == "error" else None)
+    page.on("pageerror", lambda error: problems.append(str(error)))
+    page.goto(url + "/")
+    return page, requested, problems
+
+
+def test_the_page_streams_a_continuation_of_the_typed_prime(browser, alphabet_checkpoint):
+    running = Server(alphabet_checkpoint)
+    try:
+        page, requested, problems = open_page(browser, running.url)
+        sync_api.expect(page.locator("#model")).to_contain_text("alphabet: rnn")
+        page.fill("#prompt", "GHI")
+        page.select_option("#sampler", "argmax")
+        page.fill("#max-tokens", "2000")
+        page.click("#generate")
+        text = page.locator(".sample .text").first
+        sync_api.expect(text).not_to_be_empty()
+        sync_api.expect(page.locator("#status")).to_contain_text("2000 characters", timeout=20_000)
+        alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZ" * 80
+        assert text.text_content() == alphabet[9: 9 + 2000]
+        assert page.locator(".sample .prime").first.text_content() == "GHI"
+        assert {urlparse(u).netloc for u in requested} == {urlparse(running.url).netloc}  # nothing from elsewhere
+        assert problems == []
+    finally:
+        assert running.stop()[0] == 0
+
+
+def test_text_appears_before_the_stream_ends_and_stop_ends_it(browser, alphabet_checkpoint):
+    running = Server(alphabet_checkpoint, "--max-tokens", 100000)
+    try:
+        page, _, problems = open_page(browser, running.url)
+        sync_api.expect(page.locator("#model")).to_contain_text("alphabet")
+        page.fill("#prompt", "A")
+        page.fill("#max-tokens", "100000")
+        page.fill("#n", "4")
+        page.click("#generate")
+        sync_api.expect(page.locator(".sample")).to_have_count(4)
+        sync_api.expect(page.locator(".sample .text").first).not_to_be_empty()
+        assert page.locator("#stop-button").is_enabled()  # still streaming, with text already shown
+        page.click("#stop-button")
+        sync_api.expect(page.locator("#status")).to_contain_text("stopped after")
+        assert problems == []
+    finally:
+        assert running.stop()[0] == 0
+
+
+def test_an_error_is_shown_on_the_page_and_a_key_is_asked_for(browser, alphabet_checkpoint):
+    running = Server(alphabet_checkpoint, env={"CHARSEQ_API_KEY": "page-key"})
+    try:
+        page, _, _ = open_page(browser, running.url)
+        sync_api.expect(page.locator("#key-label")).to_be_visible()
+        page.fill("#prompt", "A")
+        page.click("#generate")
+        sync_api.expect(page.locator("#status")).to_contain_text("a valid API key is needed")
+        page.fill("#api-key", "page-key")
+        page.dispatch_event("#api-key", "change")
+        sync_api.expect(page.locator("#model")).to_contain_text("alphabet: rnn")
+        page.fill("#prompt", "abc")
+        page.click("#generate")
+        sync_api.expect(page.locator("#status")).to_contain_text("'a', 'b', 'c'")
+        page.fill("#prompt", "X")
+        page.select_option("#sampler", "argmax")
+        page.fill("#max-tokens", "4")
+        page.click("#generate")
+        sync_api.expect(page.locator(".sample .text")).to_have_text("YZAB")
+    finally:
+        assert running.stop()[0] == 0
