@@ -104,3 +104,13 @@ def test_an_error_is_shown_on_the_page_and_a_key_is_asked_for(browser, alphabet_
         sync_api.expect(page.locator(".sample .text")).to_have_text("YZAB")
     finally:
         assert running.stop()[0] == 0
+
+
+def test_no_key_field_where_the_server_has_no_key(browser, alphabet_checkpoint):
+    running = Server(alphabet_checkpoint)
+    try:
+        page, _, _ = open_page(browser, running.url)
+        sync_api.expect(page.locator("#model")).to_contain_text("alphabet: rnn")
+        sync_api.expect(page.locator("#key-label")).to_be_hidden()
+    finally:
+        assert running.stop()[0] == 0
