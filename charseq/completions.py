@@ -11,6 +11,7 @@ probabilities, logit biases, suffixes) is refused by name rather than ignored.
 
 from __future__ import annotations
 
+import json
 import math
 import time
 import uuid
@@ -33,6 +34,7 @@ _FIELDS = {"model", "prompt", "max_tokens", "temperature", "top_p", "n", "stop",
            "charseq", *_UNSUPPORTED, *_IGNORED}
 _CHARSEQ_FIELDS = {"sampler", "options", "repetition_penalty", "repetition_window", "skip_unknown"}
 MAX_STOPS = 4  # as OpenAI
+STREAM_INTERVAL = 0.02  # seconds: a stream's text is sent in pieces at most this often (50 a second)
 
 
 class BadRequest(Exception):
@@ -141,7 +143,11 @@ def read_request(body: Any, served: ServedModel, limits: Limits, output_wake: An
     except UsageError as exc:
         raise BadRequest(str(exc), "charseq.sampler") from None
 
-    output = Output(len(prompts) * n, output_wake)
+    output = Output(len(prompts) * n, output_wake, STREAM_INTERVAL if stream else math.inf)
+    # Without a seed or a penalty, a request samples alike with others of the same sampler:
+    # the engine samples all of them in one call.
+    pool = None if seed is not None or penalty != 1.0 else (sampler_name, json.dumps(sampler_options,
+                                                                                       sort_keys=True, default=str))
     deadline = time.monotonic() + limits.timeout
     jobs = []
     for index, prompt in enumerate(prompts):
@@ -151,7 +157,7 @@ def read_request(body: Any, served: ServedModel, limits: Limits, output_wake: An
         jobs.append(Job(served.vocab.encode(prompt).astype(np.intp), n, max_tokens,
                         registered.build(**sampler_options), rng, output, index * n,
                         stops + ((served.item_end,) if served.item_end is not None else ()),
-                        penalty, window, deadline))
+                        penalty, window, deadline, pool))
     return CompletionRequest(f"cmpl-{uuid.uuid4().hex[:24]}", int(time.time()), prompts, n, max_tokens, stream, echo,
                              include_usage, jobs, output)
 

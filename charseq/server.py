@@ -143,12 +143,15 @@ async def _taken(completion: CompletionRequest, ready: asyncio.Event, request: R
     ended = False
     try:
         while True:
-            try:
-                await asyncio.wait_for(ready.wait(), poll)
-            except asyncio.TimeoutError:
-                if request is not None and await request.is_disconnected():
-                    return
-                continue
+            if request is None:  # a stream: Starlette cancels it when its client goes away
+                await ready.wait()
+            else:  # a whole answer: look for a client that went away every `poll` seconds
+                try:
+                    await asyncio.wait_for(ready.wait(), poll)
+                except asyncio.TimeoutError:
+                    if await request.is_disconnected():
+                        return
+                    continue
             ready.clear()
             taken = output.take()
             ended = taken.done

@@ -18,6 +18,7 @@ that runs each job on a stepper of its own, still interleaved tick by tick.
 from __future__ import annotations
 
 import collections
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -59,11 +60,13 @@ class Output:
     has not been woken since it last took; a reader in another thread may instead `wait`.
     """
 
-    def __init__(self, choices: int, wake: Callable[[], None] | None = None):
+    def __init__(self, choices: int, wake: Callable[[], None] | None = None, interval: float = 0.0):
         self._lock = threading.Lock()
         self._event = threading.Event()
         self._wake = wake
         self._woken = False
+        self.interval = interval  # seconds between wakes while it is still going (inf: only at the end)
+        self._last_wake = -math.inf
         self._texts: dict[int, list[str]] = {}
         self._finished: dict[int, str] = {}
         self._open = choices  # choices not yet finished
@@ -86,11 +89,16 @@ class Output:
         self.notify()
 
     def notify(self) -> None:
-        """Wake the reader once for everything added since it last took."""
+        """Wake the reader once for everything added since it last took, and at most once
+        per `interval` until the end: a reader woken for every character would spend more
+        time being woken than the engine spends making them."""
         with self._lock:
             if self._woken or not (self._texts or self._finished or self._error):
                 return
-            self._woken = True
+            now = time.monotonic()
+            if self._open > 0 and self._error is None and now - self._last_wake < self.interval:
+                return
+            self._woken, self._last_wake = True, now
         self._event.set()
         if self._wake is not None:
             self._wake()
@@ -124,6 +132,9 @@ class Job:
     repetition_penalty: float = 1.0
     repetition_window: int | None = None
     deadline: float = float("inf")  # time.monotonic() past which it fails
+    # Jobs with the same key (and no seed of their own) are sampled in one call from the
+    # engine's generator; None: the job samples alone, with its own `rng`.
+    pool: tuple[Any, ...] | None = None
     # the engine's
     rows: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.intp))
     fed: int = 0
@@ -179,6 +190,7 @@ class Engine:
         self._stopping: str | None = None
         self._thread: threading.Thread | None = None
         self.characters = 0  # sampled, over the engine's life
+        self.rng = np.random.default_rng()  # for pooled jobs, which asked for no seed
         self.ticks = 0
 
     # -- the readers' side (any thread) -------------------------------------------------
@@ -361,30 +373,58 @@ class Engine:
                     job.output.fail(JobFailed("internal", f"the model failed: {exc}"))
                     job.live[:] = False
                 continue
+            ready: list[Job] = []
             for job in group.jobs:
                 if job.fed < len(job.prompt_ids):
                     job.fed += 1
                     if job.fed < len(job.prompt_ids):
                         continue
-                try:
-                    self._sample(group, job, logits[job.rows])
-                except Exception as exc:
-                    reason = str(exc) if isinstance(exc, SamplerError) else f"{type(exc).__name__}: {exc}"
-                    job.output.fail(JobFailed("internal", f"the sampler failed: {reason}"))
-                    job.live[:] = False
-                job.output.notify()
+                ready.append(job)
+            pools: dict[tuple[Any, ...], list[Job]] = {}
+            for job in ready:
+                if job.pool is None:
+                    self._sampled(group, [job], logits[job.rows], job.sampler, job.rng)
+                else:
+                    pools.setdefault(job.pool, []).append(job)
+            for jobs in pools.values():  # one sampler call for every job that samples alike
+                rows = jobs[0].rows if len(jobs) == 1 else np.concatenate([job.rows for job in jobs])
+                self._sampled(group, jobs, logits[rows], jobs[0].sampler, self.rng)
 
-    def _sample(self, group: _Group, job: Job, logits: np.ndarray) -> None:
-        if job.penalty is not None:
-            logits = job.penalty.apply(logits)
-        ids = checked_ids(job.sampler(logits, job.rng), job.n, len(self.vocab))
+    def _sampled(self, group: _Group, jobs: list[Job], logits: np.ndarray, sampler: Sampler,
+                 rng: np.random.Generator) -> None:
+        """Sample the next ids of `jobs` (their rows' `logits`, in order) and pass them on;
+        a sampler that fails fails these jobs only."""
+        try:
+            job = jobs[0]
+            if job.penalty is not None:  # (a job with a penalty samples alone)
+                logits = job.penalty.apply(logits)
+            ids = checked_ids(sampler(logits, rng), len(logits), len(self.vocab))
+        except Exception as exc:
+            reason = str(exc) if isinstance(exc, SamplerError) else f"{type(exc).__name__}: {exc}"
+            for job in jobs:
+                job.output.fail(JobFailed("internal", f"the sampler failed: {reason}"))
+                job.live[:] = False
+            return
+        start = 0
+        for job in jobs:
+            self._emit(group, job, ids[start: start + job.n])
+            start += job.n
+            job.output.notify()
+
+    def _emit(self, group: _Group, job: Job, ids: np.ndarray) -> None:
+        """Feed a job's sampled ids back and pass their characters to its output."""
         if job.penalty is not None:
             job.penalty.add(ids)
         group.ids[job.rows] = ids
         job.produced += 1
-        self.characters += int(job.live.sum())
         last = job.produced >= job.max_tokens
         output, chars = job.output, self.symbols[ids]
+        if not job.stops and not last and job.live.all():  # the common case, without the scanners
+            self.characters += job.n
+            for j in range(job.n):
+                output.add(job.first_index + j, chars[j])
+            return
+        self.characters += int(job.live.sum())
         for j in np.flatnonzero(job.live).tolist():
             scanner = job.scanners[j]
             piece = scanner.feed(chars[j])

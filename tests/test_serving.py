@@ -196,6 +196,7 @@ def test_a_failing_sampler_fails_its_request_only(monkeypatch):
     engine = Engine(model, VOCAB)
     bad = request({"prompt": "abc", "max_tokens": 30, "temperature": 0})
     bad.jobs[0].sampler = lambda logits, rng: np.zeros(5, dtype=np.int64)  # the wrong shape
+    bad.jobs[0].pool = None  # as a request with a seed: sampled alone
     good = request({"prompt": "abc", "max_tokens": 30, "temperature": 0})
     engine.submit(bad.jobs + good.jobs)
     with pytest.raises(JobFailed, match="sampler failed: the sampler returned an array of shape") as failed:
@@ -326,3 +327,38 @@ def test_the_checkpoint_path_serves_a_trained_model(alphabet_checkpoint):
                                                                                         get_registry()), Limits())
     engine.submit(r.jobs)
     assert results(engine, r) == [["DEFGHIJKLMNOPQRSTUVWXYZ"]]
+
+
+def test_a_seeded_request_gets_the_same_text_alone_and_among_others():
+    model = random_model("lstm:layers=2")
+    alone = Engine(model, VOCAB)
+    r = request({"prompt": "be", "max_tokens": 80, "seed": 5, "n": 2})
+    alone.submit(r.jobs)
+    expected = results(alone, r)
+    crowded = Engine(model, VOCAB)
+    others = [request({"prompt": p, "max_tokens": 60 + 9 * k}) for k, p in enumerate(["a", "jj", "c.", "dd d"])]
+    for other in others[:2]:
+        crowded.submit(other.jobs)
+    crowded.advance()
+    r = request({"prompt": "be", "max_tokens": 80, "seed": 5, "n": 2})
+    crowded.submit(r.jobs)
+    for other in others[2:]:
+        crowded.submit(other.jobs)
+    got = results(crowded, r, *others)
+    assert got[0] == expected[0]
+    assert [len(texts[0]) for texts in got[1:]] == [60, 69, 78, 87]
+
+
+def test_requests_without_a_seed_are_sampled_in_one_call():
+    model = random_model()
+    engine = Engine(model, VOCAB)
+    calls = []
+    reqs = [request({"prompt": "a", "max_tokens": 20, "n": 2}) for _ in range(3)]
+    sampler = reqs[0].jobs[0].sampler
+    spy = lambda logits, rng: calls.append(len(logits)) or sampler(logits, rng)  # noqa: E731
+    for r in reqs:
+        r.jobs[0].sampler = spy
+        engine.submit(r.jobs)
+    texts = results(engine, *reqs)
+    assert calls == [6] * 20
+    assert len({t for texts_of in texts for t in texts_of}) == 6  # six different samples
