@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
+import http.client
 import json
 import os
 import re
@@ -23,6 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.parse
 from pathlib import Path
 
 import numpy as np
@@ -54,7 +56,25 @@ def generate_rate(path: Path, samples: int, length: int, threads: int) -> float:
         return samples * length / (time.perf_counter() - started)
 
 
-def serve_rate(path: Path, clients: int, length: int, threads: int) -> dict:
+def raw_stream(url: str, body: dict) -> tuple[int, float]:
+    """A streaming request over plain http.client, its server-sent events read line by line:
+    a client that costs little, to see the server's own rate. (Characters, first one's time.)"""
+    parts = urllib.parse.urlsplit(url)
+    connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=600)
+    started = time.perf_counter()
+    connection.request("POST", parts.path + "/completions", json.dumps(body), {"Content-Type": "application/json"})
+    response = connection.getresponse()
+    made, first = 0, None
+    for line in response:
+        if line.startswith(b"data: {"):
+            made += sum(len(choice["text"]) for choice in json.loads(line[6:])["choices"])
+            if first is None and made:
+                first = time.perf_counter() - started
+    connection.close()
+    return made, first or 0.0
+
+
+def serve_rate(path: Path, clients: int, length: int, threads: int, client: str = "openai") -> dict:
     """Start a server, run `clients` streaming requests at once; rates and latencies."""
     import openai
 
@@ -66,10 +86,13 @@ def serve_rate(path: Path, clients: int, length: int, threads: int) -> dict:
         url = "http://" + re.search(r"http://(\S+?)/ ", proc.stdout.readline()).group(1) + "/v1"
 
         def one(k: int) -> tuple[int, float, float]:
-            client = openai.OpenAI(base_url=url, api_key="unused", max_retries=0, timeout=600)
             started = time.perf_counter()
+            if client == "raw":
+                made, first = raw_stream(url, {"prompt": "T", "max_tokens": length, "stream": True, "seed": k})
+                return made, first, time.perf_counter() - started
+            api = openai.OpenAI(base_url=url, api_key="unused", max_retries=0, timeout=600)
             first, made = None, 0
-            for chunk in client.completions.create(model=path.stem, prompt="T", max_tokens=length, stream=True,
+            for chunk in api.completions.create(model=path.stem, prompt="T", max_tokens=length, stream=True,
                                                    seed=k):
                 for choice in chunk.choices:
                     made += len(choice.text)
@@ -108,9 +131,11 @@ def main() -> None:
         batch = generate_rate(path, args.clients, args.length, args.threads)
         single = serve_rate(path, 1, args.length, args.threads)
         served = serve_rate(path, args.clients, args.length, args.threads)
+        raw = serve_rate(path, args.clients, args.length, args.threads, "raw")
     result = {"machine": cpu_name(), "cores": os.cpu_count(), "model": f"{args.model} H={args.hidden_size}",
               "clients": args.clients, "length": args.length, "generate_1": one, "generate_batch": batch,
-              "serve_1": single, "serve_clients": served}
+              "serve_1": single, "serve_clients": served,
+              "serve_clients_raw": raw}
     if args.json:
         print(json.dumps(result))
         return
@@ -123,6 +148,8 @@ def main() -> None:
     print(f"{f'charseq serve, {args.clients} streaming clients at once':44} {served['chars_per_s']:>10,.0f}   "
           f"(each {served['per_client_chars_per_s']:,.0f} chars/s, first character after "
           f"{served['first_char_ms']:.0f} ms)")
+    print(f"{f'  the same, clients reading with http.client':44} {raw['chars_per_s']:>10,.0f}   "
+          f"(each {raw['per_client_chars_per_s']:,.0f} chars/s, first character after {raw['first_char_ms']:.0f} ms)")
 
 
 if __name__ == "__main__":
