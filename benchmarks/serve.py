@@ -148,7 +148,7 @@ def main() -> None:
     print(f"{f'charseq serve, {args.clients} streaming clients at once':44} {served['chars_per_s']:>10,.0f}   "
           f"(each {served['per_client_chars_per_s']:,.0f} chars/s, first character after "
           f"{served['first_char_ms']:.0f} ms)")
-    print(f"{f'  the same, clients reading with http.client':44} {raw['chars_per_s']:>10,.0f}   "
+    print(f"{'  the same, clients reading with http.client':44} {raw['chars_per_s']:>10,.0f}   "
           f"(each {raw['per_client_chars_per_s']:,.0f} chars/s, first character after {raw['first_char_ms']:.0f} ms)")
 
 

@@ -157,7 +157,7 @@ def read_request(body: Any, served: ServedModel, limits: Limits, output_wake: An
         jobs.append(Job(served.vocab.encode(prompt).astype(np.intp), n, max_tokens,
                         registered.build(**sampler_options), rng, output, index * n,
                         stops + ((served.item_end,) if served.item_end is not None else ()),
-                        penalty, window, deadline, pool))
+                        penalty, window, deadline, pool, alone=seed is not None))
     return CompletionRequest(f"cmpl-{uuid.uuid4().hex[:24]}", int(time.time()), prompts, n, max_tokens, stream, echo,
                              include_usage, jobs, output)
 

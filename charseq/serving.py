@@ -12,7 +12,9 @@ the waiting side (a web server's coroutine, or a plain thread) takes from when w
 Rows are rows of the stepper's state, so a model whose stepper lets its ``state`` be
 assigned (the bundled ones) is batched across requests: new rows start at zeros, and the
 batch grows and shrinks by powers of two as requests come and go. A plugin model without
-that runs each job on a stepper of its own, still interleaved tick by tick.
+that runs each job on a stepper of its own, still interleaved tick by tick. So does a job
+that asks for a seed: a batch's arithmetic can differ in a float's last bit with its size,
+and alone its text is what `charseq generate --seed` prints, whatever else runs.
 """
 
 from __future__ import annotations
@@ -135,6 +137,9 @@ class Job:
     # Jobs with the same key (and no seed of their own) are sampled in one call from the
     # engine's generator; None: the job samples alone, with its own `rng`.
     pool: tuple[Any, ...] | None = None
+    # Run on a stepper of its own: a batch's arithmetic can differ in a float's last bit
+    # with its size, and a seeded request is to give the same text whatever else runs.
+    alone: bool = False
     # the engine's
     rows: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.intp))
     fed: int = 0
@@ -152,9 +157,10 @@ class Job:
 class _Group:
     """A stepper and the jobs whose sequences are its rows."""
 
-    def __init__(self, model: Model, size: int):
+    def __init__(self, model: Model, size: int, shared: bool = False):
         self.step = model.stepper(size)
         self.size = size
+        self.shared = shared  # rows of many jobs; else one job's alone
         self.ids = np.zeros(size, dtype=np.intp)
         self.jobs: list[Job] = []
         self.fresh: list[np.ndarray] = []  # rows to set to the zero state before the next step
@@ -283,14 +289,15 @@ class Engine:
                 job.output.finish(job.first_index + j, "length")
             job.output.notify()
             return
-        if not self.shared:
+        if not self.shared or job.alone:
             group = _Group(self.model, job.n)
             job.rows = np.arange(job.n)
             self.groups.append(group)
         else:
-            if not self.groups:
-                self.groups.append(_Group(self.model, _power_of_two(job.n)))
-            group = self.groups[0]
+            group = next((g for g in self.groups if g.shared), None)
+            if group is None:
+                group = _Group(self.model, _power_of_two(job.n), shared=True)
+                self.groups.append(group)
             if group.size - group.used < job.n:
                 group = self._resize(group, _power_of_two(group.used + job.n))
             taken = np.zeros(group.size, dtype=bool)
@@ -303,7 +310,7 @@ class Engine:
 
     def _resize(self, group: _Group, size: int) -> _Group:
         """A group of `size` rows holding the same sequences, packed from row 0."""
-        bigger = _Group(self.model, size)
+        bigger = _Group(self.model, size, shared=True)
         state = group.step.state  # type: ignore[attr-defined]  # (checked by batchable)
         self._zero(group, state)
         new_state = np.zeros(self.model.state_shape(size), dtype=state.dtype)
@@ -347,7 +354,7 @@ class Engine:
             group.jobs = kept
             if not kept:
                 self.groups.remove(group)
-            elif self.shared and group.size > 1 and group.used <= group.size // 4:
+            elif group.shared and group.size > 1 and group.used <= group.size // 4:
                 self._resize(group, _power_of_two(group.used))
         with self._cond:
             for job in list(self._waiting):

@@ -307,3 +307,23 @@ def test_a_client_that_goes_away_frees_its_rows(server):
             break
         time.sleep(0.1)
     assert health["running"] == 0
+
+
+def test_a_seeded_request_on_a_busy_server_prints_what_generate_with_the_seed_prints(server, alphabet_checkpoint):
+    """Sampling at a high temperature, so that the text depends on every draw."""
+    printed = run_cli("generate", alphabet_checkpoint, "--prime", "KQ", "--length", 300, "--temperature", 4,
+                      "--seed", 9, "--num-samples", 2, "--json").output.splitlines()
+    expected = [json.loads(line)["text"] for line in printed]
+
+    def busy(k: int) -> str:
+        return server.client().completions.create(model="alphabet", prompt="AB", max_tokens=1500, n=4,
+                                                  temperature=2).choices[0].text
+
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        others = [pool.submit(busy, k) for k in range(4)]
+        time.sleep(0.05)
+        seeded = server.client().completions.create(model="alphabet", prompt="KQ", max_tokens=300, n=2, seed=9,
+                                                    temperature=4)
+        assert all(len(other.result()) == 1500 for other in others)
+    assert [choice.text for choice in seeded.choices] == expected
+    assert expected[0] != expected[1]
