@@ -294,10 +294,11 @@ class Engine:
             job.rows = np.arange(job.n)
             self.groups.append(group)
         else:
-            group = next((g for g in self.groups if g.shared), None)
-            if group is None:
-                group = _Group(self.model, _power_of_two(job.n), shared=True)
-                self.groups.append(group)
+            shared = next((g for g in self.groups if g.shared), None)
+            if shared is None:
+                shared = _Group(self.model, _power_of_two(job.n), shared=True)
+                self.groups.append(shared)
+            group = shared
             if group.size - group.used < job.n:
                 group = self._resize(group, _power_of_two(group.used + job.n))
             taken = np.zeros(group.size, dtype=bool)
