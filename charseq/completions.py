@@ -34,7 +34,7 @@ _FIELDS = {"model", "prompt", "max_tokens", "temperature", "top_p", "n", "stop",
            "charseq", *_UNSUPPORTED, *_IGNORED}
 _CHARSEQ_FIELDS = {"sampler", "options", "repetition_penalty", "repetition_window", "skip_unknown"}
 MAX_STOPS = 4  # as OpenAI
-STREAM_INTERVAL = 0.02  # seconds: a stream's text is sent in pieces at most this often (50 a second)
+STREAM_INTERVAL = 0.05  # seconds: a stream's text is sent in pieces at most this often (20 a second)
 
 
 class BadRequest(Exception):
