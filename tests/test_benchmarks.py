@@ -58,3 +58,17 @@ def test_names_benchmark_runs_on_a_small_list(benchmarks_on_path, tmp_path):
 
     (row,) = json.loads(result.stdout)
     assert row["seed"] == 3 and row["epochs"] == 1 and row["val_loss"] > 0 and len(row["samples"]) == 20
+
+
+def test_serve_benchmark_runs_with_a_few_clients():
+    for module in ("starlette", "uvicorn", "openai"):
+        pytest.importorskip(module)
+    import json
+
+    result = subprocess.run([sys.executable, str(BENCHMARKS / "serve.py"), "--clients", "3", "--length", "40",
+                             "--model", "rnn", "--hidden-size", "16", "--repeat", "1", "--json"],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    row = json.loads(result.stdout)
+    assert row["clients"] == 3 and row["generate_1"] > 0 and row["serve_clients"]["chars_per_s"] > 0
+    assert row["serve_clients_raw"]["chars_per_s"] > 0
