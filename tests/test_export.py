@@ -271,3 +271,14 @@ def test_a_plugin_model_without_onnx_graph_is_refused_and_the_guides_method_expo
     session = ort.InferenceSession(str(tmp_path / "b.onnx"))
     assert session.get_inputs()[1].shape == ["batch", 0]
     _assert_runs_as_charseq(charseq.load(tmp_path / "b.npz").model, session, length=50)
+
+
+def test_the_readme_shows_the_greedy_loop_the_tests_run():
+    readme = ROOT / "README.md"
+    if not readme.is_file():
+        pytest.skip("needs the source checkout")
+    blocks = [b for b in re.findall(r"```python\n(.*?)```", readme.read_text(), re.S) if "onnxruntime" in b]
+    assert len(blocks) == 1
+    script = GREEDY.read_text()
+    code = script[script.index('"""', 3) + 3:].lstrip("\n")  # without its docstring
+    assert blocks[0] == code

@@ -5,6 +5,7 @@ stood in for by small ones, so that the whole README trains in about a minute)."
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -41,9 +42,32 @@ def readme_commands() -> list[str]:
                 if not line.startswith("$ "):
                     continue
                 line = line[2:]
-            if line.startswith("charseq ") and "_COMPLETE" not in line:
+            if line.startswith("charseq ") and "_COMPLETE" not in line or line.startswith("curl -s") and \
+                    "localhost:8000" in line:
                 commands.append(line)
     return commands
+
+
+def _installed(*modules: str) -> bool:
+    import importlib.util
+
+    return all(importlib.util.find_spec(module) is not None for module in modules)
+
+
+def _serve(command: str, cwd: Path, env: dict[str, str]) -> tuple[subprocess.Popen, str]:
+    """Start the README's `charseq serve` on a free port; the process and its host:port."""
+    import re
+    import select
+
+    command = command.split(" #")[0]  # its comment, which would swallow the port
+    proc = subprocess.Popen(["bash", "-c", f"exec {command} --port 0"], cwd=cwd, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    ready, _, _ = select.select([proc.stdout], [], [], 60)
+    found = re.search(r"http://(\S+?)/ ", proc.stdout.readline() if ready else "")
+    if found is None:
+        proc.kill()
+        raise AssertionError(f"{command}: no address printed\n{proc.stderr.read()}")
+    return proc, found.group(1)
 
 
 def test_the_readme_has_the_examples_this_test_runs():
@@ -62,12 +86,31 @@ def test_every_readme_command_runs_as_written_in_a_fresh_directory(tmp_path):
         plots = True
     except ImportError:
         plots = False
-    for command in readme_commands():
-        if "charseq plot" in command and not plots:
-            continue
-        result = subprocess.run(["bash", "-c", command + " --threads 1" * _takes_threads(command)], cwd=tmp_path,
-                                env=env, capture_output=True, text=True, timeout=300)
-        assert result.returncode == 0, f"{command}\n{result.stdout[-2000:]}\n{result.stderr[-2000:]}"
+    serving, exporting = _installed("starlette", "uvicorn"), _installed("onnx")
+    server: subprocess.Popen | None = None
+    try:
+        for command in readme_commands():
+            if "charseq plot" in command and not plots or "charseq export" in command and not exporting:
+                continue
+            if command.startswith("charseq serve"):  # in the background, for the curl lines that follow
+                if serving:
+                    server, address = _serve(command, tmp_path, env)
+                continue
+            if command.startswith("curl"):
+                if server is None:
+                    continue
+                command = command.replace("localhost:8000", address)
+            result = subprocess.run(["bash", "-c", command + " --threads 1" * _takes_threads(command)],
+                                    cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+            assert result.returncode == 0, f"{command}\n{result.stdout[-2000:]}\n{result.stderr[-2000:]}"
+            if command.startswith("curl"):
+                assert result.stdout.startswith(("{", "data: {")) and '"error"' not in result.stdout, result.stdout
+    finally:
+        if server is not None:
+            server.send_signal(signal.SIGINT)
+            _, err = server.communicate(timeout=30)
+            assert server.returncode == 0, err
+    assert not serving or server is not None, "the README has no charseq serve command"
 
 
 def _takes_threads(command: str) -> bool:

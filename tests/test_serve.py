@@ -4,6 +4,7 @@ many clients at once, and Ctrl-C. Skipped without the serve extra and the openai
 
 from __future__ import annotations
 
+import ast
 import concurrent.futures
 import json
 import os
@@ -327,3 +328,32 @@ def test_a_seeded_request_on_a_busy_server_prints_what_generate_with_the_seed_pr
         assert all(len(other.result()) == 1500 for other in others)
     assert [choice.text for choice in seeded.choices] == expected
     assert expected[0] != expected[1]
+
+
+def test_with_a_key_it_listens_on_every_address(alphabet_checkpoint):
+    running = Server(alphabet_checkpoint, "--host", "0.0.0.0", "--api-key", "k3y")
+    try:
+        assert running.url.startswith("http://0.0.0.0:")
+        local = running.url.replace("0.0.0.0", "127.0.0.1")
+        assert get(f"{local}/v1/models")[0] == 401
+        assert get(f"{local}/v1/models", {"Authorization": "Bearer k3y"})[0] == 200
+    finally:
+        assert running.stop()[0] == 0
+
+
+def test_the_readme_client_example_runs(names_checkpoint):
+    readme = Path(__file__).resolve().parents[1] / "README.md"
+    if not readme.is_file():
+        pytest.skip("needs the source checkout")
+    [block] = [b for b in re.findall(r"```python\n(.*?)```", readme.read_text(), re.S) if "from openai" in b]
+    running = Server(names_checkpoint)
+    try:
+        code = block.replace("127.0.0.1:8000", running.url.removeprefix("http://"))
+        result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+        assert result.returncode == 0, result.stderr
+        first, second, _ = result.stdout.split("\n")  # five names, then a streamed one (it may be empty)
+        names = ast.literal_eval(first)
+        assert len(names) == 5 and all(isinstance(name, str) and "\n" not in name for name in names)
+        assert "\n" not in second
+    finally:
+        assert running.stop()[0] == 0
