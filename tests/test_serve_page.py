@@ -4,21 +4,27 @@ it streams. Skipped where no Chromium or no Playwright is installed; CI installs
 
 from __future__ import annotations
 
+import os
 import shutil
 from urllib.parse import urlparse
 
 import pytest
 
-pytest.importorskip("starlette")
-pytest.importorskip("uvicorn")
-pytest.importorskip("openai")  # test_serve's Server needs it
-sync_api = pytest.importorskip("playwright.sync_api")
+# CI sets CHARSEQ_REQUIRE_BROWSER, where a missing browser is a failure, not a skip.
+REQUIRED = bool(os.environ.get("CHARSEQ_REQUIRE_BROWSER"))
+if not REQUIRED:
+    pytest.importorskip("starlette")
+    pytest.importorskip("uvicorn")
+    pytest.importorskip("openai")  # test_serve's Server needs it
+    pytest.importorskip("playwright.sync_api")
+from playwright import sync_api  # noqa: E402
 
 from test_serve import Server  # noqa: E402
 
 CHROMIUM = next((path for path in (shutil.which("chromium"), shutil.which("chromium-browser"),
                                    shutil.which("google-chrome")) if path), None)
-pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="no Chromium installed (apt-get install chromium)")
+pytestmark = pytest.mark.skipif(CHROMIUM is None and not REQUIRED,
+                                reason="no Chromium installed (apt-get install chromium)")
 # As root in a container, without a sandbox; and no calls home, which a closed network refuses.
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
         "--disable-component-update", "--disable-sync"]
@@ -26,6 +32,8 @@ ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--
 
 @pytest.fixture(scope="module")
 def browser():
+    if CHROMIUM is None:
+        pytest.fail("CHARSEQ_REQUIRE_BROWSER is set and no Chromium is installed")
     with sync_api.sync_playwright() as playwright:
         launched = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
         yield launched
