@@ -8,13 +8,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import click
-
 from charseq import hookimpl
 
 
 @hookimpl
 def register_commands(cli):
+    import click  # here, not at import: loading the plugins must not load the CLI's packages
+
     @cli.command()
     @click.argument("checkpoint_path", metavar="CHECKPOINT", type=click.Path(path_type=Path))
     @click.option("--format", "format_", type=click.Choice(["onnx"]), default="onnx", show_default=True,

@@ -10,8 +10,6 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import click
-
 import charseq
 from charseq import hookimpl
 from charseq.errors import CharseqError, UsageError
@@ -22,6 +20,8 @@ INSTALL_HINT = "charseq serve needs the serve extra: pip install 'charseq[serve]
 
 @hookimpl
 def register_commands(cli):
+    import click  # here, not at import: loading the plugins must not load the CLI's packages
+
     from charseq.cli import _blas_threads, say, threads_option
 
     @cli.command()
