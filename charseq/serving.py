@@ -257,7 +257,13 @@ class Engine:
                     self._cond.wait()
                 if self._stopping is not None:
                     break
-            self.advance()
+            try:
+                self.advance()
+            except Exception as exc:  # a fault of the engine's own: end what runs, keep serving
+                error = JobFailed("internal", f"the engine failed: {type(exc).__name__}: {exc}")
+                for job in [job for group in self.groups for job in group.jobs]:
+                    job.output.fail(error)
+                self.groups = []
         error = JobFailed("shutdown", self._stopping)
         for job in [job for group in self.groups for job in group.jobs] + list(self._waiting):
             job.output.fail(error)

@@ -362,3 +362,24 @@ def test_requests_without_a_seed_are_sampled_in_one_call():
     texts = results(engine, *reqs)
     assert calls == [6] * 20
     assert len({t for texts_of in texts for t in texts_of}) == 6  # six different samples
+
+
+def test_a_fault_inside_the_engine_fails_the_running_requests_and_the_engine_goes_on(monkeypatch):
+    model = random_model()
+    engine = Engine(model, VOCAB)
+    broken = request({"prompt": "abc", "max_tokens": 30})
+    original = Engine._tick
+    monkeypatch.setattr(Engine, "_tick", lambda self: (_ for _ in ()).throw(RuntimeError("boom")))
+    engine.start()
+    try:
+        engine.submit(broken.jobs)
+        with pytest.raises(JobFailed, match="the engine failed: RuntimeError: boom") as failed:
+            collect(broken.output, 1, 10)
+        assert failed.value.status == 500
+        monkeypatch.setattr(Engine, "_tick", original)
+        later = request({"prompt": "abc", "max_tokens": 30, "temperature": 0})
+        engine.submit(later.jobs)
+        assert [c.text for c in collect(later.output, 1, 10)] == [greedy(model, "abc", 30)]
+    finally:
+        engine.stop()
+        engine.join(10)
