@@ -59,8 +59,9 @@ class Temperature:
         return logits
 
     def _probabilities(self, logits: np.ndarray) -> np.ndarray:
-        scaled = np.asarray(logits, dtype=np.float64) / self.temperature
-        scaled -= scaled.max(axis=1, keepdims=True)
+        scaled = np.asarray(logits, dtype=np.float64)
+        scaled = scaled - scaled.max(axis=1, keepdims=True)
+        scaled /= self.temperature  # after the shift: at a tiny temperature the most likely stay 0, not inf - inf
         probs = np.exp(scaled)
         probs /= probs.sum(axis=1, keepdims=True)
         return probs

@@ -85,3 +85,17 @@ def test_seeded_draws_are_reproducible(make):
 def test_bad_parameters_are_usage_errors(make, message):
     with pytest.raises(UsageError, match=message):
         make()
+
+
+@pytest.mark.parametrize("spec", ["temperature", "top-k:k=5", "top-p:p=0.5", "min-p:p=0.1"])
+@pytest.mark.parametrize("temperature", [1e-3, 1e-30, 1e-300, 5e-324])
+def test_every_sampler_is_argmax_as_the_temperature_nears_zero(spec, temperature):
+    from charseq.registry import get_registry, parse_options, parse_spec
+
+    name, arg = parse_spec(spec)
+    registered = get_registry().get("sampler", name)
+    sampler = registered.build(**parse_options(arg, registered), temperature=temperature)
+    logits = np.random.default_rng(0).normal(size=(64, 30)).astype(np.float32) * 3
+    with np.errstate(over="raise", invalid="raise"):  # no overflow, no inf - inf on the way (underflow is fine)
+        ids = sampler(logits, np.random.default_rng(1))
+    np.testing.assert_array_equal(ids, logits.argmax(axis=1))
