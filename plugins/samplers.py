@@ -61,7 +61,8 @@ class Temperature:
     def _probabilities(self, logits: np.ndarray) -> np.ndarray:
         scaled = np.asarray(logits, dtype=np.float64)
         scaled = scaled - scaled.max(axis=1, keepdims=True)
-        scaled /= self.temperature  # after the shift: at a tiny temperature the most likely stay 0, not inf - inf
+        with np.errstate(over="ignore"):  # after the shift: at a tiny temperature the others go to -inf, the
+            scaled /= self.temperature    # most likely stay at 0 (before the shift it was inf - inf)
         probs = np.exp(scaled)
         probs /= probs.sum(axis=1, keepdims=True)
         return probs
