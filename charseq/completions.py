@@ -27,11 +27,11 @@ from charseq.vocab import Vocabulary, show_characters
 
 DEFAULT_MAX_TOKENS = 256  # OpenAI's default is 16 tokens; a character is much less than a token
 # OpenAI fields that have no meaning here, and the value that asks for nothing of them.
-_UNSUPPORTED = {"logprobs": (None, 0), "suffix": (None, ""), "logit_bias": (None,), "best_of": (None, 1),
-                "presence_penalty": (None, 0), "frequency_penalty": (None, 0)}
-_IGNORED = ("user", "stream_options")  # stream_options is read below; user is for the caller's records
+_UNSUPPORTED = {"logprobs": (0,), "suffix": ("",), "logit_bias": (), "best_of": (1,), "presence_penalty": (0,),
+                "frequency_penalty": (0,)}
+_IGNORED = ("user",)  # for the caller's own records
 _FIELDS = {"model", "prompt", "max_tokens", "temperature", "top_p", "n", "stop", "seed", "stream", "echo",
-           "charseq", *_UNSUPPORTED, *_IGNORED}
+           "stream_options", "charseq", *_UNSUPPORTED, *_IGNORED}
 _CHARSEQ_FIELDS = {"sampler", "options", "repetition_penalty", "repetition_window", "skip_unknown"}
 MAX_STOPS = 4  # as OpenAI
 STREAM_INTERVAL = 0.05  # seconds: a stream's text is sent in pieces at most this often (20 a second)
@@ -90,22 +90,26 @@ class CompletionRequest:
         return self.prompts[index // self.n]
 
 
-def read_request(body: Any, served: ServedModel, limits: Limits, output_wake: Any = None) -> CompletionRequest:
-    """The body of POST /v1/completions as jobs for the engine; BadRequest names what is wrong."""
+def read_request(body: Any, served: ServedModel, limits: Limits, output_wake: Any = None,
+                 arrived: float | None = None) -> CompletionRequest:
+    """The body of POST /v1/completions as jobs for the engine; BadRequest names what is wrong.
+    `arrived` (time.monotonic()) starts the time limit: waiting for the body counts."""
     if not isinstance(body, dict):
         raise BadRequest("the request body must be a JSON object")
     unknown = sorted(set(body) - _FIELDS)
     if unknown:
         raise BadRequest(f"unrecognized request argument supplied: {', '.join(unknown)}", unknown[0])
     for name, allowed in _UNSUPPORTED.items():
-        if name in body and body[name] not in allowed and body[name] != {}:
+        value = body.get(name)
+        asks_nothing = value is None or not isinstance(value, bool) and (value in allowed or value == {})
+        if not asks_nothing:
             hint = "; charseq.repetition_penalty is charseq's" if name.endswith("_penalty") else ""
             raise BadRequest(f"{name} is not supported by a character model{hint}", name)
     model = body.get("model")
     if model is not None and model != served.id:
         raise BadRequest(f"the model {model!r} does not exist; this server has {served.id!r}", "model", 404,
                          "model_not_found")
-    extra = body.get("charseq") or {}
+    extra = {} if body.get("charseq") is None else body["charseq"]
     if not isinstance(extra, dict):
         raise BadRequest("charseq must be an object, such as {\"sampler\": \"top-k:k=20\"}", "charseq")
     unknown = sorted(set(extra) - _CHARSEQ_FIELDS)
@@ -118,15 +122,17 @@ def read_request(body: Any, served: ServedModel, limits: Limits, output_wake: An
     if len(prompts) * n > limits.max_choices:
         raise BadRequest(f"{len(prompts)} prompts times n={n} make {len(prompts) * n} choices; this server allows "
                          f"at most {limits.max_choices} per request", "n")
-    max_tokens = _integer(body, "max_tokens", DEFAULT_MAX_TOKENS, 0, limits.max_tokens)
+    max_tokens = _integer(body, "max_tokens", min(DEFAULT_MAX_TOKENS, limits.max_tokens), 0, limits.max_tokens)
     stops = _stops(body.get("stop"))
     seed = body.get("seed")
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
         raise BadRequest(f"seed must be a whole number of 0 or more, got {seed!r}", "seed")
     stream = bool(_flag(body, "stream", "stream"))
     echo = bool(_flag(body, "echo", "echo"))
-    options = body.get("stream_options") or {}
-    include_usage = bool(isinstance(options, dict) and options.get("include_usage"))
+    options = {} if body.get("stream_options") is None else body["stream_options"]
+    if not isinstance(options, dict) or set(options) - {"include_usage"}:
+        raise BadRequest("stream_options must be an object such as {\"include_usage\": true}", "stream_options")
+    include_usage = _flag(options, "include_usage", "stream_options.include_usage")
     penalty = _number(extra, "repetition_penalty", 1.0, "charseq.repetition_penalty")
     if not 0 < penalty <= 1e6:
         raise BadRequest(f"repetition_penalty must be above 0 and at most 1e6, got {penalty:g}",
@@ -148,7 +154,7 @@ def read_request(body: Any, served: ServedModel, limits: Limits, output_wake: An
     # the engine samples all of them in one call.
     pool = None if seed is not None or penalty != 1.0 else (sampler_name, json.dumps(sampler_options,
                                                                                        sort_keys=True, default=str))
-    deadline = time.monotonic() + limits.timeout
+    deadline = (time.monotonic() if arrived is None else arrived) + limits.timeout
     jobs = []
     for index, prompt in enumerate(prompts):
         if served.item_end is not None:
@@ -199,6 +205,9 @@ def _sampler(body: dict[str, Any], extra: dict[str, Any], registry: Registry) ->
     if not 0 < top_p <= 1:
         raise BadRequest(f"top_p must be above 0 and at most 1, got {top_p:g}", "top_p")
     spec = extra.get("sampler")
+    if spec is None and extra.get("options") is not None:
+        raise BadRequest("charseq.options are a sampler's options: name the sampler in charseq.sampler",
+                         "charseq.options")
     if spec is None:
         if temperature == 0:
             return "argmax", {}
@@ -296,7 +305,7 @@ def chunk_body(request: CompletionRequest, model_id: str, choices: list[dict[str
 
 
 def usage(request: CompletionRequest, completion_characters: int) -> dict[str, int]:
-    prompt = sum(len(p) for p in request.prompts) * request.n
+    prompt = sum(len(p) for p in request.prompts)  # as OpenAI: once, whatever n
     return {"prompt_tokens": prompt, "completion_tokens": completion_characters,
             "total_tokens": prompt + completion_characters}
 

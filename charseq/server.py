@@ -14,6 +14,7 @@ import hmac
 import ipaddress
 import json
 import socket
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from importlib import resources
@@ -21,7 +22,7 @@ from typing import Any
 
 from starlette.applications import Starlette
 from starlette.requests import ClientDisconnect, Request
-from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
 from charseq.completions import (BadRequest, CompletionRequest, Limits, ServedModel, chunk_body, completion_body,
@@ -50,9 +51,13 @@ class Service:
     limits: Limits
     api_key: str | None = None
     max_body: int = MAX_BODY_BYTES
+    # Without a key, only requests addressed to this machine by a loopback name or address
+    # are answered: a web page elsewhere cannot reach the model through DNS rebinding.
+    loopback_only: bool = True
+    stopping: bool = False  # set on the first Ctrl-C or SIGTERM: requests still arriving are turned away
 
 
-def create_app(service: Service) -> Starlette:
+def create_app(service: Service) -> Any:
     """The ASGI app; the caller starts and stops the engine."""
     page = {path: (resources.files("charseq").joinpath("web").joinpath(name).read_bytes(), kind)
             for path, (name, kind) in _PAGE_FILES.items()}
@@ -62,8 +67,9 @@ def create_app(service: Service) -> Starlette:
         return Response(body, media_type=kind, headers={**SECURITY_HEADERS, "Cache-Control": "no-cache"})
 
     async def healthz(request: Request) -> Response:
-        return _json({"status": "ok", "model": service.served.id, "auth": service.api_key is not None,
-                      **describe(service.engine)})
+        alive = service.engine.alive
+        return _json({"status": "ok" if alive else "failed", "model": service.served.id,
+                      "auth": service.api_key is not None, **describe(service.engine)}, 200 if alive else 503)
 
     async def models(request: Request) -> Response:
         if (refused := _refused(request, service)) is not None:
@@ -90,9 +96,13 @@ def create_app(service: Service) -> Starlette:
             except RuntimeError:  # the loop has closed: nobody is waiting
                 pass
 
+        arrived = time.monotonic()
         try:
-            body = await _read_json(request, service.max_body)
-            completion = read_request(body, service.served, service.limits, wake)
+            if request.headers.get("content-type", "").split(";")[0].strip().lower() != "application/json":
+                raise BadRequest("the request body must be JSON, sent with 'Content-Type: application/json'", None,
+                                 415)
+            body = await _read_json(request, service, arrived + service.limits.timeout)
+            completion = read_request(body, service.served, service.limits, wake, arrived)
             service.engine.submit(completion.jobs)
         except BadRequest as exc:
             return _error(exc)
@@ -125,6 +135,10 @@ def create_app(service: Service) -> Starlette:
                    f"{request.url.path} does not take {request.method}")
         return _error(BadRequest(message, None, status, "unknown_url" if status == 404 else None))
 
+    async def failed(request: Request, exc: Exception) -> Response:
+        """A fault of the server's own: still an error in OpenAI's shape (the server logs it)."""
+        return _error(BadRequest(f"the server failed: {type(exc).__name__}", None, 500))
+
     routes = [Route(path, static) for path in _PAGE_FILES] + [
         Route("/healthz", healthz),
         Route("/v1/models", models),
@@ -132,7 +146,28 @@ def create_app(service: Service) -> Starlette:
         Route("/v1/completions", completions, methods=["POST"]),
         Route("/v1/chat/completions", chat, methods=["POST"]),
     ]
-    return Starlette(routes=routes, exception_handlers={404: not_found, 405: not_found})
+    app = Starlette(routes=routes, exception_handlers={404: not_found, 405: not_found, Exception: failed})
+    app.router.redirect_slashes = False  # /v1/completions/ is a 404 in JSON, not a redirect
+    return _AddressedHere(app, service) if service.loopback_only else app
+
+
+class _AddressedHere:
+    """Answers only requests whose Host is a loopback name or address (403 otherwise)."""
+
+    def __init__(self, app: Any, service: Service):
+        self.app, self.service = app, service
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            host = dict(scope["headers"]).get(b"host", b"").decode("latin-1")
+            name = host.rsplit(":", 1)[0] if host.count(":") == 1 or host.startswith("[") else host
+            if not is_loopback(name.strip("[]")):
+                response = _error(BadRequest(f"this server answers requests addressed to this machine (localhost, "
+                                             f"127.0.0.1), not to {host!r}; a server for other machines needs an "
+                                             "API key", None, 403))
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
 
 
 async def _taken(completion: CompletionRequest, ready: asyncio.Event, request: Request | None = None,
@@ -191,7 +226,7 @@ def _choice(index: int, text: str, finish_reason: str | None) -> dict[str, Any]:
 
 
 def _event(body: dict[str, Any]) -> str:
-    return f"data: {json.dumps(body, ensure_ascii=False)}\n\n"
+    return f"data: {json.dumps(body, ensure_ascii=True)}\n\n"  # ASCII: no raw line separators (U+2028) in a line
 
 
 def _model_entry(served: ServedModel) -> dict[str, Any]:
@@ -210,26 +245,46 @@ def _refused(request: Request, service: Service) -> Response | None:
     return _error(BadRequest(message, None, 401, "invalid_api_key"), {"WWW-Authenticate": "Bearer"})
 
 
-async def _read_json(request: Request, limit: int) -> Any:
-    """The body as JSON, refused (413) past `limit` bytes before it is all read."""
+async def _read_json(request: Request, service: Service, deadline: float) -> Any:
+    """The body as JSON: refused (413) past the size limit before it is all read, and (408)
+    when it has not all arrived by `deadline`, or (503) when the server stops meanwhile."""
+    limit = service.max_body
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise BadRequest(f"the request body has {int(declared):,} bytes; this server takes at most {limit:,}", None,
                          413)
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise BadRequest(f"the request body is over {limit:,} bytes, the most this server takes", None, 413)
-        chunks.append(chunk)
+
+    async def body() -> bytes:
+        chunks, size = [], 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise BadRequest(f"the request body is over {limit:,} bytes, the most this server takes", None, 413)
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    reading = asyncio.ensure_future(body())
     try:
-        return json.loads(b"".join(chunks))
+        while not reading.done():
+            await asyncio.wait({reading}, timeout=0.25)
+            if service.stopping and not reading.done():
+                raise JobFailed("shutdown", "the server is shutting down")
+            if time.monotonic() > deadline and not reading.done():
+                raise BadRequest("the request body did not arrive within the server's time limit", None, 408)
+    finally:
+        if not reading.done():
+            reading.cancel()
+    try:
+        return json.loads(reading.result())
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise BadRequest(f"the request body is not JSON: {exc}") from None
+    except RecursionError:
+        raise BadRequest("the request body is JSON nested too deeply") from None
 
 
 def _json(body: dict[str, Any], status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    return JSONResponse(body, status, headers)
+    """JSON in ASCII: a lone surrogate from a request, quoted back in a message, stays valid."""
+    return Response(json.dumps(body, ensure_ascii=True), status, headers, media_type="application/json")
 
 
 def _error(exc: BadRequest, headers: dict[str, str] | None = None) -> Response:
@@ -272,8 +327,12 @@ def run(service: Service, sock: socket.socket, access_log: bool = False) -> None
 
     class _Server(uvicorn.Server):
         def handle_exit(self, sig: int, frame: Any) -> None:
+            service.stopping = True
             engine.stop()
             super().handle_exit(sig, frame)
+            # uvicorn raises the signal again once it has stopped; SIGTERM would then kill the
+            # process (exit 143) rather than let it say it stopped and exit 0.
+            self._captured_signals.clear()
 
     config = uvicorn.Config(create_app(service), log_level="warning", access_log=access_log, lifespan="off",
                             timeout_graceful_shutdown=5)

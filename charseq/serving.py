@@ -228,6 +228,11 @@ class Engine:
             self._thread.join(timeout)
 
     @property
+    def alive(self) -> bool:
+        """Whether its thread runs (or it was never started: a test drives it)."""
+        return self._thread is None or self._thread.is_alive()
+
+    @property
     def running(self) -> int:
         return sum(group.used for group in self.groups)
 
@@ -259,7 +264,7 @@ class Engine:
                     break
             try:
                 self.advance()
-            except Exception as exc:  # a fault of the engine's own: end what runs, keep serving
+            except BaseException as exc:  # a fault of the engine's own, or a plugin's SystemExit: keep serving
                 error = JobFailed("internal", f"the engine failed: {type(exc).__name__}: {exc}")
                 for job in [job for group in self.groups for job in group.jobs]:
                     job.output.fail(error)
@@ -382,7 +387,7 @@ class Engine:
                 logits = group.step(group.ids)
                 if np.shape(logits) != (group.size, len(self.vocab)):
                     raise ValueError(f"the stepper returned logits of shape {np.shape(logits)}")
-            except Exception as exc:  # a plugin model's fault: its requests fail, the server goes on
+            except BaseException as exc:  # a plugin model's fault: its requests fail, the server goes on
                 for job in group.jobs:
                     job.output.fail(JobFailed("internal", f"the model failed: {exc}"))
                     job.live[:] = False
@@ -413,7 +418,7 @@ class Engine:
             if job.penalty is not None:  # (a job with a penalty samples alone)
                 logits = job.penalty.apply(logits)
             ids = checked_ids(sampler(logits, rng), len(logits), len(self.vocab))
-        except Exception as exc:
+        except BaseException as exc:  # SystemExit too: this thread is the server's, not a plugin's to end
             reason = str(exc) if isinstance(exc, SamplerError) else f"{type(exc).__name__}: {exc}"
             for job in jobs:
                 job.output.fail(JobFailed("internal", f"the sampler failed: {reason}"))

@@ -7,6 +7,8 @@ charseq.serving (requests decoded together).
 
 from __future__ import annotations
 
+import math
+import re
 import sys
 from pathlib import Path
 
@@ -15,6 +17,7 @@ from charseq import hookimpl
 from charseq.errors import CharseqError, UsageError
 
 API_KEY_VARIABLE = "CHARSEQ_API_KEY"
+API_KEY = re.compile(r"[A-Za-z0-9._~+/-]+=*")  # RFC 6750's b64token: what a bearer header carries
 INSTALL_HINT = "charseq serve needs the serve extra: pip install 'charseq[serve]'"
 
 
@@ -44,7 +47,7 @@ def register_commands(cli):
     @click.option("--timeout", type=click.FloatRange(min=0.1), default=120.0, show_default=True,
                   help="Seconds a request may take, waiting included.")
     @click.option("--max-batch", type=click.IntRange(min=1), default=256, show_default=True,
-                  help="Sequences decoded together; more wait their turn.")
+                  help="Sequences decoded together; more wait their turn (a request with more runs alone).")
     @click.option("--access-log", is_flag=True, help="Print a line per request.")
     @threads_option
     def serve(checkpoint_path, host, port, api_key, model_id, max_tokens, max_n, max_prompt, max_body, timeout,
@@ -75,13 +78,22 @@ def register_commands(cli):
         if api_key is not None and not api_key.strip():
             raise UsageError(f"the API key is empty; give one with --api-key or {API_KEY_VARIABLE}, or leave both "
                              "unset on loopback")
+        if api_key is not None and not API_KEY.fullmatch(api_key):
+            raise UsageError("the API key must be letters, digits and - . _ ~ + / = only (a bearer token: no spaces, "
+                             "nothing a client could not send in a header)")
+        if not math.isfinite(timeout):
+            raise UsageError(f"--timeout must be a number of seconds, got {timeout}")
         if not server.is_loopback(host) and api_key is None:
             raise UsageError(f"--host {host} lets other machines reach the model: set an API key with --api-key or "
                              f"{API_KEY_VARIABLE} (or keep the default --host 127.0.0.1)")
         saved = charseq.load(checkpoint_path)
         limits = Limits(max_tokens=max_tokens, max_choices=max_n, max_prompt=max_prompt, timeout=timeout)
-        engine = Engine(saved.model, saved.vocab, max_batch=max(max_batch, max_n))
-        served = served_model(saved, model_id or Path(checkpoint_path).stem, get_registry(), limits, engine.shared,
+        model_id = Path(checkpoint_path).stem if model_id is None else model_id
+        if not model_id or not model_id.isprintable() or model_id != model_id.strip():
+            raise UsageError(f"the model's id {model_id!r} must be printable text without spaces at its ends; "
+                             "give one with --name")
+        engine = Engine(saved.model, saved.vocab, max_batch=max_batch)
+        served = served_model(saved, model_id, get_registry(), limits, engine.shared,
                               int(Path(checkpoint_path).stat().st_mtime))
         try:
             sock = server.listen(host, port)
@@ -92,7 +104,7 @@ def register_commands(cli):
         say(f"charseq: serving {served.id} ({saved.model.name}, {len(saved.vocab)} symbols) at "
             f"http://{shown_host}:{bound[1]}/ (API: /v1; Ctrl-C stops)")
         sys.stdout.flush()
-        service = server.Service(served, engine, limits, api_key, max_body)
+        service = server.Service(served, engine, limits, api_key, max_body, loopback_only=api_key is None)
         try:
             with _blas_threads(threads):
                 server.run(service, sock, access_log)

@@ -357,3 +357,125 @@ def test_the_readme_client_example_runs(names_checkpoint):
         assert "\n" not in second
     finally:
         assert running.stop()[0] == 0
+
+
+# A request whose body is to be 100 bytes long.
+HEAD = (b"POST /v1/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
+        b"Content-Type: application/json\r\nContent-Length: 100\r\n\r\n")
+
+
+def raw_request(url: str, data: bytes) -> tuple[int, dict]:
+    """Bytes over a plain socket (headers and body as given); the status and JSON answer."""
+    import socket
+
+    host, port = url.removeprefix("http://").rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=30) as sock:
+        sock.sendall(data)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    return int(head.split()[1]), json.loads(body)
+
+
+@pytest.mark.parametrize("body,headers,status,words", [
+    (b'{"prompt": "A", "\\ud800": 1}', {}, 400, "unrecognized request argument supplied: \ud800"),
+    (b'{"prompt": "A", "charseq": {"\\udc80": 1}}', {}, 400, "charseq has no field"),
+    (b"[" * 4000, {}, 400, "nested too deeply"),  # under the 4 KB limit, past Python's recursion limit
+    (b'{"prompt": "A"}', {"Content-Type": "text/plain"}, 415, "Content-Type: application/json"),
+])
+def test_odd_bodies_get_json_errors(server, body, headers, status, words):
+    got, answer = post(f"{server.url}/v1/completions", body, headers)
+    assert (got, words in answer["error"]["message"]) == (status, True), answer
+
+
+def test_a_trailing_slash_is_a_json_404_not_a_redirect(server):
+    status, answer = post(f"{server.url}/v1/completions/", {"prompt": "A"})
+    assert status == 404 and "no route" in answer["error"]["message"]
+
+
+def test_without_a_key_only_requests_addressed_to_this_machine_are_answered(server, alphabet_checkpoint):
+    for host in ("evil.example", "evil.example:80", "10.0.0.1"):
+        status, answer = get(f"{server.url}/v1/models", {"Host": host})
+        assert status == 403 and "API key" in answer["error"]["message"]
+    for host in ("localhost:1234", "127.0.0.1", "[::1]:80"):
+        assert get(f"{server.url}/v1/models", {"Host": host})[0] == 200
+    keyed = Server(alphabet_checkpoint, "--api-key", "k")
+    try:  # a server with a key may sit behind any name
+        assert get(f"{keyed.url}/v1/models", {"Host": "models.example", "Authorization": "Bearer k"})[0] == 200
+    finally:
+        assert keyed.stop()[0] == 0
+
+
+def test_a_body_that_never_finishes_arriving_is_a_408(alphabet_checkpoint):
+    running = Server(alphabet_checkpoint, "--timeout", 1)
+    try:
+        started = time.perf_counter()
+        status, answer = raw_request(running.url, HEAD + b'{"prompt": "A",')
+        assert status == 408 and "did not arrive" in answer["error"]["message"]
+        assert time.perf_counter() - started < 5
+    finally:
+        assert running.stop()[0] == 0
+
+
+def test_sigterm_and_ctrl_c_while_a_body_arrives_stop_cleanly_with_exit_0(alphabet_checkpoint):
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        running = Server(alphabet_checkpoint)
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            answer = pool.submit(raw_request, running.url, HEAD + b"{")
+            time.sleep(0.5)
+            started = time.perf_counter()
+            running.proc.send_signal(sig)
+            _, err = running.proc.communicate(timeout=20)
+            assert answer.result()[0] == 503
+        assert running.proc.returncode == 0, err
+        assert time.perf_counter() - started < 3
+        assert "Traceback" not in err and "server stopped" in err
+
+
+@pytest.mark.parametrize("args,words", [
+    (["--timeout", "nan"], "--timeout must be a number of seconds"),
+    (["--name", ""], "give one with --name"),
+    (["--name", " a"], "give one with --name"),
+    (["--api-key", "has space"], "the API key must be letters, digits"),
+    (["--api-key", "clé"], "the API key must be letters, digits"),
+])
+def test_bad_serve_options_are_one_line(alphabet_checkpoint, args, words):
+    result = subprocess.run([sys.executable, "-m", "charseq", "serve", alphabet_checkpoint, *args], text=True,
+                            capture_output=True, timeout=60)
+    assert result.returncode == 2
+    assert words in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_a_file_name_that_is_not_text_needs_a_name(alphabet_checkpoint, tmp_path):
+    odd = tmp_path / os.fsdecode(b"caf\xe9.npz")
+    odd.write_bytes(alphabet_checkpoint.read_bytes())
+    result = subprocess.run([sys.executable, "-m", "charseq", "serve", odd], text=True, capture_output=True,
+                            timeout=60)
+    assert result.returncode == 2 and "give one with --name" in result.stderr
+    running = Server(odd, "--name", "cafe")
+    try:
+        assert running.client().models.list().data[0].id == "cafe"
+    finally:
+        assert running.stop()[0] == 0
+
+
+def test_max_batch_holds_and_the_rest_wait(alphabet_checkpoint):
+    running = Server(alphabet_checkpoint, "--max-batch", 1, "--max-tokens", 100000)
+    try:
+        first = running.client().completions.create(model="alphabet", prompt="A", max_tokens=100000, n=4,
+                                                    stream=True)
+        next(iter(first))
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            second = pool.submit(lambda: running.client().completions.create(model="alphabet", prompt="B",
+                                                                             max_tokens=5, n=4, temperature=0))
+            for _ in range(50):
+                health = get(f"{running.url}/healthz")[1]
+                if health["waiting"]:
+                    break
+                time.sleep(0.05)
+            assert (health["running"], health["waiting"]) == (4, 4)  # n=4 > 1 runs, but alone
+            first.close()
+            assert [c.text for c in second.result(timeout=30).choices] == ["CDEFG"] * 4
+    finally:
+        assert running.stop()[0] == 0

@@ -297,6 +297,13 @@ def test_a_stop_scanner_cuts_at_the_first_stop(stops, chars, out, done):
     ({"prompt": "a", "charseq": {"sampler": "top-k"}, "top_p": 0.5}, "top_p", "sampler's own options"),
     ({"prompt": "a", "charseq": {"colour": 1}}, "charseq.colour", "no field 'colour'"),
     ({"prompt": "a", "charseq": {"repetition_penalty": 0}}, "charseq.repetition_penalty", "above 0"),
+    ({"prompt": "a", "charseq": {"options": {"k": 3}}}, "charseq.options", "name the sampler"),
+    ({"prompt": "a", "charseq": []}, "charseq", "must be an object"),
+    ({"prompt": "a", "charseq": False}, "charseq", "must be an object"),
+    ({"prompt": "a", "logprobs": False}, "logprobs", "not supported"),
+    ({"prompt": "a", "best_of": True}, "best_of", "not supported"),
+    ({"prompt": "a", "stream_options": {"include_usage": "no"}}, "stream_options.include_usage", "true or false"),
+    ({"prompt": "a", "stream_options": {"colour": 1}}, "stream_options", "include_usage"),
 ])
 def test_a_bad_request_names_its_field(body, param, words):
     with pytest.raises(BadRequest) as refused:
@@ -377,6 +384,36 @@ def test_a_fault_inside_the_engine_fails_the_running_requests_and_the_engine_goe
             collect(broken.output, 1, 10)
         assert failed.value.status == 500
         monkeypatch.setattr(Engine, "_tick", original)
+        later = request({"prompt": "abc", "max_tokens": 30, "temperature": 0})
+        engine.submit(later.jobs)
+        assert [c.text for c in collect(later.output, 1, 10)] == [greedy(model, "abc", 30)]
+    finally:
+        engine.stop()
+        engine.join(10)
+
+
+def test_what_asks_for_nothing_is_accepted_and_the_default_length_keeps_to_the_limit():
+    r = request({"prompt": "a", "logprobs": None, "best_of": 1, "presence_penalty": 0.0, "frequency_penalty": 0,
+                 "logit_bias": {}, "suffix": "", "user": "me", "charseq": None, "stream_options": None},
+                Limits(max_tokens=10))
+    assert r.max_tokens == 10  # 256 when not given, but never past the server's limit
+
+
+def test_a_sampler_that_exits_fails_its_request_and_the_engine_thread_lives_on():
+    model = random_model()
+    engine = Engine(model, VOCAB)
+    engine.start()
+    try:
+        bad = request({"prompt": "abc", "max_tokens": 30, "seed": 1})
+
+        def leave(logits, rng):
+            raise SystemExit(3)
+
+        bad.jobs[0].sampler = leave
+        engine.submit(bad.jobs)
+        with pytest.raises(JobFailed, match="SystemExit"):
+            collect(bad.output, 1, 10)
+        assert engine.alive
         later = request({"prompt": "abc", "max_tokens": 30, "temperature": 0})
         engine.submit(later.jobs)
         assert [c.text for c in collect(later.output, 1, 10)] == [greedy(model, "abc", 30)]

@@ -36,6 +36,7 @@ async function loadModel() {
     `${info.hidden_size} units, ${info.vocabulary_size} symbols` + (itemEnd !== null ? ", one item per line" : "");
   $("prompt").placeholder = itemEnd !== null ? "the start of every item (may be empty)" : "text to continue";
   $("max-tokens").max = info.limits.max_tokens;
+  $("n").max = info.limits.max_choices;
   fillSamplers(info.samplers);
 }
 
@@ -59,7 +60,7 @@ function request() {
   } else {
     const options = $("options").value.trim();
     body.charseq = { sampler: options ? `${sampler}:${options}` : sampler };
-    body.temperature = Number($("temperature").value);
+    if ($("temperature").value !== "") body.temperature = Number($("temperature").value);
   }
   if ($("stop").value) body.stop = $("stop").value.replace(/\\n/g, "\n");
   if ($("seed").value !== "") body.seed = Number($("seed").value);
