@@ -139,7 +139,7 @@ def build(checkpoint: Checkpoint) -> onnx.ModelProto:
     proto = helper.make_model(body, opset_imports=[helper.make_opsetid("", OPSET)], ir_version=IR_VERSION,
                               producer_name="charseq", producer_version=charseq.__version__,
                               doc_string=f"A charseq {model.name} model over {V} symbols: {interface}")
-    helper.set_model_props(proto, metadata(checkpoint, shown_state, interface))
+    helper.set_model_props(proto, metadata(checkpoint, json.dumps(list(state_dims)), interface))
     try:
         onnx.checker.check_model(proto, full_check=True)  # full: with strict shape inference
     except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as exc:
@@ -170,8 +170,9 @@ def metadata(checkpoint: Checkpoint, state: str, interface: str) -> dict[str, st
         "model": model.name,
         "model_options": json.dumps(options),
         "hidden_size": str(model.hidden_size),
-        "state_shape": state,
-        "dtype": f"float32 (trained in {model.dtype})" if model.dtype != np.float32 else "float32",
+        "state_shape": state,  # a JSON list, "batch" where the batch size goes
+        "dtype": "float32",  # the file's, whatever the model trained in:
+        "trained_dtype": str(model.dtype),
         "version": charseq.__version__,
         "interface": interface,
     }
@@ -263,7 +264,9 @@ def _check_target(path: str, checkpoint_path: Path, force: bool) -> None:
     """Refuse, before the graph is built, a path that could not or may not take the file."""
     from charseq.outputs import is_charseq_file
 
-    if "\0" in path or path.endswith(os.sep) or path.endswith(os.sep + "."):
+    if path == "-":
+        raise UsageError("-o - would be standard output; the ONNX file is binary: give a file name with -o")
+    if not path or "\0" in path or path.endswith(os.sep) or path.endswith(os.sep + "."):
         raise UsageError(f"-o {path!r} is not a file name")
     target, name = Path(path), shown(path)
     kind = kind_of(target)

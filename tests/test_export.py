@@ -92,7 +92,7 @@ def test_a_float64_model_exports_as_float32():
     proto = build(Checkpoint(model=model, vocab=charseq.Vocabulary(SYMBOLS)))
     assert {t.data_type for t in proto.graph.initializer if t.name.endswith((".W", ".R", ".B"))} \
         == {onnx.TensorProto.FLOAT}
-    assert read_metadata(proto)["dtype"] == "float32 (trained in float64)"
+    assert (read_metadata(proto)["dtype"], read_metadata(proto)["trained_dtype"]) == ("float32", "float64")
     _assert_runs_as_charseq(model, _session(proto), length=100)
 
 
@@ -119,6 +119,8 @@ def test_the_interface_metadata_and_checker(tmp_path):
     meta = read_metadata(proto)
     assert json.loads(meta["vocabulary"]) == list(SYMBOLS)
     assert json.loads(meta["model_options"]) == {"layers": 2}
+    assert json.loads(meta["state_shape"]) == [2, "batch", 12]
+    assert np.dtype(meta["dtype"]) == np.float32 and np.dtype(meta["trained_dtype"]) == np.float32
     assert (meta["model"], meta["hidden_size"], meta["layers"], meta["version"]) == ("lstm", "6", "2",
                                                                                    charseq.__version__)
     assert "item_end" not in meta and "state_out" in meta["interface"] and "state_out" in proto.doc_string
@@ -227,7 +229,8 @@ def test_never_writes_over_the_checkpoint_or_other_charseq_data(small_checkpoint
 
 
 @pytest.mark.parametrize("where, message", [("missing/m.onnx", "does not exist"), (".", "is a directory"),
-                                            ("dir/", "not a file name")])
+                                            ("dir/", "not a file name"), ("", "not a file name"),
+                                            ("-", "the ONNX file is binary")])
 def test_refuses_an_output_that_is_not_a_file_name(small_checkpoint, tmp_path, where, message, monkeypatch):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "dir").mkdir()
