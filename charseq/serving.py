@@ -144,7 +144,8 @@ class Job:
     rows: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.intp))
     fed: int = 0
     produced: int = 0
-    live: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
+    live: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))  # its sequences still going
+    open: int = 0  # how many (live.sum(), kept as a count: it is read every tick)
     scanners: list[StopScanner] = field(default_factory=list)
     penalty: RepetitionPenalty | None = None
     group: _Group | None = None
@@ -287,7 +288,7 @@ class Engine:
 
     def _place(self, job: Job) -> None:
         """Give the job rows in a group, or finish it at once when it is to make nothing."""
-        job.live = np.ones(job.n, dtype=bool)
+        job.live, job.open = np.ones(job.n, dtype=bool), job.n
         job.scanners = [StopScanner(job.stops) for _ in range(job.n)]
         try:
             job.penalty = RepetitionPenalty.create(job.repetition_penalty, job.repetition_window,
@@ -361,7 +362,7 @@ class Engine:
                 if now > job.deadline:
                     job.output.fail(JobFailed("timeout", "the request ran past the server's time limit"))
                     continue
-                if job.live.any():
+                if job.open:
                     kept.append(job)
             group.jobs = kept
             if not kept:
@@ -390,7 +391,7 @@ class Engine:
             except BaseException as exc:  # a plugin model's fault: its requests fail, the server goes on
                 for job in group.jobs:
                     job.output.fail(JobFailed("internal", f"the model failed: {exc}"))
-                    job.live[:] = False
+                    job.live[:], job.open = False, 0
                 continue
             ready: list[Job] = []
             for job in group.jobs:
@@ -422,7 +423,7 @@ class Engine:
             reason = str(exc) if isinstance(exc, SamplerError) else f"{type(exc).__name__}: {exc}"
             for job in jobs:
                 job.output.fail(JobFailed("internal", f"the sampler failed: {reason}"))
-                job.live[:] = False
+                job.live[:], job.open = False, 0
             return
         start = 0
         for job in jobs:
@@ -438,12 +439,12 @@ class Engine:
         job.produced += 1
         last = job.produced >= job.max_tokens
         output, chars = job.output, self.symbols[ids]
-        if not job.stops and not last and job.live.all():  # the common case, without the scanners
+        if not job.stops and not last and job.open == job.n:  # the common case, without the scanners
             self.characters += job.n
             for j in range(job.n):
                 output.add(job.first_index + j, chars[j])
             return
-        self.characters += int(job.live.sum())
+        self.characters += job.open
         for j in np.flatnonzero(job.live).tolist():
             scanner = job.scanners[j]
             piece = scanner.feed(chars[j])
@@ -453,6 +454,7 @@ class Engine:
                 output.add(job.first_index + j, piece)
             if scanner.done or last:
                 job.live[j] = False
+                job.open -= 1
                 output.finish(job.first_index + j, "stop" if scanner.done else "length")
 
 
