@@ -81,7 +81,7 @@ def serve_rate(path: Path, clients: int, length: int, threads: int, client: str 
 
     proc = subprocess.Popen([sys.executable, "-m", "charseq", "serve", str(path), "--port", "0", "--threads",
                              str(threads), "--max-tokens", str(length)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True, cwd=path.parent)  # (not a checkout's charseq/)
     try:
         select.select([proc.stdout], [], [], 60)
         url = "http://" + re.search(r"http://(\S+?)/ ", proc.stdout.readline()).group(1) + "/v1"

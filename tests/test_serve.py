@@ -13,6 +13,7 @@ import select
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -26,6 +27,9 @@ pytest.importorskip("starlette")
 pytest.importorskip("uvicorn")
 openai = pytest.importorskip("openai")
 
+# Away from the checkout: `python -m charseq` puts the working directory first on sys.path,
+# and the source tree's charseq/ is not the installed package (its plugins live beside it).
+AWAY = tempfile.gettempdir()
 NAMES = ("anna ava bella bob cara cleo dana dora ella emma fay flora gina gwen hana hope ida iris jane june kate "
          "kira lana lily mara mia nora nina olga opal pia pam rosa ruth sara sofia tara tina uma una vera vivi "
          "wanda willa xena yara yoko zara zoe").split()
@@ -36,7 +40,7 @@ class Server:
 
     def __init__(self, *args: object, env: dict[str, str] | None = None):
         self.proc = subprocess.Popen([sys.executable, "-m", "charseq", "serve", *map(str, args), "--port", "0"],
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=AWAY,
                                      env={**os.environ, **(env or {})})
         ready, _, _ = select.select([self.proc.stdout], [], [], 60)
         line = self.proc.stdout.readline() if ready else ""
@@ -213,7 +217,7 @@ def test_an_api_key_guards_the_api_but_not_the_page(alphabet_checkpoint):
     (["--api-key", " "], {}, "the API key is empty"),
 ])
 def test_listening_beyond_loopback_needs_a_key(alphabet_checkpoint, args, env, words):
-    result = subprocess.run([sys.executable, "-m", "charseq", "serve", alphabet_checkpoint, *args], text=True,
+    result = subprocess.run([sys.executable, "-m", "charseq", "serve", alphabet_checkpoint, *args], cwd=AWAY, text=True,
                             capture_output=True, env={**os.environ, "CHARSEQ_API_KEY": "", **env}, timeout=60)
     assert result.returncode == 2
     assert words in result.stderr and len(result.stderr.strip().splitlines()) == 1
@@ -221,7 +225,7 @@ def test_listening_beyond_loopback_needs_a_key(alphabet_checkpoint, args, env, w
 
 def test_a_port_in_use_is_one_line(server, alphabet_checkpoint):
     port = server.url.rsplit(":", 1)[1]
-    result = subprocess.run([sys.executable, "-m", "charseq", "serve", alphabet_checkpoint, "--port", port],
+    result = subprocess.run([sys.executable, "-m", "charseq", "serve", alphabet_checkpoint, "--port", port], cwd=AWAY,
                             text=True, capture_output=True, timeout=60)
     assert result.returncode == 1
     assert f"cannot listen on 127.0.0.1:{port}" in result.stderr and len(result.stderr.strip().splitlines()) == 1
@@ -445,7 +449,7 @@ def test_sigterm_and_ctrl_c_while_a_body_arrives_stop_cleanly_with_exit_0(alphab
     (["--api-key", "clé"], "the API key must be letters, digits"),
 ])
 def test_bad_serve_options_are_one_line(alphabet_checkpoint, args, words):
-    result = subprocess.run([sys.executable, "-m", "charseq", "serve", alphabet_checkpoint, *args], text=True,
+    result = subprocess.run([sys.executable, "-m", "charseq", "serve", alphabet_checkpoint, *args], cwd=AWAY, text=True,
                             capture_output=True, timeout=60)
     assert result.returncode == 2
     assert words in result.stderr and len(result.stderr.strip().splitlines()) == 1
@@ -454,7 +458,7 @@ def test_bad_serve_options_are_one_line(alphabet_checkpoint, args, words):
 def test_a_file_name_that_is_not_text_needs_a_name(alphabet_checkpoint, tmp_path):
     odd = tmp_path / os.fsdecode(b"caf\xe9.npz")
     odd.write_bytes(alphabet_checkpoint.read_bytes())
-    result = subprocess.run([sys.executable, "-m", "charseq", "serve", odd], text=True, capture_output=True,
+    result = subprocess.run([sys.executable, "-m", "charseq", "serve", odd], cwd=AWAY, text=True, capture_output=True,
                             timeout=60)
     assert result.returncode == 2 and "give one with --name" in result.stderr
     running = Server(odd, "--name", "cafe")
