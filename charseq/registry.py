@@ -36,6 +36,7 @@ DEFAULT_PLUGINS = (
     "charseq.plugins.models",
     "charseq.plugins.export",
     "charseq.plugins.serve",
+    "charseq.plugins.sweep",
 )
 KINDS = {"corpus": "register_corpora", "sampler": "register_samplers", "callback": "register_callbacks",
          "model": "register_models", "command": "register_commands"}

@@ -134,7 +134,8 @@ def test_num_samples(alphabet_checkpoint):
 def test_listings(command):
     output = run_cli(command).output
     expected = {"plugins": ["charseq.plugins.corpora", "charseq.plugins.samplers", "charseq.plugins.callbacks",
-                            "charseq.plugins.models", "charseq.plugins.export", "charseq.plugins.serve"],
+                            "charseq.plugins.models", "charseq.plugins.export", "charseq.plugins.serve",
+                            "charseq.plugins.sweep"],
                 "corpora": ["alphabet", "digits", "lines", "text"],
                 "samplers": ["argmax", "min-p", "temperature", "top-k", "top-p"],
                 "callbacks": ["checkpoint", "early-stopping", "metrics"],

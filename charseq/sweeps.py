@@ -1,0 +1,342 @@
+"""Sweeps: many training runs over a search space, on Optuna.
+
+A study lives in a storage that several processes, or machines, share: by default an
+SQLite file in the working directory (no server), or any URL Optuna accepts, such as
+``postgresql://``. Each worker asks the study for a trial's parameters, trains a run with
+them (its checkpoint and metrics in a folder of the trial's own), reports each
+evaluation's validation loss so that a pruner can stop a hopeless trial early, and records
+the trial's best loss, or its failure and why. Every worker stops once the study holds
+``trials`` trials, so the same command started again continues the study, and started on
+several machines shares it. Workers beat a heartbeat into the storage: a worker killed
+mid-trial leaves its trial to be marked failed by the next worker to start, not running
+for ever. Optuna is imported here only, when a sweep runs (the sweep extra).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from charseq import hookimpl
+from charseq.config import settings as train_settings
+from charseq.errors import CharseqError, UsageError
+
+INSTALL_HINT = "pip install 'charseq[sweep]'"
+DEFAULT_STORAGE = "sqlite:///charseq-sweeps.db"
+DEFAULT_DIRECTORY = "sweeps"
+PRUNERS = ("median", "hyperband", "none")
+# A worker beats every HEARTBEAT seconds; a running trial silent for GRACE is taken for dead.
+HEARTBEAT = int(os.environ.get("CHARSEQ_SWEEP_HEARTBEAT", "30"))
+GRACE = int(os.environ.get("CHARSEQ_SWEEP_GRACE", str(4 * HEARTBEAT)))
+_SPEC = re.compile(r"^(?P<name>[A-Za-z][A-Za-z0-9_.-]*)=(?P<kind>log|float|int|choice):(?P<args>.+)$")
+
+
+def require_optuna() -> Any:
+    try:
+        import optuna
+    except ImportError:
+        raise CharseqError(f"charseq sweep needs Optuna: {INSTALL_HINT}") from None
+    return optuna
+
+
+@dataclass(frozen=True)
+class Param:
+    """One dimension of the search space: ``lr=log:1e-4:1e-2``, ``dropout=float:0:0.5``,
+    ``hidden-size=int:128:512:128``, ``optimizer=choice:adam,rmsprop``. A name is a training
+    setting (as its flag, without the dashes), ``model`` (a model spec), or ``model.OPTION``
+    (an option of the model, such as ``model.layers``)."""
+
+    name: str
+    kind: str
+    low: float = 0.0
+    high: float = 0.0
+    step: float | None = None
+    choices: tuple[Any, ...] = ()
+
+    @classmethod
+    def parse(cls, spec: str) -> Param:
+        found = _SPEC.match(spec.strip())
+        if not found:
+            raise UsageError(f"--param {spec!r}: expected NAME=KIND:ARGS, such as lr=log:1e-4:1e-2, dropout=float:0:0.5, "
+                             "hidden-size=int:128:512:128 or optimizer=choice:adam,rmsprop")
+        name, kind, args = found["name"].replace("-", "_"), found["kind"], found["args"]
+        known = {setting for setting, _, _ in train_settings()}
+        if name not in known and name != "model" and not name.startswith("model."):
+            raise UsageError(f"--param {spec!r}: {name!r} is not a training setting; the settings are "
+                             f"{', '.join(sorted(known))}, model and model.OPTION")
+        if kind == "choice":
+            choices = tuple(_value(choice) for choice in args.split(","))
+            if not all(str(c) for c in choices) or len(set(choices)) != len(choices):
+                raise UsageError(f"--param {spec!r}: the choices must be different and not empty")
+            return cls(name, kind, choices=choices)
+        parts = args.split(":")
+        if len(parts) not in (2, 3) or (len(parts) == 3 and kind != "int"):
+            raise UsageError(f"--param {spec!r}: {kind} takes LOW:HIGH" + ("[:STEP]" if kind == "int" else ""))
+        try:
+            numbers = [int(p) if kind == "int" else float(p) for p in parts]
+        except ValueError:
+            raise UsageError(f"--param {spec!r}: {':'.join(parts)} are not {kind} numbers") from None
+        low, high = numbers[0], numbers[1]
+        if not (math.isfinite(low) and math.isfinite(high)) or not low < high:
+            raise UsageError(f"--param {spec!r}: LOW must be below HIGH")
+        if kind == "log" and low <= 0:
+            raise UsageError(f"--param {spec!r}: a log range must be above 0")
+        step = numbers[2] if len(numbers) == 3 else None
+        if step is not None and (step < 1 or (high - low) % step):
+            raise UsageError(f"--param {spec!r}: the step must be at least 1 and divide HIGH - LOW")
+        return cls(name, kind, low, high, step)
+
+    def suggest(self, trial: Any) -> Any:
+        if self.kind == "choice":
+            return trial.suggest_categorical(self.name, list(self.choices))
+        if self.kind == "int":
+            return trial.suggest_int(self.name, int(self.low), int(self.high), step=int(self.step or 1))
+        return trial.suggest_float(self.name, self.low, self.high, log=self.kind == "log")
+
+
+def _value(text: str) -> Any:
+    """A choice as it is meant: a whole number, a number, or text."""
+    text = text.strip()
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
+@dataclass
+class Sweep:
+    """A study and what each of its trials trains: `train` holds Run.start's arguments
+    common to every trial (corpus, model, settings), `params` the search space."""
+
+    study: str
+    params: list[Param]
+    train: dict[str, Any]
+    trials: int = 20
+    timeout: float | None = None
+    storage: str = DEFAULT_STORAGE
+    directory: str = DEFAULT_DIRECTORY
+    pruner: str = "median"
+    seed: int | None = None
+    threads: int | None = None  # BLAS threads of each worker
+    quiet: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def trial_directory(self, number: int) -> Path:
+        return Path(self.directory) / self.study / f"trial-{number:04d}"
+
+
+def open_storage(url: str) -> Any:
+    """Optuna's storage for `url`, with heartbeats so that dead workers' trials end."""
+    optuna = require_optuna()
+    import warnings
+
+    # Heartbeats are "experimental" in Optuna 4-5; they are what ends a dead worker's trial.
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    kwargs: dict[str, Any] = {}
+    if url.startswith("sqlite"):
+        kwargs["engine_kwargs"] = {"connect_args": {"timeout": 60}}  # several local workers wait their turn
+    try:
+        return optuna.storages.RDBStorage(url, heartbeat_interval=HEARTBEAT, grace_period=GRACE, **kwargs)
+    except ImportError as exc:
+        raise CharseqError(f"the storage {_shown_url(url)} needs a database driver: {exc}") from None
+    except Exception as exc:  # a URL that SQLAlchemy cannot parse, a server that does not answer
+        raise CharseqError(f"cannot open the storage {_shown_url(url)}: {type(exc).__name__}: "
+                           f"{str(exc).splitlines()[0] if str(exc) else ''}") from None
+
+
+def _shown_url(url: str) -> str:
+    """The URL without its password."""
+    return re.sub(r"(://[^:/@]+:)[^@]+@", r"\1***@", url)
+
+
+def load_study(sweep: Sweep, worker: int = 0) -> Any:
+    optuna = require_optuna()
+    # Median: no pruning before 4 trials have finished, nor on a trial's first evaluation (too noisy).
+    pruner = {"median": optuna.pruners.MedianPruner(n_startup_trials=4, n_warmup_steps=1),
+              "hyperband": optuna.pruners.HyperbandPruner(),
+              "none": optuna.pruners.NopPruner()}[sweep.pruner]
+    seed = None if sweep.seed is None else sweep.seed + worker  # workers must not all draw the same
+    return optuna.create_study(study_name=sweep.study, storage=open_storage(sweep.storage), load_if_exists=True,
+                               direction="minimize", sampler=optuna.samplers.TPESampler(seed=seed), pruner=pruner)
+
+
+class _Reporter:
+    """The callback that gives the trial each evaluation's loss, and stops the run when the
+    pruner says the trial is hopeless."""
+
+    def __init__(self, trial: Any):
+        self.trial = trial
+        self.pruned = False
+        self.reports = 0
+
+    @hookimpl
+    def on_evaluation(self, trainer: Any, metrics: dict[str, Any]) -> None:
+        value = metrics.get("val_loss", metrics.get("loss"))
+        if value is None or not math.isfinite(value):
+            return
+        self.trial.report(float(value), self.reports)
+        self.reports += 1
+        if self.trial.should_prune():
+            self.pruned = True
+            trainer.stop_training = True
+
+
+def objective(sweep: Sweep) -> Any:
+    """The function a worker's study optimizes: one training run per trial."""
+    optuna = require_optuna()
+    from charseq.run import Run
+
+    def run_trial(trial: Any) -> float:
+        if trial.number >= sweep.trials:  # workers that finished together both asked for one more
+            trial.study.stop()
+            trial.set_user_attr("failure", f"not run: the study already held {sweep.trials} trials")
+            raise CharseqError(trial.user_attrs["failure"])
+        values = {param.name: param.suggest(trial) for param in sweep.params}
+        train = dict(sweep.train)
+        model_options = dict(train.pop("model_options", None) or {})
+        for name, value in values.items():
+            if name == "model":
+                train["model"] = value
+            elif name.startswith("model."):
+                model_options[name.removeprefix("model.")] = value
+            else:
+                train[name] = value
+        folder = sweep.trial_directory(trial.number)
+        folder.mkdir(parents=True, exist_ok=True)
+        trial.set_user_attr("directory", str(folder))
+        reporter = _Reporter(trial)
+        callbacks = [("metrics", {"path": str(folder / "metrics.jsonl")}), *train.pop("callbacks", [])]
+        started = time.perf_counter()
+        try:
+            run = Run.start(train.pop("corpus"), out=folder / "model.npz", callbacks=callbacks, force=True,
+                            model_options=model_options or None, extra_callbacks=[reporter], **train)
+            result = run.fit()
+        except CharseqError as exc:  # a bad combination, a diverging run: the trial fails, the sweep goes on
+            trial.set_user_attr("failure", str(exc))
+            raise
+        trial.set_user_attr("seconds", round(time.perf_counter() - started, 2))
+        if result.status == "interrupted":
+            raise KeyboardInterrupt
+        if reporter.pruned:
+            raise optuna.TrialPruned(f"pruned after {reporter.reports} evaluations")
+        loss = result.metrics.get("val_loss", result.metrics.get("loss"))
+        if loss is None or not math.isfinite(loss):
+            trial.set_user_attr("failure", f"the run ended without a finite loss ({loss})")
+            raise CharseqError(trial.user_attrs["failure"])
+        return float(loss)
+
+    return run_trial
+
+
+def work(sweep: Sweep, worker: int = 0) -> None:
+    """One worker: trials until the study holds `sweep.trials` (of any state) or time is up."""
+    optuna = require_optuna()
+    from charseq.errors import CharseqError as Failure
+
+    optuna.logging.set_verbosity(optuna.logging.ERROR)  # a failed trial is in the report, with why
+    study = load_study(sweep, worker)
+    limits = _thread_limits(sweep.threads)
+    try:
+        counted = _counted_states(optuna)
+        study.optimize(objective(sweep), timeout=sweep.timeout, catch=(Failure,), gc_after_trial=False,
+                       callbacks=[optuna.study.MaxTrialsCallback(sweep.trials, states=counted)],
+                       n_trials=None if _count(study, counted) < sweep.trials else 0)
+    finally:
+        if limits is not None:
+            limits.restore_original_limits()
+
+
+def _counted_states(optuna: Any) -> tuple[Any, ...]:
+    """The trials that count towards --trials: all but those waiting (enqueued, not started)."""
+    states = optuna.trial.TrialState
+    return (states.COMPLETE, states.PRUNED, states.FAIL, states.RUNNING)
+
+
+def _count(study: Any, states: tuple[Any, ...]) -> int:
+    return len(study.get_trials(deepcopy=False, states=states))
+
+
+def _thread_limits(threads: int | None) -> Any:
+    if threads is None:
+        return None
+    from threadpoolctl import threadpool_limits
+
+    return threadpool_limits(limits=threads, user_api="blas")
+
+
+def _worker_main(sweep: Sweep, worker: int) -> None:  # in a child process
+    import warnings
+
+    warnings.simplefilter("ignore")  # the parent says what matters; N copies of a warning help no one
+    work(sweep, worker)
+
+
+def run_sweep(sweep: Sweep, jobs: int = 1) -> None:
+    """`jobs` workers on this machine, each in a process of its own (one: this process)."""
+    if jobs == 1:
+        work(sweep)
+        return
+    load_study(sweep)  # the tables and the study exist before the workers race to make them
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")  # a fresh interpreter: no BLAS threads or locks inherited
+    workers = [context.Process(target=_worker_main, args=(sweep, index), name=f"charseq-sweep-{index}")
+               for index in range(jobs)]
+    for process in workers:
+        process.start()
+    try:
+        for process in workers:
+            process.join()
+    except KeyboardInterrupt:
+        for process in workers:
+            process.terminate()
+        for process in workers:
+            process.join()
+        raise
+    failed = [p.name for p in workers if p.exitcode not in (0, None)]
+    if failed:
+        raise CharseqError(f"{len(failed)} of {jobs} workers ended with an error (exit codes "
+                           f"{', '.join(str(p.exitcode) for p in workers if p.exitcode)}); the study keeps their "
+                           "trials: run the command again to go on")
+
+
+@dataclass
+class Row:
+    number: int
+    state: str
+    value: float | None
+    params: dict[str, Any]
+    seconds: float | None
+    note: str
+
+
+def report(storage: str, study_name: str) -> tuple[list[Row], Any]:
+    """The study's trials, and its best trial (None when none completed)."""
+    optuna = require_optuna()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        study = optuna.load_study(study_name=study_name, storage=open_storage(storage))
+    except KeyError:
+        names = [s.study_name for s in optuna.get_all_study_summaries(open_storage(storage))]
+        raise UsageError(f"no study {study_name!r} in {_shown_url(storage)}; it holds "
+                         f"{', '.join(repr(n) for n in names) or 'none'}") from None
+    rows = []
+    for trial in study.get_trials(deepcopy=False):
+        seconds = (trial.datetime_complete - trial.datetime_start).total_seconds() \
+            if trial.datetime_complete and trial.datetime_start else None
+        note = trial.user_attrs.get("failure", "")
+        if trial.state.name == "PRUNED":
+            note = f"pruned after {len(trial.intermediate_values)} evaluations"
+        value = trial.value if trial.state.name == "COMPLETE" else None
+        rows.append(Row(trial.number, trial.state.name.lower(), value, dict(trial.params), seconds, note))
+    best = None
+    if any(t.state.name == "COMPLETE" for t in study.get_trials(deepcopy=False)):
+        best = study.best_trial
+    return rows, best

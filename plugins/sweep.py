@@ -1,0 +1,156 @@
+"""`charseq sweep`: many training runs over a search space, on Optuna (the sweep extra).
+
+Registered through ``register_commands``, the door a third party's command uses; the
+sweep itself is charseq.sweeps.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from charseq import hookimpl
+from charseq.errors import UsageError
+
+
+@hookimpl
+def register_commands(cli):
+    import click  # here, not at import: loading the plugins must not load the CLI's packages
+
+    from charseq.cli import _available_cores, _corpus_options, say, training_options
+    from charseq.sweeps import DEFAULT_DIRECTORY, DEFAULT_STORAGE, PRUNERS
+
+    @cli.command()
+    @click.option("--corpus", "corpus_spec", metavar="NAME[:ARG]", help="What every trial trains on (as train's).")
+    @click.option("--encoding", help="Text encoding of the corpus files.  [default: utf-8]")
+    @click.option("--model", "model_spec", metavar="NAME[:KEY=VALUE,...]", help="The model of every trial, unless "
+                                                                                 "--param model=... chooses it.")
+    @click.option("--param", "param_specs", multiple=True, metavar="NAME=KIND:ARGS",
+                  help="A dimension of the search: lr=log:1e-4:1e-2, dropout=float:0:0.5, hidden-size=int:128:512:128, "
+                       "optimizer=choice:adam,rmsprop, model.layers=int:1:3. Repeat for each.")
+    @training_options
+    @click.option("--trials", type=click.IntRange(min=1), default=20, show_default=True,
+                  help="Trials the study is to hold (every state counted); the same command again goes on to them.")
+    @click.option("--timeout", type=click.FloatRange(min=1), metavar="SECONDS",
+                  help="Start no trial after this long (each worker).")
+    @click.option("--study", "study_name", default="charseq", show_default=True, help="The study's name.")
+    @click.option("--storage", default=DEFAULT_STORAGE, show_default=True, metavar="URL",
+                  help="Where the study lives: an SQLite file here, or a URL several machines share, such as "
+                       "postgresql://user:password@host/db.")
+    @click.option("--dir", "directory", default=DEFAULT_DIRECTORY, show_default=True, type=click.Path(),
+                  help="Each trial's checkpoint and metrics go in DIR/STUDY/trial-NNNN/.")
+    @click.option("--jobs", type=click.IntRange(min=1), default=1, show_default=True,
+                  help="Worker processes on this machine; the BLAS threads are split between them.")
+    @click.option("--threads", type=click.IntRange(min=1), help="BLAS threads of each worker.  [default: the "
+                                                                  "cores divided by --jobs]")
+    @click.option("--pruner", type=click.Choice(PRUNERS), default="median", show_default=True,
+                  help="Stops hopeless trials early, from each evaluation's validation loss.")
+    @click.option("--report", is_flag=True, help="Print the study's trials and best parameters; train nothing.")
+    @click.option("--plot", "plot_path", type=click.Path(dir_okay=False), metavar="PNG",
+                  help="With --report: draw the optimisation history (needs the plot extra).")
+    @click.option("--json", "as_json", is_flag=True, help="With --report: print JSON, for scripts.")
+    def sweep(corpus_spec, encoding, model_spec, param_specs, trials, timeout, study_name, storage, directory, jobs,
+              threads, pruner, report, plot_path, as_json, **settings):
+        """Train many runs over a search space and keep the best (Optuna).
+
+        Each trial trains a run whose settings are drawn from the --param dimensions; every
+        other training option works as in `charseq train`. Trials report each evaluation's
+        validation loss, so that a pruner stops hopeless ones; a trial that fails (a diverging
+        run) is recorded as failed, with why, and the sweep goes on. The study lives in
+        --storage: the same command again continues it, and started on several machines with
+        one shared --storage, they work on one study.
+
+        \b
+        Examples:
+          charseq sweep --corpus text:novel.txt --epochs 2 --param lr=log:1e-3:1e-2 --trials 10
+          charseq sweep --corpus lines:names.txt --param dropout=float:0:0.3 --jobs 2
+          charseq sweep --report --plot history.png
+        """
+        from charseq import sweeps
+
+        sweeps.require_optuna()
+        if report:
+            return _report(sweeps, storage, study_name, plot_path, as_json, say)
+        if plot_path or as_json:
+            raise UsageError("--plot and --json go with --report")
+        if corpus_spec is None:
+            raise UsageError("missing option --corpus (or --report); see charseq sweep --help")
+        params = [sweeps.Param.parse(spec) for spec in param_specs]
+        if not params:
+            raise UsageError("a sweep needs at least one --param NAME=KIND:ARGS to search over")
+        names = [p.name for p in params]
+        if len(set(names)) != len(names):
+            raise UsageError(f"--param {next(n for n in names if names.count(n) > 1)!r} is given twice")
+        fixed = {name: value for name, value in settings.items() if value is not None}
+        clash = sorted(set(fixed) & set(names))
+        if clash:
+            raise UsageError(f"--{clash[0].replace('_', '-')} is fixed and searched over (--param); give one")
+        train = {"corpus": corpus_spec, "corpus_options": _corpus_options(encoding, False), **fixed}
+        if model_spec is not None:
+            train["model"] = model_spec
+        if threads is None:
+            threads = max(1, _available_cores() // jobs)
+        plan = sweeps.Sweep(study_name, params, train, trials, timeout, storage, directory, pruner,
+                            fixed.get("seed"), threads)
+        say(f"sweep {study_name!r}: {trials} trials in {sweeps._shown_url(storage)}, {jobs} worker"
+            f"{'s' if jobs > 1 else ''} of {threads} BLAS thread{'s' if threads > 1 else ''}, runs in "
+            f"{Path(directory) / study_name}/", err=True)
+        sweeps.run_sweep(plan, jobs)
+        _report(sweeps, storage, study_name, None, False, say)
+
+
+def _report(sweeps, storage, study_name, plot_path, as_json, say) -> None:
+    rows, best = sweeps.report(storage, study_name)
+    if as_json:
+        say(json.dumps({"study": study_name, "trials": [row.__dict__ for row in rows],
+                        "best": None if best is None else {"number": best.number, "value": best.value,
+                                                           "params": best.params}}), essential=True)
+    else:
+        names = sorted({name for row in rows for name in row.params})
+        header = ["trial", "state", "loss", "seconds", *names, "note"]
+        table = [header] + [[str(row.number), row.state, "" if row.value is None else f"{row.value:.4f}",
+                             "" if row.seconds is None else f"{row.seconds:.1f}",
+                             *[_shown(row.params.get(name)) for name in names], row.note[:60]] for row in rows]
+        widths = [max(len(line[i]) for line in table) for i in range(len(header))]
+        for line in table:
+            say("  ".join(cell.ljust(width) for cell, width in zip(line, widths)).rstrip(), essential=True)
+        if best is None:
+            say("no trial has completed yet", essential=True)
+        else:
+            shown = ", ".join(f"--{k.replace('_', '-')} {_shown(v)}" for k, v in best.params.items())
+            say(f"best: trial {best.number}, loss {best.value:.4f}: {shown}", essential=True)
+    if plot_path:
+        _plot(rows, plot_path)
+        say(f"drew {plot_path}", err=True)
+
+
+def _shown(value) -> str:
+    if value is None:
+        return ""
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def _plot(rows, path) -> None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise UsageError("--plot needs matplotlib: pip install 'charseq[plot]'") from None
+    done = [row for row in rows if row.value is not None]
+    figure, axes = plt.subplots(figsize=(7, 4))
+    axes.scatter([row.number for row in done], [row.value for row in done], s=18, label="trial")
+    best, running = [], float("inf")
+    for row in done:
+        running = min(running, row.value)
+        best.append(running)
+    axes.step([row.number for row in done], best, where="post", color="C1", label="best so far")
+    axes.set_xlabel("trial")
+    axes.set_ylabel("validation loss (nats/char)")
+    axes.legend()
+    figure.tight_layout()
+    figure.savefig(os.fspath(path), dpi=120)
+    plt.close(figure)
+

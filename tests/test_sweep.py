@@ -1,0 +1,270 @@
+"""`charseq sweep` on Optuna: a sweep on the default storage, two workers on one study,
+pruning, failed trials, continuing a study, a dead worker's trial, and a real PostgreSQL
+server. Skipped without the sweep extra (PostgreSQL's test without PostgreSQL)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import run_cli
+
+optuna = pytest.importorskip("optuna")
+
+from charseq import sweeps  # noqa: E402
+
+AWAY = tempfile.gettempdir()  # `python -m charseq` from here imports the installed package, not a checkout's
+QUICK = ["--corpus", "alphabet", "--epochs", "12", "--hidden-size", "16"]
+
+
+def sweep(*args, cwd: Path, ok: bool = True):
+    """`charseq sweep ...` in `cwd` (a study's default storage is a file in the working directory)."""
+    old = os.getcwd()
+    os.chdir(cwd)
+    try:
+        return run_cli("sweep", *args, ok=ok)
+    finally:
+        os.chdir(old)
+
+
+def trials(cwd: Path, study: str = "charseq", storage: str | None = None) -> list:
+    storage = storage or f"sqlite:///{cwd / 'charseq-sweeps.db'}"
+    return optuna.load_study(study_name=study, storage=sweeps.open_storage(storage)).get_trials()
+
+
+@pytest.mark.parametrize("spec,expected", [
+    ("lr=log:1e-4:1e-2", sweeps.Param("lr", "log", 1e-4, 1e-2)),
+    ("dropout=float:0:0.5", sweeps.Param("dropout", "float", 0.0, 0.5)),
+    ("hidden-size=int:128:512:128", sweeps.Param("hidden_size", "int", 128, 512, 128)),
+    ("optimizer=choice:adam,rmsprop", sweeps.Param("optimizer", "choice", choices=("adam", "rmsprop"))),
+    ("batch-size=choice:16,32", sweeps.Param("batch_size", "choice", choices=(16, 32))),
+    ("model=choice:gru,lstm:layers=2", sweeps.Param("model", "choice", choices=("gru", "lstm:layers=2"))),
+    ("model.layers=int:1:3", sweeps.Param("model.layers", "int", 1, 3)),
+])
+def test_param_specs(spec, expected):
+    assert sweeps.Param.parse(spec) == expected
+
+
+@pytest.mark.parametrize("spec,words", [
+    ("lr", "expected NAME=KIND:ARGS"),
+    ("lr=uniform:0:1", "expected NAME=KIND:ARGS"),
+    ("learning=log:1e-4:1e-2", "'learning' is not a training setting"),
+    ("lr=log:0:1", "above 0"),
+    ("lr=float:1:0", "LOW must be below HIGH"),
+    ("lr=float:a:b", "are not float numbers"),
+    ("lr=float:0:1:0.1", "float takes LOW:HIGH"),
+    ("hidden-size=int:128:512:100", "divide HIGH - LOW"),
+    ("optimizer=choice:adam,adam", "must be different"),
+])
+def test_bad_param_specs_say_what_is_wrong(spec, words):
+    with pytest.raises(sweeps.UsageError, match=words):
+        sweeps.Param.parse(spec)
+
+
+def test_a_small_sweep_on_the_default_storage_keeps_each_trial_and_reports_the_best(tmp_path):
+    out = sweep(*QUICK, "--param", "lr=log:0.5:8", "--param", "optimizer=choice:sgd,adam", "--trials", "3",
+                "--pruner", "none", cwd=tmp_path).output
+    assert (tmp_path / "charseq-sweeps.db").is_file()
+    done = trials(tmp_path)
+    assert [t.state.name for t in done] == ["COMPLETE"] * 3
+    for t in done:
+        folder = tmp_path / "sweeps" / "charseq" / f"trial-{t.number:04d}"
+        assert (folder / "model.npz").is_file()
+        lines = (folder / "metrics.jsonl").read_text().splitlines()
+        assert json.loads(lines[-1])["loss"] == pytest.approx(t.value, rel=1e-6) or t.value > 0
+        assert t.user_attrs["directory"] == str(Path("sweeps") / "charseq" / f"trial-{t.number:04d}")
+    best = min(done, key=lambda t: t.value)
+    assert f"best: trial {best.number}, loss {best.value:.4f}" in out
+    report = json.loads(sweep("--report", "--json", cwd=tmp_path).output)
+    assert report["best"]["number"] == best.number and len(report["trials"]) == 3
+
+
+def test_the_same_command_again_continues_the_study(tmp_path):
+    args = [*QUICK, "--param", "lr=log:0.5:8", "--pruner", "none", "--seed", "3"]
+    sweep(*args, "--trials", "2", cwd=tmp_path)
+    first = [(t.number, t.params, t.value) for t in trials(tmp_path)]
+    sweep(*args, "--trials", "2", cwd=tmp_path)  # nothing more to do
+    assert len(trials(tmp_path)) == 2
+    sweep(*args, "--trials", "4", cwd=tmp_path)
+    now = trials(tmp_path)
+    assert [t.number for t in now] == [0, 1, 2, 3]
+    assert [(t.number, t.params, t.value) for t in now[:2]] == first
+
+
+def test_two_workers_share_one_study_without_duplicating_a_trial(tmp_path):
+    sweep(*QUICK, "--param", "lr=log:0.5:8", "--trials", "6", "--jobs", "2", "--pruner", "none", cwd=tmp_path)
+    done, surplus = _run_and_surplus(trials(tmp_path), 6)
+    folders = {t.user_attrs["directory"] for t in done}
+    assert len(folders) == 6  # every trial its own run
+    assert len({t.params["lr"] for t in done}) == 6  # the workers did not draw the same points
+
+
+def test_two_commands_as_two_machines_share_one_study(tmp_path):
+    """Two separate `charseq sweep` processes (as on two machines) on one storage."""
+    storage = f"sqlite:///{tmp_path / 'shared.db'}"
+    command = [sys.executable, "-m", "charseq", "sweep", *QUICK, "--param", "lr=log:0.5:8", "--trials", "6",
+               "--pruner", "none", "--storage", storage, "--dir", str(tmp_path / "runs"), "--threads", "1"]
+    workers = [subprocess.Popen(command, cwd=AWAY, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+               for _ in range(2)]
+    for worker in workers:
+        _, err = worker.communicate(timeout=300)
+        assert worker.returncode == 0, err
+    _run_and_surplus(trials(tmp_path, storage=storage), 6)
+
+
+def _run_and_surplus(done: list, wanted: int) -> tuple[list, list]:
+    """Trials 0..wanted-1 each ran once and completed; workers that finished together may
+    each have asked for one more, recorded as failed, not run."""
+    ran, surplus = done[:wanted], done[wanted:]
+    assert [t.number for t in ran] == list(range(wanted)) and all(t.state.name == "COMPLETE" for t in ran)
+    assert len(surplus) < 2 and all(t.state.name == "FAIL" and "not run" in t.user_attrs["failure"] and not t.params
+                                    for t in surplus)
+    return ran, surplus
+
+
+def test_pruning_stops_a_hopeless_trial_early(tmp_path):
+    storage = f"sqlite:///{tmp_path / 's.db'}"
+    plan = sweeps.Sweep("prune", [sweeps.Param.parse("lr=float:0.0001:8")],
+                        {"corpus": "alphabet", "epochs": 12, "hidden_size": 16}, trials=5, storage=storage,
+                        directory=str(tmp_path / "runs"))
+    study = sweeps.load_study(plan)
+    for lr in (4.0, 5.0, 6.0, 7.0, 0.0001):  # four good runs, then one that barely learns
+        study.enqueue_trial({"lr": lr})
+    sweeps.work(plan)
+    done = trials(tmp_path, "prune", storage)
+    assert [t.state.name for t in done] == ["COMPLETE"] * 4 + ["PRUNED"]
+    hopeless = done[-1]
+    assert len(hopeless.intermediate_values) == 2  # stopped at its second evaluation, of twelve
+    metrics = (tmp_path / "runs" / "prune" / "trial-0004" / "metrics.jsonl").read_text().splitlines()
+    assert json.loads(metrics[-1])["epoch"] == 2
+
+
+@pytest.mark.parametrize("param,words", [
+    ("lr=choice:1e30,0.01", "diverged"),  # Adam at 1e30: the gradient stops being finite
+    ("model.layers=choice:100,1", "layers must be at most 64"),  # a combination the model refuses
+])
+def test_a_failing_trial_is_recorded_with_its_reason_and_the_sweep_goes_on(tmp_path, param, words):
+    out = sweep(*QUICK, "--optimizer", "adam", "--param", param, "--trials", "5", "--pruner", "none", "--seed", "0",
+                cwd=tmp_path).output
+    done = trials(tmp_path)
+    assert len(done) == 5
+    failed = [t for t in done if t.state.name == "FAIL"]
+    bad = sweeps.Param.parse(param).choices[0]
+    assert failed and all(t.params[param.split("=")[0]] == bad for t in failed)
+    assert all(words in t.user_attrs["failure"] for t in failed)
+    assert any(t.state.name == "COMPLETE" for t in done)
+    assert "fail" in out and words[:30] in out
+
+
+def test_a_worker_killed_mid_trial_leaves_no_trial_running_for_ever(tmp_path):
+    env = {**os.environ, "CHARSEQ_SWEEP_HEARTBEAT": "1", "CHARSEQ_SWEEP_GRACE": "2"}
+    storage = f"sqlite:///{tmp_path / 's.db'}"
+    command = [sys.executable, "-m", "charseq", "sweep", "--corpus", "alphabet", "--epochs", "100000",
+               "--hidden-size", "16", "--param", "lr=log:0.5:8", "--trials", "2", "--storage", storage, "--dir",
+               str(tmp_path / "runs"), "--threads", "1"]
+    worker = subprocess.Popen(command, cwd=AWAY, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    for _ in range(300):
+        time.sleep(0.1)
+        try:
+            if trials(tmp_path, storage=storage):
+                break
+        except KeyError:  # no study yet
+            pass
+    time.sleep(1)
+    worker.send_signal(signal.SIGKILL)
+    worker.wait()
+    assert [t.state.name for t in trials(tmp_path, storage=storage)] == ["RUNNING"]
+    time.sleep(3)  # past the grace period
+    short = [c if c != "100000" else "3" for c in command]
+    result = subprocess.run(short, cwd=AWAY, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    states = [t.state.name for t in trials(tmp_path, storage=storage)]
+    assert states[0] == "FAIL" and "RUNNING" not in states
+
+
+def test_without_optuna_it_says_what_to_install(monkeypatch):
+    monkeypatch.setitem(sys.modules, "optuna", None)
+    result = run_cli("sweep", "--corpus", "alphabet", "--param", "lr=log:1:2", ok=False)
+    assert result.exit_code == 1 and "pip install 'charseq[sweep]'" in result.output
+
+
+@pytest.mark.parametrize("args,words", [
+    (["--corpus", "alphabet"], "needs at least one --param"),
+    (["--corpus", "alphabet", "--param", "lr=log:1:2", "--param", "lr=log:1:3"], "given twice"),
+    (["--corpus", "alphabet", "--param", "lr=log:1:2", "--lr", "3"], "--lr is fixed and searched over"),
+    (["--param", "lr=log:1:2"], "missing option --corpus"),
+    (["--report", "--study", "nothing"], "no study 'nothing'"),
+    (["--corpus", "alphabet", "--param", "lr=log:1:2", "--plot", "x.png"], "go with --report"),
+])
+def test_bad_sweeps_are_one_line(tmp_path, args, words):
+    result = sweep(*args, cwd=tmp_path, ok=False)
+    assert result.exit_code == 2 and words in result.output, result.output
+
+
+def test_the_report_draws_the_history_with_the_plot_extra(tmp_path):
+    pytest.importorskip("matplotlib")
+    sweep(*QUICK, "--param", "lr=log:0.5:8", "--trials", "2", "--pruner", "none", cwd=tmp_path)
+    sweep("--report", "--plot", "history.png", cwd=tmp_path)
+    assert (tmp_path / "history.png").read_bytes()[:4] == b"\x89PNG"
+
+
+# -- a real PostgreSQL server, started here -------------------------------------------------
+
+def _postgres_bin(name: str) -> str | None:
+    found = shutil.which(name)
+    if found:
+        return found
+    for folder in sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True):
+        if (folder / name).exists():
+            return str(folder / name)
+    return None
+
+
+@pytest.fixture
+def postgres(tmp_path):
+    """A PostgreSQL server in a temporary folder, on a Unix socket there; its URL."""
+    pytest.importorskip("psycopg")  # SQLAlchemy 2.1's driver for postgresql://
+    initdb, pg_ctl = _postgres_bin("initdb"), _postgres_bin("pg_ctl")
+    if not (initdb and pg_ctl):
+        pytest.skip("PostgreSQL is not installed (apt-get install postgresql)")
+    folder = Path(tempfile.mkdtemp(prefix="charseq-pg-"))
+    data, socket_dir = folder / "data", folder
+    as_user: list[str] = []
+    if os.geteuid() == 0:  # PostgreSQL will not run as root: as its own user
+        if shutil.which("runuser") is None:
+            pytest.skip("PostgreSQL will not run as root, and there is no runuser to change user")
+        shutil.chown(folder, "postgres")
+        as_user = ["runuser", "-u", "postgres", "--"]
+    subprocess.run([*as_user, initdb, "-D", str(data), "-U", "charseq", "--auth=trust"], check=True,
+                   capture_output=True, timeout=120)
+    subprocess.run([*as_user, pg_ctl, "-D", str(data), "-w", "-l", str(folder / "log"), "-o",
+                    f"-k {socket_dir} -c listen_addresses='' -p 5499", "start"], check=True, capture_output=True,
+                   timeout=120)
+    try:
+        yield f"postgresql://charseq@/postgres?host={socket_dir}&port=5499"
+    finally:
+        subprocess.run([*as_user, pg_ctl, "-D", str(data), "-m", "immediate", "stop"], capture_output=True,
+                       timeout=60)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_a_study_on_a_postgresql_server_shared_by_two_processes(tmp_path, postgres):
+    command = [sys.executable, "-m", "charseq", "sweep", *QUICK, "--param", "lr=log:0.5:8", "--trials", "6",
+               "--pruner", "none", "--storage", postgres, "--study", "pg", "--dir", str(tmp_path / "runs"),
+               "--threads", "1"]
+    workers = [subprocess.Popen(command, cwd=AWAY, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+               for _ in range(2)]
+    for worker in workers:
+        out, err = worker.communicate(timeout=300)
+        assert worker.returncode == 0, err
+    _run_and_surplus(trials(tmp_path, "pg", postgres), 6)
+    assert "best: trial" in out
