@@ -30,6 +30,7 @@ INSTALL_HINT = "pip install 'charseq[sweep]'"
 DEFAULT_STORAGE = "sqlite:///charseq-sweeps.db"
 DEFAULT_DIRECTORY = "sweeps"
 PRUNERS = ("median", "hyperband", "none")
+OPEN_ATTEMPTS = 8
 # A worker beats every HEARTBEAT seconds; a running trial silent for GRACE is taken for dead.
 HEARTBEAT = int(os.environ.get("CHARSEQ_SWEEP_HEARTBEAT", "30"))
 GRACE = int(os.environ.get("CHARSEQ_SWEEP_GRACE", str(4 * HEARTBEAT)))
@@ -142,13 +143,27 @@ def open_storage(url: str) -> Any:
     kwargs: dict[str, Any] = {}
     if url.startswith("sqlite"):
         kwargs["engine_kwargs"] = {"connect_args": {"timeout": 60}}  # several local workers wait their turn
-    try:
-        return optuna.storages.RDBStorage(url, heartbeat_interval=HEARTBEAT, grace_period=GRACE, **kwargs)
-    except ImportError as exc:
-        raise CharseqError(f"the storage {_shown_url(url)} needs a database driver: {exc}") from None
-    except Exception as exc:  # a URL that SQLAlchemy cannot parse, a server that does not answer
-        raise CharseqError(f"cannot open the storage {_shown_url(url)}: {type(exc).__name__}: "
-                           f"{str(exc).splitlines()[0] if str(exc) else ''}") from None
+    import random
+
+    for attempt in range(OPEN_ATTEMPTS):
+        try:
+            return optuna.storages.RDBStorage(url, heartbeat_interval=HEARTBEAT, grace_period=GRACE, **kwargs)
+        except ImportError as exc:
+            raise CharseqError(f"the storage {_shown_url(url)} needs a database driver: {exc}") from None
+        except Exception as exc:  # a URL SQLAlchemy cannot parse, a server that does not answer, or a race:
+            # workers (or machines) that open a new storage together all try to make its tables, and
+            # all but one fail; opened again, the tables are there.
+            if attempt + 1 == OPEN_ATTEMPTS or not _maybe_a_race(exc):
+                raise CharseqError(f"cannot open the storage {_shown_url(url)}: {type(exc).__name__}: "
+                                   f"{str(exc).splitlines()[0] if str(exc) else ''}") from None
+            time.sleep(random.uniform(0.2, 1.0))
+    raise AssertionError("unreachable")
+
+
+def _maybe_a_race(exc: Exception) -> bool:
+    """An error that two processes making the same tables at once give (SQLAlchemy's)."""
+    text = f"{type(exc).__name__} {exc}".lower()
+    return any(words in text for words in ("already exists", "unique", "duplicate", "locked", "integrity"))
 
 
 def _shown_url(url: str) -> str:
@@ -158,6 +173,7 @@ def _shown_url(url: str) -> str:
 
 def load_study(sweep: Sweep, worker: int = 0) -> Any:
     optuna = require_optuna()
+    optuna.logging.set_verbosity(optuna.logging.ERROR)  # charseq says what happened: the report
     # Median: no pruning before 4 trials have finished, nor on a trial's first evaluation (too noisy).
     pruner = {"median": optuna.pruners.MedianPruner(n_startup_trials=4, n_warmup_steps=1),
               "hyperband": optuna.pruners.HyperbandPruner(),
@@ -315,6 +331,7 @@ class Row:
     params: dict[str, Any]
     seconds: float | None
     note: str
+    directory: str | None = None  # where its run is, on the machine that ran it
 
 
 def report(storage: str, study_name: str) -> tuple[list[Row], Any]:
@@ -335,7 +352,8 @@ def report(storage: str, study_name: str) -> tuple[list[Row], Any]:
         if trial.state.name == "PRUNED":
             note = f"pruned after {len(trial.intermediate_values)} evaluations"
         value = trial.value if trial.state.name == "COMPLETE" else None
-        rows.append(Row(trial.number, trial.state.name.lower(), value, dict(trial.params), seconds, note))
+        rows.append(Row(trial.number, trial.state.name.lower(), value, dict(trial.params), seconds, note,
+                        trial.user_attrs.get("directory")))
     best = None
     if any(t.state.name == "COMPLETE" for t in study.get_trials(deepcopy=False)):
         best = study.best_trial

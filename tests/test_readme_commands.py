@@ -86,11 +86,12 @@ def test_every_readme_command_runs_as_written_in_a_fresh_directory(tmp_path):
         plots = True
     except ImportError:
         plots = False
-    serving, exporting = _installed("starlette", "uvicorn"), _installed("onnx")
+    serving, exporting, sweeping = _installed("starlette", "uvicorn"), _installed("onnx"), _installed("optuna")
     server: subprocess.Popen | None = None
     try:
         for command in readme_commands():
-            if "charseq plot" in command and not plots or "charseq export" in command and not exporting:
+            if ("charseq plot" in command and not plots or "charseq export" in command and not exporting
+                    or "charseq sweep" in command and not sweeping):
                 continue
             if command.startswith("charseq serve"):  # in the background, for the curl lines that follow
                 if serving:
