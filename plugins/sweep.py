@@ -18,7 +18,7 @@ from charseq.errors import UsageError
 def register_commands(cli):
     import click  # here, not at import: loading the plugins must not load the CLI's packages
 
-    from charseq.cli import _available_cores, _corpus_options, say, training_options
+    from charseq.cli import _available_cores, _corpus_options, _shortcut_callbacks, say, training_options
     from charseq.sweeps import DEFAULT_DIRECTORY, DEFAULT_STORAGE, PRUNERS
 
     @cli.command()
@@ -30,6 +30,12 @@ def register_commands(cli):
                   help="A dimension of the search: lr=log:1e-4:1e-2, dropout=float:0:0.5, hidden-size=int:128:512:128, "
                        "optimizer=choice:adam,rmsprop, model.layers=int:1:3. Repeat for each.")
     @training_options
+    @click.option("--exact-text", is_flag=True, help="Read text byte for byte (as train's).")
+    @click.option("--patience", type=click.IntRange(min=0), metavar="EPOCHS",
+                  help="Each trial stops after this many epochs without improvement (as train's).")
+    @click.option("--min-delta", type=float, help="With --patience: the smallest change that counts.")
+    @click.option("--callback", "callback_specs", multiple=True, metavar="NAME[:KEY=VALUE,...]",
+                  help="A callback for every trial (as train's); each trial already keeps its metrics.")
     @click.option("--trials", type=click.IntRange(min=1), default=20, show_default=True,
                   help="Trials the study is to hold (every state counted); the same command again goes on to them.")
     @click.option("--timeout", type=click.FloatRange(min=1), metavar="SECONDS",
@@ -50,8 +56,8 @@ def register_commands(cli):
     @click.option("--plot", "plot_path", type=click.Path(dir_okay=False), metavar="PNG",
                   help="With --report: draw the optimisation history (needs the plot extra).")
     @click.option("--json", "as_json", is_flag=True, help="With --report: print JSON, for scripts.")
-    def sweep(corpus_spec, encoding, model_spec, param_specs, trials, timeout, study_name, storage, directory, jobs,
-              threads, pruner, report, plot_path, as_json, **settings):
+    def sweep(corpus_spec, encoding, model_spec, param_specs, exact_text, patience, min_delta, callback_specs, trials,
+              timeout, study_name, storage, directory, jobs, threads, pruner, report, plot_path, as_json, **settings):
         """Train many runs over a search space and keep the best (Optuna).
 
         Each trial trains a run whose settings are drawn from the --param dimensions; every
@@ -86,7 +92,11 @@ def register_commands(cli):
         clash = sorted(set(fixed) & set(names))
         if clash:
             raise UsageError(f"--{clash[0].replace('_', '-')} is fixed and searched over (--param); give one")
-        train = {"corpus": corpus_spec, "corpus_options": _corpus_options(encoding, False), **fixed}
+        if any(spec.split(":")[0] == "metrics" for spec in callback_specs):
+            raise UsageError("each trial keeps its metrics in its own folder already; leave out --callback metrics")
+        callbacks = _shortcut_callbacks(None, patience, min_delta, None, None) + list(callback_specs)
+        train = {"corpus": corpus_spec, "corpus_options": _corpus_options(encoding, exact_text), **fixed,
+                 "callbacks": callbacks}
         if model_spec is not None:
             train["model"] = model_spec
         if threads is None:

@@ -278,3 +278,18 @@ def test_a_study_on_a_postgresql_server_shared_by_two_processes(tmp_path, postgr
         assert worker.returncode == 0, err
     _run_and_surplus(trials(tmp_path, "pg", postgres), 6)
     assert "best: trial" in out
+
+
+def test_every_other_training_option_holds_for_every_trial(tmp_path):
+    sweep(*QUICK, "--param", "lr=log:0.5:8", "--trials", "2", "--pruner", "none", "--patience", "2",
+          "--optimizer", "adam", "--callback", "checkpoint:every=5", cwd=tmp_path)
+    import charseq
+
+    for number in (0, 1):
+        saved = charseq.load(tmp_path / "sweeps" / "charseq" / f"trial-{number:04d}" / "model.npz")
+        names = [callback["name"] for callback in saved.run["callbacks"]]
+        assert names == ["metrics", "early-stopping", "checkpoint"]
+        assert saved.run["callbacks"][1]["options"]["patience"] == 2
+        assert saved.model.hidden_size == 16 and saved.config["optimizer"] == "adam"
+    result = sweep(*QUICK, "--param", "lr=log:0.5:8", "--callback", "metrics:path=m.jsonl", cwd=tmp_path, ok=False)
+    assert result.exit_code == 2 and "leave out --callback metrics" in result.output
