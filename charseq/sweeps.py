@@ -31,6 +31,9 @@ DEFAULT_STORAGE = "sqlite:///charseq-sweeps.db"
 DEFAULT_DIRECTORY = "sweeps"
 PRUNERS = ("median", "hyperband", "none")
 OPEN_ATTEMPTS = 8
+INTERRUPTED = "interrupted (Ctrl-C or a signal)"
+WORKER_GRACE = 10.0  # seconds the workers have to stop after Ctrl-C
+STUDY_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 # A worker beats every HEARTBEAT seconds; a running trial silent for GRACE is taken for dead.
 HEARTBEAT = int(os.environ.get("CHARSEQ_SWEEP_HEARTBEAT", "30"))
 GRACE = int(os.environ.get("CHARSEQ_SWEEP_GRACE", str(4 * HEARTBEAT)))
@@ -129,6 +132,11 @@ class Sweep:
     quiet: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        if not STUDY_NAME.match(self.study):
+            raise UsageError(f"--study {self.study!r}: a study's name is letters, digits and - _ . (it names a "
+                             "folder under --dir)")
+
     def trial_directory(self, number: int) -> Path:
         return Path(self.directory) / self.study / f"trial-{number:04d}"
 
@@ -142,7 +150,7 @@ def open_storage(url: str) -> Any:
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     kwargs: dict[str, Any] = {}
     if url.startswith("sqlite"):
-        kwargs["engine_kwargs"] = {"connect_args": {"timeout": 60}}  # several local workers wait their turn
+        kwargs["engine_kwargs"] = {"connect_args": {"timeout": 20}}  # several local workers wait their turn
     import random
 
     for attempt in range(OPEN_ATTEMPTS):
@@ -179,8 +187,28 @@ def load_study(sweep: Sweep, worker: int = 0) -> Any:
               "hyperband": optuna.pruners.HyperbandPruner(),
               "none": optuna.pruners.NopPruner()}[sweep.pruner]
     seed = None if sweep.seed is None else sweep.seed + worker  # workers must not all draw the same
-    return optuna.create_study(study_name=sweep.study, storage=open_storage(sweep.storage), load_if_exists=True,
-                               direction="minimize", sampler=optuna.samplers.TPESampler(seed=seed), pruner=pruner)
+    study = optuna.create_study(study_name=sweep.study, storage=open_storage(sweep.storage), load_if_exists=True,
+                                direction="minimize", sampler=optuna.samplers.TPESampler(seed=seed), pruner=pruner)
+    _same_search(study, sweep)
+    return study
+
+
+def _same_search(study: Any, sweep: Sweep) -> None:
+    """A study's trials compare only when they searched one space with one set of fixed
+    settings: the first command records both, and a later one that differs is refused."""
+    import json
+
+    made = {"params": sorted(repr(p) for p in sweep.params),
+            "train": json.loads(json.dumps(sweep.train, sort_keys=True, default=str))}
+    recorded = study.user_attrs.get("charseq.search")
+    if recorded is None:
+        study.set_user_attr("charseq.search", made)
+        return
+    if recorded != made:
+        differ = [key for key in ("params", "train") if recorded.get(key) != made[key]]
+        what = " and ".join({"params": "--param dimensions", "train": "fixed training options"}[k] for k in differ)
+        raise UsageError(f"study {sweep.study!r} was started with other {what}; its trials would not compare: give "
+                         "the same ones, or another --study")
 
 
 class _Reporter:
@@ -237,8 +265,12 @@ def objective(sweep: Sweep) -> Any:
         except CharseqError as exc:  # a bad combination, a diverging run: the trial fails, the sweep goes on
             trial.set_user_attr("failure", str(exc))
             raise
+        except KeyboardInterrupt:  # Ctrl-C before the run could take it as its own
+            trial.set_user_attr("failure", INTERRUPTED)
+            raise
         trial.set_user_attr("seconds", round(time.perf_counter() - started, 2))
-        if result.status == "interrupted":
+        if result.status == "interrupted":  # Ctrl-C: saved; the trial ends failed, and the sweep stops
+            trial.set_user_attr("failure", INTERRUPTED)
             raise KeyboardInterrupt
         if reporter.pruned:
             raise optuna.TrialPruned(f"pruned after {reporter.reports} evaluations")
@@ -288,10 +320,17 @@ def _thread_limits(threads: int | None) -> Any:
 
 
 def _worker_main(sweep: Sweep, worker: int) -> None:  # in a child process
+    import sys
     import warnings
 
     warnings.simplefilter("ignore")  # the parent says what matters; N copies of a warning help no one
-    work(sweep, worker)
+    try:
+        work(sweep, worker)
+    except KeyboardInterrupt:  # Ctrl-C reaches every worker: the parent says it once
+        sys.exit(130)
+    except CharseqError as exc:
+        print(f"charseq: worker {worker}: {exc}", file=sys.stderr)
+        sys.exit(exc.exit_code)
 
 
 def run_sweep(sweep: Sweep, jobs: int = 1) -> None:
@@ -310,10 +349,13 @@ def run_sweep(sweep: Sweep, jobs: int = 1) -> None:
     try:
         for process in workers:
             process.join()
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # the workers had it too: each saves its run and records its trial
+        deadline = time.monotonic() + WORKER_GRACE
         for process in workers:
-            process.terminate()
-        for process in workers:
+            process.join(max(0.0, deadline - time.monotonic()))
+        for process in workers:  # one stuck (in a database call, say) is killed; its heartbeat stops
+            if process.is_alive():
+                process.kill()
             process.join()
         raise
     failed = [p.name for p in workers if p.exitcode not in (0, None)]

@@ -293,3 +293,51 @@ def test_every_other_training_option_holds_for_every_trial(tmp_path):
         assert saved.model.hidden_size == 16 and saved.config["optimizer"] == "adam"
     result = sweep(*QUICK, "--param", "lr=log:0.5:8", "--callback", "metrics:path=m.jsonl", cwd=tmp_path, ok=False)
     assert result.exit_code == 2 and "leave out --callback metrics" in result.output
+
+
+def test_a_study_refuses_a_command_that_searches_otherwise(tmp_path):
+    sweep(*QUICK, "--param", "lr=log:0.5:8", "--trials", "1", "--pruner", "none", cwd=tmp_path)
+    for changed in (["--param", "lr=log:0.1:8"], ["--param", "lr=log:0.5:8", "--epochs", "13"]):
+        args = [*QUICK, *changed] if "--epochs" not in changed else [*QUICK[:2], *changed, *QUICK[4:]]
+        result = sweep(*args, "--trials", "2", cwd=tmp_path, ok=False)
+        assert result.exit_code == 2 and "was started with other" in result.output, result.output
+    assert len(trials(tmp_path)) == 1
+    sweep(*QUICK, "--param", "lr=log:0.5:8", "--trials", "2", "--pruner", "none", "--study", "other", cwd=tmp_path)
+
+
+@pytest.mark.parametrize("name", ["../escape", "a/b", "", ".hidden"])
+def test_a_study_name_cannot_leave_the_runs_folder(tmp_path, name):
+    result = sweep(*QUICK, "--param", "lr=log:0.5:8", "--study", name, cwd=tmp_path, ok=False)
+    assert result.exit_code == 2 and "a study's name is letters" in result.output
+    assert not (tmp_path / "escape").exists()
+
+
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_ctrl_c_stops_a_sweep_quietly_and_records_why(tmp_path, jobs):
+    storage = f"sqlite:///{tmp_path / 's.db'}"
+    command = [sys.executable, "-m", "charseq", "sweep", "--corpus", "alphabet", "--epochs", "100000",
+               "--hidden-size", "16", "--param", "lr=log:0.5:8", "--trials", "3", "--storage", storage, "--dir",
+               str(tmp_path / "runs"), "--jobs", jobs, "--threads", "1", "--pruner", "none"]
+    worker = subprocess.Popen(command, cwd=AWAY, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              start_new_session=True)
+    for _ in range(300):
+        time.sleep(0.1)
+        try:
+            if len([t for t in trials(tmp_path, storage=storage) if t.state.name == "RUNNING"]) == int(jobs):
+                break
+        except KeyError:
+            pass
+    time.sleep(0.5)
+    os.killpg(worker.pid, signal.SIGINT)  # as Ctrl-C in a terminal: the whole process group
+    _, err = worker.communicate(timeout=60)
+    assert worker.returncode == 130, err
+    assert "Traceback" not in err
+    states = trials(tmp_path, storage=storage)
+    # Each trial is failed, and says why; a worker that could not stop within 10 s is killed,
+    # and its trial is left to its heartbeat (the test above).
+    interrupted = [t for t in states if t.state.name == "FAIL"]
+    assert len(states) == int(jobs) and all(t.state.name in ("FAIL", "RUNNING") for t in states) and interrupted
+    assert all(t.user_attrs["failure"] == "interrupted (Ctrl-C or a signal)" for t in interrupted)
+    report = subprocess.run([sys.executable, "-m", "charseq", "sweep", "--report", "--storage", storage], cwd=AWAY,
+                            capture_output=True, text=True, timeout=60)
+    assert report.stdout.count("interrupted (Ctrl-C or a signal)") == len(interrupted)
