@@ -32,12 +32,34 @@ DEFAULT_DIRECTORY = "sweeps"
 PRUNERS = ("median", "hyperband", "none")
 OPEN_ATTEMPTS = 8
 INTERRUPTED = "interrupted (Ctrl-C or a signal)"
+NOT_RUN = "not run"
 WORKER_GRACE = 10.0  # seconds the workers have to stop after Ctrl-C
 STUDY_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
-# A worker beats every HEARTBEAT seconds; a running trial silent for GRACE is taken for dead.
-HEARTBEAT = int(os.environ.get("CHARSEQ_SWEEP_HEARTBEAT", "30"))
-GRACE = int(os.environ.get("CHARSEQ_SWEEP_GRACE", str(4 * HEARTBEAT)))
+# A worker beats every HEARTBEAT seconds; a running trial silent for GRACE is taken for dead
+# (CHARSEQ_SWEEP_HEARTBEAT and CHARSEQ_SWEEP_GRACE change them, for tests).
+HEARTBEAT = 30
+
+
+def _heartbeat() -> tuple[int, int]:
+    values: list[int] = []
+    for name, default in (("CHARSEQ_SWEEP_HEARTBEAT", HEARTBEAT), ("CHARSEQ_SWEEP_GRACE", None)):
+        text = os.environ.get(name)
+        if text is None:
+            values.append(default if default is not None else 4 * values[0])
+            continue
+        if not text.strip().isdigit() or int(text) < 1:
+            raise UsageError(f"{name} must be a whole number of seconds, at least 1; got {text!r}")
+        values.append(int(text))
+    return values[0], values[1]
 _SPEC = re.compile(r"^(?P<name>[A-Za-z][A-Za-z0-9_.-]*)=(?P<kind>log|float|int|choice):(?P<args>.+)$")
+
+
+class Interrupted(KeyboardInterrupt):
+    """A signal stopped the sweep: `exit_code` is train's for it (130 Ctrl-C, 143 SIGTERM, 129 SIGHUP)."""
+
+    def __init__(self, exit_code: int = 130):
+        super().__init__(exit_code)
+        self.exit_code = exit_code
 
 
 def require_optuna() -> Any:
@@ -75,6 +97,8 @@ class Param:
                              f"{', '.join(sorted(known))}, model and model.OPTION")
         if kind == "choice":
             choices = tuple(_value(choice) for choice in args.split(","))
+            if any(isinstance(c, float) and not math.isfinite(c) for c in choices):
+                raise UsageError(f"--param {spec!r}: a choice must be a finite number or text")
             if not all(str(c) for c in choices) or len(set(choices)) != len(choices):
                 raise UsageError(f"--param {spec!r}: the choices must be different and not empty")
             return cls(name, kind, choices=choices)
@@ -153,9 +177,10 @@ def open_storage(url: str) -> Any:
         kwargs["engine_kwargs"] = {"connect_args": {"timeout": 20}}  # several local workers wait their turn
     import random
 
+    heartbeat, grace = _heartbeat()
     for attempt in range(OPEN_ATTEMPTS):
         try:
-            return optuna.storages.RDBStorage(url, heartbeat_interval=HEARTBEAT, grace_period=GRACE, **kwargs)
+            return optuna.storages.RDBStorage(url, heartbeat_interval=heartbeat, grace_period=grace, **kwargs)
         except ImportError as exc:
             raise CharseqError(f"the storage {_shown_url(url)} needs a database driver: {exc}") from None
         except Exception as exc:  # a URL SQLAlchemy cannot parse, a server that does not answer, or a race:
@@ -174,9 +199,32 @@ def _maybe_a_race(exc: Exception) -> bool:
     return any(words in text for words in ("already exists", "unique", "duplicate", "locked", "integrity"))
 
 
+def sqlite_path(url: str) -> Path | None:
+    """The file of an SQLite URL (None for another kind, or an in-memory one)."""
+    if not url.startswith("sqlite:///") or url in ("sqlite:///", "sqlite:///:memory:"):
+        return None
+    return Path(url.removeprefix("sqlite:///").split("?")[0])
+
+
 def _shown_url(url: str) -> str:
-    """The URL without its password."""
-    return re.sub(r"(://[^:/@]+:)[^@]+@", r"\1***@", url)
+    """The URL without its password (in the user part, or a password= parameter)."""
+    from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "(a storage URL that cannot be read)"
+    netloc = parts.netloc
+    if ":" not in netloc.rpartition("@")[0] and not any(k.lower() in ("password", "pass", "pwd")
+                                                        for k, _ in parse_qsl(parts.query)):
+        return url  # nothing to hide
+    if "@" in netloc:
+        user, _, host = netloc.rpartition("@")
+        name, colon, _ = user.partition(":")
+        netloc = f"{name}{':***' if colon else ''}@{host}"
+    query = urlencode([(k, "***" if k.lower() in ("password", "pass", "pwd") else v)
+                       for k, v in parse_qsl(parts.query, keep_blank_values=True)], safe="/*")
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
 
 def load_study(sweep: Sweep, worker: int = 0) -> Any:
@@ -201,6 +249,9 @@ def _same_search(study: Any, sweep: Sweep) -> None:
     made = {"params": sorted(repr(p) for p in sweep.params),
             "train": json.loads(json.dumps(sweep.train, sort_keys=True, default=str))}
     recorded = study.user_attrs.get("charseq.search")
+    if recorded is None and (study.get_trials(deepcopy=False) or len(study.directions) != 1
+                             or study.direction.name != "MINIMIZE"):
+        raise UsageError(f"study {sweep.study!r} was not made by charseq sweep; give another --study")
     if recorded is None:
         study.set_user_attr("charseq.search", made)
         return
@@ -238,9 +289,12 @@ def objective(sweep: Sweep) -> Any:
     from charseq.run import Run
 
     def run_trial(trial: Any) -> float:
-        if trial.number >= sweep.trials:  # workers that finished together both asked for one more
-            trial.study.stop()
-            trial.set_user_attr("failure", f"not run: the study already held {sweep.trials} trials")
+        if _Stop.exit_code is not None:
+            trial.set_user_attr("failure", INTERRUPTED)
+            raise Interrupted(_Stop.exit_code)
+        if _count(trial.study, leave_out=trial.number) >= sweep.trials:  # workers that finished together
+            trial.study.stop()                                            # both asked for one more
+            trial.set_user_attr("failure", f"{NOT_RUN}: the study already held {sweep.trials} trials")
             raise CharseqError(trial.user_attrs["failure"])
         values = {param.name: param.suggest(trial) for param in sweep.params}
         train = dict(sweep.train)
@@ -261,6 +315,7 @@ def objective(sweep: Sweep) -> Any:
         try:
             run = Run.start(train.pop("corpus"), out=folder / "model.npz", callbacks=callbacks, force=True,
                             model_options=model_options or None, extra_callbacks=[reporter], **train)
+            _stop_if_asked()  # a signal while the run was being built
             result = run.fit()
         except CharseqError as exc:  # a bad combination, a diverging run: the trial fails, the sweep goes on
             trial.set_user_attr("failure", str(exc))
@@ -268,10 +323,13 @@ def objective(sweep: Sweep) -> Any:
         except KeyboardInterrupt:  # Ctrl-C before the run could take it as its own
             trial.set_user_attr("failure", INTERRUPTED)
             raise
+        except Exception as exc:  # a plugin's fault, a file system's: recorded, and the sweep goes on
+            trial.set_user_attr("failure", f"{type(exc).__name__}: {exc}")
+            raise
         trial.set_user_attr("seconds", round(time.perf_counter() - started, 2))
         if result.status == "interrupted":  # Ctrl-C: saved; the trial ends failed, and the sweep stops
             trial.set_user_attr("failure", INTERRUPTED)
-            raise KeyboardInterrupt
+            raise Interrupted(result.exit_code)
         if reporter.pruned:
             raise optuna.TrialPruned(f"pruned after {reporter.reports} evaluations")
         loss = result.metrics.get("val_loss", result.metrics.get("loss"))
@@ -286,29 +344,68 @@ def objective(sweep: Sweep) -> Any:
 def work(sweep: Sweep, worker: int = 0) -> None:
     """One worker: trials until the study holds `sweep.trials` (of any state) or time is up."""
     optuna = require_optuna()
-    from charseq.errors import CharseqError as Failure
-
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # a failed trial is in the report, with why
     study = load_study(sweep, worker)
     limits = _thread_limits(sweep.threads)
+    optuna.storages.fail_stale_trials(study)  # a dead worker's trial, even when no new trial starts
+    restore = _stop_on_signals()
+
+    def enough(study: Any, trial: Any) -> None:
+        if _count(study) >= sweep.trials or _Stop.exit_code is not None:
+            study.stop()
+
     try:
-        counted = _counted_states(optuna)
-        study.optimize(objective(sweep), timeout=sweep.timeout, catch=(Failure,), gc_after_trial=False,
-                       callbacks=[optuna.study.MaxTrialsCallback(sweep.trials, states=counted)],
-                       n_trials=None if _count(study, counted) < sweep.trials else 0)
+        study.optimize(objective(sweep), timeout=sweep.timeout, catch=(Exception,), gc_after_trial=False,
+                       callbacks=[enough], n_trials=None if _count(study) < sweep.trials else 0)
+        _stop_if_asked()
     finally:
+        restore()
         if limits is not None:
             limits.restore_original_limits()
 
 
-def _counted_states(optuna: Any) -> tuple[Any, ...]:
-    """The trials that count towards --trials: all but those waiting (enqueued, not started)."""
-    states = optuna.trial.TrialState
-    return (states.COMPLETE, states.PRUNED, states.FAIL, states.RUNNING)
+class _Stop:
+    """A SIGTERM or SIGHUP that came between runs (a run takes its own while it trains): noted
+    here and acted on at the next safe point, never raised in the middle of a database call."""
+
+    exit_code: int | None = None
 
 
-def _count(study: Any, states: tuple[Any, ...]) -> int:
-    return len(study.get_trials(deepcopy=False, states=states))
+def _stop_on_signals() -> Any:
+    """SIGTERM and SIGHUP end the sweep as Ctrl-C does, with train's exit codes (143, 129).
+    The function that puts the old handlers back."""
+    import signal
+    import threading
+
+    _Stop.exit_code = None
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+
+    def note(signum: int, frame: Any) -> None:
+        _Stop.exit_code = 128 + signum
+
+    previous = {sig: signal.signal(sig, note) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    return lambda: [signal.signal(sig, handler) for sig, handler in previous.items()]
+
+
+def _stop_if_asked() -> None:
+    if _Stop.exit_code is not None:
+        raise Interrupted(_Stop.exit_code)
+
+
+def counted(trial: Any) -> bool:
+    """Whether a trial counts towards --trials: one that ran to its own end (completed,
+    pruned, or failed of itself) or is running. One interrupted, one whose worker died (no
+    reason recorded) and one not run do not: the same command again runs others instead."""
+    state = trial.state.name
+    if state in ("COMPLETE", "PRUNED", "RUNNING"):
+        return True
+    reason = trial.user_attrs.get("failure", "")
+    return state == "FAIL" and bool(reason) and reason != INTERRUPTED and not reason.startswith(NOT_RUN)
+
+
+def _count(study: Any, leave_out: int | None = None) -> int:
+    return sum(counted(t) for t in study.get_trials(deepcopy=False) if t.number != leave_out)
 
 
 def _thread_limits(threads: int | None) -> Any:
@@ -326,11 +423,66 @@ def _worker_main(sweep: Sweep, worker: int) -> None:  # in a child process
     warnings.simplefilter("ignore")  # the parent says what matters; N copies of a warning help no one
     try:
         work(sweep, worker)
-    except KeyboardInterrupt:  # Ctrl-C reaches every worker: the parent says it once
-        sys.exit(130)
+    except KeyboardInterrupt as exc:  # Ctrl-C reaches every worker: the parent says it once
+        sys.exit(getattr(exc, "exit_code", 130))
     except CharseqError as exc:
         print(f"charseq: worker {worker}: {exc}", file=sys.stderr)
         sys.exit(exc.exit_code)
+
+
+def preflight(sweep: Sweep) -> None:
+    """Refuse now, in one line, what every trial would fail on (a missing corpus, an unknown
+    callback, a float for a whole-number setting): build, without training, the run of a
+    trial whose numeric dimensions are at their low ends (choices left to the fixed options)."""
+    import tempfile
+
+    from charseq.run import Run
+
+    train = dict(sweep.train)
+    model_options = dict(train.pop("model_options", None) or {})
+    for param in sweep.params:
+        if param.kind == "choice":
+            continue
+        value = int(param.low) if param.kind == "int" else float(param.low)
+        if param.name.startswith("model."):
+            model_options[param.name.removeprefix("model.")] = value
+        else:
+            train[param.name] = value
+    with tempfile.TemporaryDirectory(prefix="charseq-sweep-check-") as folder:
+        callbacks = [("metrics", {"path": str(Path(folder) / "metrics.jsonl")}), *train.pop("callbacks", [])]
+        Run.start(train.pop("corpus"), out=Path(folder) / "check.npz", callbacks=callbacks,
+                  model_options=model_options or None, **train)
+
+
+def prepare_directory(sweep: Sweep) -> None:
+    """DIR/STUDY/, marked as this study's: the runs of a study of the same name in another
+    storage are never written over."""
+    import json
+
+    root = Path(sweep.directory)
+    if root.exists() and not root.is_dir():
+        raise UsageError(f"--dir {sweep.directory!r} is a file, not a folder")
+    folder = root / sweep.study
+    database = sqlite_path(sweep.storage)
+    owner = {"study": sweep.study, "storage": str(database.resolve()) if database else _shown_url(sweep.storage)}
+    marker = folder / "study.json"
+    if marker.is_file():
+        try:
+            found = json.loads(marker.read_text())
+        except (OSError, ValueError):
+            found = None
+        if found != owner:
+            raise UsageError(f"{folder} holds the runs of study {sweep.study!r} in another storage "
+                             f"({found.get('storage') if isinstance(found, dict) else 'unknown'}); give another --dir "
+                             "or --study")
+        return
+    if folder.exists() and any(folder.iterdir()):
+        raise UsageError(f"{folder} holds files that are not this study's; give another --dir or --study")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        marker.write_text(json.dumps(owner) + "\n")
+    except OSError as exc:
+        raise CharseqError(f"cannot make {folder}: {exc.strerror or exc}") from None
 
 
 def run_sweep(sweep: Sweep, jobs: int = 1) -> None:
@@ -341,15 +493,25 @@ def run_sweep(sweep: Sweep, jobs: int = 1) -> None:
     load_study(sweep)  # the tables and the study exist before the workers race to make them
     import multiprocessing
 
+    import signal
+
     context = multiprocessing.get_context("spawn")  # a fresh interpreter: no BLAS threads or locks inherited
     workers = [context.Process(target=_worker_main, args=(sweep, index), name=f"charseq-sweep-{index}")
                for index in range(jobs)]
     for process in workers:
         process.start()
+
+    def stop(signum: int, frame: Any) -> None:  # SIGTERM or SIGHUP for the parent: for its workers too
+        for process in workers:
+            if process.is_alive() and process.pid is not None:
+                os.kill(process.pid, signum)
+        raise Interrupted(128 + signum)
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGHUP)}
     try:
         for process in workers:
             process.join()
-    except KeyboardInterrupt:  # the workers had it too: each saves its run and records its trial
+    except KeyboardInterrupt as exc:  # the workers had it too: each saves its run and records its trial
         deadline = time.monotonic() + WORKER_GRACE
         for process in workers:
             process.join(max(0.0, deadline - time.monotonic()))
@@ -357,7 +519,10 @@ def run_sweep(sweep: Sweep, jobs: int = 1) -> None:
             if process.is_alive():
                 process.kill()
             process.join()
-        raise
+        raise exc if isinstance(exc, Interrupted) else Interrupted(130) from None
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     failed = [p.name for p in workers if p.exitcode not in (0, None)]
     if failed:
         raise CharseqError(f"{len(failed)} of {jobs} workers ended with an error (exit codes "
@@ -379,18 +544,26 @@ class Row:
 def report(storage: str, study_name: str) -> tuple[list[Row], Any]:
     """The study's trials, and its best trial (None when none completed)."""
     optuna = require_optuna()
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    database = sqlite_path(storage)
+    if database is not None and not database.is_file():
+        raise UsageError(f"no study {study_name!r}: {database} does not exist (run a sweep here first, or give its "
+                         "--storage)")
     try:
         study = optuna.load_study(study_name=study_name, storage=open_storage(storage))
     except KeyError:
         names = [s.study_name for s in optuna.get_all_study_summaries(open_storage(storage))]
         raise UsageError(f"no study {study_name!r} in {_shown_url(storage)}; it holds "
                          f"{', '.join(repr(n) for n in names) or 'none'}") from None
+    if study.user_attrs.get("charseq.search") is None and study.get_trials(deepcopy=False):
+        raise UsageError(f"study {study_name!r} was not made by charseq sweep")
     rows = []
     for trial in study.get_trials(deepcopy=False):
         seconds = (trial.datetime_complete - trial.datetime_start).total_seconds() \
             if trial.datetime_complete and trial.datetime_start else None
         note = trial.user_attrs.get("failure", "")
+        if trial.state.name == "FAIL" and not note:
+            note = "its worker stopped without a word (killed, or its machine went down)"
         if trial.state.name == "PRUNED":
             note = f"pruned after {len(trial.intermediate_values)} evaluations"
         value = trial.value if trial.state.name == "COMPLETE" else None

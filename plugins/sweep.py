@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
 
 from charseq import hookimpl
-from charseq.errors import UsageError
+from charseq.errors import CharseqError, UsageError
 
 
 @hookimpl
@@ -94,6 +95,16 @@ def register_commands(cli):
             raise UsageError(f"--{clash[0].replace('_', '-')} is fixed and searched over (--param); give one")
         if any(spec.split(":")[0] == "metrics" for spec in callback_specs):
             raise UsageError("each trial keeps its metrics in its own folder already; leave out --callback metrics")
+        if any(spec.split(":")[0] == "checkpoint" and "path=" in spec for spec in callback_specs):
+            raise UsageError("every trial would write the same checkpoint path; leave out path= (each trial's "
+                             "checkpoints then go in its folder)")
+        if model_spec is not None and ":" in model_spec:
+            from charseq.registry import parse_options
+
+            fixed_options = parse_options(model_spec.split(":", 1)[1])
+            both = [name for name in names if name.startswith("model.") and name[6:] in fixed_options]
+            if both:
+                raise UsageError(f"{both[0]} is fixed in --model and searched over (--param); give one")
         callbacks = _shortcut_callbacks(None, patience, min_delta, None, None) + list(callback_specs)
         train = {"corpus": corpus_spec, "corpus_options": _corpus_options(encoding, exact_text), **fixed,
                  "callbacks": callbacks}
@@ -103,14 +114,30 @@ def register_commands(cli):
             threads = max(1, _available_cores() // jobs)
         plan = sweeps.Sweep(study_name, params, train, trials, timeout, storage, directory, pruner,
                             fixed.get("seed"), threads)
+        if plan.study and jobs > 4 * _available_cores():
+            raise UsageError(f"--jobs {jobs} on {_available_cores()} cores would only slow each worker down")
         say(f"sweep {study_name!r}: {trials} trials in {sweeps._shown_url(storage)}, {jobs} worker"
             f"{'s' if jobs > 1 else ''} of {threads} BLAS thread{'s' if threads > 1 else ''}, runs in "
             f"{Path(directory) / study_name}/", err=True)
-        sweeps.run_sweep(plan, jobs)
-        _report(sweeps, storage, study_name, None, False, say)
+        sweeps.prepare_directory(plan)
+        sweeps.preflight(plan)
+        try:
+            sweeps.run_sweep(plan, jobs)
+        except sweeps.Interrupted as stopped:
+            say("charseq: sweep interrupted; the same command goes on with it", err=True)
+            sys.exit(stopped.exit_code)
+        if _report(sweeps, storage, study_name, None, False, say) is None:
+            raise CharseqError("no trial has completed: see each one's note above")
 
 
-def _report(sweeps, storage, study_name, plot_path, as_json, say) -> None:
+def _report(sweeps, storage, study_name, plot_path, as_json, say):
+    """Print the study's trials and best; the best trial (None when none completed)."""
+    if plot_path:
+        where = Path(plot_path)
+        if where.suffix.lower() not in (".png", ".pdf", ".svg"):
+            raise UsageError(f"--plot {plot_path!r}: draw a .png, .pdf or .svg")
+        if not (where.parent if str(where.parent) else Path(".")).is_dir():
+            raise UsageError(f"--plot {plot_path!r}: its folder does not exist")
     rows, best = sweeps.report(storage, study_name)
     if as_json:
         say(json.dumps({"study": study_name, "trials": [row.__dict__ for row in rows],
@@ -118,7 +145,7 @@ def _report(sweeps, storage, study_name, plot_path, as_json, say) -> None:
                                                            "params": best.params}}), essential=True)
     else:
         names = sorted({name for row in rows for name in row.params})
-        header = ["trial", "state", "loss", "seconds", *names, "note"]
+        header = ["trial", "state", "loss", "seconds", *[name.replace("_", "-") for name in names], "note"]
         table = [header] + [[str(row.number), row.state, "" if row.value is None else f"{row.value:.4f}",
                              "" if row.seconds is None else f"{row.seconds:.1f}",
                              *[_shown(row.params.get(name)) for name in names], row.note[:60]] for row in rows]
@@ -128,11 +155,12 @@ def _report(sweeps, storage, study_name, plot_path, as_json, say) -> None:
         if best is None:
             say("no trial has completed yet", essential=True)
         else:
-            shown = ", ".join(f"--{k.replace('_', '-')} {_shown(v)}" for k, v in best.params.items())
+            shown = ", ".join(f"{k.replace('_', '-')}={_shown(v)}" for k, v in best.params.items())
             say(f"best: trial {best.number}, loss {best.value:.4f}: {shown}", essential=True)
     if plot_path:
         _plot(rows, plot_path)
         say(f"drew {plot_path}", err=True)
+    return best
 
 
 def _shown(value) -> str:

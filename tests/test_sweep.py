@@ -168,9 +168,9 @@ def test_a_failing_trial_is_recorded_with_its_reason_and_the_sweep_goes_on(tmp_p
 def test_a_worker_killed_mid_trial_leaves_no_trial_running_for_ever(tmp_path):
     env = {**os.environ, "CHARSEQ_SWEEP_HEARTBEAT": "1", "CHARSEQ_SWEEP_GRACE": "2"}
     storage = f"sqlite:///{tmp_path / 's.db'}"
-    command = [sys.executable, "-m", "charseq", "sweep", "--corpus", "alphabet", "--epochs", "100000",
-               "--hidden-size", "16", "--param", "lr=log:0.5:8", "--trials", "2", "--storage", storage, "--dir",
-               str(tmp_path / "runs"), "--threads", "1"]
+    command = [sys.executable, "-m", "charseq", "sweep", "--corpus", "alphabet", "--epochs", "2500",
+               "--hidden-size", "16", "--param", "lr=log:0.5:8", "--trials", "1", "--storage", storage, "--dir",
+               str(tmp_path / "runs"), "--threads", "1", "--pruner", "none"]
     worker = subprocess.Popen(command, cwd=AWAY, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     for _ in range(300):
         time.sleep(0.1)
@@ -179,16 +179,16 @@ def test_a_worker_killed_mid_trial_leaves_no_trial_running_for_ever(tmp_path):
                 break
         except KeyError:  # no study yet
             pass
-    time.sleep(1)
-    worker.send_signal(signal.SIGKILL)
+    time.sleep(0.5)
+    worker.send_signal(signal.SIGKILL)  # its last (and only) trial: nothing else would start to notice
     worker.wait()
     assert [t.state.name for t in trials(tmp_path, storage=storage)] == ["RUNNING"]
     time.sleep(3)  # past the grace period
-    short = [c if c != "100000" else "3" for c in command]
-    result = subprocess.run(short, cwd=AWAY, env=env, capture_output=True, text=True, timeout=300)
+    result = subprocess.run(command, cwd=AWAY, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     states = [t.state.name for t in trials(tmp_path, storage=storage)]
-    assert states[0] == "FAIL" and "RUNNING" not in states
+    assert states == ["FAIL", "COMPLETE"]  # the dead one is not counted: the same command ran another
+    assert "its worker stopped without a word" in result.stdout
 
 
 def test_without_optuna_it_says_what_to_install(monkeypatch):
@@ -341,3 +341,103 @@ def test_ctrl_c_stops_a_sweep_quietly_and_records_why(tmp_path, jobs):
     report = subprocess.run([sys.executable, "-m", "charseq", "sweep", "--report", "--storage", storage], cwd=AWAY,
                             capture_output=True, text=True, timeout=60)
     assert report.stdout.count("interrupted (Ctrl-C or a signal)") == len(interrupted)
+
+
+@pytest.mark.parametrize("args,words", [
+    (["--corpus", "text:missing.txt", "--param", "lr=log:1e-3:1e-2"], "does not exist"),
+    (["--corpus", "alphabet", "--param", "hidden-size=float:16:32"], "hidden-size must be a whole number"),
+    (["--corpus", "alphabet", "--param", "lr=log:1e-3:1e-2", "--callback", "bogus"], "bogus"),
+    (["--corpus", "alphabet", "--param", "model.bogus=int:1:2"], "bogus"),
+    (["--corpus", "alphabet", "--param", "lr=log:1e-3:1e-2", "--callback", "checkpoint:path=x.npz"],
+     "the same checkpoint path"),
+    (["--corpus", "alphabet", "--model", "rnn:layers=2", "--param", "model.layers=int:1:3"], "fixed in --model"),
+    (["--corpus", "alphabet", "--param", "lr=choice:nan,1"], "finite number"),
+])
+def test_what_every_trial_would_fail_on_is_refused_before_any_trial(tmp_path, args, words):
+    result = sweep(*args, "--trials", "2", cwd=tmp_path, ok=False)
+    assert result.exit_code in (1, 2) and words in result.output, result.output
+    assert "Traceback" not in result.output
+    if (tmp_path / "charseq-sweeps.db").exists():
+        try:
+            assert trials(tmp_path) == []  # the study holds no failed trials for it
+        except KeyError:
+            pass
+
+
+def test_runs_of_another_study_of_that_name_are_never_written_over(tmp_path):
+    base = [*QUICK, "--param", "lr=log:0.5:8", "--trials", "1", "--pruner", "none"]
+    sweep(*base, "--storage", "sqlite:///a.db", cwd=tmp_path)
+    before = (tmp_path / "sweeps" / "charseq" / "trial-0000" / "model.npz").read_bytes()
+    result = sweep(*base, "--storage", "sqlite:///b.db", cwd=tmp_path, ok=False)
+    assert result.exit_code == 2 and "holds the runs of study 'charseq' in another storage" in result.output
+    assert (tmp_path / "sweeps" / "charseq" / "trial-0000" / "model.npz").read_bytes() == before
+    (tmp_path / "afile").write_text("x")
+    result = sweep(*base, "--dir", "afile", cwd=tmp_path, ok=False)
+    assert result.exit_code == 2 and "is a file, not a folder" in result.output
+
+
+def test_a_study_charseq_did_not_make_is_not_taken_over(tmp_path):
+    storage = f"sqlite:///{tmp_path / 'charseq-sweeps.db'}"
+    optuna.create_study(study_name="theirs", storage=storage, direction="maximize")
+    result = sweep(*QUICK, "--param", "lr=log:0.5:8", "--study", "theirs", cwd=tmp_path, ok=False)
+    assert result.exit_code == 2 and "was not made by charseq sweep" in result.output
+
+
+@pytest.mark.parametrize("args,words", [
+    (["--report"], "charseq-sweeps.db does not exist"),
+    (["--report", "--storage", "sqlite:///gone.db"], "gone.db does not exist"),
+])
+def test_a_report_creates_nothing(tmp_path, args, words):
+    result = sweep(*args, cwd=tmp_path, ok=False)
+    assert result.exit_code == 2 and words in result.output
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_report_refuses_a_plot_it_cannot_draw(tmp_path):
+    sweep(*QUICK, "--param", "lr=log:0.5:8", "--trials", "1", "--pruner", "none", cwd=tmp_path)
+    for plot, words in (("nodir/x.png", "its folder does not exist"), ("out.txt", "draw a .png, .pdf or .svg")):
+        result = sweep("--report", "--plot", plot, cwd=tmp_path, ok=False)
+        assert result.exit_code == 2 and words in result.output
+
+
+@pytest.mark.parametrize("url,shown", [
+    ("postgresql://bob:s3cret@host/db", "postgresql://bob:***@host/db"),
+    ("postgresql://:s3cret@host/db", "postgresql://:***@host/db"),
+    ("postgresql://bob:s3c@ret@host/db", "postgresql://bob:***@host/db"),
+    ("postgresql://host/db?password=s3cret&sslmode=require", "postgresql://host/db?password=***&sslmode=require"),
+    ("sqlite:////tmp/x.db", "sqlite:////tmp/x.db"),
+])
+def test_a_storage_password_is_never_shown(url, shown):
+    assert sweeps._shown_url(url) == shown
+
+
+def test_a_bad_heartbeat_setting_is_one_line(tmp_path, monkeypatch):
+    monkeypatch.setenv("CHARSEQ_SWEEP_HEARTBEAT", "abc")
+    result = sweep(*QUICK, "--param", "lr=log:0.5:8", "--trials", "1", cwd=tmp_path, ok=False)
+    assert result.exit_code == 2 and "CHARSEQ_SWEEP_HEARTBEAT must be a whole number" in result.output
+
+
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_sigterm_stops_the_workers_too_and_exits_143(tmp_path, jobs):
+    storage = f"sqlite:///{tmp_path / 's.db'}"
+    command = [sys.executable, "-m", "charseq", "sweep", "--corpus", "alphabet", "--epochs", "100000",
+               "--hidden-size", "16", "--param", "lr=log:0.5:8", "--trials", "3", "--storage", storage, "--dir",
+               str(tmp_path / "runs"), "--jobs", jobs, "--threads", "1", "--pruner", "none"]
+    parent = subprocess.Popen(command, cwd=AWAY, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              start_new_session=True)
+    for _ in range(300):
+        time.sleep(0.1)
+        try:
+            if len([t for t in trials(tmp_path, storage=storage) if t.state.name == "RUNNING"]) == int(jobs):
+                break
+        except KeyError:
+            pass
+    parent.send_signal(signal.SIGTERM)  # to the parent alone, as systemd or kill would
+    _, err = parent.communicate(timeout=60)
+    assert parent.returncode == 143, err
+    assert "Traceback" not in err
+    time.sleep(1)
+    alive = subprocess.run(["ps", "-s", str(parent.pid), "-o", "args="], capture_output=True, text=True).stdout
+    assert [line for line in alive.splitlines() if "<defunct>" not in line] == []  # no worker running on its own
+    states = [(t.state.name, t.user_attrs.get("failure")) for t in trials(tmp_path, storage=storage)]
+    assert states and all(state == ("FAIL", sweeps.INTERRUPTED) for state in states), states
