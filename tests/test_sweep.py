@@ -312,21 +312,28 @@ def test_a_study_name_cannot_leave_the_runs_folder(tmp_path, name):
     assert not (tmp_path / "escape").exists()
 
 
-@pytest.mark.parametrize("jobs", ["1", "2"])
-def test_ctrl_c_stops_a_sweep_quietly_and_records_why(tmp_path, jobs):
+def long_sweep(tmp_path: Path, jobs: str) -> tuple[subprocess.Popen, str]:
+    """A sweep of runs too long to finish, in a session of its own, once each of its `jobs`
+    workers is running a trial; the process and its storage."""
     storage = f"sqlite:///{tmp_path / 's.db'}"
     command = [sys.executable, "-m", "charseq", "sweep", "--corpus", "alphabet", "--epochs", "100000",
                "--hidden-size", "16", "--param", "lr=log:0.5:8", "--trials", "3", "--storage", storage, "--dir",
                str(tmp_path / "runs"), "--jobs", jobs, "--threads", "1", "--pruner", "none"]
-    worker = subprocess.Popen(command, cwd=AWAY, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                              start_new_session=True)
+    process = subprocess.Popen(command, cwd=AWAY, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               start_new_session=True)
     for _ in range(300):
         time.sleep(0.1)
         try:
             if len([t for t in trials(tmp_path, storage=storage) if t.state.name == "RUNNING"]) == int(jobs):
                 break
-        except KeyError:
+        except KeyError:  # no study yet
             pass
+    return process, storage
+
+
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_ctrl_c_stops_a_sweep_quietly_and_records_why(tmp_path, jobs):
+    worker, storage = long_sweep(tmp_path, jobs)
     time.sleep(0.5)
     os.killpg(worker.pid, signal.SIGINT)  # as Ctrl-C in a terminal: the whole process group
     _, err = worker.communicate(timeout=60)
@@ -419,19 +426,7 @@ def test_a_bad_heartbeat_setting_is_one_line(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("jobs", ["1", "2"])
 def test_sigterm_stops_the_workers_too_and_exits_143(tmp_path, jobs):
-    storage = f"sqlite:///{tmp_path / 's.db'}"
-    command = [sys.executable, "-m", "charseq", "sweep", "--corpus", "alphabet", "--epochs", "100000",
-               "--hidden-size", "16", "--param", "lr=log:0.5:8", "--trials", "3", "--storage", storage, "--dir",
-               str(tmp_path / "runs"), "--jobs", jobs, "--threads", "1", "--pruner", "none"]
-    parent = subprocess.Popen(command, cwd=AWAY, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                              start_new_session=True)
-    for _ in range(300):
-        time.sleep(0.1)
-        try:
-            if len([t for t in trials(tmp_path, storage=storage) if t.state.name == "RUNNING"]) == int(jobs):
-                break
-        except KeyError:
-            pass
+    parent, storage = long_sweep(tmp_path, jobs)
     parent.send_signal(signal.SIGTERM)  # to the parent alone, as systemd or kill would
     _, err = parent.communicate(timeout=60)
     assert parent.returncode == 143, err
