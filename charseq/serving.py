@@ -247,8 +247,10 @@ class Engine:
         """One round: admit waiting jobs, drop ended ones, and step every live sequence once.
         The engine's thread calls it in a loop; a test may call it instead of `start`.
         False when there was nothing to do."""
-        with self._cond:
-            admitted = self._admit()
+        admitted: list[Job] = []
+        if self._waiting:  # read without the lock, every tick: a request just queued is seen next tick
+            with self._cond:
+                admitted = self._admit()
         for job in admitted:
             self._place(job)
         self._drop_ended()
@@ -369,6 +371,8 @@ class Engine:
                 self.groups.remove(group)
             elif group.shared and group.size > 1 and group.used <= group.size // 4:
                 self._resize(group, _power_of_two(group.used))
+        if not self._waiting:
+            return
         with self._cond:
             for job in list(self._waiting):
                 if job.output.cancelled or now > job.deadline:

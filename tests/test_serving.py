@@ -4,6 +4,8 @@ requests they concern."""
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 import pytest
 
@@ -48,6 +50,17 @@ def results(engine: Engine, *requests) -> list[list[str]]:
             return [["".join(parts) for parts in texts] for texts in collected]
         engine.advance()
     raise AssertionError("the engine did not finish")
+
+
+@contextlib.contextmanager
+def running(engine: Engine):
+    """The engine's thread, stopped however the block ends."""
+    engine.start()
+    try:
+        yield engine
+    finally:
+        engine.stop()
+        engine.join(10)
 
 
 def greedy(model, prompt: str, length: int) -> str:
@@ -245,16 +258,12 @@ def test_too_many_waiting_is_busy_and_stopping_ends_everything():
 def test_the_engine_thread_serves_concurrent_readers():
     model = random_model()
     engine = Engine(model, VOCAB)
-    engine.start()
-    try:
+    with running(engine):
         reqs = [request({"prompt": p, "max_tokens": 50, "temperature": 0}) for p in ("a", "bb", "ccc", "d d")]
         for r in reqs:
             engine.submit(r.jobs)
         for prompt, r in zip(("a", "bb", "ccc", "d d"), reqs):
             assert [c.text for c in collect(r.output, 1, 30)] == [greedy(model, prompt, 50)]
-    finally:
-        engine.stop()
-        engine.join(10)
 
 
 @pytest.mark.parametrize("stops,chars,out,done", [
@@ -377,8 +386,7 @@ def test_a_fault_inside_the_engine_fails_the_running_requests_and_the_engine_goe
     broken = request({"prompt": "abc", "max_tokens": 30})
     original = Engine._tick
     monkeypatch.setattr(Engine, "_tick", lambda self: (_ for _ in ()).throw(RuntimeError("boom")))
-    engine.start()
-    try:
+    with running(engine):
         engine.submit(broken.jobs)
         with pytest.raises(JobFailed, match="the engine failed: RuntimeError: boom") as failed:
             collect(broken.output, 1, 10)
@@ -387,9 +395,6 @@ def test_a_fault_inside_the_engine_fails_the_running_requests_and_the_engine_goe
         later = request({"prompt": "abc", "max_tokens": 30, "temperature": 0})
         engine.submit(later.jobs)
         assert [c.text for c in collect(later.output, 1, 10)] == [greedy(model, "abc", 30)]
-    finally:
-        engine.stop()
-        engine.join(10)
 
 
 def test_what_asks_for_nothing_is_accepted_and_the_default_length_keeps_to_the_limit():
@@ -402,8 +407,7 @@ def test_what_asks_for_nothing_is_accepted_and_the_default_length_keeps_to_the_l
 def test_a_sampler_that_exits_fails_its_request_and_the_engine_thread_lives_on():
     model = random_model()
     engine = Engine(model, VOCAB)
-    engine.start()
-    try:
+    with running(engine):
         bad = request({"prompt": "abc", "max_tokens": 30, "seed": 1})
 
         def leave(logits, rng):
@@ -417,6 +421,3 @@ def test_a_sampler_that_exits_fails_its_request_and_the_engine_thread_lives_on()
         later = request({"prompt": "abc", "max_tokens": 30, "temperature": 0})
         engine.submit(later.jobs)
         assert [c.text for c in collect(later.output, 1, 10)] == [greedy(model, "abc", 30)]
-    finally:
-        engine.stop()
-        engine.join(10)
