@@ -114,7 +114,7 @@ def register_commands(cli):
             threads = max(1, _available_cores() // jobs)
         plan = sweeps.Sweep(study_name, params, train, trials, timeout, storage, directory, pruner,
                             fixed.get("seed"), threads)
-        if plan.study and jobs > 4 * _available_cores():
+        if jobs > 4 * _available_cores():
             raise UsageError(f"--jobs {jobs} on {_available_cores()} cores would only slow each worker down")
         say(f"sweep {study_name!r}: {trials} trials in {sweeps._shown_url(storage)}, {jobs} worker"
             f"{'s' if jobs > 1 else ''} of {threads} BLAS thread{'s' if threads > 1 else ''}, runs in "
