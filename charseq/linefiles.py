@@ -35,8 +35,9 @@ def read_items(path: Path, encoding: str = "utf-8") -> list[str]:
             from None
     except UnicodeError as exc:  # a codec's own complaint, which may run over lines
         raise UsageError(f"{str(path)!r} is not {encoding} text ({first_line(exc)}); try --encoding") from None
-    if "\0" in text:
-        raise UsageError(f"{str(path)!r} holds NUL characters: it is not {encoding} text{_wide_hint(data)}")
+    wide = None if encoding.startswith(("utf-16", "utf-32")) else wide_encoding_hint(data[:4096])
+    if wide:  # what text:PATH refuses too; any other character, NUL included, is a symbol
+        raise UsageError(f"{str(path)!r} is not {encoding} text: it {wide}")
     items = []
     for number, line in enumerate(text.removeprefix(BOM).split("\n"), 1):
         line = line.removesuffix("\r")

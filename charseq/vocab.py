@@ -33,7 +33,9 @@ class Vocabulary:
         codes = np.array([ord(s) for s in symbols], dtype=np.int64)
         self._lookup = np.full(int(codes.max()) + 2, -1, dtype=np.int32)
         self._lookup[codes] = np.arange(len(symbols), dtype=np.int32)
-        self._symbol_array = np.array(symbols)
+        # Decoding gathers code points and reads them as UTF-32: exact for every symbol, NUL
+        # included (a numpy string array would drop it: it pads with NUL).
+        self._codes = codes.astype("<u4")
 
     @classmethod
     def from_text(cls, text: str) -> Vocabulary:
@@ -64,10 +66,11 @@ class Vocabulary:
         return out
 
     def decode(self, ids: Sequence[int] | np.ndarray) -> str:
+        """The text of `ids`, one character per id."""
         ids = np.asarray(ids, dtype=np.intp)
         if ids.size and (ids.min() < 0 or ids.max() >= len(self)):
             raise UsageError(f"ids must lie in 0..{len(self) - 1}")
-        return "".join(self._symbol_array[ids].tolist())
+        return self._codes[ids.ravel()].tobytes().decode("utf-32-le")
 
     def one_hot(self, ids: Sequence[int] | np.ndarray) -> np.ndarray:
         """float32 one-hot rows, shape ids.shape + (len(self),); for users, not the hot path."""

@@ -254,3 +254,31 @@ def test_the_ids_skip_exactly_the_skipped_file(place):
         corpus = charseq.get_corpus("text:notes")
     assert corpus.vocab.decode(corpus.ids) == "alpha gamma"
     assert np.array_equal(corpus.ids, charseq.Corpus.from_text("x", "alpha gamma").ids)
+
+
+def test_a_nul_is_a_character_like_any_other_and_is_printed_exactly(tmp_path):
+    """text: and lines: read NUL alike (only a file that looks like UTF-16 or UTF-32 is
+    refused, naming its encoding), and every way out prints it: one sample, several, JSON,
+    the closing sample, a model of items."""
+    (tmp_path / "nul.txt").write_text("ab\0" * 2000)
+    train = run_cli("train", "--corpus", f"text:{tmp_path / 'nul.txt'}", "--model", "rnn", "--hidden-size", 16,
+                    "--seq-len", 6, "--batch-size", 8, "--epochs", 3, "--lr", 0.01, "--dropout", 0,
+                    "--out", tmp_path / "nul.npz")
+    assert "ab\0ab\0»ab\0ab\0ab\0" in train.stdout, train.stdout  # the first window, then the model's
+    model = tmp_path / "nul.npz"
+    assert run_cli("generate", model, "--prime", "ab", "--sampler", "argmax", "--length", 5).stdout == "ab\0ab\0a\n"
+    several = run_cli("generate", model, "--prime", "ab", "--sampler", "argmax", "--length", 4, "--num-samples", 2)
+    assert several.stdout.split("\n")[:2] == ["ab\0ab\0"] * 2
+    made = run_cli("generate", model, "--prime", "ab", "--sampler", "argmax", "--length", 4, "--json")
+    assert json.loads(made.stdout)["text"] == "\0ab\0"
+
+    (tmp_path / "names.txt").write_text("a\0b\nab\0\n" * 300)
+    run_cli("train", "--corpus", f"lines:{tmp_path / 'names.txt'}", "--hidden-size", 16, "--epochs", 1,
+            "--out", tmp_path / "names.npz", "-q", "--sample-length", 0)
+    assert "\0" in charseq.load(tmp_path / "names.npz").vocab
+    wide = tmp_path / "wide.txt"
+    wide.write_bytes("names\nin UTF-16\n".encode("utf-16-le") * 50)
+    for kind in ("text", "lines"):
+        result = run_cli("train", "--corpus", f"{kind}:{wide}", "--out", tmp_path / f"{kind}.npz", ok=False)
+        assert result.exit_code == 2 and "UTF-16" in result.stderr, kind
+

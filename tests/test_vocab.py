@@ -23,6 +23,15 @@ def test_encode_decode_round_trip_with_unicode():
     assert vocab.decode(ids) == text
 
 
+def test_every_symbol_decodes_exactly_nul_included():
+    """A numpy string array drops NUL (its padding): decoding must not go through one."""
+    text = "ab\0c\0\0\U0001F600\0"
+    vocab = Vocabulary.from_text(text)
+    assert vocab.symbols[0] == "\0"
+    assert vocab.decode(vocab.encode(text)) == text
+    assert vocab.decode([0, 0]) == "\0\0" and vocab.decode(np.zeros((0,), dtype=np.intp)) == ""
+
+
 def test_ids_use_narrow_dtype_and_widen_past_256_symbols():
     assert Vocabulary("ab").encode("ab").dtype == np.uint8
     wide = Vocabulary([chr(0x4E00 + i) for i in range(300)])
