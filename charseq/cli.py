@@ -631,14 +631,16 @@ def evaluate_command(checkpoint_path, corpus_spec, encoding, exact_text, batch_s
 @cli.command()
 @click.argument("metrics_path", metavar="METRICS", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("-o", "--out", type=click.Path(dir_okay=False), default="loss.png", show_default=True,
-              help="The picture to write (PNG, SVG or PDF by its suffix); a picture there is replaced.")
-def plot(metrics_path, out):
+              help="The picture to write (PNG, SVG or PDF by its suffix); one it drew before is replaced.")
+@click.option("--force", is_flag=True, help="Replace a file at -o that this command did not draw (never charseq's "
+                                            "checkpoints or metrics).")
+def plot(metrics_path, out, force):
     """Draw the training and validation loss of a --metrics file."""
     from charseq.plot import plot_metrics
 
     if out.endswith(os.sep) or out.endswith(os.sep + "."):
         raise UsageError(f"-o {out!r} names a directory; give a picture's file name")
-    plot_metrics(metrics_path, Path(out))
+    plot_metrics(metrics_path, Path(out), force)
     say(f"wrote {out}")
 
 

@@ -25,6 +25,8 @@ def atomic_write(path: Path, write: Callable[[BinaryIO], object], durable: bool 
     whatever it held before.
     """
     name = shown(path)
+    if dangling(path):  # checked again here, at the moment of writing: a link planted since is never followed
+        raise SaveError(name, "it (or a directory on its way) is a symlink to a place that does not exist")
     path = Path(os.path.realpath(path))  # through a symlink to the file it names, which is what was checked
     directory = path.parent if str(path.parent) else Path(".")
     try:
@@ -115,3 +117,16 @@ def shown(path: str | os.PathLike) -> str:
     except ValueError:  # another drive
         return text
     return relative if not relative.startswith(os.pardir) else text
+
+
+def dangling(path: str | os.PathLike) -> bool:
+    """Whether the path, or a directory on its way, is a symlink to nothing: writing through
+    it would create files where someone else chose."""
+    current = os.path.abspath(os.fspath(path))
+    while True:
+        if os.path.islink(current) and not os.path.exists(current):
+            return True
+        parent = os.path.dirname(current)
+        if parent == current or os.path.exists(current):
+            return False
+        current = parent

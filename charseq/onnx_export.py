@@ -29,7 +29,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from charseq.errors import CharseqError, UsageError
-from charseq.files import atomic_write, kind_of, shown
+from charseq.files import atomic_write
+from charseq.outputs import check_new_file
 
 if TYPE_CHECKING:
     import onnx
@@ -254,32 +255,9 @@ def export_checkpoint(checkpoint_path: str | os.PathLike, out: str | os.PathLike
     checkpoint_path = Path(checkpoint_path)
     saved = charseq.load(checkpoint_path)
     target = os.fspath(out) if out is not None else str(default_path(checkpoint_path))
-    _check_target(target, checkpoint_path, force)
+    if target == "-":
+        raise UsageError("-o - would be standard output; the ONNX file is binary: give a file name with -o")
+    check_new_file(target, "-o", force=force, inputs={checkpoint_path: "the checkpoint being exported"})
     blob = build(saved).SerializeToString()
     atomic_write(Path(target), lambda f: f.write(blob))
     return Path(target), len(blob)
-
-
-def _check_target(path: str, checkpoint_path: Path, force: bool) -> None:
-    """Refuse, before the graph is built, a path that could not or may not take the file."""
-    from charseq.outputs import is_charseq_file
-
-    if path == "-":
-        raise UsageError("-o - would be standard output; the ONNX file is binary: give a file name with -o")
-    if not path or "\0" in path or path.endswith(os.sep) or path.endswith(os.sep + "."):
-        raise UsageError(f"-o {path!r} is not a file name")
-    target, name = Path(path), shown(path)
-    kind = kind_of(target)
-    if kind is not None:
-        raise UsageError(f"{name!r} is {kind}; give a file name with -o")
-    directory = target.parent if str(target.parent) else Path(".")
-    if not directory.is_dir():
-        raise UsageError(f"cannot write {name!r}: directory {shown(directory)!r} does not exist")
-    if not target.exists():
-        return
-    if os.path.samefile(target, checkpoint_path):
-        raise UsageError(f"{name!r} is the checkpoint being exported; give another path with -o")
-    if is_charseq_file(target):
-        raise UsageError(f"{name!r} holds charseq's data (a checkpoint or metrics); give another path with -o")
-    if not force:
-        raise UsageError(f"{name!r} already exists; give another path with -o, or --force to replace it")

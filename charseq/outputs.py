@@ -19,12 +19,12 @@ import json
 import os
 import re
 import tempfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from charseq.errors import UsageError
-from charseq.files import kind_of, shown
+from charseq.files import dangling, kind_of, shown
 
 CHECKPOINT, METRICS, FILE = "checkpoint", "metrics", "file"
 _TEMPORARY = re.compile(r"^\..+\.[0-9a-f]{8}\.tmp$")  # files.atomic_write's
@@ -353,17 +353,33 @@ def _check_directory(output: Output, directory: Path, create: bool) -> None:
         raise UsageError(f"{output.what}: directory {shown(existing)!r} is not writable ({exc.strerror})") from None
 
 
-def dangling(path: str | os.PathLike) -> bool:
-    """Whether the path, or a directory on its way, is a symlink to nothing: writing through
-    it would create files where someone else chose."""
-    current = os.path.abspath(os.fspath(path))
-    while True:
-        if os.path.islink(current) and not os.path.exists(current):
-            return True
-        parent = os.path.dirname(current)
-        if parent == current or os.path.exists(current):
-            return False
-        current = parent
+def check_new_file(path: str, what: str, *, force: bool = False, inputs: Mapping[Path, str] | None = None,
+                   own: Callable[[Path], bool] | None = None) -> Path:
+    """Refuse, in one line, a file a command may not write outside a run (an export, a
+    picture), by the rules a run's outputs follow: a name that can hold a file (no link to
+    nowhere, no directory, device or kernel path), in a directory that exists and takes
+    files; never one of `inputs` (path -> what it is, for the message) nor charseq's data (a
+    checkpoint or metrics log), `force` or not; and a file already there only when it is
+    the command's own (`own`) or `force` allows it. `what` names the option that gave it."""
+    if not path or path.endswith(os.sep) or path.endswith(os.sep + "."):
+        raise UsageError(f"{what} {path!r} is not a file name")
+    target, name = Path(path), shown(path)
+    kind = kind_of(target)
+    if kind is not None:
+        raise UsageError(f"{name!r} is {kind}; give a file name with {what}")
+    output = Output(os.path.abspath(path), what)
+    _check_place(output)
+    _check_directory(output, target.parent, create=False)
+    if not target.exists():
+        return target
+    for source, described in (inputs or {}).items():
+        if _same(target, Path(source)):
+            raise UsageError(f"{name!r} is {described}; give another path with {what}")
+    if is_charseq_file(target):
+        raise UsageError(f"{name!r} holds charseq's data (a checkpoint or metrics); give another path with {what}")
+    if not force and not (own is not None and own(target)):
+        raise UsageError(f"{name!r} already exists; give another path with {what}, or --force to replace it")
+    return target
 
 
 def unfit_target(path: Path, inputs: Iterable[Path], roots: Iterable[str]) -> str | None:

@@ -37,18 +37,13 @@ def read_metrics(path: Path) -> list[dict]:
     return records
 
 
-def plot_metrics(path: Path, out: Path) -> None:
-    """Draw the curves into `out`, replacing a picture there, but never the metrics file,
-    a checkpoint or metrics log, or anything that is not a regular file."""
-    from charseq import outputs
+def plot_metrics(path: Path, out: Path, force: bool = False) -> None:
+    """Draw the curves into `out`. A file there is replaced when it is a picture drawn here
+    (its metadata says so) or `force` allows it, and never when it is the metrics file, a
+    checkpoint or metrics log, or anything that is not a regular file."""
+    from charseq.outputs import check_new_file
 
-    target = Path(os.path.realpath(out))
-    kind = outputs.kind_of(target)
-    if kind is not None or any(str(target) == root or str(target).startswith(root + os.sep)
-                               for root in outputs.SYSTEM_DIRECTORIES):
-        raise UsageError(f"-o {str(out)!r} is {kind or 'in a system directory'}; give a picture's file name")
-    if target.exists() and (os.path.samefile(path, target) or outputs.is_charseq_file(target)):
-        raise UsageError(f"-o {str(out)!r} holds charseq's data (metrics or a checkpoint); give another picture name")
+    check_new_file(str(out), "-o", force=force, own=drawn_here)  # the metrics file is charseq's data: never replaced
     records = read_metrics(path)
     try:
         import matplotlib
@@ -74,7 +69,7 @@ def plot_metrics(path: Path, out: Path) -> None:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            figure.savefig(out)
+            figure.savefig(out, metadata=_marked(out))
     except (OSError, ValueError, OverflowError) as exc:
         raise UsageError(f"cannot draw {str(path)!r} into {str(out)!r}: {str(exc).splitlines()[0]}") from None
     finally:
@@ -87,3 +82,27 @@ def _plottable(value) -> float:
         return math.nan
     value = float(value)
     return value if math.isfinite(value) and abs(value) < 1e100 else math.nan
+
+
+_MARK = "charseq plot"
+_MARK_KEY = {".png": "Software", ".pdf": "Creator", ".svg": "Creator", ".ps": "Creator", ".eps": "Creator"}
+
+
+def _marked(out: Path) -> dict[str, str] | None:
+    """The metadata that says a picture was drawn here, in the key its format keeps."""
+    key = _MARK_KEY.get(out.suffix.lower())
+    return {key: _MARK} if key else None
+
+
+def drawn_here(path: Path) -> bool:
+    """Whether `path` is a picture this command drew (what a file says of itself only ever
+    makes that file replaceable): the mark is near the start of a PNG or an SVG, and in a
+    PDF's trailer, near the end."""
+    try:
+        with path.open("rb") as picture:
+            head = picture.read(1 << 16)
+            picture.seek(max(0, os.fstat(picture.fileno()).st_size - (1 << 16)))
+            tail = picture.read(1 << 16)
+    except OSError:
+        return False
+    return _MARK.encode() in head or _MARK.encode() in tail

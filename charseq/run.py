@@ -32,7 +32,7 @@ from charseq.callbacks import CallbackError, CallbackList
 from charseq.config import DEFAULT_MODEL, TrainConfig
 from charseq.corpus import Corpus
 from charseq.errors import CharseqError, CharseqWarning, SaveError, UsageError, counted
-from charseq.files import shown
+from charseq.files import dangling, shown
 from charseq.interrupt import Aborted, exit_code, stop_on_signals
 from charseq.registry import (build_model, format_options, get_corpus, get_registry, model_choice, model_spec,
                               parse_options, parse_spec)
@@ -410,7 +410,7 @@ class Run:
         earlier state of the run than it holds: a periodic save (a callback's) that would do
         so is skipped, leaving the later file, and returns None."""
         try:
-            if outputs.dangling(path):  # a planted link to where nothing is yet: never followed
+            if dangling(path):  # a planted link to where nothing is yet: never followed
                 raise SaveError(shown(path), "it (or a directory on its way) is a symlink to a place that does not exist")
             # The place the name leads to, `..` and symlinks followed: what is checked is what is written.
             path = Path(os.path.realpath(path))

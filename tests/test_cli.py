@@ -1,5 +1,6 @@
 """The CLI end to end, in-process with click's CliRunner."""
 
+import os
 import re
 
 import pytest
@@ -278,6 +279,31 @@ def test_plot_draws_the_curves(small_text, tmp_path):
             "--epochs", 3, "--eval-every", 5, "--metrics", metrics, "-q", "--out", tmp_path / "m.npz")
     assert run_cli("plot", metrics, "-o", picture).output == f"wrote {picture}\n"
     assert picture.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and picture.stat().st_size > 10_000
+
+
+def test_plot_replaces_its_own_picture_but_another_file_only_with_force(tmp_path):
+    pytest.importorskip("matplotlib")
+    metrics = tmp_path / "m.jsonl"
+    metrics.write_text('{"step": 1, "loss": 2.0}\n{"step": 2, "loss": 1.5}\n')
+    for suffix in (".png", ".svg", ".pdf"):
+        picture = tmp_path / f"loss{suffix}"
+        run_cli("plot", metrics, "-o", picture)
+        drawn = picture.stat().st_mtime_ns
+        run_cli("plot", metrics, "-o", picture)  # its own picture, drawn again: replaced without asking
+        assert picture.stat().st_mtime_ns >= drawn and picture.read_bytes()
+    mine = tmp_path / "holiday.png"
+    mine.write_bytes(b"\x89PNG\r\n\x1a\n a picture of the user's")
+    result = run_cli("plot", metrics, "-o", mine, ok=False)
+    assert result.exit_code == 2 and "already exists" in result.stderr and "--force" in result.stderr
+    assert mine.read_bytes() == b"\x89PNG\r\n\x1a\n a picture of the user's"
+    run_cli("plot", metrics, "-o", mine, "--force")
+    assert mine.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and mine.stat().st_size > 10_000
+    result = run_cli("plot", metrics, "-o", metrics, "--force", ok=False)  # charseq's data: never
+    assert result.exit_code == 2 and "holds charseq's data" in result.stderr
+    os.symlink(tmp_path / "nowhere.png", tmp_path / "link.png")
+    result = run_cli("plot", metrics, "-o", tmp_path / "link.png", "--force", ok=False)
+    assert result.exit_code == 2 and "symlink to a place that does not exist" in result.stderr
+    assert not (tmp_path / "nowhere.png").exists()
 
 
 def test_plot_refuses_what_is_not_a_metrics_file(tmp_path):

@@ -228,6 +228,20 @@ def test_never_writes_over_the_checkpoint_or_other_charseq_data(small_checkpoint
     assert small_checkpoint.read_bytes() == before == other.read_bytes() == named_onnx.read_bytes()
 
 
+@pytest.mark.parametrize("force", [(), ("--force",)])
+def test_a_link_to_nowhere_is_never_written_through(small_checkpoint, tmp_path, force):
+    """A planted link to where nothing is yet would make charseq create a file where someone
+    else chose; train refuses it, and so does export, --force or not."""
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    os.symlink(elsewhere / "created.onnx", tmp_path / "out.onnx")
+    os.symlink(tmp_path / "no-such-directory", tmp_path / "gone")
+    for target in (tmp_path / "out.onnx", tmp_path / "gone" / "m.onnx"):
+        _one_line_error(run_cli("export", small_checkpoint, "-o", target, *force, ok=False), 2,
+                        "symlink to a place that does not exist")
+    assert not list(elsewhere.iterdir()) and not (tmp_path / "no-such-directory").exists()
+
+
 @pytest.mark.parametrize("where, message", [("missing/m.onnx", "does not exist"), (".", "is a directory"),
                                             ("dir/", "not a file name"), ("", "not a file name"),
                                             ("-", "the ONNX file is binary")])
