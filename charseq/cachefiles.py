@@ -1,32 +1,317 @@
-"""What charseq's text cache holds, and clearing it.
+"""charseq's text cache: where it lives, its entries, and what `charseq cache` lists and clears.
 
-The cache directory may be one the user chose (CHARSEQ_CACHE) and shares with other
-things, so only the files charseq writes there are counted or deleted, known by their
-names: each entry's ``KEY.ids`` and ``KEY.json`` (KEY a SHA-256 in hex), the quick index
-``index/DIGEST``, and what an interrupted write or a stream's copy left behind.
+An entry is a text's ids (``KEY.ids``, memory-mapped by the runs that train on it) and its
+record (``KEY.json``: the vocabulary, the length, where the text came from, and the
+SHA-256 of the ids), KEY being the text's content key (charseq.textfiles). The directory
+may be shared, with other people or with other things (CHARSEQ_CACHE names any
+directory), so nothing in it is trusted for its name:
+
+- each record is sealed with this user's key (charseq.trust), which binds it to its KEY;
+- the ids are checked against the record's digest before they are used, hashed again only
+  when the file is not the one the record names (another inode or size, or another change
+  time, which only the kernel sets);
+- a line of the quick index (path, size and times -> KEY) is sealed too;
+- a file being written carries a sealed token in its name.
+
+What fails these checks is never used (the text is encoded again, over it), and `clear`
+deletes only what passes them: a file named like charseq's but put there by someone else
+is left alone.
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
 import os
 import re
+import secrets
 import stat
+import tempfile
+import warnings
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from charseq.textfiles import cache_location
+import numpy as np
 
+from charseq import trust
+from charseq.errors import CharseqWarning, UsageError
+from charseq.files import atomic_write
+from charseq.vocab import Vocabulary
+
+ENTRY_FORMAT = 2  # 1: 0.3-0.5, unsealed (never trusted now: such an entry is encoded again)
 _HEX = "[0-9a-f]{64}"
 _ENTRY = re.compile(rf"^({_HEX})\.(ids|json)$")
-_LEFTOVER = re.compile(rf"^\.{_HEX}(\.ids|\.json)?\.[0-9a-f]{{8}}\.tmp$|^\.spool-[A-Za-z0-9_]+\.tmp$")
-_INDEX = re.compile(rf"^{_HEX}$|^\.{_HEX}\.[0-9a-f]{{8}}\.tmp$")
+_TOKEN = "[0-9a-f]{24}"  # 8 random hex digits, then 16 of their seal
+_LEFTOVER = re.compile(rf"^\.(?:.+)\.({_TOKEN})\.[0-9a-f]{{8}}\.tmp$|^\.spool-({_TOKEN})\.tmp$")
+# What an interrupted write may have left, by name, this release's or an earlier one's: listed, deleted only when sealed
+_LEFTOVER_NAME = re.compile(r"^\.[0-9a-f]{64}(\.ids|\.json)?\.([0-9a-f]{24}\.)?[0-9a-f]{8}\.tmp$|^\.spool-.+\.tmp$")
+_HASH_CHUNK = 1 << 22
+
+
+# -- where the cache is ------------------------------------------------------------------
+
+
+def cache_dir() -> Path:
+    """$CHARSEQ_CACHE, else $XDG_CACHE_HOME/charseq, else ~/.cache/charseq: made if missing.
+
+    A CHARSEQ_CACHE that cannot be used is an error naming it; when the default place
+    cannot be used (a read-only home), a directory under the system's temporary one is.
+    """
+    return cache_location()[0]
+
+
+def cache_location() -> tuple[Path, str]:
+    """The cache directory, as cache_dir() finds it, and what decided it: "CHARSEQ_CACHE",
+    "XDG_CACHE_HOME", "default" (~/.cache) or "fallback" (the temporary directory), so that
+    `charseq cache` can say which setting to change."""
+    chosen = os.environ.get("CHARSEQ_CACHE")
+    if chosen:
+        problem = _unusable(Path(chosen))
+        if problem:
+            raise UsageError(f"CHARSEQ_CACHE={chosen!r} cannot hold charseq's cache ({problem}); point it at a "
+                             "writable directory, or unset it")
+        return Path(chosen), "CHARSEQ_CACHE"
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    default = Path(base) / "charseq"
+    problem = _unusable(default)
+    if not problem:
+        return default, "XDG_CACHE_HOME" if os.environ.get("XDG_CACHE_HOME") else "default"
+    fallback = Path(tempfile.gettempdir()) / f"charseq-cache-{os.getuid() if hasattr(os, 'getuid') else 'user'}"
+    if _unusable(fallback, private=True):
+        raise UsageError(f"no usable cache directory: {str(default)!r} ({problem}); set CHARSEQ_CACHE to a writable "
+                         "directory")
+    warnings.warn(f"the cache directory {str(default)!r} cannot be used ({problem}); using {str(fallback)!r} "
+                  "(set CHARSEQ_CACHE to choose)", CharseqWarning, stacklevel=3)
+    return fallback, "fallback"
+
+
+def _unusable(directory: Path, private: bool = False) -> str | None:
+    """Why `directory` cannot hold the cache, or None when it can (made if missing). In a
+    shared place (the temporary directory) it must be the user's own, writable by nobody
+    else: another user's directory there could fill it with names charseq then trips over."""
+    try:
+        directory.mkdir(mode=0o700 if private else 0o777, parents=True, exist_ok=True)
+        if private:
+            info = os.lstat(directory)
+            if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.geteuid() or info.st_mode & 0o077:
+                return "it belongs to another user, or others may write it"
+        with tempfile.TemporaryFile(dir=directory):
+            pass
+    except FileExistsError:
+        return "it is not a directory"
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    return None
+
+
+# -- entries -----------------------------------------------------------------------------
+
+
+@dataclass
+class Entry:
+    """A text as the cache holds it: its vocabulary, its ids (memory-mapped), and the files
+    left out of it (by their place in the list of files, with why), which every load names."""
+
+    vocab: Vocabulary
+    ids: np.ndarray
+    skipped: list[tuple[int, str]]
+
+
+def load_entry(directory: Path, key: str) -> Entry | None:
+    """The entry under `key` if charseq wrote it and it is as written; None when there is
+    none, or one that cannot be vouched for (the text is then encoded again, over it)."""
+    path = directory / f"{key}.json"
+    record = _read_record(path, key)
+    if record is None:
+        if _claims_format(path):  # a record of this format that fails its checks: say so
+            warnings.warn(f"the cache's entry {key[:12]}... is not as charseq wrote it (edited, or put there by "
+                          "someone else): encoding the text again", CharseqWarning, stacklevel=3)
+        return None
+    entry = _map(directory, key, record)
+    if entry is None:
+        warnings.warn(f"the cache's ids {key[:12]}... are not the ones charseq wrote (edited, or replaced): encoding "
+                      "the text again", CharseqWarning, stacklevel=3)
+    return entry
+
+
+def save_entry(directory: Path, key: str, pieces: Iterable[np.ndarray], record: dict[str, Any]) -> Entry:
+    """Write a text's ids, piece by piece, and then its sealed record; the entry, mapped.
+    An exception from `pieces` (the text changed while it was read) leaves nothing behind."""
+    digest = hashlib.sha256()
+
+    def write(out) -> None:
+        for piece in pieces:
+            digest.update(piece.data)
+            piece.tofile(out)
+
+    ids_path = atomic_write(directory / f"{key}.ids", write, durable=False, temp_tag=temp_token())
+    record = {**record, "format": ENTRY_FORMAT, "key": key, "ids_sha256": digest.hexdigest()}
+    record = _sealed_record(record, _identity(os.stat(ids_path)))
+    _write_small(directory / f"{key}.json", json.dumps(record, ensure_ascii=False).encode("utf-8"))
+    entry = _map(directory, key, record)
+    assert entry is not None  # the ids just written, or another process's copy of the same text
+    return entry
+
+
+def _map(directory: Path, key: str, record: dict[str, Any]) -> Entry | None:
+    """The ids the record vouches for, mapped from the file that was checked (never one
+    put in its place meanwhile); None when they are not the ones it names."""
+    vocab = Vocabulary(record["symbols"])
+    dtype, length = np.dtype(record["dtype"]), int(record["length"])
+    skipped = [(int(index), str(why)) for index, why in record.get("skipped", [])]
+    if dtype != vocab.dtype or length < 1:
+        return None
+    try:
+        fd = os.open(directory / f"{key}.ids", os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    except OSError:
+        return None
+    with open(fd, "rb") as ids:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode) or info.st_size != length * dtype.itemsize:
+            return None
+        if _identity(info) != record["ids_file"]:  # another file than the one written: its bytes must say
+            if _sha256(ids) != record["ids_sha256"]:
+                return None
+            _reseal(directory, key, record, _identity(info))
+        return Entry(vocab, np.memmap(ids, dtype=dtype, mode="r", shape=(length,)), skipped)
+
+
+def _identity(info: os.stat_result) -> list[int]:
+    """What names one written file: a copy, a replacement or an edit changes one of these."""
+    return [info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns]
+
+
+def _sha256(stream) -> str:
+    digest = hashlib.sha256()
+    stream.seek(0)
+    while chunk := stream.read(_HASH_CHUNK):
+        digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _sealed_record(record: dict[str, Any], ids_file: list[int]) -> dict[str, Any]:
+    record = {name: value for name, value in record.items() if name != "seal"}
+    record["ids_file"] = ids_file
+    return {**record, "seal": trust.seal(_record_text(record))}
+
+
+def _record_text(record: dict[str, Any]) -> str:
+    unsealed = {name: value for name, value in record.items() if name != "seal"}
+    return "charseq-cache-entry\0" + json.dumps(unsealed, sort_keys=True, ensure_ascii=True)
+
+
+def _read_record(path: Path, key: str) -> dict[str, Any] | None:
+    """A record this user's charseq sealed, for this key; None for anything else."""
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(record, dict) or record.get("format") != ENTRY_FORMAT or record.get("key") != key:
+        return None
+    if not trust.sealed(_record_text(record), record.get("seal")):
+        return None
+    try:
+        Vocabulary(record["symbols"])
+        return record if isinstance(record["ids_file"], list) and isinstance(record["ids_sha256"], str) else None
+    except (KeyError, TypeError, UsageError):
+        return None
+
+
+def _claims_format(path: Path) -> bool:
+    """A record of this format with a seal (one written without a key has none)."""
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+        return record.get("format") == ENTRY_FORMAT and record.get("seal") is not None
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def _reseal(directory: Path, key: str, record: dict[str, Any], ids_file: list[int]) -> None:
+    """Name the file the ids now live in (a copied cache, a restored backup), so that the next
+    load need not hash them again; where the record cannot be written, the next load does."""
+    with contextlib.suppress(OSError):
+        _write_small(directory / f"{key}.json",
+                     json.dumps(_sealed_record(record, ids_file), ensure_ascii=False).encode("utf-8"))
+
+
+# -- the quick index: a file's path, size and times -> its content key --------------------
+
+
+def indexed_key(directory: Path, name: str) -> str | None:
+    """The content key the index holds under `name` (a digest of paths and stat fields), if
+    charseq sealed it there."""
+    try:
+        key, _, seal = (directory / "index" / name).read_text(encoding="ascii").strip().partition(" ")
+    except (OSError, ValueError):
+        return None
+    return key if re.fullmatch(_HEX, key) and trust.sealed(_index_text(name, key), seal) else None
+
+
+def index_key(directory: Path, name: str, key: str) -> None:
+    """Remember `key` under `name`, sealed (without a key, nothing is remembered)."""
+    seal = trust.seal(_index_text(name, key))
+    if seal is not None:
+        _write_small(directory / "index" / name, f"{key} {seal}\n".encode("ascii"))
+
+
+def _index_text(name: str, key: str) -> str:
+    return f"charseq-cache-index\0{name}\0{key}"
+
+
+# -- files being written -----------------------------------------------------------------
+
+
+def temp_token() -> str:
+    """A token for the name of a file being written: random, then sealed, so that what an
+    interrupted write leaves behind can be told from a look-alike of someone else's."""
+    nonce = secrets.token_hex(4)
+    seal = trust.seal(f"charseq-cache-temp\0{nonce}")
+    return nonce + (seal[:16] if seal else secrets.token_hex(8))
+
+
+def _is_leftover(name: str) -> bool:
+    found = _LEFTOVER.match(name)
+    if not found:
+        return False
+    token = found.group(1) or found.group(2)
+    seal = trust.seal(f"charseq-cache-temp\0{token[:8]}", create=False)
+    return seal is not None and secrets.compare_digest(seal[:16], token[8:])
+
+
+@contextlib.contextmanager
+def spool_file(directory: Path) -> Iterator[tuple[int, Path]]:
+    """A new file in `directory` for a stream's copy (an open descriptor and its path),
+    removed afterwards."""
+    for _ in range(100):
+        path = directory / f".spool-{temp_token()}.tmp"
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o600)
+            break
+        except FileExistsError:
+            continue
+    else:
+        raise FileExistsError(f"no free name in {directory}")
+    try:
+        yield fd, path
+    finally:
+        path.unlink(missing_ok=True)
+
+
+def _write_small(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(path, lambda f: f.write(data), durable=False, temp_tag=temp_token())
+
+
+# -- what `charseq cache` lists and clears -----------------------------------------------
 
 
 @dataclass
 class CacheEntry:
     """One encoded text: its key, bytes on disk, characters, and the files it was encoded
-    from (None when an earlier release encoded it without saying)."""
+    from (None when unknown); `verified` when charseq can vouch that it wrote it."""
 
     key: str
     size: int
@@ -34,81 +319,110 @@ class CacheEntry:
     sources: list[str] | None
     encoding: str | None = None
     exact: bool | None = None
+    verified: bool = False
 
 
 @dataclass
 class CacheReport:
-    """The cache directory, what decided it (cache_location), its entries, newest first,
-    and the bytes of all charseq's files in it (the index and leftovers included)."""
+    """The cache directory, what decided it (cache_location), its entries, newest first; the
+    bytes of charseq's own files in it (the index and leftovers included), and the files
+    named like charseq's that it cannot vouch for (an earlier release's, or someone else's)."""
 
     directory: Path
     decided_by: str
     entries: list[CacheEntry]
     total_size: int
+    unvouched: list[Path]
 
 
 def cache_report() -> CacheReport:
     """What the cache holds."""
     directory, decided_by = cache_location()
-    files = _own_files(directory)
-    by_key: dict[str, list[Path]] = {}
-    for path in files:
-        match = _ENTRY.match(path.name)
-        if match and path.parent == directory:
-            by_key.setdefault(match.group(1), []).append(path)
-    entries = [_entry(directory, key, paths) for key, paths in by_key.items()]
+    own, unvouched = _files(directory)
+    entries = _entries(directory, own, unvouched)
     entries.sort(key=lambda e: _mtime(directory / f"{e.key}.ids"), reverse=True)
-    return CacheReport(directory, decided_by, entries, sum(_size(p) for p in files))
+    return CacheReport(directory, decided_by, entries, sum(_size(p) for p in own), unvouched)
 
 
 def clear_cache() -> tuple[CacheReport, int]:
-    """Delete charseq's files in the cache (nothing else there); what it held, and the bytes
-    freed. A run that has an entry mapped keeps reading it: the pages stay until it ends."""
+    """Delete the files charseq can vouch it wrote in the cache, nothing else; what it held,
+    and the bytes freed. A run that has an entry mapped keeps reading it until it ends."""
     report = cache_report()
     freed = 0
-    for path in _own_files(report.directory):
+    for path in _files(report.directory)[0]:
         size = _size(path)
         try:
             path.unlink()
         except FileNotFoundError:
             continue
         freed += size
-    try:
+    with contextlib.suppress(OSError):
         (report.directory / "index").rmdir()  # only when nothing else is in it
-    except OSError:
-        pass
     return report, freed
 
 
-def _entry(directory: Path, key: str, paths: list[Path]) -> CacheEntry:
-    size = sum(_size(p) for p in paths)
-    try:
-        meta = json.loads((directory / f"{key}.json").read_text(encoding="utf-8"))
-        characters = int(meta["length"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return CacheEntry(key, size, None, None)  # half written, or damaged: loading encodes it again
-    sources = meta.get("sources")
-    sources = [str(s) for s in sources] if isinstance(sources, list) else None
-    exact = meta.get("exact") if isinstance(meta.get("exact"), bool) else None
-    return CacheEntry(key, size, characters, sources, meta.get("encoding"), exact)
-
-
-def _own_files(directory: Path) -> list[Path]:
-    """The regular files charseq wrote in the cache directory and its index, by name."""
-    found = []
-    for folder, pattern in ((directory, None), (directory / "index", _INDEX)):
-        if folder != directory and not _is_directory(folder):
-            continue  # an index that is a link may point anywhere: nothing there is the cache's
+def _entries(directory: Path, own: list[Path], unvouched: list[Path]) -> list[CacheEntry]:
+    """Every entry by its name, each marked as vouched for or not."""
+    keys = {m.group(1) for p in own + unvouched if p.parent == directory and (m := _ENTRY.match(p.name))}
+    entries = []
+    for key in keys:
+        paths = [p for p in own + unvouched if p.name in (f"{key}.ids", f"{key}.json")]
+        record = _read_record(directory / f"{key}.json", key)
         try:
-            names = os.listdir(folder)
-        except OSError:
+            shown = record or json.loads((directory / f"{key}.json").read_text(encoding="utf-8"))
+            characters = int(shown["length"])
+        except (OSError, ValueError, KeyError, TypeError):
+            entries.append(CacheEntry(key, sum(_size(p) for p in paths), None, None))  # half written, or damaged
             continue
-        for name in names:
-            mine = pattern.match(name) if pattern else (_ENTRY.match(name) or _LEFTOVER.match(name))
-            path = folder / name
-            if mine and _is_file(path):
-                found.append(path)
-    return found
+        sources = shown.get("sources")
+        sources = [str(s) for s in sources] if isinstance(sources, list) else None
+        exact = shown.get("exact") if isinstance(shown.get("exact"), bool) else None
+        encoding = shown.get("encoding") if isinstance(shown.get("encoding"), str) else None
+        entries.append(CacheEntry(key, sum(_size(p) for p in paths), characters, sources, encoding, exact,
+                                  record is not None and directory / f"{key}.ids" in own))
+    return entries
+
+
+def _files(directory: Path) -> tuple[list[Path], list[Path]]:
+    """The regular files in the cache (and its index) that charseq can vouch it wrote, and
+    those named like them that it cannot."""
+    own: list[Path] = []
+    unvouched: list[Path] = []
+    for name in _names(directory):
+        path = directory / name
+        entry = _ENTRY.match(name)
+        if entry is None and not _LEFTOVER_NAME.match(name) or not _is_file(path):
+            continue
+        mine = _is_leftover(name) if entry is None else _vouched(directory, entry.group(1), entry.group(2))
+        (own if mine else unvouched).append(path)
+    if _is_directory(directory / "index"):  # an index that is a link may point anywhere: nothing there is ours
+        for name in _names(directory / "index"):
+            path = directory / "index" / name
+            if (re.fullmatch(_HEX, name) or _LEFTOVER_NAME.match(name)) and _is_file(path):
+                mine = indexed_key(directory, name) is not None if not name.startswith(".") else _is_leftover(name)
+                (own if mine else unvouched).append(path)
+    return own, unvouched
+
+
+def _vouched(directory: Path, key: str, suffix: str) -> bool:
+    """A record sealed for its key; ids that record names (the same file, or the same bytes)."""
+    record = _read_record(directory / f"{key}.json", key)
+    if record is None or suffix == "json":
+        return record is not None
+    try:
+        fd = os.open(directory / f"{key}.ids", os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    except OSError:
+        return False
+    with open(fd, "rb") as ids:
+        info = os.fstat(fd)
+        return _identity(info)[:3] == record["ids_file"][:3] or _sha256(ids) == record["ids_sha256"]
+
+
+def _names(folder: Path) -> list[str]:
+    try:
+        return os.listdir(folder)
+    except OSError:
+        return []
 
 
 def _is_directory(path: Path) -> bool:

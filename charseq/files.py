@@ -17,9 +17,12 @@ def first_line(exc: BaseException) -> str:
     return str(exc).split("\n", 1)[0]
 
 
-def atomic_write(path: Path, write: Callable[[BinaryIO], object], durable: bool = True) -> Path:
+def atomic_write(path: Path, write: Callable[[BinaryIO], object], durable: bool = True,
+                 temp_tag: str | None = None) -> Path:
     """Write a file whole or not at all: into a new temporary file beside `path`, synced,
     then renamed over it. The file gets the permissions of any new file (the umask's).
+    `temp_tag` goes in the temporary file's name (`.NAME.TAG.XXXXXXXX.tmp`), to tell it from
+    others'.
 
     An OSError becomes a SaveError naming the path and the reason; `path` still holds
     whatever it held before.
@@ -38,7 +41,7 @@ def atomic_write(path: Path, write: Callable[[BinaryIO], object], durable: bool 
     if mode is not None and not stat.S_ISREG(mode):
         raise SaveError(name, "it is not a regular file")  # never replace a device node or a directory
     try:
-        fd, temp = _new_file(directory, path.name)
+        fd, temp = _new_file(directory, path.name if temp_tag is None else f"{path.name}.{temp_tag}")
     except OSError as exc:
         raise SaveError(name, exc.strerror or str(exc), exc) from None
     try:

@@ -18,7 +18,6 @@ import os
 import shutil
 import stat
 import sys
-import tempfile
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,67 +25,15 @@ from typing import AnyStr, BinaryIO
 
 import numpy as np
 
+from charseq.cachefiles import Entry, cache_dir, index_key, indexed_key, load_entry, save_entry, spool_file
 from charseq.corpus import Corpus
 from charseq.errors import CharseqError, CharseqWarning, UsageError
-from charseq.files import atomic_write, kind_of
+from charseq.files import kind_of
 from charseq.vocab import Vocabulary
 
 CHUNK_BYTES = 1 << 20
 _COUNT_CHUNK = 1 << 16  # bincount and indexing widen uint8 indices to 8 bytes each
-_CACHE_FORMAT = 1
-
-
-def cache_dir() -> Path:
-    """$CHARSEQ_CACHE, else $XDG_CACHE_HOME/charseq, else ~/.cache/charseq: made if missing.
-
-    A CHARSEQ_CACHE that cannot be used is an error naming it; when the default place
-    cannot be used (a read-only home), a directory under the system's temporary one is.
-    """
-    return cache_location()[0]
-
-
-def cache_location() -> tuple[Path, str]:
-    """The cache directory, as cache_dir() finds it, and what decided it: "CHARSEQ_CACHE",
-    "XDG_CACHE_HOME", "default" (~/.cache) or "fallback" (the temporary directory), so that
-    `charseq cache` can say which setting to change."""
-    chosen = os.environ.get("CHARSEQ_CACHE")
-    if chosen:
-        problem = _unusable(Path(chosen))
-        if problem:
-            raise UsageError(f"CHARSEQ_CACHE={chosen!r} cannot hold charseq's cache ({problem}); point it at a "
-                             "writable directory, or unset it")
-        return Path(chosen), "CHARSEQ_CACHE"
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    default = Path(base) / "charseq"
-    problem = _unusable(default)
-    if not problem:
-        return default, "XDG_CACHE_HOME" if os.environ.get("XDG_CACHE_HOME") else "default"
-    fallback = Path(tempfile.gettempdir()) / f"charseq-cache-{os.getuid() if hasattr(os, 'getuid') else 'user'}"
-    if _unusable(fallback, private=True):
-        raise UsageError(f"no usable cache directory: {str(default)!r} ({problem}); set CHARSEQ_CACHE to a writable "
-                         "directory")
-    warnings.warn(f"the cache directory {str(default)!r} cannot be used ({problem}); using {str(fallback)!r} "
-                  "(set CHARSEQ_CACHE to choose)", CharseqWarning, stacklevel=3)
-    return fallback, "fallback"
-
-
-def _unusable(directory: Path, private: bool = False) -> str | None:
-    """Why `directory` cannot hold the cache, or None when it can (made if missing). In a
-    shared place (the temporary directory) it must be the user's own, writable by nobody
-    else: another user's directory there could hand charseq any text under any key."""
-    try:
-        directory.mkdir(mode=0o700 if private else 0o777, parents=True, exist_ok=True)
-        if private:
-            info = os.lstat(directory)
-            if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.geteuid() or info.st_mode & 0o077:
-                return "it belongs to another user, or others may write it"
-        with tempfile.TemporaryFile(dir=directory):
-            pass
-    except FileExistsError:
-        return "it is not a directory"
-    except OSError as exc:
-        return exc.strerror or str(exc)
-    return None
+_KEY_FORMAT = 1  # in every content key, so that a run's recorded fingerprint stays valid
 
 
 def resolve_files(spec: str) -> list[Path]:
@@ -217,7 +164,6 @@ def _sniff(first_bytes: bytes) -> tuple[str, str] | None:
 # -- text that can be read only once ----------------------------------------------------
 
 STDIN_NAMES = ("-", "/dev/stdin", "/dev/fd/0", "/proc/self/fd/0")
-_SPOOL_PREFIX, _SPOOL_SUFFIX = ".spool-", ".tmp"  # a stream's copy in the cache directory, while it is encoded
 
 
 def is_stream(spec: str) -> bool:
@@ -251,8 +197,7 @@ def load_stream_corpus(spec: str, encoding: str = "utf-8", exact: bool = False) 
 @contextlib.contextmanager
 def _spooled(spec: str, directory: Path) -> Iterator[Path]:
     """The stream's bytes in a new file in `directory`, removed afterwards."""
-    fd, name = tempfile.mkstemp(prefix=_SPOOL_PREFIX, suffix=_SPOOL_SUFFIX, dir=directory)
-    try:
+    with spool_file(directory) as (fd, path):
         with os.fdopen(fd, "wb") as out, _open_stream(spec) as source:
             try:
                 shutil.copyfileobj(source, out, CHUNK_BYTES)
@@ -260,9 +205,7 @@ def _spooled(spec: str, directory: Path) -> Iterator[Path]:
                 what = "standard input" if spec in STDIN_NAMES else repr(spec)
                 raise CharseqError(f"cannot copy {what} into the cache ({directory}): {exc.strerror or exc}") \
                     from None
-        yield Path(name)
-    finally:
-        Path(name).unlink(missing_ok=True)
+        yield path
 
 
 def _open_stream(spec: str) -> contextlib.AbstractContextManager[BinaryIO]:
@@ -300,12 +243,12 @@ def load_text_corpus(name: str, files: list[Path], encoding: str = "utf-8", exac
     # A stream's copy is a new file each time: its content is hashed, never looked up by path.
     key = _hash_files(files, label) if shown_as else _content_key(files, label, directory)
     shown = [shown_as] if shown_as else [str(f) for f in files]
-    cached = _read_cache(directory, key)
+    cached = load_entry(directory, key)
     if cached is None:
         sources = [shown_as] if shown_as else [str(f.resolve()) for f in files]
         cached = _encode_to_cache(files, encoding, directory, key, exact=exact, skip_unreadable=skip_unreadable,
                                   name=name, shown=shown, sources=sources)
-    vocab, ids, skipped = cached
+    vocab, ids, skipped = cached.vocab, cached.ids, cached.skipped
     for index, why in skipped[:_NAMED_SKIPS]:
         warnings.warn(f"skipped {shown[index]!r}: {why}", CharseqWarning, stacklevel=2)
     if len(skipped) > _NAMED_SKIPS:
@@ -333,13 +276,11 @@ def _content_key(files: list[Path], encoding: str, directory: Path) -> str:
     for f in files:
         info = f.stat()
         stats.append((str(f.resolve()), info.st_size, info.st_mtime_ns, info.st_ctime_ns, info.st_ino, info.st_dev))
-    index = directory / "index" / hashlib.sha256(json.dumps([encoding, stats]).encode()).hexdigest()
-    try:
-        return index.read_text().strip()
-    except OSError:
-        pass
-    key = _hash_files(files, encoding)
-    _write_atomically(index, key.encode())
+    index = hashlib.sha256(json.dumps([encoding, stats]).encode()).hexdigest()
+    key = indexed_key(directory, index)
+    if key is None:
+        key = _hash_files(files, encoding)
+        index_key(directory, index, key)
     return key
 
 
@@ -360,22 +301,6 @@ def _hash_rest(stream: BinaryIO, hashed: _Hashed, start: bool = False) -> None:
         hashed.update(chunk)
 
 
-def _read_cache(directory: Path, key: str) -> tuple[Vocabulary, np.ndarray, list[tuple[int, str]]] | None:
-    """The cached entry: vocabulary, ids, and the files left out of it (by their place in
-    the list, with why), which every load names again."""
-    try:
-        meta = json.loads((directory / f"{key}.json").read_text(encoding="utf-8"))
-        vocab = Vocabulary(meta["symbols"])
-        dtype, length = np.dtype(meta["dtype"]), int(meta["length"])
-        skipped = [(int(index), str(why)) for index, why in meta.get("skipped", [])]
-        ids_path = directory / f"{key}.ids"
-        if dtype != vocab.dtype or ids_path.stat().st_size != length * dtype.itemsize:
-            return None  # damaged: encode again
-        return vocab, np.memmap(ids_path, dtype=dtype, mode="r", shape=(length,)), skipped
-    except (OSError, ValueError, KeyError, TypeError, UsageError):
-        return None
-
-
 class _NotText(Exception):
     """A file that does not decode: `detail` completes "is not ENCODING text"; `advice`, the
     encoding to use, when its bytes say which."""
@@ -387,7 +312,7 @@ class _NotText(Exception):
 
 def _encode_to_cache(files: list[Path], encoding: str, directory: Path, key: str, *, exact: bool = False,
                      skip_unreadable: bool = False, name: str = "text", shown: list[str] | None = None,
-                     sources: list[str] | None = None) -> tuple[Vocabulary, np.ndarray, list[tuple[int, str]]]:
+                     sources: list[str] | None = None) -> Entry:
     # Each pass hashes the bytes it reads: a file edited between the passes (or since its
     # key was computed) would otherwise put one text's ids under another text's key.
     # Pass 1: the vocabulary and the length, in one streaming pass; a file's counts join the
@@ -436,41 +361,37 @@ def _encode_to_cache(files: list[Path], encoding: str, directory: Path, key: str
     second = _Hashed(_read_as(encoding, exact))
     left_out = {index for index, _ in skipped}
 
-    def write_ids(out) -> None:
-        for index, path in enumerate(files):
-            if index in left_out:
-                with path.open("rb") as stream:
-                    _hash_rest(stream, second, start=True)
-                continue
-            for piece in _file_pieces(path, encoding, exact, second):
-                if isinstance(piece, str):
-                    vocab.encode(piece).tofile(out)
-                else:
-                    for start in range(0, len(piece), _COUNT_CHUNK):
-                        np.take(ascii_lookup, piece[start : start + _COUNT_CHUNK]).tofile(out)
+    def ids() -> Iterator[np.ndarray]:
+        try:
+            for index, path in enumerate(files):
+                if index in left_out:
+                    with path.open("rb") as stream:
+                        _hash_rest(stream, second, start=True)
+                    continue
+                for piece in _file_pieces(path, encoding, exact, second):
+                    if isinstance(piece, str):
+                        yield vocab.encode(piece)
+                    else:
+                        for start in range(0, len(piece), _COUNT_CHUNK):
+                            yield np.take(ascii_lookup, piece[start : start + _COUNT_CHUNK])
+            changed = not first.digest() == second.digest() == key
+        except _NotText:  # it decoded in the first pass
+            changed = True
+        if changed:  # raised before the ids take the key's place: nothing is left behind
+            raise UsageError("the text changed while charseq was reading it; run the command again once it is "
+                             "written")
 
-    try:
-        atomic_write(directory / f"{key}.ids", write_ids, durable=False)
-        changed = not first.digest() == second.digest() == key
-    except _NotText:  # it decoded in the first pass
-        changed = True
-    if changed:
-        (directory / f"{key}.ids").unlink(missing_ok=True)
-        raise UsageError("the text changed while charseq was reading it; run the command again once it is written")
-    meta = {"format": _CACHE_FORMAT, "symbols": list(vocab.symbols), "dtype": str(vocab.dtype), "length": length,
-            "encoding": encoding, "exact": exact, "sources": sources or [str(f.resolve()) for f in files],
-            "skipped": skipped}  # what `charseq cache` shows, and the files every load names as skipped
-    _write_atomically(directory / f"{key}.json", json.dumps(meta, ensure_ascii=False).encode("utf-8"))
-    cached = _read_cache(directory, key)
-    assert cached is not None
-    return cached
+    record = {"symbols": list(vocab.symbols), "dtype": str(vocab.dtype), "length": length, "encoding": encoding,
+              "exact": exact, "sources": sources or [str(f.resolve()) for f in files],
+              "skipped": skipped}  # what `charseq cache` shows, and the files every load names as skipped
+    return save_entry(directory, key, ids(), record)
 
 
 class _Hashed:
     """The content key of the bytes read, computed as _content_key computes it."""
 
     def __init__(self, encoding: str):
-        self._digest = hashlib.sha256(f"charseq-text-{_CACHE_FORMAT}:{encoding}".encode())
+        self._digest = hashlib.sha256(f"charseq-text-{_KEY_FORMAT}:{encoding}".encode())
 
     def file(self, size: int) -> None:
         self._digest.update(f"\0{size}\0".encode())
@@ -550,8 +471,3 @@ def _joined_newlines(piece: AnyStr, cr: AnyStr, lf: AnyStr, held_cr: bool, last:
     if hold:
         piece = piece[:-1]
     return piece.replace(cr + lf, lf), hold
-
-
-def _write_atomically(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(path, lambda f: f.write(data), durable=False)

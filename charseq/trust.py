@@ -58,9 +58,16 @@ def problem() -> str | None:
     """Why checkpoints cannot be sealed here, for messages; None when they can."""
     if _key(create=False) is not None:
         return None
-    return (f"charseq has no usable key to seal checkpoints with (in {str(state_dir())!r}: it must be a directory "
-            "of yours that no one else may write, holding a key file readable by you alone; set CHARSEQ_STATE to "
-            "such a directory)")
+    directory = _directory()
+    if directory is None:
+        return (f"charseq has no usable key to seal checkpoints with (in {str(state_dir())!r}: it must be a directory "
+                "of yours that no one else may write, holding a key file readable by you alone; set CHARSEQ_STATE to "
+                "such a directory)")
+    if not os.path.lexists(directory / _KEY_NAME):
+        return (f"charseq has no key in {str(directory)!r} yet (it makes one when it first seals a file), so nothing "
+                "was sealed with it")
+    return (f"charseq has no usable key to seal checkpoints with ({str(directory / _KEY_NAME)!r} must be a file of "
+            f"{_KEY_BYTES} bytes readable by you alone: mend it with chmod 600)")
 
 
 def _private(info: os.stat_result) -> bool:
@@ -138,18 +145,20 @@ def _key(create: bool) -> bytes | None:
     return _read_key(path)
 
 
-def seal(checksum: str) -> str | None:
-    """The seal of a checkpoint's checksum; None when no key can be kept (the checkpoint is
-    then written unsealed, and resumes as one from elsewhere)."""
-    key = _key(create=True)
-    return None if key is None else hmac.new(key, checksum.encode("ascii"), hashlib.sha256).hexdigest()
+def seal(text: str, create: bool = True) -> str | None:
+    """This user's seal of `text` (a checkpoint's checksum, a cache entry's record): an
+    HMAC-SHA256 in hex; None when no key can be kept (what it seals is then written
+    unsealed, and is not trusted when read back), or, unless `create`, when there is none yet."""
+    key = _key(create=create)
+    return None if key is None else hmac.new(key, text.encode("utf-8"), hashlib.sha256).hexdigest()
 
 
-def sealed(checksum: str, value: bytes | None) -> bool:
-    """Whether `value` is this user's seal of `checksum`: the checkpoint was written here
-    and is as it was written."""
+def sealed(text: str, value: bytes | str | None) -> bool:
+    """Whether `value` is this user's seal of `text`: charseq wrote it here and it is as it
+    was written."""
     key = _key(create=False)
     if key is None or value is None:
         return False
-    expected = hmac.new(key, checksum.encode("ascii"), hashlib.sha256).hexdigest().encode("ascii")
-    return hmac.compare_digest(value, expected)
+    expected = hmac.new(key, text.encode("utf-8"), hashlib.sha256).hexdigest().encode("ascii")
+    given = value.encode("ascii", "replace") if isinstance(value, str) else value
+    return hmac.compare_digest(given, expected)

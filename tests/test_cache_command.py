@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -68,17 +72,53 @@ def test_an_entry_of_an_earlier_release_has_its_source_unknown(cache):
     assert sum(line.endswith("source unknown") for line in lines) == 2, lines
 
 
+LOOK_ALIKES = [f"{'a' * 64}.json", f"{'a' * 64}.ids", f".{'b' * 64}.ids.0123abcd.tmp", ".spool-abc123.tmp",
+               f".spool-{'c' * 24}.tmp", f"index/{'d' * 64}"]  # named as charseq names its files
+
+
 def test_clear_deletes_only_charseqs_files_and_says_what_it_freed(cache):
+    """A file is deleted when charseq can vouch it wrote it (a record sealed with the user's
+    key, ids that record names, a sealed index line or temporary name), never for its name."""
+    for name in LOOK_ALIKES:
+        (cache / name).write_text("a file of the user's, or of another tool's")
     total = json.loads(run_cli("cache", "--json").stdout)["total_bytes"]
-    (cache / f".{'a' * 64}.ids.0123abcd.tmp").write_bytes(b"x" * 10)  # what an interrupted write leaves
-    (cache / ".spool-abc123.tmp").write_bytes(b"y" * 5)  # and an interrupted copy of standard input
     result = run_cli("cache", "--clear")
-    assert result.stdout == f"cleared {cache}: 2 entries, {_shown(total + 15)} freed\n"
-    assert sorted(str(p.relative_to(cache)) for p in cache.rglob("*")) == ["0" * 64, "index", "index/README",
-                                                                            "notes.txt"]
-    assert run_cli("cache").stdout.splitlines()[-1] == "0 entries, 0 B in all"
+    assert result.stdout.startswith(f"cleared {cache}: 2 entries, {_shown(total)} freed; left: 6 files")
+    assert sorted(str(p.relative_to(cache)) for p in cache.rglob("*")) == sorted(
+        ["0" * 64, "index", "index/README", "notes.txt", *LOOK_ALIKES])
+    assert run_cli("cache").stdout.splitlines()[-1].startswith("0 entries, 0 B in all")
     again = json.loads(run_cli("cache", "--clear", "--json").stdout)
-    assert again == {"directory": str(cache), "entries": 0, "freed_bytes": 0}
+    assert again == {"directory": str(cache), "entries": 0, "freed_bytes": 0, "left": 6}
+
+
+def test_what_an_interrupted_copy_of_standard_input_leaves_is_cleared(cache, tmp_path):
+    """A stream is copied into the cache before it is encoded; killed while it copies, charseq
+    leaves a file whose sealed name tells it from a look-alike."""
+    env = {**os.environ, "CHARSEQ_CACHE": str(cache)}
+    reader = subprocess.Popen([sys.executable, "-m", "charseq", "eval", str(_model(tmp_path)), "--corpus", "text:-"],
+                              stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
+                              cwd=tmp_path)
+    try:
+        assert reader.stdin is not None
+        reader.stdin.write(TEXT.encode())
+        reader.stdin.flush()
+        deadline = time.monotonic() + 60
+        while not [p for p in cache.iterdir() if p.name.startswith(".spool-")] and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        reader.kill()
+        reader.wait()
+    (left,) = [p for p in cache.iterdir() if p.name.startswith(".spool-")]
+    (cache / ".spool-abc123.tmp").write_text("a look-alike")
+    assert json.loads(run_cli("cache", "--clear", "--json").stdout)["left"] == 1
+    assert not left.exists() and (cache / ".spool-abc123.tmp").exists()
+
+
+def test_without_a_key_nothing_is_vouched_for_and_nothing_deleted(cache, monkeypatch, tmp_path):
+    monkeypatch.setenv("CHARSEQ_STATE", str(tmp_path / "another-state"))  # another key: none of these are its
+    result = run_cli("cache", "--clear")
+    assert result.stdout.startswith(f"cleared {cache}: 0 entries, 0 B freed; left: ")
+    assert len(list(cache.glob("*.ids"))) == 2
 
 
 def test_a_cleared_text_is_encoded_again(cache, tmp_path):

@@ -6,9 +6,11 @@ from __future__ import annotations
 import json
 import os
 import pty
+import shutil
 import subprocess
 import sys
 import threading
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -281,4 +283,86 @@ def test_a_nul_is_a_character_like_any_other_and_is_printed_exactly(tmp_path):
     for kind in ("text", "lines"):
         result = run_cli("train", "--corpus", f"{kind}:{wide}", "--out", tmp_path / f"{kind}.npz", ok=False)
         assert result.exit_code == 2 and "UTF-16" in result.stderr, kind
+
+
+# -- the cache vouches for what it holds -------------------------------------------------
+
+
+OTHER = "a different text, which someone would rather the victim trained on\n" * 40
+
+
+def _key_learnt_elsewhere(place, monkeypatch, name: str) -> tuple[str, Path]:
+    """What anyone can do: encode a text in a cache of their own, which names its entry."""
+    with monkeypatch.context() as elsewhere:
+        elsewhere.setenv("CHARSEQ_CACHE", str(place / "their-cache"))
+        elsewhere.setenv("CHARSEQ_STATE", str(place / "their-state"))
+        return charseq.get_corpus(f"text:{place / name}").content_hash, place / "their-cache"
+
+
+@pytest.mark.parametrize("sealed", [True, False])
+def test_an_entry_planted_under_a_texts_key_never_replaces_the_text(place, monkeypatch, sealed):
+    """In a cache others may write, an entry planted under the key of the user's text (which
+    anyone who has the text can compute) holding another text is not used: its record is not
+    sealed with the user's key (sealed: with someone else's; or not at all, as 0.5 wrote them)."""
+    (place / "victim.txt").write_text(TEXT)
+    (place / "other.txt").write_text(OTHER)
+    key, theirs = _key_learnt_elsewhere(place, monkeypatch, "victim.txt")
+    other, _ = _key_learnt_elsewhere(place, monkeypatch, "other.txt")
+    record = json.loads((theirs / f"{other}.json").read_text())
+    record["key"] = key
+    if not sealed:
+        record = {k: v for k, v in record.items() if k in ("symbols", "dtype", "length")} | {"format": 1}
+    (place / "cache").mkdir()
+    (place / "cache" / f"{key}.json").write_text(json.dumps(record))
+    (place / "cache" / f"{key}.ids").write_bytes((theirs / f"{other}.ids").read_bytes())
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        corpus = charseq.get_corpus("text:victim.txt")
+    assert corpus.vocab.decode(np.asarray(corpus.ids)) == TEXT
+    assert any("not as charseq wrote it" in str(w.message) for w in caught) == sealed
+    again = charseq.get_corpus("text:victim.txt")  # the planted entry was replaced by the text's own
+    assert again.vocab.decode(np.asarray(again.ids)) == TEXT
+
+
+def test_an_edited_entry_is_noticed_and_the_text_encoded_again(place):
+    """Other ids of the same length in an entry (its times put back, too) are not used by a
+    new run, eval, or a resumed run: the ids are checked against the sealed record's digest."""
+    (place / "novel.txt").write_text(TEXT)
+    run_cli("train", "--corpus", "text:novel.txt", "--out", "m.npz", *SMALL)
+    before = json.loads(run_cli("eval", "m.npz", "--corpus", "text:novel.txt", "--json").stdout)["loss"]
+    (ids_path,) = (place / "cache").glob("*.ids")
+    times = ids_path.stat()
+    data = bytearray(ids_path.read_bytes())
+    data[: len(data) // 2] = bytes(reversed(data[: len(data) // 2]))  # the same symbols, in another order
+    ids_path.write_bytes(bytes(data))
+    os.utime(ids_path, ns=(times.st_atime_ns, times.st_mtime_ns))
+    result = run_cli("eval", "m.npz", "--corpus", "text:novel.txt", "--json")
+    assert json.loads(result.stdout)["loss"] == before
+    assert "are not the ones charseq wrote" in result.stderr
+    corpus = charseq.get_corpus("text:novel.txt")
+    assert corpus.vocab.decode(np.asarray(corpus.ids)) == TEXT
+
+    (record_path,) = (place / "cache").glob("*.json")
+    record = json.loads(record_path.read_text())
+    record["symbols"][0], record["symbols"][1] = record["symbols"][1], record["symbols"][0]  # a swapped vocabulary
+    record_path.write_text(json.dumps(record))
+    result = run_cli("train", "--resume", "m.npz", "--epochs", 2, "-q", "--sample-length", 0)
+    assert "not as charseq wrote it" in result.stderr
+    assert json.loads(run_cli("eval", "m.npz", "--corpus", "text:novel.txt", "--json").stdout)["characters"] == \
+        len(TEXT)
+
+
+def test_a_copied_cache_is_checked_by_content_and_not_encoded_again(place, monkeypatch):
+    """A cache copied elsewhere (other inodes and times) is vouched for by the ids' digest,
+    and then recorded as it now is."""
+    from charseq import textfiles
+
+    (place / "novel.txt").write_text(TEXT)
+    charseq.get_corpus("text:novel.txt")
+    shutil.copytree(place / "cache", place / "copy")
+    monkeypatch.setenv("CHARSEQ_CACHE", str(place / "copy"))
+    monkeypatch.setattr(textfiles, "_encode_to_cache", lambda *a, **k: pytest.fail("encoded again"))
+    for _ in range(2):
+        corpus = charseq.get_corpus("text:novel.txt")
+        assert corpus.vocab.decode(np.asarray(corpus.ids)) == TEXT
 
