@@ -41,9 +41,7 @@ def plot_metrics(path: Path, out: Path, force: bool = False) -> None:
     """Draw the curves into `out`. A file there is replaced when it is a picture drawn here
     (its metadata says so) or `force` allows it, and never when it is the metrics file, a
     checkpoint or metrics log, or anything that is not a regular file."""
-    from charseq.outputs import check_new_file
-
-    check_new_file(str(out), "-o", force=force, own=drawn_here)  # the metrics file is charseq's data: never replaced
+    check_picture(out, "-o", force)  # (the metrics file is charseq's data: never replaced)
     records = read_metrics(path)
     try:
         import matplotlib
@@ -69,7 +67,7 @@ def plot_metrics(path: Path, out: Path, force: bool = False) -> None:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            figure.savefig(out, metadata=_marked(out))
+            save_picture(figure, out)
     except (OSError, ValueError, OverflowError) as exc:
         raise UsageError(f"cannot draw {str(path)!r} into {str(out)!r}: {str(exc).splitlines()[0]}") from None
     finally:
@@ -82,6 +80,21 @@ def _plottable(value) -> float:
         return math.nan
     value = float(value)
     return value if math.isfinite(value) and abs(value) < 1e100 else math.nan
+
+
+def check_picture(out: Path, what: str, force: bool = False) -> None:
+    """Refuse, in one line, a picture's path that the write policy does not allow: a file
+    there is replaced when charseq drew it, another only with `force`, and charseq's data
+    never (charseq.outputs.check_new_file)."""
+    from charseq.outputs import check_new_file
+
+    check_new_file(str(out), what, force=force, own=drawn_here)
+
+
+def save_picture(figure, out: Path) -> None:
+    """Save a matplotlib figure, marked in its metadata as charseq's (so a later drawing may
+    replace it)."""
+    figure.savefig(out, metadata=_marked(out))
 
 
 _MARK = "charseq plot"

@@ -9,18 +9,26 @@ the trial's best loss, or its failure and why. Every worker stops once the study
 ``trials`` trials, so the same command started again continues the study, and started on
 several machines shares it. Workers beat a heartbeat into the storage: a worker killed
 mid-trial leaves its trial to be marked failed by the next worker to start, not running
-for ever. Optuna is imported here only, when a sweep runs (the sweep extra).
+for ever. Each study charseq makes has a random identity, and the folder of its runs is
+marked with it: another study of the same name (in another storage, or in one removed and
+made again) is refused that folder, and a trial never replaces a file that is there.
+Optuna is imported here only, when a sweep runs (the sweep extra).
 """
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import re
 import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 from charseq import hookimpl
 from charseq.config import settings as train_settings
@@ -35,6 +43,10 @@ INTERRUPTED = "interrupted (Ctrl-C or a signal)"
 NOT_RUN = "not run"
 WORKER_GRACE = 10.0  # seconds the workers have to stop after Ctrl-C
 STUDY_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
+LONGEST_STUDY_NAME = 100  # it names a folder: well below a file system's 255 bytes
+SEARCH = "charseq.search"  # the study's user attr: its search space, fixed settings and identity, in one write
+MARKER = "study.json"  # in DIR/STUDY/: the identity of the study whose runs the folder holds
+IDENTITY_WAIT = 5.0  # seconds to wait for the process that has just made a study to record it
 # A worker beats every HEARTBEAT seconds; a running trial silent for GRACE is taken for dead
 # (CHARSEQ_SWEEP_HEARTBEAT and CHARSEQ_SWEEP_GRACE change them, for tests).
 HEARTBEAT = 30
@@ -157,9 +169,11 @@ class Sweep:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if not STUDY_NAME.match(self.study):
-            raise UsageError(f"--study {self.study!r}: a study's name is letters, digits and - _ . (it names a "
-                             "folder under --dir)")
+        if not STUDY_NAME.match(self.study) or len(self.study) > LONGEST_STUDY_NAME:
+            shown = self.study if len(self.study) <= LONGEST_STUDY_NAME else f"{self.study[:20]}... ({len(self.study)} long)"
+            raise UsageError(f"--study {shown!r}: a study's name is letters, digits and - _ . (at most "
+                             f"{LONGEST_STUDY_NAME} of them: it names a folder under --dir)")
+        check_storage(self.storage)
 
     def trial_directory(self, number: int) -> Path:
         return Path(self.directory) / self.study / f"trial-{number:04d}"
@@ -182,13 +196,13 @@ def open_storage(url: str) -> Any:
         try:
             return optuna.storages.RDBStorage(url, heartbeat_interval=heartbeat, grace_period=grace, **kwargs)
         except ImportError as exc:
-            raise CharseqError(f"the storage {_shown_url(url)} needs a database driver: {exc}") from None
+            raise CharseqError(f"the storage {_shown_url(url)} needs a database driver: {masked(str(exc), url)}") from None
         except Exception as exc:  # a URL SQLAlchemy cannot parse, a server that does not answer, or a race:
             # workers (or machines) that open a new storage together all try to make its tables, and
             # all but one fail; opened again, the tables are there.
             if attempt + 1 == OPEN_ATTEMPTS or not _maybe_a_race(exc):
                 raise CharseqError(f"cannot open the storage {_shown_url(url)}: {type(exc).__name__}: "
-                                   f"{str(exc).splitlines()[0] if str(exc) else ''}") from None
+                                   f"{masked(str(exc).splitlines()[0] if str(exc) else '', url)}") from None
             time.sleep(random.uniform(0.2, 1.0))
     raise AssertionError("unreachable")
 
@@ -201,33 +215,91 @@ def _maybe_a_race(exc: Exception) -> bool:
 
 def sqlite_path(url: str) -> Path | None:
     """The file of an SQLite URL (None for another kind, or an in-memory one)."""
-    if not url.startswith("sqlite:///") or url in ("sqlite:///", "sqlite:///:memory:"):
+    if not url.startswith("sqlite:///") or _in_memory(url.removeprefix("sqlite://")):
         return None
     return Path(url.removeprefix("sqlite:///").split("?")[0])
 
 
-def _shown_url(url: str) -> str:
-    """The URL without its password (in the user part, or a password= parameter)."""
-    from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+# A URL: scheme://rest. The password in its user part, as SQLAlchemy reads one (user, colon, up
+# to an @ that a host follows; scheme:// left out, for a URL given without it), and in its query.
+_URL = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*)://(?P<rest>.*)$", re.S)
+_USER_PASSWORD = re.compile(r"^(?P<head>(?:[A-Za-z][A-Za-z0-9+.-]*://)?[^:/]*:)(?!//)(?P<secret>.*?)"
+                            r"(?P<tail>@[^@/?#]*(?:[/?#]|$))", re.S)
+_QUERY_PASSWORD = re.compile(r"(?P<head>[?&;](?:password|passwd|pass|pwd)=)(?P<secret>[^&;#]*)", re.I)
 
+
+def check_storage(url: str) -> None:
+    """Refuse, before anything is made, a storage that cannot hold a study: text that is not
+    a URL (which would be shown whole, password and all), and an SQLite database in memory,
+    which ends with the process while the study's runs stay in the directory."""
+    found = _URL.match(url)
+    if found is None:
+        raise UsageError("the storage is not a URL: it needs its scheme://, such as sqlite:///FILE.db or "
+                         "postgresql://USER:PASSWORD@HOST/DATABASE")
+    if found["scheme"].lower().split("+")[0] == "sqlite" and _in_memory(found["rest"]):
+        raise UsageError(f"the storage {_shown_url(url)} is an SQLite database in memory, which ends with the process "
+                         "while the study's runs stay: give a file, such as sqlite:///sweeps.db, or a server's URL")
+
+
+def _in_memory(rest: str) -> bool:
+    """Whether an SQLite URL's part after ``sqlite://`` names no file that outlives the process:
+    none at all (``sqlite://``, ``sqlite:///``), ``:memory:``, or a ``mode=memory`` URI."""
+    database = rest.split("?")[0].removeprefix("/")
+    return not database or ":memory:" in database or "mode=memory" in rest.lower()
+
+
+def _shown_url(url: str) -> str:
+    """The URL with its passwords (in the user part, and password= parameters) shown as ***,
+    and every other character as it was."""
+    url = _USER_PASSWORD.sub(r"\g<head>***\g<tail>", url, count=1)
+    return _QUERY_PASSWORD.sub(r"\g<head>***", url)
+
+
+def masked(text: str, url: str) -> str:
+    """`text` (an error's, which may quote the URL or its password, as given or decoded) without
+    the passwords of `url`."""
+    text = text.replace(url, _shown_url(url))
+    found = [match["secret"] for pattern in (_USER_PASSWORD, _QUERY_PASSWORD) for match in pattern.finditer(url)]
+    for secret in sorted({form for raw in found for form in (raw, unquote(raw)) if form}, key=len, reverse=True):
+        text = text.replace(secret, "***")
+    return text
+
+
+@contextmanager
+def passwords_hidden(url: str) -> Iterator[None]:
+    """An error that leaves here does not show the storage's password, however deep it began
+    (a driver's message may quote the URL): charseq's is masked, another that would show it
+    becomes charseq's, in one line."""
     try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "(a storage URL that cannot be read)"
-    netloc = parts.netloc
-    if ":" not in netloc.rpartition("@")[0] and not any(k.lower() in ("password", "pass", "pwd")
-                                                        for k, _ in parse_qsl(parts.query)):
-        return url  # nothing to hide
-    if "@" in netloc:
-        user, _, host = netloc.rpartition("@")
-        name, colon, _ = user.partition(":")
-        netloc = f"{name}{':***' if colon else ''}@{host}"
-    query = urlencode([(k, "***" if k.lower() in ("password", "pass", "pwd") else v)
-                       for k, v in parse_qsl(parts.query, keep_blank_values=True)], safe="/*")
-    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+        yield
+    except CharseqError as exc:
+        exc.args = (masked(str(exc), url),)
+        raise
+    except Exception as exc:
+        text = str(exc).splitlines()[0] if str(exc) else ""
+        if masked(str(exc), url) == str(exc):
+            raise
+        raise CharseqError(f"the storage {_shown_url(url)} failed: {type(exc).__name__}: {masked(text, url)}") from None
+
+
+@dataclass(frozen=True)
+class Identity:
+    """Which study this is, beyond its name (a storage removed and made again holds another
+    study of the same name): `key`, random, recorded in the study when charseq makes it;
+    `upgraded` when this load gave it to a study an earlier charseq made without one."""
+
+    key: str
+    upgraded: bool = False
 
 
 def load_study(sweep: Sweep, worker: int = 0) -> Any:
+    """The sweep's study, made now or loaded (and checked to be the same search)."""
+    return open_study(sweep, worker)[0]
+
+
+def open_study(sweep: Sweep, worker: int = 0) -> tuple[Any, Identity]:
+    """The sweep's study and its identity. Made by one process only (a second is told it is
+    there, and loads it), so that its identity is written once, with its search."""
     optuna = require_optuna()
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # charseq says what happened: the report
     # Median: no pruning before 4 trials have finished, nor on a trial's first evaluation (too noisy).
@@ -235,31 +307,52 @@ def load_study(sweep: Sweep, worker: int = 0) -> Any:
               "hyperband": optuna.pruners.HyperbandPruner(),
               "none": optuna.pruners.NopPruner()}[sweep.pruner]
     seed = None if sweep.seed is None else sweep.seed + worker  # workers must not all draw the same
-    study = optuna.create_study(study_name=sweep.study, storage=open_storage(sweep.storage), load_if_exists=True,
-                                direction="minimize", sampler=optuna.samplers.TPESampler(seed=seed), pruner=pruner)
-    _same_search(study, sweep)
-    return study
+    options = {"study_name": sweep.study, "storage": open_storage(sweep.storage), "pruner": pruner,
+               "sampler": optuna.samplers.TPESampler(seed=seed)}
+    try:
+        study = optuna.create_study(direction="minimize", load_if_exists=False, **options)
+    except optuna.exceptions.DuplicatedStudyError:
+        study = optuna.load_study(**options)
+        return study, _identify(study, sweep, _recorded(study, sweep))
+    return study, _identify(study, sweep, None)
 
 
-def _same_search(study: Any, sweep: Sweep) -> None:
-    """A study's trials compare only when they searched one space with one set of fixed
-    settings: the first command records both, and a later one that differs is refused."""
-    import json
+def _recorded(study: Any, sweep: Sweep) -> dict[str, Any] | None:
+    """The search a study that was there records. Its maker writes it just after making it,
+    so an empty study without one is waited for, briefly; None if it never comes (its maker
+    died in between, or another program made it empty: charseq takes it). A study with
+    trials, or another direction, and no record is not charseq's."""
+    deadline = time.monotonic() + IDENTITY_WAIT
+    while True:
+        recorded = study.user_attrs.get(SEARCH)
+        if recorded is not None:
+            return dict(recorded)
+        if study.get_trials(deepcopy=False) or len(study.directions) != 1 or study.direction.name != "MINIMIZE":
+            raise UsageError(f"study {sweep.study!r} was not made by charseq sweep; give another --study")
+        if time.monotonic() > deadline:
+            return None
+        time.sleep(0.1)
 
+
+def _identify(study: Any, sweep: Sweep, recorded: dict[str, Any] | None) -> Identity:
+    """The study's identity. A study's trials compare only when they searched one space with
+    one set of fixed settings: the first command records both (with a new identity, in one
+    write: a reader sees all or nothing), and a later one that differs is refused."""
     made = {"params": sorted(repr(p) for p in sweep.params),
             "train": json.loads(json.dumps(sweep.train, sort_keys=True, default=str))}
-    recorded = study.user_attrs.get("charseq.search")
-    if recorded is None and (study.get_trials(deepcopy=False) or len(study.directions) != 1
-                             or study.direction.name != "MINIMIZE"):
-        raise UsageError(f"study {sweep.study!r} was not made by charseq sweep; give another --study")
     if recorded is None:
-        study.set_user_attr("charseq.search", made)
-        return
-    if recorded != made:
-        differ = [key for key in ("params", "train") if recorded.get(key) != made[key]]
+        key = uuid.uuid4().hex
+        study.set_user_attr(SEARCH, {**made, "identity": key})
+        return Identity(key)
+    differ = [key for key in ("params", "train") if recorded.get(key) != made[key]]
+    if differ:
         what = " and ".join({"params": "--param dimensions", "train": "fixed training options"}[k] for k in differ)
         raise UsageError(f"study {sweep.study!r} was started with other {what}; its trials would not compare: give "
                          "the same ones, or another --study")
+    if "identity" in recorded:
+        return Identity(recorded["identity"])
+    study.set_user_attr(SEARCH, {**recorded, "identity": uuid.uuid4().hex})  # an earlier charseq's study
+    return Identity(study.user_attrs[SEARCH]["identity"], upgraded=True)  # (as stored: another may have written too)
 
 
 class _Reporter:
@@ -313,7 +406,8 @@ def objective(sweep: Sweep) -> Any:
         callbacks = [("metrics", {"path": str(folder / "metrics.jsonl")}), *train.pop("callbacks", [])]
         started = time.perf_counter()
         try:
-            run = Run.start(train.pop("corpus"), out=folder / "model.npz", callbacks=callbacks, force=True,
+            # Never force: a file there (another study's run) is refused, and the trial fails saying so.
+            run = Run.start(train.pop("corpus"), out=folder / "model.npz", callbacks=callbacks,
                             model_options=model_options or None, extra_callbacks=[reporter], **train)
             _stop_if_asked()  # a signal while the run was being built
             result = run.fit()
@@ -341,11 +435,12 @@ def objective(sweep: Sweep) -> Any:
     return run_trial
 
 
-def work(sweep: Sweep, worker: int = 0) -> None:
-    """One worker: trials until the study holds `sweep.trials` (of any state) or time is up."""
+def work(sweep: Sweep, worker: int = 0, study: Any = None) -> None:
+    """One worker: trials until the study holds `sweep.trials` (of any state) or time is up.
+    `study`: the sweep's, when this process has loaded it already."""
     optuna = require_optuna()
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # a failed trial is in the report, with why
-    study = load_study(sweep, worker)
+    study = study if study is not None else load_study(sweep, worker)
     limits = _thread_limits(sweep.threads)
     optuna.storages.fail_stale_trials(study)  # a dead worker's trial, even when no new trial starts
     restore = _stop_on_signals()
@@ -422,7 +517,8 @@ def _worker_main(sweep: Sweep, worker: int) -> None:  # in a child process
 
     warnings.simplefilter("ignore")  # the parent says what matters; N copies of a warning help no one
     try:
-        work(sweep, worker)
+        with passwords_hidden(sweep.storage):
+            work(sweep, worker)
     except KeyboardInterrupt as exc:  # Ctrl-C reaches every worker: the parent says it once
         sys.exit(getattr(exc, "exit_code", 130))
     except CharseqError as exc:
@@ -454,43 +550,85 @@ def preflight(sweep: Sweep) -> None:
                   model_options=model_options or None, **train)
 
 
-def prepare_directory(sweep: Sweep) -> None:
-    """DIR/STUDY/, marked as this study's: the runs of a study of the same name in another
-    storage are never written over."""
-    import json
+class DirectoryTaken(UsageError):
+    """The directory holds runs, or files, that are not the study's (the CLI says which
+    options to change)."""
 
+
+def prepare_directory(sweep: Sweep, identity: Identity) -> None:
+    """DIR/STUDY/, marked as the study's by its identity once the study is there: the runs of
+    another study of that name (in another storage, or one removed and made again) are never
+    written over. One process marks it; another finds the marker made, whole."""
     root = Path(sweep.directory)
     if root.exists() and not root.is_dir():
         raise UsageError(f"--dir {sweep.directory!r} is a file, not a folder")
     folder = root / sweep.study
     database = sqlite_path(sweep.storage)
-    owner = {"study": sweep.study, "storage": str(database.resolve()) if database else _shown_url(sweep.storage)}
-    marker = folder / "study.json"
-    if marker.is_file():
-        try:
-            found = json.loads(marker.read_text())
-        except (OSError, ValueError):
-            found = None
-        if found != owner:
-            raise UsageError(f"{folder} holds the runs of study {sweep.study!r} in another storage "
-                             f"({found.get('storage') if isinstance(found, dict) else 'unknown'}); give another --dir "
-                             "or --study")
-        return
-    if folder.exists() and any(folder.iterdir()):
-        raise UsageError(f"{folder} holds files that are not this study's; give another --dir or --study")
+    owner = {"study": sweep.study, "storage": str(database.resolve()) if database else _shown_url(sweep.storage),
+             "identity": identity.key}
     try:
+        if _marked(folder, owner, identity):
+            return
+        if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
+            raise DirectoryTaken(f"{folder} holds files that are not this study's")
         folder.mkdir(parents=True, exist_ok=True)
-        marker.write_text(json.dumps(owner) + "\n")
+        if not _mark(folder, owner):
+            _marked(folder, owner, identity)  # another process marked it first: this study's, or refused
     except OSError as exc:
         raise CharseqError(f"cannot make {folder}: {exc.strerror or exc}") from None
 
 
+def _marked(folder: Path, owner: dict[str, str], identity: Identity) -> bool:
+    """Whether `folder`'s marker names this study (False: it has none); another's is refused.
+    One an earlier charseq wrote (no identity) is this study's when it names its storage and
+    this load gave the study its first identity (the same earlier study): it is rewritten."""
+    marker = folder / MARKER
+    if not marker.is_file():
+        return False
+    try:
+        found = json.loads(marker.read_text())
+    except (OSError, ValueError):
+        found = None
+    found = found if isinstance(found, dict) else {}
+    if found.get("identity") == owner["identity"]:
+        return True
+    same_place = found.get("storage") == owner["storage"] and found.get("study") == owner["study"]
+    if same_place and "identity" not in found and identity.upgraded:
+        _mark(folder, owner, replace=True)
+        return True
+    if same_place:
+        raise DirectoryTaken(f"{folder} holds the runs of an earlier study {owner['study']!r} in {owner['storage']} "
+                             "(removed, or made again, since), not of the one there now")
+    raise DirectoryTaken(f"{folder} holds the runs of study {found.get('study', 'unknown')!r} in another storage "
+                         f"({found.get('storage', 'unknown')})")
+
+
+def _mark(folder: Path, owner: dict[str, str], replace: bool = False) -> bool:
+    """Write `folder`'s marker whole (a reader never sees part of one): unless `replace`, only
+    where there is none; False when another process wrote one first."""
+    temporary = folder.parent / f".{folder.name}.{uuid.uuid4().hex}.json"
+    temporary.write_text(json.dumps(owner) + "\n")
+    try:
+        if replace:
+            os.replace(temporary, folder / MARKER)
+        else:
+            os.link(temporary, folder / MARKER)  # fails, rather than replaces, when there is one
+    except FileExistsError:
+        return False
+    finally:
+        temporary.unlink(missing_ok=True)
+    return True
+
+
 def run_sweep(sweep: Sweep, jobs: int = 1) -> None:
-    """`jobs` workers on this machine, each in a process of its own (one: this process)."""
+    """`jobs` workers on this machine, each in a process of its own (one: this process). The
+    study is loaded here first: the tables and the study exist before the workers race to make
+    them, and the directory is marked with the identity of a study that is there."""
+    study, identity = open_study(sweep)
+    prepare_directory(sweep, identity)
     if jobs == 1:
-        work(sweep)
+        work(sweep, study=study)
         return
-    load_study(sweep)  # the tables and the study exist before the workers race to make them
     import multiprocessing
 
     import signal
@@ -545,6 +683,7 @@ def report(storage: str, study_name: str) -> tuple[list[Row], Any]:
     """The study's trials, and its best trial (None when none completed)."""
     optuna = require_optuna()
     optuna.logging.set_verbosity(optuna.logging.ERROR)
+    check_storage(storage)
     database = sqlite_path(storage)
     if database is not None and not database.is_file():
         raise UsageError(f"no study {study_name!r}: {database} does not exist (run a sweep here first, or give its "

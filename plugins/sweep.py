@@ -7,7 +7,6 @@ sweep itself is charseq.sweeps.
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -46,7 +45,8 @@ def register_commands(cli):
                   help="Where the study lives: an SQLite file here, or a URL several machines share, such as "
                        "postgresql://user:password@host/db.")
     @click.option("--dir", "directory", default=DEFAULT_DIRECTORY, show_default=True, type=click.Path(),
-                  help="Each trial's checkpoint and metrics go in DIR/STUDY/trial-NNNN/.")
+                  help="Each trial's checkpoint and metrics go in DIR/STUDY/trial-NNNN/ (DIR/STUDY holds one "
+                       "study's runs only: it is marked with the study's identity).")
     @click.option("--jobs", type=click.IntRange(min=1), default=1, show_default=True,
                   help="Worker processes on this machine; the BLAS threads are split between them.")
     @click.option("--threads", type=click.IntRange(min=1), help="BLAS threads of each worker.  [default: the "
@@ -119,14 +119,22 @@ def register_commands(cli):
         say(f"sweep {study_name!r}: {trials} trials in {sweeps._shown_url(storage)}, {jobs} worker"
             f"{'s' if jobs > 1 else ''} of {threads} BLAS thread{'s' if threads > 1 else ''}, runs in "
             f"{Path(directory) / study_name}/", err=True)
-        sweeps.prepare_directory(plan)
         sweeps.preflight(plan)
+        _run(sweeps, plan, jobs, say)
+
+
+def _run(sweeps, plan, jobs, say) -> None:
+    """The sweep, then its report. No error shows the storage's password; a directory that
+    holds another study's runs is refused, saying which options to change."""
+    with sweeps.passwords_hidden(plan.storage):
         try:
             sweeps.run_sweep(plan, jobs)
+        except sweeps.DirectoryTaken as exc:
+            raise UsageError(f"{exc}; give another --dir or --study") from None
         except sweeps.Interrupted as stopped:
             say("charseq: sweep interrupted; the same command goes on with it", err=True)
             sys.exit(stopped.exit_code)
-        if _report(sweeps, storage, study_name, None, False, say) is None:
+        if _report(sweeps, plan.storage, plan.study, None, False, say) is None:
             raise CharseqError("no trial has completed: see each one's note above")
 
 
@@ -138,7 +146,11 @@ def _report(sweeps, storage, study_name, plot_path, as_json, say):
             raise UsageError(f"--plot {plot_path!r}: draw a .png, .pdf or .svg")
         if not (where.parent if str(where.parent) else Path(".")).is_dir():
             raise UsageError(f"--plot {plot_path!r}: its folder does not exist")
-    rows, best = sweeps.report(storage, study_name)
+        from charseq.plot import check_picture
+
+        check_picture(where, "--plot")
+    with sweeps.passwords_hidden(storage):
+        rows, best = sweeps.report(storage, study_name)
     if as_json:
         say(json.dumps({"study": study_name, "trials": [row.__dict__ for row in rows],
                         "best": None if best is None else {"number": best.number, "value": best.value,
@@ -170,6 +182,8 @@ def _shown(value) -> str:
 
 
 def _plot(rows, path) -> None:
+    from charseq.plot import save_picture
+
     try:
         import matplotlib
 
@@ -189,6 +203,7 @@ def _plot(rows, path) -> None:
     axes.set_ylabel("validation loss (nats/char)")
     axes.legend()
     figure.tight_layout()
-    figure.savefig(os.fspath(path), dpi=120)
+    figure.set_dpi(120)
+    save_picture(figure, Path(path))
     plt.close(figure)
 

@@ -215,6 +215,11 @@ def test_the_report_draws_the_history_with_the_plot_extra(tmp_path):
     sweep(*QUICK, "--param", "lr=log:0.5:8", "--trials", "2", "--pruner", "none", cwd=tmp_path)
     sweep("--report", "--plot", "history.png", cwd=tmp_path)
     assert (tmp_path / "history.png").read_bytes()[:4] == b"\x89PNG"
+    sweep("--report", "--plot", "history.png", cwd=tmp_path)  # its own picture: drawn again
+    (tmp_path / "mine.png").write_bytes(b"a picture of the user's")
+    result = sweep("--report", "--plot", "mine.png", cwd=tmp_path, ok=False)
+    assert result.exit_code == 2 and "already exists" in result.output
+    assert (tmp_path / "mine.png").read_bytes() == b"a picture of the user's"
 
 
 # -- a real PostgreSQL server, started here -------------------------------------------------
@@ -436,3 +441,158 @@ def test_sigterm_stops_the_workers_too_and_exits_143(tmp_path, jobs):
     assert [line for line in alive.splitlines() if "<defunct>" not in line] == []  # no worker running on its own
     states = [(t.state.name, t.user_attrs.get("failure")) for t in trials(tmp_path, storage=storage)]
     assert states and all(state == ("FAIL", sweeps.INTERRUPTED) for state in states), states
+
+
+# -- a study's identity, its directory, and storages that cannot hold a study ---------------
+
+SMALL = ["--corpus", "alphabet", "--epochs", "1", "--hidden-size", "8", "--param", "lr=log:1e-3:1e-2", "--pruner",
+         "none"]
+SECRET = "hunter2"
+
+
+def _hashes(folder: Path) -> dict[str, str]:
+    """sha256 of every file under `folder`, by its path there."""
+    import hashlib
+
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def _one_line(result) -> str:
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in result.output, result.output
+    return lines[0]
+
+
+def test_a_new_study_never_replaces_the_runs_of_one_whose_storage_is_gone(tmp_path):
+    sweep(*SMALL, "--trials", "2", "--seed", "0", cwd=tmp_path)
+    runs = tmp_path / "sweeps" / "charseq"
+    before = _hashes(runs)
+    assert "trial-0001/model.npz" in before
+    (tmp_path / "charseq-sweeps.db").rename(tmp_path / "old.db")
+    result = sweep(*SMALL, "--trials", "2", "--seed", "1", cwd=tmp_path, ok=False)
+    last = result.output.strip().splitlines()[-1]
+    assert result.exit_code == 2 and "holds the runs of an earlier study 'charseq'" in last, result.output
+    assert "give another --dir or --study" in last
+    assert _hashes(runs) == before
+    sweep(*SMALL, "--trials", "2", "--seed", "1", "--dir", "elsewhere", cwd=tmp_path)
+    assert (tmp_path / "elsewhere" / "charseq" / "trial-0001" / "model.npz").is_file()
+
+
+def test_a_trial_fails_rather_than_replace_a_file_in_its_folder(tmp_path):
+    sweep(*SMALL, "--trials", "1", "--storage", "sqlite:///a.db", "--dir", "a", cwd=tmp_path)
+    sweep(*SMALL, "--trials", "1", "--storage", "sqlite:///b.db", "--dir", "b", cwd=tmp_path)
+    planted = tmp_path / "b" / "charseq" / "trial-0001"  # where study b's next trial writes: study a's run
+    shutil.copytree(tmp_path / "a" / "charseq" / "trial-0000", planted)
+    before = _hashes(planted)
+    sweep(*SMALL, "--trials", "2", "--storage", "sqlite:///b.db", "--dir", "b", cwd=tmp_path)
+    done = trials(tmp_path, storage=f"sqlite:///{tmp_path / 'b.db'}")
+    assert [t.state.name for t in done] == ["COMPLETE", "FAIL"]
+    assert "model.npz" in done[1].user_attrs["failure"]
+    assert _hashes(planted) == before
+
+
+def test_a_study_and_directory_of_an_earlier_release_are_taken_on_once_and_only_theirs(tmp_path):
+    sweep(*SMALL, "--trials", "1", cwd=tmp_path)
+    storage = f"sqlite:///{tmp_path / 'charseq-sweeps.db'}"
+    study = optuna.load_study(study_name="charseq", storage=storage)
+    record = study.user_attrs["charseq.search"]
+    study.set_user_attr("charseq.search", {k: v for k, v in record.items() if k != "identity"})  # as 0.x kept it
+    marker = tmp_path / "sweeps" / "charseq" / "study.json"
+    legacy = {k: v for k, v in json.loads(marker.read_text()).items() if k != "identity"}
+    marker.write_text(json.dumps(legacy) + "\n")
+    sweep(*SMALL, "--trials", "2", cwd=tmp_path)  # the same study: it gets an identity, and keeps its folder
+    identity = optuna.load_study(study_name="charseq", storage=storage).user_attrs["charseq.search"]["identity"]
+    assert json.loads(marker.read_text()) == {**legacy, "identity": identity}
+    assert [t.state.name for t in trials(tmp_path)] == ["COMPLETE", "COMPLETE"]
+    marker.write_text(json.dumps(legacy) + "\n")  # an earlier release's marker, and a new study in its storage
+    (tmp_path / "charseq-sweeps.db").unlink()
+    before = _hashes(marker.parent)
+    result = sweep(*SMALL, "--trials", "2", cwd=tmp_path, ok=False)
+    assert result.exit_code == 2 and "holds the runs of an earlier study" in result.output, result.output
+    assert _hashes(marker.parent) == before
+
+
+def test_a_study_another_process_is_making_is_waited_for(tmp_path):
+    import threading
+
+    storage = f"sqlite:///{tmp_path / 'charseq-sweeps.db'}"
+    made = optuna.create_study(study_name="charseq", storage=storage)  # made; its search is not recorded yet
+    later = 3.0
+    record = threading.Timer(later, made.set_user_attr,
+                             ("charseq.search", {"params": [], "train": {}, "identity": "f" * 32}))
+    started = time.monotonic()
+    record.start()
+    try:
+        result = sweep(*SMALL, "--trials", "1", cwd=tmp_path, ok=False)
+    finally:
+        record.cancel()
+        record.join()
+    assert result.exit_code == 2 and "was started with other" in result.output, result.output  # its maker's search
+    assert time.monotonic() - started >= later
+    assert trials(tmp_path) == [] and not (tmp_path / "sweeps").exists()
+
+
+@pytest.mark.parametrize("storage", ["sqlite:///:memory:", "sqlite://", "sqlite:///", "sqlite+pysqlite:///:memory:",
+                                     "sqlite:///file::memory:?cache=shared", "sqlite:///file:runs?mode=memory&uri=true"])
+def test_a_storage_that_ends_with_the_process_is_refused_up_front(tmp_path, storage):
+    for args in (SMALL, ["--report"]):
+        result = sweep(*args, "--storage", storage, cwd=tmp_path, ok=False)
+        assert result.exit_code == 2 and "is an SQLite database in memory" in _one_line(result)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_study_name_too_long_for_a_folder_is_refused_in_one_line(tmp_path):
+    result = sweep(*SMALL, "--study", "a" * 300, cwd=tmp_path, ok=False)
+    line = _one_line(result)
+    assert result.exit_code == 2 and "a study's name is letters" in line and "at most 100" in line
+    assert list(tmp_path.iterdir()) == []
+    sweep(*SMALL, "--trials", "1", "--study", "b" * 100, cwd=tmp_path)  # the longest there may be
+    assert (tmp_path / "sweeps" / ("b" * 100) / "trial-0000" / "model.npz").is_file()
+
+
+@pytest.mark.parametrize("args", [SMALL, ["--report"]])
+def test_a_storage_without_its_scheme_is_refused_without_its_password(tmp_path, args):
+    result = sweep(*args, "--storage", f"user:{SECRET}@127.0.0.1", cwd=tmp_path, ok=False)
+    assert result.exit_code == 2 and "the storage is not a URL" in _one_line(result)
+    assert SECRET not in result.output
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("url,shown", [
+    (f"sqlite:////nonexistent/x.db?password={SECRET}", "sqlite:////nonexistent/x.db?password=***"),
+    (f"user:{SECRET}@127.0.0.1", "user:***@127.0.0.1"),
+    (f"postgresql://me@corp:{SECRET}@host/db", "postgresql://me@corp:***@host/db"),
+    (f"postgresql://bob:a/{SECRET}@[::1]:5432/db?application_name=x@y",
+     "postgresql://bob:***@[::1]:5432/db?application_name=x@y"),
+    (f"mysql://bob@host/db?passwd={SECRET};charset=utf8mb4", "mysql://bob@host/db?passwd=***;charset=utf8mb4"),
+    (f"postgresql://bob@host:5432/db?sslmode=require&PWD={SECRET}", "postgresql://bob@host:5432/db?sslmode=require&PWD=***"),
+    ("postgresql://bob@host:5432/db?a=b%20c", "postgresql://bob@host:5432/db?a=b%20c"),
+])
+def test_a_password_is_masked_in_every_form_and_nothing_else_changes(url, shown):
+    assert sweeps._shown_url(url) == shown
+
+
+def test_a_storage_that_does_not_open_marks_no_directory_and_shows_no_password(tmp_path):
+    result = sweep(*SMALL, "--storage", f"sqlite:////nonexistent/x.db?password={SECRET}", cwd=tmp_path, ok=False)
+    assert result.exit_code == 1, result.output
+    assert "cannot open the storage sqlite:////nonexistent/x.db?password=***:" in result.output
+    assert SECRET not in result.output
+    assert not (tmp_path / "sweeps").exists()
+
+
+@pytest.mark.parametrize("where", ["opening", "loading"])
+def test_a_drivers_error_that_quotes_the_url_shows_no_password(tmp_path, monkeypatch, where):
+    storage = f"postgresql://bob:{SECRET}@db.example/sweeps"
+
+    def fail(*args, **kwargs):
+        raise RuntimeError(f"connection to {storage} failed: password {SECRET} was refused")
+
+    if where == "opening":
+        monkeypatch.setattr(optuna.storages, "RDBStorage", fail)
+    else:
+        monkeypatch.setattr(optuna.storages, "RDBStorage", lambda *args, **kwargs: object())
+        monkeypatch.setattr(optuna, "create_study", fail)
+    result = sweep(*SMALL, "--storage", storage, cwd=tmp_path, ok=False)
+    assert result.exit_code == 1 and "postgresql://bob:***@db.example/sweeps failed" in result.output, result.output
+    assert SECRET not in result.output
