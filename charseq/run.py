@@ -507,10 +507,13 @@ class Run:
         try:
             return self._save(self.out)
         except SaveError as exc:
-            self._fail_after_save_error(exc)
+            self._fail_after_save_error(exc, ended=True)
         raise AssertionError("unreachable")
 
-    def _fail_after_save_error(self, exc: SaveError) -> None:
+    def _fail_after_save_error(self, exc: SaveError, ended: bool = False) -> None:
+        """Save the run somewhere else and say how to go on: into `out` again once it can take
+        the file (a disk with room), or, when `out` holds other work now (another run's, which
+        a save may never replace), in the file it was saved to; an ended run needs nothing."""
         kept = f"{shown(self.spec.out)} keeps its last whole checkpoint" if self.out.exists() else "nothing was saved"
         try:
             rescued = self._save_somewhere(exc)
@@ -519,8 +522,12 @@ class Run:
         if rescued == self.out:
             raise RunFailed(f"{exc}; saved the run to {shown(self.spec.out)} at step {self.trainer.step:,}; continue "
                             f"with: charseq train --resume {_quote(shown(self.spec.out))}", 1, rescued) from None
+        taken = exc.os_error is None  # refused by the rules, not by the disk: it stays refused
+        if taken and ended:
+            raise RunFailed(f"{exc}; saved the ended run to {shown(rescued)} instead", 1, rescued) from None
+        out = rescued if taken else Path(self.spec.out)
         raise RunFailed(f"{exc}; saved the run to {shown(rescued)} instead; continue with: charseq train "
-                        f"--resume {_quote(shown(rescued))} --out {_quote(shown(self.spec.out))}", 1, rescued) from None
+                        f"--resume {_quote(shown(rescued))} --out {_quote(shown(out))}", 1, rescued) from None
 
     def _fail_after_callback(self, exc: CallbackError, first_step: int) -> None:
         """A callback raised between two steps: save the run (unless it had not begun), and

@@ -215,6 +215,41 @@ def test_generate_into_a_closed_pipe_ends_quietly(place, alphabet_checkpoint):
         assert len(result.stdout) == 10 and result.stderr == " status 0\n", result.stderr
 
 
+class AnotherRunTakesOut:
+    """At the end of epoch `epoch`, another run trains to the end and saves to the same --out:
+    two runs started with one --out, the other one finishing first."""
+
+    def __init__(self, epoch: int):
+        self.epoch = epoch
+
+    @hookimpl
+    def on_epoch_end(self, trainer, epoch, metrics):
+        if epoch == self.epoch:
+            Run.start("digits", out="m.npz", epochs=2, seed=1).fit()
+
+
+@pytest.mark.parametrize("every", [None, 2])
+def test_the_advice_of_a_run_whose_out_another_run_took_works_when_followed(place, every):
+    """Another run's checkpoint at --out is never replaced: the run is saved elsewhere, and
+    what it says to do next (at its end: nothing; mid-run: go on in that file) works."""
+    callbacks = [("checkpoint", {"every": every})] if every else []
+    with pytest.raises(charseq.RunFailed) as failed:
+        Run.start("digits", out="m.npz", epochs=3, callbacks=callbacks,
+                  extra_callbacks=[AnotherRunTakesOut(1 if every else 3)]).fit()
+    theirs = (place / "m.npz").read_bytes()
+    message = str(failed.value)
+    (rescued,) = place.glob("m.rescued-step*.npz")
+    assert "instead" in message and rescued.name in message
+    if every is None:
+        assert "continue with" not in message and charseq.load(rescued).training["epoch"] == 3
+    else:
+        advice = message.split("continue with: charseq ", 1)[1].split()
+        assert advice == ["train", "--resume", rescued.name, "--out", rescued.name]
+        run_cli(*advice, "-q")
+        assert charseq.load(rescued).training["epoch"] == 3
+    assert (place / "m.npz").read_bytes() == theirs
+
+
 def test_ctrl_c_while_starting_up_prints_no_traceback(place):
     """Ctrl-C at moments spread over start-up: importing, loading plugins, encoding a large
     text into the cache. Whenever it lands, no traceback; exit 130 (or the default
