@@ -275,3 +275,17 @@ def test_a_checkpoint_whose_items_end_otherwise_does_not_resume_on_this_corpus(n
 def test_exact_text_is_for_text_corpora(names_file, tmp_path):
     result = run_cli("train", "--corpus", f"lines:{names_file}", "--exact-text", "--out", tmp_path / "m.npz", ok=False)
     assert result.exit_code == 2 and "corpus 'lines' does not take --exact-text" in result.stderr
+
+
+def test_a_run_resumed_on_another_kind_of_corpus_is_refused_for_that_reason(tmp_path, names_file):
+    """A text run resumed with --corpus lines:... (or the other way round) is refused for the
+    corpus, not for an option that was never given (the other corpus's recorded options)."""
+    (tmp_path / "novel.txt").write_text("the quick brown fox jumps over the lazy dog\n" * 40)
+    for corpus, other in ((f"text:{tmp_path / 'novel.txt'}", f"lines:{names_file}"),
+                          (f"lines:{names_file}", f"text:{tmp_path / 'novel.txt'}")):
+        out = tmp_path / f"{corpus[:4]}.npz"
+        run_cli("train", "--corpus", corpus, "--out", out, *SMALL, "-q", "--sample-length", 0)
+        result = run_cli("train", "--resume", out, "--corpus", other, ok=False)
+        assert result.exit_code == 2 and result.stderr.count("\n") == 1, result.stderr
+        assert f"trained on a '{corpus.split(':')[0]}' corpus, not '{other.split(':')[0]}'" in result.stderr
+        assert "exact-text" not in result.stderr
