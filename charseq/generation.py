@@ -155,6 +155,20 @@ class StopScanner:
         return out
 
 
+PENALTY_RANGE = (1e-6, 1e6)  # beyond it a logit scaled by the penalty leaves float32's range: inf, then NaN
+
+
+def repetition_problem(penalty: float, window: int | None = None) -> str | None:
+    """What is wrong with a repetition penalty and window, or None. A penalty below 1 makes
+    used symbols likelier; one outside PENALTY_RANGE means nothing a float32 logit can hold."""
+    low, high = PENALTY_RANGE
+    if not low <= penalty <= high:  # (NaN too)
+        return f"repetition penalty must lie between {low:g} and {high:g} (1: none), got {penalty:g}"
+    if window is not None and window < 1:
+        return f"repetition window must be at least 1, got {window}"
+    return None
+
+
 class RepetitionPenalty:
     """Divides positive logits (multiplies negative ones) of symbols seen recently by `penalty`."""
 
@@ -162,10 +176,9 @@ class RepetitionPenalty:
     def create(cls, penalty: float, window: int | None, vocab_size: int, prime_ids: np.ndarray,
                batch: int) -> RepetitionPenalty | None:
         """None when the penalty is 1, so sampling pays nothing for it."""
-        if not penalty > 0 or not np.isfinite(penalty) or penalty > 1e6:
-            raise UsageError(f"repetition penalty must be a positive number up to 1e6, got {penalty:g}")
-        if window is not None and window < 1:
-            raise UsageError(f"repetition window must be at least 1, got {window}")
+        problem = repetition_problem(penalty, window)
+        if problem:
+            raise UsageError(problem)
         return None if penalty == 1.0 else cls(penalty, window, vocab_size, prime_ids, batch)
 
     def __init__(self, penalty: float, window: int | None, vocab_size: int, prime_ids: np.ndarray, batch: int):

@@ -165,6 +165,28 @@ def test_repetition_window_forgets_older_symbols(model_and_vocab):
     assert changed == {3, 4}  # only d and e, the last two characters before the final step
 
 
+@pytest.mark.parametrize("sampler", ["top-p", "min-p", "temperature"])
+@pytest.mark.parametrize("penalty", ["1e-300", "1e-7", "1e7", "nan", "inf"])
+def test_a_repetition_penalty_no_logit_can_hold_is_refused_in_one_line(alphabet_checkpoint, sampler, penalty):
+    """1e-300 scaled the logits of used symbols past float32's range: 30 newlines and numpy's
+    warnings came out. Outside 1e-6..1e6 it is refused, before anything is printed."""
+    from conftest import run_cli
+
+    result = run_cli("generate", alphabet_checkpoint, "--prime", "ABC", "--sampler", sampler,
+                     "--repetition-penalty", penalty, ok=False)
+    assert result.exit_code == 2 and result.stdout == "" and result.stderr.count("\n") == 1, result.output
+    assert "repetition penalty must lie between 1e-06 and 1e+06" in result.stderr
+
+
+def test_an_extreme_repetition_penalty_within_range_still_samples_letters(alphabet_checkpoint):
+    from conftest import run_cli
+
+    for penalty in ("1e-6", "1e6"):
+        result = run_cli("generate", alphabet_checkpoint, "--prime", "ABC", "--sampler", "top-p", "--seed", 1,
+                         "--repetition-penalty", penalty, "--length", 30)
+        assert result.stderr == "" and len(result.stdout) == 34 and result.stdout[:-1].isalpha(), result.output
+
+
 def test_repetition_penalty_must_be_positive(model_and_vocab):
     model, vocab = model_and_vocab
     with pytest.raises(UsageError, match="repetition penalty"):

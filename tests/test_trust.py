@@ -71,3 +71,20 @@ def test_a_state_directory_others_may_write_is_not_used(state):
     state.mkdir()
     os.chmod(state, 0o777)
     assert trust.seal("abc") is None
+
+
+def test_an_empty_private_state_directory_is_said_to_have_no_key_yet(state, tmp_path, monkeypatch):
+    """A checkpoint from elsewhere, resumed where charseq has made no key yet: the message says
+    there is no key yet, not that others may write the directory."""
+    import charseq
+    from charseq import Run
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("CHARSEQ_STATE", str(tmp_path / "elsewhere"))
+    Run.start("alphabet", out="a.npz", epochs=2).fit()
+    monkeypatch.setenv("CHARSEQ_STATE", str(state))
+    state.mkdir(mode=0o700)
+    with pytest.raises(charseq.UsageError) as refused:
+        Run.resume("a.npz", epochs=3)
+    assert "has no key in" in str(refused.value) and "yet" in str(refused.value)
+    assert "no one else may write" not in str(refused.value) and "no usable key" not in str(refused.value)
