@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from charseq.errors import UsageError
+from charseq.generation import repetition_problem
 from charseq.registry import Registry, parse_options, parse_spec
 from charseq.serving import Job, Output
 from charseq.vocab import Vocabulary, show_characters
@@ -134,13 +135,14 @@ def read_request(body: Any, served: ServedModel, limits: Limits, output_wake: An
         raise BadRequest("stream_options must be an object such as {\"include_usage\": true}", "stream_options")
     include_usage = _flag(options, "include_usage", "stream_options.include_usage")
     penalty = _number(extra, "repetition_penalty", 1.0, "charseq.repetition_penalty")
-    if not 0 < penalty <= 1e6:
-        raise BadRequest(f"repetition_penalty must be above 0 and at most 1e6, got {penalty:g}",
-                         "charseq.repetition_penalty")
+    if problem := repetition_problem(penalty):  # generate's rule
+        raise BadRequest(problem, "charseq.repetition_penalty")
     window = extra.get("repetition_window")
-    if window is not None and (isinstance(window, bool) or not isinstance(window, int) or window < 1):
+    if window is not None and (isinstance(window, bool) or not isinstance(window, int)):
         raise BadRequest(f"repetition_window must be a whole number of at least 1, got {window!r}",
                          "charseq.repetition_window")
+    if problem := repetition_problem(penalty, window):
+        raise BadRequest(problem, "charseq.repetition_window")
 
     sampler_name, sampler_options = _sampler(body, extra, served.registry)
     registered = served.registry.get("sampler", sampler_name)
@@ -148,6 +150,9 @@ def read_request(body: Any, served: ServedModel, limits: Limits, output_wake: An
         registered.build(**sampler_options)  # refused now, with the request, not in the engine
     except UsageError as exc:
         raise BadRequest(str(exc), "charseq.sampler") from None
+    except OverflowError:  # a whole number too large for the float option it is given for
+        raise BadRequest("a sampler option has too many digits for a number this server takes",
+                         "charseq.options") from None
 
     output = Output(len(prompts) * n, output_wake, STREAM_INTERVAL if stream else math.inf)
     # Without a seed or a penalty, a request samples alike with others of the same sampler:
@@ -265,9 +270,15 @@ def _number(body: dict[str, Any], name: str, default: float, param: str) -> floa
     value = body.get(name)
     if value is None:
         return default
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise BadRequest(f"{param} must be a number, got {value!r}", param)
-    return float(value)
+    try:
+        number = float(value)
+    except OverflowError:  # a whole number of hundreds of digits: past what a float holds
+        raise BadRequest(f"{param} has too many digits for a number this server takes", param) from None
+    if not math.isfinite(number):
+        raise BadRequest(f"{param} must be a number, got {value!r}", param)
+    return number
 
 
 def _flag(body: dict[str, Any], name: str, param: str) -> bool:

@@ -44,14 +44,23 @@ def register_commands(cli):
                   help="Most characters in a prompt.")
     @click.option("--max-body", type=click.IntRange(min=1024), default=1 << 20, show_default=True,
                   help="Most bytes in a request body.")
+    @click.option("--max-body-total", metavar="BYTES", type=click.IntRange(min=1024), default=32 << 20,
+                  show_default=True,
+                  help="Most bytes of request bodies held at once, all requests together (at least --max-body); "
+                       "a request past it gets a 503 with Retry-After.")
+    @click.option("--max-connections", metavar="N", type=click.IntRange(min=1),
+                  show_default="1000, fewer where the open-file limit is lower",
+                  help="Most connections open at once; at the cap an idle one (no request in progress) is closed "
+                       "for a new one, else the new one gets a 503.")
     @click.option("--timeout", type=click.FloatRange(min=0.1), default=120.0, show_default=True,
-                  help="Seconds a request may take, waiting included.")
+                  help="Seconds a request may take from its first byte: its headers, body and waiting included; "
+                       "also how long a new connection may stay silent.")
     @click.option("--max-batch", type=click.IntRange(min=1), default=256, show_default=True,
                   help="Sequences decoded together; more wait their turn (a request with more runs alone).")
-    @click.option("--access-log", is_flag=True, help="Print a line per request.")
+    @click.option("--access-log", is_flag=True, help="Print a line per request (to standard output).")
     @threads_option
-    def serve(checkpoint_path, host, port, api_key, model_id, max_tokens, max_n, max_prompt, max_body, timeout,
-              max_batch, access_log, threads):
+    def serve(checkpoint_path, host, port, api_key, model_id, max_tokens, max_n, max_prompt, max_body, max_body_total,
+              max_connections, timeout, max_batch, access_log, threads):
         """Serve a model over HTTP: OpenAI's completions API, and a web page at /.
 
         \b
@@ -83,6 +92,9 @@ def register_commands(cli):
                              "nothing a client could not send in a header)")
         if not math.isfinite(timeout):
             raise UsageError(f"--timeout must be a number of seconds, got {timeout}")
+        if max_body_total < max_body:
+            raise UsageError(f"--max-body-total ({max_body_total:,}) must be at least --max-body ({max_body:,})")
+        max_connections = _connection_cap(max_connections)
         if not server.is_loopback(host) and api_key is None:
             raise UsageError(f"--host {host} lets other machines reach the model: set an API key with --api-key or "
                              f"{API_KEY_VARIABLE} (or keep the default --host 127.0.0.1)")
@@ -104,12 +116,32 @@ def register_commands(cli):
         say(f"charseq: serving {served.id} ({saved.model.name}, {len(saved.vocab)} symbols) at "
             f"http://{shown_host}:{bound[1]}/ (API: /v1; Ctrl-C stops)")
         sys.stdout.flush()
-        service = server.Service(served, engine, limits, api_key, max_body, loopback_only=api_key is None)
+        service = server.Service(served, engine, limits, api_key, max_body, max_body_total,
+                                 loopback_only=api_key is None)
         try:
             with _blas_threads(threads):
-                server.run(service, sock, access_log)
+                server.run(service, sock, access_log, max_connections)
         except KeyboardInterrupt:
             pass
         finally:
             sock.close()
         say("charseq: server stopped", err=True)
+
+
+def _connection_cap(asked: int | None) -> int:
+    """--max-connections, or its default, within what the open-file limit holds (raised first
+    where allowed): every connection is an open file."""
+    from charseq import server
+
+    file_limit = server.open_file_limit()
+    room = server.connection_room(file_limit)
+    if room < 1:
+        raise CharseqError(f"this process may open only {file_limit} files, too few to serve (ulimit -n raises "
+                           "the limit)")
+    if asked is None:
+        return min(server.MAX_CONNECTIONS, room)
+    if asked > room:
+        raise UsageError(f"--max-connections {asked} is more than the open-file limit holds: this process may "
+                         f"open {file_limit:,} files, {server.SPARE_FILES} of them kept for the rest, so at most "
+                         f"{room:,} connections (ulimit -n raises the limit)")
+    return asked

@@ -11,6 +11,7 @@ import os
 import re
 import select
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -487,3 +488,221 @@ def test_max_batch_holds_and_the_rest_wait(alphabet_checkpoint):
             assert [c.text for c in second.result(timeout=30).choices] == ["CDEFG"] * 4
     finally:
         assert running.stop()[0] == 0
+
+
+# -- what a hostile client can do to the server: bodies held, slow headers, connections, digits
+
+
+def address(url: str) -> tuple[str, int]:
+    host, port = url.removeprefix("http://").rsplit(":", 1)
+    return host, int(port)
+
+
+def until_closed(sock, within: float = 15) -> bytes:
+    """What the server sends on `sock` until it closes it (b"" if it sends nothing first);
+    AssertionError if it keeps the connection open for `within` seconds."""
+    answer, deadline = b"", time.monotonic() + within
+    while time.monotonic() < deadline:
+        if not select.select([sock], [], [], max(0.0, deadline - time.monotonic()))[0]:
+            break
+        try:
+            chunk = sock.recv(65536)
+        except ConnectionResetError:  # closed with bytes of ours unread: what it sent first still came
+            return answer
+        if not chunk:
+            return answer
+        answer += chunk
+    raise AssertionError(f"the server kept the connection open for {within} s; it sent {answer[:200]!r}")
+
+
+def http_answer(answer: bytes) -> tuple[int, dict[str, str], dict]:
+    """The status, headers (names in lower case) and JSON body of a whole HTTP response."""
+    head, _, body = answer.partition(b"\r\n\r\n")
+    status_line, *lines = head.decode("latin-1").split("\r\n")
+    headers = {name.strip().lower(): value.strip() for name, _, value in (line.partition(":") for line in lines)}
+    return int(status_line.split()[1]), headers, json.loads(body)
+
+
+def resident_bytes(pid: int) -> int:
+    """The process's resident memory (VmRSS), in bytes."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError("no VmRSS")
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").is_file(), reason="reads resident memory from /proc")
+def test_request_bodies_held_at_once_are_capped_and_their_bytes_given_back(alphabet_checkpoint):
+    """Bodies that never finish, more than the cap holds: those past it get a 503, and the
+    server's memory does not grow with them; once they go, a request is answered again."""
+    max_body, total, count = 1 << 20, 4 << 20, 96
+    running = Server(alphabet_checkpoint, "--max-body", max_body, "--max-body-total", total, "--timeout", 120)
+    almost = (b"POST /v1/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+              b"Content-Length: %d\r\n\r\n" % max_body) + b" " * (max_body - 1)  # all but the last byte
+
+    def send(sock) -> None:
+        try:
+            sock.sendall(almost)
+        except OSError:  # refused (503) and closed while it was sending
+            pass
+
+    sockets = []
+    try:
+        assert get(f"{running.url}/healthz")[0] == 200
+        before = resident_bytes(running.proc.pid)
+        sockets = [socket.create_connection(address(running.url), timeout=60) for _ in range(count)]
+        with concurrent.futures.ThreadPoolExecutor(count) as pool:
+            list(pool.map(send, sockets))
+        answered, deadline = {}, time.monotonic() + 60
+        while len(answered) < count - total // max_body and time.monotonic() < deadline:
+            waiting = [sock for sock in sockets if sock not in answered]
+            for sock in select.select(waiting, [], [], 1)[0]:
+                answered[sock] = until_closed(sock)
+        grown = resident_bytes(running.proc.pid) - before
+        refused = [http_answer(answer) for answer in answered.values()]
+        assert len(refused) >= count - total // max_body
+        for status, headers, body in refused:
+            assert (status, headers["retry-after"]) == (503, "1") and "retry" in body["error"]["message"]
+        assert grown < 48 << 20, f"{grown / 2 ** 20:.0f} MiB more resident memory"  # not the 96 MiB sent
+        for sock in sockets:
+            sock.close()
+        for _ in range(100):  # what the bodies held is given back as they go
+            status, body = post(f"{running.url}/v1/completions", {"prompt": "A", "max_tokens": 3, "temperature": 0})
+            if status != 503:
+                break
+            time.sleep(0.1)
+        assert (status, body["choices"][0]["text"]) == (200, "BCD")
+    finally:
+        for sock in sockets:
+            sock.close()
+        code, err = running.stop()
+        assert code == 0 and "Traceback" not in err, err
+
+
+def dribble(url: str, first: bytes, then: bytes, within: float = 15) -> tuple[bytes, float]:
+    """Send `first`, then `then` every quarter second until the server closes the connection:
+    what it answered, and after how many seconds it closed (AssertionError if not `within`)."""
+    with socket.create_connection(address(url), timeout=0.25) as sock:
+        sock.sendall(first)
+        started, answer = time.monotonic(), b""
+        while time.monotonic() - started < within:
+            try:
+                sock.sendall(then)
+                chunk = sock.recv(65536)
+            except socket.timeout:
+                continue
+            except (BrokenPipeError, ConnectionResetError):
+                chunk = b""
+            if not chunk:
+                return answer, time.monotonic() - started
+            answer += chunk
+    raise AssertionError(f"the connection is still open after {within} s; the server sent {answer[:200]!r}")
+
+
+def test_slow_clients_are_cut_off_by_the_time_limit(alphabet_checkpoint):
+    """Headers that dribble in and a connection that sends nothing get a 408; the body of a
+    request answered without reading it cannot keep the connection either."""
+    running = Server(alphabet_checkpoint, "--timeout", 1)
+    try:
+        headers_start = b"POST /v1/completions HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        answer, dribbled = dribble(running.url, headers_start, b"X-Slow: 1\r\n")
+        status, headers, body = http_answer(answer)
+        assert (status, headers["connection"]) == (408, "close") and "time limit" in body["error"]["message"]
+        with socket.create_connection(address(running.url), timeout=15) as sock:
+            started = time.monotonic()
+            status, headers, body = http_answer(until_closed(sock))
+            silent = time.monotonic() - started
+        assert status == 408 and body["error"]["type"] == "timeout"
+        answer, trickled = dribble(running.url, b"POST /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                                                b"Content-Length: 100000\r\n\r\n", b"x")
+        assert http_answer(answer)[0] == 405
+        assert max(dribbled, silent, trickled) < 8  # with --timeout 1: the limit, not a client's patience, closed them
+    finally:
+        assert running.stop()[0] == 0
+
+
+def test_connections_are_capped_by_closing_idle_ones_first_then_refusing(alphabet_checkpoint):
+    most, idle_count = 32, 200
+    running = Server(alphabet_checkpoint, "--max-connections", most, "--max-tokens", 100000)
+    idle, streams = [], []
+    stream = json.dumps({"prompt": "A", "max_tokens": 100000, "stream": True}).encode()
+    request = (b"POST /v1/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+               b"Content-Length: %d\r\n\r\n" % len(stream)) + stream
+    try:
+        idle = [socket.create_connection(address(running.url), timeout=30) for _ in range(idle_count)]
+        assert get(f"{running.url}/healthz")[0] == 200  # a client that sends its request at once gets through
+        deadline, closed = time.monotonic() + 30, set()
+        while len(closed) < idle_count - most and time.monotonic() < deadline:
+            for sock in select.select([s for s in idle if s not in closed], [], [], 1)[0]:
+                assert until_closed(sock) == b""
+                closed.add(sock)
+        assert len(closed) >= idle_count - most
+        for sock in idle:
+            sock.close()
+        for _ in range(most):
+            streams.append(socket.create_connection(address(running.url), timeout=30))
+            streams[-1].sendall(request)
+        for sock in streams:  # each has a request in progress: none is idle
+            seen = b""
+            while b"data: " not in seen:
+                chunk = sock.recv(65536)
+                assert chunk, f"a stream's connection was closed: {seen[:300]!r}"
+                seen += chunk
+        with socket.create_connection(address(running.url), timeout=30) as extra:
+            status, headers, body = http_answer(until_closed(extra))
+        assert (status, headers["retry-after"], headers["connection"]) == (503, "1", "close")
+        assert "connections" in body["error"]["message"] and body["error"]["type"] == "server_error"
+        for sock in streams:
+            sock.close()
+        for _ in range(100):  # refused (503) until the server sees the streams' clients went away
+            try:
+                status = get(f"{running.url}/healthz")[0]
+            except (urllib.error.URLError, ConnectionError):
+                status = None
+            if status == 200:
+                break
+            time.sleep(0.1)
+        assert status == 200
+    finally:
+        for sock in idle + streams:
+            sock.close()
+        code, err = running.stop()
+        assert code == 0 and "Traceback" not in err, err
+
+
+def test_numbers_of_thousands_of_digits_are_a_400(alphabet_checkpoint):
+    running = Server(alphabet_checkpoint)
+    try:
+        for field in ("seed", "max_tokens"):
+            status, body = post(f"{running.url}/v1/completions", b'{"prompt": "A", "%s": %s}' % (field.encode(),
+                                                                                               b"9" * 5000))
+            assert status == 400 and "too many digits" in body["error"]["message"]
+        for options in ({"temperature": 10 ** 400}, {"top_p": 10 ** 400},
+                        {"charseq": {"repetition_penalty": 10 ** 400}},
+                        {"charseq": {"sampler": "temperature", "options": {"temperature": 10 ** 400}}}):
+            status, body = post(f"{running.url}/v1/completions", {"prompt": "A", **options})
+            assert status == 400 and "too many digits" in body["error"]["message"], body
+    finally:
+        code, err = running.stop()
+        assert code == 0 and "Traceback" not in err, err
+
+
+def test_the_access_log_prints_a_line_per_request(alphabet_checkpoint):
+    running = Server(alphabet_checkpoint, "--access-log")
+    assert get(f"{running.url}/healthz")[0] == 200
+    assert get(f"{running.url}/v1/nothing")[0] == 404
+    running.proc.send_signal(signal.SIGINT)
+    out, err = running.proc.communicate(timeout=20)
+    assert running.proc.returncode == 0, err
+    assert re.search(r'"GET /healthz HTTP/1\.1" 200', out) and re.search(r'"GET /v1/nothing HTTP/1\.1" 404', out), out
+
+
+@pytest.mark.parametrize("args,words", [
+    (["--max-body", 8192, "--max-body-total", 4096], "--max-body-total (4,096) must be at least --max-body (8,192)"),
+    (["--max-connections", 10 ** 9], "is more than the open-file limit holds"),
+])
+def test_body_and_connection_caps_that_cannot_hold_are_one_line(alphabet_checkpoint, args, words):
+    result = subprocess.run([sys.executable, "-m", "charseq", "serve", alphabet_checkpoint, *map(str, args)],
+                            cwd=AWAY, text=True, capture_output=True, timeout=60)
+    assert result.returncode == 2
+    assert words in result.stderr and len(result.stderr.strip().splitlines()) == 1

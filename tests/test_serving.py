@@ -306,6 +306,8 @@ def test_a_stop_scanner_cuts_at_the_first_stop(stops, chars, out, done):
     ({"prompt": "a", "charseq": {"sampler": "top-k"}, "top_p": 0.5}, "top_p", "sampler's own options"),
     ({"prompt": "a", "charseq": {"colour": 1}}, "charseq.colour", "no field 'colour'"),
     ({"prompt": "a", "charseq": {"repetition_penalty": 0}}, "charseq.repetition_penalty", "above 0"),
+    ({"prompt": "a", "charseq": {"repetition_penalty": 1e-300}}, "charseq.repetition_penalty", "from 1e-06 to 1e+06"),
+    ({"prompt": "a", "charseq": {"repetition_window": 0}}, "charseq.repetition_window", "at least 1"),
     ({"prompt": "a", "charseq": {"options": {"k": 3}}}, "charseq.options", "name the sampler"),
     ({"prompt": "a", "charseq": []}, "charseq", "must be an object"),
     ({"prompt": "a", "charseq": False}, "charseq", "must be an object"),
