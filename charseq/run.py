@@ -747,9 +747,10 @@ def _resumed_corpus(spec: RunSpec, corpus: str | Corpus | None, options: dict[st
         loaded = corpus
     elif corpus is not None:
         recorded, given = parse_spec(spec.corpus_source or spec.corpus)[0], parse_spec(corpus)[0]
-        if given != recorded:  # (its recorded options are the other corpus's: they would not apply)
-            raise UsageError(f"the run trained on a {recorded!r} corpus, not {given!r}: a resumed run reads the same "
-                             f"corpus, perhaps moved ({recorded}:PATH)")
+        if given != recorded and recorded in get_registry().all("corpus"):  # (its options would not apply)
+            raise UsageError(f"the corpus at {corpus!r} is not the text the run trained on: the run trained on a "
+                             f"{recorded!r} corpus, not {given!r}; resume on the same text, perhaps moved "
+                             f"({recorded}:PATH)")
         loaded = get_corpus(corpus, **{**spec.corpus_options, **options})
     elif spec.corpus_source is None:
         raise UsageError(_give_corpus_again(spec.corpus))
