@@ -175,7 +175,7 @@ def test_a_repetition_penalty_no_logit_can_hold_is_refused_in_one_line(alphabet_
     result = run_cli("generate", alphabet_checkpoint, "--prime", "ABC", "--sampler", sampler,
                      "--repetition-penalty", penalty, ok=False)
     assert result.exit_code == 2 and result.stdout == "" and result.stderr.count("\n") == 1, result.output
-    assert "repetition penalty must lie between 1e-06 and 1e+06" in result.stderr
+    assert "repetition penalty must be above 0, from 1e-06 to 1e+06" in result.stderr
 
 
 def test_an_extreme_repetition_penalty_within_range_still_samples_letters(alphabet_checkpoint):
