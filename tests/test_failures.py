@@ -260,9 +260,14 @@ def test_ctrl_c_while_starting_up_prints_no_traceback(place):
         process = subprocess.Popen([sys.executable, "-m", "charseq", "train", "--corpus", "text:big.txt", "--out",
                                     f"m{delay}.npz"], cwd=place, env={**_env(), "CHARSEQ_CACHE": str(place / f"c{delay}")},
                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        time.sleep(delay)
-        process.send_signal(signal.SIGINT)
-        stdout, stderr = process.communicate(timeout=120)
+        try:
+            time.sleep(delay)
+            process.send_signal(signal.SIGINT)
+            stdout, stderr = process.communicate(timeout=120)
+        finally:  # a lost signal must not leave a run training on behind the tests
+            if process.poll() is None:
+                process.kill()
+                process.wait()
         assert "Traceback" not in stderr and "Error" not in stderr, (delay, stderr)
         assert process.returncode in (130, -signal.SIGINT), (delay, process.returncode, stderr)
 
