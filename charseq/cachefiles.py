@@ -21,6 +21,7 @@ is left alone.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import os
@@ -29,15 +30,15 @@ import secrets
 import stat
 import tempfile
 import warnings
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 
 from charseq import trust
-from charseq.errors import CharseqWarning, UsageError
+from charseq.errors import CharseqWarning, SaveError, UsageError
 from charseq.files import atomic_write
 from charseq.vocab import Vocabulary
 
@@ -49,6 +50,7 @@ _LEFTOVER = re.compile(rf"^\.(?:.+)\.({_TOKEN})\.[0-9a-f]{{8}}\.tmp$|^\.spool-({
 # What an interrupted write may have left, by name, this release's or an earlier one's: listed, deleted only when sealed
 _LEFTOVER_NAME = re.compile(r"^\.[0-9a-f]{64}(\.ids|\.json)?\.([0-9a-f]{24}\.)?[0-9a-f]{8}\.tmp$|^\.spool-.+\.tmp$")
 _HASH_CHUNK = 1 << 22
+RECORD_LIMIT = 64 << 20  # a record lists the files a text came from: a directory of many; never more than this
 
 
 # -- where the cache is ------------------------------------------------------------------
@@ -118,6 +120,7 @@ class Entry:
     vocab: Vocabulary
     ids: np.ndarray
     skipped: list[tuple[int, str]]
+    ids_file: list[int]  # the identity of the file mapped (os.stat's device, inode, size and times)
 
 
 def load_entry(directory: Path, key: str) -> Entry | None:
@@ -130,53 +133,110 @@ def load_entry(directory: Path, key: str) -> Entry | None:
             warnings.warn(f"the cache's entry {key[:12]}... is not as charseq wrote it (edited, or put there by "
                           "someone else): encoding the text again", CharseqWarning, stacklevel=3)
         return None
-    entry = _map(directory, key, record)
+    entry = _map(directory / f"{key}.ids", record)
     if entry is None:
         warnings.warn(f"the cache's ids {key[:12]}... are not the ones charseq wrote (edited, or replaced): encoding "
                       "the text again", CharseqWarning, stacklevel=3)
+    elif record["ids_file"] != entry.ids_file:  # a copied cache, a restored backup: the new file is named, so
+        _write_record(path, _sealed_record(record, entry.ids_file))  # the next load need not hash it again
     return entry
 
 
 def save_entry(directory: Path, key: str, pieces: Iterable[np.ndarray], record: dict[str, Any]) -> Entry:
     """Write a text's ids, piece by piece, and then its sealed record; the entry, mapped.
-    An exception from `pieces` (the text changed while it was read) leaves nothing behind."""
+    An exception from `pieces` (the text changed while it was read) leaves nothing behind.
+    Where the entry's place is taken by what charseq would not replace (a directory, a
+    pipe: someone else's), the ids serve this run only, from a file removed once mapped."""
+    ids_path, record_path = directory / f"{key}.ids", directory / f"{key}.json"
     digest = hashlib.sha256()
 
-    def write(out) -> None:
+    def write(out: BinaryIO) -> None:
         for piece in pieces:
             digest.update(piece.data)
             piece.tofile(out)
 
-    ids_path = atomic_write(directory / f"{key}.ids", write, durable=False, temp_tag=temp_token())
+    if _taken(ids_path) or _taken(record_path):
+        warnings.warn(f"the cache's place for entry {key[:12]}... holds something charseq did not write (a "
+                      "directory, a pipe): the text is encoded for this run only", CharseqWarning, stacklevel=3)
+        return _unpublished(directory, write, {**record, "ids_sha256": ""})
+    written = atomic_write(ids_path, write, durable=False, temp_tag=temp_token(), follow_links=False)
     record = {**record, "format": ENTRY_FORMAT, "key": key, "ids_sha256": digest.hexdigest()}
-    record = _sealed_record(record, _identity(os.stat(ids_path)))
-    _write_small(directory / f"{key}.json", json.dumps(record, ensure_ascii=False).encode("utf-8"))
-    entry = _map(directory, key, record)
+    record = _sealed_record(record, _identity(os.stat(written)))
+    if record["seal"] is None:
+        _warn_unsealed()
+    _write_record(record_path, record)
+    entry = _map(ids_path, record)
     assert entry is not None  # the ids just written, or another process's copy of the same text
     return entry
 
 
-def _map(directory: Path, key: str, record: dict[str, Any]) -> Entry | None:
+def _unpublished(directory: Path, write: Callable[[BinaryIO], None], record: dict[str, Any]) -> Entry:
+    """The ids in a file of their own, mapped, then removed: the mapping lasts the run."""
+    with spool_file(directory) as (fd, path):
+        with os.fdopen(fd, "wb") as out:
+            write(out)
+        entry = _map(path, {**record, "ids_file": _identity(os.stat(path))})
+    assert entry is not None
+    return entry
+
+
+def _taken(path: Path) -> bool:
+    """Whether something charseq never replaces is at `path` (a link or a file it replaces)."""
+    try:
+        mode = os.lstat(path).st_mode
+    except OSError:
+        return False
+    return not (stat.S_ISREG(mode) or stat.S_ISLNK(mode))
+
+
+def _map(path: Path, record: dict[str, Any]) -> Entry | None:
     """The ids the record vouches for, mapped from the file that was checked (never one
-    put in its place meanwhile); None when they are not the ones it names."""
+    put in its place meanwhile, never a link, a pipe or a directory); None when they are not
+    the ones it names."""
     vocab = Vocabulary(record["symbols"])
     dtype, length = np.dtype(record["dtype"]), int(record["length"])
     skipped = [(int(index), str(why)) for index, why in record.get("skipped", [])]
     if dtype != vocab.dtype or length < 1:
         return None
-    try:
-        fd = os.open(directory / f"{key}.ids", os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
-    except OSError:
+    fd = _open_regular(path)
+    if fd is None:
         return None
     with open(fd, "rb") as ids:
         info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode) or info.st_size != length * dtype.itemsize:
+        if info.st_size != length * dtype.itemsize:
             return None
-        if _identity(info) != record["ids_file"]:  # another file than the one written: its bytes must say
-            if _sha256(ids) != record["ids_sha256"]:
-                return None
-            _reseal(directory, key, record, _identity(info))
-        return Entry(vocab, np.memmap(ids, dtype=dtype, mode="r", shape=(length,)), skipped)
+        if _identity(info) != record["ids_file"] and _sha256(ids) != record["ids_sha256"]:
+            return None  # another file than the one written, whose bytes are not those it held
+        return Entry(vocab, np.memmap(ids, dtype=dtype, mode="r", shape=(length,)), skipped, _identity(info))
+
+
+def _open_regular(path: Path) -> int | None:
+    """A descriptor for reading the regular file at `path`; None for anything else. Opened
+    without following a link and without waiting on a pipe, then checked by what it opened."""
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(path, flags)
+    except OSError:
+        return None
+    try:
+        if stat.S_ISREG(os.fstat(fd).st_mode):
+            return fd
+    except OSError:
+        pass
+    os.close(fd)
+    return None
+
+
+def _read_small(path: Path, limit: int = RECORD_LIMIT) -> bytes | None:
+    """The bytes of a small regular file (a record, an index line); None for anything else:
+    a link, a pipe that would never end, a file larger than any charseq writes there."""
+    fd = _open_regular(path)
+    if fd is None:
+        return None
+    with open(fd, "rb") as small:
+        if os.fstat(fd).st_size > limit:
+            return None
+        return small.read(limit + 1)
 
 
 def _identity(info: os.stat_result) -> list[int]:
@@ -184,7 +244,7 @@ def _identity(info: os.stat_result) -> list[int]:
     return [info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns]
 
 
-def _sha256(stream) -> str:
+def _sha256(stream: BinaryIO) -> str:
     digest = hashlib.sha256()
     stream.seek(0)
     while chunk := stream.read(_HASH_CHUNK):
@@ -203,12 +263,17 @@ def _record_text(record: dict[str, Any]) -> str:
     return "charseq-cache-entry\0" + json.dumps(unsealed, sort_keys=True, ensure_ascii=True)
 
 
+def _load_json(path: Path) -> Any:
+    data = _read_small(path)
+    try:
+        return None if data is None else json.loads(data.decode("utf-8"))
+    except (ValueError, RecursionError):
+        return None
+
+
 def _read_record(path: Path, key: str) -> dict[str, Any] | None:
     """A record this user's charseq sealed, for this key; None for anything else."""
-    try:
-        record = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
+    record = _load_json(path)
     if not isinstance(record, dict) or record.get("format") != ENTRY_FORMAT or record.get("key") != key:
         return None
     if not trust.sealed(_record_text(record), record.get("seal")):
@@ -222,19 +287,22 @@ def _read_record(path: Path, key: str) -> dict[str, Any] | None:
 
 def _claims_format(path: Path) -> bool:
     """A record of this format with a seal (one written without a key has none)."""
-    try:
-        record = json.loads(path.read_text(encoding="utf-8"))
-        return record.get("format") == ENTRY_FORMAT and record.get("seal") is not None
-    except (OSError, ValueError, AttributeError):
-        return False
+    record = _load_json(path)
+    return isinstance(record, dict) and record.get("format") == ENTRY_FORMAT and record.get("seal") is not None
 
 
-def _reseal(directory: Path, key: str, record: dict[str, Any], ids_file: list[int]) -> None:
-    """Name the file the ids now live in (a copied cache, a restored backup), so that the next
-    load need not hash them again; where the record cannot be written, the next load does."""
-    with contextlib.suppress(OSError):
-        _write_small(directory / f"{key}.json",
-                     json.dumps(_sealed_record(record, ids_file), ensure_ascii=False).encode("utf-8"))
+def _write_record(path: Path, record: dict[str, Any]) -> None:
+    """Write a record; one that cannot be written (a cache others made read-only, a
+    directory in its place) only means the next load hashes the ids again."""
+    with contextlib.suppress(SaveError):
+        _write_small(path, json.dumps(record, ensure_ascii=False).encode("utf-8"))
+
+
+@functools.cache
+def _warn_unsealed() -> None:
+    """Once a process: without a key, the cache cannot vouch for what it writes."""
+    warnings.warn(f"{trust.problem()}: the text cache cannot vouch for its entries, so each run encodes its text "
+                  "again", CharseqWarning, stacklevel=4)
 
 
 # -- the quick index: a file's path, size and times -> its content key --------------------
@@ -242,19 +310,27 @@ def _reseal(directory: Path, key: str, record: dict[str, Any], ids_file: list[in
 
 def indexed_key(directory: Path, name: str) -> str | None:
     """The content key the index holds under `name` (a digest of paths and stat fields), if
-    charseq sealed it there."""
+    charseq sealed it there (in the cache's own index directory, never through a link)."""
+    if not _is_directory(directory / "index"):
+        return None
+    data = _read_small(directory / "index" / name, limit=1024)
     try:
-        key, _, seal = (directory / "index" / name).read_text(encoding="ascii").strip().partition(" ")
-    except (OSError, ValueError):
+        key, _, seal = (data or b"").decode("ascii").strip().partition(" ")
+    except UnicodeDecodeError:
         return None
     return key if re.fullmatch(_HEX, key) and trust.sealed(_index_text(name, key), seal) else None
 
 
 def index_key(directory: Path, name: str, key: str) -> None:
-    """Remember `key` under `name`, sealed (without a key, nothing is remembered)."""
+    """Remember `key` under `name`, sealed. Without a key, or where `index` is not a directory
+    of the cache's own (a link, a file: someone else's), nothing is remembered."""
     seal = trust.seal(_index_text(name, key))
-    if seal is not None:
-        _write_small(directory / "index" / name, f"{key} {seal}\n".encode("ascii"))
+    index = directory / "index"
+    with contextlib.suppress(OSError):  # there already (of the cache's, or not: checked below), or not writable
+        index.mkdir()
+    if seal is not None and _is_directory(index):
+        with contextlib.suppress(SaveError):
+            _write_small(index / name, f"{key} {seal}\n".encode("ascii"))
 
 
 def _index_text(name: str, key: str) -> str:
@@ -283,8 +359,9 @@ def _is_leftover(name: str) -> bool:
 
 @contextlib.contextmanager
 def spool_file(directory: Path) -> Iterator[tuple[int, Path]]:
-    """A new file in `directory` for a stream's copy (an open descriptor and its path),
-    removed afterwards."""
+    """A new file in `directory` (an open descriptor and its path) for a stream's copy, or
+    ids for one run, removed afterwards; its sealed name lets `clear` take it if a crash
+    leaves it."""
     for _ in range(100):
         path = directory / f".spool-{temp_token()}.tmp"
         try:
@@ -301,8 +378,9 @@ def spool_file(directory: Path) -> Iterator[tuple[int, Path]]:
 
 
 def _write_small(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(path, lambda f: f.write(data), durable=False, temp_tag=temp_token())
+    """A small file of the cache's, replacing whatever file or link is at `path` (never
+    following it: a link planted in a shared cache must not make charseq write elsewhere)."""
+    atomic_write(path, lambda f: f.write(data), durable=False, temp_tag=temp_token(), follow_links=False)
 
 
 # -- what `charseq cache` lists and clears -----------------------------------------------
@@ -368,14 +446,14 @@ def _entries(directory: Path, own: list[Path], unvouched: list[Path]) -> list[Ca
     for key in keys:
         paths = [p for p in own + unvouched if p.name in (f"{key}.ids", f"{key}.json")]
         record = _read_record(directory / f"{key}.json", key)
+        shown = record or _load_json(directory / f"{key}.json")
         try:
-            shown = record or json.loads((directory / f"{key}.json").read_text(encoding="utf-8"))
             characters = int(shown["length"])
-        except (OSError, ValueError, KeyError, TypeError):
+        except (ValueError, KeyError, TypeError):
             entries.append(CacheEntry(key, sum(_size(p) for p in paths), None, None))  # half written, or damaged
             continue
         sources = shown.get("sources")
-        sources = [str(s) for s in sources] if isinstance(sources, list) else None
+        sources = [_printable(str(s)) for s in sources] if isinstance(sources, list) else None
         exact = shown.get("exact") if isinstance(shown.get("exact"), bool) else None
         encoding = shown.get("encoding") if isinstance(shown.get("encoding"), str) else None
         entries.append(CacheEntry(key, sum(_size(p) for p in paths), characters, sources, encoding, exact,
@@ -409,13 +487,17 @@ def _vouched(directory: Path, key: str, suffix: str) -> bool:
     record = _read_record(directory / f"{key}.json", key)
     if record is None or suffix == "json":
         return record is not None
-    try:
-        fd = os.open(directory / f"{key}.ids", os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
-    except OSError:
+    fd = _open_regular(directory / f"{key}.ids")
+    if fd is None:
         return False
-    with open(fd, "rb") as ids:
-        info = os.fstat(fd)
-        return _identity(info)[:3] == record["ids_file"][:3] or _sha256(ids) == record["ids_sha256"]
+    with open(fd, "rb") as ids:  # the file written (an inode reused for another file has other times), or its bytes
+        return _identity(os.fstat(fd)) == record["ids_file"] or _sha256(ids) == record["ids_sha256"]
+
+
+def _printable(text: str) -> str:
+    """Text from a file anyone may have written, safe to print: no control characters (a
+    terminal's escape sequences), each shown as its escape instead."""
+    return "".join(char if char.isprintable() else repr(char)[1:-1] for char in text)
 
 
 def _names(folder: Path) -> list[str]:

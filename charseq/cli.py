@@ -496,7 +496,7 @@ def generate(checkpoint_path, prime, length, stop, sampler_spec, temperature, re
                     for text, piece in zip(texts, step):
                         text.append(piece)
                 for text in texts:
-                    say(json.dumps({"prime": prime, "text": "".join(text)}, ensure_ascii=False), essential=True)
+                    say(_json_line({"prime": prime, "text": "".join(text)}), essential=True)
             elif num_samples == 1:
                 out = sys.stdout
                 first = next(pieces)  # fails early on bad arguments, before anything is printed
@@ -549,7 +549,19 @@ def _generate_items(saved, prime, length, stop, sampler, rng, num_samples, new_o
         raise CharseqError(f"sampler {name!r} of {get_registry().describe(registered.plugin)} misbehaved: {exc}") \
             from None
     for item in items:
-        say(json.dumps({"prime": prime, "text": item}, ensure_ascii=False) if as_json else prime + item, essential=True)
+        say(_json_line({"prime": prime, "text": item}) if as_json else prime + item, essential=True)
+
+
+_LINE_BREAKS = {"\x85": "\\u0085", "\u2028": "\\u2028", "\u2029": "\\u2029"}
+
+
+def _json_line(value: object) -> str:
+    """One JSON object on one line, also for readers that split lines where Python's
+    str.splitlines() does (JSON escapes every other character that would break it)."""
+    text = json.dumps(value, ensure_ascii=False)
+    for char, escaped in _LINE_BREAKS.items():
+        text = text.replace(char, escaped)
+    return text
 
 
 def _temperature_option(temperature: float | None, registered) -> dict[str, float]:
@@ -640,7 +652,7 @@ def plot(metrics_path, out, force):
 
     if out.endswith(os.sep) or out.endswith(os.sep + "."):
         raise UsageError(f"-o {out!r} names a directory; give a picture's file name")
-    plot_metrics(metrics_path, Path(out), force)
+    plot_metrics(metrics_path, out, force)
     say(f"wrote {out}")
 
 

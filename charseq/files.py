@@ -18,19 +18,22 @@ def first_line(exc: BaseException) -> str:
 
 
 def atomic_write(path: Path, write: Callable[[BinaryIO], object], durable: bool = True,
-                 temp_tag: str | None = None) -> Path:
+                 temp_tag: str | None = None, follow_links: bool = True) -> Path:
     """Write a file whole or not at all: into a new temporary file beside `path`, synced,
     then renamed over it. The file gets the permissions of any new file (the umask's).
     `temp_tag` goes in the temporary file's name (`.NAME.TAG.XXXXXXXX.tmp`), to tell it from
-    others'.
+    others'. A symlink at `path` is written through to the file it names (which is what a
+    user's output checks looked at), or, without `follow_links` (a shared directory, where
+    anyone may have planted it), replaced by the file.
 
     An OSError becomes a SaveError naming the path and the reason; `path` still holds
     whatever it held before.
     """
     name = shown(path)
-    if dangling(path):  # checked again here, at the moment of writing: a link planted since is never followed
+    # Checked again here, at the moment of writing: a link to nowhere planted since is never followed.
+    if dangling(path if follow_links else Path(path).parent):
         raise SaveError(name, "it (or a directory on its way) is a symlink to a place that does not exist")
-    path = Path(os.path.realpath(path))  # through a symlink to the file it names, which is what was checked
+    path = Path(os.path.realpath(path)) if follow_links else Path(os.path.realpath(Path(path).parent)) / Path(path).name
     directory = path.parent if str(path.parent) else Path(".")
     try:
         mode = os.lstat(path).st_mode
@@ -38,6 +41,8 @@ def atomic_write(path: Path, write: Callable[[BinaryIO], object], durable: bool 
         mode = None
     except OSError as exc:
         raise SaveError(name, exc.strerror or str(exc), exc) from None
+    if mode is not None and stat.S_ISLNK(mode):
+        mode = None  # (not following links: the link itself is replaced)
     if mode is not None and not stat.S_ISREG(mode):
         raise SaveError(name, "it is not a regular file")  # never replace a device node or a directory
     try:

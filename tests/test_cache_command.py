@@ -162,3 +162,15 @@ def test_clear_never_reaches_through_a_linked_index(cache, tmp_path):
     (cache / "index").symlink_to(outside, target_is_directory=True)
     run_cli("cache", "--clear")
     assert precious.read_text() == "precious"
+
+
+def test_ids_rewritten_in_place_by_someone_else_are_not_cleared(cache):
+    """The same inode and size, other content (as when a file system hands a deleted file's
+    inode to a new one): charseq did not write these bytes, so clear leaves them."""
+    ids = sorted(cache.glob("*.ids"))[0]
+    mine = bytes(reversed(ids.read_bytes()))
+    with open(ids, "r+b") as rewritten:
+        rewritten.write(mine)
+    result = json.loads(run_cli("cache", "--clear", "--json").stdout)
+    assert result["entries"] == 1 and ids.read_bytes() == mine
+

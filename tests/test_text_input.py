@@ -285,6 +285,19 @@ def test_a_nul_is_a_character_like_any_other_and_is_printed_exactly(tmp_path):
         assert result.exit_code == 2 and "UTF-16" in result.stderr, kind
 
 
+def test_json_samples_stay_one_per_line_for_readers_that_split_on_unicode_breaks(tmp_path):
+    """U+2028, U+2029 and U+0085 are text to JSON but line breaks to str.splitlines()."""
+    (tmp_path / "breaks.txt").write_text("ab\u2028c\x85d\u2029" * 1000)
+    run_cli("train", "--corpus", f"text:{tmp_path / 'breaks.txt'}", "--model", "rnn", "--hidden-size", 16,
+            "--seq-len", 6, "--batch-size", 8, "--epochs", 3, "--lr", 0.01, "--dropout", 0, "-q",
+            "--sample-length", 0, "--out", tmp_path / "breaks.npz")
+    made = run_cli("generate", tmp_path / "breaks.npz", "--prime", "ab", "--length", 30, "--num-samples", 3,
+                   "--json", "--seed", 1).stdout
+    lines = made.splitlines()
+    assert len(lines) == 3 and all(set(json.loads(line)["text"]) <= set("ab\u2028c\x85d\u2029") for line in lines)
+    assert any("\u2028" in json.loads(line)["text"] for line in lines)
+
+
 # -- the cache vouches for what it holds -------------------------------------------------
 
 
@@ -365,4 +378,78 @@ def test_a_copied_cache_is_checked_by_content_and_not_encoded_again(place, monke
     for _ in range(2):
         corpus = charseq.get_corpus("text:novel.txt")
         assert corpus.vocab.decode(np.asarray(corpus.ids)) == TEXT
+
+
+def _entry_key(place, name: str = "novel.txt") -> str:
+    return charseq.get_corpus(f"text:{place / name}").content_hash
+
+
+def test_links_planted_in_the_cache_are_replaced_never_written_through(place, monkeypatch):
+    """In a cache others may write, a link at an entry's place (its record, its ids, an
+    index line, the index itself) must not make charseq write where it points."""
+    (place / "novel.txt").write_text(TEXT)
+    key, _ = _key_learnt_elsewhere(place, monkeypatch, "novel.txt")
+    cache = place / "cache"
+    cache.mkdir()
+    precious = {name: place / f"precious-{name}" for name in ("json", "ids", "index")}
+    for path in precious.values():
+        path.write_text("the user's own")
+    (cache / f"{key}.json").symlink_to(precious["json"])
+    (cache / f"{key}.ids").symlink_to(precious["ids"])
+    elsewhere = place / "elsewhere"
+    elsewhere.mkdir()
+    (cache / "index").symlink_to(elsewhere, target_is_directory=True)
+    corpus = charseq.get_corpus("text:novel.txt")
+    assert corpus.vocab.decode(np.asarray(corpus.ids)) == TEXT
+    assert all(path.read_text() == "the user's own" for path in precious.values())
+    assert list(elsewhere.iterdir()) == [] and not (cache / f"{key}.ids").is_symlink()
+
+    (cache / "index").unlink()
+    charseq.get_corpus("text:novel.txt")  # the index is made, and a line of it written
+    (line,) = (cache / "index").iterdir()
+    line.unlink()
+    line.symlink_to(precious["index"])
+    (place / "novel.txt").touch()  # new times: the index is read again, and written
+    charseq.get_corpus("text:novel.txt")
+    assert precious["index"].read_text() == "the user's own"
+
+
+@pytest.mark.parametrize("what", ["fifo-json", "fifo-ids", "dir-ids", "dir-json", "sparse-json", "index-file",
+                                  "index-dangling"])
+def test_odd_files_planted_in_the_cache_neither_hang_nor_stop_a_run(place, what):
+    """A pipe never ends, a directory cannot be replaced, a sparse file would fill memory: none
+    of them stops eval from reading its text (for that run only, where the place is taken),
+    nor `charseq cache` from listing and clearing."""
+    (place / "novel.txt").write_text(TEXT)
+    run_cli("train", "--corpus", "text:novel.txt", "--out", "m.npz", *SMALL)
+    before = json.loads(run_cli("eval", "m.npz", "--corpus", "text:novel.txt", "--json").stdout)["loss"]
+    cache = place / "cache"
+    (ids,) = cache.glob("*.ids")
+    record = ids.with_suffix(".json")
+    kind, name = what.split("-")
+    target = {"json": record, "ids": ids, "file": cache / "index", "dangling": cache / "index"}[name]
+    shutil.rmtree(target) if target.is_dir() and not target.is_symlink() else target.unlink()
+    if kind == "fifo":
+        os.mkfifo(target)
+    elif kind == "dir":
+        target.mkdir()
+    elif kind == "sparse":
+        with open(target, "wb") as sparse:
+            sparse.truncate(8 << 30)
+    elif kind == "index":
+        target.write_text("a file of someone else's")
+    else:
+        target.symlink_to(place / "nowhere")
+    (place / "novel.txt").touch()  # the index is looked at again
+    env = {**os.environ, "CHARSEQ_CACHE": str(cache)}
+    for args in (["eval", "m.npz", "--corpus", "text:novel.txt", "--json"], ["cache"], ["cache", "--clear"]):
+        result = subprocess.run([sys.executable, "-m", "charseq", *args], cwd=place, env=env, capture_output=True,
+                                text=True, timeout=60)
+        assert result.returncode == 0 and "internal error" not in result.stderr, (args, result.stderr)
+        if args[0] == "eval":
+            assert json.loads(result.stdout)["loss"] == before
+    if kind == "sparse":  # a regular file at an entry's place is encoded over (a planted entry is)
+        assert not target.exists() or target.stat().st_size < 1 << 20
+    else:  # what charseq never replaces: left where it was
+        assert os.path.lexists(target)
 
