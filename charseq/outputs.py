@@ -354,13 +354,14 @@ def _check_directory(output: Output, directory: Path, create: bool) -> None:
 
 
 def check_new_file(path: str, what: str, *, force: bool = False, inputs: Mapping[Path, str] | None = None,
-                   own: Callable[[Path], bool] | None = None) -> Path:
+                   own: Callable[[Path], bool] | None = None, force_option: str | None = "--force") -> Path:
     """Refuse, in one line, a file a command may not write outside a run (an export, a
     picture), by the rules a run's outputs follow: a name that can hold a file (no link to
     nowhere, no directory, device or kernel path), in a directory that exists and takes
     files; never one of `inputs` (path -> what it is, for the message) nor charseq's data (a
     checkpoint or metrics log), `force` or not; and a file already there only when it is
-    the command's own (`own`) or `force` allows it. `what` names the option that gave it."""
+    the command's own (`own`) or `force` allows it. `what` names the option that gave it, and
+    `force_option` the one that forces (None: the command has none)."""
     if not path or path.endswith(os.sep) or path.endswith(os.sep + "."):
         raise UsageError(f"{what} {path!r} is not a file name")
     target, name = Path(path), shown(path)
@@ -378,7 +379,8 @@ def check_new_file(path: str, what: str, *, force: bool = False, inputs: Mapping
     if is_charseq_file(target):
         raise UsageError(f"{name!r} holds charseq's data (a checkpoint or metrics); give another path with {what}")
     if not force and not (own is not None and own(target)):
-        raise UsageError(f"{name!r} already exists; give another path with {what}, or --force to replace it")
+        forcing = f", or {force_option} to replace it" if force_option else ""
+        raise UsageError(f"{name!r} already exists; give another path with {what}{forcing}")
     return target
 
 

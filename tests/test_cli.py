@@ -306,6 +306,28 @@ def test_plot_replaces_its_own_picture_but_another_file_only_with_force(tmp_path
     assert not (tmp_path / "nowhere.png").exists()
 
 
+def test_plot_knows_its_own_pictures_by_their_metadata_not_by_their_words(tmp_path):
+    """A file that merely holds the words "charseq plot", or a link to one, is not a picture
+    plot drew; a metrics path that is a device or a pipe is refused, not read for ever."""
+    pytest.importorskip("matplotlib")
+    metrics = tmp_path / "m.jsonl"
+    metrics.write_text('{"step": 1, "loss": 2.0}\n')
+    (tmp_path / "diagram.svg").write_text('<svg xmlns="http://www.w3.org/2000/svg"><text>charseq plot</text></svg>')
+    (tmp_path / "notes.md").write_text("# notes\nuse charseq plot to draw\n")
+    (tmp_path / "loss.png").symlink_to(tmp_path / "notes.md")
+    for target in ("diagram.svg", "loss.png"):
+        result = run_cli("plot", metrics, "-o", tmp_path / target, ok=False)
+        assert result.exit_code == 2 and "already exists" in result.stderr, target
+    assert "use charseq plot" in (tmp_path / "notes.md").read_text()
+    assert "<text>charseq plot</text>" in (tmp_path / "diagram.svg").read_text()
+    os.mkfifo(tmp_path / "pipe.jsonl")
+    for source, words in (("/dev/zero", "is a device"), (tmp_path / "pipe.jsonl", "is a pipe")):
+        result = run_cli("plot", source, "-o", tmp_path / "z.png", ok=False)
+        assert result.exit_code == 2 and words in result.stderr and result.stderr.count("\n") == 1, result.output
+    result = run_cli("plot", metrics, "-o", "", ok=False)
+    assert result.exit_code == 2 and "not a file name" in result.stderr
+
+
 def test_plot_refuses_what_is_not_a_metrics_file(tmp_path):
     bogus = tmp_path / "notes.txt"
     bogus.write_text("hello\n")
