@@ -25,7 +25,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
@@ -214,10 +214,32 @@ def _maybe_a_race(exc: Exception) -> bool:
 
 
 def sqlite_path(url: str) -> Path | None:
-    """The file of an SQLite URL (None for another kind, or an in-memory one)."""
-    if not url.startswith("sqlite:///") or _in_memory(url.removeprefix("sqlite://")):
+    """The file of an SQLite URL, as SQLAlchemy reads it (percent-escapes decoded, a
+    ``file:`` URI's path); None for another kind of storage, or an SQLite database in memory."""
+    found = _sqlite(url)
+    if found is None or found[1]:
         return None
-    return Path(url.removeprefix("sqlite:///").split("?")[0])
+    return found[0]
+
+
+def _sqlite(url: str) -> tuple[Path | None, bool] | None:
+    """For an SQLite URL, its file and whether it is in memory, read as SQLAlchemy reads it
+    (the text alone misleads: ``%3Amemory%3A`` is ``:memory:``); None for another kind."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        parsed = make_url(url)
+    except Exception:  # SQLAlchemy's ArgumentError, or a URL it cannot read at all: opening it says why
+        return None
+    if parsed.get_backend_name().lower() != "sqlite":
+        return None
+    query = {key.lower(): str(value).lower() for key, value in parsed.query.items()}
+    database = parsed.database or ""
+    uri = query.get("uri") == "true" or database.startswith("file:")
+    path = database.removeprefix("file:").split("?")[0] if uri else database
+    memory = (not path or path == ":memory:" or query.get("mode") == "memory" or query.get("vfs") == "memdb"
+              or (uri and "mode=memory" in database.lower()))
+    return (Path(path) if path else None), memory
 
 
 # A URL: scheme://rest. The password in its user part, as SQLAlchemy reads one (user, colon, up
@@ -225,7 +247,7 @@ def sqlite_path(url: str) -> Path | None:
 _URL = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*)://(?P<rest>.*)$", re.S)
 _USER_PASSWORD = re.compile(r"^(?P<head>(?:[A-Za-z][A-Za-z0-9+.-]*://)?[^:/]*:)(?!//)(?P<secret>.*?)"
                             r"(?P<tail>@[^@/?#]*(?:[/?#]|$))", re.S)
-_QUERY_PASSWORD = re.compile(r"(?P<head>[?&;](?:password|passwd|pass|pwd)=)(?P<secret>[^&;#]*)", re.I)
+_QUERY_PASSWORD = re.compile(r"(?P<head>[?&;](?:[a-z_]*password|passwd|pass|pwd)=)(?P<secret>[^&;#]*)", re.I)
 
 
 def check_storage(url: str) -> None:
@@ -236,16 +258,10 @@ def check_storage(url: str) -> None:
     if found is None:
         raise UsageError("the storage is not a URL: it needs its scheme://, such as sqlite:///FILE.db or "
                          "postgresql://USER:PASSWORD@HOST/DATABASE")
-    if found["scheme"].lower().split("+")[0] == "sqlite" and _in_memory(found["rest"]):
+    sqlite = _sqlite(url)
+    if sqlite is not None and sqlite[1]:
         raise UsageError(f"the storage {_shown_url(url)} is an SQLite database in memory, which ends with the process "
                          "while the study's runs stay: give a file, such as sqlite:///sweeps.db, or a server's URL")
-
-
-def _in_memory(rest: str) -> bool:
-    """Whether an SQLite URL's part after ``sqlite://`` names no file that outlives the process:
-    none at all (``sqlite://``, ``sqlite:///``), ``:memory:``, or a ``mode=memory`` URI."""
-    database = rest.split("?")[0].removeprefix("/")
-    return not database or ":memory:" in database or "mode=memory" in rest.lower()
 
 
 def _shown_url(url: str) -> str:
@@ -290,6 +306,7 @@ class Identity:
 
     key: str
     upgraded: bool = False
+    made: bool = False  # the study was made by this load
 
 
 def load_study(sweep: Sweep, worker: int = 0) -> Any:
@@ -314,7 +331,7 @@ def open_study(sweep: Sweep, worker: int = 0) -> tuple[Any, Identity]:
     except optuna.exceptions.DuplicatedStudyError:
         study = optuna.load_study(**options)
         return study, _identify(study, sweep, _recorded(study, sweep))
-    return study, _identify(study, sweep, None)
+    return study, replace(_identify(study, sweep, None), made=True)
 
 
 def _recorded(study: Any, sweep: Sweep) -> dict[str, Any] | None:
@@ -512,10 +529,18 @@ def _thread_limits(threads: int | None) -> Any:
 
 
 def _worker_main(sweep: Sweep, worker: int) -> None:  # in a child process
+    """One worker of several: each failure one line on stderr, a thread's too (a storage
+    that went away fails its heartbeat thread as well as its trial), never a traceback."""
     import sys
+    import threading
     import warnings
 
+    def one_line(failure: BaseException) -> str:
+        text = str(failure).splitlines()[0] if str(failure) else ""
+        return masked(f"charseq: worker {worker}: {type(failure).__name__}: {text}".rstrip(": "), sweep.storage)
+
     warnings.simplefilter("ignore")  # the parent says what matters; N copies of a warning help no one
+    threading.excepthook = lambda args: print(one_line(args.exc_value or args.exc_type()), file=sys.stderr)
     try:
         with passwords_hidden(sweep.storage):
             work(sweep, worker)
@@ -524,6 +549,9 @@ def _worker_main(sweep: Sweep, worker: int) -> None:  # in a child process
     except CharseqError as exc:
         print(f"charseq: worker {worker}: {exc}", file=sys.stderr)
         sys.exit(exc.exit_code)
+    except Exception as exc:  # the storage's own failure, say: the parent sums up
+        print(one_line(exc), file=sys.stderr)
+        sys.exit(1)
 
 
 def preflight(sweep: Sweep) -> None:
@@ -625,7 +653,12 @@ def run_sweep(sweep: Sweep, jobs: int = 1) -> None:
     study is loaded here first: the tables and the study exist before the workers race to make
     them, and the directory is marked with the identity of a study that is there."""
     study, identity = open_study(sweep)
-    prepare_directory(sweep, identity)
+    try:
+        prepare_directory(sweep, identity)
+    except DirectoryTaken:  # a study made just now, for nothing: gone again, as if the command had not run
+        if identity.made:
+            require_optuna().delete_study(study_name=sweep.study, storage=study._storage)
+        raise
     if jobs == 1:
         work(sweep, study=study)
         return

@@ -148,7 +148,7 @@ def _report(sweeps, storage, study_name, plot_path, as_json, say):
             raise UsageError(f"--plot {plot_path!r}: its folder does not exist")
         from charseq.plot import check_picture
 
-        check_picture(where, "--plot")
+        check_picture(where, "--plot", force_option=None)
     with sweeps.passwords_hidden(storage):
         rows, best = sweeps.report(storage, study_name)
     if as_json:

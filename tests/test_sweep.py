@@ -218,7 +218,7 @@ def test_the_report_draws_the_history_with_the_plot_extra(tmp_path):
     sweep("--report", "--plot", "history.png", cwd=tmp_path)  # its own picture: drawn again
     (tmp_path / "mine.png").write_bytes(b"a picture of the user's")
     result = sweep("--report", "--plot", "mine.png", cwd=tmp_path, ok=False)
-    assert result.exit_code == 2 and "already exists" in result.output
+    assert result.exit_code == 2 and "already exists" in result.output and "--force" not in result.output
     assert (tmp_path / "mine.png").read_bytes() == b"a picture of the user's"
 
 
@@ -475,8 +475,18 @@ def test_a_new_study_never_replaces_the_runs_of_one_whose_storage_is_gone(tmp_pa
     assert result.exit_code == 2 and "holds the runs of an earlier study 'charseq'" in last, result.output
     assert "give another --dir or --study" in last
     assert _hashes(runs) == before
+    with pytest.raises(KeyError):  # the study made for nothing is gone again
+        trials(tmp_path)
     sweep(*SMALL, "--trials", "2", "--seed", "1", "--dir", "elsewhere", cwd=tmp_path)
     assert (tmp_path / "elsewhere" / "charseq" / "trial-0001" / "model.npz").is_file()
+
+
+def test_a_storage_path_that_needs_percent_escapes_sweeps_and_reports(tmp_path):
+    """SQLAlchemy decodes %20 in a URL's path: charseq reads the same file it does."""
+    sweep(*SMALL, "--trials", "1", "--storage", "sqlite:///my%20sweeps.db", cwd=tmp_path)
+    assert (tmp_path / "my sweeps.db").is_file()
+    report = sweep("--report", "--json", "--storage", "sqlite:///my%20sweeps.db", cwd=tmp_path)
+    assert [trial["state"] for trial in json.loads(report.output)["trials"]] == ["complete"]
 
 
 def test_a_trial_fails_rather_than_replace_a_file_in_its_folder(tmp_path):
@@ -534,7 +544,9 @@ def test_a_study_another_process_is_making_is_waited_for(tmp_path):
 
 
 @pytest.mark.parametrize("storage", ["sqlite:///:memory:", "sqlite://", "sqlite:///", "sqlite+pysqlite:///:memory:",
-                                     "sqlite:///file::memory:?cache=shared", "sqlite:///file:runs?mode=memory&uri=true"])
+                                     "sqlite:///file::memory:?cache=shared", "sqlite:///file:runs?mode=memory&uri=true",
+                                     "sqlite:///%3Amemory%3A", "sqlite:///file:x.db?mode=memor%79&uri=true",
+                                     "sqlite:///x.db?vfs=memdb&uri=true", "SQLITE:///:memory:"])
 def test_a_storage_that_ends_with_the_process_is_refused_up_front(tmp_path, storage):
     for args in (SMALL, ["--report"]):
         result = sweep(*args, "--storage", storage, cwd=tmp_path, ok=False)
@@ -596,3 +608,27 @@ def test_a_drivers_error_that_quotes_the_url_shows_no_password(tmp_path, monkeyp
     result = sweep(*SMALL, "--storage", storage, cwd=tmp_path, ok=False)
     assert result.exit_code == 1 and "postgresql://bob:***@db.example/sweeps failed" in result.output, result.output
     assert SECRET not in result.output
+
+
+def test_a_worker_that_fails_says_so_in_one_line_without_a_password(monkeypatch, capsys):
+    """A --jobs worker whose storage fails under it (a database deleted mid-sweep) prints
+    one line and exits 1, never a traceback, in its threads too (Optuna's heartbeat)."""
+    import threading
+
+    plan = sweeps.Sweep("charseq", [sweeps.Param.parse("lr=log:1e-3:1e-2")], {"corpus": "alphabet"},
+                        storage="postgresql://bob:s3cret@localhost/db")
+
+    def lost(sweep, worker):
+        thread = threading.Thread(target=lambda: (_ for _ in ()).throw(RuntimeError("heartbeat: s3cret gone")))
+        thread.start()
+        thread.join()
+        raise AssertionError("Should not reach.")
+
+    monkeypatch.setattr(sweeps, "work", lost)
+    monkeypatch.setattr(threading, "excepthook", threading.excepthook)  # put back after the test
+    with pytest.raises(SystemExit) as ended:
+        sweeps._worker_main(plan, 1)
+    err = capsys.readouterr().err
+    assert ended.value.code == 1 and "Traceback" not in err and "s3cret" not in err
+    assert err.splitlines() == ["charseq: worker 1: RuntimeError: heartbeat: *** gone",
+                                "charseq: worker 1: AssertionError: Should not reach."]
