@@ -203,6 +203,7 @@ class Run:
         self.trainer.run, self.trainer.out = spec.to_dict(), Path(spec.out)
         self.trainer.saver = lambda path: self._save(path, periodic=True)
         self._lost_states: list[CallbackError] = []
+        self._out_refused: SaveError | None = None  # why `out` did not take the run, when it did not
         # Files this process saved, with what it knows of them (size, mtime, inode) and the
         # step it wrote: while a file is unchanged, its step is known without reading it again.
         self._written: dict[Path, tuple[tuple[int, int, int], int]] = {}
@@ -472,11 +473,13 @@ class Run:
         """Save to `out`, or, when that fails, to a new file in the working directory, the home
         directory or the temporary directory. SaveError when nothing works."""
         tried = [failed] if failed is not None else []
+        self._out_refused = failed
         if failed is None or Path(os.path.abspath(str(failed.path))) != self.out:
             try:
                 return self._save(self.out)
             except SaveError as exc:
                 tried.append(exc)
+                self._out_refused = exc
         name = f"{self.out.stem}.rescued-step{self.trainer.step}.npz"
         for directory in (Path.cwd(), Path.home(), Path(tempfile.gettempdir())):
             candidate = directory / name
@@ -521,13 +524,23 @@ class Run:
             raise RunFailed(f"{last}; {kept}", 1) from None
         if rescued == self.out:
             raise RunFailed(f"{exc}; saved the run to {shown(self.spec.out)} at step {self.trainer.step:,}; continue "
-                            f"with: charseq train --resume {_quote(shown(self.spec.out))}", 1, rescued) from None
-        taken = exc.os_error is None  # refused by the rules, not by the disk: it stays refused
-        if taken and ended:
-            raise RunFailed(f"{exc}; saved the ended run to {shown(rescued)} instead", 1, rescued) from None
-        out = rescued if taken else Path(self.spec.out)
-        raise RunFailed(f"{exc}; saved the run to {shown(rescued)} instead; continue with: charseq train "
-                        f"--resume {_quote(shown(rescued))} --out {_quote(shown(out))}", 1, rescued) from None
+                            f"with: {self._continuation(rescued)}", 1, rescued) from None
+        if ended and exc.os_error is None:  # nothing left to do, and `out` will not take it
+            raise RunFailed(f"{exc}; saved the ended run to {shown(rescued)} instead (to train it further: "
+                            f"{self._continuation(rescued)} --epochs N)", 1, rescued) from None
+        raise RunFailed(f"{exc}; saved the run to {shown(rescued)} instead; continue with: "
+                        f"{self._continuation(rescued)}", 1, rescued) from None
+
+    def _continuation(self, saved: Path) -> str:
+        """The command that goes on with the run saved at `saved`: into `out` again when only
+        the disk kept it from `out` (room there, later), else in `saved` itself, since what
+        the rules refused (another run's file there) stays refused."""
+        advice = f"charseq train --resume {_quote(shown(saved))}"
+        if saved == self.out:
+            return advice
+        refused = self._out_refused
+        out = saved if refused is not None and refused.os_error is None else Path(self.spec.out)
+        return f"{advice} --out {_quote(shown(out))}"
 
     def _fail_after_callback(self, exc: CallbackError, first_step: int) -> None:
         """A callback raised between two steps: save the run (unless it had not begun), and
@@ -541,9 +554,8 @@ class Run:
             saved = self._save_somewhere()
         except SaveError as failed:
             raise RunFailed(f"{exc}; and the run could not be saved: {failed}", exc.exit_code) from exc.error
-        out = f" --out {_quote(shown(self.spec.out))}" if saved != self.out else ""
-        raise RunFailed(f"{exc}; saved {shown(saved)} at step {self.trainer.step:,}; continue with: charseq train "
-                        f"--resume {_quote(shown(saved))}{out}{drop}", exc.exit_code, saved) from exc.error
+        raise RunFailed(f"{exc}; saved {shown(saved)} at step {self.trainer.step:,}; continue with: "
+                        f"{self._continuation(saved)}{drop}", exc.exit_code, saved) from exc.error
 
     # -- reporting -----------------------------------------------------------------------
 
@@ -554,7 +566,7 @@ class Run:
             where = (f"at the end of epoch {trainer.epoch + 1}" if trainer.step_in_epoch == trainer.steps_per_epoch
                      else f"epoch {trainer.epoch + 1}, step {trainer.step_in_epoch} of {trainer.steps_per_epoch}")
             message = (f"interrupted at step {trainer.step:,} ({where}); {note}saved {shown(saved)}; continue with: "
-                       f"charseq train --resume {_quote(shown(saved))}")
+                       f"{self._continuation(saved)}")
             return RunResult("interrupted", trainer.epoch, trainer.step, metrics, saved, message,
                              exit_code(interrupted))
         losses = _losses(metrics)
