@@ -127,7 +127,7 @@ def read_request(body: Any, served: ServedModel, limits: Limits, output_wake: An
     stops = _stops(body.get("stop"))
     seed = body.get("seed")
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
-        raise BadRequest(f"seed must be a whole number of 0 or more, got {seed!r}", "seed")
+        raise BadRequest(f"seed must be a whole number of 0 or more, got {_shown(seed)}", "seed")
     stream = bool(_flag(body, "stream", "stream"))
     echo = bool(_flag(body, "echo", "echo"))
     options = {} if body.get("stream_options") is None else body["stream_options"]
@@ -139,7 +139,7 @@ def read_request(body: Any, served: ServedModel, limits: Limits, output_wake: An
         raise BadRequest(problem, "charseq.repetition_penalty")
     window = extra.get("repetition_window")
     if window is not None and (isinstance(window, bool) or not isinstance(window, int)):
-        raise BadRequest(f"repetition_window must be a whole number of at least 1, got {window!r}",
+        raise BadRequest(f"repetition_window must be a whole number of at least 1, got {_shown(window)}",
                          "charseq.repetition_window")
     if problem := repetition_problem(penalty, window):
         raise BadRequest(problem, "charseq.repetition_window")
@@ -260,9 +260,9 @@ def _integer(body: dict[str, Any], name: str, default: int, low: int, high: int)
     if value is None:
         return default
     if isinstance(value, bool) or not isinstance(value, int):
-        raise BadRequest(f"{name} must be a whole number, got {value!r}", name)
+        raise BadRequest(f"{name} must be a whole number, got {_shown(value)}", name)
     if not low <= value <= high:
-        raise BadRequest(f"{name} must be between {low} and {high:,} on this server, got {value:,}", name)
+        raise BadRequest(f"{name} must be between {low} and {high:,} on this server, got {_shown(value)}", name)
     return value
 
 
@@ -271,20 +271,20 @@ def _number(body: dict[str, Any], name: str, default: float, param: str) -> floa
     if value is None:
         return default
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise BadRequest(f"{param} must be a number, got {value!r}", param)
+        raise BadRequest(f"{param} must be a number, got {_shown(value)}", param)
     try:
         number = float(value)
     except OverflowError:  # a whole number of hundreds of digits: past what a float holds
         raise BadRequest(f"{param} has too many digits for a number this server takes", param) from None
     if not math.isfinite(number):
-        raise BadRequest(f"{param} must be a number, got {value!r}", param)
+        raise BadRequest(f"{param} must be a number, got {_shown(value)}", param)
     return number
 
 
 def _flag(body: dict[str, Any], name: str, param: str) -> bool:
     value = body.get(name)
     if value is not None and not isinstance(value, bool):
-        raise BadRequest(f"{param} must be true or false, got {value!r}", param)
+        raise BadRequest(f"{param} must be true or false, got {_shown(value)}", param)
     return bool(value)
 
 
@@ -332,3 +332,12 @@ def served_model(checkpoint: Any, model_id: str, registry: Registry, limits: Lim
                        "max_prompt": limits.max_prompt, "timeout": limits.timeout},
             "charseq_version": checkpoint.charseq_version}
     return ServedModel(model_id, checkpoint.vocab, registry, checkpoint.item_end, created, info)
+
+
+def _shown(value: Any, longest: int = 40) -> str:
+    """A request's value in a message, cut short (a 4,000-digit number, a long text: the
+    client has it already)."""
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 10 ** 30:
+        return f"a number of about {int(value.bit_length() * 0.30103) + 1:,} digits"  # (log10 2: no str() of it)
+    text = repr(value)
+    return text if len(text) <= longest else text[: longest - 3] + "..."

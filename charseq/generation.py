@@ -163,7 +163,7 @@ def repetition_problem(penalty: float, window: int | None = None) -> str | None:
     used symbols likelier; one outside PENALTY_RANGE means nothing a float32 logit can hold."""
     low, high = PENALTY_RANGE
     if not low <= penalty <= high:  # (NaN too)
-        return f"repetition penalty must be above 0, from {low:g} to {high:g} (1 is none), got {penalty:g}"
+        return f"repetition penalty must be above 0, from {low:g} to {high:g} (1 is none), got {penalty!r}"
     if window is not None and window < 1:
         return f"repetition window must be at least 1, got {window}"
     return None

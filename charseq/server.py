@@ -475,6 +475,11 @@ class GuardedProtocol(H11Protocol):
         else:  # answered already: the body it did not read is still arriving
             self.transport.close()
 
+    def send_400_response(self, msg: str) -> None:
+        """A request h11 cannot read (no Host, a bad header, not HTTP at all): a 400 in
+        OpenAI's shape, as every other error here."""
+        self._answer_and_close(400, f"the request is not HTTP/1.1 this server can read ({msg.rstrip('.').lower()})")
+
     def _answer_and_close(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
         """An error in OpenAI's shape, written as bytes: h11 answers only a request it has read whole."""
         body = json.dumps(error_body(message, None, status), ensure_ascii=True).encode()
@@ -488,11 +493,12 @@ class GuardedProtocol(H11Protocol):
 def _accept_batch(max_connections: int) -> int:
     """How many connections are taken from the listening socket at once, each an open file
     before any is closed: what the connection cap leaves of the limit, less half the files
-    kept spare for the rest."""
+    kept spare for the rest; and at most half the cap, so that a connection taken in one
+    batch is not closed as idle by the next before its request is read (the oldest idle
+    go first)."""
     file_limit = open_file_limit()  # raised already: this reads it
-    if file_limit is None:
-        return LISTEN_BACKLOG
-    return max(16, min(LISTEN_BACKLOG, file_limit - max_connections - SPARE_FILES // 2))
+    room = LISTEN_BACKLOG if file_limit is None else file_limit - max_connections - SPARE_FILES // 2
+    return max(1, min(LISTEN_BACKLOG, room, max_connections // 2))
 
 
 def run(service: Service, sock: socket.socket, access_log: bool = False,

@@ -398,6 +398,16 @@ def test_odd_bodies_get_json_errors(server, body, headers, status, words):
     assert (got, words in answer["error"]["message"]) == (status, True), answer
 
 
+@pytest.mark.parametrize("data", [b"GARBAGE\r\n\r\n", b"GET /healthz HTTP/1.1\r\n\r\n",
+                                  b"POST /v1/completions HTTP/1.1\r\nHost: localhost\r\nContent-Length: 2\r\n"
+                                  b"Content-Length: 3\r\n\r\n{}"])
+def test_a_request_that_is_not_http_it_can_read_is_a_json_400(server, data):
+    """Not HTTP at all, no Host, two lengths: h11 refuses them before the app sees them, and
+    the answer is OpenAI's error shape, as every other."""
+    status, answer = raw_request(server.url, data)
+    assert status == 400 and "is not HTTP/1.1 this server can read" in answer["error"]["message"], answer
+
+
 def test_a_trailing_slash_is_a_json_404_not_a_redirect(server):
     status, answer = post(f"{server.url}/v1/completions/", {"prompt": "A"})
     assert status == 404 and "no route" in answer["error"]["message"]
