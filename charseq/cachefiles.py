@@ -27,10 +27,11 @@ import json
 import os
 import re
 import secrets
+import shutil
 import stat
 import tempfile
 import warnings
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -47,6 +48,7 @@ _HEX = "[0-9a-f]{64}"
 _ENTRY = re.compile(rf"^({_HEX})\.(ids|json)$")
 _TOKEN = "[0-9a-f]{24}"  # 8 random hex digits, then 16 of their seal
 _LEFTOVER = re.compile(rf"^\.(?:.+)\.({_TOKEN})\.[0-9a-f]{{8}}\.tmp$|^\.spool-({_TOKEN})\.tmp$")
+_SPOOL = re.compile(rf"^\.spool-{_TOKEN}\.tmp$")  # a folder holding a stream's copy
 # What an interrupted write may have left, by name, this release's or an earlier one's: listed, deleted only when sealed
 _LEFTOVER_NAME = re.compile(r"^\.[0-9a-f]{64}(\.ids|\.json)?\.([0-9a-f]{24}\.)?[0-9a-f]{8}\.tmp$|^\.spool-.+\.tmp$")
 _HASH_CHUNK = 1 << 22
@@ -143,41 +145,64 @@ def load_entry(directory: Path, key: str) -> Entry | None:
 
 
 def save_entry(directory: Path, key: str, pieces: Iterable[np.ndarray], record: dict[str, Any]) -> Entry:
-    """Write a text's ids, piece by piece, and then its sealed record; the entry, mapped.
-    An exception from `pieces` (the text changed while it was read) leaves nothing behind.
-    Where the entry's place is taken by what charseq would not replace (a directory, a
-    pipe: someone else's), the ids serve this run only, from a file removed once mapped."""
+    """Write a text's ids, piece by piece, into a new file of charseq's, map them from it, then
+    publish it under `key` with its sealed record; the entry. An exception from `pieces`
+    (the text changed while it was read) leaves nothing behind. The mapping is of the file
+    written, whatever is done to the cache's names meanwhile; where the entry's place is
+    taken by what charseq does not replace (a directory, a pipe, another user's file in a
+    shared cache), the ids serve this run only."""
     ids_path, record_path = directory / f"{key}.ids", directory / f"{key}.json"
     digest = hashlib.sha256()
-
-    def write(out: BinaryIO) -> None:
-        for piece in pieces:
-            digest.update(piece.data)
-            piece.tofile(out)
-
-    if _taken(ids_path) or _taken(record_path):
-        warnings.warn(f"the cache's place for entry {key[:12]}... holds something charseq did not write (a "
-                      "directory, a pipe): the text is encoded for this run only", CharseqWarning, stacklevel=3)
-        return _unpublished(directory, write, {**record, "ids_sha256": ""})
-    written = atomic_write(ids_path, write, durable=False, temp_tag=temp_token(), follow_links=False)
-    record = {**record, "format": ENTRY_FORMAT, "key": key, "ids_sha256": digest.hexdigest()}
-    record = _sealed_record(record, _identity(os.stat(written)))
-    if record["seal"] is None:
+    fd, temp = _new_file_of_ours(directory, f"{key}.ids")
+    published = False
+    try:
+        with os.fdopen(os.dup(fd), "wb") as out:
+            for piece in pieces:
+                digest.update(piece.data)
+                piece.tofile(out)
+        record = {**record, "format": ENTRY_FORMAT, "key": key, "ids_sha256": digest.hexdigest()}
+        published = not (_taken(ids_path) or _taken(record_path)) and _renamed(temp, ids_path)
+        info = os.fstat(fd)  # (after the rename, which changes the file's change time)
+        entry = _entry_from(fd, {**record, "ids_file": _identity(info)})
+    finally:
+        os.close(fd)
+        if not published:
+            temp.unlink(missing_ok=True)  # mapped already: the pages stay until the run ends
+    assert entry is not None  # (the file just written, through its own descriptor)
+    if not published:
+        warnings.warn(f"the cache's place for entry {key[:12]}... holds what charseq does not replace (a directory, "
+                      "a pipe, another user's file): the text is encoded for this run only", CharseqWarning,
+                      stacklevel=3)
+        return entry
+    sealed = _sealed_record(record, entry.ids_file)
+    if sealed["seal"] is None:
         _warn_unsealed()
-    _write_record(record_path, record)
-    entry = _map(ids_path, record)
-    assert entry is not None  # the ids just written, or another process's copy of the same text
+    _write_record(record_path, sealed)
     return entry
 
 
-def _unpublished(directory: Path, write: Callable[[BinaryIO], None], record: dict[str, Any]) -> Entry:
-    """The ids in a file of their own, mapped, then removed: the mapping lasts the run."""
-    with spool_file(directory) as (fd, path):
-        with os.fdopen(fd, "wb") as out:
-            write(out)
-        entry = _map(path, {**record, "ids_file": _identity(os.stat(path))})
-    assert entry is not None
-    return entry
+def _new_file_of_ours(directory: Path, name: str) -> tuple[int, Path]:
+    """A new file `.NAME.TOKEN.XXXXXXXX.tmp` in `directory`, open for reading and writing,
+    with the permissions of any new file (never a mode taken from what it will replace)."""
+    flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+    for _ in range(100):
+        path = directory / f".{name}.{temp_token()}.{secrets.token_hex(4)}.tmp"
+        try:
+            return os.open(path, flags, 0o666), path
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"no free name in {directory}")
+
+
+def _renamed(temp: Path, target: Path) -> bool:
+    """Put `temp` at `target` (replacing a file or a link there, never following it); False
+    where the system refuses (another user's file in a sticky directory, a directory made
+    there meanwhile)."""
+    try:
+        os.replace(temp, target)
+    except OSError:
+        return False
+    return True
 
 
 def _taken(path: Path) -> bool:
@@ -193,18 +218,25 @@ def _map(path: Path, record: dict[str, Any]) -> Entry | None:
     """The ids the record vouches for, mapped from the file that was checked (never one
     put in its place meanwhile, never a link, a pipe or a directory); None when they are not
     the ones it names."""
-    vocab = Vocabulary(record["symbols"])
-    dtype, length = np.dtype(record["dtype"]), int(record["length"])
-    skipped = [(int(index), str(why)) for index, why in record.get("skipped", [])]
-    if dtype != vocab.dtype or length < 1:
-        return None
     fd = _open_regular(path)
     if fd is None:
         return None
-    with open(fd, "rb") as ids:
-        info = os.fstat(fd)
-        if info.st_size != length * dtype.itemsize:
-            return None
+    try:
+        return _entry_from(fd, record)
+    finally:
+        os.close(fd)
+
+
+def _entry_from(fd: int, record: dict[str, Any]) -> Entry | None:
+    """The entry of the ids open at `fd`, when they are the ones `record` names: the same
+    file (identity), or the same bytes (digest); None otherwise."""
+    vocab = Vocabulary(record["symbols"])
+    dtype, length = np.dtype(record["dtype"]), int(record["length"])
+    skipped = [(int(index), str(why)) for index, why in record.get("skipped", [])]
+    info = os.fstat(fd)
+    if dtype != vocab.dtype or length < 1 or info.st_size != length * dtype.itemsize:
+        return None
+    with open(os.dup(fd), "rb") as ids:
         if _identity(info) != record["ids_file"] and _sha256(ids) != record["ids_sha256"]:
             return None  # another file than the one written, whose bytes are not those it held
         return Entry(vocab, np.memmap(ids, dtype=dtype, mode="r", shape=(length,)), skipped, _identity(info))
@@ -310,10 +342,14 @@ def _warn_unsealed() -> None:
 
 def indexed_key(directory: Path, name: str) -> str | None:
     """The content key the index holds under `name` (a digest of paths and stat fields), if
-    charseq sealed it there (in the cache's own index directory, never through a link)."""
-    if not _is_directory(directory / "index"):
+    charseq sealed it there, in the cache's own index directory."""
+    index = _index_directory(directory)
+    if index is None:
         return None
-    data = _read_small(directory / "index" / name, limit=1024)
+    try:
+        data = _read_small_at(index, name, 1024)
+    finally:
+        os.close(index)
     try:
         key, _, seal = (data or b"").decode("ascii").strip().partition(" ")
     except UnicodeDecodeError:
@@ -323,14 +359,58 @@ def indexed_key(directory: Path, name: str) -> str | None:
 
 def index_key(directory: Path, name: str, key: str) -> None:
     """Remember `key` under `name`, sealed. Without a key, or where `index` is not a directory
-    of the cache's own (a link, a file: someone else's), nothing is remembered."""
+    of this user's alone (a link, a file, someone else's), nothing is remembered."""
     seal = trust.seal(_index_text(name, key))
-    index = directory / "index"
-    with contextlib.suppress(OSError):  # there already (of the cache's, or not: checked below), or not writable
-        index.mkdir()
-    if seal is not None and _is_directory(index):
-        with contextlib.suppress(SaveError):
-            _write_small(index / name, f"{key} {seal}\n".encode("ascii"))
+    index = _index_directory(directory, create=True) if seal is not None else None
+    if index is None:
+        return
+    temp = f".{name}.{temp_token()}.{secrets.token_hex(4)}.tmp"
+    try:  # every name relative to the directory opened, which a name swapped meanwhile cannot move
+        line = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o666,
+                       dir_fd=index)
+        with os.fdopen(line, "wb") as out:
+            out.write(f"{key} {seal}\n".encode("ascii"))
+        os.replace(temp, name, src_dir_fd=index, dst_dir_fd=index)
+    except OSError:
+        with contextlib.suppress(OSError):
+            os.unlink(temp, dir_fd=index)
+    finally:
+        os.close(index)
+
+
+def _index_directory(directory: Path, create: bool = False) -> int | None:
+    """A descriptor of the cache's index directory, made when missing (`create`): a real
+    directory of this user's that no one else may write, so that no one can swap what is
+    in it; None for anything else."""
+    path = directory / "index"
+    if create:
+        with contextlib.suppress(OSError):
+            path.mkdir(mode=0o700)
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_NOFOLLOW", 0)
+                     | getattr(os, "O_CLOEXEC", 0))
+    except OSError:
+        return None
+    info = os.fstat(fd)
+    owner = info.st_uid == os.geteuid() if hasattr(os, "geteuid") else True
+    if stat.S_ISDIR(info.st_mode) and owner and not info.st_mode & 0o022:
+        return fd
+    os.close(fd)
+    return None
+
+
+def _read_small_at(directory_fd: int, name: str, limit: int) -> bytes | None:
+    """_read_small, for a name in an open directory."""
+    try:
+        fd = os.open(name, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0),
+                     dir_fd=directory_fd)
+    except OSError:
+        return None
+    with open(fd, "rb") as small:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode) or info.st_size > limit:
+            return None
+        return small.read(limit + 1)
 
 
 def _index_text(name: str, key: str) -> str:
@@ -359,22 +439,24 @@ def _is_leftover(name: str) -> bool:
 
 @contextlib.contextmanager
 def spool_file(directory: Path) -> Iterator[tuple[int, Path]]:
-    """A new file in `directory` (an open descriptor and its path) for a stream's copy, or
-    ids for one run, removed afterwards; its sealed name lets `clear` take it if a crash
-    leaves it."""
+    """A new file for a stream's copy (an open descriptor and its path), in a directory of
+    its own that only this user may enter: read again by its path (to hash it, then to
+    encode it), it must be the file written, which a shared cache could not promise. Removed
+    afterwards; its folder's sealed name lets `clear` take it if a crash leaves it."""
     for _ in range(100):
-        path = directory / f".spool-{temp_token()}.tmp"
+        folder = directory / f".spool-{temp_token()}.tmp"
         try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o600)
+            folder.mkdir(mode=0o700)
             break
         except FileExistsError:
             continue
     else:
         raise FileExistsError(f"no free name in {directory}")
     try:
-        yield fd, path
+        path = folder / "text"
+        yield os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o600), path
     finally:
-        path.unlink(missing_ok=True)
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _write_small(path: Path, data: bytes) -> None:
@@ -427,15 +509,27 @@ def clear_cache() -> tuple[CacheReport, int]:
     and the bytes freed. A run that has an entry mapped keeps reading it until it ends."""
     report = cache_report()
     freed = 0
-    for path in _files(report.directory)[0]:
-        size = _size(path)
-        try:
-            path.unlink()
-        except FileNotFoundError:
-            continue
-        freed += size
-    with contextlib.suppress(OSError):
-        (report.directory / "index").rmdir()  # only when nothing else is in it
+    index = _index_directory(report.directory)
+    try:
+        for path in _files(report.directory)[0]:
+            size = _size(path)
+            try:
+                if path.parent.name == "index":  # by name in the directory vouched for, never through a swap
+                    if index is not None:
+                        os.unlink(path.name, dir_fd=index)
+                elif _is_directory(path):  # a stream's copy, in its own folder
+                    shutil.rmtree(path)
+                else:
+                    path.unlink()
+            except FileNotFoundError:
+                continue
+            freed += size
+        if index is not None:
+            with contextlib.suppress(OSError):
+                os.rmdir(report.directory / "index")  # only when nothing else is in it
+    finally:
+        if index is not None:
+            os.close(index)
     return report, freed
 
 
@@ -469,11 +563,16 @@ def _files(directory: Path) -> tuple[list[Path], list[Path]]:
     for name in _names(directory):
         path = directory / name
         entry = _ENTRY.match(name)
+        if _SPOOL.match(name) and _is_directory(path) and _owned(path):
+            (own if _is_leftover(name) else unvouched).append(path)
+            continue
         if entry is None and not _LEFTOVER_NAME.match(name) or not _is_file(path):
             continue
         mine = _is_leftover(name) if entry is None else _vouched(directory, entry.group(1), entry.group(2))
         (own if mine else unvouched).append(path)
-    if _is_directory(directory / "index"):  # an index that is a link may point anywhere: nothing there is ours
+    index = _index_directory(directory)  # an index that is a link may point anywhere: nothing there is ours
+    if index is not None:
+        os.close(index)
         for name in _names(directory / "index"):
             path = directory / "index" / name
             if (re.fullmatch(_HEX, name) or _LEFTOVER_NAME.match(name)) and _is_file(path):
@@ -491,7 +590,10 @@ def _vouched(directory: Path, key: str, suffix: str) -> bool:
     if fd is None:
         return False
     with open(fd, "rb") as ids:  # the file written (an inode reused for another file has other times), or its bytes
-        return _identity(os.fstat(fd)) == record["ids_file"] or _sha256(ids) == record["ids_sha256"]
+        info = os.fstat(fd)
+        if info.st_size != record["ids_file"][2]:  # (never hashes a planted sparse terabyte)
+            return False
+        return _identity(info) == record["ids_file"] or _sha256(ids) == record["ids_sha256"]
 
 
 def _printable(text: str) -> str:
@@ -505,6 +607,13 @@ def _names(folder: Path) -> list[str]:
         return os.listdir(folder)
     except OSError:
         return []
+
+
+def _owned(path: Path) -> bool:
+    try:
+        return os.lstat(path).st_uid == os.geteuid() if hasattr(os, "geteuid") else True
+    except OSError:
+        return False
 
 
 def _is_directory(path: Path) -> bool:

@@ -24,7 +24,8 @@ def atomic_write(path: Path, write: Callable[[BinaryIO], object], durable: bool 
     `temp_tag` goes in the temporary file's name (`.NAME.TAG.XXXXXXXX.tmp`), to tell it from
     others'. A symlink at `path` is written through to the file it names (which is what a
     user's output checks looked at), or, without `follow_links` (a shared directory, where
-    anyone may have planted it), replaced by the file.
+    anyone may have planted it), replaced by the file, which then has the permissions of any
+    new file.
 
     An OSError becomes a SaveError naming the path and the reason; `path` still holds
     whatever it held before.
@@ -50,8 +51,10 @@ def atomic_write(path: Path, write: Callable[[BinaryIO], object], durable: bool 
     except OSError as exc:
         raise SaveError(name, exc.strerror or str(exc), exc) from None
     try:
-        if mode is not None and stat.S_ISREG(mode):
-            os.chmod(temp, stat.S_IMODE(mode))  # a file replaced keeps its permissions, as an editor keeps them
+        if follow_links and mode is not None and stat.S_ISREG(mode):
+            # A user's file replaced keeps its permissions, as an editor keeps them; in a shared
+            # directory a mode left there by someone else (0666, 000) is never taken on.
+            os.chmod(temp, stat.S_IMODE(mode))
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()

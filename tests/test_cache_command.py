@@ -174,3 +174,14 @@ def test_ids_rewritten_in_place_by_someone_else_are_not_cleared(cache):
     result = json.loads(run_cli("cache", "--clear", "--json").stdout)
     assert result["entries"] == 1 and ids.read_bytes() == mine
 
+
+def test_a_huge_sparse_file_at_an_entrys_ids_is_never_read_to_the_end(cache):
+    """Its record says how large the ids are: a planted 64 GiB sparse file is not hashed."""
+    ids = sorted(cache.glob("*.ids"))[0]
+    ids.unlink()
+    with open(ids, "wb") as sparse:
+        sparse.truncate(64 << 30)
+    started = time.monotonic()
+    result = json.loads(run_cli("cache", "--clear", "--json").stdout)
+    assert time.monotonic() - started < 30 and ids.exists() and result["left"] == 1
+

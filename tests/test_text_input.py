@@ -7,9 +7,11 @@ import json
 import os
 import pty
 import shutil
+import stat
 import subprocess
 import sys
 import threading
+import time
 import warnings
 from pathlib import Path
 
@@ -452,4 +454,56 @@ def test_odd_files_planted_in_the_cache_neither_hang_nor_stop_a_run(place, what)
         assert not target.exists() or target.stat().st_size < 1 << 20
     else:  # what charseq never replaces: left where it was
         assert os.path.lexists(target)
+
+
+@pytest.mark.parametrize("mode", [0o666, 0o000])
+def test_a_file_planted_at_an_entry_lends_it_no_permissions(place, monkeypatch, mode):
+    """A world-writable file at an entry's place would let others edit the ids charseq
+    writes over it; an unreadable one would break every later run. The new file has the
+    permissions of any new file, and the run and the next one read the text."""
+    (place / "novel.txt").write_text(TEXT)
+    key, _ = _key_learnt_elsewhere(place, monkeypatch, "novel.txt")
+    (place / "cache").mkdir()
+    planted = place / "cache" / f"{key}.ids"
+    planted.write_bytes(b"")
+    os.chmod(planted, mode)
+    umask = os.umask(0)
+    os.umask(umask)
+    for _ in range(2):
+        corpus = charseq.get_corpus("text:novel.txt")
+        assert corpus.vocab.decode(np.asarray(corpus.ids)) == TEXT
+    assert stat.S_IMODE(planted.stat().st_mode) == 0o666 & ~umask
+
+
+def test_ids_are_read_from_the_file_written_whatever_is_done_to_its_name(place, monkeypatch):
+    """The ids are mapped from the file charseq wrote before it is put in the entry's place:
+    where it cannot be put there (another user's file in a sticky directory), the text
+    serves this run only, read right, and nothing of it is left behind."""
+    from charseq import cachefiles
+
+    (place / "novel.txt").write_text(TEXT)
+    monkeypatch.setattr(cachefiles, "_renamed", lambda temp, target: False)
+    with pytest.warns(charseq.CharseqWarning, match="encoded for this run only"):
+        corpus = charseq.get_corpus("text:novel.txt")
+    assert corpus.vocab.decode(np.asarray(corpus.ids)) == TEXT
+    assert [p.name for p in (place / "cache").iterdir() if p.name != "index"] == []
+
+
+def test_a_copy_of_standard_input_waits_in_a_folder_only_this_user_may_enter(place):
+    """Read again by its path (to hash it, then to encode it), the copy must be the file
+    written: in a shared cache, a name others could swap for a link would not be."""
+    reader = subprocess.Popen([sys.executable, "-m", "charseq", "train", "--corpus", "text:-", "--out", "s.npz", *map(
+        str, SMALL)], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=place,
+        env={**os.environ, "CHARSEQ_CACHE": str(place / "cache")})
+    assert reader.stdin is not None
+    reader.stdin.write(TEXT.encode())
+    reader.stdin.flush()
+    deadline = time.monotonic() + 60
+    while not list((place / "cache").glob(".spool-*")) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    (folder,) = (place / "cache").glob(".spool-*")
+    assert folder.is_dir() and not folder.is_symlink() and stat.S_IMODE(folder.stat().st_mode) == 0o700
+    reader.stdin.close()
+    assert reader.wait(timeout=120) == 0, reader.stderr.read() if reader.stderr else ""
+    assert not list((place / "cache").glob(".spool-*")) and charseq.load(place / "s.npz").training["epoch"] == 1
 
