@@ -258,6 +258,7 @@ def export_checkpoint(checkpoint_path: str | os.PathLike, out: str | os.PathLike
     if target == "-":
         raise UsageError("-o - would be standard output; the ONNX file is binary: give a file name with -o")
     check_new_file(target, "-o", force=force, inputs={checkpoint_path: "the checkpoint being exported"})
+    existed = os.path.lexists(target)  # only what was checked is written through; a link planted since is replaced
     blob = build(saved).SerializeToString()
-    atomic_write(Path(target), lambda f: f.write(blob))
+    atomic_write(Path(target), lambda f: f.write(blob), follow_links=existed)
     return Path(target), len(blob)

@@ -41,6 +41,7 @@ class Output:
     kind: str = FILE  # CHECKPOINT, METRICS or FILE: what makes an existing file the run's own
     template: bool = False
     fresh: bool = True  # given for this run now (a new run's, or a callback added on resuming)
+    callback: str | None = None  # the registered callback that writes it (None: the run itself)
 
     @property
     def is_template(self) -> bool:
@@ -364,6 +365,8 @@ def check_new_file(path: str, what: str, *, force: bool = False, inputs: Mapping
     `force_option` the one that forces (None: the command has none)."""
     if not path or path.endswith(os.sep) or path.endswith(os.sep + "."):
         raise UsageError(f"{what} {path!r} is not a file name")
+    if path == "-":
+        raise UsageError(f"{what} - would be standard output, which this command does not write to; give a file name")
     target, name = Path(path), shown(path)
     kind = kind_of(target)
     if kind is not None:

@@ -48,7 +48,7 @@ def _record(path: Path, number: int, line: str, lines) -> dict | None:
     written: the lines before it stand)."""
     try:
         record = json.loads(line)
-    except ValueError:
+    except (ValueError, RecursionError):  # (nested past Python's recursion limit: no metrics line is)
         if not line.endswith("\n") and number > 1 and not lines.read(1):
             return None
         raise UsageError(f"{str(path)!r} line {number} is not JSON: is it a --metrics file?") from None
@@ -76,7 +76,7 @@ def plot_metrics(path: Path, out: str | os.PathLike, force: bool = False) -> Non
     """Draw the curves into `out`. A file there is replaced when it is a picture drawn here
     (its metadata says so) or `force` allows it, and never when it is the metrics file, a
     checkpoint or metrics log, or anything that is not a regular file."""
-    check_picture(out, "-o", force)  # (the metrics file is charseq's data: never replaced)
+    existed = check_picture(out, "-o", force)  # (the metrics file is charseq's data: never replaced)
     out = Path(out)
     records = read_metrics(path)
     try:
@@ -103,7 +103,7 @@ def plot_metrics(path: Path, out: str | os.PathLike, force: bool = False) -> Non
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            save_picture(figure, out)
+            save_picture(figure, out, follow_links=existed)
     except (OSError, ValueError, OverflowError) as exc:
         raise UsageError(f"cannot draw {str(path)!r} into {str(out)!r}: {str(exc).splitlines()[0]}") from None
     finally:
@@ -118,18 +118,21 @@ def _plottable(value) -> float:
     return value if math.isfinite(value) and abs(value) < 1e100 else math.nan
 
 
-def check_picture(out: str | os.PathLike, what: str, force: bool = False, force_option: str | None = "--force") -> None:
+def check_picture(out: str | os.PathLike, what: str, force: bool = False, force_option: str | None = "--force") -> bool:
     """Refuse, in one line, a picture's path that the write policy does not allow: a file
     there is replaced when charseq drew it, another only with `force`, and charseq's data
-    never (charseq.outputs.check_new_file)."""
+    never (charseq.outputs.check_new_file). Whether something was there: save_picture
+    writes through a link only when it was checked."""
     from charseq.outputs import check_new_file
 
     check_new_file(os.fspath(out), what, force=force, own=drawn_here, force_option=force_option)
+    return os.path.lexists(out)
 
 
-def save_picture(figure, out: Path) -> None:
+def save_picture(figure, out: Path, follow_links: bool = False) -> None:
     """Save a matplotlib figure whole or not at all, marked in its metadata as drawn here
-    (so that a later drawing may replace it)."""
+    (so that a later drawing may replace it). A link at `out` is written through only with
+    `follow_links` (it was there when the path was checked), else replaced."""
     import io
 
     from charseq.files import atomic_write
@@ -137,18 +140,14 @@ def save_picture(figure, out: Path) -> None:
     picture = io.BytesIO()
     kind = out.suffix.lower().lstrip(".") or "png"
     figure.savefig(picture, format=kind, metadata=_marked(kind))
-    atomic_write(out, lambda f: f.write(picture.getvalue()))
+    atomic_write(out, lambda f: f.write(picture.getvalue()), follow_links=follow_links)
 
 
 _MARK = "charseq plot"
 _MARK_KEY = {"png": "Software", "pdf": "Creator", "svg": "Creator", "ps": "Creator", "eps": "Creator"}
-# Where each format keeps the mark, exactly as matplotlib writes it: a file that merely
-# holds the words is not a picture drawn here.
-_MARKED = {
-    "pdf": re.compile(rb"/Creator \(charseq plot\)"),
-    "svg": re.compile(rb"<dc:creator>\s*<cc:Agent>\s*<dc:title>charseq plot</dc:title>"),
-    "ps": re.compile(rb"\A%!PS-Adobe-[^\n]*\n(?:%%[^\n]*\n)*?%%Creator: charseq plot\n"),
-}
+_LARGEST_PICTURE = 64 << 20  # read whole to find its mark; a larger file is no picture this command drew
+_PS = re.compile(rb"\A%!PS-Adobe-[^\n]*\n(?:%%[^\n]*\n)*?%%Creator: charseq plot\n")
+_DC, _CC = "{http://purl.org/dc/elements/1.1/}", "{http://creativecommons.org/ns#}"
 
 
 def _marked(kind: str) -> dict[str, str] | None:
@@ -159,40 +158,68 @@ def _marked(kind: str) -> dict[str, str] | None:
 
 def drawn_here(path: Path) -> bool:
     """Whether `path` is a picture this command drew: a regular file (not a link) whose
-    format's own metadata holds the mark (what a file says of itself only ever makes that
-    file replaceable)."""
+    format's own metadata, read as that format reads it, holds the mark (a comment or a
+    page's text that quotes it does not count; what a file says of itself only ever makes
+    that file replaceable)."""
     kind = path.suffix.lower().lstrip(".")
     try:
-        if path.is_symlink() or not path.is_file():
+        if path.is_symlink() or not path.is_file() or path.stat().st_size > _LARGEST_PICTURE:
             return False
-        with path.open("rb") as picture:
-            head = picture.read(1 << 16)
-            picture.seek(max(0, os.fstat(picture.fileno()).st_size - (1 << 16)))
-            tail = picture.read(1 << 16)
+        data = path.read_bytes()
     except OSError:
         return False
     if kind == "png":
-        return _png_text(head).get(_MARK_KEY["png"]) == _MARK
+        return _png_text(data).get(_MARK_KEY["png"]) == _MARK
     if kind == "pdf":
-        return head.startswith(b"%PDF-") and bool(_MARKED["pdf"].search(tail))
+        return _pdf_creator(data) == _MARK.encode()
     if kind == "svg":
-        return b"<svg" in head and bool(_MARKED["svg"].search(head))
+        return _svg_creator(data) == _MARK
     if kind in ("ps", "eps"):
-        return bool(_MARKED["ps"].match(head))
+        return bool(_PS.match(data))
     return False
 
 
 def _png_text(data: bytes) -> dict[str, str]:
-    """The tEXt entries of a PNG's chunks before its image data (where matplotlib puts them)."""
+    """The tEXt entries (with their checksums right) of a PNG's chunks before its image data,
+    where matplotlib puts them."""
+    import zlib
+
     if not data.startswith(b"\x89PNG\r\n\x1a\n"):
         return {}
     found, at = {}, 8
-    while at + 8 <= len(data):
+    while at + 12 <= len(data):
         length, kind = int.from_bytes(data[at : at + 4], "big"), data[at + 4 : at + 8]
-        if kind == b"IDAT":
+        body, crc = data[at + 8 : at + 8 + length], data[at + 8 + length : at + 12 + length]
+        if kind == b"IDAT" or zlib.crc32(kind + body).to_bytes(4, "big") != crc:
             break
         if kind == b"tEXt":
-            key, _, value = data[at + 8 : at + 8 + length].partition(b"\0")
+            key, _, value = body.partition(b"\0")
             found[key.decode("latin-1")] = value.decode("latin-1")
         at += 12 + length
     return found
+
+
+def _pdf_creator(data: bytes) -> bytes | None:
+    """The Creator of a PDF's document information dictionary: the object its last trailer
+    names as /Info."""
+    if not data.startswith(b"%PDF-"):
+        return None
+    trailers = re.findall(rb"trailer\s*<<(.*?)>>", data[-(1 << 16):], re.S)
+    info = re.search(rb"/Info\s+(\d+)\s+0\s+R", trailers[-1]) if trailers else None
+    if info is None:
+        return None
+    found = re.search(rb"(?:^|\s)" + info.group(1) + rb"\s+0\s+obj\s*<<(.*?)>>\s*endobj", data, re.S)
+    creator = re.search(rb"/Creator\s*\(([^()\\]*)\)", found.group(1)) if found else None
+    return creator.group(1) if creator else None
+
+
+def _svg_creator(data: bytes) -> str | None:
+    """The creator an SVG's Dublin Core metadata names (comments are no part of the tree)."""
+    import xml.etree.ElementTree as ElementTree
+
+    try:
+        root = ElementTree.fromstring(data)
+    except (ElementTree.ParseError, ValueError):
+        return None
+    title = root.find(f".//{_DC}creator/{_CC}Agent/{_DC}title")
+    return None if title is None else title.text

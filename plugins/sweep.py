@@ -140,6 +140,7 @@ def _run(sweeps, plan, jobs, say) -> None:
 
 def _report(sweeps, storage, study_name, plot_path, as_json, say):
     """Print the study's trials and best; the best trial (None when none completed)."""
+    existed = False
     if plot_path:
         where = Path(plot_path)
         if where.suffix.lower() not in (".png", ".pdf", ".svg"):
@@ -148,7 +149,7 @@ def _report(sweeps, storage, study_name, plot_path, as_json, say):
             raise UsageError(f"--plot {plot_path!r}: its folder does not exist")
         from charseq.plot import check_picture
 
-        check_picture(where, "--plot", force_option=None)
+        existed = check_picture(where, "--plot", force_option=None)
     with sweeps.passwords_hidden(storage):
         rows, best = sweeps.report(storage, study_name)
     if as_json:
@@ -170,7 +171,7 @@ def _report(sweeps, storage, study_name, plot_path, as_json, say):
             shown = ", ".join(f"{k.replace('_', '-')}={_shown(v)}" for k, v in best.params.items())
             say(f"best: trial {best.number}, loss {best.value:.4f}: {shown}", essential=True)
     if plot_path:
-        _plot(rows, plot_path)
+        _plot(rows, plot_path, existed)
         say(f"drew {plot_path}", err=True)
     return best
 
@@ -181,7 +182,7 @@ def _shown(value) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
-def _plot(rows, path) -> None:
+def _plot(rows, path, existed: bool) -> None:
     from charseq.plot import save_picture
 
     try:
@@ -204,6 +205,6 @@ def _plot(rows, path) -> None:
     axes.legend()
     figure.tight_layout()
     figure.set_dpi(120)
-    save_picture(figure, Path(path))
+    save_picture(figure, Path(path), follow_links=existed)
     plt.close(figure)
 

@@ -1,5 +1,6 @@
 """The CLI end to end, in-process with click's CliRunner."""
 
+import importlib.util
 import os
 import re
 
@@ -326,6 +327,64 @@ def test_plot_knows_its_own_pictures_by_their_metadata_not_by_their_words(tmp_pa
         assert result.exit_code == 2 and words in result.stderr and result.stderr.count("\n") == 1, result.output
     result = run_cli("plot", metrics, "-o", "", ok=False)
     assert result.exit_code == 2 and "not a file name" in result.stderr
+    result = run_cli("plot", metrics, "-o", "-", ok=False)
+    assert result.exit_code == 2 and "would be standard output" in result.stderr and not os.path.lexists("-")
+
+
+def test_plot_and_export_never_write_through_a_link_planted_while_they_work(tmp_path, monkeypatch, alphabet_checkpoint):
+    """Nothing was at -o when it was checked: a link put there while the picture is drawn (or
+    the graph built) is replaced, never written through."""
+    pytest.importorskip("matplotlib")
+    import charseq.plot
+
+    metrics = tmp_path / "m.jsonl"
+    metrics.write_text('{"step": 1, "loss": 2.0}\n')
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    real = charseq.plot.read_metrics
+
+    def planting(path):
+        (tmp_path / "race.png").symlink_to(victim)
+        return real(path)
+
+    monkeypatch.setattr(charseq.plot, "read_metrics", planting)
+    run_cli("plot", metrics, "-o", tmp_path / "race.png")
+    assert victim.read_text() == "precious" and not (tmp_path / "race.png").is_symlink()
+    assert (tmp_path / "race.png").read_bytes()[:4] == b"\x89PNG"
+    if importlib.util.find_spec("onnx") is not None:
+        import charseq.onnx_export
+
+        build = charseq.onnx_export.build
+
+        def building(saved):
+            (tmp_path / "race.onnx").symlink_to(victim)
+            return build(saved)
+
+        monkeypatch.setattr(charseq.onnx_export, "build", building)
+        run_cli("export", alphabet_checkpoint, "-o", tmp_path / "race.onnx")
+        assert victim.read_text() == "precious" and not (tmp_path / "race.onnx").is_symlink()
+
+
+def test_a_mark_quoted_in_a_comment_or_a_pages_text_is_not_plots_mark(tmp_path):
+    pytest.importorskip("matplotlib")
+    metrics = tmp_path / "m.jsonl"
+    metrics.write_text('{"step": 1, "loss": 2.0}\n{"step": 2, "loss": 1.5}\n' + "[" * 100_000 + "\n")
+    result = run_cli("plot", metrics, "-o", tmp_path / "deep.png", ok=False)
+    assert result.exit_code == 2 and "line 3 is not JSON" in result.stderr  # nested too deep for Python: not JSON
+    metrics.write_text('{"step": 1, "loss": 2.0}\n')
+    creator = "<dc:creator><cc:Agent><dc:title>charseq plot</dc:title></cc:Agent></dc:creator>"
+    (tmp_path / "quoted.svg").write_text(
+        '<svg xmlns="http://www.w3.org/2000/svg" xmlns:dc="http://purl.org/dc/elements/1.1/" '
+        f'xmlns:cc="http://creativecommons.org/ns#"><!-- {creator} --><text>hello</text></svg>')
+    (tmp_path / "quoted.pdf").write_bytes(
+        b"%PDF-1.4\n1 0 obj << /Type /Catalog >> endobj\n2 0 obj << /Length 30 >> stream\n(/Creator (charseq plot)) Tj"
+        b"\nendstream endobj\n3 0 obj << /Creator (LaTeX) >> endobj\ntrailer << /Root 1 0 R /Info 3 0 R >>\n%%EOF\n")
+    for name in ("quoted.svg", "quoted.pdf"):
+        before = (tmp_path / name).read_bytes()
+        result = run_cli("plot", metrics, "-o", tmp_path / name, ok=False)
+        assert result.exit_code == 2 and "already exists" in result.stderr and (tmp_path / name).read_bytes() == before
+        run_cli("plot", metrics, "-o", tmp_path / f"drawn-{name}")
+        run_cli("plot", metrics, "-o", tmp_path / f"drawn-{name}")  # its own: drawn again
 
 
 def test_plot_refuses_what_is_not_a_metrics_file(tmp_path):
