@@ -233,13 +233,21 @@ def _sqlite(url: str) -> tuple[Path | None, bool] | None:
         return None
     if parsed.get_backend_name().lower() != "sqlite":
         return None
-    query = {key.lower(): str(value).lower() for key, value in parsed.query.items()}
+    query = {_decoded(key).lower(): _decoded(str(value)).lower() for key, value in parsed.query.items()}
     database = parsed.database or ""
-    uri = query.get("uri") == "true" or database.startswith("file:")
-    path = database.removeprefix("file:").split("?")[0] if uri else database
-    memory = (not path or path == ":memory:" or query.get("mode") == "memory" or query.get("vfs") == "memdb"
-              or (uri and "mode=memory" in database.lower()))
+    uri = query.get("uri") in ("true", "1", "yes", "on") or database.startswith("file:")
+    full = _decoded(database) if uri else database  # a file: URI SQLite decodes again, after SQLAlchemy
+    path = full.removeprefix("file:").split("?")[0] if uri else database
+    memory = (not path or path.lower() == ":memory:" or query.get("mode") == "memory" or query.get("vfs") == "memdb"
+              or (uri and ("mode=memory" in full.lower() or "vfs=memdb" in full.lower())))
     return (Path(path) if path else None), memory
+
+
+def _decoded(text: str) -> str:
+    """`text` with its percent-escapes decoded until none is left (each reader decodes once)."""
+    while (plain := unquote(text)) != text:
+        text = plain
+    return text
 
 
 # A URL: scheme://rest. The password in its user part, as SQLAlchemy reads one (user, colon, up
@@ -247,7 +255,12 @@ def _sqlite(url: str) -> tuple[Path | None, bool] | None:
 _URL = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*)://(?P<rest>.*)$", re.S)
 _USER_PASSWORD = re.compile(r"^(?P<head>(?:[A-Za-z][A-Za-z0-9+.-]*://)?[^:/]*:)(?!//)(?P<secret>.*?)"
                             r"(?P<tail>@[^@/?#]*(?:[/?#]|$))", re.S)
-_QUERY_PASSWORD = re.compile(r"(?P<head>[?&;](?:[a-z_]*password|passwd|pass|pwd)=)(?P<secret>[^&;#]*)", re.I)
+_QUERY_PARAMETER = re.compile(r"(?P<head>[?&;](?P<key>[^=&;#]*)=)(?P<secret>[^&;#]*)")
+_SECRET_KEY = re.compile(r"^(?:[a-z_]*password|passwd|pass|pwd)$", re.I)  # as the driver reads the name (decoded)
+
+
+def _secret_parameters(url: str) -> list[re.Match[str]]:
+    return [found for found in _QUERY_PARAMETER.finditer(url) if _SECRET_KEY.match(_decoded(found["key"]))]
 
 
 def check_storage(url: str) -> None:
@@ -268,16 +281,18 @@ def _shown_url(url: str) -> str:
     """The URL with its passwords (in the user part, and password= parameters) shown as ***,
     and every other character as it was."""
     url = _USER_PASSWORD.sub(r"\g<head>***\g<tail>", url, count=1)
-    return _QUERY_PASSWORD.sub(r"\g<head>***", url)
+    secret = {found.start() for found in _secret_parameters(url)}
+    return _QUERY_PARAMETER.sub(lambda found: found["head"] + "***" if found.start() in secret else found[0], url)
 
 
 def masked(text: str, url: str) -> str:
     """`text` (an error's, which may quote the URL or its password, as given or decoded) without
     the passwords of `url`."""
     text = text.replace(url, _shown_url(url))
-    found = [match["secret"] for pattern in (_USER_PASSWORD, _QUERY_PASSWORD) for match in pattern.finditer(url)]
+    found = [match["secret"] for match in [*_USER_PASSWORD.finditer(url), *_secret_parameters(url)]]
     for secret in sorted({form for raw in found for form in (raw, unquote(raw)) if form}, key=len, reverse=True):
-        text = text.replace(secret, "***")
+        # (as a whole word: a short password is not every letter of that name in a message)
+        text = re.sub(rf"(?<![A-Za-z0-9]){re.escape(secret)}(?![A-Za-z0-9])", "***", text)
     return text
 
 

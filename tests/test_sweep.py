@@ -546,7 +546,11 @@ def test_a_study_another_process_is_making_is_waited_for(tmp_path):
 @pytest.mark.parametrize("storage", ["sqlite:///:memory:", "sqlite://", "sqlite:///", "sqlite+pysqlite:///:memory:",
                                      "sqlite:///file::memory:?cache=shared", "sqlite:///file:runs?mode=memory&uri=true",
                                      "sqlite:///%3Amemory%3A", "sqlite:///file:x.db?mode=memor%79&uri=true",
-                                     "sqlite:///x.db?vfs=memdb&uri=true", "SQLITE:///:memory:"])
+                                     "sqlite:///x.db?vfs=memdb&uri=true", "SQLITE:///:memory:",
+                                     "sqlite:///file:a.db?mode=memor%2579&uri=true",  # SQLite decodes again
+                                     "sqlite:///file:b.db?mod%2565=memory&uri=true", "sqlite:///file:%253Amemory%253A?uri=true",
+                                     "sqlite:///file:g.db%3Fmode%3Dmemor%2579?uri=true",
+                                     "sqlite:///file:c.db?vfs=memd%2562&uri=true"])
 def test_a_storage_that_ends_with_the_process_is_refused_up_front(tmp_path, storage):
     for args in (SMALL, ["--report"]):
         result = sweep(*args, "--storage", storage, cwd=tmp_path, ok=False)
@@ -580,6 +584,9 @@ def test_a_storage_without_its_scheme_is_refused_without_its_password(tmp_path, 
     (f"mysql://bob@host/db?passwd={SECRET};charset=utf8mb4", "mysql://bob@host/db?passwd=***;charset=utf8mb4"),
     (f"postgresql://bob@host:5432/db?sslmode=require&PWD={SECRET}", "postgresql://bob@host:5432/db?sslmode=require&PWD=***"),
     ("postgresql://bob@host:5432/db?a=b%20c", "postgresql://bob@host:5432/db?a=b%20c"),
+    (f"postgresql://bob@127.0.0.1:1/db?sslpass%77ord={SECRET}", "postgresql://bob@127.0.0.1:1/db?sslpass%77ord=***"),
+    (f"postgresql://bob@h/db?sslpassword={SECRET}&pass%77ord={SECRET}",
+     "postgresql://bob@h/db?sslpassword=***&pass%77ord=***"),
 ])
 def test_a_password_is_masked_in_every_form_and_nothing_else_changes(url, shown):
     assert sweeps._shown_url(url) == shown
