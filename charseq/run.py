@@ -198,7 +198,8 @@ class Run:
                     # A plugin's file of a branch is not the branch's yet: the line it came from wrote it.
                     self._outputs.append(outputs.Output(path, f"callback {ref.name!r} option {option}", kind,
                                                         template=kind == outputs.CHECKPOINT,
-                                                        fresh=not resuming or ref in added or branch))
+                                                        fresh=not resuming or ref in added or branch,
+                                                        callback=ref.name))
         self.trainer = Trainer(self.model, corpus, config, callbacks)
         self.trainer.run, self.trainer.out = spec.to_dict(), Path(spec.out)
         self.trainer.saver = lambda path: self._save(path, periodic=True)
@@ -534,13 +535,19 @@ class Run:
     def _continuation(self, saved: Path) -> str:
         """The command that goes on with the run saved at `saved`: into `out` again when only
         the disk kept it from `out` (room there, later), else in `saved` itself, since what
-        the rules refused (another run's file there) stays refused."""
+        the rules refused (another run's file there) stays refused; and a metrics log that
+        another run took since (two runs started alike) moved beside `saved`."""
         advice = f"charseq train --resume {_quote(shown(saved))}"
-        if saved == self.out:
-            return advice
-        refused = self._out_refused
-        out = saved if refused is not None and refused.os_error is None else Path(self.spec.out)
-        return f"{advice} --out {_quote(shown(out))}"
+        if saved != self.out:
+            refused = self._out_refused
+            out = saved if refused is not None and refused.os_error is None else Path(self.spec.out)
+            advice += f" --out {_quote(shown(out))}"
+        for output in self._outputs:
+            path = Path(output.path)
+            if output.callback == "metrics" and path.is_file() and not outputs.own(path, outputs.METRICS, self.lineage):
+                log = saved.with_name(f"{saved.stem}.jsonl")
+                advice += f" --drop-callback metrics --metrics {_quote(shown(log))}"
+        return advice
 
     def _fail_after_callback(self, exc: CallbackError, first_step: int) -> None:
         """A callback raised between two steps: save the run (unless it had not begun), and

@@ -290,7 +290,13 @@ class MetricsLog:
         self._start_anew(trainer)
 
     def _start_anew(self, trainer) -> None:
-        """The file as the run's history has it so far, open for the lines to come."""
+        """The file as the run's history has it so far, open for the lines to come; never over
+        another run's log (one started alike may have taken the path since the run's check)."""
+        owner, _ = identity(self.path, METRICS) if self.path.is_file() else (None, -1)
+        line = {self._run_id, *(parent.get("id") for parent in (trainer.run or {}).get("parents", []))}
+        if owner is not None and self._run_id is not None and owner not in line:
+            self._give_up(SaveError(shown(self.path), "it holds another run's metrics now"))
+            return
         lines = "".join(self._line(entry) for entry in trainer.history)
         try:
             atomic_write(self.path, lambda f: f.write(lines.encode("utf-8")), durable=False)

@@ -219,25 +219,41 @@ class AnotherRunTakesOut:
     """At the end of epoch `epoch`, another run trains to the end and saves to the same --out:
     two runs started with one --out, the other one finishing first."""
 
-    def __init__(self, epoch: int):
-        self.epoch = epoch
+    def __init__(self, epoch: int, callbacks=(), step: int | None = None):
+        self.epoch, self.callbacks, self.step = epoch, callbacks, step
+
+    def _other_run(self) -> None:
+        Run.start("digits", out="m.npz", epochs=2, seed=1, callbacks=self.callbacks).fit()
+
+    @hookimpl
+    def on_train_begin(self):
+        if self.step == 0:  # after this run's checks, before its own callbacks start (this one is first)
+            self._other_run()
+
+    @hookimpl
+    def on_step_end(self, step):
+        if step == self.step:  # (before this run's first evaluation: its metrics log is still empty)
+            self._other_run()
 
     @hookimpl
     def on_epoch_end(self, trainer, epoch, metrics):
-        if epoch == self.epoch:
-            Run.start("digits", out="m.npz", epochs=2, seed=1).fit()
+        if epoch == self.epoch and self.step is None:
+            self._other_run()
 
 
-@pytest.mark.parametrize("every", [None, 2, "interrupted"])
+@pytest.mark.parametrize("every", [None, 2, "interrupted", "interrupted, one metrics log"])
 def test_the_advice_of_a_run_whose_out_another_run_took_works_when_followed(place, every):
     """Another run's checkpoint at --out is never replaced: the run is saved elsewhere, and
     what it says to do next (at its end: nothing unless more epochs; mid-run or interrupted:
-    go on in that file) works."""
-    if every == "interrupted":
-        result = Run.start("digits", out="m.npz", epochs=3,
-                           extra_callbacks=[AnotherRunTakesOut(1), InterruptAt(hook="on_epoch_end", epoch=2)]).fit()
+    go on in that file, with the metrics log too when the other run took it) works."""
+    if str(every).startswith("interrupted"):
+        metrics = [("metrics", {"path": "m.jsonl"})] if "metrics" in every else []
+        result = Run.start("digits", out="m.npz", epochs=3, callbacks=metrics,
+                           extra_callbacks=[AnotherRunTakesOut(1, metrics, step=1 if metrics else None),
+                                            InterruptAt(hook="on_epoch_end", epoch=2)]).fit()
         assert result.status == "interrupted"
         message = result.message
+        logs = (place / "m.jsonl").read_bytes() if metrics else None
     else:
         callbacks = [("checkpoint", {"every": every})] if every else []
         with pytest.raises(charseq.RunFailed) as failed:
@@ -251,10 +267,27 @@ def test_the_advice_of_a_run_whose_out_another_run_took_works_when_followed(plac
         assert "continue with" not in message and charseq.load(rescued).training["epoch"] == 3
     else:
         advice = message.split("continue with: charseq ", 1)[1].split()
-        assert advice == ["train", "--resume", rescued.name, "--out", rescued.name]
+        moved = ["--drop-callback", "metrics", "--metrics", rescued.with_suffix(".jsonl").name] if "log" in str(every) \
+            else []
+        assert advice == ["train", "--resume", rescued.name, "--out", rescued.name, *moved]
         run_cli(*advice, "-q")
         assert charseq.load(rescued).training["epoch"] == 3
     assert (place / "m.npz").read_bytes() == theirs
+    if every == "interrupted, one metrics log":
+        assert (place / "m.jsonl").read_bytes() == logs  # the other run's, as it left it
+        assert len((place / rescued.with_suffix(".jsonl").name).read_text().splitlines()) == 3
+
+
+def test_a_metrics_log_another_run_wrote_since_the_check_is_never_replaced(place):
+    """Two runs started alike: the other one wrote the log between this run's check and its
+    metrics callback's start. The log stays the other run's, and this run trains on."""
+    metrics = [("metrics", {"path": "m.jsonl"})]
+    with pytest.warns(charseq.CharseqWarning, match="holds another run's metrics now"):
+        result = Run.start("digits", out="mine.npz", epochs=2, callbacks=metrics,
+                           extra_callbacks=[AnotherRunTakesOut(0, metrics, step=0)]).fit()
+    assert result.status == "finished"
+    theirs = [json.loads(line) for line in (place / "m.jsonl").read_text().splitlines()]
+    assert {line["run"] for line in theirs} == {charseq.load(place / "m.npz").run["id"]}
 
 
 def test_ctrl_c_while_starting_up_prints_no_traceback(place):
