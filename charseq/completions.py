@@ -295,7 +295,13 @@ def error_body(message: str, param: str | None = None, status: int = 400, code: 
     """OpenAI's error shape; its clients raise the matching exception from the status."""
     kind = {401: "authentication_error", 404: "invalid_request_error", 408: "timeout", 413: "invalid_request_error",
             429: "rate_limit_error"}.get(status, "invalid_request_error" if status < 500 else "server_error")
-    return {"error": {"message": message, "type": kind, "param": param, "code": code}}
+    return {"error": {"message": _cut(message, 2000), "type": kind, "param": None if param is None else _cut(param, 200),
+                      "code": code}}
+
+
+def _cut(text: str, longest: int) -> str:
+    """Text from a request, quoted back, cut short: the client has it already."""
+    return text if len(text) <= longest else f"{text[: longest - 30]}... ({len(text):,} characters)"
 
 
 def completion_body(request: CompletionRequest, texts: list[str], reasons: list[str], model_id: str) -> dict[str, Any]:

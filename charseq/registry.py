@@ -294,7 +294,10 @@ def convert_value(value: Any, declared: Any, where: str) -> Any:
         if isinstance(value, int) and not isinstance(value, bool):
             return value
         if isinstance(value, str) and _WHOLE_NUMBER.match(value.strip()):  # not 1_0, nor other scripts' digits
-            return int(value)
+            try:
+                return int(value)
+            except ValueError:  # past Python's limit on an integer's digits (4,300)
+                raise UsageError(f"{where} has {len(value.strip()):,} digits, more than any setting takes") from None
         if not isinstance(value, (bool, str)) and type(value).__name__ != "bool_":
             try:
                 return operator.index(value)  # a numpy integer

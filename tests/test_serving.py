@@ -308,6 +308,7 @@ def test_a_stop_scanner_cuts_at_the_first_stop(stops, chars, out, done):
     ({"prompt": "a", "charseq": {"repetition_penalty": 0}}, "charseq.repetition_penalty", "above 0"),
     ({"prompt": "a", "charseq": {"repetition_penalty": 1e-300}}, "charseq.repetition_penalty", "from 1e-06 to 1e+06"),
     ({"prompt": "a", "charseq": {"repetition_window": 0}}, "charseq.repetition_window", "at least 1"),
+    ({"prompt": "a", "charseq": {"sampler": "top-k:k=" + "9" * 5000}}, "charseq.sampler", "5,000 digits"),
     ({"prompt": "a", "charseq": {"options": {"k": 3}}}, "charseq.options", "name the sampler"),
     ({"prompt": "a", "charseq": []}, "charseq", "must be an object"),
     ({"prompt": "a", "charseq": False}, "charseq", "must be an object"),
@@ -423,3 +424,16 @@ def test_a_sampler_that_exits_fails_its_request_and_the_engine_thread_lives_on()
         later = request({"prompt": "abc", "max_tokens": 30, "temperature": 0})
         engine.submit(later.jobs)
         assert [c.text for c in collect(later.output, 1, 10)] == [greedy(model, "abc", 30)]
+
+
+def test_what_a_request_sent_is_quoted_back_cut_short():
+    """A 900 KB field name or model name is not echoed whole (twice) in the error."""
+    from charseq.completions import error_body
+
+    for body in ({"prompt": "a", "x" * 900_000: 1}, {"prompt": "a", "model": "m" * 900_000},
+                 {"prompt": "a", "charseq": {"y" * 900_000: 1}}):
+        with pytest.raises(BadRequest) as refused:
+            request(body, Limits(max_tokens=50, max_choices=4, max_prompt=100))
+        error = error_body(str(refused.value), refused.value.param, refused.value.status)["error"]
+        assert len(error["message"]) <= 2000 and (error["param"] is None or len(error["param"]) <= 200)
+
