@@ -421,7 +421,7 @@ class GuardedProtocol(H11Protocol):
         answered (the rest of a body the app did not read may still be arriving)."""
         return self.transport.is_closing() or self.cycle is None or self.cycle.response_complete
 
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+    def connection_made(self, transport: Any) -> None:  # (an asyncio.Transport; Any: uvicorn's own override narrows it)
         super().connection_made(transport)
         if hasattr(transport, "max_size"):  # asyncio's own transports read up to this much at a time
             setattr(transport, "max_size", READ_SIZE)
