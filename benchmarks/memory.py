@@ -25,7 +25,7 @@ SHAKESPEARE = Path(__file__).resolve().parents[2] / "shared" / "data" / "tinysha
 CHILD = """
 import resource, sys, time
 from charseq import TrainConfig, Trainer, VanillaRNN, hookimpl
-from charseq.registry import get_registry
+from charseq.hooks.registry import get_registry
 
 class StopAfter:
     @hookimpl

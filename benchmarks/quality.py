@@ -27,9 +27,9 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from charseq import TrainConfig, Trainer, get_model, hookimpl
-from charseq.config import DEFAULT_MODEL
-from charseq.evaluation import EVAL_STREAM_CHARS
-from charseq.registry import get_registry, model_choice, parse_options
+from charseq.training.config import DEFAULT_MODEL
+from charseq.training.evaluation import EVAL_STREAM_CHARS
+from charseq.hooks.registry import get_registry, model_choice, parse_options
 
 sys.path.insert(0, str(Path(__file__).parent))
 from machine import cpu_name  # noqa: E402

@@ -36,7 +36,7 @@ SYMBOLS = "\n !$&',-.3:;?ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"  
 
 def make_checkpoint(path: Path, spec: str, hidden: int) -> None:
     import charseq
-    from charseq.registry import build_model
+    from charseq.hooks.registry import build_model
 
     vocab = charseq.Vocabulary(SYMBOLS)
     charseq.save(path, charseq.Checkpoint(build_model(spec, {}, len(vocab), hidden, seed=0), vocab))
@@ -45,8 +45,8 @@ def make_checkpoint(path: Path, spec: str, hidden: int) -> None:
 def generate_rate(path: Path, samples: int, length: int, threads: int) -> float:
     """Characters per second of `charseq generate` (the whole command, start-up excluded)."""
     import charseq
-    from charseq.generation import generate
-    from charseq.registry import get_registry
+    from charseq.decoding.generate import generate
+    from charseq.hooks.registry import get_registry
     from threadpoolctl import threadpool_limits
 
     saved = charseq.load(path)

@@ -24,7 +24,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from charseq import Corpus, TrainConfig, Trainer, Vocabulary, get_model
-from charseq.generation import generate
+from charseq.decoding.generate import generate
 
 sys.path.insert(0, str(Path(__file__).parent))
 from machine import cpu_name  # noqa: E402

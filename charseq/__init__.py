@@ -13,38 +13,38 @@ TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing: `import 
 __version__ = "0.5.0"
 
 _PUBLIC = {
-    "Aborted": "charseq.interrupt",
-    "CallbackRef": "charseq.run",
+    "Aborted": "charseq.training.interrupt",
+    "CallbackRef": "charseq.training.run",
     "CharseqError": "charseq.errors",
     "CharseqWarning": "charseq.errors",
-    "Checkpoint": "charseq.checkpoint",
-    "Corpus": "charseq.corpus",
-    "GRU": "charseq.gru",
-    "LSTM": "charseq.lstm",
-    "Model": "charseq.model",
-    "Parameters": "charseq.model",
+    "Checkpoint": "charseq.checkpoints.format",
+    "Corpus": "charseq.data.corpus",
+    "GRU": "charseq.models.gru",
+    "LSTM": "charseq.models.lstm",
+    "Model": "charseq.models.base",
+    "Parameters": "charseq.models.base",
     "PluginWarning": "charseq.errors",
-    "Run": "charseq.run",
-    "RunFailed": "charseq.run",
-    "RunResult": "charseq.run",
-    "RunSpec": "charseq.run",
+    "Run": "charseq.training.run",
+    "RunFailed": "charseq.training.run",
+    "RunResult": "charseq.training.run",
+    "RunSpec": "charseq.training.run",
     "SaveError": "charseq.errors",
-    "TrainConfig": "charseq.config",
-    "Trainer": "charseq.trainer",
+    "TrainConfig": "charseq.training.config",
+    "Trainer": "charseq.training.trainer",
     "UsageError": "charseq.errors",
-    "VanillaRNN": "charseq.rnn",
-    "Vocabulary": "charseq.vocab",
-    "evaluate": "charseq.evaluation",
-    "generate": "charseq.generation",
-    "get_callback": "charseq.registry",
-    "get_corpus": "charseq.registry",
-    "get_model": "charseq.registry",
-    "get_sampler": "charseq.registry",
-    "hookimpl": "charseq.hookspecs",
-    "reload_plugins": "charseq.registry",
-    "load": "charseq.checkpoint",
-    "save": "charseq.checkpoint",
-    "stream": "charseq.generation",
+    "VanillaRNN": "charseq.models.rnn",
+    "Vocabulary": "charseq.data.vocab",
+    "evaluate": "charseq.training.evaluation",
+    "generate": "charseq.decoding.generate",
+    "get_callback": "charseq.hooks.registry",
+    "get_corpus": "charseq.hooks.registry",
+    "get_model": "charseq.hooks.registry",
+    "get_sampler": "charseq.hooks.registry",
+    "hookimpl": "charseq.hooks.specs",
+    "reload_plugins": "charseq.hooks.registry",
+    "load": "charseq.checkpoints.format",
+    "save": "charseq.checkpoints.format",
+    "stream": "charseq.decoding.generate",
 }
 
 __all__ = sorted(_PUBLIC)
@@ -55,7 +55,7 @@ def __getattr__(name: str) -> object:
     if module is not None:
         value = getattr(importlib.import_module(module), name)
     else:
-        try:  # a submodule, as `charseq.checkpoint` after `import charseq`
+        try:  # a submodule, as `charseq.checkpoints.format` after `import charseq`
             value = importlib.import_module(f"charseq.{name}")
         except ModuleNotFoundError:
             raise AttributeError(f"module 'charseq' has no attribute {name!r}") from None
@@ -68,9 +68,9 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # what type checkers and editors see (`X as X`: a re-export)
-    from charseq.checkpoint import Checkpoint as Checkpoint, load as load, save as save
-    from charseq.config import TrainConfig as TrainConfig
-    from charseq.corpus import Corpus as Corpus
+    from charseq.checkpoints.format import Checkpoint as Checkpoint, load as load, save as save
+    from charseq.training.config import TrainConfig as TrainConfig
+    from charseq.data.corpus import Corpus as Corpus
     from charseq.errors import (
         CharseqError as CharseqError,
         CharseqWarning as CharseqWarning,
@@ -78,27 +78,27 @@ if TYPE_CHECKING:  # what type checkers and editors see (`X as X`: a re-export)
         SaveError as SaveError,
         UsageError as UsageError,
     )
-    from charseq.evaluation import evaluate as evaluate
-    from charseq.generation import generate as generate, stream as stream
-    from charseq.hookspecs import hookimpl as hookimpl
-    from charseq.interrupt import Aborted as Aborted
-    from charseq.gru import GRU as GRU
-    from charseq.lstm import LSTM as LSTM
-    from charseq.model import Model as Model, Parameters as Parameters
-    from charseq.rnn import VanillaRNN as VanillaRNN
-    from charseq.registry import (
+    from charseq.training.evaluation import evaluate as evaluate
+    from charseq.decoding.generate import generate as generate, stream as stream
+    from charseq.hooks.specs import hookimpl as hookimpl
+    from charseq.training.interrupt import Aborted as Aborted
+    from charseq.models.gru import GRU as GRU
+    from charseq.models.lstm import LSTM as LSTM
+    from charseq.models.base import Model as Model, Parameters as Parameters
+    from charseq.models.rnn import VanillaRNN as VanillaRNN
+    from charseq.hooks.registry import (
         get_callback as get_callback,
         get_corpus as get_corpus,
         get_model as get_model,
         get_sampler as get_sampler,
         reload_plugins as reload_plugins,
     )
-    from charseq.run import (
+    from charseq.training.run import (
         CallbackRef as CallbackRef,
         Run as Run,
         RunFailed as RunFailed,
         RunResult as RunResult,
         RunSpec as RunSpec,
     )
-    from charseq.trainer import Trainer as Trainer
-    from charseq.vocab import Vocabulary as Vocabulary
+    from charseq.training.trainer import Trainer as Trainer
+    from charseq.data.vocab import Vocabulary as Vocabulary

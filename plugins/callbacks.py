@@ -18,7 +18,7 @@ import numpy as np
 from charseq import hookimpl
 from charseq.errors import CharseqWarning, SaveError, UsageError
 from charseq.files import atomic_write, shown
-from charseq.outputs import METRICS, identity
+from charseq.training.outputs import METRICS, identity
 
 
 def _improvement_test(mode: str, min_delta: float):

@@ -9,8 +9,8 @@ from pathlib import Path
 
 from charseq import Corpus, Vocabulary, hookimpl
 from charseq.errors import UsageError
-from charseq.linefiles import load_lines_corpus
-from charseq.textfiles import (
+from charseq.data.lines import load_lines_corpus
+from charseq.data.text import (
     glob_roots,
     is_stream,
     load_stream_corpus,

@@ -1,6 +1,6 @@
 """`charseq export`: a trained model as an ONNX graph (the export extra).
 
-A thin shell over charseq.onnx_export, registered through the same hook a third party's
+A thin shell over charseq.export.onnx, registered through the same hook a third party's
 command uses.
 """
 
@@ -37,7 +37,7 @@ def register_commands(cli):
         """
         from charseq.errors import counted
         from charseq.files import shown
-        from charseq.onnx_export import OPSET, export_checkpoint
+        from charseq.export.onnx import OPSET, export_checkpoint
 
         written, size = export_checkpoint(checkpoint_path, out, force=force)
         click.echo(f"wrote {shown(written)} ({counted(size, 'byte')}, ONNX opset {OPSET})")

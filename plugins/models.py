@@ -27,9 +27,9 @@ def _model(cls: type, help: str) -> Any:
 
 @hookimpl
 def register_models(register):
-    from charseq.gru import GRU
-    from charseq.lstm import LSTM
-    from charseq.rnn import VanillaRNN
+    from charseq.models.gru import GRU
+    from charseq.models.lstm import LSTM
+    from charseq.models.rnn import VanillaRNN
 
     register("rnn", _model(VanillaRNN, "The seed's vanilla RNN (tanh): U W b V c. Options: layers."))
     register("gru", _model(GRU, "Gated recurrent units, as PyTorch's nn.GRU. Options: layers."))

@@ -1,8 +1,8 @@
 """`charseq serve`: an OpenAI-compatible HTTP server and a web page (the serve extra).
 
 Registered through ``register_commands``, the door a third party's command uses; the
-server itself is charseq.server (HTTP), charseq.completions (the API) and
-charseq.serving (requests decoded together).
+server itself is charseq.serving.app (HTTP), charseq.serving.api (the API) and
+charseq.serving.engine (requests decoded together).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ INSTALL_HINT = "charseq serve needs the serve extra: pip install 'charseq[serve]
 def register_commands(cli):
     import click  # here, not at import: loading the plugins must not load the CLI's packages
 
-    from charseq.cli import _blas_threads, say, threads_option
+    from charseq.cli.main import _blas_threads, say, threads_option
 
     @cli.command()
     @click.argument("checkpoint_path", metavar="CHECKPOINT", type=click.Path(path_type=Path))
@@ -77,12 +77,12 @@ def register_commands(cli):
           CHARSEQ_API_KEY=secret charseq serve novel.npz --host 0.0.0.0 --port 8080
         """
         try:
-            from charseq import server
-            from charseq.completions import Limits, served_model
-            from charseq.serving import Engine
+            from charseq.serving import app as server
+            from charseq.serving.api import Limits, served_model
+            from charseq.serving.engine import Engine
         except ImportError as exc:
             raise CharseqError(f"{INSTALL_HINT} ({exc})") from None
-        from charseq.registry import get_registry
+        from charseq.hooks.registry import get_registry
 
         if api_key is not None and not api_key.strip():
             raise UsageError(f"the API key is empty; give one with --api-key or {API_KEY_VARIABLE}, or leave both "
@@ -131,7 +131,7 @@ def register_commands(cli):
 def _connection_cap(asked: int | None) -> int:
     """--max-connections, or its default, within what the open-file limit holds (raised first
     where allowed): every connection is an open file."""
-    from charseq import server
+    from charseq.serving import app as server
 
     file_limit = server.open_file_limit()
     room = server.connection_room(file_limit)

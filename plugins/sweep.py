@@ -1,7 +1,7 @@
 """`charseq sweep`: many training runs over a search space, on Optuna (the sweep extra).
 
 Registered through ``register_commands``, the door a third party's command uses; the
-sweep itself is charseq.sweeps.
+sweep itself is charseq.sweeps.study.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from charseq.errors import CharseqError, UsageError
 def register_commands(cli):
     import click  # here, not at import: loading the plugins must not load the CLI's packages
 
-    from charseq.cli import _available_cores, _corpus_options, _shortcut_callbacks, say, training_options
-    from charseq.sweeps import DEFAULT_DIRECTORY, DEFAULT_STORAGE, PRUNERS
+    from charseq.cli.main import _available_cores, _corpus_options, _shortcut_callbacks, say, training_options
+    from charseq.sweeps.study import DEFAULT_DIRECTORY, DEFAULT_STORAGE, PRUNERS
 
     @cli.command()
     @click.option("--corpus", "corpus_spec", metavar="NAME[:ARG]", help="What every trial trains on (as train's).")
@@ -74,7 +74,7 @@ def register_commands(cli):
           charseq sweep --corpus lines:names.txt --param dropout=float:0:0.3 --jobs 2
           charseq sweep --report --plot history.png
         """
-        from charseq import sweeps
+        from charseq.sweeps import study as sweeps
 
         sweeps.require_optuna()
         if report:
@@ -99,7 +99,7 @@ def register_commands(cli):
             raise UsageError("every trial would write the same checkpoint path; leave out path= (each trial's "
                              "checkpoints then go in its folder)")
         if model_spec is not None and ":" in model_spec:
-            from charseq.registry import parse_options
+            from charseq.hooks.registry import parse_options
 
             fixed_options = parse_options(model_spec.split(":", 1)[1])
             both = [name for name in names if name.startswith("model.") and name[6:] in fixed_options]
@@ -147,7 +147,7 @@ def _report(sweeps, storage, study_name, plot_path, as_json, say):
             raise UsageError(f"--plot {plot_path!r}: draw a .png, .pdf or .svg")
         if not (where.parent if str(where.parent) else Path(".")).is_dir():
             raise UsageError(f"--plot {plot_path!r}: its folder does not exist")
-        from charseq.plot import check_picture
+        from charseq.cli.plot import check_picture
 
         existed = check_picture(where, "--plot", force_option=None)
     with sweeps.passwords_hidden(storage):
@@ -183,7 +183,7 @@ def _shown(value) -> str:
 
 
 def _plot(rows, path, existed: bool) -> None:
-    from charseq.plot import save_picture
+    from charseq.cli.plot import save_picture
 
     try:
         import matplotlib

@@ -16,7 +16,7 @@ from click.testing import CliRunner
 
 from charseq import hookimpl
 from charseq.cli import cli
-from charseq.registry import get_registry
+from charseq.hooks.registry import get_registry
 
 SHAKESPEARE = Path(__file__).resolve().parents[2] / "shared" / "data" / "tinyshakespeare.txt"
 
@@ -113,7 +113,7 @@ def resign(path: Path, change=None, arrays=None, raw_metadata: bytes | None = No
 
     import numpy as np
 
-    from charseq.checkpoint import _digest
+    from charseq.checkpoints.format import _digest
 
     members = members_of(path)
     members.pop("checksum", None)

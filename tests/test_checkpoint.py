@@ -14,8 +14,9 @@ import numpy as np
 import pytest
 
 import charseq
-from charseq import Checkpoint, UsageError, VanillaRNN, Vocabulary, checkpoint
-from charseq.rnn import PARAM_NAMES
+from charseq import Checkpoint, UsageError, VanillaRNN, Vocabulary
+from charseq.checkpoints import format as checkpoint
+from charseq.models.rnn import PARAM_NAMES
 from conftest import members_of, resign, run_cli
 
 DATA = Path(__file__).parent / "data"

@@ -164,7 +164,7 @@ def test_unexpected_errors_are_one_line_and_debug_shows_the_traceback(monkeypatc
     def boom(*args, **kwargs):
         raise RuntimeError("something inside broke")
 
-    monkeypatch.setattr(charseq.generation, "stream", boom)
+    monkeypatch.setattr(charseq.decoding.generate, "stream", boom)
     result = run_cli("generate", alphabet_checkpoint, ok=False)
     assert result.exit_code == 1
     assert result.output.strip() == (
@@ -335,32 +335,32 @@ def test_plot_and_export_never_write_through_a_link_planted_while_they_work(tmp_
     """Nothing was at -o when it was checked: a link put there while the picture is drawn (or
     the graph built) is replaced, never written through."""
     pytest.importorskip("matplotlib")
-    import charseq.plot
+    import charseq.cli.plot
 
     metrics = tmp_path / "m.jsonl"
     metrics.write_text('{"step": 1, "loss": 2.0}\n')
     victim = tmp_path / "victim.txt"
     victim.write_text("precious")
-    real = charseq.plot.read_metrics
+    real = charseq.cli.plot.read_metrics
 
     def planting(path):
         (tmp_path / "race.png").symlink_to(victim)
         return real(path)
 
-    monkeypatch.setattr(charseq.plot, "read_metrics", planting)
+    monkeypatch.setattr(charseq.cli.plot, "read_metrics", planting)
     run_cli("plot", metrics, "-o", tmp_path / "race.png")
     assert victim.read_text() == "precious" and not (tmp_path / "race.png").is_symlink()
     assert (tmp_path / "race.png").read_bytes()[:4] == b"\x89PNG"
     if importlib.util.find_spec("onnx") is not None:
-        import charseq.onnx_export
+        import charseq.export.onnx
 
-        build = charseq.onnx_export.build
+        build = charseq.export.onnx.build
 
         def building(saved):
             (tmp_path / "race.onnx").symlink_to(victim)
             return build(saved)
 
-        monkeypatch.setattr(charseq.onnx_export, "build", building)
+        monkeypatch.setattr(charseq.export.onnx, "build", building)
         run_cli("export", alphabet_checkpoint, "-o", tmp_path / "race.onnx")
         assert victim.read_text() == "precious" and not (tmp_path / "race.onnx").is_symlink()
 

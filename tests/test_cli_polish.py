@@ -89,12 +89,12 @@ def test_help_says_what_temperature_and_patience_mean():
 
 
 def test_the_debug_hint_names_a_command_that_works(monkeypatch, alphabet_checkpoint):
-    import charseq.generation
+    import charseq.decoding.generate
 
     def boom(*args, **kwargs):
         raise RuntimeError("something inside broke")
 
-    monkeypatch.setattr(charseq.generation, "stream", boom)
+    monkeypatch.setattr(charseq.decoding.generate, "stream", boom)
     result = run_cli("generate", alphabet_checkpoint, ok=False)
     hint = re.search(r"\(for the traceback, run charseq (--debug generate) \.\.\.\)$", result.stderr.strip())
     assert result.exit_code == 1 and hint

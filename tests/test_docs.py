@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from charseq import hookspecs
+from charseq.hooks import specs as hookspecs
 from conftest import install_fake_distribution, run_cli
 
 GUIDE = Path(__file__).resolve().parents[1] / "docs" / "plugins.md"
@@ -73,7 +73,7 @@ def test_the_guides_model_keeps_the_contract_and_its_gradient_is_right(plugin_si
     import numpy as np
 
     import charseq
-    from charseq.model import check_model
+    from charseq.models.base import check_model
 
     install_fake_distribution(plugin_site, "charseq-bigram", _bigram_source(), "[charseq]\nbigram = charseq_bigram\n")
     model = charseq.get_model("bigram", 5, 1, dtype="float64")

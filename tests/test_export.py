@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 
 import charseq
-from charseq.checkpoint import Checkpoint
-from charseq.onnx_export import build, read_metadata
+from charseq.checkpoints.format import Checkpoint
+from charseq.export.onnx import build, read_metadata
 from conftest import install_fake_distribution, run_cli
 
 onnx = pytest.importorskip("onnx")
@@ -132,7 +132,7 @@ def test_the_interface_metadata_and_checker(tmp_path):
 
 # -- models trained for real ------------------------------------------------------------------
 
-TEXT = (ROOT / "charseq" / "model.py").read_text(encoding="utf-8")  # any text: both sides read the same model
+TEXT = (ROOT / "charseq" / "models" / "base.py").read_text(encoding="utf-8")  # any text: both sides read the same model
 
 
 @pytest.fixture(scope="module")

@@ -464,7 +464,7 @@ def test_a_template_directory_that_is_a_file_is_one_line_and_the_run_is_saved(pl
 
 
 def test_the_cache_refuses_a_text_edited_while_it_is_encoded(place, monkeypatch):
-    import charseq.textfiles as textfiles
+    import charseq.data.text as textfiles
 
     real = textfiles._content_key
 
@@ -509,7 +509,7 @@ def test_a_crafted_early_stopping_state_is_refused_before_training(tmp_path):
 
 
 def test_a_cut_short_last_metrics_line_is_left_out_of_a_plot(place):
-    from charseq.plot import read_metrics
+    from charseq.cli.plot import read_metrics
 
     path = place / "m.jsonl"
     path.write_text('{"step": 1, "loss": 2.0}\n{"step": 2, "loss": 1.5}\n{"step": 3, "lo')
@@ -543,7 +543,7 @@ def test_plot_never_writes_over_charseqs_data_or_a_device(place):
 
 
 def test_a_shared_temporary_cache_of_another_user_is_not_used(place, monkeypatch):
-    import charseq.textfiles as textfiles
+    import charseq.data.text as textfiles
 
     monkeypatch.delenv("CHARSEQ_CACHE")
     monkeypatch.setenv("XDG_CACHE_HOME", "/proc/no-cache-here")

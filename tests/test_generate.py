@@ -113,7 +113,7 @@ class Scripted:
     ("hgfedcba", "h", ""),
 ])
 def test_stop_ends_a_sample_before_the_stop_text(model_and_vocab, script, stop, expected):
-    from charseq.generation import stream
+    from charseq.decoding.generate import stream
 
     model, vocab = model_and_vocab
     texts = generate(model, vocab, "a", len(script), Scripted(vocab, script), stop=stop)
@@ -134,7 +134,7 @@ def test_samples_of_a_batch_stop_independently_and_the_batch_ends_early(model_an
 
 
 def test_stream_pieces_add_up_to_generate(model_and_vocab):
-    from charseq.generation import stream
+    from charseq.decoding.generate import stream
 
     model, vocab = model_and_vocab
     pieces = list(stream(model, vocab, "ab", 50, Temperature(1.0), rng=4, num_samples=2))
@@ -197,7 +197,7 @@ def test_repetition_penalty_must_be_positive(model_and_vocab):
 
 @pytest.mark.parametrize("name", ["top-k", "top-p", "min-p", "temperature"])
 def test_batched_sampling_is_reproducible_with_a_seed(model_and_vocab, name):
-    from charseq.registry import load_registry
+    from charseq.hooks.registry import load_registry
 
     model, vocab = model_and_vocab
     make = load_registry().get("sampler", name).build

@@ -8,8 +8,8 @@ import pytest
 
 import charseq
 from charseq import Corpus, TrainConfig
-from charseq.batches import Batches
-from charseq.items import MAX_VAL_ITEMS, evaluate_items, item_hash
+from charseq.data.batches import Batches
+from charseq.data.items import MAX_VAL_ITEMS, evaluate_items, item_hash
 from conftest import resign, run_cli
 
 SYLLABLES = ["ka", "lo", "mi", "ne", "ru", "sa", "to", "vi"]
@@ -211,7 +211,7 @@ def test_the_item_fingerprints_of_a_checkpoint_are_checked(names_model, tmp_path
 
 
 def test_a_lines_run_takes_the_suggested_settings_unless_told_otherwise(tmp_path, names_file):
-    from charseq.linefiles import LINES_DEFAULTS
+    from charseq.data.lines import LINES_DEFAULTS
 
     run = charseq.Run.start(f"lines:{names_file}", out=tmp_path / "n.npz")
     assert run.spec.model["name"] == "gru" and run.spec.model["options"]["layers"] == 2

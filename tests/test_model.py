@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from charseq import VanillaRNN
-from charseq.rnn import PARAM_NAMES
+from charseq.models.rnn import PARAM_NAMES
 
 
 def _random_model(V=7, H=6, dtype=np.float64, seed=1):
@@ -81,7 +81,7 @@ def test_dropout_drops_the_share_asked_for_and_changes_the_loss():
 
 def test_input_gradient_for_a_vocabulary_past_the_one_hot_limit():
     """Past ONE_HOT_SCATTER_MAX_VOCAB symbols dU takes the sort + reduceat path."""
-    from charseq.model import ONE_HOT_SCATTER_MAX_VOCAB
+    from charseq.models.base import ONE_HOT_SCATTER_MAX_VOCAB
 
     V = ONE_HOT_SCATTER_MAX_VOCAB + 40
     model = _random_model(V=V, H=3)

@@ -10,7 +10,7 @@ import pytest
 import charseq
 from charseq import GRU, LSTM, VanillaRNN
 from charseq.errors import UsageError
-from charseq.model import Model, check_model, flat_slice
+from charseq.models.base import Model, check_model, flat_slice
 
 CLASSES = {"rnn": VanillaRNN, "gru": GRU, "lstm": LSTM}
 MODELS = [(name, layers) for name in CLASSES for layers in (1, 2, 3)]

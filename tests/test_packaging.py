@@ -54,9 +54,10 @@ def _alphabet_task(bin_dir: Path, work: Path) -> None:
 @pytest.mark.slow
 def test_wheel_holds_every_plugin_and_data_file_under_charseq(wheel):
     names = set(zipfile.ZipFile(wheel).namelist())
-    for expected in ("charseq/cli.py", "charseq/plugins/corpora.py", "charseq/plugins/samplers.py",
+    for expected in ("charseq/cli/main.py", "charseq/plugins/corpora.py", "charseq/plugins/samplers.py",
                      "charseq/plugins/callbacks.py", "charseq/corpora/alphabet.txt",
-                     "charseq/corpora/digits.txt", "charseq/py.typed"):
+                     "charseq/corpora/digits.txt", "charseq/py.typed", "charseq/serving/web/index.html",
+                     "charseq/models/gru.py", "charseq/training/run.py"):
         assert expected in names
     top_level = {name.split("/")[0] for name in names if not name.split("/")[0].endswith(".dist-info")}
     assert top_level == {"charseq"}
@@ -81,11 +82,11 @@ def test_editable_install_in_a_fresh_venv_runs_the_alphabet_task(tmp_path):
 
 
 def test_core_imports_neither_click_nor_tqdm(tmp_path):
-    core = ("charseq", "charseq.model", "charseq.recurrent", "charseq.rnn", "charseq.gru", "charseq.lstm",
-            "charseq.run", "charseq.trainer", "charseq.vocab", "charseq.checkpoint",
-            "charseq.corpus", "charseq.generation", "charseq.registry", "charseq.hookspecs")
+    core = ("charseq", "charseq.models.base", "charseq.models.recurrent", "charseq.models.rnn", "charseq.models.gru", "charseq.models.lstm",
+            "charseq.training.run", "charseq.training.trainer", "charseq.data.vocab", "charseq.checkpoints.format",
+            "charseq.data.corpus", "charseq.decoding.generate", "charseq.hooks.registry", "charseq.hooks.specs")
     code = (f"import sys\nfor m in {core!r}: __import__(m)\n"
-            "from charseq.registry import load_registry; load_registry()\n"
+            "from charseq.hooks.registry import load_registry; load_registry()\n"
             "print(sorted(m for m in ('click', 'tqdm') if m in sys.modules))")
     # Away from the checkout: `python -c` puts the working directory first on sys.path.
     assert _run(sys.executable, "-c", code, cwd=tmp_path).strip() == "[]"

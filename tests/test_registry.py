@@ -3,7 +3,7 @@ import re
 import pytest
 
 from charseq import PluginWarning, UsageError, hookimpl
-from charseq.registry import get_registry, load_registry, parse_options, parse_spec
+from charseq.hooks.registry import get_registry, load_registry, parse_options, parse_spec
 from conftest import install_fake_distribution
 
 

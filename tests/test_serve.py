@@ -178,7 +178,7 @@ def test_errors_over_plain_http_are_json_with_the_right_status(server):
 
 def test_a_request_past_the_time_limit_is_a_408(tmp_path):
     import charseq
-    from charseq.registry import build_model
+    from charseq.hooks.registry import build_model
 
     saved = charseq.load(Path(__file__).parent / "data" / "alphabet-0.3.0.npz")
     big = build_model("lstm:layers=3", {}, len(saved.vocab), 256, seed=0)
@@ -234,7 +234,7 @@ def test_a_port_in_use_is_one_line(server, alphabet_checkpoint):
 
 def test_without_the_serve_extra_it_says_what_to_install(alphabet_checkpoint, monkeypatch):
     monkeypatch.setitem(sys.modules, "starlette", None)
-    monkeypatch.delitem(sys.modules, "charseq.server", raising=False)
+    monkeypatch.delitem(sys.modules, "charseq.serving.app", raising=False)
     result = run_cli("serve", alphabet_checkpoint, ok=False)
     assert result.exit_code == 1
     assert "pip install 'charseq[serve]'" in result.output

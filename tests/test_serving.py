@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 
 import charseq
-from charseq.completions import BadRequest, Limits, ServedModel, read_request
-from charseq.generation import StopScanner, generate
-from charseq.registry import build_model, get_registry
-from charseq.serving import Engine, JobFailed, collect
-from charseq.vocab import Vocabulary
+from charseq.serving.api import BadRequest, Limits, ServedModel, read_request
+from charseq.decoding.generate import StopScanner, generate
+from charseq.hooks.registry import build_model, get_registry
+from charseq.serving.engine import Engine, JobFailed, collect
+from charseq.data.vocab import Vocabulary
 
 VOCAB = Vocabulary("abcdefghij .\n")
 
@@ -428,7 +428,7 @@ def test_a_sampler_that_exits_fails_its_request_and_the_engine_thread_lives_on()
 
 def test_what_a_request_sent_is_quoted_back_cut_short():
     """A 900 KB field name or model name is not echoed whole (twice) in the error."""
-    from charseq.completions import error_body
+    from charseq.serving.api import error_body
 
     for body in ({"prompt": "a", "x" * 900_000: 1}, {"prompt": "a", "model": "m" * 900_000},
                  {"prompt": "a", "charseq": {"y" * 900_000: 1}}):

@@ -20,7 +20,7 @@ from conftest import run_cli
 
 optuna = pytest.importorskip("optuna")
 
-from charseq import sweeps  # noqa: E402
+from charseq.sweeps import study as sweeps  # noqa: E402
 
 AWAY = tempfile.gettempdir()  # `python -m charseq` from here imports the installed package, not a checkout's
 QUICK = ["--corpus", "alphabet", "--epochs", "12", "--hidden-size", "16"]

@@ -53,7 +53,7 @@ def entries(cache: Path) -> list[dict]:
 
 
 def test_standard_input_trains_like_the_file_and_the_same_text_again_hits_the_cache(place, monkeypatch):
-    from charseq import textfiles
+    from charseq.data import text as textfiles
 
     result = piped(TEXT.encode(), "train", "--corpus", "text:-", "--out", "piped.npz", *SMALL)
     assert result.exit_code == 0, result.output
@@ -147,11 +147,11 @@ def test_crlf_and_a_bom_read_as_the_plain_text_unless_exact(place):
 
 @pytest.mark.parametrize("chunk", [1, 2, 3, 4, 5, 7, 1 << 20])
 def test_crlf_straddling_a_chunk_boundary(chunk, place, monkeypatch):
-    import charseq.vocab
-    from charseq import textfiles
+    import charseq.data.vocab
+    from charseq.data import text as textfiles
 
     monkeypatch.setattr(textfiles, "CHUNK_BYTES", chunk)
-    monkeypatch.setattr(charseq.vocab, "_ENCODE_CHUNK", max(chunk, 1))
+    monkeypatch.setattr(charseq.data.vocab, "_ENCODE_CHUNK", max(chunk, 1))
     monkeypatch.setenv("CHARSEQ_CACHE", str(place / f"cache-{chunk}"))
     raw = "\ufeffab\r\ncd\r\n\r\n✓\r\nx\ry\r\r\n\r\ré\r\nlast\r"
     (place / "t.txt").write_bytes(raw.encode())
@@ -201,7 +201,7 @@ def test_wide_text_read_as_utf8_names_the_encoding_to_use(place, written, descri
 
 
 def test_sniff_wide_encoding_leaves_other_bytes_alone():
-    from charseq.textfiles import sniff_wide_encoding, wide_encoding_hint
+    from charseq.data.text import sniff_wide_encoding, wide_encoding_hint
 
     assert sniff_wide_encoding("naïve café ✓ text".encode()) is None
     assert sniff_wide_encoding(bytes(range(256)) * 8) is None  # a binary file: no pattern of NULs
@@ -370,7 +370,7 @@ def test_an_edited_entry_is_noticed_and_the_text_encoded_again(place):
 def test_a_copied_cache_is_checked_by_content_and_not_encoded_again(place, monkeypatch):
     """A cache copied elsewhere (other inodes and times) is vouched for by the ids' digest,
     and then recorded as it now is."""
-    from charseq import textfiles
+    from charseq.data import text as textfiles
 
     (place / "novel.txt").write_text(TEXT)
     charseq.get_corpus("text:novel.txt")
@@ -479,7 +479,7 @@ def test_ids_are_read_from_the_file_written_whatever_is_done_to_its_name(place, 
     """The ids are mapped from the file charseq wrote before it is put in the entry's place:
     where it cannot be put there (another user's file in a sticky directory), the text
     serves this run only, read right, and nothing of it is left behind."""
-    from charseq import cachefiles
+    from charseq.data import cache as cachefiles
 
     (place / "novel.txt").write_text(TEXT)
     monkeypatch.setattr(cachefiles, "_renamed", lambda temp, target: False)

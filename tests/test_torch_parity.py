@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from charseq import VanillaRNN
-from charseq.rnn import PARAM_NAMES
+from charseq.models.rnn import PARAM_NAMES
 
 torch = pytest.importorskip("torch")
 

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from charseq import CharseqError, Corpus, TrainConfig, Trainer, UsageError, VanillaRNN, Vocabulary, hookimpl
-from charseq.rnn import PARAM_NAMES
+from charseq.models.rnn import PARAM_NAMES
 
 TEXT = "the quick brown fox jumps over the lazy dog. " * 20
 
@@ -136,7 +136,7 @@ def test_input_weights_take_input_lr_scale_times_larger_steps(optimizer, monkeyp
     plain = _step_with_gradient(_trainer(optimizer=optimizer, lr=0.01, clip=0.0), fill, monkeypatch)
     scaled_trainer = _trainer(optimizer=optimizer, lr=0.01, clip=0.0, input_lr_scale=3.0)
     scaled = _step_with_gradient(scaled_trainer, fill, monkeypatch)
-    from charseq.model import flat_slice
+    from charseq.models.base import flat_slice
 
     U = flat_slice(scaled_trainer.model.flat, scaled_trainer.model.params["U"])
     rest = np.ones(plain.size, bool)
@@ -273,7 +273,7 @@ def test_each_optimizer_lowers_the_loss(optimizer, lr):
 
 
 def test_adam_matches_the_textbook_update():
-    from charseq.optimizers import Adam
+    from charseq.training.optimizers import Adam
 
     rng = np.random.default_rng(0)
     params, grads = rng.normal(size=5), [rng.normal(size=5) for _ in range(3)]

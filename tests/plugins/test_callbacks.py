@@ -4,7 +4,7 @@ import pytest
 
 import charseq
 from charseq import Corpus, TrainConfig, Trainer, VanillaRNN, hookimpl
-from charseq.callbacks import CallbackError
+from charseq.training.callbacks import CallbackError
 from charseq.plugins.callbacks import EarlyStopping, ModelCheckpoint
 
 

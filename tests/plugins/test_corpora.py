@@ -59,12 +59,12 @@ def _write(path, data: bytes) -> str:
 
 @pytest.fixture
 def small_chunks(monkeypatch):
-    import charseq.textfiles
-    import charseq.vocab
+    import charseq.data.text
+    import charseq.data.vocab
 
     def use(size):
-        monkeypatch.setattr(charseq.textfiles, "CHUNK_BYTES", size)  # cut multibyte characters
-        monkeypatch.setattr(charseq.vocab, "_ENCODE_CHUNK", size)
+        monkeypatch.setattr(charseq.data.text, "CHUNK_BYTES", size)  # cut multibyte characters
+        monkeypatch.setattr(charseq.data.vocab, "_ENCODE_CHUNK", size)
 
     return use
 
@@ -97,14 +97,14 @@ def test_bad_byte_offset_is_exact_across_chunks(chunk, small_chunks, tmp_path):
 
 
 def test_second_load_maps_the_cache_without_encoding_again(tmp_path, monkeypatch):
-    import charseq.textfiles
+    import charseq.data.text
 
     monkeypatch.setenv("CHARSEQ_CACHE", str(tmp_path / "cache"))
     path = tmp_path / "t.txt"
     path.write_text("hello cached world\n" * 100)
     first = text(str(path))
     assert isinstance(first.ids, np.memmap)
-    monkeypatch.setattr(charseq.textfiles, "_encode_to_cache", lambda *a: pytest.fail("encoded again"))
+    monkeypatch.setattr(charseq.data.text, "_encode_to_cache", lambda *a: pytest.fail("encoded again"))
     second = text(str(path))
     assert np.array_equal(first.ids, second.ids) and second.vocab == first.vocab
     # Edited content is a new key: encoded again, never a stale cache.
@@ -224,7 +224,7 @@ def test_an_unusable_default_cache_falls_back_with_a_warning(tmp_path, monkeypat
 def test_a_pipe_is_refused_with_what_to_do_where_files_are_read_twice(tmp_path):
     """The text corpus reads a pipe once, into the cache (tests/test_text_input.py); the
     files it resolves to are read twice, so resolve_files itself still refuses one."""
-    from charseq.textfiles import resolve_files
+    from charseq.data.text import resolve_files
 
     os.mkfifo(tmp_path / "fifo")
     with pytest.raises(UsageError, match="is a pipe, not a file; save the text to a file first"):

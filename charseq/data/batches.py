@@ -1,0 +1,115 @@
+"""How a corpus is cut into training steps: random windows, or parallel streams of text.
+
+A corpus with random windows (the seed's task) is trained on shuffled windows, each from
+a zero state. Text is trained as char-rnn does: cut into B parallel streams read T
+characters at a time, the hidden state carried from one window to the next (truncated
+backpropagation through time) and reset at each epoch; the last val_fraction of it (at
+most max_val_chars) is held out for validation. A corpus of items is trained an item
+at a time, in batches of items of one length (charseq.data.items).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+
+from charseq.training.config import TrainConfig
+from charseq.data.corpus import Corpus
+from charseq.training.evaluation import evaluate
+from charseq.errors import UsageError, counted
+from charseq.data import items as item_batches
+
+
+class Batches:
+    """The training and held-out parts of a corpus, and the (x, y) batches of an epoch."""
+
+    def __init__(self, corpus: Corpus, config: TrainConfig):
+        self.corpus = corpus
+        self.seq_len, self.batch_size = T, B = config.seq_len, config.batch_size
+        self.random_windows = bool(corpus.random_windows)
+        starts = corpus.item_starts
+        self.items = starts is not None
+        self.val_ids = self.val_items = None
+        if starts is not None:
+            self.item_starts = starts
+            if not np.array_equal(item_batches.item_starts(corpus.ids, int(corpus.ids[starts[0]])), starts):
+                raise UsageError(f"corpus {corpus.name!r}: its item_starts are not where its end symbols stand")
+            self.train_items, self.val_items = item_batches.held_out(len(starts) - 1, config.val_fraction)
+            if not len(self.val_items):
+                self.val_items = None
+            lengths = starts[self.train_items + 1] - starts[self.train_items]
+            self.steps_per_epoch = item_batches.count_batches(lengths, B)
+            self.chars_per_step = float(lengths.sum()) / self.steps_per_epoch
+            return
+        self.chars_per_step = float(B * T)
+        windows = corpus.random_windows
+        if windows:
+            self.train_ids, self.val_ids = corpus.ids, None
+            if B > windows:
+                raise UsageError(f"batch size {B} is larger than the {windows} training windows; "
+                                 "use a smaller --batch-size")
+            self.steps_per_epoch = windows // B  # a last partial batch is skipped
+            return
+        held_out = min(int(len(corpus.ids) * config.val_fraction), config.max_val_chars)
+        if held_out < 2:
+            held_out = 0
+        self.train_ids = corpus.ids[: len(corpus.ids) - held_out]
+        self.val_ids = corpus.ids[len(corpus.ids) - held_out :] if held_out else None
+        self.stream_length = (len(self.train_ids) - 1) // B
+        if self.stream_length < T:
+            raise UsageError(
+                f"the training text of {corpus.name!r} ({counted(len(self.train_ids), 'character')}) is too short "
+                f"for {B} stream{'s' if B != 1 else ''} of at least {T + 1} characters; use a smaller --batch-size or --seq-len"
+            )
+        self.steps_per_epoch = self.stream_length // T
+
+    @property
+    def carries_state(self) -> bool:
+        """Streams carry the hidden state from one window to the next; random windows and items do not."""
+        return not (self.random_windows or self.items)
+
+    @property
+    def order_size(self) -> int:
+        """How many things an epoch shuffles (random windows, training items); 0 for streams."""
+        if self.items:
+            return len(self.train_items)
+        return self.corpus.random_windows or 0
+
+    @property
+    def held_out(self) -> str | None:
+        """What is held out for validation, for the run's opening line."""
+        if self.val_items is not None:
+            return f"{counted(len(self.val_items), 'item')} held out"
+        return f"{len(self.val_ids):,} held out" if self.val_ids is not None else None
+
+    def validation_loss(self, model) -> float | None:
+        """The mean loss per character on the held-out part; None when nothing is held out."""
+        if self.val_items is not None:
+            return item_batches.evaluate_items(model, self.corpus.ids, self.item_starts, self.val_items)
+        if self.val_ids is not None:
+            return evaluate(model, self.val_ids, self.batch_size, self.seq_len)
+        return None
+
+    def epoch(self, first_step: int, windows: np.ndarray | None, order: np.ndarray | None) -> Iterator[tuple]:
+        """(x, y), int arrays (B, T), for each step of an epoch from `first_step` on.
+        Random windows come in `order` (a permutation of `windows`' rows), items in `order`
+        (a permutation of the training items)."""
+        B, T = self.batch_size, self.seq_len
+        if self.items:
+            assert order is not None  # the trainer shuffles the items of every epoch
+            yield from item_batches.training_batches(self.corpus.ids, self.item_starts, self.train_items,
+                                                     order, B, first_step)
+            return
+        if self.random_windows:
+            assert windows is not None and order is not None  # the trainer draws both for every epoch
+            for start in range(first_step * B, self.steps_per_epoch * B, B):
+                batch = windows[order[start : start + B]]  # (B, T+1)
+                yield batch[:, :-1], batch[:, 1:]
+            return
+        length = self.steps_per_epoch * T
+        L = self.stream_length
+        inputs = self.train_ids[: B * L].reshape(B, L)[:, :length]  # (B, L) views, no copies
+        targets = self.train_ids[1 : B * L + 1].reshape(B, L)[:, :length]
+        for start in range(first_step * T, length, T):
+            yield inputs[:, start : start + T], targets[:, start : start + T]

@@ -1,0 +1,349 @@
+"""OpenAI's completions API, as far as its concepts hold for a character model: a request
+body read into engine jobs, and the responses and stream chunks its clients expect.
+
+A token is a character here: ``max_tokens`` counts characters and ``usage`` counts them.
+``temperature: 0`` is greedy decoding (the argmax sampler), as in OpenAI's API;
+``top_p`` below 1 is the top-p sampler. charseq's own samplers and options travel in an
+extra field, ``"charseq": {"sampler": "top-k:k=20", "repetition_penalty": 1.2}``, which
+the official client sends with ``extra_body``. Anything the model cannot do (log
+probabilities, logit biases, suffixes) is refused by name rather than ignored.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from charseq.errors import UsageError
+from charseq.decoding.generate import repetition_problem
+from charseq.hooks.registry import Registry, parse_options, parse_spec
+from charseq.serving.engine import Job, Output
+from charseq.data.vocab import Vocabulary, show_characters
+
+DEFAULT_MAX_TOKENS = 256  # OpenAI's default is 16 tokens; a character is much less than a token
+# OpenAI fields that have no meaning here, and the value that asks for nothing of them.
+_UNSUPPORTED = {"logprobs": (0,), "suffix": ("",), "logit_bias": (), "best_of": (1,), "presence_penalty": (0,),
+                "frequency_penalty": (0,)}
+_IGNORED = ("user",)  # for the caller's own records
+_FIELDS = {"model", "prompt", "max_tokens", "temperature", "top_p", "n", "stop", "seed", "stream", "echo",
+           "stream_options", "charseq", *_UNSUPPORTED, *_IGNORED}
+_CHARSEQ_FIELDS = {"sampler", "options", "repetition_penalty", "repetition_window", "skip_unknown"}
+MAX_STOPS = 4  # as OpenAI
+STREAM_INTERVAL = 0.05  # seconds: a stream's text is sent in pieces at most this often (20 a second)
+
+
+class BadRequest(Exception):
+    """A request the server refuses: its HTTP status, the message, and the field at fault."""
+
+    def __init__(self, message: str, param: str | None = None, status: int = 400, code: str | None = None):
+        super().__init__(message)
+        self.param, self.status, self.code = param, status, code
+
+
+@dataclass
+class Limits:
+    """What one request may ask for."""
+
+    max_tokens: int = 4096  # characters per choice
+    max_choices: int = 16  # prompts times n
+    max_prompt: int = 16384  # characters per prompt
+    timeout: float = 120.0  # seconds from arrival to the last character
+
+
+@dataclass
+class ServedModel:
+    """What the server knows of its one model."""
+
+    id: str
+    vocab: Vocabulary
+    registry: Registry
+    item_end: str | None = None  # a model of items starts each prompt after it, and stops at it
+    created: int = 0
+    info: dict[str, Any] = field(default_factory=dict)  # shown by GET /v1/models
+
+
+@dataclass
+class CompletionRequest:
+    """A request read and checked: its prompts, and the jobs that answer it."""
+
+    id: str
+    created: int
+    prompts: list[str]
+    n: int
+    max_tokens: int
+    stream: bool
+    echo: bool
+    include_usage: bool
+    jobs: list[Job]
+    output: Output
+
+    @property
+    def choices(self) -> int:
+        return len(self.prompts) * self.n
+
+    def prompt_of(self, index: int) -> str:
+        return self.prompts[index // self.n]
+
+
+def read_request(body: Any, served: ServedModel, limits: Limits, output_wake: Any = None,
+                 arrived: float | None = None) -> CompletionRequest:
+    """The body of POST /v1/completions as jobs for the engine; BadRequest names what is wrong.
+    `arrived` (time.monotonic()) starts the time limit: waiting for the body counts."""
+    if not isinstance(body, dict):
+        raise BadRequest("the request body must be a JSON object")
+    unknown = sorted(set(body) - _FIELDS)
+    if unknown:
+        raise BadRequest(f"unrecognized request argument supplied: {', '.join(unknown)}", unknown[0])
+    for name, allowed in _UNSUPPORTED.items():
+        value = body.get(name)
+        asks_nothing = value is None or not isinstance(value, bool) and (value in allowed or value == {})
+        if not asks_nothing:
+            hint = "; charseq.repetition_penalty is charseq's" if name.endswith("_penalty") else ""
+            raise BadRequest(f"{name} is not supported by a character model{hint}", name)
+    model = body.get("model")
+    if model is not None and model != served.id:
+        raise BadRequest(f"the model {model!r} does not exist; this server has {served.id!r}", "model", 404,
+                         "model_not_found")
+    extra = {} if body.get("charseq") is None else body["charseq"]
+    if not isinstance(extra, dict):
+        raise BadRequest("charseq must be an object, such as {\"sampler\": \"top-k:k=20\"}", "charseq")
+    unknown = sorted(set(extra) - _CHARSEQ_FIELDS)
+    if unknown:
+        raise BadRequest(f"charseq has no field {unknown[0]!r}; its fields are {', '.join(sorted(_CHARSEQ_FIELDS))}",
+                         f"charseq.{unknown[0]}")
+
+    prompts = _prompts(body.get("prompt"), served, limits, bool(_flag(extra, "skip_unknown", "charseq.skip_unknown")))
+    n = _integer(body, "n", 1, 1, limits.max_choices)
+    if len(prompts) * n > limits.max_choices:
+        raise BadRequest(f"{len(prompts)} prompts times n={n} make {len(prompts) * n} choices; this server allows "
+                         f"at most {limits.max_choices} per request", "n")
+    max_tokens = _integer(body, "max_tokens", min(DEFAULT_MAX_TOKENS, limits.max_tokens), 0, limits.max_tokens)
+    stops = _stops(body.get("stop"))
+    seed = body.get("seed")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
+        raise BadRequest(f"seed must be a whole number of 0 or more, got {_shown(seed)}", "seed")
+    stream = bool(_flag(body, "stream", "stream"))
+    echo = bool(_flag(body, "echo", "echo"))
+    options = {} if body.get("stream_options") is None else body["stream_options"]
+    if not isinstance(options, dict) or set(options) - {"include_usage"}:
+        raise BadRequest("stream_options must be an object such as {\"include_usage\": true}", "stream_options")
+    include_usage = _flag(options, "include_usage", "stream_options.include_usage")
+    penalty = _number(extra, "repetition_penalty", 1.0, "charseq.repetition_penalty")
+    if problem := repetition_problem(penalty):  # generate's rule
+        raise BadRequest(problem, "charseq.repetition_penalty")
+    window = extra.get("repetition_window")
+    if window is not None and (isinstance(window, bool) or not isinstance(window, int)):
+        raise BadRequest(f"repetition_window must be a whole number of at least 1, got {_shown(window)}",
+                         "charseq.repetition_window")
+    if problem := repetition_problem(penalty, window):
+        raise BadRequest(problem, "charseq.repetition_window")
+
+    sampler_name, sampler_options = _sampler(body, extra, served.registry)
+    registered = served.registry.get("sampler", sampler_name)
+    try:
+        registered.build(**sampler_options)  # refused now, with the request, not in the engine
+    except UsageError as exc:
+        raise BadRequest(str(exc), "charseq.sampler") from None
+    except OverflowError:  # a whole number too large for the float option it is given for
+        raise BadRequest("a sampler option has too many digits for a number this server takes",
+                         "charseq.options") from None
+
+    output = Output(len(prompts) * n, output_wake, STREAM_INTERVAL if stream else math.inf)
+    # Without a seed or a penalty, a request samples alike with others of the same sampler:
+    # the engine samples all of them in one call.
+    pool = None if seed is not None or penalty != 1.0 else (sampler_name, json.dumps(sampler_options,
+                                                                                       sort_keys=True, default=str))
+    deadline = (time.monotonic() if arrived is None else arrived) + limits.timeout
+    jobs = []
+    for index, prompt in enumerate(prompts):
+        if served.item_end is not None:
+            prompt = served.item_end + prompt
+        rng = np.random.default_rng(None if seed is None else (seed if len(prompts) == 1 else [seed, index]))
+        jobs.append(Job(served.vocab.encode(prompt).astype(np.intp), n, max_tokens,
+                        registered.build(**sampler_options), rng, output, index * n,
+                        stops + ((served.item_end,) if served.item_end is not None else ()),
+                        penalty, window, deadline, pool, alone=seed is not None))
+    return CompletionRequest(f"cmpl-{uuid.uuid4().hex[:24]}", int(time.time()), prompts, n, max_tokens, stream, echo,
+                             include_usage, jobs, output)
+
+
+def _prompts(prompt: Any, served: ServedModel, limits: Limits, skip_unknown: bool) -> list[str]:
+    if prompt is None:
+        prompt = ""
+    prompts = [prompt] if isinstance(prompt, str) else prompt
+    if not isinstance(prompts, list) or not prompts or not all(isinstance(p, str) for p in prompts):
+        raise BadRequest("prompt must be text or a list of texts (token ids mean nothing to a character model)",
+                         "prompt")
+    checked = []
+    for text in prompts:
+        if len(text) > limits.max_prompt:
+            raise BadRequest(f"the prompt has {len(text):,} characters; this server takes at most "
+                             f"{limits.max_prompt:,}", "prompt")
+        unknown = served.vocab.unknown(text)
+        if unknown and not skip_unknown:
+            raise BadRequest(f"the prompt has characters the model does not know: {show_characters(unknown)} "
+                             "(charseq.skip_unknown leaves them out)", "prompt", code="unknown_character")
+        if unknown:
+            text = "".join(c for c in text if c in served.vocab)
+        if served.item_end is not None and served.item_end in text:
+            raise BadRequest(f"the prompt holds the end of an item ({served.item_end!r}); this model's prompt "
+                             "starts one item", "prompt")
+        if not text and served.item_end is None:
+            raise BadRequest("the prompt must have at least one character the model knows: a model of running "
+                             "text continues something", "prompt")
+        checked.append(text)
+    return checked
+
+
+def _sampler(body: dict[str, Any], extra: dict[str, Any], registry: Registry) -> tuple[str, dict[str, Any]]:
+    """The sampler's name and options: charseq.sampler, or OpenAI's temperature and top_p."""
+    temperature = _number(body, "temperature", 1.0, "temperature")
+    top_p = _number(body, "top_p", 1.0, "top_p")
+    if not 0 <= temperature <= 1e6:
+        raise BadRequest(f"temperature must be between 0 and 1e6, got {temperature:g}", "temperature")
+    if not 0 < top_p <= 1:
+        raise BadRequest(f"top_p must be above 0 and at most 1, got {top_p:g}", "top_p")
+    spec = extra.get("sampler")
+    if spec is None and extra.get("options") is not None:
+        raise BadRequest("charseq.options are a sampler's options: name the sampler in charseq.sampler",
+                         "charseq.options")
+    if spec is None:
+        if temperature == 0:
+            return "argmax", {}
+        if top_p < 1:
+            return "top-p", {"p": top_p, "temperature": temperature}
+        return "temperature", {"temperature": temperature}
+    if not isinstance(spec, str):
+        raise BadRequest("charseq.sampler must be text, such as \"top-k:k=20\"", "charseq.sampler")
+    extra_options = extra.get("options") or {}
+    if not isinstance(extra_options, dict):
+        raise BadRequest("charseq.options must be an object of the sampler's options", "charseq.options")
+    try:
+        name, arg = parse_spec(spec)
+        registered = registry.get("sampler", name)
+        options: dict[str, Any] = {**parse_options(arg, registered), **extra_options}
+    except UsageError as exc:
+        raise BadRequest(str(exc), "charseq.sampler") from None
+    if "top_p" in body and top_p != 1:
+        raise BadRequest("top_p chooses the top-p sampler; with charseq.sampler give the sampler's own options",
+                         "top_p")
+    if "temperature" in body and body["temperature"] is not None:
+        if temperature == 0:
+            raise BadRequest("temperature 0 means greedy decoding (the argmax sampler); leave out charseq.sampler "
+                             "or give it a positive temperature", "temperature")
+        if registered.takes("temperature") and "temperature" not in options:
+            options["temperature"] = temperature
+    return name, options
+
+
+def _stops(stop: Any) -> tuple[str, ...]:
+    if stop is None:
+        return ()
+    stops = [stop] if isinstance(stop, str) else stop
+    if not isinstance(stops, list) or not all(isinstance(s, str) for s in stops):
+        raise BadRequest("stop must be text or a list of texts", "stop")
+    if len(stops) > MAX_STOPS:
+        raise BadRequest(f"stop takes at most {MAX_STOPS} texts, got {len(stops)}", "stop")
+    if any(not s for s in stops):
+        raise BadRequest("a stop text must not be empty", "stop")
+    return tuple(stops)
+
+
+def _integer(body: dict[str, Any], name: str, default: int, low: int, high: int) -> int:
+    value = body.get(name)
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise BadRequest(f"{name} must be a whole number, got {_shown(value)}", name)
+    if not low <= value <= high:
+        raise BadRequest(f"{name} must be between {low} and {high:,} on this server, got {_shown(value)}", name)
+    return value
+
+
+def _number(body: dict[str, Any], name: str, default: float, param: str) -> float:
+    value = body.get(name)
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise BadRequest(f"{param} must be a number, got {_shown(value)}", param)
+    try:
+        number = float(value)
+    except OverflowError:  # a whole number of hundreds of digits: past what a float holds
+        raise BadRequest(f"{param} has too many digits for a number this server takes", param) from None
+    if not math.isfinite(number):
+        raise BadRequest(f"{param} must be a number, got {_shown(value)}", param)
+    return number
+
+
+def _flag(body: dict[str, Any], name: str, param: str) -> bool:
+    value = body.get(name)
+    if value is not None and not isinstance(value, bool):
+        raise BadRequest(f"{param} must be true or false, got {_shown(value)}", param)
+    return bool(value)
+
+
+# -- responses ---------------------------------------------------------------------------
+
+
+def error_body(message: str, param: str | None = None, status: int = 400, code: str | None = None) -> dict[str, Any]:
+    """OpenAI's error shape; its clients raise the matching exception from the status."""
+    kind = {401: "authentication_error", 404: "invalid_request_error", 408: "timeout", 413: "invalid_request_error",
+            429: "rate_limit_error"}.get(status, "invalid_request_error" if status < 500 else "server_error")
+    return {"error": {"message": _cut(message, 2000), "type": kind, "param": None if param is None else _cut(param, 200),
+                      "code": code}}
+
+
+def _cut(text: str, longest: int) -> str:
+    """Text from a request, quoted back, cut short: the client has it already."""
+    return text if len(text) <= longest else f"{text[: longest - 30]}... ({len(text):,} characters)"
+
+
+def completion_body(request: CompletionRequest, texts: list[str], reasons: list[str], model_id: str) -> dict[str, Any]:
+    choices = [{"text": (request.prompt_of(i) if request.echo else "") + text, "index": i, "logprobs": None,
+                "finish_reason": reason} for i, (text, reason) in enumerate(zip(texts, reasons))]
+    return {"id": request.id, "object": "text_completion", "created": request.created, "model": model_id,
+            "choices": choices, "usage": usage(request, sum(len(t) for t in texts))}
+
+
+def chunk_body(request: CompletionRequest, model_id: str, choices: list[dict[str, Any]],
+               usage_of: dict[str, int] | None = None) -> dict[str, Any]:
+    """One server-sent event of a stream: new text of some choices, or (with no choices) the usage."""
+    body: dict[str, Any] = {"id": request.id, "object": "text_completion", "created": request.created,
+                            "model": model_id, "choices": choices}
+    if request.include_usage:
+        body["usage"] = usage_of
+    return body
+
+
+def usage(request: CompletionRequest, completion_characters: int) -> dict[str, int]:
+    prompt = sum(len(p) for p in request.prompts)  # as OpenAI: once, whatever n
+    return {"prompt_tokens": prompt, "completion_tokens": completion_characters,
+            "total_tokens": prompt + completion_characters}
+
+
+def served_model(checkpoint: Any, model_id: str, registry: Registry, limits: Limits, batched: bool,
+                 created: int = 0) -> ServedModel:
+    """What the server says of a loaded checkpoint (GET /v1/models, and the page)."""
+    model = checkpoint.model
+    info = {"model": model.name, "options": model.options(), "hidden_size": model.hidden_size,
+            "vocabulary_size": len(checkpoint.vocab), "vocabulary": list(checkpoint.vocab.symbols),
+            "item_end": checkpoint.item_end, "samplers": list(registry.all("sampler")), "batched": batched,
+            "limits": {"max_tokens": limits.max_tokens, "max_choices": limits.max_choices,
+                       "max_prompt": limits.max_prompt, "timeout": limits.timeout},
+            "charseq_version": checkpoint.charseq_version}
+    return ServedModel(model_id, checkpoint.vocab, registry, checkpoint.item_end, created, info)
+
+
+def _shown(value: Any, longest: int = 40) -> str:
+    """A request's value in a message, cut short (a 4,000-digit number, a long text: the
+    client has it already)."""
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 10 ** 30:
+        return f"a number of about {int(value.bit_length() * 0.30103) + 1:,} digits"  # (log10 2: no str() of it)
+    text = repr(value)
+    return text if len(text) <= longest else text[: longest - 3] + "..."

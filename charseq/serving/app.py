@@ -1,0 +1,536 @@
+"""The HTTP face of `charseq serve`: an ASGI app (Starlette) over one Engine.
+
+Routes: the web page (``/``, with its script and style, nothing loaded from elsewhere),
+``/healthz``, ``/v1/models`` and ``/v1/completions`` (OpenAI's shapes, streaming as
+server-sent events). With an API key set, every ``/v1`` route wants it as a bearer token.
+What a request may ask for is charseq.serving.api'; how requests share the model is
+charseq.serving.engine's. This module only moves bytes between them and the network, and
+guards the server against clients that hold it: a time limit from a request's first byte
+(headers included), a cap on the request bodies held at once, and a cap on open
+connections that makes room by closing idle ones first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import ipaddress
+import json
+import logging
+import socket
+import sys
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from http import HTTPStatus
+from importlib import resources
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import Response, StreamingResponse
+from starlette.routing import Route
+# h11 as uvicorn uses it: taken through uvicorn, which the type checker knows as an optional package.
+from uvicorn.protocols.http.h11_impl import H11Protocol, h11
+
+from charseq.serving.api import (BadRequest, CompletionRequest, Limits, ServedModel, chunk_body, completion_body,
+                                 error_body, read_request, usage)
+from charseq.serving.engine import Engine, JobFailed, describe
+
+MAX_BODY_BYTES = 1 << 20
+MAX_BODY_TOTAL_BYTES = 32 << 20  # the bodies of all requests being received at once
+MAX_CONNECTIONS = 1000
+SPARE_FILES = 64  # open files kept for all but connections: the model, the logs, the listening socket
+LISTEN_BACKLOG = 2048
+# Bytes read from a socket at a time (asyncio's default is 256 KiB): each connection with
+# bytes waiting holds one read of them before the app can count it against the bodies'
+# cap, so this is what a burst of connections costs each.
+READ_SIZE = 16 << 10
+ARRIVED = "charseq.arrived"  # in a request's scope["state"]: when its first byte came (time.monotonic())
+# The page and its files come from this server alone; nothing inline, nothing from elsewhere.
+SECURITY_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'; "
+                               "form-action 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+}
+_PAGE_FILES = {"/": ("index.html", "text/html; charset=utf-8"),
+               "/app.js": ("app.js", "text/javascript; charset=utf-8"),
+               "/app.css": ("app.css", "text/css; charset=utf-8")}
+
+
+@dataclass
+class Service:
+    """Everything the routes need: the model, its engine, the limits and the key."""
+
+    served: ServedModel
+    engine: Engine
+    limits: Limits
+    api_key: str | None = None
+    max_body: int = MAX_BODY_BYTES
+    max_body_total: int = MAX_BODY_TOTAL_BYTES
+    # Without a key, only requests addressed to this machine by a loopback name or address
+    # are answered: a web page elsewhere cannot reach the model through DNS rebinding.
+    loopback_only: bool = True
+    stopping: bool = False  # set on the first Ctrl-C or SIGTERM: requests still arriving are turned away
+    receiving: int = 0  # bytes of the request bodies being received now, all requests together
+
+
+def create_app(service: Service) -> Any:
+    """The ASGI app; the caller starts and stops the engine."""
+    page = {path: (resources.files("charseq.serving").joinpath("web").joinpath(name).read_bytes(), kind)
+            for path, (name, kind) in _PAGE_FILES.items()}
+
+    async def static(request: Request) -> Response:
+        body, kind = page[request.url.path]
+        return Response(body, media_type=kind, headers={**SECURITY_HEADERS, "Cache-Control": "no-cache"})
+
+    async def healthz(request: Request) -> Response:
+        alive = service.engine.alive
+        return _json({"status": "ok" if alive else "failed", "model": service.served.id,
+                      "auth": service.api_key is not None, **describe(service.engine)}, 200 if alive else 503)
+
+    async def models(request: Request) -> Response:
+        if (refused := _refused(request, service)) is not None:
+            return refused
+        return _json({"object": "list", "data": [_model_entry(service.served)]})
+
+    async def model(request: Request) -> Response:
+        if (refused := _refused(request, service)) is not None:
+            return refused
+        if request.path_params["model"] != service.served.id:
+            return _error(BadRequest(f"the model {request.path_params['model']!r} does not exist; this server has "
+                                     f"{service.served.id!r}", "model", 404, "model_not_found"))
+        return _json(_model_entry(service.served))
+
+    async def completions(request: Request) -> Response:
+        if (refused := _refused(request, service)) is not None:
+            return refused
+        loop = asyncio.get_running_loop()
+        ready = asyncio.Event()
+
+        def wake() -> None:  # from the engine's thread
+            try:
+                loop.call_soon_threadsafe(ready.set)
+            except RuntimeError:  # the loop has closed: nobody is waiting
+                pass
+
+        arrived = request.scope.get("state", {}).get(ARRIVED, time.monotonic())
+        try:
+            if request.headers.get("content-type", "").split(";")[0].strip().lower() != "application/json":
+                raise BadRequest("the request body must be JSON, sent with 'Content-Type: application/json'", None,
+                                 415)
+            body = await _read_json(request, service, arrived + service.limits.timeout)
+            completion = read_request(body, service.served, service.limits, wake, arrived)
+            service.engine.submit(completion.jobs)
+        except BadRequest as exc:
+            return _error(exc, exc.HEADERS if isinstance(exc, _BodiesFull) else None)
+        except JobFailed as exc:
+            return _error(BadRequest(str(exc), None, exc.status), {"Retry-After": "1"} if exc.status == 429 else None)
+        except ClientDisconnect:
+            return Response(status_code=400)
+        if completion.stream:
+            return StreamingResponse(_events(completion, ready, service.served.id), media_type="text/event-stream",
+                                     headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+        texts = [""] * completion.choices
+        reasons = ["length"] * completion.choices
+        try:
+            async for taken in _taken(completion, ready, request):
+                for index, text in taken.texts.items():
+                    texts[index] += text
+                for index, reason in taken.finished.items():
+                    reasons[index] = reason
+        except JobFailed as exc:
+            return _error(BadRequest(str(exc), None, exc.status))
+        return _json(completion_body(completion, texts, reasons, service.served.id))
+
+    async def chat(request: Request) -> Response:
+        return _error(BadRequest("a character model completes text; it does not chat: use POST /v1/completions",
+                                 None, 404, "unknown_url"))
+
+    async def not_found(request: Request, exc: Exception) -> Response:
+        status = getattr(exc, "status_code", 404)
+        message = (f"no route {request.method} {request.url.path}" if status == 404 else
+                   f"{request.url.path} does not take {request.method}")
+        return _error(BadRequest(message, None, status, "unknown_url" if status == 404 else None))
+
+    async def failed(request: Request, exc: Exception) -> Response:
+        """A fault of the server's own: still an error in OpenAI's shape (the server logs it)."""
+        return _error(BadRequest(f"the server failed: {type(exc).__name__}", None, 500))
+
+    routes = [Route(path, static) for path in _PAGE_FILES] + [
+        Route("/healthz", healthz),
+        Route("/v1/models", models),
+        Route("/v1/models/{model:path}", model),
+        Route("/v1/completions", completions, methods=["POST"]),
+        Route("/v1/chat/completions", chat, methods=["POST"]),
+    ]
+    app = Starlette(routes=routes, exception_handlers={404: not_found, 405: not_found, Exception: failed})
+    app.router.redirect_slashes = False  # /v1/completions/ is a 404 in JSON, not a redirect
+    return _AddressedHere(app, service) if service.loopback_only else app
+
+
+class _AddressedHere:
+    """Answers only requests whose Host is a loopback name or address (403 otherwise)."""
+
+    def __init__(self, app: Any, service: Service):
+        self.app, self.service = app, service
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            host = dict(scope["headers"]).get(b"host", b"").decode("latin-1")
+            name = host.rsplit(":", 1)[0] if host.count(":") == 1 or host.startswith("[") else host
+            if not is_loopback(name.strip("[]")):
+                response = _error(BadRequest(f"this server answers requests addressed to this machine (localhost, "
+                                             f"127.0.0.1), not to {host!r}; a server for other machines needs an "
+                                             "API key", None, 403))
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+async def _taken(completion: CompletionRequest, ready: asyncio.Event, request: Request | None = None,
+                 poll: float = 1.0) -> AsyncIterator[Any]:
+    """What the engine made for the request, as it comes; the request is cancelled if the
+    reader goes away (a generator closed early, or a client that disconnected)."""
+    output = completion.output
+    ended = False
+    try:
+        while True:
+            if request is None:  # a stream: Starlette cancels it when its client goes away
+                await ready.wait()
+            else:  # a whole answer: look for a client that went away every `poll` seconds
+                try:
+                    await asyncio.wait_for(ready.wait(), poll)
+                except asyncio.TimeoutError:
+                    if await request.is_disconnected():
+                        return
+                    continue
+            ready.clear()
+            taken = output.take()
+            ended = taken.done
+            if taken.error is not None:
+                raise taken.error
+            yield taken
+            if taken.done:
+                return
+    finally:
+        if not ended:
+            output.cancelled = True
+
+
+async def _events(completion: CompletionRequest, ready: asyncio.Event, model_id: str) -> AsyncIterator[str]:
+    """The request's text as server-sent events, OpenAI's chunks, then ``[DONE]``."""
+    made = 0
+    if completion.echo:
+        yield _event(chunk_body(completion, model_id, [_choice(i, completion.prompt_of(i), None)
+                                                       for i in range(completion.choices)]))
+    try:
+        async for taken in _taken(completion, ready):
+            made += sum(len(text) for text in taken.texts.values())
+            indices = sorted(set(taken.texts) | set(taken.finished))
+            if indices:
+                yield _event(chunk_body(completion, model_id, [
+                    _choice(i, taken.texts.get(i, ""), taken.finished.get(i)) for i in indices]))
+    except JobFailed as exc:
+        yield _event(error_body(str(exc), None, exc.status))
+        return
+    if completion.include_usage:
+        yield _event(chunk_body(completion, model_id, [], usage(completion, made)))
+    yield "data: [DONE]\n\n"
+
+
+def _choice(index: int, text: str, finish_reason: str | None) -> dict[str, Any]:
+    return {"text": text, "index": index, "logprobs": None, "finish_reason": finish_reason}
+
+
+def _event(body: dict[str, Any]) -> str:
+    return f"data: {json.dumps(body, ensure_ascii=True)}\n\n"  # ASCII: no raw line separators (U+2028) in a line
+
+
+def _model_entry(served: ServedModel) -> dict[str, Any]:
+    return {"id": served.id, "object": "model", "created": served.created, "owned_by": "charseq",
+            "charseq": served.info}
+
+
+def _refused(request: Request, service: Service) -> Response | None:
+    """401 unless the request carries the server's API key (when it has one)."""
+    if service.api_key is None:
+        return None
+    scheme, _, given = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), service.api_key.encode()):
+        return None
+    message = "a valid API key is needed: send it as 'Authorization: Bearer KEY'"
+    return _error(BadRequest(message, None, 401, "invalid_api_key"), {"WWW-Authenticate": "Bearer"})
+
+
+class _BodiesFull(BadRequest):
+    """A 503: the request bodies being received fill what the server holds at once; retry soon."""
+
+    HEADERS = {"Retry-After": "1", "Connection": "close"}  # the rest of the body is not read
+
+
+async def _read_json(request: Request, service: Service, deadline: float) -> Any:
+    """The body as JSON: refused (413) past the size limit before it is all read, (503) when
+    the bodies being received would hold more than the server takes at once, (408) when it
+    has not all arrived by `deadline`, or (503) when the server stops meanwhile."""
+    limit = service.max_body
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise BadRequest(f"the request body has {int(declared):,} bytes; this server takes at most {limit:,}", None,
+                         413)
+    reading = asyncio.ensure_future(_receive(request, service))
+    try:
+        while not reading.done():
+            await asyncio.wait({reading}, timeout=0.25)
+            if service.stopping and not reading.done():
+                raise JobFailed("shutdown", "the server is shutting down")
+            if time.monotonic() > deadline and not reading.done():
+                raise BadRequest("the request body did not arrive within the server's time limit", None, 408)
+    finally:
+        if not reading.done():
+            reading.cancel()
+    try:
+        return json.loads(reading.result())
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise BadRequest(f"the request body is not JSON: {exc}") from None
+    except RecursionError:
+        raise BadRequest("the request body is JSON nested too deeply") from None
+    except ValueError:  # Python's limit on an integer's digits (json.loads reads integers whole)
+        raise BadRequest("a number in the request body has too many digits") from None
+
+
+async def _receive(request: Request, service: Service) -> bytes:
+    """The body, its bytes counted in `service.receiving` while they are held here: given
+    back however the reading ends (done, refused, timed out, disconnected, cancelled)."""
+    chunks: list[bytes] = []
+    size = held = 0
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > service.max_body:
+                raise BadRequest(f"the request body is over {service.max_body:,} bytes, the most this server takes",
+                                 None, 413)
+            if service.receiving + len(chunk) > service.max_body_total:
+                raise _BodiesFull(f"the server is receiving as many request bodies as it holds at once "
+                                  f"({service.max_body_total:,} bytes); retry in a moment", None, 503)
+            service.receiving += len(chunk)
+            held += len(chunk)
+            chunks.append(chunk)
+        return b"".join(chunks)
+    finally:
+        service.receiving -= held
+
+
+def _json(body: dict[str, Any], status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    """JSON in ASCII: a lone surrogate from a request, quoted back in a message, stays valid."""
+    return Response(json.dumps(body, ensure_ascii=True), status, headers, media_type="application/json")
+
+
+def _error(exc: BadRequest, headers: dict[str, str] | None = None) -> Response:
+    return _json(error_body(str(exc), exc.param, exc.status, exc.code), exc.status, headers)
+
+
+def is_loopback(host: str) -> bool:
+    """Whether only this machine can reach `host` (a name other than localhost counts as not)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """A listening socket on host:port (port 0: any free one); OSError if it cannot be had."""
+    family, kind, proto, _, address = socket.getaddrinfo(host.strip("[]"), port, type=socket.SOCK_STREAM,
+                                                         flags=socket.AI_PASSIVE)[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(LISTEN_BACKLOG)
+    except OSError:
+        sock.close()
+        raise
+    sock.set_inheritable(True)
+    return sock
+
+
+def open_file_limit() -> int | None:
+    """The process's soft limit on open files (every connection is one), first raised to the
+    hard limit where the system allows; None where there is no such limit."""
+    try:
+        import resource
+    except ImportError:  # not a Unix
+        return None
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        except (ValueError, OSError):  # above the system's own ceiling: keep what there is
+            pass
+        soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    return None if soft == resource.RLIM_INFINITY else soft
+
+
+def connection_room(file_limit: int | None) -> int:
+    """The most connections an open-file limit holds, with SPARE_FILES kept for the rest."""
+    return sys.maxsize if file_limit is None else file_limit - SPARE_FILES
+
+
+class ConnectionGuard:
+    """What the connections of one server share: the time their request headers may take,
+    and the open connections, oldest first, up to `most`."""
+
+    def __init__(self, header_timeout: float, most: int):
+        self.header_timeout, self.most = header_timeout, most
+        self.open: dict[GuardedProtocol, None] = {}  # a dict keeps the order they came in
+
+    def admit(self, connection: GuardedProtocol) -> bool:
+        """Room for a new connection: at the cap the oldest idle one is closed for it; False
+        (the new one is refused) when every open connection has a request in progress."""
+        if len(self.open) >= self.most:
+            oldest_idle = next((open_ for open_ in self.open if open_.idle), None)
+            if oldest_idle is None:
+                return False
+            self.leave(oldest_idle)
+            oldest_idle.transport.close()
+        self.open[connection] = None
+        return True
+
+    def leave(self, connection: GuardedProtocol) -> None:
+        self.open.pop(connection, None)
+
+
+class GuardedProtocol(H11Protocol):
+    """uvicorn's HTTP/1.1 protocol with a public server's guards: a connection has
+    `guard.header_timeout` seconds to send its first byte, and each request as long from its
+    first byte to its last header (a 408, then the connection is closed), or, answered before
+    its body was read, for the rest of the body; and at most `guard.most` connections are
+    open (see ConnectionGuard.admit; a refused one gets a 503). A request's first byte time
+    reaches the app as scope["state"][ARRIVED], where its time limit starts."""
+
+    guard: ConnectionGuard  # set by a subclass for each server
+    _deadline: asyncio.TimerHandle | None = None
+    _first_byte: float | None = None  # of the request whose headers are arriving
+
+    @property
+    def idle(self) -> bool:
+        """No request in progress: none yet, between requests, its headers still arriving, or
+        answered (the rest of a body the app did not read may still be arriving)."""
+        return self.transport.is_closing() or self.cycle is None or self.cycle.response_complete
+
+    def connection_made(self, transport: Any) -> None:  # (an asyncio.Transport; Any: uvicorn's own override narrows it)
+        super().connection_made(transport)
+        if hasattr(transport, "max_size"):  # asyncio's own transports read up to this much at a time
+            setattr(transport, "max_size", READ_SIZE)
+        if not self.guard.admit(self):
+            self._answer_and_close(503, "the server has as many connections open as it takes, each with a request "
+                                        "in progress; retry in a moment", {"Retry-After": "1"})
+            return
+        self._arm()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.guard.leave(self)
+        self._disarm()
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        if self._first_byte is None and self.conn.their_state is h11.IDLE:  # a new request's first byte
+            self._first_byte = time.monotonic()
+            self._arm()
+        super().data_received(data)
+
+    def handle_events(self) -> None:
+        cycle = self.cycle
+        super().handle_events()
+        if self.cycle is not cycle:  # a request's headers are in; its task is made but has not run
+            self.scope.setdefault("state", {})[ARRIVED] = (time.monotonic() if self._first_byte is None
+                                                           else self._first_byte)
+            self._first_byte = None
+            self._disarm()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()  # which may start a request that came meanwhile
+        answered = self.cycle.response_complete and not self.transport.is_closing()
+        if answered and self.conn.their_state is h11.SEND_BODY:
+            self._arm()  # answered before its body was read: the rest has the time limit to come
+
+    def _arm(self) -> None:
+        self._disarm()
+        self._deadline = self.loop.call_later(self.guard.header_timeout, self._timed_out)
+
+    def _disarm(self) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+
+    def _timed_out(self) -> None:
+        self._deadline = None
+        if self.transport.is_closing():
+            return
+        if self.conn.their_state is h11.IDLE:
+            self._answer_and_close(408, "the request did not arrive within the server's time limit")
+        else:  # answered already: the body it did not read is still arriving
+            self.transport.close()
+
+    def send_400_response(self, msg: str) -> None:
+        """A request h11 cannot read (no Host, a bad header, not HTTP at all): a 400 in
+        OpenAI's shape, as every other error here."""
+        self._answer_and_close(400, f"the request is not HTTP/1.1 this server can read ({msg.rstrip('.').lower()})")
+
+    def _answer_and_close(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
+        """An error in OpenAI's shape, written as bytes: h11 answers only a request it has read whole."""
+        body = json.dumps(error_body(message, None, status), ensure_ascii=True).encode()
+        head = [f"HTTP/1.1 {status} {HTTPStatus(status).phrase}", "Content-Type: application/json",
+                f"Content-Length: {len(body)}", "Connection: close",
+                *(f"{name}: {value}" for name, value in (headers or {}).items())]
+        self.transport.write("\r\n".join(head).encode("ascii") + b"\r\n\r\n" + body)
+        self.transport.close()
+
+
+def _accept_batch(max_connections: int) -> int:
+    """How many connections are taken from the listening socket at once, each an open file
+    before any is closed: what the connection cap leaves of the limit, less half the files
+    kept spare for the rest; and at most half the cap, so that a connection taken in one
+    batch is not closed as idle by the next before its request is read (the oldest idle
+    go first)."""
+    file_limit = open_file_limit()  # raised already: this reads it
+    room = LISTEN_BACKLOG if file_limit is None else file_limit - max_connections - SPARE_FILES // 2
+    return max(1, min(LISTEN_BACKLOG, room, max_connections // 2))
+
+
+def run(service: Service, sock: socket.socket, access_log: bool = False,
+        max_connections: int = MAX_CONNECTIONS) -> None:
+    """Serve until Ctrl-C or SIGTERM. The first signal ends every request in flight (each
+    stream gets an error event saying the server is shutting down) and closes the server
+    within seconds; a second Ctrl-C ends it at once."""
+    import uvicorn
+
+    engine = service.engine
+
+    class _Server(uvicorn.Server):
+        def handle_exit(self, sig: int, frame: Any) -> None:
+            service.stopping = True
+            engine.stop()
+            super().handle_exit(sig, frame)
+            # uvicorn raises the signal again once it has stopped; SIGTERM would then kill the
+            # process (exit 143) rather than let it say it stopped and exit 0.
+            self._captured_signals.clear()
+
+    class _Protocol(GuardedProtocol):
+        guard = ConnectionGuard(service.limits.timeout, max_connections)
+
+    # http: this protocol whether or not httptools is installed; ws: no upgrade leaves the guard.
+    config = uvicorn.Config(create_app(service), http=_Protocol, ws="none", log_level="warning",
+                            access_log=access_log, lifespan="off", timeout_graceful_shutdown=5,
+                            backlog=_accept_batch(max_connections))
+    if access_log:  # the warning level keeps uvicorn's own messages quiet, and would its access log
+        logging.getLogger("uvicorn.access").setLevel(logging.INFO)
+    engine.start()
+    try:
+        _Server(config).run(sockets=[sock])
+    finally:
+        engine.stop()
+        engine.join(5)
