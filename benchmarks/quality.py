@@ -27,9 +27,11 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from charseq import TrainConfig, Trainer, get_model, hookimpl
-from charseq.training.config import DEFAULT_MODEL
+from charseq.runs.settings import DEFAULT_MODEL
 from charseq.training.evaluation import EVAL_STREAM_CHARS
-from charseq.hooks.registry import get_registry, model_choice, parse_options
+from charseq.hooks.options import parse_options
+from charseq.hooks.registry import get_registry
+from charseq.models.build import model_choice
 
 sys.path.insert(0, str(Path(__file__).parent))
 from machine import cpu_name  # noqa: E402

@@ -36,7 +36,7 @@ SYMBOLS = "\n !$&',-.3:;?ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"  
 
 def make_checkpoint(path: Path, spec: str, hidden: int) -> None:
     import charseq
-    from charseq.hooks.registry import build_model
+    from charseq.models.build import build_model
 
     vocab = charseq.Vocabulary(SYMBOLS)
     charseq.save(path, charseq.Checkpoint(build_model(spec, {}, len(vocab), hidden, seed=0), vocab))

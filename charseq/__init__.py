@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import importlib
 
-TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing: `import charseq` stays instant
+from charseq.version import __version__ as __version__
 
-__version__ = "0.5.0"
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing: `import charseq` stays instant
 
 _PUBLIC = {
     "Aborted": "charseq.training.interrupt",
-    "CallbackRef": "charseq.training.run",
+    "CallbackRef": "charseq.runs.spec",
     "CharseqError": "charseq.errors",
     "CharseqWarning": "charseq.errors",
     "Checkpoint": "charseq.checkpoints.format",
@@ -27,19 +27,19 @@ _PUBLIC = {
     "Run": "charseq.training.run",
     "RunFailed": "charseq.training.run",
     "RunResult": "charseq.training.run",
-    "RunSpec": "charseq.training.run",
+    "RunSpec": "charseq.runs.spec",
     "SaveError": "charseq.errors",
-    "TrainConfig": "charseq.training.config",
+    "TrainConfig": "charseq.runs.settings",
     "Trainer": "charseq.training.trainer",
     "UsageError": "charseq.errors",
     "VanillaRNN": "charseq.models.rnn",
     "Vocabulary": "charseq.data.vocab",
     "evaluate": "charseq.training.evaluation",
     "generate": "charseq.decoding.generate",
-    "get_callback": "charseq.hooks.registry",
-    "get_corpus": "charseq.hooks.registry",
-    "get_model": "charseq.hooks.registry",
-    "get_sampler": "charseq.hooks.registry",
+    "get_callback": "charseq.training.callbacks",
+    "get_corpus": "charseq.data.corpora",
+    "get_model": "charseq.models.build",
+    "get_sampler": "charseq.decoding.samplers",
     "hookimpl": "charseq.hooks.specs",
     "reload_plugins": "charseq.hooks.registry",
     "load": "charseq.checkpoints.format",
@@ -69,7 +69,7 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:  # what type checkers and editors see (`X as X`: a re-export)
     from charseq.checkpoints.format import Checkpoint as Checkpoint, load as load, save as save
-    from charseq.training.config import TrainConfig as TrainConfig
+    from charseq.runs.settings import TrainConfig as TrainConfig
     from charseq.data.corpus import Corpus as Corpus
     from charseq.errors import (
         CharseqError as CharseqError,
@@ -86,19 +86,12 @@ if TYPE_CHECKING:  # what type checkers and editors see (`X as X`: a re-export)
     from charseq.models.lstm import LSTM as LSTM
     from charseq.models.base import Model as Model, Parameters as Parameters
     from charseq.models.rnn import VanillaRNN as VanillaRNN
-    from charseq.hooks.registry import (
-        get_callback as get_callback,
-        get_corpus as get_corpus,
-        get_model as get_model,
-        get_sampler as get_sampler,
-        reload_plugins as reload_plugins,
-    )
-    from charseq.training.run import (
-        CallbackRef as CallbackRef,
-        Run as Run,
-        RunFailed as RunFailed,
-        RunResult as RunResult,
-        RunSpec as RunSpec,
-    )
+    from charseq.data.corpora import get_corpus as get_corpus
+    from charseq.decoding.samplers import get_sampler as get_sampler
+    from charseq.hooks.registry import reload_plugins as reload_plugins
+    from charseq.models.build import get_model as get_model
+    from charseq.training.callbacks import get_callback as get_callback
+    from charseq.runs.spec import CallbackRef as CallbackRef, RunSpec as RunSpec
+    from charseq.training.run import Run as Run, RunFailed as RunFailed, RunResult as RunResult
     from charseq.training.trainer import Trainer as Trainer
     from charseq.data.vocab import Vocabulary as Vocabulary

@@ -25,7 +25,8 @@ INSTALL_HINT = "charseq serve needs the serve extra: pip install 'charseq[serve]
 def register_commands(cli):
     import click  # here, not at import: loading the plugins must not load the CLI's packages
 
-    from charseq.cli.main import _blas_threads, say, threads_option
+    from charseq import blas
+    from charseq.cli.main import say, threads_option
 
     @cli.command()
     @click.argument("checkpoint_path", metavar="CHECKPOINT", type=click.Path(path_type=Path))
@@ -119,7 +120,7 @@ def register_commands(cli):
         service = server.Service(served, engine, limits, api_key, max_body, max_body_total,
                                  loopback_only=api_key is None)
         try:
-            with _blas_threads(threads):
+            with blas.limited(threads):
                 server.run(service, sock, access_log, max_connections)
         except KeyboardInterrupt:
             pass

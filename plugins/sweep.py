@@ -18,7 +18,8 @@ from charseq.errors import CharseqError, UsageError
 def register_commands(cli):
     import click  # here, not at import: loading the plugins must not load the CLI's packages
 
-    from charseq.cli.main import _available_cores, _corpus_options, _shortcut_callbacks, say, training_options
+    from charseq import blas
+    from charseq.cli.main import _corpus_options, _shortcut_callbacks, say, training_options
     from charseq.sweeps.study import DEFAULT_DIRECTORY, DEFAULT_STORAGE, PRUNERS
 
     @cli.command()
@@ -99,7 +100,7 @@ def register_commands(cli):
             raise UsageError("every trial would write the same checkpoint path; leave out path= (each trial's "
                              "checkpoints then go in its folder)")
         if model_spec is not None and ":" in model_spec:
-            from charseq.hooks.registry import parse_options
+            from charseq.hooks.options import parse_options
 
             fixed_options = parse_options(model_spec.split(":", 1)[1])
             both = [name for name in names if name.startswith("model.") and name[6:] in fixed_options]
@@ -111,11 +112,11 @@ def register_commands(cli):
         if model_spec is not None:
             train["model"] = model_spec
         if threads is None:
-            threads = max(1, _available_cores() // jobs)
+            threads = max(1, blas.available_cores() // jobs)
         plan = sweeps.Sweep(study_name, params, train, trials, timeout, storage, directory, pruner,
                             fixed.get("seed"), threads)
-        if jobs > 4 * _available_cores():
-            raise UsageError(f"--jobs {jobs} on {_available_cores()} cores would only slow each worker down")
+        if jobs > 4 * blas.available_cores():
+            raise UsageError(f"--jobs {jobs} on {blas.available_cores()} cores would only slow each worker down")
         say(f"sweep {study_name!r}: {trials} trials in {sweeps._shown_url(storage)}, {jobs} worker"
             f"{'s' if jobs > 1 else ''} of {threads} BLAS thread{'s' if threads > 1 else ''}, runs in "
             f"{Path(directory) / study_name}/", err=True)

@@ -8,7 +8,7 @@ import pytest
 
 import charseq
 from charseq import Corpus, TrainConfig
-from charseq.data.batches import Batches
+from charseq.training.batches import Batches
 from charseq.data.items import MAX_VAL_ITEMS, evaluate_items, item_hash
 from conftest import resign, run_cli
 

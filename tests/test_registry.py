@@ -3,7 +3,8 @@ import re
 import pytest
 
 from charseq import PluginWarning, UsageError, hookimpl
-from charseq.hooks.registry import get_registry, load_registry, parse_options, parse_spec
+from charseq.hooks.options import parse_options
+from charseq.hooks.registry import get_registry, load_registry, parse_spec
 from conftest import install_fake_distribution
 
 

@@ -9,7 +9,7 @@ import pytest
 
 import charseq
 from charseq import Corpus, Run, UsageError, hookimpl
-from charseq.training.optimizers import OPTIMIZERS
+from charseq.runs.settings import OPTIMIZERS
 from conftest import InterruptAt, run_cli
 
 TEXT = "".join(f"line {i}: the quick brown fox jumps over the lazy dog {i * 7 % 13}.\n" for i in range(60))
@@ -274,7 +274,7 @@ def test_resuming_with_another_blas_thread_count_is_a_warning(tmp_path):
     last digits: the run records its count, and a resume with another says so."""
     from threadpoolctl import threadpool_limits
 
-    from charseq.training.trainer import blas_threads
+    from charseq.blas import threads_in_use as blas_threads
     from conftest import InterruptAt
 
     with threadpool_limits(2, "blas"):

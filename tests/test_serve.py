@@ -178,7 +178,7 @@ def test_errors_over_plain_http_are_json_with_the_right_status(server):
 
 def test_a_request_past_the_time_limit_is_a_408(tmp_path):
     import charseq
-    from charseq.hooks.registry import build_model
+    from charseq.models.build import build_model
 
     saved = charseq.load(Path(__file__).parent / "data" / "alphabet-0.3.0.npz")
     big = build_model("lstm:layers=3", {}, len(saved.vocab), 256, seed=0)

@@ -12,7 +12,8 @@ import pytest
 import charseq
 from charseq.serving.api import BadRequest, Limits, ServedModel, read_request
 from charseq.decoding.generate import StopScanner, generate
-from charseq.hooks.registry import build_model, get_registry
+from charseq.hooks.registry import get_registry
+from charseq.models.build import build_model
 from charseq.serving.engine import Engine, JobFailed, collect
 from charseq.data.vocab import Vocabulary
 

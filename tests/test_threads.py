@@ -3,7 +3,7 @@
 import pytest
 from threadpoolctl import threadpool_info
 
-import charseq.cli.main
+import charseq.blas
 from conftest import run_cli
 
 
@@ -14,14 +14,14 @@ def _blas_threads() -> list[int]:
 @pytest.mark.parametrize("threads", [1, 2])
 def test_train_runs_with_the_requested_blas_threads(threads, monkeypatch, tmp_path):
     seen = []
-    original = charseq.cli.main._blas_threads
+    original = charseq.blas.limited
 
     def spy(n):
         context = original(n)
         seen.append(n)
         return context
 
-    monkeypatch.setattr(charseq.cli.main, "_blas_threads", spy)
+    monkeypatch.setattr(charseq.blas, "limited", spy)
     before = _blas_threads()
     run_cli("train", "--corpus", "digits:20", "--epochs", 1, "-q", "--out", tmp_path / "m.npz",
             "--threads", threads)

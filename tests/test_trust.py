@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from charseq.checkpoints import seal as trust
+from charseq import trust
 
 
 @pytest.fixture
@@ -25,7 +25,7 @@ def test_the_key_is_made_once_whole_and_private(state):
 
 
 def test_processes_making_the_key_at_once_all_get_the_same_one(state):
-    code = "from charseq.checkpoints import seal; print(seal.seal('x'))"
+    code = "from charseq import trust; print(trust.seal('x'))"
     env = {**os.environ, "CHARSEQ_STATE": str(state)}
     procs = [subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, text=True)
              for _ in range(12)]

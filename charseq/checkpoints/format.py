@@ -25,13 +25,15 @@ from typing import Any
 
 import numpy as np
 
-from charseq.checkpoints import schema
-from charseq.checkpoints import seal as trust
+from charseq import schema
+from charseq import trust
 from charseq.errors import CharseqError, SaveError, UsageError
 from charseq.files import atomic_write, kind_of
 from charseq.models.base import ARRAY_NAME, Model
+from charseq.runs.spec import RunSpec
 from charseq.models.rnn import PARAM_NAMES, VanillaRNN
 from charseq.data.vocab import Vocabulary
+from charseq.version import __version__
 
 FORMAT = "charseq-checkpoint"
 # 5: a corpus of items (its end symbol, and fingerprints of its items); 4: any registered
@@ -73,7 +75,7 @@ class Checkpoint:
     arrays: dict[str, np.ndarray] = field(default_factory=dict)
     format_version: int = FORMAT_VERSION
     charseq_version: str | None = None
-    # Whether charseq wrote it here, unedited (see charseq.checkpoints.seal): only then may a resumed
+    # Whether charseq wrote it here, unedited (see charseq.trust): only then may a resumed
     # run replace the files its description names.
     trusted: bool = False
     checksum: str | None = None  # as read: the same file still holds it while this matches
@@ -88,8 +90,6 @@ class Checkpoint:
 def save(path: str | os.PathLike, checkpoint: Checkpoint) -> Path:
     """Write atomically; a failure (disk full, file-size limit) is a SaveError, and the
     path keeps what it held."""
-    import charseq
-
     path = Path(path)
     model = checkpoint.model
     arrays = {PARAM_PREFIX + name: np.ascontiguousarray(view) for name, view in model.params.items()}
@@ -105,7 +105,7 @@ def save(path: str | os.PathLike, checkpoint: Checkpoint) -> Path:
     metadata = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
-        "charseq_version": charseq.__version__,
+        "charseq_version": __version__,
         "vocabulary": list(checkpoint.vocab.symbols),
         "model": {"name": model.name, "options": model.options(), "package": _package(model.name),
                   "hidden_size": model.hidden_size, "dtype": str(model.dtype),
@@ -140,7 +140,7 @@ def _check_savable(model: Model) -> None:
     """Refuse, before anything is written, a model whose record this charseq could not read
     back: the file at the path keeps what it held."""
     from charseq.models.base import check_model
-    from charseq.hooks.registry import model_label
+    from charseq.models.build import model_label
 
     try:
         check_model(model, model_label(model.name))
@@ -150,7 +150,7 @@ def _check_savable(model: Model) -> None:
 
 def _package(model_name: str) -> str | None:
     """The package that provides a model, so that a machine without it can say what to install."""
-    from charseq.hooks.registry import model_package
+    from charseq.models.build import model_package
 
     try:
         return model_package(model_name)
@@ -417,8 +417,6 @@ def _checkpoint(path: Path, metadata: dict[str, Any], arrays: dict[str, np.ndarr
                           charseq_version=metadata.get("charseq_version"))
     run = metadata["run"]
     if run is not None:
-        from charseq.training.run import RunSpec
-
         try:
             config = RunSpec.from_dict(run).config.to_dict()
         except UsageError as exc:
@@ -441,7 +439,8 @@ def _checkpoint(path: Path, metadata: dict[str, Any], arrays: dict[str, np.ndarr
 
 def _model(path: Path, metadata: dict[str, Any], params: dict[str, np.ndarray]) -> Model:
     """The model a checkpoint records, rebuilt by its plugin and given its parameters."""
-    from charseq.hooks.registry import build_model, get_registry
+    from charseq.hooks.registry import get_registry
+    from charseq.models.build import build_model
 
     recorded = metadata["model"]
     name, package = recorded["name"], recorded.get("package")

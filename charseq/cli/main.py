@@ -6,7 +6,6 @@ What a run is, how it resumes, what it may write and how it fails live in the co
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import sys
@@ -18,11 +17,14 @@ import click
 import numpy as np
 
 import charseq
-from charseq.training import config as settings_table
+from charseq import blas
+from charseq.runs import settings as settings_table
 from charseq.errors import CharseqError, CharseqWarning, UsageError, counted
 from charseq.files import shown
 from charseq.training.interrupt import Aborted
-from charseq.hooks.registry import get_registry, model_spec, parse_options, parse_spec, set_debug
+from charseq.hooks.options import parse_options
+from charseq.hooks.registry import get_registry, parse_spec, set_debug
+from charseq.models.build import model_spec
 from charseq.data.vocab import show_characters
 
 
@@ -32,13 +34,6 @@ class _Failure(click.ClickException):
     def __init__(self, message: str, exit_code: int):
         super().__init__(message)
         self.exit_code = exit_code  # type: ignore[misc]  # click's stub makes it a ClassVar; here it varies
-
-
-def _available_cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
 
 
 def _complete_names(kind: str):
@@ -75,17 +70,9 @@ def _corpus_options(encoding: str | None, exact_text: bool) -> dict[str, object]
 def threads_option(command):
     """--threads N: how many threads BLAS may use for the command's matmuls."""
     return click.option(
-        "--threads", type=click.IntRange(min=1), default=_available_cores, show_default="all cores",
+        "--threads", type=click.IntRange(min=1), default=blas.available_cores, show_default="all cores",
         help="BLAS threads for the matrix products.",
     )(command)
-
-
-@contextlib.contextmanager
-def _blas_threads(threads: int):
-    from threadpoolctl import threadpool_limits
-
-    with threadpool_limits(limits=threads, user_api="blas"):
-        yield
 
 
 def say(text: str = "", err: bool = False, essential: bool = False) -> None:
@@ -335,7 +322,7 @@ def train(corpus_spec, encoding, exact_text, model_spec, resume_path, out, force
     if not quiet:
         _describe_run(run)
     try:
-        with _blas_threads(threads):
+        with blas.limited(threads):
             result = run.fit()
     finally:  # an interrupted or failed run gets no on_train_end: clear the bar for the message
         for bar in extra:
@@ -489,7 +476,7 @@ def generate(checkpoint_path, prime, length, stop, sampler_spec, temperature, re
         raise UsageError("standard output is closed; there is nowhere to print the text")
     line_open = False  # a sample's line is on stdout, not yet ended
     try:
-        with _blas_threads(threads):
+        with blas.limited(threads):
             if as_json:
                 texts: list[list[str]] = [[] for _ in range(num_samples)]
                 for step in pieces:
@@ -541,7 +528,7 @@ def _generate_items(saved, prime, length, stop, sampler, rng, num_samples, new_o
     if new_only and exclude is None:
         raise UsageError("this checkpoint does not record its training items, so --new-only cannot leave them out")
     try:
-        with _blas_threads(threads):
+        with blas.limited(threads):
             items = generate_items(saved.model, saved.vocab, saved.item_end, num_samples, sampler, rng, prime,
                                    length, exclude, repetition_penalty=repetition_penalty,
                                    repetition_window=repetition_window, stop=stop)
@@ -623,13 +610,13 @@ def evaluate_command(checkpoint_path, corpus_spec, encoding, exact_text, batch_s
                          f"{show_characters(unknown)}")
     # The corpus's ids are in its own vocabulary: map them to the model's.
     mapping = np.array([saved.vocab.symbols.index(c) for c in corpus.vocab.symbols], dtype=saved.vocab.dtype)
-    with _blas_threads(threads):
+    with blas.limited(threads):
         if corpus.item_starts is not None:  # items: each from a fresh state, its end counted
             loss = evaluate_items(saved.model, mapping[corpus.ids], corpus.item_starts)
         else:
             loss = evaluate(saved.model, mapping[corpus.ids], batch_size, seq_len)
     if not np.isfinite(loss):
-        from charseq.hooks.registry import model_label
+        from charseq.models.build import model_label
 
         raise CharseqError(f"the loss of {model_label(saved.model.name)} on {corpus.name!r} is {loss}, not a number")
     metrics = {"corpus": corpus.name, "characters": len(corpus), **loss_metrics(loss)}
@@ -758,7 +745,7 @@ def _listing(kind: str):
 
 def _option_lines(item, indent: int) -> list[str]:
     """An item's options under its line, aligned with its help: `k=40  how many ...`."""
-    from charseq.hooks.registry import OptionInfo, shown_value
+    from charseq.hooks.options import OptionInfo, shown_value
 
     options = [(f"{o.name} (required)" if o.default is OptionInfo.REQUIRED else f"{o.name}={shown_value(o.default)}",
                 o.help) for o in item.options()]

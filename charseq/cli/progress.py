@@ -11,7 +11,7 @@ import time
 
 from tqdm import tqdm
 
-from charseq import hookimpl
+from charseq.hooks import hookimpl
 
 _REFRESH_SECONDS = 0.1
 # Columns left free at the bar's end for the "^C" a terminal echoes at the cursor when

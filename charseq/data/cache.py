@@ -6,7 +6,7 @@ SHA-256 of the ids), KEY being the text's content key (charseq.data.text). The d
 may be shared, with other people or with other things (CHARSEQ_CACHE names any
 directory), so nothing in it is trusted for its name:
 
-- each record is sealed with this user's key (charseq.checkpoints.seal), which binds it to its KEY;
+- each record is sealed with this user's key (charseq.trust), which binds it to its KEY;
 - the ids are checked against the record's digest before they are used, hashed again only
   when the file is not the one the record names (another inode or size, or another change
   time, which only the kernel sets);
@@ -38,7 +38,7 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
-from charseq.checkpoints import seal as trust
+from charseq import trust
 from charseq.errors import CharseqWarning, SaveError, UsageError
 from charseq.files import atomic_write
 from charseq.data.vocab import Vocabulary

@@ -8,7 +8,7 @@ import numpy as np
 
 from charseq.errors import CharseqError, UsageError
 from charseq.models.base import Model
-from charseq.hooks.registry import model_label
+from charseq.models.build import model_label
 from charseq.data.vocab import Vocabulary
 
 Sampler = Callable[[np.ndarray, np.random.Generator], np.ndarray]

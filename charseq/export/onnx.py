@@ -24,20 +24,22 @@ import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
 from charseq.errors import CharseqError, UsageError
 from charseq.files import atomic_write
 from charseq.training.outputs import check_new_file
+from charseq.version import __version__
+from charseq.checkpoints.format import load
+from charseq.models.recurrent import Recurrent
 
 if TYPE_CHECKING:
     import onnx
 
     from charseq.checkpoints.format import Checkpoint
     from charseq.models.base import Model
-    from charseq.models.recurrent import Recurrent
 
 # Opset 17: the RNN, GRU and LSTM operators are at their version 14 there (as in every later
 # opset but for bfloat16), and it is old enough that onnxruntime from 1.11 (2022), TensorRT 8.5
@@ -111,18 +113,18 @@ def build(checkpoint: Checkpoint) -> onnx.ModelProto:
     onnx = require_onnx()
     from onnx import TensorProto, helper
 
-    import charseq
-    from charseq.hooks.registry import model_label
+    from charseq.models.build import model_label
 
     model = checkpoint.model
     label = model_label(model.name)
     method = getattr(model, "onnx_graph", None)
-    if not callable(method):
+    if not callable(method) and not isinstance(model, Recurrent):
         raise CharseqError(f"{label} cannot be exported to ONNX: it has no onnx_graph method (docs/plugins.md says "
                            "what one does)")
     state_dims = _state_dims(model, label)
     graph = OnnxGraph(onnx)
-    result = method(graph)
+    # A bundled cell says as data which ONNX operator its equations are; a plugin's model says how itself.
+    result = method(graph) if callable(method) else recurrent_graph(cast(Recurrent, model), graph)
     if not (isinstance(result, tuple) and len(result) == 2 and all(isinstance(n, str) for n in result)):
         raise CharseqError(f"{label}: onnx_graph returned {result!r}, not the names of its logits and state")
     for output, name in zip(result, ("logits", "state_out")):  # the interface's names, whatever the model's
@@ -138,7 +140,7 @@ def build(checkpoint: Checkpoint) -> onnx.ModelProto:
                  helper.make_tensor_value_info("state_out", TensorProto.FLOAT, state_dims)],
         initializer=graph.initializers, doc_string=interface)
     proto = helper.make_model(body, opset_imports=[helper.make_opsetid("", OPSET)], ir_version=IR_VERSION,
-                              producer_name="charseq", producer_version=charseq.__version__,
+                              producer_name="charseq", producer_version=__version__,
                               doc_string=f"A charseq {model.name} model over {V} symbols: {interface}")
     helper.set_model_props(proto, metadata(checkpoint, json.dumps(list(state_dims)), interface))
     try:
@@ -162,8 +164,6 @@ def _state_dims(model: Model, label: str) -> list[int | str]:
 def metadata(checkpoint: Checkpoint, state: str, interface: str) -> dict[str, str]:
     """What a user of the file needs besides the graph, under ``charseq.`` keys: the
     vocabulary (a JSON list: symbol i is id i), the model, the end of an item."""
-    import charseq
-
     model = checkpoint.model
     options = model.options()
     props = {
@@ -174,7 +174,7 @@ def metadata(checkpoint: Checkpoint, state: str, interface: str) -> dict[str, st
         "state_shape": state,  # a JSON list, "batch" where the batch size goes
         "dtype": "float32",  # the file's, whatever the model trained in:
         "trained_dtype": str(model.dtype),
-        "version": charseq.__version__,
+        "version": __version__,
         "interface": interface,
     }
     if isinstance(options.get("layers"), int):
@@ -249,11 +249,9 @@ def export_checkpoint(checkpoint_path: str | os.PathLike, out: str | os.PathLike
     """Write a checkpoint's model as ONNX to `out` (by default beside it, as .onnx), whole or
     not at all; refuse to replace a file unless `force`, and never the checkpoint itself or
     other charseq data. The path written and its size in bytes."""
-    import charseq
-
     require_onnx()  # before anything else: without it nothing can be done
     checkpoint_path = Path(checkpoint_path)
-    saved = charseq.load(checkpoint_path)
+    saved = load(checkpoint_path)
     target = os.fspath(out) if out is not None else str(default_path(checkpoint_path))
     if target == "-":
         raise UsageError("-o - would be standard output; the ONNX file is binary: give a file name with -o")

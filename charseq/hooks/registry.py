@@ -5,27 +5,23 @@ from __future__ import annotations
 import codecs
 import functools
 import inspect
-import operator
 import os
 import re
-import types
-import typing
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import import_module, metadata
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pluggy
 
-from charseq.hooks import specs as hookspecs
-from charseq.errors import CharseqError, PluginWarning, UsageError, counted
+from charseq.errors import CharseqError, PluginWarning, UsageError
 from charseq.files import first_line
+from charseq.hooks import specs as hookspecs
+from charseq.hooks.options import OptionInfo, convert_value, documented_options, parse_options, shown_value, type_hints
+from charseq.hooks.specs import SET_BY_CHARSEQ
+from charseq.version import __version__
 
-if TYPE_CHECKING:
-    from charseq.data.corpus import Corpus
-    from charseq.models.base import Model
 
 ENTRY_POINT_GROUP = "charseq"
 # Bundled plugins, registered through the same door as installed ones.
@@ -42,7 +38,6 @@ KINDS = {"corpus": "register_corpora", "sampler": "register_samplers", "callback
          "model": "register_models", "command": "register_commands"}
 CORPUS_FLAGS = {"encoding": "--encoding", "exact": "--exact-text"}  # corpus options the CLI sets from flags
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
-_WHOLE_NUMBER = re.compile(r"^[+-]?[0-9]+$")
 
 
 def _strict() -> bool:
@@ -109,9 +104,7 @@ class Registered:
 
     def _set_by_charseq(self) -> tuple[str, ...]:
         """The factory's arguments that are not options: a corpus's ARG, a model's sizes."""
-        from charseq.models.base import CORE_ARGUMENTS
-
-        return {"corpus": ("arg",), "model": CORE_ARGUMENTS}.get(self.kind, ())
+        return SET_BY_CHARSEQ.get(self.kind, ())
 
     def _parameters(self) -> list[inspect.Parameter]:
         """The factory's parameters a user may set by name, in its order."""
@@ -135,7 +128,7 @@ class Registered:
         """Each option with its default (``OptionInfo.REQUIRED`` when it has none) and its help,
         from a line of the factory's docstring (a class's, or its __init__'s) that starts with
         the option's name and a colon: ``k: how many of the most likely symbols to keep``."""
-        documented = _documented_options(self.factory, self.option_names())
+        documented = documented_options(self.factory, self.option_names())
         return [OptionInfo(p.name, OptionInfo.REQUIRED if p.default is p.empty else p.default,
                            documented.get(p.name, "")) for p in self._parameters()]
 
@@ -182,7 +175,7 @@ class Registered:
             return dict(options)
         parameters = signature.parameters
         takes_any = any(p.kind is p.VAR_KEYWORD for p in parameters.values())
-        hints = _type_hints(self.factory)
+        hints = type_hints(self.factory)
         converted = {}
         for key, value in options.items():
             parameter = parameters.get(key)
@@ -204,129 +197,6 @@ class Registered:
         except TypeError as exc:
             raise UsageError(f"{what}: {exc}") from None
         return converted
-
-
-def _type_hints(factory: Callable[..., Any]) -> dict[str, Any]:
-    """The factory's annotations, resolved one by one: one that does not resolve (a name
-    imported only for type checkers) must not lose the others, or a `str` option whose
-    default is a number would be converted as a number."""
-    target = factory.__init__ if inspect.isclass(factory) else factory
-    if isinstance(target, functools.partial):
-        target = target.func
-    elif not inspect.isroutine(target) and callable(target):
-        target = type(target).__call__  # a callable object: its __call__ takes the options
-    try:
-        return typing.get_type_hints(target)
-    except Exception:
-        pass
-    namespace = getattr(inspect.unwrap(target), "__globals__", {})
-    hints = {}
-    for name, annotation in (getattr(target, "__annotations__", None) or {}).items():
-        try:
-            hints[name] = eval(annotation, dict(namespace)) if isinstance(annotation, str) else annotation
-        except Exception:  # this one does not resolve: its default's type decides
-            continue
-    return hints
-
-
-@dataclass(frozen=True)
-class OptionInfo:
-    """One option of a factory, for listings: its name, default and help."""
-
-    REQUIRED: typing.ClassVar[object] = inspect.Parameter.empty  # the default of an option that has none
-
-    name: str
-    default: Any
-    help: str
-
-    def to_json(self) -> dict[str, Any]:
-        required = self.default is OptionInfo.REQUIRED
-        default = None if required else self.default
-        if not (default is None or isinstance(default, (bool, int, float, str))):
-            default = str(default)
-        return {"name": self.name, "default": default, "required": required, "help": self.help}
-
-
-_OPTION_LINE = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*(?:\([^)]*\))?\s*:\s+(\S.*)$")
-
-
-def _documented_options(factory: Callable[..., Any], names: list[str]) -> dict[str, str]:
-    """Help for options from the factory's docstring: a line that starts with an option's
-    name and a colon (``k: how many to keep``, or ``k (int): ...``) is that option's help."""
-    docs = [inspect.getdoc(factory) or ""]
-    if inspect.isclass(factory) and "__init__" in vars(factory):
-        docs.append(inspect.getdoc(factory.__init__) or "")
-    found: dict[str, str] = {}
-    for line in "\n".join(docs).splitlines():
-        match = _OPTION_LINE.match(line)
-        if match and match.group(1) in names and match.group(1) not in found:
-            found[match.group(1)] = match.group(2).strip()
-    return found
-
-
-def convert_value(value: Any, declared: Any, where: str) -> Any:
-    """`value` as type `declared` (int, float, bool, str, Path, an Optional or a union of
-    these); text from the command line is converted, other values are checked."""
-    if declared is None or declared is Any:
-        return value
-    origin = typing.get_origin(declared)
-    if origin is typing.Union or origin is types.UnionType:
-        choices = [t for t in typing.get_args(declared) if t is not type(None)]
-        if type(None) in typing.get_args(declared) and (value is None or (isinstance(value, str) and
-                                                                           value.lower() in ("none", "null"))):
-            return None
-        errors = []
-        for choice in choices:
-            try:
-                return convert_value(value, choice, where)
-            except UsageError as exc:
-                errors.append(exc)
-        if errors:
-            raise errors[0]
-        return value
-    if declared is bool:
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, str) and value.lower() in _BOOLEANS:
-            return _BOOLEANS[value.lower()]
-        raise UsageError(f"{where} must be true or false, got {value!r}")
-    if declared is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        if isinstance(value, str) and _WHOLE_NUMBER.match(value.strip()):  # not 1_0, nor other scripts' digits
-            try:
-                return int(value)
-            except ValueError:  # past Python's limit on an integer's digits (4,300)
-                raise UsageError(f"{where} has {len(value.strip()):,} digits, more than any setting takes") from None
-        if not isinstance(value, (bool, str)) and type(value).__name__ != "bool_":
-            try:
-                return operator.index(value)  # a numpy integer
-            except TypeError:
-                pass
-        raise UsageError(f"{where} must be a whole number, got {value!r}")
-    if declared is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str) and "_" not in value and value.isascii():  # Python reads 2024_01 as 202401.0
-            try:
-                return float(value)
-            except ValueError:
-                pass
-        raise UsageError(f"{where} must be a number, got {value!r}")
-    if declared is str:
-        if isinstance(value, os.PathLike):
-            return os.fspath(value)
-        if isinstance(value, str):
-            return value
-        raise UsageError(f"{where} must be text, got {value!r}")
-    if declared in (Path, os.PathLike):
-        if isinstance(value, (str, os.PathLike)):
-            return Path(value)
-        raise UsageError(f"{where} must be a path, got {value!r}")
-    return value
-
-
-_BOOLEANS = {"true": True, "yes": True, "on": True, "1": True, "false": False, "no": False, "off": False, "0": False}
 
 
 @dataclass(frozen=True)
@@ -443,8 +313,6 @@ class Registry:
             raise UsageError(f"unknown {kind} {name!r}; known: {known}") from None
 
     def plugins(self) -> list[PluginInfo]:
-        import charseq
-
         self._load_commands_for("command")
         infos = []
         for plugin_name, _ in self.plugin_manager.list_name_plugin():
@@ -454,7 +322,7 @@ class Registry:
                 for kind, items in self._items.items()
             }
             if dist is None:
-                package, version = "charseq", charseq.__version__
+                package, version = "charseq", __version__
             else:
                 package, version = dist.metadata["Name"], dist.version
             infos.append(PluginInfo(plugin_name, package, version, {k: v for k, v in registers.items() if v}))
@@ -603,80 +471,7 @@ def parse_spec(spec: str) -> tuple[str, str | None]:
     return name, arg if sep else None
 
 
-def parse_options(arg: str | None, registered: Registered | None = None) -> dict[str, str]:
-    """``key=value,key=value`` -> options as text; the factory's declared types convert them.
-
-    A value holds a comma, or spaces at its ends, in quotes, double or single, which are
-    not part of it: ``path="a,b.jsonl"``, ``path=runs/'a, b'.jsonl``. Spaces around a key
-    and an unquoted value are dropped. A key given twice, or without a value, is an error.
-    `registered`, the factory the options are for, lets a bare value (``top-k:20``) be
-    answered with what was meant (``top-k:k=20``)."""
-    options: dict[str, str] = {}
-    if not arg:
-        return options
-    for raw, chars in _option_items(arg):
-        if not raw.strip():
-            raise UsageError(f"malformed options {arg!r}: an empty option (a stray comma?)")
-        equals = next((i for i, (char, quoted) in enumerate(chars) if char == "=" and not quoted), None)
-        key = "" if equals is None else "".join(char for char, _ in chars[:equals]).strip().replace("-", "_")
-        if equals is None or any(quoted for _, quoted in chars[:equals]) or not key.isidentifier():
-            hint = registered.bare_value_hint(raw) if registered is not None and equals is None else ""
-            raise UsageError(f"malformed option {raw!r}: expected key=value{hint}")
-        value = chars[equals + 1:]
-        while value and not value[0][1] and value[0][0].isspace():
-            value = value[1:]
-        while value and not value[-1][1] and value[-1][0].isspace():
-            value = value[:-1]
-        if key in options:
-            raise UsageError(f"option {key!r} is given twice")
-        text = "".join(char for char, _ in value)
-        if not text:
-            raise UsageError(f"option {key!r} has no value")
-        options[key] = text
-    return options
-
-
-def _option_items(arg: str) -> list[tuple[str, list[tuple[str, bool]]]]:
-    """`arg` cut at its unquoted commas: each item as typed (for messages) and its
-    characters, each marked whether it was quoted, the quotes themselves left out."""
-    items: list[tuple[str, list[tuple[str, bool]]]] = []
-    chars: list[tuple[str, bool]] = []
-    quote, start = None, 0
-    for index, char in enumerate(arg):
-        if quote is not None:
-            if char == quote:
-                quote = None
-            else:
-                chars.append((char, True))
-        elif char in "\"'":
-            quote = char
-        elif char == ",":
-            items.append((arg[start:index].strip(), chars))
-            chars, start = [], index + 1
-        else:
-            chars.append((char, False))
-    if quote is not None:
-        raise UsageError(f"the quote {quote} in options {arg!r} is not closed; a quoted value ends with the same quote")
-    items.append((arg[start:].strip(), chars))
-    return items
-
-
-def format_options(options: dict[str, Any]) -> str:
-    """Options as they are typed, ``key=value,...``, a value quoted where parse_options
-    would read differently (a comma, a quote, spaces at its ends)."""
-    return ",".join(f"{key}={shown_value(value)}" for key, value in options.items())
-
-
-def shown_value(value: Any) -> str:
-    """One option's value as it is typed: none, true, 0.5, or "a,b" in quotes."""
-    text = "none" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
-    if not text or "," in text or '"' in text or "'" in text or text != text.strip():
-        quote = "'" if '"' in text else '"'
-        return f"{quote}{text}{quote}"
-    return text
-
-
-def _named(kind: str, spec: str, options: dict[str, Any]) -> tuple[Registered, dict[str, Any]]:
+def named(kind: str, spec: str, options: dict[str, Any]) -> tuple[Registered, dict[str, Any]]:
     """The registered item of a ``NAME[:key=value,...]`` spec and its options (keyword
     options override the spec's)."""
     name, arg = parse_spec(spec)
@@ -684,131 +479,3 @@ def _named(kind: str, spec: str, options: dict[str, Any]) -> tuple[Registered, d
     return registered, {**parse_options(arg, registered), **options}
 
 
-def get_sampler(spec: str, **options: Any) -> Any:
-    """A sampler by name, with options: ``get_sampler("top-p", p=0.9)`` or ``get_sampler("top-p:p=0.9")``."""
-    registered, options = _named("sampler", spec, options)
-    return registered.build(**options)
-
-
-def get_callback(spec: str, **options: Any) -> Any:
-    """A training callback by name, with options: ``get_callback("early-stopping", patience=3)``."""
-    registered, options = _named("callback", spec, options)
-    return registered.build(**options)
-
-
-def model_choice(spec: str, options: dict[str, Any] | None = None) -> tuple[str, dict[str, Any]]:
-    """The registered model a ``NAME[:key=value,...]`` spec names, and the options it is
-    built with (`options` over the spec's, its factory's defaults filled in, so two spellings
-    of one choice are equal)."""
-    from charseq.models.base import CORE_ARGUMENTS
-
-    registered, options = _named("model", spec, dict(options or {}))
-    given = sorted(set(options) & set(CORE_ARGUMENTS))
-    if given:
-        raise UsageError(f"model {registered.name!r}: {given[0]} is not a model option; charseq sets it "
-                         "(--hidden-size, --seed)")
-    return registered.name, registered.effective(options, complete=False)  # an unknown option is refused here
-
-
-def model_spec(name: str, options: dict[str, Any]) -> str:
-    """A model choice as it is typed, options at their defaults left out: lstm:layers=2."""
-    try:
-        defaults = get_registry().get("model", name).defaults()
-    except UsageError:
-        defaults = {}
-    shown = {k: v for k, v in sorted(options.items()) if k not in defaults or defaults[k] != v}
-    return name + (":" + format_options(shown) if shown else "")
-
-
-def get_model(spec: str, vocab_size: int, hidden_size: int, *, seed: int | None = 0, dtype: Any = "float32",
-              **options: Any) -> Model:
-    """A model by name, with options: ``get_model("lstm:layers=2", 65, 256)`` or
-    ``get_model("lstm", 65, 256, layers=2)``. ``seed=None`` leaves the weights for the caller
-    to fill (a checkpoint's)."""
-    return build_model(spec, options, vocab_size, hidden_size, seed=seed, dtype=dtype)
-
-
-def build_model(spec: str, options: dict[str, Any], vocab_size: int, hidden_size: int, *, seed: int | None = 0,
-                dtype: Any = "float32") -> Model:
-    """get_model with the options as a mapping (from a file: any key at all is an option)."""
-    import numpy as np
-
-    from charseq.models.base import DTYPES, check_model
-
-    name, options = model_choice(spec, options)
-    try:
-        dtype = np.dtype(dtype)
-    except TypeError:
-        dtype = None
-    if dtype is None or dtype.name not in DTYPES:
-        raise UsageError(f"model {name!r}: dtype must be one of {', '.join(DTYPES)}")
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))):
-        raise UsageError(f"model {name!r}: seed must be a whole number or None, got {seed!r}")
-    registered = get_registry().get("model", name)
-    what = f"{get_registry().describe(registered.plugin)}: model {name!r}"
-    arguments = {"vocab_size": vocab_size, "hidden_size": hidden_size, "seed": seed, "dtype": dtype,
-                 **registered.convert(options, complete=False)}
-    try:
-        inspect.signature(registered.factory).bind(**arguments)
-    except TypeError as exc:
-        raise CharseqError(f"{what}: its factory does not take what charseq gives it ({exc})") from None
-    except ValueError:
-        pass  # no signature to check
-    try:
-        model = registered.factory(**arguments)
-    except UsageError as exc:
-        raise UsageError(f"model {name!r}: {exc}") from None
-    except MemoryError:
-        raise UsageError(f"model {name!r} with hidden size {hidden_size} and options {options} needs more memory "
-                         "than this machine has; use a smaller --hidden-size") from None
-    check_model(model, what)
-    if model.name != name:
-        raise CharseqError(f"{what} says its name is {model.name!r}; a model's name is the one it is registered under")
-    if (model.vocab_size, model.hidden_size) != (vocab_size, hidden_size) or model.flat.dtype != dtype:
-        raise CharseqError(f"{what} was asked for {counted(vocab_size, 'symbol')}, {counted(hidden_size, 'unit')} and {dtype} and has "
-                           f"{model.vocab_size}, {model.hidden_size} and {model.flat.dtype}")
-    try:
-        rebuilt = model_choice(name, model.options())
-    except UsageError as exc:
-        raise CharseqError(f"{what}: its options() cannot rebuild it from a checkpoint ({exc})") from None
-    if rebuilt[1] != model.options():
-        raise CharseqError(f"{what}: its options() {model.options()} are not those it is built with {rebuilt[1]}")
-    return model
-
-
-def model_label(name: str) -> str:
-    """'model NAME of plugin P (package Q)', for a message about a model's own doing."""
-    try:
-        return f"model {name!r} of {get_registry().describe(get_registry().get('model', name).plugin)}"
-    except UsageError:
-        return f"model {name!r}"
-
-
-def model_package(name: str) -> str | None:
-    """The package that provides model `name` (None when bundled): what a checkpoint records
-    so that a machine without it can say what to install."""
-    registry = get_registry()
-    plugin = registry.get("model", name).plugin
-    dist = registry._distributions.get(plugin)
-    return dist.metadata["Name"] if dist is not None else None
-
-
-def get_corpus(spec: str, **options: Any) -> Corpus:
-    """A corpus by ``NAME[:ARG]``: ``get_corpus("alphabet")``, ``get_corpus("text:novel.txt",
-    encoding="latin-1")``. The corpus records how to load it again (``source``), with a
-    relative path made absolute when its provider says ARG is a path."""
-    from charseq.data.corpus import Corpus
-
-    name, arg = parse_spec(spec)
-    registered = get_registry().get("corpus", name)
-    options = registered.effective(options)
-    corpus = registered.build(arg, **options)  # with ARG as given, so its errors speak the user's words
-    if not isinstance(corpus, Corpus):
-        raise CharseqError(f"{get_registry().describe(registered.plugin)}: corpus {name!r} returned "
-                           f"{type(corpus).__name__}, not a charseq.Corpus")
-    corpus.spec = spec
-    if arg is not None and getattr(registered.factory, "path_arg", False):
-        arg = os.path.abspath(os.path.expanduser(arg))
-    corpus.source = None if corpus.stream else name if arg is None else f"{name}:{arg}"  # a stream: nothing to find again
-    corpus.spec_options = dict(options)
-    return corpus

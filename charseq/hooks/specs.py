@@ -14,6 +14,11 @@ import pluggy
 hookspec = pluggy.HookspecMarker("charseq")
 hookimpl = pluggy.HookimplMarker("charseq")
 
+# What charseq itself gives a factory, apart from the user's options: a corpus its ARG, a
+# model these (everything else a model factory takes is a model option).
+CORE_ARGUMENTS = ("vocab_size", "hidden_size", "seed", "dtype")
+SET_BY_CHARSEQ = {"corpus": ("arg",), "model": CORE_ARGUMENTS}
+
 
 @hookspec
 def register_corpora(register):

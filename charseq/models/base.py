@@ -17,11 +17,11 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from charseq.hooks.specs import CORE_ARGUMENTS
+
 # Up to this many symbols the input-weight gradient is one matmul against a per-batch
 # one-hot; beyond, the one-hot would be large and a sort + reduceat scatter is used.
 ONE_HOT_SCATTER_MAX_VOCAB = 256
-# The arguments charseq itself gives a model factory; everything else is a model option.
-CORE_ARGUMENTS = ("vocab_size", "hidden_size", "seed", "dtype")
 DTYPES = ("float32", "float64")  # what checkpoints hold
 ARRAY_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")  # what a checkpoint's member may be called
 

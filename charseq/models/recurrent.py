@@ -21,14 +21,12 @@ buffers per (B, T) shape is reused from step to step, so training allocates litt
 from __future__ import annotations
 
 from collections.abc import MutableMapping
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, cast
 
 import numpy as np
 
 from charseq.models.base import Dropout, Head, Layout, Parameters, Scatter
 
-if TYPE_CHECKING:
-    from charseq.export.onnx import OnnxGraph
 
 MAX_LAYERS = 64
 # From this many input terms a step (B * G * H), layer 0 gathers its input step by step into
@@ -149,13 +147,6 @@ class Recurrent:
 
     def stepper(self, batch_size: int) -> Stepper:
         return Stepper(self, batch_size)
-
-    def onnx_graph(self, graph: OnnxGraph) -> tuple[str, str]:
-        """Export support (`charseq export --format onnx`): one ONNX ONNX_OP operator per
-        layer; the names of the logits and the state after the last input."""
-        from charseq.export.onnx import recurrent_graph
-
-        return recurrent_graph(self, graph)
 
     def memory_needed(self, batch_size: int, seq_len: int) -> int:
         """Bytes of one (B, T) workspace, roughly (the parameters not included)."""

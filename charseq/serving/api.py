@@ -22,7 +22,8 @@ import numpy as np
 
 from charseq.errors import UsageError
 from charseq.decoding.generate import repetition_problem
-from charseq.hooks.registry import Registry, parse_options, parse_spec
+from charseq.hooks.options import parse_options
+from charseq.hooks.registry import Registry, parse_spec
 from charseq.serving.engine import Job, Output
 from charseq.data.vocab import Vocabulary, show_characters
 

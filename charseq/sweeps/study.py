@@ -30,8 +30,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
-from charseq import hookimpl
-from charseq.training.config import settings as train_settings
+from charseq import blas
+from charseq.hooks.specs import hookimpl
+from charseq.runs.settings import settings as train_settings
 from charseq.errors import CharseqError, UsageError
 
 INSTALL_HINT = "pip install 'charseq[sweep]'"
@@ -473,7 +474,6 @@ def work(sweep: Sweep, worker: int = 0, study: Any = None) -> None:
     optuna = require_optuna()
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # a failed trial is in the report, with why
     study = study if study is not None else load_study(sweep, worker)
-    limits = _thread_limits(sweep.threads)
     optuna.storages.fail_stale_trials(study)  # a dead worker's trial, even when no new trial starts
     restore = _stop_on_signals()
 
@@ -482,13 +482,12 @@ def work(sweep: Sweep, worker: int = 0, study: Any = None) -> None:
             study.stop()
 
     try:
-        study.optimize(objective(sweep), timeout=sweep.timeout, catch=(Exception,), gc_after_trial=False,
-                       callbacks=[enough], n_trials=None if _count(study) < sweep.trials else 0)
+        with blas.limited(sweep.threads):
+            study.optimize(objective(sweep), timeout=sweep.timeout, catch=(Exception,), gc_after_trial=False,
+                           callbacks=[enough], n_trials=None if _count(study) < sweep.trials else 0)
         _stop_if_asked()
     finally:
         restore()
-        if limits is not None:
-            limits.restore_original_limits()
 
 
 class _Stop:
@@ -533,14 +532,6 @@ def counted(trial: Any) -> bool:
 
 def _count(study: Any, leave_out: int | None = None) -> int:
     return sum(counted(t) for t in study.get_trials(deepcopy=False) if t.number != leave_out)
-
-
-def _thread_limits(threads: int | None) -> Any:
-    if threads is None:
-        return None
-    from threadpoolctl import threadpool_limits
-
-    return threadpool_limits(limits=threads, user_api="blas")
 
 
 def _worker_main(sweep: Sweep, worker: int) -> None:  # in a child process

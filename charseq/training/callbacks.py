@@ -19,6 +19,7 @@ from typing import Any
 
 from charseq.hooks import specs as hookspecs
 from charseq.errors import CharseqError, UsageError
+from charseq.hooks.registry import named
 
 HOOKS: dict[str, tuple[str, ...]] = {
     name: tuple(p for p in inspect.signature(spec).parameters if p != "self")
@@ -158,3 +159,9 @@ def _hooks_of(callback: Any, label: str) -> dict[str, tuple[Callable[..., Any], 
                              f"{', '.join(HOOKS[attribute])}, by name")
         hooks[attribute] = (method, names)
     return hooks
+
+
+def get_callback(spec: str, **options: Any) -> Any:
+    """A training callback by name, with options: ``get_callback("early-stopping", patience=3)``."""
+    registered, options = named("callback", spec, options)
+    return registered.build(**options)

@@ -114,11 +114,11 @@ class Adam(Optimizer):
         self._apply(params, scratch)
 
 
-OPTIMIZERS = {cls.name: cls for cls in (SGD, Adagrad, RMSprop, Adam)}
+RULES = {cls.name: cls for cls in (SGD, Adagrad, RMSprop, Adam)}  # in the order of settings.OPTIMIZERS
 
 
 def make_optimizer(name: str, size: int, dtype: np.dtype, lr_scales: Sequence[tuple[slice, float]] = ()) -> Optimizer:
     try:
-        return OPTIMIZERS[name](size, dtype, lr_scales)
+        return RULES[name](size, dtype, lr_scales)
     except KeyError:
-        raise UsageError(f"unknown optimizer {name!r}; known: {', '.join(OPTIMIZERS)}") from None
+        raise UsageError(f"unknown optimizer {name!r}; known: {', '.join(RULES)}") from None

@@ -19,10 +19,11 @@ from typing import Any
 
 import numpy as np
 
-from charseq.data.batches import Batches
+from charseq import blas
+from charseq.training.batches import Batches
 from charseq.training.callbacks import CallbackError, CallbackList
 from charseq.checkpoints.format import _STATE_NAME, Checkpoint, plain_json
-from charseq.training.config import TrainConfig
+from charseq.runs.settings import TrainConfig
 from charseq.data.corpus import Corpus
 from charseq.errors import CharseqError, CharseqWarning, UsageError, counted
 from charseq.training.evaluation import evaluate, loss_metrics
@@ -170,7 +171,7 @@ class Trainer:
             loss, _, self._h = result
             loss = float(loss)
         except (TypeError, ValueError):
-            from charseq.hooks.registry import model_label
+            from charseq.models.build import model_label
 
             raise CharseqError(f"{model_label(self.model.name)}: loss_and_grads returned {type(result).__name__} "
                                f"{str(result)[:60]!r}, not (loss, gradients, state)") from None
@@ -192,7 +193,7 @@ class Trainer:
 
     def _diverged_hint(self) -> str:
         """What to try: a lower rate; with a plugin's model, the plugin may be at fault too."""
-        from charseq.hooks.registry import model_label, model_package
+        from charseq.models.build import model_label, model_package
 
         try:
             plugin = model_package(self.model.name) is not None
@@ -357,7 +358,7 @@ class Trainer:
     def _check_threads(self) -> None:
         """BLAS splits a product's sums by its thread count: a run resumed with another count
         goes on, but does not end bit for bit where the uninterrupted run would."""
-        self._blas_threads = blas_threads()
+        self._blas_threads = blas.threads_in_use()
         recorded, self._recorded_threads = self._recorded_threads, None
         if recorded and self._blas_threads and recorded != self._blas_threads:
             warnings.warn(f"this run trained with {recorded} BLAS thread{'s' if recorded != 1 else ''} and goes on "
@@ -412,14 +413,6 @@ class Trainer:
             np.copyto(current[name], saved[name])  # into the model's arrays: the optimizer updates those
 
 
-def blas_threads() -> int | None:
-    """How many threads BLAS uses now (None where threadpoolctl sees no BLAS)."""
-    from threadpoolctl import threadpool_info
-
-    counts = [entry["num_threads"] for entry in threadpool_info() if entry.get("user_api") == "blas"]
-    return max(counts) if counts else None
-
-
 def memory_needed(config: TrainConfig, model: Model, seq_len: int | None = None) -> int:
     """Bytes a run of these settings needs, roughly: the parameters with their gradients,
     optimizer moments and scratch, and the per-step buffers for training and evaluation
@@ -430,7 +423,7 @@ def memory_needed(config: TrainConfig, model: Model, seq_len: int | None = None)
     estimate = getattr(model, "memory_needed", None)
     step = estimate(B, T) if estimate is not None else 4 * (T * B * (5 * H + 2 * V) + 2 * B * H)
     if isinstance(step, bool) or not isinstance(step, (int, np.integer)) or step < 0:
-        from charseq.hooks.registry import model_label
+        from charseq.models.build import model_label
 
         raise CharseqError(f"{model_label(model.name)}: memory_needed returned {step!r}, not a number of bytes")
     return model.flat.itemsize * (3 + moments) * model.flat.size + 2 * step + 16 * T * B

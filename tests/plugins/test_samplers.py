@@ -90,7 +90,8 @@ def test_bad_parameters_are_usage_errors(make, message):
 @pytest.mark.parametrize("spec", ["temperature", "top-k:k=5", "top-p:p=0.5", "min-p:p=0.1"])
 @pytest.mark.parametrize("temperature", [1e-3, 1e-30, 1e-300, 5e-324])
 def test_every_sampler_is_argmax_as_the_temperature_nears_zero(spec, temperature):
-    from charseq.hooks.registry import get_registry, parse_options, parse_spec
+    from charseq.hooks.options import parse_options
+    from charseq.hooks.registry import get_registry, parse_spec
 
     name, arg = parse_spec(spec)
     registered = get_registry().get("sampler", name)

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from charseq.training.config import TrainConfig
+from charseq.runs.settings import TrainConfig
 from charseq.data.corpus import Corpus
 from charseq.training.evaluation import evaluate
 from charseq.errors import UsageError, counted

@@ -12,8 +12,8 @@ from dataclasses import Field, asdict, dataclass, field, fields
 from typing import Any, cast
 
 from charseq.errors import UsageError
-from charseq.training.optimizers import OPTIMIZERS
 
+OPTIMIZERS = ("sgd", "adagrad", "rmsprop", "adam")  # the update rules charseq.training.optimizers has
 SCHEDULES = ("constant", "step", "cosine")
 # The model of a text corpus (a corpus may suggest its own): chosen by measurement on
 # tiny-shakespeare (see the README): two layers of GRUs beat one (and the vanilla RNN)
@@ -35,7 +35,7 @@ class TrainConfig:
     seq_len: int = _setting(64, "Characters per training window T.")
     batch_size: int = _setting(64, "Windows (text: parallel streams) per step B.")
     epochs: int = _setting(5, "Passes over the training text.")
-    optimizer: str = _setting("adam", "The update rule.", choices=tuple(OPTIMIZERS))
+    optimizer: str = _setting("adam", "The update rule.", choices=OPTIMIZERS)
     lr: float = _setting(4e-3, "Learning rate.")
     # With Adam every weight moves by about lr a step, but a one-hot input has a fan-in of
     # one, so U's entries are ~sqrt(H) times W's and lr barely moves them; muP gives input

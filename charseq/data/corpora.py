@@ -1,0 +1,32 @@
+"""A corpus by name: ``NAME[:ARG]`` built by the plugin that registered NAME, recording how
+to load it again."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from charseq.data.corpus import Corpus
+from charseq.errors import CharseqError
+from charseq.hooks.registry import get_registry, parse_spec
+
+
+def get_corpus(spec: str, **options: Any) -> Corpus:
+    """A corpus by ``NAME[:ARG]``: ``get_corpus("alphabet")``, ``get_corpus("text:novel.txt",
+    encoding="latin-1")``. The corpus records how to load it again (``source``), with a
+    relative path made absolute when its provider says ARG is a path."""
+    from charseq.data.corpus import Corpus
+
+    name, arg = parse_spec(spec)
+    registered = get_registry().get("corpus", name)
+    options = registered.effective(options)
+    corpus = registered.build(arg, **options)  # with ARG as given, so its errors speak the user's words
+    if not isinstance(corpus, Corpus):
+        raise CharseqError(f"{get_registry().describe(registered.plugin)}: corpus {name!r} returned "
+                           f"{type(corpus).__name__}, not a charseq.Corpus")
+    corpus.spec = spec
+    if arg is not None and getattr(registered.factory, "path_arg", False):
+        arg = os.path.abspath(os.path.expanduser(arg))
+    corpus.source = None if corpus.stream else name if arg is None else f"{name}:{arg}"  # a stream: nothing to find again
+    corpus.spec_options = dict(options)
+    return corpus

@@ -1,0 +1,3 @@
+"""charseq's version: what a checkpoint records, and `charseq --version` says."""
+
+__version__ = "0.5.0"
