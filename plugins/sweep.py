@@ -150,7 +150,7 @@ def _report(sweeps, storage, study_name, plot_path, as_json, say):
             raise UsageError(f"--plot {plot_path!r}: its folder does not exist")
         from charseq.cli.plot import check_picture
 
-        existed = check_picture(where, "--plot", force_option=None)
+        existed = check_picture(where, "--plot", can_force=False)
     with sweeps.passwords_hidden(storage):
         rows, best = sweeps.report(storage, study_name)
     if as_json:

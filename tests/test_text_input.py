@@ -208,7 +208,7 @@ def test_sniff_wide_encoding_leaves_other_bytes_alone():
     assert sniff_wide_encoding("日本語のテキスト".encode("utf-16-le")) is None  # no NULs to go by: the decoder's error
     assert sniff_wide_encoding(b"a\0") is None  # too short to say
     assert sniff_wide_encoding(b"\xff\xfeh\0i\0") == "utf-16"
-    assert wide_encoding_hint(b"\0\0\xfe\xff\0\0\0h") == "looks like UTF-32 (big-endian) text; use --encoding utf-32"
+    assert wide_encoding_hint(b"\0\0\xfe\xff\0\0\0h") == "looks like UTF-32 (big-endian) text; use encoding='utf-32'"
 
 
 # -- directories with pictures in them ---------------------------------------------------------

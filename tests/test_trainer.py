@@ -187,7 +187,7 @@ def test_config_refuses_nonsense(field, value):
 
 def test_divergence_stops_with_a_message_naming_the_step():
     trainer = _trainer(lr=3e38, clip=3e38, epochs=50)  # float32 weights overflow to inf, then NaN
-    with pytest.raises(CharseqError, match=r"diverged at step \d+.*lower --lr"):
+    with pytest.raises(CharseqError, match=r"diverged at step \d+.*lower lr=…"):
         trainer.fit()
 
 

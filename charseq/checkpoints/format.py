@@ -27,7 +27,7 @@ import numpy as np
 
 from charseq import schema
 from charseq import trust
-from charseq.errors import CharseqError, SaveError, UsageError
+from charseq.errors import CharseqError, SaveError, UsageError, setting
 from charseq.files import atomic_write, kind_of
 from charseq.models.base import ARRAY_NAME, Model
 from charseq.runs.spec import RunSpec
@@ -165,8 +165,8 @@ def _warn_unsealed() -> None:
 
     from charseq.errors import CharseqWarning
 
-    warnings.warn(f"{trust.problem()}: checkpoints are written unsealed, and resuming them will need --corpus and "
-                  "will leave out the callbacks that write files", CharseqWarning, stacklevel=3)
+    warnings.warn(f"{trust.problem()}: checkpoints are written unsealed, and resuming them will need "
+                  f"{setting('corpus')} and will leave out the callbacks that write files", CharseqWarning, stacklevel=3)
 
 
 def plain_json(value: Any) -> Any:

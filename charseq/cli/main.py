@@ -19,7 +19,8 @@ import numpy as np
 import charseq
 from charseq import blas
 from charseq.runs import settings as settings_table
-from charseq.errors import CharseqError, CharseqWarning, UsageError, counted
+from charseq.cli.words import WORDS
+from charseq.errors import CharseqError, CharseqWarning, UsageError, counted, spoken
 from charseq.files import shown
 from charseq.training.interrupt import Aborted
 from charseq.hooks.options import parse_options
@@ -139,7 +140,7 @@ class _CharseqGroup(click.Group):
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
         """click's main, with Ctrl-C anywhere (parsing, loading plugins, training) ending
         quietly with 130 where click would print "Aborted!" and exit 1."""
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), spoken(WORDS):  # the core's messages name settings by their flags
             others = warnings.showwarning
 
             def show(message, category, *rest, **options):

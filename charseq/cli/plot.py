@@ -118,14 +118,14 @@ def _plottable(value) -> float:
     return value if math.isfinite(value) and abs(value) < 1e100 else math.nan
 
 
-def check_picture(out: str | os.PathLike, what: str, force: bool = False, force_option: str | None = "--force") -> bool:
+def check_picture(out: str | os.PathLike, what: str, force: bool = False, can_force: bool = True) -> bool:
     """Refuse, in one line, a picture's path that the write policy does not allow: a file
     there is replaced when charseq drew it, another only with `force`, and charseq's data
     never (charseq.training.outputs.check_new_file). Whether something was there: save_picture
     writes through a link only when it was checked."""
     from charseq.training.outputs import check_new_file
 
-    check_new_file(os.fspath(out), what, force=force, own=drawn_here, force_option=force_option)
+    check_new_file(os.fspath(out), what, force=force, own=drawn_here, can_force=can_force)
     return os.path.lexists(out)
 
 

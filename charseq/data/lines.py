@@ -13,7 +13,7 @@ from pathlib import Path
 import warnings
 
 from charseq.data.corpus import Corpus
-from charseq.errors import CharseqWarning, UsageError
+from charseq.errors import CharseqWarning, UsageError, setting
 from charseq.files import first_line
 from charseq.data.items import END
 from charseq.data.text import check_encoding, wide_encoding_hint
@@ -34,7 +34,8 @@ def read_items(path: Path, encoding: str = "utf-8") -> list[str]:
         raise UsageError(f"{str(path)!r} is not {encoding} text: bad byte at offset {exc.start}{_wide_hint(data)}") \
             from None
     except UnicodeError as exc:  # a codec's own complaint, which may run over lines
-        raise UsageError(f"{str(path)!r} is not {encoding} text ({first_line(exc)}); try --encoding") from None
+        raise UsageError(f"{str(path)!r} is not {encoding} text ({first_line(exc)}); try {setting('encoding')}") \
+            from None
     wide = None if encoding.startswith(("utf-16", "utf-32")) else wide_encoding_hint(data[:4096])
     if wide:  # what text:PATH refuses too; any other character, NUL included, is a symbol
         raise UsageError(f"{str(path)!r} is not {encoding} text: it {wide}")
@@ -53,7 +54,7 @@ def read_items(path: Path, encoding: str = "utf-8") -> list[str]:
 def _wide_hint(data: bytes) -> str:
     """'; it looks like UTF-16 ... text; use --encoding X' where the bytes say so, else '; try --encoding'."""
     hint = wide_encoding_hint(data[:4096])
-    return f"; it {hint}" if hint else "; try --encoding"
+    return f"; it {hint}" if hint else f"; try {setting('encoding')}"
 
 
 def load_lines_corpus(name: str, files: list[Path], encoding: str = "utf-8", skip_unreadable: bool = False) -> Corpus:

@@ -27,7 +27,7 @@ import numpy as np
 
 from charseq.data.cache import Entry, cache_dir, index_key, indexed_key, load_entry, save_entry, spool_file
 from charseq.data.corpus import Corpus
-from charseq.errors import CharseqError, CharseqWarning, UsageError
+from charseq.errors import CharseqError, CharseqWarning, UsageError, setting
 from charseq.files import kind_of
 from charseq.data.vocab import Vocabulary
 
@@ -134,7 +134,7 @@ def sniff_wide_encoding(first_bytes: bytes) -> str | None:
 def wide_encoding_hint(first_bytes: bytes) -> str | None:
     """'looks like UTF-16 (little-endian) text; use --encoding utf-16', or None: for messages."""
     found = _sniff(first_bytes)
-    return f"looks like {found[1]} text; use --encoding {found[0]}" if found else None
+    return f"looks like {found[1]} text; use {setting('encoding', found[0])}" if found else None
 
 
 def _sniff(first_bytes: bytes) -> tuple[str, str] | None:
@@ -213,11 +213,11 @@ def _open_stream(spec: str) -> contextlib.AbstractContextManager[BinaryIO]:
     if spec in STDIN_NAMES:
         stdin = getattr(sys.stdin, "buffer", None) if sys.stdin is not None else None
         if stdin is None or getattr(stdin, "closed", False):
-            raise UsageError(f"corpus text:{spec} reads standard input, which is closed; pipe the text in: "
-                             f"... | charseq train --corpus text:-")
+            raise UsageError(f"corpus text:{spec} reads standard input, which is closed; pipe the text in, or give a "
+                             "file: text:PATH")
         if sys.stdin.isatty():
-            raise UsageError(f"corpus text:{spec} reads standard input, which is a terminal; pipe the text in "
-                             "(... | charseq train --corpus text:-), or give a file: text:PATH")
+            raise UsageError(f"corpus text:{spec} reads standard input, which is a terminal; pipe the text in, or "
+                             "give a file: text:PATH")
         return contextlib.nullcontext(stdin)
     try:
         return open(os.path.expanduser(spec), "rb")
@@ -337,7 +337,7 @@ def _encode_to_cache(files: list[Path], encoding: str, directory: Path, key: str
         except _NotText as exc:
             if not skip_unreadable:
                 raise UsageError(f"{shown[index]!r} is not {encoding} text{exc.detail}; "
-                                 f"{exc.advice or 'try --encoding'}") from None
+                                 f"{exc.advice or 'try ' + setting('encoding')}") from None
             advice = f"; {exc.advice}" if exc.advice else ""
             skipped.append((index, f"it is not {encoding} text{exc.detail}{advice}"))
             continue
@@ -347,7 +347,7 @@ def _encode_to_cache(files: list[Path], encoding: str, directory: Path, key: str
     if length == 0:
         if skipped and len(skipped) == len(files):
             raise UsageError(f"none of the {len(files)} files of corpus {name!r} is {encoding} text (the first: "
-                             f"{shown[skipped[0][0]]!r}, {skipped[0][1]}); try --encoding")
+                             f"{shown[skipped[0][0]]!r}, {skipped[0][1]}); try {setting('encoding')}")
         raise UsageError(f"corpus {name!r} is empty" + (f" once {len(skipped)} files that are not {encoding} text "
                                                         "are left out" if skipped else ""))
     symbols = {chr(code) for code in np.flatnonzero(ascii_counts)} | others
@@ -427,7 +427,7 @@ def _file_pieces(path: Path, encoding: str, exact: bool, hashed: _Hashed) -> Ite
                 wide = _sniff(chunk)
                 if wide:
                     _hash_rest(stream, hashed)
-                    raise _NotText(f": it looks like {wide[1]} text", f"use --encoding {wide[0]}")
+                    raise _NotText(f": it looks like {wide[1]} text", f"use {setting('encoding', wide[0])}")
             pending = decoder.getstate()[0]
             piece: str | bytes
             if ascii_fast and not pending and chunk.isascii():

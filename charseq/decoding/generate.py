@@ -6,7 +6,7 @@ from collections.abc import Callable, Iterator
 
 import numpy as np
 
-from charseq.errors import CharseqError, UsageError
+from charseq.errors import CharseqError, UsageError, setting
 from charseq.models.base import Model
 from charseq.models.build import model_label
 from charseq.data.vocab import Vocabulary
@@ -233,7 +233,7 @@ def generate_items(
     if num_samples < 1:
         raise UsageError(f"num-samples must be at least 1, got {num_samples}")
     if max_length < 1 and not prime:
-        raise UsageError("an item needs a length of at least 1 (--length)")
+        raise UsageError(f"an item needs a length of at least 1 ({setting('length')})")
     if stop == "":
         raise UsageError("the stop text must not be empty")
     rng = np.random.default_rng(rng)
@@ -255,9 +255,9 @@ def generate_items(
             return kept[:num_samples]
     wanted = "new items (not in its training file)" if exclude is not None else "items that are not empty"
     if cut > max_rounds * batch // 2 or stop:
-        why = "most were cut short by --length or --stop; allow longer items"
+        why = f"most were cut short by {setting('length')} or {setting('stop')}; allow longer items"
     elif exclude is not None:
-        why = "it has learnt its items by heart (train less, or with more --dropout)"
+        why = f"it has learnt its items by heart (train less, or with more {setting('dropout')})"
     else:
         why = "it ends items at once (train it longer)"
     raise CharseqError(f"in {max_rounds * batch:,} tries the model made only {len(kept)} {wanted}; {why}")

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
-from charseq.errors import CharseqError, UsageError
+from charseq.errors import CharseqError, UsageError, label, setting
 from charseq.files import atomic_write
 from charseq.training.outputs import check_new_file
 from charseq.version import __version__
@@ -254,8 +254,9 @@ def export_checkpoint(checkpoint_path: str | os.PathLike, out: str | os.PathLike
     saved = load(checkpoint_path)
     target = os.fspath(out) if out is not None else str(default_path(checkpoint_path))
     if target == "-":
-        raise UsageError("-o - would be standard output; the ONNX file is binary: give a file name with -o")
-    check_new_file(target, "-o", force=force, inputs={checkpoint_path: "the checkpoint being exported"})
+        raise UsageError(f"{setting('out', '-')} would be standard output; the ONNX file is binary: give a file name "
+                         f"with {label('out')}")
+    check_new_file(target, label("out"), force=force, inputs={checkpoint_path: "the checkpoint being exported"})
     existed = os.path.lexists(target)  # only what was checked is written through; a link planted since is replaced
     blob = build(saved).SerializeToString()
     atomic_write(Path(target), lambda f: f.write(blob), follow_links=existed)

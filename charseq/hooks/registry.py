@@ -15,7 +15,7 @@ from typing import Any
 
 import pluggy
 
-from charseq.errors import CharseqError, PluginWarning, UsageError
+from charseq.errors import CharseqError, PluginWarning, UsageError, label
 from charseq.files import first_line
 from charseq.hooks import specs as hookspecs
 from charseq.hooks.options import OptionInfo, convert_value, documented_options, parse_options, shown_value, type_hints
@@ -36,7 +36,7 @@ DEFAULT_PLUGINS = (
 )
 KINDS = {"corpus": "register_corpora", "sampler": "register_samplers", "callback": "register_callbacks",
          "model": "register_models", "command": "register_commands"}
-CORPUS_FLAGS = {"encoding": "--encoding", "exact": "--exact-text"}  # corpus options the CLI sets from flags
+CORPUS_SETTINGS = ("encoding", "exact")  # corpus options a front end sets as settings of their own
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
 
 
@@ -184,8 +184,8 @@ class Registered:
                     converted[key] = value
                     continue
                 valid = self.option_names()
-                if self.kind == "corpus" and key in CORPUS_FLAGS:  # given as a flag: answer in the flag's words
-                    raise UsageError(f"{what} does not take {CORPUS_FLAGS[key]}")
+                if self.kind == "corpus" and key in CORPUS_SETTINGS:  # given as a setting: answer in its words
+                    raise UsageError(f"{what} does not take {label(key)}")
                 raise UsageError(f"{what} has no option {key!r}; its options are {', '.join(valid) or 'none'}")
             declared = hints.get(key)
             if declared is None and parameter.default not in (inspect.Parameter.empty, None):

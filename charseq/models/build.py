@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from charseq.errors import CharseqError, UsageError, counted
+from charseq.errors import CharseqError, UsageError, counted, setting
 from charseq.hooks.options import format_options
 from charseq.hooks.registry import get_registry, named
 from charseq.hooks.specs import CORE_ARGUMENTS
@@ -23,7 +23,7 @@ def model_choice(spec: str, options: dict[str, Any] | None = None) -> tuple[str,
     given = sorted(set(options) & set(CORE_ARGUMENTS))
     if given:
         raise UsageError(f"model {registered.name!r}: {given[0]} is not a model option; charseq sets it "
-                         "(--hidden-size, --seed)")
+                         f"({setting('hidden_size')}, {setting('seed')})")
     return registered.name, registered.effective(options, complete=False)  # an unknown option is refused here
 
 
@@ -73,7 +73,7 @@ def build_model(spec: str, options: dict[str, Any], vocab_size: int, hidden_size
         raise UsageError(f"model {name!r}: {exc}") from None
     except MemoryError:
         raise UsageError(f"model {name!r} with hidden size {hidden_size} and options {options} needs more memory "
-                         "than this machine has; use a smaller --hidden-size") from None
+                         f"than this machine has; use a smaller {setting('hidden_size')}") from None
     check_model(model, what)
     if model.name != name:
         raise CharseqError(f"{what} says its name is {model.name!r}; a model's name is the one it is registered under")

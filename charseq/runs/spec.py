@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from charseq import schema
-from charseq.errors import UsageError
+from charseq.errors import Placeholder, UsageError, setting
 from charseq.runs.settings import TrainConfig
 
 # What a resumed run may change: anything else would make it another run. --epochs may
@@ -21,8 +21,12 @@ from charseq.runs.settings import TrainConfig
 # and --corpus (a moved file with the same content) say where things are; callbacks are
 # added and dropped with their own options.
 RESUME_MAY_CHANGE = ("epochs", "eval_every")
-MAY_CHANGE_TEXT = ("--epochs (more), --eval-every, --out, --corpus (the same text, moved) and the callbacks "
-                   "(--callback adds one, --drop-callback NAME drops one)")
+
+
+def may_change() -> str:
+    """What a resumed run may change, for messages (in the words of whoever asks)."""
+    return (f"{setting('epochs')} (more), {setting('eval_every')}, {setting('out')}, {setting('corpus')} (the same "
+            f"text, moved) and the callbacks ({setting('callbacks')} adds one, {setting('drop_callbacks', Placeholder('NAME'))} drops one)")
 
 
 @dataclass(frozen=True, eq=False)

@@ -17,7 +17,7 @@ import numpy as np
 from charseq.runs.settings import TrainConfig
 from charseq.data.corpus import Corpus
 from charseq.training.evaluation import evaluate
-from charseq.errors import UsageError, counted
+from charseq.errors import UsageError, counted, setting
 from charseq.data import items as item_batches
 
 
@@ -48,7 +48,7 @@ class Batches:
             self.train_ids, self.val_ids = corpus.ids, None
             if B > windows:
                 raise UsageError(f"batch size {B} is larger than the {windows} training windows; "
-                                 "use a smaller --batch-size")
+                                 f"use a smaller {setting('batch_size')}")
             self.steps_per_epoch = windows // B  # a last partial batch is skipped
             return
         held_out = min(int(len(corpus.ids) * config.val_fraction), config.max_val_chars)
@@ -60,7 +60,8 @@ class Batches:
         if self.stream_length < T:
             raise UsageError(
                 f"the training text of {corpus.name!r} ({counted(len(self.train_ids), 'character')}) is too short "
-                f"for {B} stream{'s' if B != 1 else ''} of at least {T + 1} characters; use a smaller --batch-size or --seq-len"
+                f"for {B} stream{'s' if B != 1 else ''} of at least {T + 1} characters; use a smaller {setting('batch_size')} or "
+                f"{setting('seq_len')}"
             )
         self.steps_per_epoch = self.stream_length // T
 

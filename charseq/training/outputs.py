@@ -23,12 +23,21 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from charseq.errors import UsageError
+from charseq.errors import UsageError, resuming, setting
 from charseq.files import dangling, kind_of, shown
 
 CHECKPOINT, METRICS, FILE = "checkpoint", "metrics", "file"
 _TEMPORARY = re.compile(r"^\..+\.[0-9a-f]{8}\.tmp$")  # files.atomic_write's
 _FIELD = re.compile(r"\{[^{}]*\}")
+
+
+class OutputExists(UsageError):
+    """A file is where the run (or a command) would write, and it may not replace it unasked:
+    `path`; `resumable` when it holds a run of its own that can be continued instead."""
+
+    def __init__(self, path: Path, resumable: bool, message: str):
+        super().__init__(message)
+        self.path, self.resumable = path, resumable
 
 
 @dataclass(frozen=True)
@@ -37,7 +46,7 @@ class Output:
     filled in each time (a checkpoint callback's path), else braces are plain characters."""
 
     path: str
-    what: str  # for messages: "--out", "callback 'checkpoint' option path"
+    what: str  # for messages: label("out"), "callback 'checkpoint' option path"
     kind: str = FILE  # CHECKPOINT, METRICS or FILE: what makes an existing file the run's own
     template: bool = False
     fresh: bool = True  # given for this run now (a new run's, or a callback added on resuming)
@@ -240,8 +249,9 @@ def _check_file(output: Output, lineage: Lineage, inputs: list[Path], force: boo
         if not resumed_file:  # (the checkpoint resumed, as it was read, is the run's to continue)
             _check_ancestor_ahead(output, path, lineage)
             if not force and not own(path, output.kind, lineage, output.fresh):
-                raise UsageError(f"{output.what} {shown(output.path)!r} {_describe(path, output.kind, lineage)}; give "
-                                 "another path, or --force to replace it")
+                raise OutputExists(path, identity(path, CHECKPOINT)[0] is not None and output.kind != METRICS,
+                                   f"{output.what} {shown(output.path)!r} {_describe(path, output.kind, lineage)}; "
+                                   f"give another path, or {setting('force', True)} to replace it")
         _check_not_ahead(output, path, resumed, lineage)
 
 
@@ -272,8 +282,9 @@ def _check_template(output: Output, lineage: Lineage, inputs: list[Path], force:
             _check_ancestor_ahead(output, path, lineage)
         if not force and path.is_file():
             if not own(path, output.kind, lineage, output.fresh):
-                raise UsageError(f"{output.what} {shown(output.path)!r} could write over {shown(match)!r}, which "
-                                 f"{_describe(path, output.kind, lineage)}; choose another name, or --force to allow it")
+                raise OutputExists(path, False, f"{output.what} {shown(output.path)!r} could write over "
+                                   f"{shown(match)!r}, which {_describe(path, output.kind, lineage)}; choose another "
+                                   f"name, or {setting('force', True)} to allow it")
 
 
 def _check_ancestor_ahead(output: Output, path: Path, lineage: Lineage) -> None:
@@ -281,10 +292,12 @@ def _check_ancestor_ahead(output: Output, path: Path, lineage: Lineage) -> None:
     kind = output.kind if output.kind != FILE else (CHECKPOINT if _is_checkpoint(path) else METRICS)
     run_id, step = identity(path, kind)
     if run_id is not None and lineage.ahead(run_id, step):
-        option = {CHECKPOINT: "--out (or, for a checkpoint callback, --drop-callback checkpoint --callback "
-                              "checkpoint:path=NEW)",
-                  METRICS: "--drop-callback metrics --metrics NEW (or, if those lines are what a crash left after the "
-                           "checkpoint, resume it unchanged first: that run keeps them and goes on)"
+        option = {CHECKPOINT: f"{setting('out')} (or, for a checkpoint callback, "
+                              f"{setting('drop_callbacks', ['checkpoint'])} "
+                              f"{setting('callbacks', ['checkpoint:path=NEW'])})",
+                  METRICS: f"{setting('drop_callbacks', ['metrics'])} {setting('callbacks', ['metrics:path=NEW'])} "
+                           "(or, if those lines are what a crash left after the checkpoint, resume it unchanged first: "
+                           "that run keeps them and goes on)"
                   }.get(output.kind, "another path for that callback")
         raise UsageError(f"{output.what} {shown(output.path)!r}: {shown(path)!r} holds the run this one branched from, "
                          f"further along (step {step:,}) than where this run left it (step "
@@ -301,7 +314,7 @@ def _check_not_ahead(output: Output, path: Path, resumed: Resumed | None, lineag
     if run_id == lineage.run_id and step > resumed.end_step:
         raise UsageError(f"{output.what} {shown(output.path)!r} holds this run further along (step {step:,}) than this "
                          f"run would end (step {resumed.end_step:,}), resumed from {shown(resumed.path)!r}; it would "
-                         "put an earlier state over it: give another --out")
+                         f"put an earlier state over it: give another {setting('out')}")
 
 
 def identity(path: Path, kind: str) -> tuple[str | None, int]:
@@ -355,14 +368,14 @@ def _check_directory(output: Output, directory: Path, create: bool) -> None:
 
 
 def check_new_file(path: str, what: str, *, force: bool = False, inputs: Mapping[Path, str] | None = None,
-                   own: Callable[[Path], bool] | None = None, force_option: str | None = "--force") -> Path:
+                   own: Callable[[Path], bool] | None = None, can_force: bool = True) -> Path:
     """Refuse, in one line, a file a command may not write outside a run (an export, a
     picture), by the rules a run's outputs follow: a name that can hold a file (no link to
     nowhere, no directory, device or kernel path), in a directory that exists and takes
     files; never one of `inputs` (path -> what it is, for the message) nor charseq's data (a
     checkpoint or metrics log), `force` or not; and a file already there only when it is
-    the command's own (`own`) or `force` allows it. `what` names the option that gave it, and
-    `force_option` the one that forces (None: the command has none)."""
+    the command's own (`own`) or `force` allows it (`can_force`: the command may force at
+    all). `what` names the setting that gave it."""
     if not path or path.endswith(os.sep) or path.endswith(os.sep + "."):
         raise UsageError(f"{what} {path!r} is not a file name")
     if path == "-":
@@ -382,8 +395,8 @@ def check_new_file(path: str, what: str, *, force: bool = False, inputs: Mapping
     if is_charseq_file(target):
         raise UsageError(f"{name!r} holds charseq's data (a checkpoint or metrics); give another path with {what}")
     if not force and not (own is not None and own(target)):
-        forcing = f", or {force_option} to replace it" if force_option else ""
-        raise UsageError(f"{name!r} already exists; give another path with {what}{forcing}")
+        forcing = f", or {setting('force', True)} to replace it" if can_force else ""
+        raise OutputExists(target, False, f"{name!r} already exists; give another path with {what}{forcing}")
     return target
 
 
@@ -464,8 +477,8 @@ def _describe(path: Path, kind: str, lineage: Lineage) -> str:
 
         if {lineage.run_id, *lineage.ancestors} & set(parents_of(path)):
             return (f"holds a later branch of this run (step {step:,}), other work that this run would replace "
-                    f"(to continue that branch: charseq train --resume {shown(path)})")
-        return f"holds a checkpoint of another run (to continue that run: charseq train --resume {shown(path)})"
+                    f"(to continue that branch: {resuming(shown(path))})")
+        return f"holds a checkpoint of another run (to continue that run: {resuming(shown(path))})"
     if run_id is not None:
         return "holds another run's metrics"
     return "already exists and is not this run's"

@@ -31,14 +31,14 @@ from charseq import trust
 from charseq.training.callbacks import CallbackError, CallbackList
 from charseq.runs.settings import DEFAULT_MODEL, TrainConfig
 from charseq.data.corpus import Corpus
-from charseq.errors import CharseqError, CharseqWarning, SaveError, UsageError, counted
+from charseq.errors import CharseqError, CharseqWarning, Placeholder, SaveError, UsageError, counted, label, resuming, setting
 from charseq.files import dangling, shown
 from charseq.training.interrupt import Aborted, exit_code, stop_on_signals
 from charseq.data.corpora import get_corpus
 from charseq.hooks.options import format_options, parse_options
 from charseq.hooks.registry import get_registry, parse_spec
 from charseq.models.build import build_model, model_choice, model_spec
-from charseq.runs.spec import MAY_CHANGE_TEXT, RESUME_MAY_CHANGE, CallbackRef, RunSpec
+from charseq.runs.spec import RESUME_MAY_CHANGE, CallbackRef, RunSpec, may_change
 from charseq.training.trainer import Trainer, check_memory
 
 @dataclass
@@ -109,15 +109,15 @@ class Run:
             # '_' begins no registered name, so these keys never meet a registered callback's
             callbacks.add(callback, name=f"_{kind}", label=f"callback {kind}")
         self._keys: dict[str, CallbackRef] = {}
-        resuming = resume_from is not None
-        self._outputs = [outputs.Output(spec.out, "--out", outputs.CHECKPOINT, fresh=not resuming or out_given)]
+        resumed = resume_from is not None
+        self._outputs = [outputs.Output(spec.out, label("out"), outputs.CHECKPOINT, fresh=not resumed or out_given)]
         for ref in spec.callbacks:
             if ref.name not in registry.all("callback"):
                 raise UsageError(f"the run uses callback {ref.name!r}, which no installed plugin provides; install its "
-                                 f"plugin, or leave it out: --drop-callback {ref.name}")
+                                 f"plugin, or leave it out: {setting('drop_callbacks', [ref.name])}")
             registered = registry.get("callback", ref.name)
-            label = f"callback {ref.name!r} of {registry.describe(registered.plugin)}"
-            entry = callbacks.add(registered.build(**ref.options), name=ref.name, label=label)
+            described = f"callback {ref.name!r} of {registry.describe(registered.plugin)}"
+            entry = callbacks.add(registered.build(**ref.options), name=ref.name, label=described)
             self._keys[entry.key] = ref
             for option, kind in _output_options(registered.factory).items():
                 if ref.options.get(option) is not None:
@@ -128,7 +128,7 @@ class Run:
                     # A plugin's file of a branch is not the branch's yet: the line it came from wrote it.
                     self._outputs.append(outputs.Output(path, f"callback {ref.name!r} option {option}", kind,
                                                         template=kind == outputs.CHECKPOINT,
-                                                        fresh=not resuming or ref in added or branch,
+                                                        fresh=not resumed or ref in added or branch,
                                                         callback=ref.name))
         self.trainer = Trainer(self.model, corpus, config, callbacks)
         self.trainer.run, self.trainer.out = spec.to_dict(), Path(spec.out)
@@ -215,7 +215,8 @@ class Run:
             problem = trust.problem()
             why = f" ({problem})" if problem else ""
             raise UsageError(f"{str(path)!r} was not written by charseq here (or was edited){why}, so charseq does not "
-                             f"read the corpus it names ({spec.corpus_source or spec.corpus!r}); give it with --corpus")
+                             f"read the corpus it names ({spec.corpus_source or spec.corpus!r}); give it with "
+                             f"{setting('corpus')}")
         config = _resumed_config(spec.config, settings, saved.training)
         if model is not None:
             asked = model_choice(model)
@@ -225,8 +226,8 @@ class Run:
             except UsageError:
                 pass  # not installed, or options it no longer takes: the run's own checks say so
             if asked != recorded:
-                raise UsageError(f"--model {model} differs from the resumed run's {model_spec(*recorded)}; a resumed "
-                                 f"run keeps its model (it may change {MAY_CHANGE_TEXT})")
+                raise UsageError(f"{setting('model', model)} differs from the resumed run's {model_spec(*recorded)}; a resumed "
+                                 f"run keeps its model (it may change {may_change()})")
         loaded = _resumed_corpus(spec, corpus, dict(corpus_options or {}))
         added = [_ref(c) for c in _listed(callbacks)]
         drop_names = _listed(drop_callbacks)
@@ -235,8 +236,9 @@ class Run:
             # left out (given again, they come back), and --out defaults to the file resumed.
             # What this run then writes, and seals, names only paths given here.
             if out is None:
-                raise UsageError(f"{str(path)!r} was not written by charseq here (or was edited), so the --out it "
-                                 "records is not used; give --out (the file resumed itself, to continue it there)")
+                raise UsageError(f"{str(path)!r} was not written by charseq here (or was edited), so the {setting('out')} "
+                                 f"it records is not used; give {setting('out')} (the file resumed itself, to continue "
+                                 "it there)")
             writers = sorted({ref.name for ref in spec.callbacks if ref not in added and _writes_files(ref)})
             writers = [name for name in writers if name not in drop_names]
             if writers:
@@ -323,9 +325,9 @@ class Run:
         if self._lost_states:
             lost = self._lost_states[0]
             ref = self._keys.get(lost.key or "")
-            drop = f" --drop-callback {ref.name}" if ref is not None else ""
             raise RunFailed(f"{lost}; saved {shown(saved)} at step {trainer.step:,} without that callback's state; "
-                            f"continue with: charseq train --resume {_quote(shown(saved))}{drop}", lost.exit_code, saved)
+                            f"continue with: {self._continuation(saved, [ref.name] if ref else [])}", lost.exit_code,
+                            saved)
         return self._result(interrupted, saved, note)
 
     @overload
@@ -458,32 +460,32 @@ class Run:
                             f"with: {self._continuation(rescued)}", 1, rescued) from None
         if ended and exc.os_error is None:  # nothing left to do, and `out` will not take it
             raise RunFailed(f"{exc}; saved the ended run to {shown(rescued)} instead (to train it further: "
-                            f"{self._continuation(rescued)} --epochs N)", 1, rescued) from None
+                            f"{self._continuation(rescued, epochs=Placeholder('N'))})", 1, rescued) from None
         raise RunFailed(f"{exc}; saved the run to {shown(rescued)} instead; continue with: "
                         f"{self._continuation(rescued)}", 1, rescued) from None
 
-    def _continuation(self, saved: Path) -> str:
-        """The command that goes on with the run saved at `saved`: into `out` again when only
-        the disk kept it from `out` (room there, later), else in `saved` itself, since what
-        the rules refused (another run's file there) stays refused; and a metrics log that
-        another run took since (two runs started alike) moved beside `saved`."""
-        advice = f"charseq train --resume {_quote(shown(saved))}"
+    def _continuation(self, saved: Path, drop: Sequence[str] = (), epochs: Any = None) -> str:
+        """How to go on with the run saved at `saved` (without the callbacks `drop`): into `out`
+        again when only the disk kept it from `out` (room there, later), else in `saved`
+        itself, since what the rules refused (another run's file there) stays refused; and a
+        metrics log that another run took since (two runs started alike) moved beside `saved`."""
+        out = None
         if saved != self.out:
             refused = self._out_refused
             out = saved if refused is not None and refused.os_error is None else Path(self.spec.out)
-            advice += f" --out {_quote(shown(out))}"
+        drops, added = list(drop), []
         for output in self._outputs:
             path = Path(output.path)
             if output.callback == "metrics" and path.is_file() and not outputs.own(path, outputs.METRICS, self.lineage):
-                log = saved.with_name(f"{saved.stem}.jsonl")
-                advice += f" --drop-callback metrics --metrics {_quote(shown(log))}"
-        return advice
+                drops.append("metrics")
+                added.append(("metrics", {"path": shown(saved.with_name(f"{saved.stem}.jsonl"))}))
+        return resuming(shown(saved), out=None if out is None else shown(out), drop_callbacks=drops, callbacks=added,
+                        epochs=epochs)
 
     def _fail_after_callback(self, exc: CallbackError, first_step: int) -> None:
         """A callback raised between two steps: save the run (unless it had not begun), and
         say how to continue without that callback."""
         ref = self._keys.get(exc.key or "")
-        drop = f" --drop-callback {ref.name}" if ref is not None else ""
         if self.trainer.step == first_step:
             raise RunFailed(str(exc) + ("; nothing was trained" if first_step == 0 else "; nothing new was trained"),
                             exc.exit_code) from exc.error
@@ -492,7 +494,7 @@ class Run:
         except SaveError as failed:
             raise RunFailed(f"{exc}; and the run could not be saved: {failed}", exc.exit_code) from exc.error
         raise RunFailed(f"{exc}; saved {shown(saved)} at step {self.trainer.step:,}; continue with: "
-                        f"{self._continuation(saved)}{drop}", exc.exit_code, saved) from exc.error
+                        f"{self._continuation(saved, [ref.name] if ref else [])}", exc.exit_code, saved) from exc.error
 
     # -- reporting -----------------------------------------------------------------------
 
@@ -534,10 +536,10 @@ class Run:
             which = self._keys.get(trainer.stopped_by or "")
             who = which.name if which is not None else trainer.stopped_by
             message = f"the run stopped early at epoch {trainer.epoch} ({who}); to train on, leave it out: " + (
-                f"--drop-callback {who}" if which is not None else "resume it without that callback")
+                setting("drop_callbacks", [who]) if which is not None else "resume it without that callback")
         else:
-            message = (f"the run is complete ({trainer.epoch} of {counted(self.config.epochs, 'epoch')}); give more --epochs to "
-                       "train on")
+            message = (f"the run is complete ({trainer.epoch} of {counted(self.config.epochs, 'epoch')}); give more "
+                       f"{setting('epochs')} to train on")
         written = f"saved it to {shown(saved)}" if saved is not None else "nothing was written"
         return RunResult("complete", trainer.epoch, trainer.step, trainer.metrics, saved, f"{message}; {written}", 0,
                          trainer.stopped_by)
@@ -617,12 +619,6 @@ def _absolute(path: str | os.PathLike) -> str:
     return absolute + os.sep if text.endswith(os.sep) and not absolute.endswith(os.sep) else absolute
 
 
-def _quote(path: str | os.PathLike) -> str:
-    import shlex
-
-    return shlex.quote(os.fspath(path))
-
-
 def _losses(metrics: dict[str, Any]) -> str:
     def show(value: Any) -> str:
         return f"{value:.4g}" if isinstance(value, (int, float)) and math.isfinite(value) else "n/a"
@@ -641,16 +637,15 @@ def _resumed_config(config: TrainConfig, settings: dict[str, Any], training: dic
             raise UsageError(f"unknown training setting {key!r}; the settings are {', '.join(sorted(values))}")
         if value == values[key] and isinstance(value, bool) == isinstance(values[key], bool):
             continue
-        flag = f"--{key.replace('_', '-')}"
         if key not in RESUME_MAY_CHANGE:
-            raise UsageError(f"{flag} {value} differs from the resumed run's {values[key]}; a resumed run keeps its "
-                             f"settings (it may change {MAY_CHANGE_TEXT})")
+            raise UsageError(f"{setting(key, value)} differs from the resumed run's {values[key]}; a resumed run keeps "
+                             f"its settings (it may change {may_change()})")
         values[key] = value
     config = TrainConfig(**values)  # checks the types and ranges of what changed
     if config.epochs < epochs_done:
-        raise UsageError(f"--epochs {config.epochs} is fewer than the {epochs_done} the run has done")
+        raise UsageError(f"{setting('epochs', config.epochs)} is fewer than the {epochs_done} the run has done")
     if config.epochs == epochs_done and training["step_in_epoch"] and settings.get("epochs") is not None:
-        raise UsageError(f"--epochs {config.epochs} would end the run inside epoch {epochs_done + 1}, which it is "
+        raise UsageError(f"{setting('epochs', config.epochs)} would end the run inside epoch {epochs_done + 1}, which it is "
                          f"part way through (step {training['step_in_epoch']:,}); give at least {epochs_done + 1}")
     return config
 
@@ -679,7 +674,8 @@ def _give_corpus_again(recorded: str) -> str:
     if arg is None:
         return f"the run's corpus {recorded!r} was given as an object; give it again to resume"
     return (f"the run read its corpus {recorded!r} from a stream (standard input or a pipe), which cannot be read "
-            f"again; to resume, give the same text: --corpus {name}:- with it piped in, or --corpus {name}:FILE "
+            f"again; to resume, give the same text: {setting('corpus', name + ':-')} with it piped in, or "
+            f"{setting('corpus', name + ':FILE')} "
             "holding it")
 
 
@@ -691,7 +687,7 @@ def _resumed_corpus(spec: RunSpec, corpus: str | Corpus | None, options: dict[st
         for key, value in registered.effective(options).items():
             if key in options and spec.corpus_options.get(key) != value:
                 raise UsageError(f"the resumed run read its corpus with {key}={spec.corpus_options.get(key)!r}, not "
-                                 f"{value!r}; a resumed run may change {MAY_CHANGE_TEXT}")
+                                 f"{value!r}; a resumed run may change {may_change()}")
     if isinstance(corpus, Corpus):
         loaded = corpus
     elif corpus is not None:
@@ -708,13 +704,13 @@ def _resumed_corpus(spec: RunSpec, corpus: str | Corpus | None, options: dict[st
             loaded = get_corpus(spec.corpus_source, **spec.corpus_options)
         except UsageError as exc:
             raise UsageError(f"cannot load the run's corpus {spec.corpus!r} (recorded as {spec.corpus_source!r}): "
-                             f"{exc}; if it moved, point at it with --corpus") from None
+                             f"{exc}; if it moved, point at it with {setting('corpus')}") from None
     if loaded.fingerprint != spec.fingerprint:
         where = (f"at {spec.corpus_source!r}" if corpus is None else f"at {corpus!r}" if isinstance(corpus, str)
                  else "given")
         raise UsageError(f"the corpus {where} is not the text the run trained on ({counted(len(loaded), 'character')}; the "
                          f"run's had {spec.characters:,} and another content fingerprint); resume on the same "
-                         "text, pointing at it with --corpus if it moved")
+                         f"text, pointing at it with {setting('corpus')} if it moved")
     return loaded
 
 
@@ -735,7 +731,7 @@ def _resumed_callbacks(refs: list[CallbackRef], added: list[CallbackRef],
         if same_name:
             shown = format_options(same_name[0].options)
             raise UsageError(f"the run already has callback {ref.name!r} ({shown or 'no options'}); to replace it, drop "
-                             f"it too: --drop-callback {ref.name}")
+                             f"it too: {setting('drop_callbacks', [ref.name])}")
         kept.append(ref)
     return kept, dropped
 

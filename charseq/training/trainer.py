@@ -25,7 +25,7 @@ from charseq.training.callbacks import CallbackError, CallbackList
 from charseq.checkpoints.format import _STATE_NAME, Checkpoint, plain_json
 from charseq.runs.settings import TrainConfig
 from charseq.data.corpus import Corpus
-from charseq.errors import CharseqError, CharseqWarning, UsageError, counted
+from charseq.errors import CharseqError, CharseqWarning, UsageError, counted, setting
 from charseq.training.evaluation import evaluate, loss_metrics
 from charseq.models.base import Model, flat_slice
 from charseq.training.optimizers import make_optimizer
@@ -199,7 +199,8 @@ class Trainer:
             plugin = model_package(self.model.name) is not None
         except CharseqError:
             plugin = False
-        return f"; try a lower --lr, or ask after {model_label(self.model.name)}" if plugin else "; try a lower --lr"
+        lower = f"; try a lower {setting('lr')}"
+        return f"{lower}, or ask after {model_label(self.model.name)}" if plugin else lower
 
     @property
     def lr(self) -> float:
@@ -363,7 +364,8 @@ class Trainer:
         if recorded and self._blas_threads and recorded != self._blas_threads:
             warnings.warn(f"this run trained with {recorded} BLAS thread{'s' if recorded != 1 else ''} and goes on "
                           f"with {self._blas_threads}: it will not end bit for bit where it would have (the last "
-                          f"digits differ); --threads {recorded} resumes it exactly", CharseqWarning, stacklevel=3)
+                          f"digits differ); {setting('threads', recorded)} resumes it exactly", CharseqWarning,
+                          stacklevel=3)
 
     def _current_callback_states(self) -> dict[str, dict[str, Any]]:
         """A copy of each callback's state, arrays and nested values included: on_train_begin
@@ -439,10 +441,11 @@ def check_memory(config: TrainConfig, model: Model, seq_len: int | None = None) 
         return
     if needed > 0.9 * available:
         window = f"T={config.seq_len}" if seq_len is None else f"items of up to {seq_len:,} characters"
-        smaller = "--seq-len" if seq_len is None else "shorter items"
+        smaller = setting("seq_len") if seq_len is None else "shorter items"
         raise UsageError(f"this run needs about {needed / 2**30:,.1f} GiB of memory (H={config.hidden_size}, "
                          f"B={config.batch_size}, {window}, {vocab_size} symbols), more than this machine's "
-                         f"{available / 2**30:,.1f} GiB; use a smaller --hidden-size, --batch-size or {smaller}")
+                         f"{available / 2**30:,.1f} GiB; use a smaller {setting('hidden_size')}, "
+                         f"{setting('batch_size')} or {smaller}")
 
 
 def progress_of(trainer: Trainer) -> dict[str, Any]:

@@ -92,7 +92,7 @@ def test_bad_byte_offset_is_exact_across_chunks(chunk, small_chunks, tmp_path):
     path = tmp_path / "bad.txt"
     path.write_bytes(data)
     offset = data.index(b"\xff")
-    with pytest.raises(UsageError, match=rf"bad byte at offset {offset}; try --encoding"):
+    with pytest.raises(UsageError, match=rf"bad byte at offset {offset}; try encoding=…"):
         text(str(path))
 
 
