@@ -71,6 +71,10 @@ class Words:
         """A setting as the name of what it holds: "out 'a.npz' holds ...", "does not take exact"."""
         return name
 
+    def command(self, name: str) -> str:
+        """What does a job (a sweep, a server): "not made by charseq's sweep"."""
+        return f"charseq's {name}"
+
     def setting(self, name: str, value: Any = NOTHING) -> str:
         """A setting to give: `name=…`, or with `value` (force=True, epochs=N)."""
         if name == "threads":  # no keyword: the threads are the process's, set around the call
@@ -103,6 +107,11 @@ def spoken(words: Words) -> Iterator[None]:
 def setting(name: str, value: Any = Words.NOTHING) -> str:
     """A setting in the words of whoever asks: out or --out; force=True or --force."""
     return _WORDS.get().setting(name, value)
+
+
+def command(name: str) -> str:
+    """What does a job, in the words of whoever asks: charseq's sweep, or charseq sweep."""
+    return _WORDS.get().command(name)
 
 
 def label(name: str) -> str:

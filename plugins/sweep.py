@@ -1,7 +1,7 @@
 """`charseq sweep`: many training runs over a search space, on Optuna (the sweep extra).
 
 Registered through ``register_commands``, the door a third party's command uses; the
-sweep itself is charseq.sweeps.study.
+sweep itself is charseq.sweeps.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ def register_commands(cli):
 
     from charseq import blas
     from charseq.cli.main import _corpus_options, _shortcut_callbacks, say, training_options
-    from charseq.sweeps.study import DEFAULT_DIRECTORY, DEFAULT_STORAGE, PRUNERS
+    from charseq.sweeps import DEFAULT_DIRECTORY, DEFAULT_STORAGE, PRUNERS
 
     @cli.command()
     @click.option("--corpus", "corpus_spec", metavar="NAME[:ARG]", help="What every trial trains on (as train's).")
@@ -75,7 +75,7 @@ def register_commands(cli):
           charseq sweep --corpus lines:names.txt --param dropout=float:0:0.3 --jobs 2
           charseq sweep --report --plot history.png
         """
-        from charseq.sweeps import study as sweeps
+        from charseq import sweeps
 
         sweeps.require_optuna()
         if report:
@@ -117,7 +117,7 @@ def register_commands(cli):
                             fixed.get("seed"), threads)
         if jobs > 4 * blas.available_cores():
             raise UsageError(f"--jobs {jobs} on {blas.available_cores()} cores would only slow each worker down")
-        say(f"sweep {study_name!r}: {trials} trials in {sweeps._shown_url(storage)}, {jobs} worker"
+        say(f"sweep {study_name!r}: {trials} trials in {sweeps.shown_url(storage)}, {jobs} worker"
             f"{'s' if jobs > 1 else ''} of {threads} BLAS thread{'s' if threads > 1 else ''}, runs in "
             f"{Path(directory) / study_name}/", err=True)
         sweeps.preflight(plan)

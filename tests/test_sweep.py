@@ -20,7 +20,9 @@ from conftest import run_cli
 
 optuna = pytest.importorskip("optuna")
 
-from charseq.sweeps import study as sweeps  # noqa: E402
+from charseq import sweeps  # noqa: E402
+from charseq.errors import UsageError  # noqa: E402
+from charseq.sweeps import storage as sweep_storage, study as sweep_study, workers as sweep_workers  # noqa: E402
 
 AWAY = tempfile.gettempdir()  # `python -m charseq` from here imports the installed package, not a checkout's
 QUICK = ["--corpus", "alphabet", "--epochs", "12", "--hidden-size", "16"]
@@ -38,7 +40,7 @@ def sweep(*args, cwd: Path, ok: bool = True):
 
 def trials(cwd: Path, study: str = "charseq", storage: str | None = None) -> list:
     storage = storage or f"sqlite:///{cwd / 'charseq-sweeps.db'}"
-    return optuna.load_study(study_name=study, storage=sweeps.open_storage(storage)).get_trials()
+    return optuna.load_study(study_name=study, storage=sweep_storage.open_storage(storage)).get_trials()
 
 
 @pytest.mark.parametrize("spec,expected", [
@@ -66,7 +68,7 @@ def test_param_specs(spec, expected):
     ("optimizer=choice:adam,adam", "must be different"),
 ])
 def test_bad_param_specs_say_what_is_wrong(spec, words):
-    with pytest.raises(sweeps.UsageError, match=words):
+    with pytest.raises(UsageError, match=words):
         sweeps.Param.parse(spec)
 
 
@@ -136,10 +138,10 @@ def test_pruning_stops_a_hopeless_trial_early(tmp_path):
     plan = sweeps.Sweep("prune", [sweeps.Param.parse("lr=float:0.0001:8")],
                         {"corpus": "alphabet", "epochs": 12, "hidden_size": 16}, trials=5, storage=storage,
                         directory=str(tmp_path / "runs"))
-    study = sweeps.load_study(plan)
+    study = sweep_study.load_study(plan)
     for lr in (4.0, 5.0, 6.0, 7.0, 0.0001):  # four good runs, then one that barely learns
         study.enqueue_trial({"lr": lr})
-    sweeps.work(plan)
+    sweep_workers.work(plan)
     done = trials(tmp_path, "prune", storage)
     assert [t.state.name for t in done] == ["COMPLETE"] * 4 + ["PRUNED"]
     hopeless = done[-1]
@@ -420,7 +422,7 @@ def test_a_report_refuses_a_plot_it_cannot_draw(tmp_path):
     ("sqlite:////tmp/x.db", "sqlite:////tmp/x.db"),
 ])
 def test_a_storage_password_is_never_shown(url, shown):
-    assert sweeps._shown_url(url) == shown
+    assert sweeps.shown_url(url) == shown
 
 
 def test_a_bad_heartbeat_setting_is_one_line(tmp_path, monkeypatch):
@@ -440,7 +442,7 @@ def test_sigterm_stops_the_workers_too_and_exits_143(tmp_path, jobs):
     alive = subprocess.run(["ps", "-s", str(parent.pid), "-o", "args="], capture_output=True, text=True).stdout
     assert [line for line in alive.splitlines() if "<defunct>" not in line] == []  # no worker running on its own
     states = [(t.state.name, t.user_attrs.get("failure")) for t in trials(tmp_path, storage=storage)]
-    assert states and all(state == ("FAIL", sweeps.INTERRUPTED) for state in states), states
+    assert states and all(state == ("FAIL", sweep_workers.INTERRUPTED) for state in states), states
 
 
 # -- a study's identity, its directory, and storages that cannot hold a study ---------------
@@ -589,7 +591,7 @@ def test_a_storage_without_its_scheme_is_refused_without_its_password(tmp_path, 
      "postgresql://bob@h/db?sslpassword=***&pass%77ord=***"),
 ])
 def test_a_password_is_masked_in_every_form_and_nothing_else_changes(url, shown):
-    assert sweeps._shown_url(url) == shown
+    assert sweeps.shown_url(url) == shown
 
 
 def test_a_storage_that_does_not_open_marks_no_directory_and_shows_no_password(tmp_path):
@@ -631,10 +633,10 @@ def test_a_worker_that_fails_says_so_in_one_line_without_a_password(monkeypatch,
         thread.join()
         raise AssertionError("Should not reach.")
 
-    monkeypatch.setattr(sweeps, "work", lost)
+    monkeypatch.setattr(sweep_workers, "work", lost)
     monkeypatch.setattr(threading, "excepthook", threading.excepthook)  # put back after the test
     with pytest.raises(SystemExit) as ended:
-        sweeps._worker_main(plan, 1)
+        sweep_workers._worker_main(plan, 1)
     err = capsys.readouterr().err
     assert ended.value.code == 1 and "Traceback" not in err and "s3cret" not in err
     assert err.splitlines() == ["charseq: worker 1: RuntimeError: heartbeat: *** gone",

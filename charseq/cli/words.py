@@ -20,6 +20,9 @@ class CommandLine(Words):
     def label(self, name: str) -> str:
         return FLAGS.get(name, "--" + name.replace("_", "-"))
 
+    def command(self, name: str) -> str:
+        return f"charseq {name}"
+
     def setting(self, name: str, value: Any = Words.NOTHING) -> str:
         flag = self.label(name)
         if value is Words.NOTHING or value is True:
