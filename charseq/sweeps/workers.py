@@ -64,9 +64,9 @@ def objective(sweep: Sweep) -> Any:
         if _Stop.exit_code is not None:
             trial.set_user_attr("failure", INTERRUPTED)
             raise Interrupted(_Stop.exit_code)
-        if _count(trial.study, leave_out=trial.number) >= sweep.trials:  # workers that finished together
-            trial.study.stop()                                            # both asked for one more
+        if _count(trial.study, before=trial.number) >= sweep.trials:  # workers that finished together
             trial.set_user_attr("failure", f"{NOT_RUN}: the study already held {sweep.trials} trials")
+            trial.study.stop()                                        # both asked for one more
             raise CharseqError(trial.user_attrs["failure"])
         values = {param.name: param.suggest(trial) for param in sweep.params}
         train = dict(sweep.train)
@@ -176,8 +176,11 @@ def counted(trial: Any) -> bool:
     return state == "FAIL" and bool(reason) and reason != INTERRUPTED and not reason.startswith(NOT_RUN)
 
 
-def _count(study: Any, leave_out: int | None = None) -> int:
-    return sum(counted(t) for t in study.get_trials(deepcopy=False) if t.number != leave_out)
+def _count(study: Any, before: int | None = None) -> int:
+    """Trials that count, all of them or those numbered `before` one: a trial is surplus
+    only when enough came before it, so two workers that each asked for one more cannot
+    each find the other's new trial running and both give up."""
+    return sum(counted(t) for t in study.get_trials(deepcopy=False) if before is None or t.number < before)
 
 
 def _worker_main(sweep: Sweep, worker: int) -> None:  # in a child process
