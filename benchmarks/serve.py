@@ -53,7 +53,7 @@ def generate_rate(path: Path, samples: int, length: int, threads: int) -> float:
     sampler = get_registry().get("sampler", "temperature").build()
     with threadpool_limits(threads, user_api="blas"):
         started = time.perf_counter()
-        generate(saved.model, saved.vocab, "T", length, sampler, 0, samples)
+        generate(saved.model, saved.vocab, "T", length, sampler, 0, num_samples=samples)
         return samples * length / (time.perf_counter() - started)
 
 

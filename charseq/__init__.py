@@ -18,10 +18,15 @@ _PUBLIC = {
     "CharseqError": "charseq.errors",
     "CharseqWarning": "charseq.errors",
     "Checkpoint": "charseq.checkpoints.format",
+    "ClosingSample": "charseq.decoding.closing",
     "Corpus": "charseq.data.corpus",
+    "Decoding": "charseq.decoding.settings",
+    "DecodingError": "charseq.decoding.settings",
     "GRU": "charseq.models.gru",
     "LSTM": "charseq.models.lstm",
     "Model": "charseq.models.base",
+    "Notice": "charseq.errors",
+    "OutputExists": "charseq.training.outputs",
     "Parameters": "charseq.models.base",
     "PluginWarning": "charseq.errors",
     "Run": "charseq.training.run",
@@ -36,13 +41,14 @@ _PUBLIC = {
     "Vocabulary": "charseq.data.vocab",
     "evaluate": "charseq.training.evaluation",
     "generate": "charseq.decoding.generate",
+    "generate_items": "charseq.decoding.generate",
     "get_callback": "charseq.training.callbacks",
     "get_corpus": "charseq.data.corpora",
     "get_model": "charseq.models.build",
     "get_sampler": "charseq.decoding.samplers",
     "hookimpl": "charseq.hooks.specs",
-    "reload_plugins": "charseq.hooks.registry",
     "load": "charseq.checkpoints.format",
+    "reload_plugins": "charseq.hooks.registry",
     "save": "charseq.checkpoints.format",
     "stream": "charseq.decoding.generate",
 }
@@ -70,16 +76,20 @@ def __dir__() -> list[str]:
 if TYPE_CHECKING:  # what type checkers and editors see (`X as X`: a re-export)
     from charseq.checkpoints.format import Checkpoint as Checkpoint, load as load, save as save
     from charseq.runs.settings import TrainConfig as TrainConfig
+    from charseq.training.outputs import OutputExists as OutputExists
     from charseq.data.corpus import Corpus as Corpus
     from charseq.errors import (
         CharseqError as CharseqError,
         CharseqWarning as CharseqWarning,
+        Notice as Notice,
         PluginWarning as PluginWarning,
         SaveError as SaveError,
         UsageError as UsageError,
     )
     from charseq.training.evaluation import evaluate as evaluate
-    from charseq.decoding.generate import generate as generate, stream as stream
+    from charseq.decoding.closing import ClosingSample as ClosingSample
+    from charseq.decoding.generate import generate as generate, generate_items as generate_items, stream as stream
+    from charseq.decoding.settings import Decoding as Decoding, DecodingError as DecodingError
     from charseq.hooks.specs import hookimpl as hookimpl
     from charseq.training.interrupt import Aborted as Aborted
     from charseq.models.gru import GRU as GRU

@@ -46,6 +46,11 @@ class CharseqWarning(UserWarning):
     the CLI prints it as one line."""
 
 
+class Notice(CharseqWarning):
+    """Something charseq did as asked that is worth knowing (it left out a prime's unknown
+    characters); the CLI prints it as one line, without "warning"."""
+
+
 class PluginWarning(CharseqWarning):
     """A plugin misbehaved (failed to import, raised in a hook, took a taken name) and
     was skipped; everything else keeps working. CHARSEQ_STRICT_PLUGINS=1 makes these

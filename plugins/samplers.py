@@ -18,9 +18,9 @@ class Argmax:
 
 
 class Temperature:
-    """Sample from softmax(logits / temperature); lower is more conservative, near 0 is argmax.
+    """Sample from softmax(logits / temperature); lower is more conservative, 0 is argmax.
 
-    temperature: above 0; below 1 favours the likely symbols, above 1 flattens the choice
+    temperature: 0 or more; below 1 favours the likely symbols, above 1 flattens the choice, 0 is greedy
     """
 
     # Gumbel-max: argmax(logits / T + G), G standard Gumbel noise, is an exact draw from
@@ -31,11 +31,8 @@ class Temperature:
 
     def __init__(self, temperature: float = 1.0):
         temperature = _number("temperature", temperature)
-        if temperature == 0:
-            raise UsageError("temperature must be a positive number, got 0; for greedy decoding (always the most "
-                             "likely symbol) use the argmax sampler")
-        if not temperature > 0 or math.isinf(temperature):
-            raise UsageError(f"temperature must be a positive number, got {temperature}")
+        if not temperature >= 0 or math.isinf(temperature):
+            raise UsageError(f"temperature must be a positive number, or 0 for greedy decoding; got {temperature}")
         if temperature > 1e6:  # past this every sampler is uniform, and the noise overflows float32
             raise UsageError(f"temperature must be at most 1e6, got {temperature:g}")
         self.temperature = temperature
@@ -44,6 +41,8 @@ class Temperature:
         self._next = 0
 
     def __call__(self, logits: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        if self.temperature == 0:  # greedy: the most likely symbol, which every filter keeps
+            return logits.argmax(axis=1)
         if rng is not self._rng or self._next == len(self._noise) or self._noise.shape[1:] != logits.shape:
             steps = max(1, self._BLOCK_VALUES // logits.size)
             # In the logits' own dtype, so the per-step add below is not a mixed-type one.

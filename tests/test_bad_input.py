@@ -47,7 +47,6 @@ CASES = [
     ("malformed options", "generate model.npz --sampler top-k:k", USAGE, "malformed option 'k': expected key=value"),
     ("prime outside the vocabulary", "generate model.npz --prime AB!?", USAGE,
      "2 characters not in the model's vocabulary: '!', '?'; --skip-unknown leaves them out"),
-    ("temperature zero", "generate model.npz --temperature 0", USAGE, "temperature must be a positive number"),
     ("temperature negative", "generate model.npz --temperature -1", USAGE, "temperature must be a positive number"),
     ("temperature NaN", "generate model.npz --temperature nan", USAGE, "temperature must be a positive number"),
     ("negative length", "generate model.npz --length -1", USAGE, "Invalid value for '--length'"),

@@ -1,5 +1,5 @@
 """The rough edges a new user (or a plugin's author) meets first: --temperature with a
-sampler that has none, --temperature 0, where --debug goes, counts in messages, and what
+sampler that has none, --temperature 0 (greedy, with any sampler), where --debug goes, counts in messages, and what
 charseq says about plugins it cannot load."""
 
 from __future__ import annotations
@@ -58,19 +58,15 @@ def test_a_plugin_sampler_gets_the_temperature_only_if_it_takes_options(plugin_s
     assert "told [('temperature', 2.0)]" in told.stdout and told.stderr == ""
 
 
-def test_temperature_zero_with_argmax_is_what_argmax_does_anyway(alphabet_checkpoint):
-    result = _generate(alphabet_checkpoint, "--sampler", "argmax", "--temperature", 0)
-    assert result.exit_code == 0 and "takes no temperature" in result.stderr and "use --sampler argmax" not in result.stderr
-
-
-@pytest.mark.parametrize("sampler", ["temperature", "top-k"])
-def test_temperature_zero_is_refused_pointing_to_argmax(alphabet_checkpoint, sampler):
-    result = _generate(alphabet_checkpoint, "--sampler", sampler, "--temperature", 0, ok=False)
-    assert result.exit_code == 2 and result.stderr.count("\n") == 1
-    assert "temperature must be a positive number, got 0; for greedy decoding" in result.stderr
-    assert "use --sampler argmax" in result.stderr
-    in_the_spec = _generate(alphabet_checkpoint, "--sampler", "temperature:temperature=0", ok=False)
-    assert in_the_spec.exit_code == 2 and "use the argmax sampler" in in_the_spec.stderr
+@pytest.mark.parametrize("sampler", ["argmax", "temperature", "top-k", "top-p:p=0.5", "temperature:temperature=0"])
+def test_temperature_zero_is_greedy_decoding_with_any_sampler(alphabet_checkpoint, sampler):
+    """As in OpenAI's API (and charseq's server): 0 is the most likely symbol, always."""
+    greedy = _generate(alphabet_checkpoint, "--sampler", "argmax")
+    result = _generate(alphabet_checkpoint, "--sampler", sampler, "--temperature", 0)
+    assert (result.stdout, result.stderr) == (greedy.stdout, "")
+    assert result.stdout == "ABCDEFGH\n"
+    in_the_spec = _generate(alphabet_checkpoint, "--sampler", "top-k:temperature=0")
+    assert (in_the_spec.stdout, in_the_spec.stderr) == (greedy.stdout, "")
 
 
 @pytest.mark.parametrize("value", ["-1", "nan", "inf"])
@@ -83,7 +79,7 @@ def test_other_temperatures_that_are_not_positive_stay_errors_with_any_sampler(a
 def test_help_says_what_temperature_and_patience_mean():
     generate = " ".join(run_cli("generate", "--help").output.split())
     assert "ignored, with a warning, by those that do not (argmax)" in generate
-    assert "Greedy decoding is --sampler argmax" in generate
+    assert "Greedy decoding is --sampler argmax or --temperature 0" in generate
     train = " ".join(run_cli("train", "--help").output.split())
     assert "--patience EPOCHS Stop after this many epochs without improvement" in train
 

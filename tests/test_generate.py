@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from charseq import UsageError, VanillaRNN, Vocabulary, generate
-from charseq.plugins.samplers import Argmax, Temperature
+from charseq.plugins.samplers import Argmax, Temperature, TopK, TopP
 
 
 @pytest.fixture
@@ -44,10 +44,17 @@ def test_zero_probability_symbols_are_never_drawn():
     assert set(ids.tolist()) == {0, 2}
 
 
-@pytest.mark.parametrize("temperature", [0, -1, float("nan"), float("inf")])
+@pytest.mark.parametrize("temperature", [-1, float("nan"), float("inf")])
 def test_temperature_must_be_positive_and_finite(temperature):
     with pytest.raises(UsageError, match="temperature"):
         Temperature(temperature)
+
+
+@pytest.mark.parametrize("sampler", [Temperature(0), TopK(k=3, temperature=0), TopP(p=0.5, temperature=0)])
+def test_temperature_zero_is_greedy(sampler):
+    """0 is the most likely symbol, as OpenAI's API has it, not a refusal."""
+    logits = np.random.default_rng(1).normal(size=(64, 10)).astype(np.float32)
+    assert np.array_equal(sampler(logits, np.random.default_rng(2)), logits.argmax(axis=1))
 
 
 def test_argmax_generation_is_deterministic(model_and_vocab):

@@ -303,7 +303,6 @@ def test_a_stop_scanner_cuts_at_the_first_stop(stops, chars, out, done):
     ({"prompt": "a", "model": "gpt-4"}, "model", "does not exist"),
     ({"prompt": "a", "charseq": {"sampler": "nope"}}, "charseq.sampler", "nope"),
     ({"prompt": "a", "charseq": {"sampler": "top-k:k=0"}}, "charseq.sampler", "top-k"),
-    ({"prompt": "a", "charseq": {"sampler": "top-k"}, "temperature": 0}, "temperature", "greedy"),
     ({"prompt": "a", "charseq": {"sampler": "top-k"}, "top_p": 0.5}, "top_p", "sampler's own options"),
     ({"prompt": "a", "charseq": {"colour": 1}}, "charseq.colour", "no field 'colour'"),
     ({"prompt": "a", "charseq": {"repetition_penalty": 0}}, "charseq.repetition_penalty", "above 0"),
@@ -331,6 +330,7 @@ def test_openai_fields_choose_the_sampler():
         return type(request({"prompt": "a", **body}).jobs[0].sampler).__name__
 
     assert sampler({"temperature": 0}) == "Argmax"
+    assert sampler({"temperature": 0, "charseq": {"sampler": "top-k:k=3"}}) == "Argmax"  # 0 is greedy, always
     assert sampler({}) == "Temperature"
     assert sampler({"top_p": 0.9}) == "TopP"
     assert sampler({"charseq": {"sampler": "min-p:p=0.1"}, "temperature": 0.7}) == "MinP"

@@ -123,6 +123,24 @@ def test_two_commands_as_two_machines_share_one_study(tmp_path):
     _run_and_surplus(trials(tmp_path, storage=storage), 6)
 
 
+def test_a_trial_is_surplus_only_when_enough_came_before_it(tmp_path):
+    """The race two workers ran into on PostgreSQL: each asked for one more trial at once, and
+    each found the other's new trial running. The earlier trial must still run."""
+    storage = f"sqlite:///{tmp_path / 's.db'}"
+    plan = sweeps.Sweep("race", [sweeps.Param.parse("lr=float:0.5:2")],
+                        {"corpus": "alphabet", "epochs": 2, "hidden_size": 8}, trials=6, storage=storage,
+                        directory=str(tmp_path / "runs"))
+    study = optuna.create_study(study_name="race", storage=sweep_storage.open_storage(storage))
+    for _ in range(5):
+        study.tell(study.ask(), 1.0)
+    sixth, seventh = study.ask(), study.ask()  # both running: two workers asked together
+    run_trial = sweep_workers.objective(plan)
+    assert run_trial(sixth) > 0  # ran: only five came before it
+    with pytest.raises(RuntimeError):  # Study.stop outside optimize: here the sweep would stop
+        run_trial(seventh)
+    assert "already held 6 trials" in study.trials[6].user_attrs["failure"]
+
+
 def _run_and_surplus(done: list, wanted: int) -> tuple[list, list]:
     """Trials 0..wanted-1 each ran once and completed; workers that finished together may
     each have asked for one more, recorded as failed, not run."""

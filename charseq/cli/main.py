@@ -20,10 +20,13 @@ import charseq
 from charseq import blas
 from charseq.runs import settings as settings_table
 from charseq.cli.words import WORDS
-from charseq.errors import CharseqError, CharseqWarning, UsageError, counted, spoken
+from charseq.errors import CharseqError, CharseqWarning, Notice, UsageError, counted, spoken
 from charseq.files import shown
 from charseq.training.interrupt import Aborted
-from charseq.hooks.options import parse_options
+from charseq.decoding.closing import ClosingSample
+from charseq.decoding import generate as generation
+from charseq.decoding.settings import Decoding
+from charseq.decoding.steps import SamplerError
 from charseq.hooks.registry import get_registry, parse_spec, set_debug
 from charseq.models.build import model_spec
 from charseq.data.vocab import show_characters
@@ -146,7 +149,7 @@ class _CharseqGroup(click.Group):
             def show(message, category, *rest, **options):
                 """charseq's warnings as one line on stderr, like its errors; others as Python shows them."""
                 if issubclass(category, CharseqWarning):
-                    say(f"charseq: warning: {message}", err=True)
+                    say(f"charseq: {'' if issubclass(category, Notice) else 'warning: '}{message}", err=True)
                 else:
                     others(message, category, *rest, **options)
 
@@ -332,10 +335,8 @@ def train(corpus_spec, encoding, exact_text, model_spec, resume_path, out, force
         say(result.message, err=True)
         sys.exit(result.exit_code)
     say(result.message)
-    if sample_length is None:
-        sample_length = 20 if run.corpus.random_windows else 200
-    if sample_length > 0 and result.status != "complete":
-        _print_sample(run, sample_length)
+    if sample_length != 0 and result.status != "complete":
+        _print_sample(run.sample(sample_length))
 
 
 def _shortcut_callbacks(metrics_path, patience, min_delta, restore_best, checkpoint_every) -> list:
@@ -378,33 +379,17 @@ def _describe_run(run) -> None:
             f"step {trainer.step_in_epoch} of {trainer.steps_per_epoch}); saving to {shown(run.out)}")
 
 
-SAMPLE_ITEMS = 10
-SAMPLE_PRIME = 48  # characters of the corpus's opening, cut at a space or a line's end
-_MARKS = "»|>#~"
-
-
-def _print_sample(run, length: int) -> None:
-    """What the model makes of its corpus: the corpus's opening, then the model's argmax
-    continuation after a mark (one the text does not hold); for items, items it makes."""
-    vocab = run.corpus.vocab
-    if run.corpus.item_end is not None:
-        from charseq.decoding.generate import generate_items
-
-        items = generate_items(run.model, vocab, run.corpus.item_end, SAMPLE_ITEMS,
-                               charseq.get_sampler("temperature"), run.config.seed, max_length=length)
-        say(f"samples ({SAMPLE_ITEMS} items the model makes, at temperature 1):")
-        for item in items:
+def _print_sample(sample: ClosingSample) -> None:
+    """The closing sample: the corpus's opening, then the model's text after a mark (one
+    the text does not hold); or the items it makes."""
+    if sample.items:
+        say(f"samples ({len(sample.texts)} items the model makes, at temperature {sample.temperature:g}):")
+        for item in sample.texts:
             say(f"  {item}")
         return
-    prime = run.corpus.prime(min(run.config.seq_len, SAMPLE_PRIME))
-    cut = max(prime.rfind(" "), prime.rfind("\n"))
-    if cut >= SAMPLE_PRIME // 2:
-        prime = prime[: cut + 1]
-    continuation = charseq.generate(run.model, vocab, prime, length, charseq.get_sampler("argmax"))[0]
-    mark = next((m for m in _MARKS if m not in vocab), "")
-    after = f" after {mark}" if mark else ""
-    say(f"sample (the corpus's first {len(prime)} characters, then the model's {length}{after}):")
-    say(f"{prime}{mark}{continuation}")
+    after = f" after {sample.mark}" if sample.mark else ""
+    say(f"sample (the corpus's first {len(sample.prime)} characters, then the model's {len(sample.texts[0])}{after}):")
+    say(f"{sample.prime}{sample.mark}{sample.texts[0]}")
 
 
 # -- generate ---------------------------------------------------------------------
@@ -420,8 +405,9 @@ def _print_sample(run, length: int) -> None:
 @click.option("--sampler", "sampler_spec", default="temperature", show_default=True, metavar="NAME[:KEY=VALUE,...]",
               shell_complete=_complete_names("sampler"), help="How to pick each character; see `charseq samplers`.")
 @click.option("--temperature", type=float,
-              help="Sampling temperature (> 0; lower is more conservative), for samplers that take one; ignored, "
-                   "with a warning, by those that do not (argmax). Greedy decoding is --sampler argmax.")
+              help="Sampling temperature (lower is more conservative), for samplers that take one; ignored, with a "
+                   "warning, by those that do not (argmax). 0 is greedy decoding whatever the sampler, as in "
+                   "OpenAI's API. Greedy decoding is --sampler argmax or --temperature 0.")
 @click.option("--repetition-penalty", type=float, default=1.0, show_default=True,
               help="Above 1, makes symbols already used less likely.")
 @click.option("--repetition-window", type=int, metavar="N",
@@ -452,27 +438,20 @@ def generate(checkpoint_path, prime, length, stop, sampler_spec, temperature, re
       charseq generate novel.npz --prime "The " --sampler top-p:p=0.9 --temperature 0.8 --stop "\n\n"
       charseq generate names.npz --num-samples 20 --new-only
     """
-    from charseq.decoding.generate import SamplerError, stream
-
     saved = charseq.load(checkpoint_path)
-    name, arg = parse_spec(sampler_spec)
-    registered = get_registry().get("sampler", name)
-    options = {**parse_options(arg, registered), **_temperature_option(temperature, registered)}
-    sampler = registered.build(**options)
+    asked = Decoding(sampler_spec, {}, temperature, length, num_samples, () if stop is None else (stop,),
+                     repetition_penalty, repetition_window, skip_unknown)
+    decoding = asked.built()  # a sampler's bad options, and the warnings, before anything is printed
     rng = np.random.default_rng(seed)
-    if num_samples < 1:
-        raise UsageError(f"--num-samples must be at least 1, got {num_samples}")
     if saved.item_end is not None:
-        return _generate_items(saved, prime or "", length, stop, sampler, rng, num_samples, new_only, as_json,
-                               skip_unknown, repetition_penalty, repetition_window, threads, name, registered)
+        return _generate_items(saved, decoding, prime or "", rng, new_only, as_json, threads, asked)
     if new_only:
         raise UsageError("--new-only is for a model trained on items (--corpus lines:PATH); this one was trained "
                          "on running text")
     if prime is None:
         prime = saved.vocab.symbols[rng.integers(len(saved.vocab))]
-    prime = _known_part(prime, saved.vocab, skip_unknown)
-    pieces = stream(saved.model, saved.vocab, prime, length, sampler, rng, num_samples, stop,
-                    repetition_penalty, repetition_window)
+    prime = decoding.known_prime(prime, saved.vocab)
+    pieces = generation.stream(saved.model, saved.vocab, prime, rng=rng, decoding=decoding)
     if sys.stdout is None:
         raise UsageError("standard output is closed; there is nowhere to print the text")
     line_open = False  # a sample's line is on stdout, not yet ended
@@ -514,28 +493,30 @@ def generate(checkpoint_path, prime, length, stop, sampler_spec, temperature, re
         _drop_output(sys.stdout)
         raise CharseqError(f"cannot write the text to standard output: {exc.strerror or exc}") from None
     except SamplerError as exc:
-        raise CharseqError(f"sampler {name!r} of {get_registry().describe(registered.plugin)} misbehaved: {exc}") \
-            from None
+        raise _misbehaved(asked, exc) from None
 
 
-def _generate_items(saved, prime, length, stop, sampler, rng, num_samples, new_only, as_json, skip_unknown,
-                    repetition_penalty, repetition_window, threads, name, registered) -> None:
+def _misbehaved(decoding: Decoding, exc: SamplerError) -> CharseqError:
+    """A sampler's fault, named with the plugin that registered it."""
+    name = "argmax" if decoding.greedy else parse_spec(str(decoding.sampler))[0]
+    return CharseqError(f"sampler {name!r} of {get_registry().describe(get_registry().get('sampler', name).plugin)} "
+                        f"misbehaved: {exc}")
+
+
+def _generate_items(saved, decoding: Decoding, prime: str, rng, new_only: bool, as_json: bool, threads,
+                    asked: Decoding) -> None:
     """`generate` for a model of items: whole new items, one per line."""
-    from charseq.decoding.generate import SamplerError, generate_items
-
     if prime:
-        prime = _known_part(prime, saved.vocab, skip_unknown)
+        prime = decoding.known_prime(prime, saved.vocab)
     exclude = saved.seen_items if new_only else None
     if new_only and exclude is None:
         raise UsageError("this checkpoint does not record its training items, so --new-only cannot leave them out")
     try:
         with blas.limited(threads):
-            items = generate_items(saved.model, saved.vocab, saved.item_end, num_samples, sampler, rng, prime,
-                                   length, exclude, repetition_penalty=repetition_penalty,
-                                   repetition_window=repetition_window, stop=stop)
+            items = generation.generate_items(saved.model, saved.vocab, saved.item_end, decoding, prime=prime, rng=rng,
+                                   exclude=exclude)
     except SamplerError as exc:
-        raise CharseqError(f"sampler {name!r} of {get_registry().describe(registered.plugin)} misbehaved: {exc}") \
-            from None
+        raise _misbehaved(asked, exc) from None
     for item in items:
         say(_json_line({"prime": prime, "text": item}) if as_json else prime + item, essential=True)
 
@@ -550,39 +531,6 @@ def _json_line(value: object) -> str:
     for char, escaped in _LINE_BREAKS.items():
         text = text.replace(char, escaped)
     return text
-
-
-def _temperature_option(temperature: float | None, registered) -> dict[str, float]:
-    """--temperature as the sampler's option. A sampler without one (argmax) ignores it, with
-    a warning; 0 is refused, pointing to greedy decoding, and so is any other non-positive
-    or non-finite value, whatever the sampler."""
-    if temperature is None:
-        return {}
-    if temperature == 0 and registered.takes("temperature"):
-        raise UsageError("temperature must be a positive number, got 0; for greedy decoding (always the most likely "
-                         "character) use --sampler argmax")
-    if not 0 <= temperature < float("inf"):
-        raise UsageError(f"temperature must be a positive number, got {temperature:g}")
-    if not registered.takes("temperature"):
-        say(f"charseq: warning: --temperature is ignored: sampler {registered.name!r} takes no temperature", err=True)
-        return {}
-    return {"temperature": temperature}
-
-
-def _known_part(prime: str, vocab, skip_unknown: bool) -> str:
-    """The prime, or with --skip-unknown its characters the model knows; others are named."""
-    unknown = vocab.unknown(prime)
-    if not unknown:
-        return prime
-    shown = show_characters(unknown)
-    if not skip_unknown:
-        raise UsageError(f"the prime has {counted(len(unknown), 'character')} not in the model's vocabulary: {shown}; "
-                         "--skip-unknown leaves them out")
-    kept = "".join(c for c in prime if c in vocab)
-    if not kept:
-        raise UsageError(f"no character of the prime is in the model's vocabulary (it has {shown})")
-    say(f"charseq: left out {counted(len(unknown), 'unknown character')} of the prime: {shown}", err=True)
-    return kept
 
 
 @cli.command(name="eval")

@@ -16,14 +16,13 @@ import math
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, overload
 
 import numpy as np
 
-from charseq.errors import UsageError
-from charseq.decoding.generate import repetition_problem
-from charseq.hooks.options import parse_options
-from charseq.hooks.registry import Registry, parse_spec
+from charseq.decoding.settings import Decoding, DecodingError
+from charseq.errors import UsageError, Words, spoken
+from charseq.hooks.registry import Registry
 from charseq.serving.engine import Job, Output
 from charseq.data.vocab import Vocabulary, show_characters
 
@@ -135,41 +134,24 @@ def read_request(body: Any, served: ServedModel, limits: Limits, output_wake: An
     if not isinstance(options, dict) or set(options) - {"include_usage"}:
         raise BadRequest("stream_options must be an object such as {\"include_usage\": true}", "stream_options")
     include_usage = _flag(options, "include_usage", "stream_options.include_usage")
-    penalty = _number(extra, "repetition_penalty", 1.0, "charseq.repetition_penalty")
-    if problem := repetition_problem(penalty):  # generate's rule
-        raise BadRequest(problem, "charseq.repetition_penalty")
-    window = extra.get("repetition_window")
-    if window is not None and (isinstance(window, bool) or not isinstance(window, int)):
-        raise BadRequest(f"repetition_window must be a whole number of at least 1, got {_shown(window)}",
-                         "charseq.repetition_window")
-    if problem := repetition_problem(penalty, window):
-        raise BadRequest(problem, "charseq.repetition_window")
-
-    sampler_name, sampler_options = _sampler(body, extra, served.registry)
-    registered = served.registry.get("sampler", sampler_name)
-    try:
-        registered.build(**sampler_options)  # refused now, with the request, not in the engine
-    except UsageError as exc:
-        raise BadRequest(str(exc), "charseq.sampler") from None
-    except OverflowError:  # a whole number too large for the float option it is given for
-        raise BadRequest("a sampler option has too many digits for a number this server takes",
-                         "charseq.options") from None
+    decoding = _decoding(body, extra, served.registry, n, max_tokens,
+                         stops + ((served.item_end,) if served.item_end is not None else ()))
 
     output = Output(len(prompts) * n, output_wake, STREAM_INTERVAL if stream else math.inf)
     # Without a seed or a penalty, a request samples alike with others of the same sampler:
     # the engine samples all of them in one call.
-    pool = None if seed is not None or penalty != 1.0 else (sampler_name, json.dumps(sampler_options,
-                                                                                       sort_keys=True, default=str))
+    alike = ("argmax",) if decoding.greedy else (decoding.sampler, json.dumps(dict(decoding.options), sort_keys=True,
+                                                                               default=str), decoding.temperature)
+    pool = None if seed is not None or decoding.repetition_penalty != 1.0 else alike
     deadline = (time.monotonic() if arrived is None else arrived) + limits.timeout
     jobs = []
     for index, prompt in enumerate(prompts):
         if served.item_end is not None:
             prompt = served.item_end + prompt
         rng = np.random.default_rng(None if seed is None else (seed if len(prompts) == 1 else [seed, index]))
-        jobs.append(Job(served.vocab.encode(prompt).astype(np.intp), n, max_tokens,
-                        registered.build(**sampler_options), rng, output, index * n,
-                        stops + ((served.item_end,) if served.item_end is not None else ()),
-                        penalty, window, deadline, pool, alone=seed is not None))
+        jobs.append(Job(served.vocab.encode(prompt).astype(np.intp), decoding,
+                        decoding.make_sampler(served.registry, warn=False), rng, output, index * n, deadline, pool,
+                        alone=seed is not None))
     return CompletionRequest(f"cmpl-{uuid.uuid4().hex[:24]}", int(time.time()), prompts, n, max_tokens, stream, echo,
                              include_usage, jobs, output)
 
@@ -202,45 +184,57 @@ def _prompts(prompt: Any, served: ServedModel, limits: Limits, skip_unknown: boo
     return checked
 
 
-def _sampler(body: dict[str, Any], extra: dict[str, Any], registry: Registry) -> tuple[str, dict[str, Any]]:
-    """The sampler's name and options: charseq.sampler, or OpenAI's temperature and top_p."""
-    temperature = _number(body, "temperature", 1.0, "temperature")
+def _decoding(body: dict[str, Any], extra: dict[str, Any], registry: Registry, n: int, max_tokens: int,
+              stops: tuple[str, ...]) -> Decoding:
+    """The request's Decoding, checked by its rules: the sampler is charseq.sampler, or
+    chosen by OpenAI's temperature and top_p (0 is greedy, whatever the sampler)."""
     top_p = _number(body, "top_p", 1.0, "top_p")
-    if not 0 <= temperature <= 1e6:
-        raise BadRequest(f"temperature must be between 0 and 1e6, got {temperature:g}", "temperature")
     if not 0 < top_p <= 1:
         raise BadRequest(f"top_p must be above 0 and at most 1, got {top_p:g}", "top_p")
-    spec = extra.get("sampler")
-    if spec is None and extra.get("options") is not None:
+    spec, options = extra.get("sampler"), extra.get("options")
+    if spec is None and options is not None:
         raise BadRequest("charseq.options are a sampler's options: name the sampler in charseq.sampler",
                          "charseq.options")
-    if spec is None:
-        if temperature == 0:
-            return "argmax", {}
-        if top_p < 1:
-            return "top-p", {"p": top_p, "temperature": temperature}
-        return "temperature", {"temperature": temperature}
-    if not isinstance(spec, str):
+    if spec is not None and not isinstance(spec, str):
         raise BadRequest("charseq.sampler must be text, such as \"top-k:k=20\"", "charseq.sampler")
-    extra_options = extra.get("options") or {}
-    if not isinstance(extra_options, dict):
+    if options is not None and not isinstance(options, dict):
         raise BadRequest("charseq.options must be an object of the sampler's options", "charseq.options")
-    try:
-        name, arg = parse_spec(spec)
-        registered = registry.get("sampler", name)
-        options: dict[str, Any] = {**parse_options(arg, registered), **extra_options}
-    except UsageError as exc:
-        raise BadRequest(str(exc), "charseq.sampler") from None
-    if "top_p" in body and top_p != 1:
+    if spec is not None and top_p != 1:
         raise BadRequest("top_p chooses the top-p sampler; with charseq.sampler give the sampler's own options",
                          "top_p")
-    if "temperature" in body and body["temperature"] is not None:
-        if temperature == 0:
-            raise BadRequest("temperature 0 means greedy decoding (the argmax sampler); leave out charseq.sampler "
-                             "or give it a positive temperature", "temperature")
-        if registered.takes("temperature") and "temperature" not in options:
-            options["temperature"] = temperature
-    return name, options
+    if spec is None:
+        spec, options = ("top-p", {"p": top_p}) if top_p < 1 else ("temperature", {})
+    try:
+        with spoken(FIELDS):
+            decoding = Decoding(spec, options or {}, _number(body, "temperature", None, "temperature"), max_tokens, n,
+                                stops, _number(extra, "repetition_penalty", 1.0, "charseq.repetition_penalty"),
+                                extra.get("repetition_window"))
+            decoding.make_sampler(registry, warn=False)  # refused now, with the request, not in the engine
+    except DecodingError as exc:
+        raise BadRequest(str(exc), FIELDS.label(exc.setting)) from None
+    except UsageError as exc:  # the sampler's plugin refused its name or options
+        raise BadRequest(str(exc), "charseq.sampler") from None
+    except OverflowError:  # a whole number too large for the float option it is given for
+        raise BadRequest("a sampler option has too many digits for a number this server takes",
+                         "charseq.options") from None
+    return decoding
+
+
+class _Fields(Words):
+    """A decoding setting as the request field that holds it, for messages and `param`."""
+
+    NAMES = {"length": "max_tokens", "num_samples": "n", "prime": "prompt", "sampler": "charseq.sampler",
+             "options": "charseq.options", "repetition_penalty": "charseq.repetition_penalty",
+             "repetition_window": "charseq.repetition_window", "skip_unknown": "charseq.skip_unknown"}
+
+    def label(self, name: str) -> str:
+        return self.NAMES.get(name, name)
+
+    def setting(self, name: str, value: Any = Words.NOTHING) -> str:
+        return self.label(name) if value is Words.NOTHING else f"{self.label(name)}: {json.dumps(value)}"
+
+
+FIELDS = _Fields()
 
 
 def _stops(stop: Any) -> tuple[str, ...]:
@@ -251,8 +245,6 @@ def _stops(stop: Any) -> tuple[str, ...]:
         raise BadRequest("stop must be text or a list of texts", "stop")
     if len(stops) > MAX_STOPS:
         raise BadRequest(f"stop takes at most {MAX_STOPS} texts, got {len(stops)}", "stop")
-    if any(not s for s in stops):
-        raise BadRequest("a stop text must not be empty", "stop")
     return tuple(stops)
 
 
@@ -267,7 +259,12 @@ def _integer(body: dict[str, Any], name: str, default: int, low: int, high: int)
     return value
 
 
-def _number(body: dict[str, Any], name: str, default: float, param: str) -> float:
+@overload
+def _number(body: dict[str, Any], name: str, default: float, param: str) -> float: ...
+@overload
+def _number(body: dict[str, Any], name: str, default: None, param: str) -> float | None: ...
+def _number(body: dict[str, Any], name: str, default: float | None, param: str) -> float | None:
+    """The field `name` of `body` as a finite float, `default` when absent; else a BadRequest for `param`."""
     value = body.get(name)
     if value is None:
         return default

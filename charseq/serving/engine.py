@@ -29,7 +29,8 @@ from typing import Any
 
 import numpy as np
 
-from charseq.decoding.generate import RepetitionPenalty, Sampler, SamplerError, StopScanner, checked_ids
+from charseq.decoding.settings import Decoding, Sampler
+from charseq.decoding.steps import RepetitionPenalty, SamplerError, StopScanner, checked_ids
 from charseq.models.base import Model
 from charseq.data.vocab import Vocabulary
 
@@ -120,19 +121,16 @@ class Output:
 
 @dataclass(eq=False)
 class Job:
-    """One prompt's `n` sequences: read `prompt_ids`, then sample up to `max_tokens`
-    characters each, ending a sequence where one of `stops` appears."""
+    """One prompt's sequences, as its `decoding` asks: read `prompt_ids`, then sample up to
+    `decoding.length` characters for each of its `num_samples` sequences, ending one where
+    a stop appears."""
 
     prompt_ids: np.ndarray
-    n: int
-    max_tokens: int
-    sampler: Sampler
+    decoding: Decoding
+    sampler: Sampler  # the decoding's, made for this job (a sampler may keep state)
     rng: np.random.Generator
     output: Output
     first_index: int = 0  # its first sequence's choice index in the output
-    stops: tuple[str, ...] = ()
-    repetition_penalty: float = 1.0
-    repetition_window: int | None = None
     deadline: float = float("inf")  # time.monotonic() past which it fails
     # Jobs with the same key (and no seed of their own) are sampled in one call from the
     # engine's generator; None: the job samples alone, with its own `rng`.
@@ -149,10 +147,14 @@ class Job:
     scanners: list[StopScanner] = field(default_factory=list)
     penalty: RepetitionPenalty | None = None
     group: _Group | None = None
+    n: int = field(init=False)  # the decoding's, read every tick
+    max_tokens: int = field(init=False)
+    stops: tuple[str, ...] = field(init=False)
 
     def __post_init__(self) -> None:
         if len(self.prompt_ids) < 1:
             raise ValueError("a job needs at least one prompt id")
+        self.n, self.max_tokens, self.stops = self.decoding.num_samples, self.decoding.length, self.decoding.stop
 
 
 class _Group:
@@ -293,7 +295,7 @@ class Engine:
         job.live, job.open = np.ones(job.n, dtype=bool), job.n
         job.scanners = [StopScanner(job.stops) for _ in range(job.n)]
         try:
-            job.penalty = RepetitionPenalty.create(job.repetition_penalty, job.repetition_window,
+            job.penalty = RepetitionPenalty.create(job.decoding.repetition_penalty, job.decoding.repetition_window,
                                                    len(self.vocab), job.prompt_ids, job.n)
         except Exception as exc:  # checked when the request was read; a plugin's misuse lands here
             job.output.fail(JobFailed("internal", str(exc)))

@@ -6,8 +6,12 @@ import math
 
 import numpy as np
 
-from charseq.errors import UsageError
+from charseq.data.corpus import Corpus
+from charseq.data.items import evaluate_items
+from charseq.data.vocab import Vocabulary, show_characters
+from charseq.errors import CharseqError, UsageError, counted
 from charseq.models.base import Model
+from charseq.models.build import model_label
 
 LN2 = math.log(2)
 EVAL_STREAM_CHARS = 4096
@@ -44,3 +48,23 @@ def evaluate(model: Model, ids: np.ndarray, batch_size: int, seq_len: int) -> fl
             total += loss * streams * T
             count += streams * T
     return total / count
+
+
+def evaluate_corpus(model: Model, vocab: Vocabulary, corpus: Corpus, batch_size: int = 64, seq_len: int = 64) -> float:
+    """Mean loss per character of `model` (whose symbols are `vocab`) on `corpus`, whose ids
+    are in the corpus's own vocabulary and are mapped onto the model's. Running text is read
+    as in `evaluate`; a corpus of items item by item, each from a fresh state, its end
+    counted as a character (as training's validation loss is). A character the model does
+    not know is refused, naming it; a loss that is not a number is a CharseqError."""
+    unknown = vocab.unknown(corpus.vocab.symbols)
+    if unknown:
+        raise UsageError(f"corpus {corpus.name!r} has {counted(len(unknown), 'character')} the model does not know: "
+                         f"{show_characters(unknown)}")
+    mapping = np.array([vocab.symbols.index(c) for c in corpus.vocab.symbols], dtype=vocab.dtype)
+    if corpus.item_starts is not None:
+        loss = evaluate_items(model, mapping[corpus.ids], corpus.item_starts)
+    else:
+        loss = evaluate(model, mapping[corpus.ids], batch_size, seq_len)
+    if not np.isfinite(loss):
+        raise CharseqError(f"the loss of {model_label(model.name)} on {corpus.name!r} is {loss}, not a number")
+    return loss

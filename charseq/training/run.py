@@ -31,6 +31,7 @@ from charseq import trust
 from charseq.training.callbacks import CallbackError, CallbackList
 from charseq.runs.settings import DEFAULT_MODEL, TrainConfig
 from charseq.data.corpus import Corpus
+from charseq.decoding.closing import ClosingSample, closing_sample, default_length
 from charseq.errors import CharseqError, CharseqWarning, Placeholder, SaveError, UsageError, counted, label, resuming, setting
 from charseq.files import dangling, shown
 from charseq.training.interrupt import Aborted, exit_code, stop_on_signals
@@ -289,6 +290,13 @@ class Run:
         trainer = self.trainer
         return self._resumed is not None and trainer.ended and (trainer.epoch >= self.config.epochs
                                                                 or trainer.stop_training)
+
+    def sample(self, length: int | None = None) -> ClosingSample:
+        """What the model makes of its corpus now, at temperature 1 with the run's seed: a
+        continuation of the corpus's opening, or new items (`length` characters at most;
+        default: 20 for a corpus of random windows, else 200)."""
+        length = default_length(self.corpus) if length is None else length
+        return closing_sample(self.model, self.corpus, length, self.config.seed, self.config.seq_len)
 
     def fit(self) -> RunResult:
         """Train to the end and save `out`. Ctrl-C or SIGTERM (in the main thread) stops at the

@@ -80,7 +80,7 @@ def test_seeded_draws_are_reproducible(make):
 @pytest.mark.parametrize("make,message", [
     (lambda: TopK(k=0), "positive integer"), (lambda: TopK(k=2.5), "positive integer"),
     (lambda: TopP(p=0), r"\(0, 1\]"), (lambda: TopP(p=1.5), r"\(0, 1\]"),
-    (lambda: MinP(p=-0.1), r"\[0, 1\]"), (lambda: TopK(k=3, temperature=0), "temperature"),
+    (lambda: MinP(p=-0.1), r"\[0, 1\]"), (lambda: TopK(k=3, temperature=-1), "temperature"),
 ])
 def test_bad_parameters_are_usage_errors(make, message):
     with pytest.raises(UsageError, match=message):

@@ -1,0 +1,178 @@
+"""How text is made from a model: every setting of a generation, and its checks, in one place.
+
+``Decoding`` is what the command line, the Python API and the server each build from their
+own words (flags, keyword arguments, OpenAI's fields), so that a setting means the same
+everywhere: a temperature of 0 is greedy decoding (always the most likely symbol), as in
+OpenAI's API, whatever the sampler; a repetition penalty lies in PENALTY_RANGE.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields, replace
+from typing import Any
+
+import numpy as np
+
+from charseq.data.vocab import Vocabulary, show_characters
+from charseq.errors import CharseqWarning, Notice, UsageError, counted, label, setting
+from charseq.hooks.options import parse_options
+from charseq.hooks.registry import Registry, get_registry, parse_spec
+
+Sampler = Callable[[np.ndarray, np.random.Generator], np.ndarray]
+PENALTY_RANGE = (1e-6, 1e6)  # beyond it a logit scaled by the penalty leaves float32's range: inf, then NaN
+MAX_TEMPERATURE = 1e6  # past this every sampler is uniform, and the noise overflows float32
+
+
+class DecodingError(UsageError):
+    """A decoding setting that cannot be used: `setting` names it (the server's `param`)."""
+
+    def __init__(self, name: str, message: str):
+        super().__init__(message)
+        self.setting = name
+
+
+@dataclass(frozen=True)
+class Decoding:
+    """Every setting of a generation, checked when it is made.
+
+    sampler: a registered sampler by name with options (``top-k:k=20``), or a sampler
+        object, ``sampler(logits, rng) -> ids``
+    options: the named sampler's options, over those its name gives
+    temperature: for a sampler that takes one and was not given its own in `options` or its
+        name (another ignores it, with a warning); 0 is greedy decoding, whatever the sampler
+    length: characters made after the prime, at most (a model of items: after its prime)
+    num_samples: continuations made together, in one batch
+    stop: texts that end a sample where they appear (not part of it)
+    repetition_penalty: above 1, used symbols become less likely; below 1, likelier
+    repetition_window: count only the last this many characters as used (None: all)
+    skip_unknown: leave out the prime's characters the model does not know
+    """
+
+    sampler: str | Sampler = "temperature"
+    options: Mapping[str, Any] = field(default_factory=dict)
+    temperature: float | None = None
+    length: int = 200
+    num_samples: int = 1
+    stop: tuple[str, ...] = ()
+    repetition_penalty: float = 1.0
+    repetition_window: int | None = None
+    skip_unknown: bool = False
+
+    def __post_init__(self) -> None:
+        if isinstance(self.stop, str) or self.stop is None:
+            object.__setattr__(self, "stop", () if self.stop is None else (self.stop,))
+        for problem in (self._temperature_problem(), _whole(self.length, "length", 0),
+                        _whole(self.num_samples, "num_samples", 1), self._stop_problem(),
+                        repetition_problem(self.repetition_penalty, self.repetition_window)):
+            if problem is not None:
+                raise DecodingError(*problem) if isinstance(problem, tuple) else UsageError(problem)
+        if not (isinstance(self.sampler, str) or callable(self.sampler)):
+            raise DecodingError("sampler", f"a sampler is a name (top-k:k=20) or an object called with (logits, "
+                                           f"rng), got {self.sampler!r}")
+
+    @classmethod
+    def of(cls, decoding: Decoding | None = None, **settings: Any) -> Decoding:
+        """`decoding` (or the defaults) with `settings` over it; a setting given as None is left as it is."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(settings) - known)
+        if unknown:
+            raise TypeError(f"unknown decoding setting {unknown[0]!r}; the settings are {', '.join(sorted(known))}")
+        given = {name: value for name, value in settings.items() if value is not None}
+        return replace(decoding, **given) if decoding is not None else cls(**given)
+
+    @property
+    def greedy(self) -> bool:
+        """A temperature of 0: always the most likely symbol."""
+        return self.temperature == 0
+
+    def make_sampler(self, registry: Registry | None = None, *, warn: bool = True) -> Sampler:
+        """The sampler to call, new (a sampler may keep state between calls). A named one is
+        built by its plugin (from `registry`, or the installed plugins'), with the temperature
+        when it takes one and was not given its own; a temperature of 0, general or the
+        sampler's own, is the argmax sampler, whatever was named. A temperature the sampler cannot take is ignored, with a warning
+        unless `warn` is false (a server has no one to tell)."""
+        registry = registry or get_registry()
+        if self.greedy:
+            return registry.get("sampler", "argmax").build()
+        if not isinstance(self.sampler, str):
+            if self.options or self.temperature is not None:
+                raise DecodingError("sampler", "a sampler object takes no options or temperature here: build it "
+                                               "with them, or name a registered sampler")
+            return self.sampler
+        name, arg = parse_spec(self.sampler)
+        registered = registry.get("sampler", name)
+        options = {**parse_options(arg, registered), **self.options}
+        if self.temperature is not None and "temperature" not in options:
+            if registered.takes("temperature"):
+                options["temperature"] = self.temperature
+            elif warn:
+                warnings.warn(f"{label('temperature')} is ignored: sampler {registered.name!r} takes no temperature",
+                              CharseqWarning, stacklevel=2)
+        if options.get("temperature") == 0:  # greedy, however it was asked for
+            return registry.get("sampler", "argmax").build()
+        return registered.build(**options)
+
+    def built(self, registry: Registry | None = None, *, warn: bool = True) -> Decoding:
+        """This decoding with its sampler made (see `make_sampler`): a sampler's bad options,
+        and the warnings, come now, before anything is generated."""
+        return replace(self, sampler=self.make_sampler(registry, warn=warn), options={}, temperature=None)
+
+    def known_prime(self, prime: str, vocab: Vocabulary) -> str:
+        """The prime, or with skip_unknown its characters the model knows; others are named
+        (and with skip_unknown, said to be left out, in a warning)."""
+        unknown = vocab.unknown(prime)
+        if not unknown:
+            return prime
+        shown = show_characters(unknown)
+        if not self.skip_unknown:
+            raise DecodingError("prime", f"the prime has {counted(len(unknown), 'character')} not in the model's "
+                                         f"vocabulary: {shown}; {setting('skip_unknown', True)} leaves them out")
+        kept = "".join(c for c in prime if c in vocab)
+        if not kept:
+            raise DecodingError("prime", f"no character of the prime is in the model's vocabulary (it has {shown})")
+        warnings.warn(f"left out {counted(len(unknown), 'unknown character')} of the prime: {shown}", Notice,
+                      stacklevel=2)
+        return kept
+
+    def _temperature_problem(self) -> tuple[str, str] | None:
+        temperature = self.temperature
+        if temperature is None:
+            return None
+        if isinstance(temperature, bool) or not isinstance(temperature, (int, float, np.number)) \
+                or not 0 <= temperature < math.inf:
+            return "temperature", (f"{label('temperature')} must be a positive number, or 0 for greedy decoding "
+                                   f"(between 0 and 1e6); got {temperature!r}")
+        if temperature > MAX_TEMPERATURE:
+            return "temperature", f"{label('temperature')} must be at most 1e6, got {temperature:g}"
+        return None
+
+    def _stop_problem(self) -> tuple[str, str] | None:
+        if not all(isinstance(stop, str) for stop in self.stop):
+            return "stop", f"a stop is text, got {self.stop!r}"
+        if any(stop == "" for stop in self.stop):
+            return "stop", "the stop text must not be empty"
+        return None
+
+
+def repetition_problem(penalty: float, window: int | None = None) -> tuple[str, str] | None:
+    """What is wrong with a repetition penalty and window, and which it is; None when both
+    are fine. A penalty below 1 makes used symbols likelier; one outside PENALTY_RANGE means
+    nothing a float32 logit can hold."""
+    low, high = PENALTY_RANGE
+    if isinstance(penalty, bool) or not isinstance(penalty, (int, float, np.number)) or not low <= penalty <= high:
+        return ("repetition_penalty", f"repetition penalty must be above 0, from {low:g} to {high:g} (1 is none), "
+                                      f"got {penalty!r}")
+    if window is not None and (isinstance(window, bool) or not isinstance(window, (int, np.integer)) or window < 1):
+        return "repetition_window", f"repetition window must be at least 1, got {window!r}"
+    return None
+
+
+def _whole(value: Any, name: str, low: int) -> tuple[str, str] | None:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        return name, f"{label(name)} must be a whole number, got {value!r}"
+    if value < low:
+        return name, f"{label(name)} must be at least {low}, got {value!r}"
+    return None
