@@ -26,7 +26,7 @@ def register_commands(cli):
     import click  # here, not at import: loading the plugins must not load the CLI's packages
 
     from charseq import blas
-    from charseq.cli.main import say, threads_option
+    from charseq.cli import say, threads_option
 
     @cli.command()
     @click.argument("checkpoint_path", metavar="CHECKPOINT", type=click.Path(path_type=Path))

@@ -19,19 +19,20 @@ def register_commands(cli):
     import click  # here, not at import: loading the plugins must not load the CLI's packages
 
     from charseq import blas
-    from charseq.cli.main import _corpus_options, _shortcut_callbacks, say, training_options
+    from charseq.cli import (corpus_options, encoding_option, exact_text_option, say, shortcut_callbacks,
+                             training_options)
     from charseq.sweeps import DEFAULT_DIRECTORY, DEFAULT_STORAGE, PRUNERS
 
     @cli.command()
     @click.option("--corpus", "corpus_spec", metavar="NAME[:ARG]", help="What every trial trains on (as train's).")
-    @click.option("--encoding", help="Text encoding of the corpus files.  [default: utf-8]")
+    @encoding_option
     @click.option("--model", "model_spec", metavar="NAME[:KEY=VALUE,...]", help="The model of every trial, unless "
                                                                                  "--param model=... chooses it.")
     @click.option("--param", "param_specs", multiple=True, metavar="NAME=KIND:ARGS",
                   help="A dimension of the search: lr=log:1e-4:1e-2, dropout=float:0:0.5, hidden-size=int:128:512:128, "
                        "optimizer=choice:adam,rmsprop, model.layers=int:1:3. Repeat for each.")
     @training_options
-    @click.option("--exact-text", is_flag=True, help="Read text byte for byte (as train's).")
+    @exact_text_option
     @click.option("--patience", type=click.IntRange(min=0), metavar="EPOCHS",
                   help="Each trial stops after this many epochs without improvement (as train's).")
     @click.option("--min-delta", type=float, help="With --patience: the smallest change that counts.")
@@ -106,8 +107,8 @@ def register_commands(cli):
             both = [name for name in names if name.startswith("model.") and name[6:] in fixed_options]
             if both:
                 raise UsageError(f"{both[0]} is fixed in --model and searched over (--param); give one")
-        callbacks = _shortcut_callbacks(None, patience, min_delta, None, None) + list(callback_specs)
-        train = {"corpus": corpus_spec, "corpus_options": _corpus_options(encoding, exact_text), **fixed,
+        callbacks = shortcut_callbacks(patience=patience, min_delta=min_delta) + list(callback_specs)
+        train = {"corpus": corpus_spec, "corpus_options": corpus_options(encoding, exact_text), **fixed,
                  "callbacks": callbacks}
         if model_spec is not None:
             train["model"] = model_spec
@@ -148,7 +149,7 @@ def _report(sweeps, storage, study_name, plot_path, as_json, say):
             raise UsageError(f"--plot {plot_path!r}: draw a .png, .pdf or .svg")
         if not (where.parent if str(where.parent) else Path(".")).is_dir():
             raise UsageError(f"--plot {plot_path!r}: its folder does not exist")
-        from charseq.cli.plot import check_picture
+        from charseq.cli import check_picture
 
         existed = check_picture(where, "--plot", can_force=False)
     with sweeps.passwords_hidden(storage):
@@ -184,7 +185,7 @@ def _shown(value) -> str:
 
 
 def _plot(rows, path, existed: bool) -> None:
-    from charseq.cli.plot import save_picture
+    from charseq.cli import save_picture
 
     try:
         import matplotlib

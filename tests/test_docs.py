@@ -122,3 +122,19 @@ def test_the_guides_model_trains_resumes_samples_and_is_named_where_it_is_missin
         assert result.exit_code == 2 and result.stderr.count("\n") == 1, result.output
         assert "holds a 'bigram' model, which no installed plugin provides; install the package 'charseq-bigram'" \
             in result.stderr
+
+
+def test_the_command_toolkit_example_is_a_command_with_trains_options(plugin_site, tmp_path, monkeypatch):
+    """The guide's `charseq finetune`, built on charseq.cli as the bundled commands are."""
+    source = next(block for block in re.findall(r"```python\n(.*?)```", GUIDE.read_text(), re.S)
+                  if "def finetune" in block)
+    monkeypatch.setenv("CHARSEQ_LOAD_PLUGINS", "throwaway-finetune")
+    install_fake_distribution(plugin_site, "throwaway-finetune", source, "[charseq]\nfinetune = throwaway_finetune\n")
+    monkeypatch.chdir(tmp_path)
+    run_cli("train", "--corpus", "alphabet", "--epochs", 2, "--out", "a.npz", "-q")
+    shown = " ".join(run_cli("finetune", "--help").output.split())
+    assert "--hidden-size" in shown and "--threads" in shown and "--lr" in shown
+    finetuned = run_cli("finetune", "a.npz", "--epochs", 4, "--threads", 1)
+    assert "a.npz after 4 epochs" in finetuned.output
+    refused = run_cli("finetune", "a.npz", "--hidden-size", 8, ok=False)
+    assert refused.exit_code == 2 and refused.output.count("\n") == 1

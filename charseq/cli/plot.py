@@ -10,6 +10,9 @@ import stat
 import warnings
 from pathlib import Path
 
+import click
+
+from charseq.cli.output import say
 from charseq.errors import CharseqError, UsageError, counted
 
 
@@ -223,3 +226,18 @@ def _svg_creator(data: bytes) -> str | None:
         return None
     title = root.find(f".//{_DC}creator/{_CC}Agent/{_DC}title")
     return None if title is None else title.text
+
+
+@click.command()
+@click.argument("metrics_path", metavar="METRICS", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("-o", "--out", type=click.Path(dir_okay=False), default="loss.png", show_default=True,
+              help="The picture to write (PNG, SVG or PDF by its suffix); one it drew before is replaced.")
+@click.option("--force", is_flag=True, help="Replace a file at -o that this command did not draw (never charseq's "
+                                            "checkpoints or metrics).")
+def plot(metrics_path, out, force):
+    """Draw the training and validation loss of a --metrics file."""
+    if out.endswith(os.sep) or out.endswith(os.sep + "."):
+        raise UsageError(f"-o {out!r} names a directory; give a picture's file name")
+    plot_metrics(metrics_path, out, force)
+    say(f"wrote {out}")
+

@@ -1,0 +1,76 @@
+"""`charseq cache`: where the text cache is, what it holds, and clearing what charseq wrote."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from charseq.cli.options import json_option
+from charseq.cli.output import say
+from charseq.errors import counted
+
+
+_DECIDED_BY = {"CHARSEQ_CACHE": "set by CHARSEQ_CACHE", "XDG_CACHE_HOME": "under XDG_CACHE_HOME",
+               "default": "the default, ~/.cache/charseq; CHARSEQ_CACHE or XDG_CACHE_HOME moves it",
+               "fallback": "the default place cannot be used; set CHARSEQ_CACHE"}
+
+
+@click.command()
+@click.option("--clear", is_flag=True, help="Delete the cache's entries (only the files charseq can vouch it wrote).")
+@json_option
+def cache(clear, as_json):
+    """Show where the text cache is and what it holds: each entry's size, characters and source files."""
+    from charseq.data.cache import cache_report, clear_cache
+
+    if clear:
+        report, freed = clear_cache()
+        if as_json:
+            say(json.dumps({"directory": str(report.directory), "entries": _vouched(report), "freed_bytes": freed,
+                            "left": len(report.unvouched)}), essential=True)
+        else:
+            say(f"cleared {report.directory}: {_entries(report)}, {_bytes(freed)} freed{_left(report, 'left')}",
+                essential=True)
+        return
+    report = cache_report()
+    if as_json:
+        say(json.dumps({"directory": str(report.directory), "decided_by": report.decided_by,
+                        "entries": [vars(entry) for entry in report.entries], "total_bytes": report.total_size,
+                        "unvouched": [str(path) for path in report.unvouched]}, indent=2), essential=True)
+        return
+    say(f"cache: {report.directory} ({_DECIDED_BY[report.decided_by]})", essential=True)
+    for entry in report.entries:
+        characters = counted(entry.characters, "character") if entry.characters is not None else "incomplete"
+        sources = entry.sources or ["source unknown"]
+        more = f" and {counted(len(sources) - 1, 'more file')}" if len(sources) > 1 else ""
+        unvouched = "" if entry.verified else "not charseq's (or an earlier release's): "
+        say(f"{_bytes(entry.size):>9}  {characters:>20}  {unvouched}{sources[0]}{more}", essential=True)
+    say(f"{_entries(report)}, {_bytes(report.total_size)} in all{_left(report, 'left alone by --clear')}",
+        essential=True)
+
+
+def _vouched(report) -> int:
+    return sum(entry.verified for entry in report.entries)
+
+
+def _entries(report) -> str:
+    count = _vouched(report)
+    return f"{count:,} entr{'y' if count == 1 else 'ies'}"
+
+
+def _left(report, what: str) -> str:
+    """The files named like charseq's that it cannot vouch for, when there are any."""
+    if not report.unvouched:
+        return ""
+    return (f"; {what}: {counted(len(report.unvouched), 'file')} named like charseq's that it cannot vouch for "
+            "(an earlier release's, or not charseq's: delete them yourself if they are yours to delete)")
+
+
+def _bytes(size: float) -> str:
+    """A size for people: 512 B, 1.2 kB, 3.4 MB (powers of 1000, as the README's tables)."""
+    for unit in ("B", "kB", "MB", "GB"):
+        if size < 1000:
+            return f"{size} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1000
+    return f"{size:.1f} TB"
+
