@@ -43,7 +43,7 @@ FORMAT_VERSION = 5
 SEEN_ITEMS = "items.seen"  # sorted uint64 fingerprints of the items a model of items was trained on
 PARAM_PREFIX = "param."
 _DTYPES = ("float32", "float64")
-_STATE_NAME = ARRAY_NAME  # a checkpoint member: a parameter, or a state array
+STATE_NAME = ARRAY_NAME  # a checkpoint member: a parameter, or a state array
 _STATE_KINDS = "biuf"  # bool, integer, unsigned, float: plain numbers only
 _RESERVED = ("metadata", "checksum", "seal")
 MAX_METADATA_BYTES = 32 << 20  # a run's whole history fits many times over
@@ -98,7 +98,7 @@ def save(path: str | os.PathLike, checkpoint: Checkpoint) -> Path:
         seen = checkpoint.seen_items if checkpoint.seen_items is not None else np.empty(0, np.uint64)
         arrays[SEEN_ITEMS] = np.ascontiguousarray(seen, dtype=np.uint64)
     for name, array in checkpoint.arrays.items():
-        if (name in arrays or name in _RESERVED or not _STATE_NAME.match(name)
+        if (name in arrays or name in _RESERVED or not STATE_NAME.match(name)
                 or array.dtype.kind not in _STATE_KINDS):
             raise ValueError(f"cannot save state array {name!r} of dtype {array.dtype}")
         arrays[name] = array
@@ -323,7 +323,7 @@ def _read_metadata(path: Path, archive: zipfile.ZipFile, members: dict[str, zipf
             lacking = sorted({"options", "package", "params"} - set(metadata["model"]))
             if lacking:
                 raise schema.Invalid(f"metadata.model lacks {lacking[0]}")
-            bad_names = [n for n in metadata["model"]["params"] if not _STATE_NAME.match(n)]
+            bad_names = [n for n in metadata["model"]["params"] if not STATE_NAME.match(n)]
             if bad_names or not metadata["model"]["params"]:
                 raise schema.Invalid(f"metadata.model.params names {bad_names[0]!r}" if bad_names
                                      else "metadata.model has no params")
@@ -354,7 +354,7 @@ def _expected(metadata: dict[str, Any]) -> dict[str, tuple[np.dtype, tuple[int, 
         except TypeError:
             entry_dtype = None
         if name in expected or name in _RESERVED or entry_dtype is None or name.startswith(PARAM_PREFIX) or \
-                entry_dtype.kind not in _STATE_KINDS or not _STATE_NAME.match(name):
+                entry_dtype.kind not in _STATE_KINDS or not STATE_NAME.match(name):
             raise UsageError(f"its array manifest lists {name!r} as {entry['dtype']}")
         expected[name] = (entry_dtype, tuple(entry["shape"]))
     return expected

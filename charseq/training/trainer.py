@@ -22,7 +22,7 @@ import numpy as np
 from charseq import blas
 from charseq.training.batches import Batches
 from charseq.training.callbacks import CallbackError, CallbackList
-from charseq.checkpoints.format import _STATE_NAME, Checkpoint, plain_json
+from charseq.checkpoints.format import STATE_NAME, Checkpoint, plain_json
 from charseq.runs.settings import TrainConfig
 from charseq.data.corpus import Corpus
 from charseq.errors import CharseqError, CharseqWarning, UsageError, counted, setting
@@ -290,7 +290,7 @@ class Trainer:
             values = {}
             for name, value in self.callbacks.state_of(entry).items():
                 if isinstance(value, np.ndarray):
-                    if value.dtype.kind not in "biuf" or not _STATE_NAME.match(name):
+                    if value.dtype.kind not in "biuf" or not STATE_NAME.match(name):
                         raise CallbackError(entry.label, "state_dict", CharseqError(
                             f"its state array {name!r} ({value.dtype}) cannot be saved: a state holds arrays of "
                             "numbers under names of letters, digits and . _ -"), key)
