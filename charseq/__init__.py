@@ -14,6 +14,7 @@ TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing: `import 
 
 _PUBLIC = {
     "Aborted": "charseq.training.interrupt",
+    "Callback": "charseq.training.context",
     "CallbackRef": "charseq.runs.spec",
     "CharseqError": "charseq.errors",
     "CharseqWarning": "charseq.errors",
@@ -25,6 +26,7 @@ _PUBLIC = {
     "GRU": "charseq.models.gru",
     "LSTM": "charseq.models.lstm",
     "Model": "charseq.models.base",
+    "MonitorCallback": "charseq.training.context",
     "Notice": "charseq.errors",
     "OutputExists": "charseq.training.outputs",
     "Parameters": "charseq.models.base",
@@ -35,6 +37,7 @@ _PUBLIC = {
     "RunSpec": "charseq.runs.spec",
     "SaveError": "charseq.errors",
     "TrainConfig": "charseq.runs.settings",
+    "TrainingContext": "charseq.training.context",
     "Trainer": "charseq.training.trainer",
     "UsageError": "charseq.errors",
     "VanillaRNN": "charseq.models.rnn",
@@ -76,6 +79,11 @@ def __dir__() -> list[str]:
 if TYPE_CHECKING:  # what type checkers and editors see (`X as X`: a re-export)
     from charseq.checkpoints.format import Checkpoint as Checkpoint, load as load, save as save
     from charseq.runs.settings import TrainConfig as TrainConfig
+    from charseq.training.context import (
+        Callback as Callback,
+        MonitorCallback as MonitorCallback,
+        TrainingContext as TrainingContext,
+    )
     from charseq.training.outputs import OutputExists as OutputExists
     from charseq.data.corpus import Corpus as Corpus
     from charseq.errors import (

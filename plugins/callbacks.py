@@ -15,31 +15,13 @@ from typing import Any, TextIO
 
 import numpy as np
 
-from charseq import hookimpl
+from charseq import Callback, MonitorCallback, hookimpl
 from charseq.errors import CharseqWarning, SaveError, UsageError
 from charseq.files import atomic_write, shown
 from charseq.training.outputs import METRICS, identity
 
 
-def _improvement_test(mode: str, min_delta: float):
-    if mode not in ("min", "max"):
-        raise UsageError(f"mode must be 'min' or 'max', got {mode!r}")
-    if mode == "min":
-        return lambda current, best: current < best - min_delta
-    return lambda current, best: current > best + min_delta
-
-
-def _monitor_for(who: str, monitor: str | None, trainer: Any) -> str:
-    """The metric to watch: `monitor`, or val_loss when the run holds text out, else loss."""
-    names = trainer.metric_names
-    if monitor is None:
-        return "val_loss" if "val_loss" in names else "loss"
-    if monitor not in names:
-        raise UsageError(f"{who} cannot monitor {monitor!r}: this run's metrics are {', '.join(names)}")
-    return monitor
-
-
-class EarlyStopping:
+class EarlyStopping(MonitorCallback):
     """Stop when `monitor` has not improved by more than min_delta for `patience` epochs.
 
     monitor: the metric to watch (none: val_loss when text is held out, else loss)
@@ -50,6 +32,8 @@ class EarlyStopping:
     restore_best_weights: end with the weights of the best epoch
     start_from_epoch: epochs to let pass before watching
     """
+
+    who = "early-stopping"
 
     def __init__(
         self,
@@ -67,51 +51,44 @@ class EarlyStopping:
             raise UsageError(f"start_from_epoch must be 0 or more, got {start_from_epoch}")
         if not math.isfinite(min_delta):
             raise UsageError(f"min_delta must be a finite number, got {min_delta}")
-        self.monitor = monitor
+        super().__init__(monitor, mode, min_delta)
         self.patience = int(patience)
-        self.min_delta = abs(float(min_delta))
         self.baseline = baseline
         self.restore_best_weights = restore_best_weights
         self.start_from_epoch = int(start_from_epoch)
-        self._improved = _improvement_test(mode, self.min_delta)
-        self.mode = mode
 
-    @hookimpl
     def on_train_begin(self, trainer):
-        self._monitor = _monitor_for("early-stopping", self.monitor, trainer)
+        self.watch(trainer)
         self._shapes = {name: value.shape for name, value in trainer.model.params.items()}
         self._dtype = trainer.model.dtype
         self.wait = 0
         self.stopped_epoch = 0
-        self.best = math.inf if self.mode == "min" else -math.inf
         self.best_epoch = 0
         self.best_metrics: dict | None = None
         self.best_weights: dict[str, np.ndarray] | None = None
 
-    @hookimpl
     def on_epoch_end(self, trainer, epoch, metrics):
-        current = float(metrics[self._monitor])
+        current = float(metrics[self.watched])
         if epoch <= self.start_from_epoch:
             return
         if self.restore_best_weights and self.best_weights is None:
             self.best_weights = _copy(trainer.model.params)  # so there is always something to restore
             self.best_metrics = dict(metrics)
         self.wait += 1
-        if self._improved(current, self.best):
+        if self.improved(current):
             self.best, self.best_epoch = current, epoch
             if self.restore_best_weights:
                 self.best_weights = _copy(trainer.model.params)
                 self.best_metrics = dict(metrics)
             # Patience restarts only once both the baseline and the previous best are beaten.
-            if self.baseline is None or self._improved(current, self.baseline):
+            if self.baseline is None or self.improved(current, self.baseline):
                 self.wait = 0
             return
         if self.wait >= self.patience and epoch > 1:
             self.stopped_epoch = epoch
             trainer.stop_training = True
 
-    @hookimpl
-    def on_train_end(self, trainer):
+    def on_train_end(self, trainer, metrics):
         if self.restore_best_weights and self.best_weights is not None:
             for name, value in self.best_weights.items():
                 np.copyto(trainer.model.params[name], value)  # into the arrays the optimizer updates
@@ -151,7 +128,7 @@ class EarlyStopping:
         self.best_weights = weights or None
 
 
-class ModelCheckpoint:
+class ModelCheckpoint(MonitorCallback):
     """Save the run every `every` epochs; with save_best_only, only when `monitor` improves.
 
     `path` defaults to the run's --out and may be a template of the epoch's metrics:
@@ -166,6 +143,8 @@ class ModelCheckpoint:
     mode: min (lower is better) or max
     keep_last: keep only the newest this many files this run saved (0: all)
     """
+
+    who = "checkpoint"
 
     output_options = {"path": "checkpoint"}
 
@@ -184,33 +163,30 @@ class ModelCheckpoint:
             raise UsageError(f"keep_last must be 0 (keep all) or more, got {keep_last}")
         if path is not None and not str(path).strip():
             raise UsageError("checkpoint path must not be empty")
+        super().__init__(monitor, mode)
         self.keep_last = int(keep_last)
         self.path = None if path is None else str(path)
         self.every = int(every)
-        self.monitor = monitor
         self.save_best_only = save_best_only
-        self.mode = mode
-        self._improved = _improvement_test(mode, 0.0)
         self.saved: list[Path] = []
 
-    @hookimpl
     def on_train_begin(self, trainer):
         template = self.path if self.path is not None else (str(trainer.out) if trainer.out else None)
         if template is None:
             raise UsageError("checkpoint needs path=FILE (or a run with --out)")
         _check_template(template, trainer.metric_names)
         self._template = template
-        self._monitor = _monitor_for("checkpoint", self.monitor, trainer) if self.save_best_only else None
-        self.best = math.inf if self.mode == "min" else -math.inf
+        if self.save_best_only:
+            self.watch(trainer)
+        self.best = self.worst
         self.saved = []  # only this process's files are ever deleted
 
-    @hookimpl
     def on_epoch_end(self, trainer, epoch, metrics):
         if epoch % self.every:
             return
         if self.save_best_only:
-            current = float(metrics[self._monitor])
-            if not self._improved(current, self.best):
+            current = float(metrics[self.watched])
+            if not self.improved(current):
                 return
             self.best = current
         path = Path(self._template.format(**{**metrics, "step": trainer.step, "epoch": epoch}))
@@ -254,7 +230,7 @@ def _check_template(template: str, names: list[str]) -> None:
         raise UsageError(f"checkpoint path template {shown(template)!r} is malformed: {exc}") from None
 
 
-class MetricsLog:
+class MetricsLog(Callback):
     """Write one JSON line per evaluation: step, epoch, losses, bpc, lr, chars/s, wall time.
 
     A resumed run writes the file anew from the run's history, so it holds each evaluation
@@ -275,7 +251,6 @@ class MetricsLog:
         self.path = Path(path)
         self._file: TextIO | None = None
 
-    @hookimpl
     def on_train_begin(self, trainer):
         self._run_id = (trainer.run or {}).get("id")
         self._hold_until = -1
@@ -304,7 +279,6 @@ class MetricsLog:
         except (OSError, SaveError) as exc:
             self._give_up(exc)
 
-    @hookimpl
     def on_evaluation(self, trainer, metrics):
         if self._hold_until >= 0:
             if metrics["step"] <= self._hold_until:
@@ -320,8 +294,7 @@ class MetricsLog:
         except OSError as exc:
             self._give_up(exc)
 
-    @hookimpl
-    def on_train_end(self, trainer):
+    def on_train_end(self, trainer, metrics):
         if self._file is not None:
             self._file.close()
             self._file = None

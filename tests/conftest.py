@@ -9,6 +9,7 @@ import signal
 import tempfile
 import sys
 import textwrap
+import warnings
 from pathlib import Path
 
 import pytest
@@ -75,6 +76,13 @@ def fresh_registry():
     get_registry.cache_clear()
 
 
+def _interrupt(trainer, signum) -> None:
+    """What charseq's signal handler does to the trainer (not a callback's to do: hence the warning)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        trainer.interrupted = signum
+
+
 class InterruptAt:
     """A callback that interrupts the run as a signal would: at step `step`, at the start,
     or as epoch `epoch` ends (hook "on_step_end", "on_train_begin" or "on_epoch_end")."""
@@ -85,17 +93,17 @@ class InterruptAt:
     @hookimpl
     def on_train_begin(self, trainer):
         if self.hook == "on_train_begin":
-            trainer.interrupted = self.signum
+            _interrupt(trainer, self.signum)
 
     @hookimpl
     def on_step_end(self, trainer, step):
         if self.hook == "on_step_end" and step == self.step:
-            trainer.interrupted = self.signum
+            _interrupt(trainer, self.signum)
 
     @hookimpl
     def on_epoch_end(self, trainer, epoch):
         if self.hook == "on_epoch_end" and epoch == self.epoch:
-            trainer.interrupted = self.signum
+            _interrupt(trainer, self.signum)
 
 
 def members_of(path: Path) -> dict:

@@ -17,9 +17,10 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from charseq.hooks import specs as hookspecs
 from charseq.errors import CharseqError, UsageError
+from charseq.hooks import specs as hookspecs
 from charseq.hooks.registry import named
+from charseq.training.context import overrides
 
 HOOKS: dict[str, tuple[str, ...]] = {
     name: tuple(p for p in inspect.signature(spec).parameters if p != "self")
@@ -91,7 +92,7 @@ class CallbackList:
         A callback that raises does not keep the others from the event: they all see it, so
         the run saved after the failure is the run without that callback; then the first
         failure is raised."""
-        arguments["trainer"] = trainer
+        arguments["trainer"] = getattr(trainer, "context", trainer)  # a Trainer's callbacks see its context
         failure: CallbackError | None = None
         for entry in self.entries:
             found = entry.hooks.get(hook)
@@ -146,7 +147,7 @@ def _hooks_of(callback: Any, label: str) -> dict[str, tuple[Callable[..., Any], 
                 raise UsageError(f"{label}: {attribute}() is marked @hookimpl but is not a callback hook "
                                  f"(the hooks are {', '.join(HOOKS)})")
             continue
-        if not callable(method):
+        if not callable(method) or not overrides(callback, attribute):  # a Callback's no-op is no hook
             continue
         try:
             parameters = inspect.signature(method).parameters

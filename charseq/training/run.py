@@ -131,9 +131,8 @@ class Run:
                                                         template=kind == outputs.CHECKPOINT,
                                                         fresh=not resumed or ref in added or branch,
                                                         callback=ref.name))
-        self.trainer = Trainer(self.model, corpus, config, callbacks)
-        self.trainer.run, self.trainer.out = spec.to_dict(), Path(spec.out)
-        self.trainer.saver = lambda path: self._save(path, periodic=True)
+        self.trainer = Trainer(self.model, corpus, config, callbacks, run=spec.to_dict(), out=Path(spec.out),
+                               saver=lambda path: self._save(path, periodic=True))
         self._lost_states: list[CallbackError] = []
         self._out_refused: SaveError | None = None  # why `out` did not take the run, when it did not
         # Files this process saved, with what it knows of them (size, mtime, inode) and the

@@ -22,6 +22,7 @@ import numpy as np
 from charseq import blas
 from charseq.training.batches import Batches
 from charseq.training.callbacks import CallbackError, CallbackList
+from charseq.training.context import TrainingContext
 from charseq.checkpoints.format import STATE_NAME, Checkpoint, plain_json
 from charseq.runs.settings import TrainConfig
 from charseq.data.corpus import Corpus
@@ -44,7 +45,8 @@ class Trainer:
     """
 
     def __init__(self, model: Model, corpus: Corpus, config: TrainConfig,
-                 callbacks: Iterable[object] | CallbackList = ()):
+                 callbacks: Iterable[object] | CallbackList = (), *, run: dict[str, Any] | None = None,
+                 out: Path | None = None, saver: Callable[[Path], Path | None] | None = None):
         if model.vocab_size != len(corpus.vocab):
             raise UsageError(f"model has {counted(model.vocab_size, 'symbol')} but corpus {corpus.name!r} has {len(corpus.vocab)}")
         self.model = model
@@ -68,9 +70,10 @@ class Trainer:
         # The history entry that describes the weights as they stand, when it is not the last
         # (early stopping that put back an earlier epoch's weights sets it).
         self.weights_from: dict[str, Any] | None = None
-        self.run: dict[str, Any] | None = None  # the description of the run, when a Run drives this
-        self.out: Path | None = None  # the run's checkpoint (the default of the checkpoint callback)
-        self.saver: Callable[[Path], Path | None] | None = None  # how save_checkpoint writes (a Run's)
+        self.run = run  # the description of the run, when a Run drives this
+        self.out = out  # the run's checkpoint (the default of the checkpoint callback)
+        self.saver = saver  # how save_checkpoint writes (a Run's)
+        self.context = TrainingContext(self)  # what callbacks are given
         self._rng = np.random.default_rng(config.seed)  # data order and dropout masks
         # A random-window corpus's windows are the generator's first draws, made here so that
         # every saved random state, even one saved before the first step, comes after them.
