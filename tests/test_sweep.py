@@ -141,6 +141,25 @@ def test_a_trial_is_surplus_only_when_enough_came_before_it(tmp_path):
     assert "already held 6 trials" in study.trials[6].user_attrs["failure"]
 
 
+def test_a_signal_just_before_the_run_takes_the_signals_still_stops_the_trial(tmp_path, monkeypatch):
+    """SIGTERM after the worker's last look, before the run's own handler: once lost, and the
+    run trained on (CI's sweep that did not stop)."""
+    storage = f"sqlite:///{tmp_path / 's.db'}"
+    plan = sweeps.Sweep("late", [sweeps.Param.parse("lr=float:0.5:2")],
+                        {"corpus": "alphabet", "epochs": 3000, "hidden_size": 8}, trials=1, storage=storage,
+                        directory=str(tmp_path / "runs"))
+    study = optuna.create_study(study_name="late", storage=sweep_storage.open_storage(storage))
+    monkeypatch.setattr(sweep_workers._Stop, "exit_code", None)
+
+    def signal_comes_now() -> None:
+        sweep_workers._Stop.exit_code = 128 + signal.SIGTERM  # what the worker's handler notes
+
+    monkeypatch.setattr(sweep_workers, "_stop_if_asked", signal_comes_now)
+    with pytest.raises(sweep_workers.Interrupted) as stopped:
+        sweep_workers.objective(plan)(study.ask())
+    assert stopped.value.exit_code == 143
+
+
 def _run_and_surplus(done: list, wanted: int) -> tuple[list, list]:
     """Trials 0..wanted-1 each ran once and completed; workers that finished together may
     each have asked for one more, recorded as failed, not run."""

@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import math
 import os
+import signal
 import time
 from typing import Any
 
 from charseq import blas
 from charseq.errors import CharseqError
-from charseq.hooks.specs import hookimpl
 from charseq.sweeps.storage import masked, passwords_hidden, require_optuna
+from charseq.training.context import Callback
 from charseq.sweeps.study import DirectoryTaken, Sweep, load_study, open_study, prepare_directory
 
 
@@ -34,7 +35,7 @@ class Interrupted(KeyboardInterrupt):
         self.exit_code = exit_code
 
 
-class _Reporter:
+class _Reporter(Callback):
     """The callback that gives the trial each evaluation's loss, and stops the run when the
     pruner says the trial is hopeless."""
 
@@ -43,7 +44,12 @@ class _Reporter:
         self.pruned = False
         self.reports = 0
 
-    @hookimpl
+    def on_train_begin(self, trainer: Any) -> None:
+        """A signal that came after the last look at _Stop, before the run took the signals as
+        its own, would be lost and the run would train on: give it to the run now."""
+        if _Stop.exit_code is not None:
+            signal.raise_signal(_Stop.exit_code - 128)
+
     def on_evaluation(self, trainer: Any, metrics: dict[str, Any]) -> None:
         value = metrics.get("val_loss", metrics.get("loss"))
         if value is None or not math.isfinite(value):
