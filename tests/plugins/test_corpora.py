@@ -222,7 +222,7 @@ def test_an_unusable_default_cache_falls_back_with_a_warning(tmp_path, monkeypat
 
 
 def test_a_pipe_is_refused_with_what_to_do_where_files_are_read_twice(tmp_path):
-    """The text corpus reads a pipe once, into the cache (tests/test_text_input.py); the
+    """The text corpus reads a pipe once, into the cache (tests/data/test_text_input.py); the
     files it resolves to are read twice, so resolve_files itself still refuses one."""
     from charseq.data.text import resolve_files
 

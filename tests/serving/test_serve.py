@@ -180,7 +180,7 @@ def test_a_request_past_the_time_limit_is_a_408(tmp_path):
     import charseq
     from charseq.models.build import build_model
 
-    saved = charseq.load(Path(__file__).parent / "data" / "alphabet-0.3.0.npz")
+    saved = charseq.load(Path(__file__).resolve().parents[1] / "fixtures" / "alphabet-0.3.0.npz")
     big = build_model("lstm:layers=3", {}, len(saved.vocab), 256, seed=0)
     charseq.save(tmp_path / "big.npz", charseq.Checkpoint(big, saved.vocab))
     running = Server(tmp_path / "big.npz", "--timeout", 0.3)
@@ -351,7 +351,7 @@ def test_with_a_key_it_listens_on_every_address(alphabet_checkpoint):
 
 
 def test_the_readme_client_example_runs(names_checkpoint):
-    readme = Path(__file__).resolve().parents[1] / "README.md"
+    readme = Path(__file__).resolve().parents[2] / "README.md"
     if not readme.is_file():
         pytest.skip("needs the source checkout")
     [block] = [b for b in re.findall(r"```python\n(.*?)```", readme.read_text(), re.S) if "from openai" in b]

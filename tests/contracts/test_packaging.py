@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 needs_source = pytest.mark.skipif(not (ROOT / "pyproject.toml").is_file(), reason="needs the source checkout")
 
 

@@ -12,7 +12,7 @@ from charseq.checkpoints.format import Checkpoint, save
 from charseq.data.corpus import Corpus
 from charseq.decoding.closing import closing_sample
 from charseq.serving.api import BadRequest
-from test_serving import VOCAB, random_model, request, results
+from serving_support import VOCAB, random_model, request, results
 from charseq.serving.engine import Engine
 from conftest import run_cli
 

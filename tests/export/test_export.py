@@ -23,7 +23,7 @@ from conftest import install_fake_distribution, run_cli
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 GREEDY = ROOT / "docs" / "onnx_greedy.py"
 GUIDE = ROOT / "docs" / "plugins.md"
 SYMBOLS = "\n \"\\aé€😀"  # a newline, a quote, a backslash, two-byte, three-byte and four-byte UTF-8

@@ -7,7 +7,7 @@ import pytest
 
 from conftest import install_fake_distribution, run_cli
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+README = Path(__file__).resolve().parents[2] / "README.md"
 pytestmark = pytest.mark.skipif(not README.is_file(), reason="needs the source checkout")
 
 
@@ -23,6 +23,21 @@ def test_api_example_generates_the_alphabet(tmp_path, monkeypatch, capsys):
     assert capsys.readouterr().out == "['GHIJKLMNOPQRSTUVWXYZ']\n"
     assert namespace["result"].status == "finished" and namespace["resumed"].epoch == 60
     assert len((tmp_path / "alphabet.jsonl").read_text().splitlines()) == 60  # the metrics log came back
+
+
+def test_api_example_runs_twice_in_a_row(tmp_path, monkeypatch, capsys):
+    """Run again in the same folder, the example continues its own run instead of failing."""
+    monkeypatch.chdir(tmp_path)
+    block = compile(_python_block("charseq.Run.start("), "README api example", "exec")
+    exec(block, {})
+    before = (tmp_path / "alphabet.npz").read_bytes()
+    capsys.readouterr()
+    again = {}
+    exec(block, again)
+    assert capsys.readouterr().out == "['GHIJKLMNOPQRSTUVWXYZ']\n"
+    assert again["result"].status == "complete" and again["resumed"].epoch == 60
+    assert len((tmp_path / "alphabet.jsonl").read_text().splitlines()) == 60
+    assert (tmp_path / "alphabet.npz").read_bytes() == before  # a complete run is not trained or saved again
 
 
 def test_api_examples_use_only_public_names():

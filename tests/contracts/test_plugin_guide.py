@@ -10,7 +10,7 @@ import pytest
 from charseq.hooks import specs as hookspecs
 from conftest import install_fake_distribution, run_cli
 
-GUIDE = Path(__file__).resolve().parents[1] / "docs" / "plugins.md"
+GUIDE = Path(__file__).resolve().parents[2] / "docs" / "plugins.md"
 pytestmark = pytest.mark.skipif(not GUIDE.is_file(), reason="needs the source checkout")
 
 

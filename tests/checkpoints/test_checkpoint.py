@@ -19,7 +19,7 @@ from charseq.checkpoints import format as checkpoint
 from charseq.models.rnn import PARAM_NAMES
 from conftest import members_of, resign, run_cli
 
-DATA = Path(__file__).parent / "data"
+DATA = Path(__file__).resolve().parents[1] / "fixtures"
 
 
 @pytest.fixture
@@ -341,7 +341,7 @@ def test_a_zip_bomb_is_refused_before_it_is_inflated(tmp_path):
 
 
 def test_a_checkpoint_from_charseq_0_1_still_generates_and_evaluates(tmp_path):
-    """tests/data/alphabet-0.1.0.npz was written by charseq 0.1.0 (checkpoint format 2)."""
+    """tests/fixtures/alphabet-0.1.0.npz was written by charseq 0.1.0 (checkpoint format 2)."""
     old = DATA / "alphabet-0.1.0.npz"
     result = run_cli("generate", old, "--prime", "ABCDEF", "--length", 20, "--sampler", "argmax")
     assert result.output == "ABCDEFGHIJKLMNOPQRSTUVWXYZ\n"
@@ -367,7 +367,7 @@ def test_a_checkpoint_from_charseq_0_1_cannot_resume_and_says_why(tmp_path):
 
 
 def test_a_checkpoint_from_charseq_0_2_still_generates_and_evaluates():
-    """tests/data/alphabet-0.2.0.npz was written by charseq 0.2.0 (checkpoint format 3)."""
+    """tests/fixtures/alphabet-0.2.0.npz was written by charseq 0.2.0 (checkpoint format 3)."""
     old = DATA / "alphabet-0.2.0.npz"
     assert charseq.load(old).format_version == 3 and charseq.load(old).model.name == "rnn"
     result = run_cli("generate", old, "--prime", "ABCDEF", "--length", 20, "--sampler", "argmax")
@@ -376,7 +376,7 @@ def test_a_checkpoint_from_charseq_0_2_still_generates_and_evaluates():
 
 
 def test_a_run_from_charseq_0_2_resumes_exactly(tmp_path):
-    """tests/data/play-0.2.0.npz is a 0.2.0 run on play.txt interrupted part way through its
+    """tests/fixtures/play-0.2.0.npz is a 0.2.0 run on play.txt interrupted part way through its
     first epoch (its carried state one layer's (B, H)). It was sealed by another key, so it
     resumes as a file from elsewhere, and ends where a run started today ends."""
     copy = tmp_path / "old.npz"
@@ -399,7 +399,7 @@ def test_a_run_from_charseq_0_2_resumes_exactly(tmp_path):
 
 
 def test_a_checkpoint_from_charseq_0_3_still_generates_and_evaluates():
-    """tests/data/alphabet-0.3.0.npz was written by charseq 0.3.0 (checkpoint format 4)."""
+    """tests/fixtures/alphabet-0.3.0.npz was written by charseq 0.3.0 (checkpoint format 4)."""
     old = DATA / "alphabet-0.3.0.npz"
     saved = charseq.load(old)
     assert (saved.format_version, saved.charseq_version, saved.item_end) == (4, "0.3.0", None)
@@ -409,7 +409,7 @@ def test_a_checkpoint_from_charseq_0_3_still_generates_and_evaluates():
 
 
 def test_a_run_from_charseq_0_3_resumes_exactly(tmp_path):
-    """tests/data/play-0.3.0.npz is a 0.3.0 run of two GRU layers on play.txt, interrupted at
+    """tests/fixtures/play-0.3.0.npz is a 0.3.0 run of two GRU layers on play.txt, interrupted at
     step 7 of its first epoch; resumed today it ends where the same run started today ends."""
     copy = tmp_path / "old.npz"
     copy.write_bytes((DATA / "play-0.3.0.npz").read_bytes())

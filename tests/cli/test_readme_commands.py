@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+README = Path(__file__).resolve().parents[2] / "README.md"
 pytestmark = [pytest.mark.skipif(not README.is_file(), reason="needs the source checkout"),
               pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")]
 
