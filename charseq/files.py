@@ -72,14 +72,43 @@ def atomic_write(path: Path, write: Callable[[BinaryIO], object], durable: bool 
     return path
 
 
-def _new_file(directory: Path, name: str) -> tuple[int, str]:
-    """A new hidden file `.NAME.XXXXXXXX.tmp` in `directory`, created with mode 0666 so that
-    the umask decides its permissions (mkstemp's are always 0600)."""
+def publish(path: Path, data: bytes, *, replace: bool = False, mode: int = 0o666,
+            temp_directory: Path | None = None) -> bool:
+    """Put a small file holding `data` at `path` whole, so that a reader sees all of it or
+    nothing: written to a temporary file (in `temp_directory`, default beside `path`, on the
+    same file system), synced, then linked into place, the first one there winning (False
+    when a file is there already), or with `replace` renamed over whatever is there. `mode`
+    is the new file's, before the umask. OSError is the caller's to handle.
+
+    atomic_write is the other way to write whole: it replaces a user's file keeping its
+    permissions and says what went wrong as a SaveError; this is for charseq's own small
+    files that more than one process may make at once (the key, a study's marker)."""
+    fd, temp = _new_file(temp_directory or path.parent, path.name, mode)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        if replace:
+            os.replace(temp, path)
+            return True
+        try:
+            os.link(temp, path)  # fails, rather than replaces, when there is one
+        except FileExistsError:
+            return False
+        return True
+    finally:
+        Path(temp).unlink(missing_ok=True)
+
+
+def _new_file(directory: Path, name: str, mode: int = 0o666) -> tuple[int, str]:
+    """A new hidden file `.NAME.XXXXXXXX.tmp` in `directory`, created with `mode` (0666: the
+    umask decides its permissions, where mkstemp's are always 0600)."""
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
     for _ in range(100):
         temp = str(directory / f".{name}.{secrets.token_hex(4)}.tmp")
         try:
-            return os.open(temp, flags, 0o666), temp
+            return os.open(temp, flags, mode), temp
         except FileExistsError:
             continue
     raise FileExistsError(f"no free temporary name in {directory}")

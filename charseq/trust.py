@@ -21,6 +21,8 @@ import stat
 import tempfile
 from pathlib import Path
 
+from charseq.files import publish
+
 _KEY_NAME = "run-key"
 _KEY_BYTES = 32
 
@@ -122,26 +124,17 @@ def _key(create: bool) -> bytes | None:
         return key
     # Written to a file of its own, then linked into place: another process sees either no
     # key or a whole one, and of two made at once the first linked wins.
-    temp = directory / f".{_KEY_NAME}.{secrets.token_hex(4)}"
+    key = secrets.token_bytes(_KEY_BYTES)
     try:
-        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "wb") as f:
-            f.write(secrets.token_bytes(_KEY_BYTES))
-            f.flush()
-            os.fsync(f.fileno())
-        try:
-            os.link(temp, path)
-        except FileExistsError:
+        if not publish(path, key, mode=0o600):
             # Only a key that holds nothing (a write cut short) is replaced: any other key that
             # cannot be used (shared, a link) is the user's to mend, and would still vouch for
             # their checkpoints once mended.
             info = os.lstat(path)
             if stat.S_ISREG(info.st_mode) and info.st_size != _KEY_BYTES and _private(info):
-                os.replace(temp, path)
+                publish(path, key, replace=True, mode=0o600)
     except OSError:
         return None
-    finally:
-        temp.unlink(missing_ok=True)
     return _read_key(path)
 
 

@@ -21,7 +21,7 @@ _DECIDED_BY = {"CHARSEQ_CACHE": "set by CHARSEQ_CACHE", "XDG_CACHE_HOME": "under
 @json_option
 def cache(clear, as_json):
     """Show where the text cache is and what it holds: each entry's size, characters and source files."""
-    from charseq.data.cache import cache_report, clear_cache
+    from charseq.data.cache_listing import cache_report, clear_cache
 
     if clear:
         report, freed = clear_cache()

@@ -1,4 +1,5 @@
-"""charseq's text cache: where it lives, its entries, and what `charseq cache` lists and clears.
+"""charseq's text cache: where it lives, its entries, its quick index, and its files being
+written (what `charseq cache` lists and clears is charseq.data.cache_listing).
 
 An entry is a text's ids (``KEY.ids``, memory-mapped by the runs that train on it) and its
 record (``KEY.json``: the vocabulary, the length, where the text came from, and the
@@ -44,13 +45,13 @@ from charseq.files import atomic_write
 from charseq.data.vocab import Vocabulary
 
 ENTRY_FORMAT = 2  # 1: 0.3-0.5, unsealed (never trusted now: such an entry is encoded again)
-_HEX = "[0-9a-f]{64}"
-_ENTRY = re.compile(rf"^({_HEX})\.(ids|json)$")
+HEX = "[0-9a-f]{64}"
+ENTRY_NAME = re.compile(rf"^({HEX})\.(ids|json)$")
 _TOKEN = "[0-9a-f]{24}"  # 8 random hex digits, then 16 of their seal
 _LEFTOVER = re.compile(rf"^\.(?:.+)\.({_TOKEN})\.[0-9a-f]{{8}}\.tmp$|^\.spool-({_TOKEN})\.tmp$")
-_SPOOL = re.compile(rf"^\.spool-{_TOKEN}\.tmp$")  # a folder holding a stream's copy
+SPOOL_NAME = re.compile(rf"^\.spool-{_TOKEN}\.tmp$")  # a folder holding a stream's copy
 # What an interrupted write may have left, by name, this release's or an earlier one's: listed, deleted only when sealed
-_LEFTOVER_NAME = re.compile(r"^\.[0-9a-f]{64}(\.ids|\.json)?\.([0-9a-f]{24}\.)?[0-9a-f]{8}\.tmp$|^\.spool-.+\.tmp$")
+LEFTOVER_NAME = re.compile(r"^\.[0-9a-f]{64}(\.ids|\.json)?\.([0-9a-f]{24}\.)?[0-9a-f]{8}\.tmp$|^\.spool-.+\.tmp$")
 _HASH_CHUNK = 1 << 22
 RECORD_LIMIT = 64 << 20  # a record lists the files a text came from: a directory of many; never more than this
 
@@ -129,7 +130,7 @@ def load_entry(directory: Path, key: str) -> Entry | None:
     """The entry under `key` if charseq wrote it and it is as written; None when there is
     none, or one that cannot be vouched for (the text is then encoded again, over it)."""
     path = directory / f"{key}.json"
-    record = _read_record(path, key)
+    record = read_record(path, key)
     if record is None:
         if _claims_format(path):  # a record of this format that fails its checks: say so
             warnings.warn(f"the cache's entry {key[:12]}... is not as charseq wrote it (edited, or put there by "
@@ -163,7 +164,7 @@ def save_entry(directory: Path, key: str, pieces: Iterable[np.ndarray], record: 
         record = {**record, "format": ENTRY_FORMAT, "key": key, "ids_sha256": digest.hexdigest()}
         published = not (_taken(ids_path) or _taken(record_path)) and _renamed(temp, ids_path)
         info = os.fstat(fd)  # (after the rename, which changes the file's change time)
-        entry = _entry_from(fd, {**record, "ids_file": _identity(info)})
+        entry = _entry_from(fd, {**record, "ids_file": file_identity(info)})
     finally:
         os.close(fd)
         if not published:
@@ -218,7 +219,7 @@ def _map(path: Path, record: dict[str, Any]) -> Entry | None:
     """The ids the record vouches for, mapped from the file that was checked (never one
     put in its place meanwhile, never a link, a pipe or a directory); None when they are not
     the ones it names."""
-    fd = _open_regular(path)
+    fd = open_regular(path)
     if fd is None:
         return None
     try:
@@ -237,12 +238,12 @@ def _entry_from(fd: int, record: dict[str, Any]) -> Entry | None:
     if dtype != vocab.dtype or length < 1 or info.st_size != length * dtype.itemsize:
         return None
     with open(os.dup(fd), "rb") as ids:
-        if _identity(info) != record["ids_file"] and _sha256(ids) != record["ids_sha256"]:
+        if file_identity(info) != record["ids_file"] and sha256_of(ids) != record["ids_sha256"]:
             return None  # another file than the one written, whose bytes are not those it held
-        return Entry(vocab, np.memmap(ids, dtype=dtype, mode="r", shape=(length,)), skipped, _identity(info))
+        return Entry(vocab, np.memmap(ids, dtype=dtype, mode="r", shape=(length,)), skipped, file_identity(info))
 
 
-def _open_regular(path: Path) -> int | None:
+def open_regular(path: Path) -> int | None:
     """A descriptor for reading the regular file at `path`; None for anything else. Opened
     without following a link and without waiting on a pipe, then checked by what it opened."""
     flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
@@ -262,7 +263,7 @@ def _open_regular(path: Path) -> int | None:
 def _read_small(path: Path, limit: int = RECORD_LIMIT) -> bytes | None:
     """The bytes of a small regular file (a record, an index line); None for anything else:
     a link, a pipe that would never end, a file larger than any charseq writes there."""
-    fd = _open_regular(path)
+    fd = open_regular(path)
     if fd is None:
         return None
     with open(fd, "rb") as small:
@@ -271,12 +272,12 @@ def _read_small(path: Path, limit: int = RECORD_LIMIT) -> bytes | None:
         return small.read(limit + 1)
 
 
-def _identity(info: os.stat_result) -> list[int]:
+def file_identity(info: os.stat_result) -> list[int]:
     """What names one written file: a copy, a replacement or an edit changes one of these."""
     return [info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns]
 
 
-def _sha256(stream: BinaryIO) -> str:
+def sha256_of(stream: BinaryIO) -> str:
     digest = hashlib.sha256()
     stream.seek(0)
     while chunk := stream.read(_HASH_CHUNK):
@@ -295,7 +296,7 @@ def _record_text(record: dict[str, Any]) -> str:
     return "charseq-cache-entry\0" + json.dumps(unsealed, sort_keys=True, ensure_ascii=True)
 
 
-def _load_json(path: Path) -> Any:
+def load_json(path: Path) -> Any:
     data = _read_small(path)
     try:
         return None if data is None else json.loads(data.decode("utf-8"))
@@ -303,9 +304,9 @@ def _load_json(path: Path) -> Any:
         return None
 
 
-def _read_record(path: Path, key: str) -> dict[str, Any] | None:
+def read_record(path: Path, key: str) -> dict[str, Any] | None:
     """A record this user's charseq sealed, for this key; None for anything else."""
-    record = _load_json(path)
+    record = load_json(path)
     if not isinstance(record, dict) or record.get("format") != ENTRY_FORMAT or record.get("key") != key:
         return None
     if not trust.sealed(_record_text(record), record.get("seal")):
@@ -319,7 +320,7 @@ def _read_record(path: Path, key: str) -> dict[str, Any] | None:
 
 def _claims_format(path: Path) -> bool:
     """A record of this format with a seal (one written without a key has none)."""
-    record = _load_json(path)
+    record = load_json(path)
     return isinstance(record, dict) and record.get("format") == ENTRY_FORMAT and record.get("seal") is not None
 
 
@@ -343,7 +344,7 @@ def _warn_unsealed() -> None:
 def indexed_key(directory: Path, name: str) -> str | None:
     """The content key the index holds under `name` (a digest of paths and stat fields), if
     charseq sealed it there, in the cache's own index directory."""
-    index = _index_directory(directory)
+    index = index_directory(directory)
     if index is None:
         return None
     try:
@@ -354,14 +355,14 @@ def indexed_key(directory: Path, name: str) -> str | None:
         key, _, seal = (data or b"").decode("ascii").strip().partition(" ")
     except UnicodeDecodeError:
         return None
-    return key if re.fullmatch(_HEX, key) and trust.sealed(_index_text(name, key), seal) else None
+    return key if re.fullmatch(HEX, key) and trust.sealed(_index_text(name, key), seal) else None
 
 
 def index_key(directory: Path, name: str, key: str) -> None:
     """Remember `key` under `name`, sealed. Without a key, or where `index` is not a directory
     of this user's alone (a link, a file, someone else's), nothing is remembered."""
     seal = trust.seal(_index_text(name, key))
-    index = _index_directory(directory, create=True) if seal is not None else None
+    index = index_directory(directory, create=True) if seal is not None else None
     if index is None:
         return
     temp = f".{name}.{temp_token()}.{secrets.token_hex(4)}.tmp"
@@ -378,7 +379,7 @@ def index_key(directory: Path, name: str, key: str) -> None:
         os.close(index)
 
 
-def _index_directory(directory: Path, create: bool = False) -> int | None:
+def index_directory(directory: Path, create: bool = False) -> int | None:
     """A descriptor of the cache's index directory, made when missing (`create`): a real
     directory of this user's that no one else may write, so that no one can swap what is
     in it; None for anything else."""
@@ -428,7 +429,7 @@ def temp_token() -> str:
     return nonce + (seal[:16] if seal else secrets.token_hex(8))
 
 
-def _is_leftover(name: str) -> bool:
+def is_leftover(name: str) -> bool:
     found = _LEFTOVER.match(name)
     if not found:
         return False
@@ -463,182 +464,3 @@ def _write_small(path: Path, data: bytes) -> None:
     """A small file of the cache's, replacing whatever file or link is at `path` (never
     following it: a link planted in a shared cache must not make charseq write elsewhere)."""
     atomic_write(path, lambda f: f.write(data), durable=False, temp_tag=temp_token(), follow_links=False)
-
-
-# -- what `charseq cache` lists and clears -----------------------------------------------
-
-
-@dataclass
-class CacheEntry:
-    """One encoded text: its key, bytes on disk, characters, and the files it was encoded
-    from (None when unknown); `verified` when charseq can vouch that it wrote it."""
-
-    key: str
-    size: int
-    characters: int | None
-    sources: list[str] | None
-    encoding: str | None = None
-    exact: bool | None = None
-    verified: bool = False
-
-
-@dataclass
-class CacheReport:
-    """The cache directory, what decided it (cache_location), its entries, newest first; the
-    bytes of charseq's own files in it (the index and leftovers included), and the files
-    named like charseq's that it cannot vouch for (an earlier release's, or someone else's)."""
-
-    directory: Path
-    decided_by: str
-    entries: list[CacheEntry]
-    total_size: int
-    unvouched: list[Path]
-
-
-def cache_report() -> CacheReport:
-    """What the cache holds."""
-    directory, decided_by = cache_location()
-    own, unvouched = _files(directory)
-    entries = _entries(directory, own, unvouched)
-    entries.sort(key=lambda e: _mtime(directory / f"{e.key}.ids"), reverse=True)
-    return CacheReport(directory, decided_by, entries, sum(_size(p) for p in own), unvouched)
-
-
-def clear_cache() -> tuple[CacheReport, int]:
-    """Delete the files charseq can vouch it wrote in the cache, nothing else; what it held,
-    and the bytes freed. A run that has an entry mapped keeps reading it until it ends."""
-    report = cache_report()
-    freed = 0
-    index = _index_directory(report.directory)
-    try:
-        for path in _files(report.directory)[0]:
-            size = _size(path)
-            try:
-                if path.parent.name == "index":  # by name in the directory vouched for, never through a swap
-                    if index is not None:
-                        os.unlink(path.name, dir_fd=index)
-                elif _is_directory(path):  # a stream's copy, in its own folder
-                    shutil.rmtree(path)
-                else:
-                    path.unlink()
-            except FileNotFoundError:
-                continue
-            freed += size
-        if index is not None:
-            with contextlib.suppress(OSError):
-                os.rmdir(report.directory / "index")  # only when nothing else is in it
-    finally:
-        if index is not None:
-            os.close(index)
-    return report, freed
-
-
-def _entries(directory: Path, own: list[Path], unvouched: list[Path]) -> list[CacheEntry]:
-    """Every entry by its name, each marked as vouched for or not."""
-    keys = {m.group(1) for p in own + unvouched if p.parent == directory and (m := _ENTRY.match(p.name))}
-    entries = []
-    for key in keys:
-        paths = [p for p in own + unvouched if p.name in (f"{key}.ids", f"{key}.json")]
-        record = _read_record(directory / f"{key}.json", key)
-        shown = record or _load_json(directory / f"{key}.json")
-        try:
-            characters = int(shown["length"])
-        except (ValueError, KeyError, TypeError):
-            entries.append(CacheEntry(key, sum(_size(p) for p in paths), None, None))  # half written, or damaged
-            continue
-        sources = shown.get("sources")
-        sources = [_printable(str(s)) for s in sources] if isinstance(sources, list) else None
-        exact = shown.get("exact") if isinstance(shown.get("exact"), bool) else None
-        encoding = shown.get("encoding") if isinstance(shown.get("encoding"), str) else None
-        entries.append(CacheEntry(key, sum(_size(p) for p in paths), characters, sources, encoding, exact,
-                                  record is not None and directory / f"{key}.ids" in own))
-    return entries
-
-
-def _files(directory: Path) -> tuple[list[Path], list[Path]]:
-    """The regular files in the cache (and its index) that charseq can vouch it wrote, and
-    those named like them that it cannot."""
-    own: list[Path] = []
-    unvouched: list[Path] = []
-    for name in _names(directory):
-        path = directory / name
-        entry = _ENTRY.match(name)
-        if _SPOOL.match(name) and _is_directory(path) and _owned(path):
-            (own if _is_leftover(name) else unvouched).append(path)
-            continue
-        if entry is None and not _LEFTOVER_NAME.match(name) or not _is_file(path):
-            continue
-        mine = _is_leftover(name) if entry is None else _vouched(directory, entry.group(1), entry.group(2))
-        (own if mine else unvouched).append(path)
-    index = _index_directory(directory)  # an index that is a link may point anywhere: nothing there is ours
-    if index is not None:
-        os.close(index)
-        for name in _names(directory / "index"):
-            path = directory / "index" / name
-            if (re.fullmatch(_HEX, name) or _LEFTOVER_NAME.match(name)) and _is_file(path):
-                mine = indexed_key(directory, name) is not None if not name.startswith(".") else _is_leftover(name)
-                (own if mine else unvouched).append(path)
-    return own, unvouched
-
-
-def _vouched(directory: Path, key: str, suffix: str) -> bool:
-    """A record sealed for its key; ids that record names (the same file, or the same bytes)."""
-    record = _read_record(directory / f"{key}.json", key)
-    if record is None or suffix == "json":
-        return record is not None
-    fd = _open_regular(directory / f"{key}.ids")
-    if fd is None:
-        return False
-    with open(fd, "rb") as ids:  # the file written (an inode reused for another file has other times), or its bytes
-        info = os.fstat(fd)
-        if info.st_size != record["ids_file"][2]:  # (never hashes a planted sparse terabyte)
-            return False
-        return _identity(info) == record["ids_file"] or _sha256(ids) == record["ids_sha256"]
-
-
-def _printable(text: str) -> str:
-    """Text from a file anyone may have written, safe to print: no control characters (a
-    terminal's escape sequences), each shown as its escape instead."""
-    return "".join(char if char.isprintable() else repr(char)[1:-1] for char in text)
-
-
-def _names(folder: Path) -> list[str]:
-    try:
-        return os.listdir(folder)
-    except OSError:
-        return []
-
-
-def _owned(path: Path) -> bool:
-    try:
-        return os.lstat(path).st_uid == os.geteuid() if hasattr(os, "geteuid") else True
-    except OSError:
-        return False
-
-
-def _is_directory(path: Path) -> bool:
-    try:
-        return stat.S_ISDIR(os.lstat(path).st_mode)  # a real directory, not a link to one
-    except OSError:
-        return False
-
-
-def _is_file(path: Path) -> bool:
-    try:
-        return stat.S_ISREG(os.lstat(path).st_mode)  # never a link, whatever its name
-    except OSError:
-        return False
-
-
-def _size(path: Path) -> int:
-    try:
-        return os.lstat(path).st_size
-    except OSError:
-        return 0
-
-
-def _mtime(path: Path) -> float:
-    try:
-        return os.lstat(path).st_mtime
-    except OSError:
-        return 0.0

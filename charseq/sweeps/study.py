@@ -6,7 +6,6 @@ another storage or one removed and made again, is told apart), the folder of its
 from __future__ import annotations
 
 import json
-import os
 import re
 import time
 import uuid
@@ -15,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from charseq.errors import CharseqError, UsageError, command, label
+from charseq.files import publish
 from charseq.sweeps.space import Param
 from charseq.sweeps.storage import DEFAULT_STORAGE, check_storage, open_storage, require_optuna, shown_url, sqlite_path
 
@@ -212,18 +212,10 @@ def _marked(folder: Path, owner: dict[str, str], identity: Identity) -> bool:
 def _mark(folder: Path, owner: dict[str, str], replace: bool = False) -> bool:
     """Write `folder`'s marker whole (a reader never sees part of one): unless `replace`, only
     where there is none; False when another process wrote one first."""
-    temporary = folder.parent / f".{folder.name}.{uuid.uuid4().hex}.json"
-    temporary.write_text(json.dumps(owner) + "\n")
-    try:
-        if replace:
-            os.replace(temporary, folder / MARKER)
-        else:
-            os.link(temporary, folder / MARKER)  # fails, rather than replaces, when there is one
-    except FileExistsError:
-        return False
-    finally:
-        temporary.unlink(missing_ok=True)
-    return True
+    # The temporary file goes beside the folder, not in it: a folder with anything in it is
+    # another study's to a process that looks at it meanwhile.
+    return publish(folder / MARKER, (json.dumps(owner) + "\n").encode(), replace=replace,
+                   temp_directory=folder.parent)
 
 
 @dataclass

@@ -33,13 +33,14 @@ from charseq.runs.settings import DEFAULT_MODEL, TrainConfig
 from charseq.data.corpus import Corpus
 from charseq.decoding.closing import ClosingSample, closing_sample, default_length
 from charseq.errors import CharseqError, CharseqWarning, Placeholder, SaveError, UsageError, counted, label, resuming, setting
-from charseq.files import dangling, shown
+from charseq.files import shown
 from charseq.training.interrupt import Aborted, exit_code, stop_on_signals
 from charseq.data.corpora import get_corpus
 from charseq.hooks.options import format_options, parse_options
 from charseq.hooks.registry import get_registry, parse_spec
 from charseq.models.build import build_model, model_choice, model_spec
 from charseq.runs.spec import RESUME_MAY_CHANGE, CallbackRef, RunSpec, may_change
+from charseq.training.policy import WritePolicy
 from charseq.training.trainer import Trainer, check_memory
 
 @dataclass
@@ -83,7 +84,6 @@ class Run:
         self.lineage = outputs.Lineage(spec.id, {p["id"]: p["step"] for p in reversed(spec.parents)})
         self._fitted = False
         self._aborted = False
-        self._trusted = resume_from is None or resume_from.trusted
         config = spec.config
         model_name, model_options = spec.model["name"], dict(spec.model.get("options", {}))
         # Built first without initial values (no memory is touched), so that a run too large
@@ -111,7 +111,7 @@ class Run:
             callbacks.add(callback, name=f"_{kind}", label=f"callback {kind}")
         self._keys: dict[str, CallbackRef] = {}
         resumed = resume_from is not None
-        self._outputs = [outputs.Output(spec.out, label("out"), outputs.CHECKPOINT, fresh=not resumed or out_given)]
+        run_outputs = [outputs.Output(spec.out, label("out"), outputs.CHECKPOINT, fresh=not resumed or out_given)]
         for ref in spec.callbacks:
             if ref.name not in registry.all("callback"):
                 raise UsageError(f"the run uses callback {ref.name!r}, which no installed plugin provides; install its "
@@ -127,7 +127,7 @@ class Run:
                         raise UsageError(f"the run's callback {ref.name!r} writes to {path!r}, not an absolute path; "
                                          "the checkpoint is damaged")
                     # A plugin's file of a branch is not the branch's yet: the line it came from wrote it.
-                    self._outputs.append(outputs.Output(path, f"callback {ref.name!r} option {option}", kind,
+                    run_outputs.append(outputs.Output(path, f"callback {ref.name!r} option {option}", kind,
                                                         template=kind == outputs.CHECKPOINT,
                                                         fresh=not resumed or ref in added or branch,
                                                         callback=ref.name))
@@ -135,27 +135,25 @@ class Run:
                                saver=lambda path: self._save(path, periodic=True))
         self._lost_states: list[CallbackError] = []
         self._out_refused: SaveError | None = None  # why `out` did not take the run, when it did not
-        # Files this process saved, with what it knows of them (size, mtime, inode) and the
-        # step it wrote: while a file is unchanged, its step is known without reading it again.
-        self._written: dict[Path, tuple[tuple[int, int, int], int]] = {}
         self._resumed = resume_from
         if resume_from is not None:
             self.trainer.restore(resume_from)
-        self._resumed_at = None
+        resumed_at = None
         if resume_from is not None and resumed_path is not None:
             assert resume_from.training is not None  # Run.resume takes only a resumable checkpoint
             end_step = max(self.trainer.step, config.epochs * self.trainer.steps_per_epoch)
-            self._resumed_at = outputs.Resumed(resumed_path, resume_from.training["step"], end_step,
-                                               resume_from.checksum)
+            resumed_at = outputs.Resumed(resumed_path, resume_from.training["step"], end_step, resume_from.checksum)
             if self.complete:  # nothing will be trained: at most, the file is saved under the --out given
-                self._outputs = self._outputs[:1] if out_given else []
+                run_outputs = run_outputs[:1] if out_given else []
+        self.policy = WritePolicy(spec.id, run_outputs, self.lineage, [Path(f) for f in corpus.files], corpus.roots,
+                                  force, trusted=resume_from is None or resume_from.trusted,
+                                  out=Path(spec.out) if out_given else None, resumed=resumed_at)
         self.check_outputs()
 
     def check_outputs(self) -> None:
         """Refuse, before training, whatever the run may not write (outputs.py); fit() asks
         again, since files may have come and gone since the run was made."""
-        outputs.check_outputs(self._outputs, self.lineage, [Path(f) for f in self.corpus.files], self._resumed_at,
-                              self.corpus.roots, self.force)
+        self.policy.check()
 
     # -- making one ----------------------------------------------------------------------
 
@@ -310,7 +308,7 @@ class Run:
         trainer.interrupted = None  # an interrupted Run may be fitted again, in the same process
         self.check_outputs()
         # From here on the run has written (or may have written) its files: fitted again, they are its own.
-        self._outputs = [replace(output, fresh=False) for output in self._outputs]
+        self.policy.began()
         first_step = trainer.step
         try:
             with stop_on_signals(trainer):
@@ -346,56 +344,16 @@ class Run:
 
     def _save(self, path: Path, checkpoint: checkpoints.Checkpoint | None = None, periodic: bool = False
               ) -> Path | None:
-        """Save the run to `path`. A file there is replaced only when this process wrote it,
-        when it is of the run's line (outputs.Lineage) or `force` allows it, and never with an
-        earlier state of the run than it holds: a periodic save (a callback's) that would do
-        so is skipped, leaving the later file, and returns None."""
-        try:
-            if dangling(path):  # a planted link to where nothing is yet: never followed
-                raise SaveError(shown(path), "it (or a directory on its way) is a symlink to a place that does not exist")
-            # The place the name leads to, `..` and symlinks followed: what is checked is what is written.
-            path = Path(os.path.realpath(path))
-            reason = outputs.unfit_target(path, [Path(f) for f in self.corpus.files], self.corpus.roots)
-            if reason:
-                raise SaveError(shown(path), reason)
-            checkpoint = checkpoint or self._checkpoint()
-            assert checkpoint.training is not None  # a run's checkpoint carries its training state
-            if path.exists() and path.stat().st_size > 0:
-                if outputs.kind_of(path) is not None:
-                    raise SaveError(shown(path), "it is not a regular file")
-                run_id, step = self._identity(path)
-                if run_id == self.spec.id and step > checkpoint.training["step"]:  # even a file this process wrote
-                    if periodic:
-                        return None
-                    raise SaveError(shown(path), f"it holds this run further along (step {step:,}), which an earlier "
-                                                 "state must not replace")
-                if self.lineage.ahead(run_id, step):  # --force or not
-                    raise SaveError(shown(path), f"it holds the run this one branched from, further along (step "
-                                                 f"{step:,}), which a branch must not replace")
-                if path not in self._written and not self.force:
-                    resumed = self._resumed_at is not None and self._resumed_at.is_file(path)
-                    typed = self._out_given and path == Path(os.path.realpath(self.out))
-                    if not self._trusted and not resumed and not typed:
-                        raise SaveError(shown(path), "the resumed checkpoint was not written here, so the paths it "
-                                                     "records may not replace files")
-                    if not resumed and not self.lineage.allows(run_id, step):
-                        raise SaveError(shown(path), "it holds a file that is not a checkpoint of this run")
-            path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise SaveError(shown(path), exc.strerror or str(exc), exc) from None
-        except ValueError as exc:  # a name no file can have (a NUL in it)
-            raise SaveError(shown(path), str(exc)) from None
-        checkpoints.save(path, checkpoint)
-        self._written[path] = (_signature(path), checkpoint.training["step"])
-        return path
-
-    def _identity(self, path: Path) -> tuple[str | None, int]:
-        """A checkpoint's run id and step: from memory when this process wrote it and it is
-        unchanged (a periodic save every epoch would otherwise re-read the run's history)."""
-        known = self._written.get(path)
-        if known is not None and known[0] == _signature(path):
-            return self.spec.id, known[1]
-        return checkpoints.identity_of(path)
+        """Save the run to `path`, where its WritePolicy allows: a periodic save (a callback's)
+        that would replace a later state of the run is skipped, and returns None."""
+        checkpoint = checkpoint or self._checkpoint()
+        assert checkpoint.training is not None  # a run's checkpoint carries its training state
+        target = self.policy.target(path, checkpoint.training["step"], periodic)
+        if target is None:
+            return None
+        checkpoints.save(target, checkpoint)
+        self.policy.wrote(target, checkpoint.training["step"])
+        return target
 
     def _checkpoint(self) -> checkpoints.Checkpoint:
         """The run as it stands. A callback whose state cannot be had (its state_dict raises,
@@ -481,7 +439,7 @@ class Run:
             refused = self._out_refused
             out = saved if refused is not None and refused.os_error is None else Path(self.spec.out)
         drops, added = list(drop), []
-        for output in self._outputs:
+        for output in self.policy.outputs:
             path = Path(output.path)
             if output.callback == "metrics" and path.is_file() and not outputs.own(path, outputs.METRICS, self.lineage):
                 drops.append("metrics")
@@ -562,11 +520,6 @@ def _output_options(factory: Any) -> dict[str, str]:
     if isinstance(declared, dict):
         return {str(k): str(v) for k, v in declared.items()}
     return {str(name): outputs.FILE for name in declared}
-
-
-def _signature(path: Path) -> tuple[int, int, int]:
-    info = os.stat(path)
-    return info.st_size, info.st_mtime_ns, info.st_ino
 
 
 def _writes_files(ref: CallbackRef) -> bool:

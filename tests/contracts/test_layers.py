@@ -20,7 +20,8 @@ pytestmark = pytest.mark.skipif(not (ROOT / "plugins").is_dir(), reason="needs t
 # sibling is no dependency), and from every layer below. docs/architecture.md draws it.
 LAYERS = [
     ["charseq.version", "charseq.errors"],
-    ["charseq.files", "charseq.blas", "charseq.schema", "charseq.trust"],
+    ["charseq.files", "charseq.blas", "charseq.schema"],
+    ["charseq.trust"],
     ["charseq.hooks"],
     ["charseq.data", "charseq.models"],
     ["charseq.runs"],
