@@ -16,8 +16,6 @@ from __future__ import annotations
 import math
 import os
 import tempfile
-import uuid
-import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -27,20 +25,21 @@ import numpy as np
 
 from charseq.checkpoints import format as checkpoints
 from charseq.training import outputs
-from charseq import trust
 from charseq.training.callbacks import CallbackError, CallbackList
 from charseq.runs.settings import DEFAULT_MODEL, TrainConfig
 from charseq.data.corpus import Corpus
 from charseq.decoding.closing import ClosingSample, closing_sample, default_length
-from charseq.errors import CharseqError, CharseqWarning, Placeholder, SaveError, UsageError, counted, label, resuming, setting
+from charseq.errors import CharseqError, Placeholder, SaveError, UsageError, counted, label, resuming, setting
 from charseq.files import shown
 from charseq.training.interrupt import Aborted, exit_code, stop_on_signals
 from charseq.data.corpora import get_corpus
-from charseq.hooks.options import format_options, parse_options
-from charseq.hooks.registry import get_registry, parse_spec
+from charseq.hooks.registry import get_registry
 from charseq.models.build import build_model, model_choice, model_spec
-from charseq.runs.spec import RESUME_MAY_CHANGE, CallbackRef, RunSpec, may_change
+from charseq.runs.spec import CallbackRef, RunSpec
+from charseq.training.choices import absolute, callback_ref, listed, output_options
 from charseq.training.policy import WritePolicy
+from charseq.training.resuming import (branched, check_same_model, forget_dropped, read_resumable, resumed_callbacks,
+                                       resumed_config, resumed_corpus, untrusted_writers)
 from charseq.training.trainer import Trainer, check_memory
 
 @dataclass
@@ -120,7 +119,7 @@ class Run:
             described = f"callback {ref.name!r} of {registry.describe(registered.plugin)}"
             entry = callbacks.add(registered.build(**ref.options), name=ref.name, label=described)
             self._keys[entry.key] = ref
-            for option, kind in _output_options(registered.factory).items():
+            for option, kind in output_options(registered.factory).items():
                 if ref.options.get(option) is not None:
                     path = str(ref.options[option])
                     if not os.path.isabs(path):  # recorded absolute; a relative one was not written by charseq
@@ -181,8 +180,8 @@ class Run:
             suggested = loaded.defaults.get("model", DEFAULT_MODEL)
             model = suggested if isinstance(suggested, str) else DEFAULT_MODEL
         model_name, effective = model_choice(model, model_options)
-        spec = RunSpec(corpus=spec_text, config=config, model={"name": model_name, "options": effective}, out=_absolute(f"{loaded.name}.npz" if out is None else out),
-                       callbacks=[_ref(c) for c in _listed(callbacks)], corpus_source=source,
+        spec = RunSpec(corpus=spec_text, config=config, model={"name": model_name, "options": effective}, out=absolute(f"{loaded.name}.npz" if out is None else out),
+                       callbacks=[callback_ref(c) for c in listed(callbacks)], corpus_source=source,
                        corpus_options=dict(corpus_options), fingerprint=loaded.fingerprint, characters=len(loaded))
         return cls(spec, loaded, force=force, extra_callbacks=extra_callbacks)
 
@@ -198,73 +197,22 @@ class Run:
         identical to a callback the run has is already there). `model`, when given, must be
         the run's own (a model cannot change part way through a run)."""
         path = Path(path)
-        saved = checkpoints.load(path)
-        if saved.format_version < 3:
-            raise UsageError(f"{str(path)!r} was written by charseq {saved.charseq_version or '0.1'} (checkpoint format "
-                             f"{saved.format_version}), which did not record its run, so it cannot be resumed; it still "
-                             "works with generate and eval; start a new run to train further")
-        if not saved.resumable:
-            raise UsageError(f"{str(path)!r} holds no run to resume (it was saved without one); it works with "
-                             "generate and eval")
+        saved, spec = read_resumable(path, corpus_given=corpus is not None)
         assert saved.training is not None  # (resumable: it has a run and its training state)
-        spec = RunSpec.from_dict(saved.run)
-        spec = replace(spec, corpus_options=_recorded_options(spec))
-        if not saved.trusted and corpus is None:
-            problem = trust.problem()
-            why = f" ({problem})" if problem else ""
-            raise UsageError(f"{str(path)!r} was not written by charseq here (or was edited){why}, so charseq does not "
-                             f"read the corpus it names ({spec.corpus_source or spec.corpus!r}); give it with "
-                             f"{setting('corpus')}")
-        config = _resumed_config(spec.config, settings, saved.training)
+        config = resumed_config(spec.config, settings, saved.training)
         if model is not None:
-            asked = model_choice(model)
-            recorded = (spec.model["name"], dict(spec.model.get("options", {})))
-            try:  # the recorded choice with today's defaults filled in (a 0.2 run records none)
-                recorded = model_choice(*recorded)
-            except UsageError:
-                pass  # not installed, or options it no longer takes: the run's own checks say so
-            if asked != recorded:
-                raise UsageError(f"{setting('model', model)} differs from the resumed run's {model_spec(*recorded)}; a resumed "
-                                 f"run keeps its model (it may change {may_change()})")
-        loaded = _resumed_corpus(spec, corpus, dict(corpus_options or {}))
-        added = [_ref(c) for c in _listed(callbacks)]
-        drop_names = _listed(drop_callbacks)
+            check_same_model(model, spec)
+        loaded = resumed_corpus(spec, corpus, dict(corpus_options or {}))
+        added = [callback_ref(c) for c in listed(callbacks)]
+        drop_names = listed(drop_callbacks)
         if not saved.trusted:
-            # Its recorded paths are nobody's word: the callbacks that write files there are
-            # left out (given again, they come back), and --out defaults to the file resumed.
-            # What this run then writes, and seals, names only paths given here.
-            if out is None:
-                raise UsageError(f"{str(path)!r} was not written by charseq here (or was edited), so the {setting('out')} "
-                                 f"it records is not used; give {setting('out')} (the file resumed itself, to continue "
-                                 "it there)")
-            writers = sorted({ref.name for ref in spec.callbacks if ref not in added and _writes_files(ref)})
-            writers = [name for name in writers if name not in drop_names]
-            if writers:
-                warnings.warn(f"{str(path)!r} was not written by charseq here (or was edited): its callbacks that write "
-                              f"files ({', '.join(writers)}) are left out; give them again to keep them",
-                              CharseqWarning, stacklevel=2)
-                drop_names = [*drop_names, *writers]
-        refs, dropped = _resumed_callbacks(spec.callbacks, added, drop_names)
+            drop_names = [*drop_names, *untrusted_writers(path, spec, added, drop_names, out)]
+        refs, dropped = resumed_callbacks(spec.callbacks, added, drop_names)
         fresh = [ref for ref in added if ref not in spec.callbacks]  # given now: their files are not the run's yet
         extra_callbacks = list(extra_callbacks)
-        extras = {f"_{type(c).__name__}" for c in extra_callbacks}
-        stopper = saved.training["stopped_by"]
-        if stopper is not None and (stopper in dropped or (stopper.startswith("_") and stopper not in extras)):
-            dropped.add(stopper)  # a callback that is not in the resumed run no longer asks it to stop
-        if dropped:  # a dropped callback's state goes with it, and so does its request to stop
-            saved.training = dict(saved.training)
-            saved.training["callbacks"] = {k: v for k, v in saved.training["callbacks"].items() if k not in dropped}
-            saved.arrays = {n: a for n, a in saved.arrays.items()
-                            if not any(n.startswith(f"callback.{key}.") for key in dropped)}
-            if stopper in dropped:
-                saved.training["stop_training"], saved.training["stopped_by"] = False, None
-        # Any change makes a new line of work (a dropped callback's state is gone, even if it is
-        # added again): it gets an id of its own, and the runs it came from are its parents.
-        branch = config != spec.config or refs != spec.callbacks or bool(drop_names) or not saved.trusted
-        if branch:  # (an unsealed checkpoint's own id and parents are only its claims: none are inherited)
-            parents = [{"id": spec.id, "step": saved.training["step"]}, *spec.parents] if saved.trusted else []
-            spec = replace(spec, id=uuid.uuid4().hex, parents=parents)
-        spec = replace(spec, config=config, callbacks=refs, out=_absolute(out) if out is not None else spec.out,
+        forget_dropped(saved, dropped, extras={f"_{type(c).__name__}" for c in extra_callbacks})
+        spec, branch = branched(spec, saved, config, refs, drop_names)
+        spec = replace(spec, config=config, callbacks=refs, out=absolute(out) if out is not None else spec.out,
                        corpus=(loaded.spec or spec.corpus) if corpus is not None else spec.corpus,
                        corpus_source=loaded.source if corpus is not None else spec.corpus_source)
         return cls(spec, loaded, force=force, extra_callbacks=extra_callbacks, resume_from=saved, resumed_path=path,
@@ -513,196 +461,9 @@ class Run:
 # -- helpers ---------------------------------------------------------------------------------
 
 
-def _output_options(factory: Any) -> dict[str, str]:
-    """A callback factory's ``output_options``: the options that name files it writes, and
-    what kind of file (outputs.CHECKPOINT, METRICS or FILE); a list means FILE."""
-    declared = getattr(factory, "output_options", None) or {}
-    if isinstance(declared, dict):
-        return {str(k): str(v) for k, v in declared.items()}
-    return {str(name): outputs.FILE for name in declared}
-
-
-def _writes_files(ref: CallbackRef) -> bool:
-    """Whether a recorded callback names files it writes (its output_options are set)."""
-    registry = get_registry()
-    if ref.name not in registry.all("callback"):
-        return False
-    factory = registry.get("callback", ref.name).factory
-    return any(ref.options.get(option) is not None for option in _output_options(factory))
-
-
-def _listed(items: Any) -> list[Any]:
-    """One item or several: a lone string (or CallbackRef, or (NAME, options) pair) is one."""
-    single = isinstance(items, (str, CallbackRef)) or (
-        isinstance(items, tuple) and len(items) == 2 and isinstance(items[0], str) and isinstance(items[1], dict))
-    return [items] if single else list(items)
-
-
-def _ref(callback: str | CallbackRef | tuple[str, dict[str, Any]]) -> CallbackRef:
-    """A callback choice as recorded: options converted to the factory's types, and its
-    output paths made absolute so a resumed run writes the same files from anywhere."""
-    if isinstance(callback, CallbackRef):
-        name, options = callback.name, dict(callback.options)
-    elif isinstance(callback, str):
-        name, arg = parse_spec(callback)
-        options = parse_options(arg, get_registry().get("callback", name))
-    elif isinstance(callback, tuple) and len(callback) == 2 and isinstance(callback[0], str):
-        name, options = callback[0], dict(callback[1])
-    else:
-        raise UsageError(f"a run's callbacks are given by name ('NAME:key=value'), got {callback!r}; "
-                         "pass objects as extra_callbacks")
-    registered = get_registry().get("callback", name)
-    options = {**registered.defaults(), **registered.convert(options)}  # `patience=1` and `--patience 1` are one
-    for option in _output_options(registered.factory):
-        if isinstance(options.get(option), (str, os.PathLike)):
-            options[option] = _absolute(options[option])
-    for key, value in options.items():
-        if not (value is None or isinstance(value, (bool, int, float, str))):
-            options[key] = str(value)
-    return CallbackRef(name, options)
-
-
-def _absolute(path: str | os.PathLike) -> str:
-    """The path made absolute; a trailing slash (a directory's name) is kept, to be refused.
-    In a template only the part before the first field is normalised, so that `{epoch}/..`
-    stays visible (and is refused) rather than folded away."""
-    if not isinstance(path, (str, os.PathLike)) or not str(os.fspath(path)).strip():
-        raise UsageError(f"a path must name a file, got {path!r}")
-    text = os.path.expanduser(os.fspath(path))
-    if text.endswith(os.sep + ".") or text == ".":
-        text = text[:-1]  # 'x.npz/.' names a directory, as 'x.npz/' does
-    field = text.find("{")
-    if field >= 0:
-        head, tail = os.path.split(text[:field])
-        return os.path.join(os.path.abspath(head or "."), tail + text[field:])
-    absolute = os.path.abspath(text)
-    return absolute + os.sep if text.endswith(os.sep) and not absolute.endswith(os.sep) else absolute
-
-
 def _losses(metrics: dict[str, Any]) -> str:
     def show(value: Any) -> str:
         return f"{value:.4g}" if isinstance(value, (int, float)) and math.isfinite(value) else "n/a"
 
     validation = f", validation {show(metrics['val_loss'])}" if metrics.get("val_loss") is not None else ""
     return f"loss {show(metrics.get('loss'))}{validation} nats/char"
-
-
-def _resumed_config(config: TrainConfig, settings: dict[str, Any], training: dict[str, Any]) -> TrainConfig:
-    epochs_done = training["epoch"]
-    values = config.to_dict()
-    for key, value in settings.items():
-        if value is None:
-            continue
-        if key not in values:
-            raise UsageError(f"unknown training setting {key!r}; the settings are {', '.join(sorted(values))}")
-        if value == values[key] and isinstance(value, bool) == isinstance(values[key], bool):
-            continue
-        if key not in RESUME_MAY_CHANGE:
-            raise UsageError(f"{setting(key, value)} differs from the resumed run's {values[key]}; a resumed run keeps "
-                             f"its settings (it may change {may_change()})")
-        values[key] = value
-    config = TrainConfig(**values)  # checks the types and ranges of what changed
-    if config.epochs < epochs_done:
-        raise UsageError(f"{setting('epochs', config.epochs)} is fewer than the {epochs_done} the run has done")
-    if config.epochs == epochs_done and training["step_in_epoch"] and settings.get("epochs") is not None:
-        raise UsageError(f"{setting('epochs', config.epochs)} would end the run inside epoch {epochs_done + 1}, which it is "
-                         f"part way through (step {training['step_in_epoch']:,}); give at least {epochs_done + 1}")
-    return config
-
-
-def _recorded_options(spec: RunSpec) -> dict[str, Any]:
-    """The options the run read its corpus with. A run that an earlier release recorded
-    lacks those added since: each takes the value its provider declares for such runs
-    (``legacy_options``), what that release did, so that the text reads as it did then
-    and the fingerprint still matches (text: byte-exact, ``exact=True``)."""
-    if spec.corpus_source is None:  # an object or a stream: recorded by this release, if by any
-        return dict(spec.corpus_options)
-    try:
-        registered = get_registry().get("corpus", parse_spec(spec.corpus_source)[0])
-    except CharseqError:
-        return dict(spec.corpus_options)  # not installed: loading it says so
-    legacy = getattr(registered.factory, "legacy_options", None) or {}
-    return {**legacy, **spec.corpus_options}
-
-
-def _give_corpus_again(recorded: str) -> str:
-    """What to do about a run whose corpus cannot be loaded again from its record."""
-    try:
-        name, arg = parse_spec(recorded)
-    except UsageError:
-        name, arg = recorded, None
-    if arg is None:
-        return f"the run's corpus {recorded!r} was given as an object; give it again to resume"
-    return (f"the run read its corpus {recorded!r} from a stream (standard input or a pipe), which cannot be read "
-            f"again; to resume, give the same text: {setting('corpus', name + ':-')} with it piped in, or "
-            f"{setting('corpus', name + ':FILE')} "
-            "holding it")
-
-
-def _resumed_corpus(spec: RunSpec, corpus: str | Corpus | None, options: dict[str, Any]) -> Corpus:
-    """The run's corpus: found where it was (from any directory), or where `corpus` points,
-    and refused unless its content is the content the run trained on."""
-    if corpus is None and options:
-        registered = get_registry().get("corpus", parse_spec(spec.corpus_source or spec.corpus)[0])
-        for key, value in registered.effective(options).items():
-            if key in options and spec.corpus_options.get(key) != value:
-                raise UsageError(f"the resumed run read its corpus with {key}={spec.corpus_options.get(key)!r}, not "
-                                 f"{value!r}; a resumed run may change {may_change()}")
-    if isinstance(corpus, Corpus):
-        loaded = corpus
-    elif corpus is not None:
-        recorded, given = parse_spec(spec.corpus_source or spec.corpus)[0], parse_spec(corpus)[0]
-        if given != recorded and recorded in get_registry().all("corpus"):  # (its options would not apply)
-            raise UsageError(f"the corpus at {corpus!r} is not the text the run trained on: the run trained on a "
-                             f"{recorded!r} corpus, not {given!r}; resume on the same text, perhaps moved "
-                             f"({recorded}:PATH)")
-        loaded = get_corpus(corpus, **{**spec.corpus_options, **options})
-    elif spec.corpus_source is None:
-        raise UsageError(_give_corpus_again(spec.corpus))
-    else:
-        try:
-            loaded = get_corpus(spec.corpus_source, **spec.corpus_options)
-        except UsageError as exc:
-            raise UsageError(f"cannot load the run's corpus {spec.corpus!r} (recorded as {spec.corpus_source!r}): "
-                             f"{exc}; if it moved, point at it with {setting('corpus')}") from None
-    if loaded.fingerprint != spec.fingerprint:
-        where = (f"at {spec.corpus_source!r}" if corpus is None else f"at {corpus!r}" if isinstance(corpus, str)
-                 else "given")
-        raise UsageError(f"the corpus {where} is not the text the run trained on ({counted(len(loaded), 'character')}; the "
-                         f"run's had {spec.characters:,} and another content fingerprint); resume on the same "
-                         f"text, pointing at it with {setting('corpus')} if it moved")
-    return loaded
-
-
-def _resumed_callbacks(refs: list[CallbackRef], added: list[CallbackRef],
-                       dropped_names: Sequence[str]) -> tuple[list[CallbackRef], set[str]]:
-    """The callbacks of a resumed run, and the state keys of those dropped."""
-    names = [ref.name for ref in refs]
-    for name in dropped_names:
-        if name not in names:
-            raise UsageError(f"the run has no callback {name!r} to drop; it has: {', '.join(names) or 'none'}")
-    keys = _keys(refs)
-    dropped = {key for key, ref in zip(keys, refs) if ref.name in dropped_names}
-    kept = [ref for ref in refs if ref.name not in dropped_names]
-    for ref in added:
-        if ref in kept:
-            continue  # the same as one the run has: repeating the first command line is fine
-        same_name = [k for k in kept if k.name == ref.name]
-        if same_name:
-            shown = format_options(same_name[0].options)
-            raise UsageError(f"the run already has callback {ref.name!r} ({shown or 'no options'}); to replace it, drop "
-                             f"it too: {setting('drop_callbacks', [ref.name])}")
-        kept.append(ref)
-    return kept, dropped
-
-
-def _keys(refs: list[CallbackRef]) -> list[str]:
-    """The state keys CallbackList gives these callbacks: NAME, then NAME-2, ..."""
-    keys: list[str] = []
-    seen: dict[str, int] = {}
-    for ref in refs:
-        seen[ref.name] = seen.get(ref.name, 0) + 1
-        keys.append(ref.name if seen[ref.name] == 1 else f"{ref.name}-{seen[ref.name]}")
-    return keys
-
-
