@@ -21,6 +21,8 @@ API_KEY = re.compile(r"[A-Za-z0-9._~+/-]+=*")  # RFC 6750's b64token: what a bea
 INSTALL_HINT = "charseq serve needs the serve extra: pip install 'charseq[serve]'"
 
 
+# Long as a declaration is: one decorator per option, beside the command they configure; the
+# work is in charseq.serving.
 @hookimpl
 def register_commands(cli):
     import click  # here, not at import: loading the plugins must not load the CLI's packages

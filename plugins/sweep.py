@@ -14,6 +14,8 @@ from charseq import hookimpl
 from charseq.errors import CharseqError, UsageError
 
 
+# Long as a declaration is: one decorator per option, beside the command they configure; the
+# checks are one line each and the work is in charseq.sweeps.
 @hookimpl
 def register_commands(cli):
     import click  # here, not at import: loading the plugins must not load the CLI's packages

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import click
@@ -78,46 +79,50 @@ def generate(checkpoint_path, prime, length, stop, sampler_spec, temperature, re
     pieces = generation.stream(saved.model, saved.vocab, prime, rng=rng, decoding=decoding)
     if sys.stdout is None:
         raise UsageError("standard output is closed; there is nowhere to print the text")
+    try:
+        _print_samples(pieces, prime, num_samples, as_json, threads)
+    except SamplerError as exc:
+        raise _misbehaved(asked, exc) from None
+
+
+def _print_samples(pieces: Iterator[list[str]], prime: str, num_samples: int, as_json: bool, threads: int) -> None:
+    """One sample as it is made; several (or --json) once made, one per line. A closed pipe
+    ends quietly; Ctrl-C mid-sample ends its line first, so that the message and the prompt
+    get their own."""
     line_open = False  # a sample's line is on stdout, not yet ended
     try:
         with blas.limited(threads):
-            if as_json:
+            if as_json or num_samples > 1:
                 texts: list[list[str]] = [[] for _ in range(num_samples)]
                 for step in pieces:
                     for text, piece in zip(texts, step):
                         text.append(piece)
                 for text in texts:
-                    say(json_line({"prime": prime, "text": "".join(text)}), essential=True)
-            elif num_samples == 1:
-                out = sys.stdout
-                first = next(pieces)  # fails early on bad arguments, before anything is printed
-                line_open = True
-                out.write(prime + first[0])
+                    if as_json:
+                        say(json_line({"prime": prime, "text": "".join(text)}), essential=True)
+                    else:
+                        click.echo(prime + "".join(text))
+                return
+            out = sys.stdout
+            first = next(pieces)  # fails early on bad arguments, before anything is printed
+            line_open = True
+            out.write(prime + first[0])
+            out.flush()
+            for step in pieces:
+                out.write(step[0])
                 out.flush()
-                for step in pieces:
-                    out.write(step[0])
-                    out.flush()
-                out.write("\n")
-                line_open = False
-                out.flush()
-            else:
-                texts = [[] for _ in range(num_samples)]
-                for step in pieces:
-                    for text, piece in zip(texts, step):
-                        text.append(piece)
-                for text in texts:
-                    click.echo(prime + "".join(text))
+            out.write("\n")
+            line_open = False
+            out.flush()
     except BrokenPipeError:  # `charseq generate ... | head`: the reader has what it wanted
         drop_output(sys.stdout)
-    except KeyboardInterrupt:  # Ctrl-C mid-sample: end its line, so that the message and the prompt get their own
+    except KeyboardInterrupt:
         if line_open:
             say("")
         raise
     except OSError as exc:  # a full disk, /dev/full
         drop_output(sys.stdout)
         raise CharseqError(f"cannot write the text to standard output: {exc.strerror or exc}") from None
-    except SamplerError as exc:
-        raise _misbehaved(asked, exc) from None
 
 
 def _misbehaved(decoding: Decoding, exc: SamplerError) -> CharseqError:

@@ -310,6 +310,8 @@ class _NotText(Exception):
         self.detail, self.advice = detail, advice
 
 
+# One pass over the files in order (hash, decode, encode, spool), kept whole so that its
+# order of checks reads as the order of the bytes; its parts are named helpers.
 def _encode_to_cache(files: list[Path], encoding: str, directory: Path, key: str, *, exact: bool = False,
                      skip_unreadable: bool = False, name: str = "text", shown: list[str] | None = None,
                      sources: list[str] | None = None) -> Entry:

@@ -91,6 +91,7 @@ class CompletionRequest:
         return self.prompts[index // self.n]
 
 
+# Field by field, in the order of OpenAI's reference, each check one line: long, not deep.
 def read_request(body: Any, served: ServedModel, limits: Limits, output_wake: Any = None,
                  arrived: float | None = None) -> CompletionRequest:
     """The body of POST /v1/completions as jobs for the engine; BadRequest names what is wrong.

@@ -104,70 +104,77 @@ def create_app(service: Service) -> Any:
         return _json(_model_entry(service.served))
 
     async def completions(request: Request) -> Response:
-        if (refused := _refused(request, service)) is not None:
-            return refused
-        loop = asyncio.get_running_loop()
-        ready = asyncio.Event()
-
-        def wake() -> None:  # from the engine's thread
-            try:
-                loop.call_soon_threadsafe(ready.set)
-            except RuntimeError:  # the loop has closed: nobody is waiting
-                pass
-
-        arrived = request.scope.get("state", {}).get(ARRIVED, time.monotonic())
-        try:
-            if request.headers.get("content-type", "").split(";")[0].strip().lower() != "application/json":
-                raise BadRequest("the request body must be JSON, sent with 'Content-Type: application/json'", None,
-                                 415)
-            body = await _read_json(request, service, arrived + service.limits.timeout)
-            completion = read_request(body, service.served, service.limits, wake, arrived)
-            service.engine.submit(completion.jobs)
-        except BadRequest as exc:
-            return _error(exc, exc.HEADERS if isinstance(exc, _BodiesFull) else None)
-        except JobFailed as exc:
-            return _error(BadRequest(str(exc), None, exc.status), {"Retry-After": "1"} if exc.status == 429 else None)
-        except ClientDisconnect:
-            return Response(status_code=400)
-        if completion.stream:
-            return StreamingResponse(_events(completion, ready, service.served.id), media_type="text/event-stream",
-                                     headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
-        texts = [""] * completion.choices
-        reasons = ["length"] * completion.choices
-        try:
-            async for taken in _taken(completion, ready, request):
-                for index, text in taken.texts.items():
-                    texts[index] += text
-                for index, reason in taken.finished.items():
-                    reasons[index] = reason
-        except JobFailed as exc:
-            return _error(BadRequest(str(exc), None, exc.status))
-        return _json(completion_body(completion, texts, reasons, service.served.id))
-
-    async def chat(request: Request) -> Response:
-        return _error(BadRequest("a character model completes text; it does not chat: use POST /v1/completions",
-                                 None, 404, "unknown_url"))
-
-    async def not_found(request: Request, exc: Exception) -> Response:
-        status = getattr(exc, "status_code", 404)
-        message = (f"no route {request.method} {request.url.path}" if status == 404 else
-                   f"{request.url.path} does not take {request.method}")
-        return _error(BadRequest(message, None, status, "unknown_url" if status == 404 else None))
-
-    async def failed(request: Request, exc: Exception) -> Response:
-        """A fault of the server's own: still an error in OpenAI's shape (the server logs it)."""
-        return _error(BadRequest(f"the server failed: {type(exc).__name__}", None, 500))
+        return await _complete(request, service)
 
     routes = [Route(path, static) for path in _PAGE_FILES] + [
         Route("/healthz", healthz),
         Route("/v1/models", models),
         Route("/v1/models/{model:path}", model),
         Route("/v1/completions", completions, methods=["POST"]),
-        Route("/v1/chat/completions", chat, methods=["POST"]),
+        Route("/v1/chat/completions", _chat, methods=["POST"]),
     ]
-    app = Starlette(routes=routes, exception_handlers={404: not_found, 405: not_found, Exception: failed})
+    app = Starlette(routes=routes, exception_handlers={404: _not_found, 405: _not_found, Exception: _failed})
     app.router.redirect_slashes = False  # /v1/completions/ is a 404 in JSON, not a redirect
     return _AddressedHere(app, service) if service.loopback_only else app
+
+
+async def _complete(request: Request, service: Service) -> Response:
+    """POST /v1/completions: the request read within its limits, its jobs submitted, and
+    the text streamed as events or returned whole."""
+    if (refused := _refused(request, service)) is not None:
+        return refused
+    loop = asyncio.get_running_loop()
+    ready = asyncio.Event()
+
+    def wake() -> None:  # from the engine's thread
+        try:
+            loop.call_soon_threadsafe(ready.set)
+        except RuntimeError:  # the loop has closed: nobody is waiting
+            pass
+
+    arrived = request.scope.get("state", {}).get(ARRIVED, time.monotonic())
+    try:
+        if request.headers.get("content-type", "").split(";")[0].strip().lower() != "application/json":
+            raise BadRequest("the request body must be JSON, sent with 'Content-Type: application/json'", None,
+                             415)
+        body = await _read_json(request, service, arrived + service.limits.timeout)
+        completion = read_request(body, service.served, service.limits, wake, arrived)
+        service.engine.submit(completion.jobs)
+    except BadRequest as exc:
+        return _error(exc, exc.HEADERS if isinstance(exc, _BodiesFull) else None)
+    except JobFailed as exc:
+        return _error(BadRequest(str(exc), None, exc.status), {"Retry-After": "1"} if exc.status == 429 else None)
+    except ClientDisconnect:
+        return Response(status_code=400)
+    if completion.stream:
+        return StreamingResponse(_events(completion, ready, service.served.id), media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+    texts = [""] * completion.choices
+    reasons = ["length"] * completion.choices
+    try:
+        async for taken in _taken(completion, ready, request):
+            for index, text in taken.texts.items():
+                texts[index] += text
+            for index, reason in taken.finished.items():
+                reasons[index] = reason
+    except JobFailed as exc:
+        return _error(BadRequest(str(exc), None, exc.status))
+    return _json(completion_body(completion, texts, reasons, service.served.id))
+
+
+async def _chat(request: Request) -> Response:
+    return _error(BadRequest("a character model completes text; it does not chat: use POST /v1/completions",
+                             None, 404, "unknown_url"))
+
+async def _not_found(request: Request, exc: Exception) -> Response:
+    status = getattr(exc, "status_code", 404)
+    message = (f"no route {request.method} {request.url.path}" if status == 404 else
+               f"{request.url.path} does not take {request.method}")
+    return _error(BadRequest(message, None, status, "unknown_url" if status == 404 else None))
+
+async def _failed(request: Request, exc: Exception) -> Response:
+    """A fault of the server's own: still an error in OpenAI's shape (the server logs it)."""
+    return _error(BadRequest(f"the server failed: {type(exc).__name__}", None, 500))
 
 
 class _AddressedHere:

@@ -102,34 +102,9 @@ class Run:
                              f"{len(resume_from.vocab)} symbols) is not the one its run describes "
                              f"({model_spec(model_name, model_options)}, H={config.hidden_size}, {len(corpus.vocab)} "
                              "symbols); the checkpoint is damaged")
-        registry = get_registry()
-        callbacks = CallbackList()
-        for callback in extra_callbacks:  # first: a progress bar's epoch line comes before what others print
-            kind = type(callback).__name__
-            # '_' begins no registered name, so these keys never meet a registered callback's
-            callbacks.add(callback, name=f"_{kind}", label=f"callback {kind}")
-        self._keys: dict[str, CallbackRef] = {}
         resumed = resume_from is not None
-        run_outputs = [outputs.Output(spec.out, label("out"), outputs.CHECKPOINT, fresh=not resumed or out_given)]
-        for ref in spec.callbacks:
-            if ref.name not in registry.all("callback"):
-                raise UsageError(f"the run uses callback {ref.name!r}, which no installed plugin provides; install its "
-                                 f"plugin, or leave it out: {setting('drop_callbacks', [ref.name])}")
-            registered = registry.get("callback", ref.name)
-            described = f"callback {ref.name!r} of {registry.describe(registered.plugin)}"
-            entry = callbacks.add(registered.build(**ref.options), name=ref.name, label=described)
-            self._keys[entry.key] = ref
-            for option, kind in output_options(registered.factory).items():
-                if ref.options.get(option) is not None:
-                    path = str(ref.options[option])
-                    if not os.path.isabs(path):  # recorded absolute; a relative one was not written by charseq
-                        raise UsageError(f"the run's callback {ref.name!r} writes to {path!r}, not an absolute path; "
-                                         "the checkpoint is damaged")
-                    # A plugin's file of a branch is not the branch's yet: the line it came from wrote it.
-                    run_outputs.append(outputs.Output(path, f"callback {ref.name!r} option {option}", kind,
-                                                        template=kind == outputs.CHECKPOINT,
-                                                        fresh=not resumed or ref in added or branch,
-                                                        callback=ref.name))
+        callbacks, self._keys, run_outputs = _callbacks_and_outputs(spec, extra_callbacks, resumed, out_given, added,
+                                                                    branch)
         self.trainer = Trainer(self.model, corpus, config, callbacks, run=spec.to_dict(), out=Path(spec.out),
                                saver=lambda path: self._save(path, periodic=True))
         self._lost_states: list[CallbackError] = []
@@ -459,6 +434,43 @@ class Run:
 
 
 # -- helpers ---------------------------------------------------------------------------------
+
+
+def _callbacks_and_outputs(spec: RunSpec, extra_callbacks: Iterable[object], resumed: bool, out_given: bool,
+                           added: Sequence[CallbackRef], branch: bool
+                           ) -> tuple[CallbackList, dict[str, CallbackRef], list[outputs.Output]]:
+    """The run's callbacks (the unrecorded extras first), each registered one's recorded
+    choice by its state key, and the files the run writes: `out`, and each callback's
+    declared output options. A file is `fresh` (not yet the run's own) when it was given
+    for this run: a new run's, a callback added on resuming, any plugin file of a branch."""
+    registry = get_registry()
+    callbacks = CallbackList()
+    for callback in extra_callbacks:  # first: a progress bar's epoch line comes before what others print
+        kind = type(callback).__name__
+        # '_' begins no registered name, so these keys never meet a registered callback's
+        callbacks.add(callback, name=f"_{kind}", label=f"callback {kind}")
+    keys: dict[str, CallbackRef] = {}
+    run_outputs = [outputs.Output(spec.out, label("out"), outputs.CHECKPOINT, fresh=not resumed or out_given)]
+    for ref in spec.callbacks:
+        if ref.name not in registry.all("callback"):
+            raise UsageError(f"the run uses callback {ref.name!r}, which no installed plugin provides; install its "
+                             f"plugin, or leave it out: {setting('drop_callbacks', [ref.name])}")
+        registered = registry.get("callback", ref.name)
+        described = f"callback {ref.name!r} of {registry.describe(registered.plugin)}"
+        entry = callbacks.add(registered.build(**ref.options), name=ref.name, label=described)
+        keys[entry.key] = ref
+        for option, kind in output_options(registered.factory).items():
+            if ref.options.get(option) is not None:
+                path = str(ref.options[option])
+                if not os.path.isabs(path):  # recorded absolute; a relative one was not written by charseq
+                    raise UsageError(f"the run's callback {ref.name!r} writes to {path!r}, not an absolute path; "
+                                     "the checkpoint is damaged")
+                # A plugin's file of a branch is not the branch's yet: the line it came from wrote it.
+                run_outputs.append(outputs.Output(path, f"callback {ref.name!r} option {option}", kind,
+                                                    template=kind == outputs.CHECKPOINT,
+                                                    fresh=not resumed or ref in added or branch,
+                                                    callback=ref.name))
+    return callbacks, keys, run_outputs
 
 
 def _losses(metrics: dict[str, Any]) -> str:
