@@ -22,7 +22,6 @@ if TYPE_CHECKING:
     from charseq.data.corpus import Corpus
     from charseq.models.base import Model
     from charseq.runs.settings import TrainConfig
-    from charseq.training.trainer import Trainer
 
 # What a callback may set (the rest of the context is read-only).
 _SETTABLE = ("stop_training", "weights_from")
@@ -33,7 +32,7 @@ class TrainingContext:
 
     __slots__ = ("_trainer",)
 
-    def __init__(self, trainer: Trainer):
+    def __init__(self, trainer: Any):  # a Trainer (not imported: the trainer imports this module)
         object.__setattr__(self, "_trainer", trainer)
 
     @property
