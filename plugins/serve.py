@@ -1,7 +1,8 @@
 """`charseq serve`: an OpenAI-compatible HTTP server and a web page (the serve extra).
 
 Registered through ``register_commands``, the door a third party's command uses; the
-server itself is charseq.serving.app (HTTP), charseq.serving.api (the API) and
+server itself is charseq.serving.app (HTTP), charseq.serving.connections (the socket and its
+connections), charseq.serving.api (the API) and
 charseq.serving.engine (requests decoded together).
 """
 
@@ -80,7 +81,7 @@ def register_commands(cli):
           CHARSEQ_API_KEY=secret charseq serve novel.npz --host 0.0.0.0 --port 8080
         """
         try:
-            from charseq.serving import app as server
+            from charseq.serving import app as server, connections
             from charseq.serving.api import Limits, served_model
             from charseq.serving.engine import Engine
         except ImportError as exc:
@@ -111,7 +112,7 @@ def register_commands(cli):
         served = served_model(saved, model_id, get_registry(), limits, engine.shared,
                               int(Path(checkpoint_path).stat().st_mtime))
         try:
-            sock = server.listen(host, port)
+            sock = connections.listen(host, port)
         except OSError as exc:
             raise CharseqError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
         bound = sock.getsockname()
@@ -123,7 +124,7 @@ def register_commands(cli):
                                  loopback_only=api_key is None)
         try:
             with blas.limited(threads):
-                server.run(service, sock, access_log, max_connections)
+                connections.run(service, sock, access_log, max_connections)
         except KeyboardInterrupt:
             pass
         finally:
@@ -134,17 +135,17 @@ def register_commands(cli):
 def _connection_cap(asked: int | None) -> int:
     """--max-connections, or its default, within what the open-file limit holds (raised first
     where allowed): every connection is an open file."""
-    from charseq.serving import app as server
+    from charseq.serving import connections
 
-    file_limit = server.open_file_limit()
-    room = server.connection_room(file_limit)
+    file_limit = connections.open_file_limit()
+    room = connections.connection_room(file_limit)
     if room < 1:
         raise CharseqError(f"this process may open only {file_limit} files, too few to serve (ulimit -n raises "
                            "the limit)")
     if asked is None:
-        return min(server.MAX_CONNECTIONS, room)
+        return min(connections.MAX_CONNECTIONS, room)
     if asked > room:
         raise UsageError(f"--max-connections {asked} is more than the open-file limit holds: this process may "
-                         f"open {file_limit:,} files, {server.SPARE_FILES} of them kept for the rest, so at most "
+                         f"open {file_limit:,} files, {connections.SPARE_FILES} of them kept for the rest, so at most "
                          f"{room:,} connections (ulimit -n raises the limit)")
     return asked
