@@ -15,6 +15,7 @@ TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing: `import 
 _PUBLIC = {
     "Aborted": "charseq.training.interrupt",
     "Callback": "charseq.training.context",
+    "CallbackDeprecation": "charseq.errors",
     "CallbackRef": "charseq.runs.spec",
     "CharseqError": "charseq.errors",
     "CharseqWarning": "charseq.errors",
@@ -87,6 +88,7 @@ if TYPE_CHECKING:  # what type checkers and editors see (`X as X`: a re-export)
     from charseq.training.outputs import OutputExists as OutputExists
     from charseq.data.corpus import Corpus as Corpus
     from charseq.errors import (
+        CallbackDeprecation as CallbackDeprecation,
         CharseqError as CharseqError,
         CharseqWarning as CharseqWarning,
         Notice as Notice,

@@ -46,6 +46,11 @@ class CharseqWarning(UserWarning):
     the CLI prints it as one line."""
 
 
+class CallbackDeprecation(CharseqWarning, DeprecationWarning):
+    """A callback uses what is not promised to it (docs/plugins.md): it works for now. The
+    command line shows it (a DeprecationWarning alone would be hidden)."""
+
+
 class Notice(CharseqWarning):
     """Something charseq did as asked that is worth knowing (it left out a prime's unknown
     characters); the CLI prints it as one line, without "warning"."""

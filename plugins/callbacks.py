@@ -250,6 +250,7 @@ class MetricsLog(Callback):
             raise UsageError("metrics needs a file: metrics:path=FILE")
         self.path = Path(path)
         self._file: TextIO | None = None
+        self._forced = False
 
     def on_train_begin(self, trainer):
         self._run_id = (trainer.run or {}).get("id")
@@ -257,6 +258,7 @@ class MetricsLog(Callback):
         if self._file is not None:  # fit() again in the same process
             self._file.close()
             self._file = None
+        self._forced = trainer.force  # the user's word: another run's log here may be replaced
         if self._run_id is not None and self.path.is_file():
             run_id, last = identity(self.path, METRICS)
             if run_id == self._run_id and last > trainer.step:
@@ -266,10 +268,11 @@ class MetricsLog(Callback):
 
     def _start_anew(self, trainer) -> None:
         """The file as the run's history has it so far, open for the lines to come; never over
-        another run's log (one started alike may have taken the path since the run's check)."""
+        another run's log (one started alike may have taken the path since the run's check)
+        unless the run was forced."""
         owner, _ = identity(self.path, METRICS) if self.path.is_file() else (None, -1)
         line = {self._run_id, *(parent.get("id") for parent in (trainer.run or {}).get("parents", []))}
-        if owner is not None and self._run_id is not None and owner not in line:
+        if owner is not None and self._run_id is not None and owner not in line and not self._forced:
             self._give_up(SaveError(shown(self.path), "it holds another run's metrics now"))
             return
         lines = "".join(self._line(entry) for entry in trainer.history)

@@ -11,7 +11,7 @@ import click
 
 from charseq.cli.output import drop_output, say, settle
 from charseq.cli.words import WORDS
-from charseq.errors import CharseqError, CharseqWarning, Notice, spoken
+from charseq.errors import CallbackDeprecation, CharseqError, CharseqWarning, Notice, spoken
 from charseq.hooks.registry import get_registry, set_debug
 from charseq.training.interrupt import Aborted
 
@@ -74,6 +74,7 @@ class CharseqGroup(click.Group):
                     others(message, category, *rest, **options)
 
             warnings.showwarning = show
+            warnings.simplefilter("default", CallbackDeprecation)  # shown, where a DeprecationWarning would not be
             if not standalone_mode:
                 return super().main(args, prog_name, complete_var, False, **extra)
             try:

@@ -112,7 +112,14 @@ def _too_few(kept: int, tries: int, cut: int, decoding: Decoding, new_only: bool
 def _checked_prime(prime: str, vocab: Vocabulary, decoding: Decoding) -> str:
     if not prime:
         raise DecodingError("prime", "the prime must have at least one character")
-    return decoding.known_prime(prime, vocab) if decoding.skip_unknown else prime
+    if decoding.skip_unknown:
+        return decoding.known_prime(prime, vocab)
+    if vocab.unknown(prime):
+        try:
+            vocab.encode(prime)  # its one line, which names the characters
+        except UsageError as exc:
+            raise DecodingError("prime", str(exc)) from None
+    return prime
 
 
 def _sample_ids(model: Model, vocab: Vocabulary, prime: str, decoding: Decoding, rng: Seed) -> Iterator[np.ndarray]:

@@ -69,6 +69,8 @@ class Decoding:
                         repetition_problem(self.repetition_penalty, self.repetition_window)):
             if problem is not None:
                 raise DecodingError(*problem) if isinstance(problem, tuple) else UsageError(problem)
+        if not isinstance(self.skip_unknown, (bool, np.bool_)):
+            raise DecodingError("skip_unknown", f"{label('skip_unknown')} is true or false, got {self.skip_unknown!r}")
         if not (isinstance(self.sampler, str) or callable(self.sampler)):
             raise DecodingError("sampler", f"a sampler is a name (top-k:k=20) or an object called with (logits, "
                                            f"rng), got {self.sampler!r}")
@@ -91,29 +93,50 @@ class Decoding:
     def make_sampler(self, registry: Registry | None = None, *, warn: bool = True) -> Sampler:
         """The sampler to call, new (a sampler may keep state between calls). A named one is
         built by its plugin (from `registry`, or the installed plugins'), with the temperature
-        when it takes one and was not given its own; a temperature of 0, general or the
-        sampler's own, is the argmax sampler, whatever was named. A temperature the sampler cannot take is ignored, with a warning
-        unless `warn` is false (a server has no one to tell)."""
+        when it takes one and was not given its own. A temperature of 0, general or the
+        sampler's own, is the argmax sampler whatever was named, once the named sampler has
+        been built without it (so that its name and other options are checked all the same,
+        and a plugin's sampler is never handed 0). A temperature the sampler cannot take, or
+        one its own overrides, is ignored, with a warning unless `warn` is false (a server has
+        no one to tell). A name or option the sampler refuses is a DecodingError("sampler")."""
         registry = registry or get_registry()
-        if self.greedy:
-            return registry.get("sampler", "argmax").build()
+        argmax = registry.get("sampler", "argmax")
         if not isinstance(self.sampler, str):
+            if self.greedy:
+                return argmax.build()
             if self.options or self.temperature is not None:
                 raise DecodingError("sampler", "a sampler object takes no options or temperature here: build it "
                                                "with them, or name a registered sampler")
             return self.sampler
-        name, arg = parse_spec(self.sampler)
-        registered = registry.get("sampler", name)
-        options = {**parse_options(arg, registered), **self.options}
-        if self.temperature is not None and "temperature" not in options:
-            if registered.takes("temperature"):
-                options["temperature"] = self.temperature
-            elif warn:
-                warnings.warn(f"{label('temperature')} is ignored: sampler {registered.name!r} takes no temperature",
+        try:
+            name, arg = parse_spec(self.sampler)
+            registered = registry.get("sampler", name)
+            from_name = parse_options(arg, registered)
+            twice = sorted(set(from_name) & set(self.options))
+            if twice:
+                raise UsageError(f"sampler option {twice[0]!r} is given twice, in {self.sampler!r} and in the options")
+            options = {**from_name, **self.options}
+            own = options.get("temperature")
+            if _is_zero(own):
+                options.pop("temperature")
+            if self.temperature is not None and own is not None and not self.greedy and warn \
+                    and float(own) != self.temperature:
+                warnings.warn(f"{label('temperature')} is ignored: the sampler's own temperature={own} is used",
                               CharseqWarning, stacklevel=2)
-        if options.get("temperature") == 0:  # greedy, however it was asked for
-            return registry.get("sampler", "argmax").build()
-        return registered.build(**options)
+            if self.greedy or _is_zero(own):
+                registered.build(**options)  # checked, then set aside: greedy decoding is argmax
+                return argmax.build()
+            if self.temperature is not None and own is None:
+                if registered.takes("temperature"):
+                    options["temperature"] = self.temperature
+                elif warn:
+                    warnings.warn(f"{label('temperature')} is ignored: sampler {registered.name!r} takes no "
+                                  "temperature", CharseqWarning, stacklevel=2)
+            return registered.build(**options)
+        except DecodingError:
+            raise
+        except UsageError as exc:
+            raise DecodingError("sampler", str(exc)) from None
 
     def built(self, registry: Registry | None = None, *, warn: bool = True) -> Decoding:
         """This decoding with its sampler made (see `make_sampler`): a sampler's bad options,
@@ -146,7 +169,7 @@ class Decoding:
             return "temperature", (f"{label('temperature')} must be a positive number, or 0 for greedy decoding "
                                    f"(between 0 and 1e6); got {temperature!r}")
         if temperature > MAX_TEMPERATURE:
-            return "temperature", f"{label('temperature')} must be at most 1e6, got {temperature:g}"
+            return "temperature", f"{label('temperature')} must be at most 1e6, got {temperature!r}"
         return None
 
     def _stop_problem(self) -> tuple[str, str] | None:
@@ -176,3 +199,14 @@ def _whole(value: Any, name: str, low: int) -> tuple[str, str] | None:
     if value < low:
         return name, f"{label(name)} must be at least {low}, got {value!r}"
     return None
+
+
+def _is_zero(value: Any) -> bool:
+    """Whether a temperature is 0, as a number or as typed (``temperature=0`` of a sampler
+    whose factory declares no type keeps the text "0")."""
+    if value is None or isinstance(value, bool):
+        return False
+    try:
+        return float(value) == 0
+    except (TypeError, ValueError):
+        return False

@@ -20,7 +20,8 @@ from typing import Any
 from charseq.errors import CharseqError, UsageError
 from charseq.hooks import specs as hookspecs
 from charseq.hooks.registry import named
-from charseq.training.context import overrides
+from charseq.training.context import Callback, overrides
+from charseq.training.interrupt import Aborted
 
 HOOKS: dict[str, tuple[str, ...]] = {
     name: tuple(p for p in inspect.signature(spec).parameters if p != "self")
@@ -102,7 +103,9 @@ class CallbackList:
             stopping = trainer.stop_training
             try:
                 method(**{name: arguments[name] for name in names})
-            except Exception as exc:
+            except Aborted:  # a second Ctrl-C or SIGTERM, raised by the signal handler mid-hook
+                raise
+            except (Exception, SystemExit, KeyboardInterrupt) as exc:  # a plugin's exit is its failure: the run is saved
                 failure = failure or CallbackError(entry.label, hook, exc, entry.key)
                 continue
             if trainer.stop_training and not stopping:
@@ -143,6 +146,8 @@ def _hooks_of(callback: Any, label: str) -> dict[str, tuple[Callable[..., Any], 
             continue
         marked = hasattr(method, "charseq_impl")
         if attribute not in HOOKS:
+            if isinstance(callback, Callback) and attribute.startswith("on_") and callable(method):
+                raise UsageError(f"{label}: {attribute}() is not a callback hook (the hooks are {', '.join(HOOKS)})")
             if marked:
                 raise UsageError(f"{label}: {attribute}() is marked @hookimpl but is not a callback hook "
                                  f"(the hooks are {', '.join(HOOKS)})")

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from charseq.errors import UsageError
+from charseq.errors import CallbackDeprecation, UsageError
 
 if TYPE_CHECKING:
     from charseq.data.corpus import Corpus
@@ -89,6 +89,12 @@ class TrainingContext:
         return self._trainer.run
 
     @property
+    def force(self) -> bool:
+        """Whether the run may replace files that are not its own (Run.start(force=True)):
+        a callback that writes files asks it before replacing another run's."""
+        return self._trainer.force
+
+    @property
     def stop_training(self) -> bool:
         """Set it to True to stop training once this epoch ends."""
         return self._trainer.stop_training
@@ -116,16 +122,19 @@ class TrainingContext:
         value = getattr(self._trainer, name)  # AttributeError for what the trainer lacks too
         warnings.warn(f"trainer.{name} is not part of what a callback is given (docs/plugins.md, Writing a "
                       "callback); it is the trainer's own and may change in a later release",
-                      DeprecationWarning, stacklevel=2)
+                      CallbackDeprecation, stacklevel=2)
         return value
 
     def __setattr__(self, name: str, value: Any) -> None:
         if name in _SETTABLE:
             object.__setattr__(self, name, value)  # the property's setter
             return
+        if isinstance(getattr(type(self), name, None), property):
+            raise AttributeError(f"trainer.{name} is read-only for a callback (it may set "
+                                 f"{' and '.join(_SETTABLE)})")
         warnings.warn(f"setting trainer.{name} is not part of what a callback may do (docs/plugins.md, Writing a "
                       "callback); it changes the trainer's own state, which may change in a later release",
-                      DeprecationWarning, stacklevel=2)
+                      CallbackDeprecation, stacklevel=2)
         setattr(self._trainer, name, value)
 
 

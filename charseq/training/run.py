@@ -106,7 +106,7 @@ class Run:
         callbacks, self._keys, run_outputs = _callbacks_and_outputs(spec, extra_callbacks, resumed, out_given, added,
                                                                     branch)
         self.trainer = Trainer(self.model, corpus, config, callbacks, run=spec.to_dict(), out=Path(spec.out),
-                               saver=lambda path: self._save(path, periodic=True))
+                               saver=lambda path: self._save(path, periodic=True), force=force)
         self._lost_states: list[CallbackError] = []
         self._out_refused: SaveError | None = None  # why `out` did not take the run, when it did not
         self._resumed = resume_from

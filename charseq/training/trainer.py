@@ -46,7 +46,7 @@ class Trainer:
 
     def __init__(self, model: Model, corpus: Corpus, config: TrainConfig,
                  callbacks: Iterable[object] | CallbackList = (), *, run: dict[str, Any] | None = None,
-                 out: Path | None = None, saver: Callable[[Path], Path | None] | None = None):
+                 out: Path | None = None, saver: Callable[[Path], Path | None] | None = None, force: bool = False):
         if model.vocab_size != len(corpus.vocab):
             raise UsageError(f"model has {counted(model.vocab_size, 'symbol')} but corpus {corpus.name!r} has {len(corpus.vocab)}")
         self.model = model
@@ -73,6 +73,7 @@ class Trainer:
         self.run = run  # the description of the run, when a Run drives this
         self.out = out  # the run's checkpoint (the default of the checkpoint callback)
         self.saver = saver  # how save_checkpoint writes (a Run's)
+        self.force = force  # the run may replace files that are not its own
         self.context = TrainingContext(self)  # what callbacks are given
         self._rng = np.random.default_rng(config.seed)  # data order and dropout masks
         # A random-window corpus's windows are the generator's first draws, made here so that

@@ -91,3 +91,80 @@ def test_the_closing_sample_of_a_run_of_items_is_new_items(tmp_path):
     sample = run.sample()
     assert sample.items and sample.prime == "" and len(sample.texts) == 10
     assert isinstance(run.corpus, Corpus)
+
+
+PLAIN_SAMPLER = '''
+import numpy as np
+from charseq import hookimpl
+
+
+class Picky:
+    """Argmax that refuses a temperature of 0 (its factory declares no types)."""
+
+    def __init__(self, temperature=1.0):
+        if float(temperature) <= 0:
+            raise ValueError(f"Picky was handed temperature {temperature!r}")
+
+    def __call__(self, logits, rng):
+        return np.asarray(logits).argmax(axis=1)
+
+
+@hookimpl
+def register_samplers(register):
+    register("picky", Picky)
+'''
+
+
+def test_a_plugin_sampler_is_never_handed_temperature_zero(plugin_site, tmp_path, monkeypatch):
+    from conftest import install_fake_distribution
+
+    install_fake_distribution(plugin_site, "throwaway-picky", PLAIN_SAMPLER, "[charseq]\npicky = throwaway_picky\n")
+    model = random_model()
+    path = save(tmp_path / "m.npz", Checkpoint(model, VOCAB))
+    argmax = run_cli("generate", path, "--prime", PROMPT, "--length", 20, "--sampler", "argmax").stdout
+    for args in (["--sampler", "picky:temperature=0"], ["--sampler", "picky", "--temperature", "0"]):
+        assert run_cli("generate", path, "--prime", PROMPT, "--length", 20, *args).stdout == argmax
+    r = request({"prompt": PROMPT, "max_tokens": 20, "charseq": {"sampler": "picky:temperature=0"}})
+    engine = Engine(model, VOCAB)
+    engine.submit(r.jobs)
+    assert PROMPT + results(engine, r)[0][0] + "\n" == argmax
+
+
+@pytest.mark.parametrize("sampler", ["nosuch", "top-k:k=0", "top-k:temperature=-1", "top-p:p=2"])
+def test_temperature_zero_still_checks_the_sampler_it_sets_aside(tmp_path, sampler):
+    path = save(tmp_path / "m.npz", Checkpoint(random_model(), VOCAB))
+    cli = run_cli("generate", path, "--prime", PROMPT, "--sampler", sampler, "--temperature", 0, ok=False)
+    assert cli.exit_code == 2 and cli.stderr.count("\n") == 1 and cli.stdout == ""
+    with pytest.raises(BadRequest) as bad:
+        request({"prompt": PROMPT, "temperature": 0, "charseq": {"sampler": sampler}})
+    assert bad.value.param == "charseq.sampler"
+
+
+def test_what_the_api_refuses_is_a_decoding_error_naming_the_setting():
+    model = random_model()
+    for decoding, setting in ((charseq.Decoding(sampler="nosuch"), "sampler"),
+                              (charseq.Decoding(sampler="top-k", options={"k": 0}), "sampler"),
+                              (charseq.Decoding(sampler="top-k:k=3", options={"k": 5}), "sampler")):
+        with pytest.raises(charseq.DecodingError) as raised:
+            charseq.generate(model, VOCAB, PROMPT, decoding=decoding)
+        assert raised.value.setting == setting and "--" not in str(raised.value)
+    with pytest.raises(charseq.DecodingError, match="not in the vocabulary: 'z'") as raised:
+        charseq.generate(model, VOCAB, "abz", decoding=charseq.Decoding())
+    assert raised.value.setting == "prime"
+    with pytest.raises(charseq.DecodingError) as raised:
+        charseq.Decoding(skip_unknown="yes")
+    assert raised.value.setting == "skip_unknown"
+
+
+def test_a_general_temperature_that_the_samplers_own_overrides_is_a_warning(tmp_path):
+    path = save(tmp_path / "m.npz", Checkpoint(random_model(), VOCAB))
+    both = run_cli("generate", path, "--prime", PROMPT, "--sampler", "top-k:temperature=0.5", "--temperature", 2,
+                   "--seed", 1)
+    own = run_cli("generate", path, "--prime", PROMPT, "--sampler", "top-k:temperature=0.5", "--seed", 1)
+    assert both.stdout == own.stdout and own.stderr == ""
+    assert both.stderr == "charseq: warning: --temperature is ignored: the sampler's own temperature=0.5 is used\n"
+
+
+def test_a_temperature_too_high_is_quoted_as_given(alphabet_checkpoint):
+    cli = run_cli("generate", alphabet_checkpoint, "--temperature", "1000001", ok=False)
+    assert cli.exit_code == 2 and "at most 1e6, got 1000001.0" in cli.stderr

@@ -104,3 +104,22 @@ def test_malformed_template_is_refused_before_training(tmp_path, template, words
     with pytest.raises(CallbackError, match=re.escape(words)) as raised:
         _run([1, 2], ModelCheckpoint(str(tmp_path / template)))
     assert raised.value.hook == "on_train_begin" and list(tmp_path.iterdir()) == []
+
+
+def test_force_replaces_another_runs_metrics_log_and_the_run_logs_on(tmp_path, monkeypatch):
+    """--force is the user's word: the log of an earlier run at --metrics is replaced, and a
+    resumed run goes on writing it."""
+    import json
+
+    from conftest import run_cli
+
+    monkeypatch.chdir(tmp_path)
+    run_cli("train", "--corpus", "alphabet", "--epochs", 3, "--out", "a.npz", "--metrics", "a.jsonl", "-q")
+    first = {json.loads(line)["run"] for line in (tmp_path / "a.jsonl").read_text().splitlines()}
+    again = run_cli("train", "--corpus", "alphabet", "--epochs", 2, "--out", "a.npz", "--metrics", "a.jsonl", "--force",
+                    "-q")
+    assert "cannot write metrics" not in again.stderr
+    lines = [json.loads(line) for line in (tmp_path / "a.jsonl").read_text().splitlines()]
+    assert [line["epoch"] for line in lines] == [1, 2] and not {line["run"] for line in lines} & first
+    run_cli("train", "--resume", "a.npz", "--epochs", 4, "-q")
+    assert [json.loads(line)["epoch"] for line in (tmp_path / "a.jsonl").read_text().splitlines()] == [1, 2, 3, 4]

@@ -96,3 +96,68 @@ def test_a_monitor_callback_watches_one_metric_and_refuses_one_the_run_lacks(tmp
         wrong.fit()
     with pytest.raises(UsageError, match="mode must be 'min' or 'max'"):
         MonitorCallback(mode="lowest")
+
+
+class Exits(Callback):
+    def __init__(self, error: BaseException):
+        self.error = error
+
+    def on_epoch_end(self, trainer, epoch, metrics):
+        if epoch == 2:
+            raise self.error
+
+
+@pytest.mark.parametrize("error", [SystemExit(3), KeyboardInterrupt()])
+def test_a_callback_that_exits_gets_the_run_saved_first(tmp_path, error):
+    run = Run.start("alphabet", out=tmp_path / "a.npz", epochs=4, hidden_size=8, extra_callbacks=[Exits(error)])
+    with pytest.raises(charseq.RunFailed, match=f"failed in on_epoch_end: {type(error).__name__}") as failed:
+        run.fit()
+    assert failed.value.saved is not None and charseq.load(failed.value.saved).progress["epoch"] == 2
+
+
+class Meddles(Callback):
+    def on_train_begin(self, trainer):
+        trainer.epoch = 99
+
+
+def test_what_the_context_promises_is_read_only_to_a_callback(tmp_path):
+    run = Run.start("alphabet", out=tmp_path / "a.npz", epochs=2, hidden_size=8, extra_callbacks=[Meddles()])
+    with pytest.raises(charseq.RunFailed, match="trainer.epoch is read-only for a callback"):
+        run.fit()
+    assert run.trainer.epoch == 0
+
+
+class Misspelt(Callback):
+    def on_epoch_ends(self, trainer, epoch, metrics):
+        pass
+
+
+def test_a_misspelt_hook_of_a_callback_is_refused(tmp_path):
+    with pytest.raises(UsageError, match=r"on_epoch_ends\(\) is not a callback hook"):
+        Run.start("alphabet", out=tmp_path / "a.npz", epochs=2, hidden_size=8, extra_callbacks=[Misspelt()])
+
+
+PEEKING_PLUGIN = '''
+from charseq import Callback, hookimpl
+
+
+class Peeks(Callback):
+    """Reads what is not promised to it."""
+
+    def on_train_begin(self, trainer):
+        trainer.optimizer
+
+
+@hookimpl
+def register_callbacks(register):
+    register("peeks", Peeks)
+'''
+
+
+def test_the_command_line_shows_a_callbacks_deprecation(plugin_site, tmp_path, monkeypatch):
+    from conftest import install_fake_distribution, run_cli
+
+    install_fake_distribution(plugin_site, "throwaway-peeks", PEEKING_PLUGIN, "[charseq]\npeeks = throwaway_peeks\n")
+    monkeypatch.chdir(tmp_path)
+    trained = run_cli("train", "--corpus", "alphabet", "--epochs", 1, "--hidden-size", 8, "--callback", "peeks", "-q")
+    assert "charseq: warning: trainer.optimizer is not part of what a callback is given" in trained.stderr
