@@ -29,6 +29,7 @@ _PUBLIC = {
     "Model": "charseq.models.base",
     "MonitorCallback": "charseq.training.context",
     "Notice": "charseq.errors",
+    "Option": "charseq.hooks.options",
     "OutputExists": "charseq.training.outputs",
     "Parameters": "charseq.models.base",
     "PluginWarning": "charseq.errors",
@@ -100,6 +101,7 @@ if TYPE_CHECKING:  # what type checkers and editors see (`X as X`: a re-export)
     from charseq.decoding.closing import ClosingSample as ClosingSample
     from charseq.decoding.generate import generate as generate, generate_items as generate_items, stream as stream
     from charseq.decoding.settings import Decoding as Decoding, DecodingError as DecodingError
+    from charseq.hooks.options import Option as Option
     from charseq.hooks.specs import hookimpl as hookimpl
     from charseq.training.interrupt import Aborted as Aborted
     from charseq.models.gru import GRU as GRU

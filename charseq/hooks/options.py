@@ -68,6 +68,51 @@ class OptionInfo:
         return {"name": self.name, "default": default, "required": required, "help": self.help}
 
 
+@dataclass(frozen=True)
+class Option:
+    """An option's declaration, in its factory's annotation, as llm's Options declare theirs:
+    ``k: Annotated[int, Option("how many to keep", min=1)] = 40``. Its help is what the
+    listings show (over a docstring line), and its bounds and choices are checked, with the
+    type's conversion, before the factory is called: one place for all of it."""
+
+    help: str = ""
+    min: float | None = None
+    max: float | None = None
+    choices: tuple[Any, ...] | None = None
+
+    def check(self, value: Any, where: str) -> None:
+        """Refuse, in one line, a value outside the bounds or the choices."""
+        if value is None:
+            return
+        if self.choices is not None and value not in self.choices:
+            raise UsageError(f"{where} must be one of {', '.join(map(repr, self.choices))}, got {value!r}")
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            if self.min is not None and not value >= self.min:
+                raise UsageError(f"{where} must be at least {self.min:g}, got {value!r}")
+            if self.max is not None and not value <= self.max:
+                raise UsageError(f"{where} must be at most {self.max:g}, got {value!r}")
+
+
+def declared_options(factory: Callable[..., Any]) -> dict[str, Option]:
+    """The options whose annotation carries an Option: ``Annotated[T, Option(...)]``."""
+    target = factory.__init__ if inspect.isclass(factory) else factory
+    if isinstance(target, functools.partial):
+        target = target.func
+    elif not inspect.isroutine(target) and callable(target):
+        target = type(target).__call__
+    try:
+        hints = typing.get_type_hints(target, include_extras=True)
+    except Exception:
+        return {}
+    declared = {}
+    for name, hint in hints.items():
+        if typing.get_origin(hint) is typing.Annotated:
+            found = [extra for extra in hint.__metadata__ if isinstance(extra, Option)]
+            if found:
+                declared[name] = found[0]
+    return declared
+
+
 _OPTION_LINE = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*(?:\([^)]*\))?\s*:\s+(\S.*)$")
 
 
@@ -88,6 +133,8 @@ def documented_options(factory: Callable[..., Any], names: list[str]) -> dict[st
 def convert_value(value: Any, declared: Any, where: str) -> Any:
     """`value` as type `declared` (int, float, bool, str, Path, an Optional or a union of
     these); text from the command line is converted, other values are checked."""
+    if typing.get_origin(declared) is typing.Annotated:  # Annotated[T, Option(...)]: T converts
+        declared = typing.get_args(declared)[0]
     if declared is None or declared is Any:
         return value
     origin = typing.get_origin(declared)

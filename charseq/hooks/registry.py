@@ -18,7 +18,8 @@ import pluggy
 from charseq.errors import CharseqError, PluginWarning, UsageError, label
 from charseq.files import first_line
 from charseq.hooks import specs as hookspecs
-from charseq.hooks.options import OptionInfo, convert_value, documented_options, parse_options, shown_value, type_hints
+from charseq.hooks.options import (OptionInfo, convert_value, declared_options, documented_options, parse_options,
+                                  shown_value, type_hints)
 from charseq.hooks.specs import SET_BY_CHARSEQ
 from charseq.version import __version__
 
@@ -129,8 +130,10 @@ class Registered:
         from a line of the factory's docstring (a class's, or its __init__'s) that starts with
         the option's name and a colon: ``k: how many of the most likely symbols to keep``."""
         documented = documented_options(self.factory, self.option_names())
+        declared = declared_options(self.factory)
         return [OptionInfo(p.name, OptionInfo.REQUIRED if p.default is p.empty else p.default,
-                           documented.get(p.name, "")) for p in self._parameters()]
+                           declared[p.name].help if p.name in declared and declared[p.name].help
+                           else documented.get(p.name, "")) for p in self._parameters()]
 
     def takes_any(self) -> bool:
         """Whether the factory takes ``**options``: options beyond those it names."""
@@ -176,6 +179,7 @@ class Registered:
         parameters = signature.parameters
         takes_any = any(p.kind is p.VAR_KEYWORD for p in parameters.values())
         hints = type_hints(self.factory)
+        schemas = declared_options(self.factory)
         converted = {}
         for key, value in options.items():
             parameter = parameters.get(key)
@@ -191,6 +195,8 @@ class Registered:
             if declared is None and parameter.default not in (inspect.Parameter.empty, None):
                 declared = type(parameter.default)
             converted[key] = convert_value(value, declared, f"{what}: {key}")
+            if key in schemas:
+                schemas[key].check(converted[key], f"{what}: {key}")
         try:
             if complete:
                 signature.bind(*args, **converted)

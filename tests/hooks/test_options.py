@@ -157,3 +157,46 @@ def test_listings_show_each_ones_options_defaults_and_help(recorder):
     models = {item["name"]: item for item in json.loads(run_cli("models", "--json").output)}
     assert [option["name"] for option in models["lstm"]["options"]] == ["layers"]  # not charseq's own arguments
     assert all("options" in item for item in json.loads(run_cli("samplers", "--json").output))
+
+
+DECLARED_SAMPLER = '''
+from typing import Annotated
+
+import numpy as np
+from charseq import Option, hookimpl
+
+
+class Nth:
+    """The n-th most likely symbol."""
+
+    def __init__(self, n: Annotated[int, Option("which symbol: 1 is the most likely", min=1, max=3)] = 1,
+                 order: Annotated[str, Option("most or least likely first", choices=("most", "least"))] = "most"):
+        self.n, self.order = n, order
+
+    def __call__(self, logits, rng):
+        ranked = np.argsort(np.asarray(logits), axis=1)
+        return ranked[:, -self.n] if self.order == "most" else ranked[:, self.n - 1]
+
+
+@hookimpl
+def register_samplers(register):
+    register("nth", Nth)
+'''
+
+
+def test_an_option_declared_in_its_annotation_has_its_help_bounds_and_type_in_one_place(plugin_site,
+                                                                                          alphabet_checkpoint):
+    """charseq.Option, as llm's Options: the listing shows its help, the value is converted
+    to its type and checked against its bounds and choices before the factory runs."""
+
+    install_fake_distribution(plugin_site, "throwaway-nth", DECLARED_SAMPLER, "[charseq]\nnth = throwaway_nth\n")
+    listing = run_cli("samplers").output
+    assert "n=1" in listing and "which symbol: 1 is the most likely" in listing
+    assert "most or least likely first" in listing
+    first = run_cli("generate", alphabet_checkpoint, "--prime", "ABC", "--length", 5, "--sampler", "nth:n=1").stdout
+    assert first == run_cli("generate", alphabet_checkpoint, "--prime", "ABC", "--length", 5, "--sampler",
+                            "argmax").stdout
+    for spec, words in (("nth:n=0", "n must be at least 1, got 0"), ("nth:n=4", "n must be at most 3, got 4"),
+                        ("nth:n=two", "n"), ("nth:order=middle", "order must be one of 'most', 'least'")):
+        refused = run_cli("generate", alphabet_checkpoint, "--sampler", spec, ok=False)
+        assert refused.exit_code == 2 and refused.stderr.count("\n") == 1 and words in refused.stderr, refused.stderr
