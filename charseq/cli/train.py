@@ -95,7 +95,7 @@ def train(corpus_spec, encoding, exact_text, model_spec, resume_path, out, force
             raise UsageError("--drop-callback leaves out a resumed run's callbacks; it needs --resume")
         run = Run.start(corpus_spec, model=model_spec, out=out, callbacks=callbacks, corpus_options=read_as, force=force,
                         extra_callbacks=extra, **settings)
-    if not quiet:
+    if not quiet and not run.complete:  # a complete run says so first, and how to train on
         _describe_run(run)
     try:
         with blas.limited(threads):

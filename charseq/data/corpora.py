@@ -7,18 +7,24 @@ import os
 from typing import Any
 
 from charseq.data.corpus import Corpus
-from charseq.errors import CharseqError
+from charseq.errors import CharseqError, UsageError
 from charseq.hooks.registry import get_registry, parse_spec
 
 
 def get_corpus(spec: str, **options: Any) -> Corpus:
     """A corpus by ``NAME[:ARG]``: ``get_corpus("alphabet")``, ``get_corpus("text:novel.txt",
-    encoding="latin-1")``. The corpus records how to load it again (``source``), with a
+    encoding="latin-1")``; a file's bare name is answered with the specs that read it. The corpus records how to load it again (``source``), with a
     relative path made absolute when its provider says ARG is a path."""
     from charseq.data.corpus import Corpus
 
     name, arg = parse_spec(spec)
-    registered = get_registry().get("corpus", name)
+    try:
+        registered = get_registry().get("corpus", name)
+    except UsageError as exc:
+        if arg is None and os.path.exists(spec):  # a file's name given as a corpus's
+            raise UsageError(f"{exc}; {spec!r} is a file: give it as text:{spec} (running text) or lines:{spec} "
+                             "(one item per line)") from None
+        raise
     options = registered.effective(options)
     corpus = registered.build(arg, **options)  # with ARG as given, so its errors speak the user's words
     if not isinstance(corpus, Corpus):
