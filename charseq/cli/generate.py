@@ -13,11 +13,15 @@ from charseq import blas
 from charseq.checkpoints.format import load
 from charseq.cli.options import complete_names, json_option, threads_option
 from charseq.cli.output import drop_output, json_line, say
+from charseq.data.vocab import Vocabulary
 from charseq.decoding import generate as generation
 from charseq.decoding.settings import Decoding
 from charseq.decoding.steps import SamplerError
 from charseq.errors import CharseqError, UsageError
 from charseq.hooks.registry import get_registry, parse_spec
+
+
+_SEPARATOR_WIDTH = 20
 
 
 @click.command()
@@ -40,8 +44,8 @@ from charseq.hooks.registry import get_registry, parse_spec
 @click.option("--seed", type=click.IntRange(min=0), help="Makes sampling reproducible.")
 @click.option("--skip-unknown", is_flag=True, help="Leave out prime characters the model does not know.")
 @click.option("--num-samples", type=int, default=1, show_default=True,
-              help="Samples, in one batch, each printed on its own line (--json keeps apart samples that hold "
-                   "newlines).")
+              help="Samples, in one batch, printed apart: between two, a line of a character the model cannot "
+                   "write (--json: one JSON object per sample).")
 @click.option("--new-only", is_flag=True, help="A model of items: leave out items that are in its training file.")
 @json_option
 @threads_option
@@ -49,9 +53,10 @@ def generate(checkpoint_path, prime, length, stop, sampler_spec, temperature, re
              repetition_window, seed, skip_unknown, num_samples, new_only, as_json, threads):
     """Continue a prime with a trained model; prints the prime and what follows.
 
-    One sample is printed as it is generated; several are printed one after another, each
-    on its own line, so a sample that holds a newline runs into the next: --json prints one
-    JSON object per sample per line, {"prime": ..., "text": ...} (text: what was generated).
+    One sample is printed as it is generated; several once they are made, with a line of a
+    character the model cannot write between two (a line no sample can hold, as nanoGPT's
+    sample.py separates its samples). --json prints one JSON object per sample per line,
+    {"prime": ..., "text": ...} (text: what was generated).
 
     A model trained on items (--corpus lines:PATH) prints whole new items, one per line,
     each from a fresh start to where the model ends it (--length caps it); a --prime starts
@@ -80,15 +85,22 @@ def generate(checkpoint_path, prime, length, stop, sampler_spec, temperature, re
     if sys.stdout is None:
         raise UsageError("standard output is closed; there is nowhere to print the text")
     try:
-        _print_samples(pieces, prime, num_samples, as_json, threads)
+        _print_samples(pieces, prime, num_samples, as_json, threads, _separator(saved.vocab))
     except SamplerError as exc:
         raise _misbehaved(asked, exc) from None
 
 
-def _print_samples(pieces: Iterator[list[str]], prime: str, num_samples: int, as_json: bool, threads: int) -> None:
-    """One sample as it is made; several (or --json) once made, one per line. A closed pipe
-    ends quietly; Ctrl-C mid-sample ends its line first, so that the message and the prompt
-    get their own."""
+def _separator(vocab: Vocabulary) -> str:
+    """The line between two samples: a character the model cannot write, so that no sample
+    holds the line (box drawing first, for a terminal)."""
+    return vocab.unused("─═━=~#*-" + "".join(map(chr, range(0x2500, 0x2580)))) * _SEPARATOR_WIDTH
+
+
+def _print_samples(pieces: Iterator[list[str]], prime: str, num_samples: int, as_json: bool, threads: int,
+                   separator: str) -> None:
+    """One sample as it is made; several once made, apart (--json: one object per line). A
+    closed pipe ends quietly; Ctrl-C mid-sample ends its line first, so that the message and
+    the prompt get their own."""
     line_open = False  # a sample's line is on stdout, not yet ended
     try:
         with blas.limited(threads):
@@ -97,11 +109,11 @@ def _print_samples(pieces: Iterator[list[str]], prime: str, num_samples: int, as
                 for step in pieces:
                     for text, piece in zip(texts, step):
                         text.append(piece)
-                for text in texts:
+                for number, text in enumerate(texts):
                     if as_json:
                         say(json_line({"prime": prime, "text": "".join(text)}), essential=True)
                     else:
-                        click.echo(prime + "".join(text))
+                        click.echo((f"{separator}\n" if number else "") + prime + "".join(text))
                 return
             out = sys.stdout
             first = next(pieces)  # fails early on bad arguments, before anything is printed

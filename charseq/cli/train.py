@@ -56,10 +56,13 @@ from charseq.models.build import model_spec
                    "sample; a model of items prints ten items).  [default: 200; random windows: 20]")
 @click.option("--progress/--no-progress", default=None,
               help="Draw the progress bar on stderr.  [default: when stderr is a terminal]")
+@click.option("--all-epochs", is_flag=True,
+              help="Print every epoch's line (by default at most about one a second, always the first and the "
+                   "last; --metrics logs every evaluation).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar or epoch lines.")
 @threads_option
 def train(corpus_spec, encoding, exact_text, model_spec, resume_path, out, force, metrics_path, patience, min_delta, restore_best,
-          checkpoint_every, callback_specs, dropped, sample_length, progress, quiet, threads, **settings):
+          checkpoint_every, callback_specs, dropped, sample_length, progress, all_epochs, quiet, threads, **settings):
     """Train a model on a corpus and save a checkpoint.
 
     Settings left out come from the corpus's suggestions (see the README), then from the
@@ -84,7 +87,7 @@ def train(corpus_spec, encoding, exact_text, model_spec, resume_path, out, force
     callbacks = shortcut_callbacks(metrics_path, patience, min_delta, restore_best, checkpoint_every)
     callbacks += list(callback_specs)
     read_as = corpus_options(encoding, exact_text)
-    extra = [] if quiet else [_progress_bar(progress)]
+    extra = [] if quiet else [_progress_bar(progress, all_epochs)]
     if resume_path is not None:
         run = Run.resume(resume_path, out=out, corpus=corpus_spec, corpus_options=read_as, model=model_spec,
                          callbacks=callbacks, drop_callbacks=dropped, force=force, extra_callbacks=extra, **settings)
@@ -111,12 +114,12 @@ def train(corpus_spec, encoding, exact_text, model_spec, resume_path, out, force
         _print_sample(run.sample(sample_length))
 
 
-def _progress_bar(draw):
-    from charseq.cli.progress import ProgressBar
+def _progress_bar(draw, all_epochs: bool):
+    from charseq.cli.progress import EPOCH_LINE_SECONDS, ProgressBar
 
     if sys.stderr is None:  # closed (2>&-): nowhere to draw
         draw = False
-    return ProgressBar(draw=draw, write=say)
+    return ProgressBar(draw=draw, write=say, epoch_line_seconds=0 if all_epochs else EPOCH_LINE_SECONDS)
 
 
 def _describe_run(run) -> None:

@@ -97,6 +97,11 @@ class Vocabulary:
         """The distinct characters of `chars` that are not symbols here, sorted."""
         return sorted(set(chars) - set(self.symbols))
 
+    def unused(self, candidates: Iterable[str]) -> str:
+        """The first of `candidates` that is not a symbol here ("" when it holds them all):
+        a mark that cannot be taken for a character of the text."""
+        return next((c for c in candidates if c not in self.symbols), "")
+
     def __contains__(self, symbol: object) -> bool:
         return symbol in self.symbols
 

@@ -54,4 +54,4 @@ def closing_sample(model: Model, corpus: Corpus, length: int, seed: int | None, 
     if cut >= SAMPLE_PRIME // 2:
         prime = prime[: cut + 1]
     text = generate(model, vocab, prime, rng=rng, decoding=decoding)[0]
-    return ClosingSample(prime, [text], next((m for m in _MARKS if m not in vocab), ""), items=False)
+    return ClosingSample(prime, [text], vocab.unused(_MARKS), items=False)

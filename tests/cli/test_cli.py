@@ -34,7 +34,7 @@ def test_every_six_symbol_prime_continues_for_20_across_the_wrap(symbols, fixtur
 
 def test_train_prints_progress_checkpoint_and_sample(tmp_path):
     out = tmp_path / "a.npz"
-    result = run_cli("train", "--corpus", "alphabet", "--epochs", 3, "--out", out, "--progress")
+    result = run_cli("train", "--corpus", "alphabet", "--epochs", 3, "--out", out, "--progress", "--all-epochs")
     lines = result.stdout.splitlines()
     assert re.match(r"training on alphabet: 26 characters, 26 symbols, rnn H=64 T=6 B=20 sgd lr=8 clip=5 warmup=300 "
                     r"epochs=3", lines[0])
@@ -129,7 +129,8 @@ def test_temperature_sampling_with_a_seed_is_reproducible(alphabet_checkpoint):
 def test_num_samples(alphabet_checkpoint):
     result = run_cli("generate", alphabet_checkpoint, "--prime", "KL", "--length", 5, "--sampler", "argmax",
                      "--num-samples", 3)
-    assert result.output == "KLMNOPQ\n" * 3
+    line = "─" * 20  # between two samples, a line of a character the model cannot write
+    assert result.output == f"KLMNOPQ\n{line}\nKLMNOPQ\n{line}\nKLMNOPQ\n"
 
 
 @pytest.mark.parametrize("command", ["plugins", "corpora", "samplers", "callbacks", "models"])
@@ -215,7 +216,7 @@ def test_stop_and_max_length(alphabet_checkpoint):
     assert bounded.output == "ABCDEFGH\n"
     several = run_cli("generate", alphabet_checkpoint, "--prime", "X", "--sampler", "argmax", "--stop", "C",
                       "--num-samples", 2)
-    assert several.output == "XYZAB\nXYZAB\n"
+    assert several.output == f"XYZAB\n{'─' * 20}\nXYZAB\n"
 
 
 def test_new_samplers_from_the_command_line(alphabet_checkpoint):

@@ -22,3 +22,44 @@ def test_resuming_a_finished_run_says_it_is_complete_first(tmp_path, monkeypatch
     first = again.stdout.splitlines()[0]
     assert first.startswith("the run is complete (2 of 2 epochs)") and "--epochs" in first
     assert "resuming from" not in again.stdout
+
+
+def _epoch_lines(stdout: str) -> list[str]:
+    return [line for line in stdout.splitlines() if line.startswith("epoch ")]
+
+
+def test_epoch_lines_come_at_a_readable_rate_with_the_first_and_the_last(tmp_path, monkeypatch):
+    import time
+
+    monkeypatch.chdir(tmp_path)
+    began = time.monotonic()
+    result = run_cli("train", "--corpus", "alphabet", "--sample-length", 0)  # 180 epochs of 15 tiny steps
+    seconds = time.monotonic() - began
+    lines = _epoch_lines(result.stdout)
+    assert lines[0].startswith("epoch   1/180") and lines[-1].startswith("epoch 180/180")
+    assert len(lines) <= seconds + 2, lines  # about one a second, besides the first and the last
+    every = _epoch_lines(run_cli("train", "--corpus", "alphabet", "--out", "all.npz", "--all-epochs").stdout)
+    assert [int(line.split()[1].split("/")[0]) for line in every] == list(range(1, 181))
+
+
+def test_a_run_that_stops_early_prints_its_last_epoch(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    # no epoch improves the loss by 10 nats: early stopping ends the run after epoch 2, within a second
+    result = run_cli("train", "--corpus", "alphabet", "--patience", 1, "--min-delta", 10, "--sample-length", 0)
+    lines = _epoch_lines(result.stdout)
+    assert lines[0].startswith("epoch   1/180") and lines[-1].startswith("epoch   2/180"), result.stdout
+    assert "stopped early at epoch 2" in result.stdout
+
+
+def test_samples_of_text_are_printed_apart_by_a_line_no_sample_can_hold(tmp_path, monkeypatch):
+    import json
+
+    monkeypatch.chdir(tmp_path)
+    # a text that holds the box-drawing line's character and blank lines: the separator must differ
+    (tmp_path / "boxes.txt").write_text("ab ─\n\ncd ═\n" * 2000)
+    run_cli("train", "--corpus", "text:boxes.txt", "--epochs", 1, "--hidden-size", 16, "-q", "--sample-length", 0)
+    made = run_cli("generate", "boxes.npz", "--prime", "ab", "--num-samples", 3, "--length", 40, "--seed", 3).stdout
+    texts = [json.loads(line)["text"] for line in run_cli(
+        "generate", "boxes.npz", "--prime", "ab", "--num-samples", 3, "--length", 40, "--seed", 3, "--json").stdout
+        .splitlines()]
+    assert made == "\n━━━━━━━━━━━━━━━━━━━━\n".join("ab" + text for text in texts) + "\n"
