@@ -38,15 +38,30 @@ def read_resumable(path: Path, corpus_given: bool) -> tuple[checkpoints.Checkpoi
     if not saved.resumable:
         raise UsageError(f"{str(path)!r} holds no run to resume (it was saved without one); it works with "
                          "generate and eval")
+    spec = recorded_run(saved)
+    assert spec is not None
+    check_corpus_may_be_read(path, saved, spec, corpus_given)
+    return saved, spec
+
+
+def recorded_run(saved: checkpoints.Checkpoint) -> RunSpec | None:
+    """The run a checkpoint records, with the corpus options an earlier release read its
+    corpus with; None for a checkpoint of format 1 or 2, or one saved without its run."""
+    if saved.format_version < 3 or not saved.run:
+        return None
     spec = RunSpec.from_dict(saved.run)
-    spec = replace(spec, corpus_options=recorded_options(spec))
+    return replace(spec, corpus_options=recorded_options(spec))
+
+
+def check_corpus_may_be_read(path: Path, saved: checkpoints.Checkpoint, spec: RunSpec, corpus_given: bool) -> None:
+    """Refuse to read the corpus a checkpoint names when the checkpoint was not written
+    here and the corpus was not given anew: a corpus is never read on a file's word."""
     if not saved.trusted and not corpus_given:
         problem = trust.problem()
         why = f" ({problem})" if problem else ""
         raise UsageError(f"{str(path)!r} was not written by charseq here (or was edited){why}, so charseq does not "
                          f"read the corpus it names ({spec.corpus_source or spec.corpus!r}); give it with "
                          f"{setting('corpus')}")
-    return saved, spec
 
 
 def check_same_model(model: str, spec: RunSpec) -> None:

@@ -63,3 +63,76 @@ def test_samples_of_text_are_printed_apart_by_a_line_no_sample_can_hold(tmp_path
         "generate", "boxes.npz", "--prime", "ab", "--num-samples", 3, "--length", 40, "--seed", 3, "--json").stdout
         .splitlines()]
     assert made == "\n━━━━━━━━━━━━━━━━━━━━\n".join("ab" + text for text in texts) + "\n"
+
+
+def _json(result) -> dict:
+    import json
+
+    return json.loads(result.stdout)
+
+
+def test_eval_without_a_corpus_scores_the_held_out_part_and_reproduces_the_validation_loss(tmp_path, monkeypatch):
+    import pytest
+
+    import charseq
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "play.txt").write_text("To be, or not to be, that is the question.\n" * 300)
+    run_cli("train", "--corpus", "text:play.txt", "--hidden-size", 32, "--seq-len", 16, "--batch-size", 8,
+            "--epochs", 2, "-q", "--sample-length", 0)
+    recorded = charseq.load("play.npz").progress["val_loss"]
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)  # the run's corpus is found from any directory
+    line = run_cli("eval", "../play.npz").stdout
+    assert line.startswith("play: 645 characters the run held out, loss ")
+    scored = _json(run_cli("eval", "../play.npz", "--json"))
+    assert scored["held_out"] is True and scored["characters"] == 645
+    assert scored["loss"] == pytest.approx(recorded, rel=1e-5)
+    whole = run_cli("eval", "../play.npz", "--corpus", "text:../play.txt")
+    assert whole.stdout.startswith("play: 12,900 characters, loss ")
+    assert "note: this is the run's own text, its training part included; --held-out scores only the 645 " \
+           "characters the run held out" in whole.stderr
+    again = _json(run_cli("eval", "../play.npz", "--corpus", "text:../play.txt", "--held-out", "--json"))
+    assert again["loss"] == pytest.approx(recorded, rel=1e-5)
+    (elsewhere / "other.txt").write_text("To be, or not to be, that is the question.\n" * 299)
+    refused = run_cli("eval", "../play.npz", "--corpus", "text:other.txt", "--held-out", ok=False)
+    assert refused.exit_code == 2 and refused.stderr.count("\n") == 1
+    assert "is not the text the run trained on" in refused.stderr
+
+
+def test_eval_of_a_model_of_items_says_which_items_it_scored(tmp_path, monkeypatch):
+    import pytest
+
+    import charseq
+
+    monkeypatch.chdir(tmp_path)
+    names = ["emma", "olivia", "ava", "isabella", "sophia", "mia", "amelia", "harper", "evelyn", "abigail"]
+    (tmp_path / "names.txt").write_text("\n".join(f"{n}{i}" for i in range(40) for n in names) + "\n")
+    run_cli("train", "--corpus", "lines:names.txt", "--hidden-size", 16, "--epochs", 2, "-q", "--sample-length", 0)
+    recorded = charseq.load("names.npz").progress["val_loss"]
+    held = run_cli("eval", "names.npz")
+    assert held.stdout.startswith("names: 40 items (") and "the run held out, loss" in held.stdout
+    assert _json(run_cli("eval", "names.npz", "--json"))["loss"] == pytest.approx(recorded, rel=1e-5)
+    whole = run_cli("eval", "names.npz", "--corpus", "lines:names.txt")
+    assert whole.stdout.startswith("names: 400 items (") and "--held-out scores only the 40 items" in whole.stderr
+    assert _json(run_cli("eval", "names.npz", "--corpus", "lines:names.txt", "--held-out", "--json"))["loss"] == \
+        pytest.approx(recorded, rel=1e-5)
+
+
+def test_eval_of_a_run_that_held_nothing_out_says_it_scored_its_training_text(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    run_cli("train", "--corpus", "alphabet", "--epochs", 2, "-q", "--sample-length", 0)
+    result = run_cli("eval", "alphabet.npz")
+    assert result.stdout.startswith("alphabet: 26 characters, loss ")
+    assert "note: the run held nothing out, so this is the text it trained on" in result.stderr
+
+
+def test_eval_without_a_corpus_of_a_checkpoint_that_records_no_run_asks_for_one():
+    from pathlib import Path
+
+    old = Path(__file__).resolve().parents[1] / "fixtures" / "alphabet-0.1.0.npz"
+    refused = run_cli("eval", old, ok=False)
+    assert refused.exit_code == 2 and refused.stderr.count("\n") == 1
+    assert "did not record its run" in refused.stderr and "give the text to score with --corpus" in refused.stderr
+    assert run_cli("eval", old, "--corpus", "alphabet").stdout.startswith("alphabet: 26 characters, loss ")
