@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 import os
 import tempfile
+import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -25,11 +26,12 @@ import numpy as np
 
 from charseq.checkpoints import format as checkpoints
 from charseq.training import outputs
+from charseq.training.advice import worse_than_guessing
 from charseq.training.callbacks import CallbackError, CallbackList
 from charseq.runs.settings import DEFAULT_MODEL, TrainConfig
 from charseq.data.corpus import Corpus
 from charseq.decoding.closing import ClosingSample, closing_sample, default_length
-from charseq.errors import CharseqError, Placeholder, SaveError, UsageError, counted, label, resuming, setting
+from charseq.errors import CharseqError, CharseqWarning, Placeholder, SaveError, UsageError, counted, label, resuming, setting
 from charseq.files import shown
 from charseq.training.interrupt import Aborted, exit_code, stop_on_signals
 from charseq.data.corpora import get_corpus
@@ -256,7 +258,11 @@ class Run:
             raise RunFailed(f"{lost}; saved {shown(saved)} at step {trainer.step:,} without that callback's state; "
                             f"continue with: {self._continuation(saved, [ref.name] if ref else [])}", lost.exit_code,
                             saved)
-        return self._result(interrupted, saved, note)
+        result = self._result(interrupted, saved, note)
+        advice = worse_than_guessing(result.metrics, len(self.corpus.vocab), self.config)
+        if advice is not None and result.status != "interrupted":
+            warnings.warn(CharseqWarning(advice), stacklevel=2)
+        return result
 
     @overload
     def _save(self, path: Path, checkpoint: checkpoints.Checkpoint | None = None,

@@ -1,0 +1,31 @@
+"""Advice a finished run earns: a run that ends worse than a uniform guess over its symbols
+has learnt nothing, or diverged (a step size far too large), and says what to try."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from charseq.errors import setting
+from charseq.runs.settings import TrainConfig
+
+
+def worse_than_guessing(metrics: dict[str, Any], symbols: int, config: TrainConfig) -> str | None:
+    """A warning when the run's loss (the training loss, else the held-out one) is above
+    ln(symbols), what a uniform guess scores; None otherwise."""
+    guess = math.log(symbols) if symbols > 1 else 0.0
+    worst = max((metrics[name] for name in ("loss", "val_loss")
+                 if isinstance(metrics.get(name), (int, float)) and not math.isnan(metrics[name])), default=None)
+    if worst is None or worst <= guess:
+        return None
+    tries = [f"a smaller learning rate ({setting('lr')}, now {config.lr:g})"]
+    if not (config.clip_norm or config.clip):
+        tries.append(f"clipping the gradient's norm ({setting('clip_norm', 1)})")
+    if config.optimizer == "sgd":
+        tries.append(f"the Adam optimizer ({setting('optimizer', 'adam')})")
+    return (f"the run ended worse than a uniform guess: loss {worst:.4g} nats/char, where guessing among its "
+            f"{symbols} symbols scores ln {symbols} = {guess:.2f}; if it diverged, try {_either(tries)}")
+
+
+def _either(tries: list[str]) -> str:
+    return tries[0] if len(tries) == 1 else ", ".join(tries[:-1]) + " or " + tries[-1]
