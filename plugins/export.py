@@ -18,7 +18,7 @@ def register_commands(cli):
     @cli.command()
     @click.argument("checkpoint_path", metavar="CHECKPOINT", type=click.Path(path_type=Path))
     @click.option("--format", "format_", type=click.Choice(["onnx"]), default="onnx", show_default=True,
-                  help="The file format: an ONNX graph (needs the export extra, pip install 'charseq[export]').")
+                  help="The file format: an ONNX graph (needs the export extra: onnx).")
     @click.option("-o", "--out", type=click.Path(),
                   help="The file to write.  [default: CHECKPOINT's name with .onnx, beside it]")
     @click.option("--force", is_flag=True, help="Replace a file at --out (never the checkpoint, nor other charseq "

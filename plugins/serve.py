@@ -16,10 +16,10 @@ from pathlib import Path
 import charseq
 from charseq import hookimpl
 from charseq.errors import CharseqError, UsageError
+from charseq.installation import install_command
 
 API_KEY_VARIABLE = "CHARSEQ_API_KEY"
 API_KEY = re.compile(r"[A-Za-z0-9._~+/-]+=*")  # RFC 6750's b64token: what a bearer header carries
-INSTALL_HINT = "charseq serve needs the serve extra: pip install 'charseq[serve]'"
 
 
 # Long as a declaration is: one decorator per option, beside the command they configure; the
@@ -85,7 +85,7 @@ def register_commands(cli):
             from charseq.serving.api import Limits, served_model
             from charseq.serving.engine import Engine
         except ImportError as exc:
-            raise CharseqError(f"{INSTALL_HINT} ({exc})") from None
+            raise CharseqError(f"charseq serve needs the serve extra: {install_command('serve')} ({exc})") from None
         from charseq.hooks.registry import get_registry
 
         if api_key is not None and not api_key.strip():

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from charseq import hookimpl
 from charseq.errors import CharseqError, UsageError
+from charseq.installation import install_command
 
 
 # Long as a declaration is: one decorator per option, beside the command they configure; the
@@ -195,7 +196,7 @@ def _plot(rows, path, existed: bool) -> None:
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        raise UsageError("--plot needs matplotlib: pip install 'charseq[plot]'") from None
+        raise UsageError(f"--plot needs matplotlib: {install_command('plot')}") from None
     done = [row for row in rows if row.value is not None]
     figure, axes = plt.subplots(figsize=(7, 4))
     axes.scatter([row.number for row in done], [row.value for row in done], s=18, label="trial")

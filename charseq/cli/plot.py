@@ -14,6 +14,7 @@ import click
 
 from charseq.cli.output import say
 from charseq.errors import CharseqError, UsageError, counted
+from charseq.installation import install_command
 
 
 _LONGEST_LINE = 1 << 20  # a metrics line is a few hundred bytes
@@ -88,7 +89,7 @@ def plot_metrics(path: Path, out: str | os.PathLike, force: bool = False) -> Non
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        raise CharseqError('plotting needs matplotlib: pip install "charseq[plot]"') from None
+        raise CharseqError(f"plotting needs matplotlib: {install_command('plot')}") from None
     figure, axes = plt.subplots(figsize=(8, 4.5), dpi=120)
     steps = [_plottable(r["step"]) for r in records]
     axes.plot(steps, [_plottable(r["loss"]) for r in records], label="train", color="tab:blue")

@@ -30,6 +30,7 @@ import numpy as np
 
 from charseq.errors import CharseqError, UsageError, label, setting
 from charseq.files import atomic_write
+from charseq.installation import install_command
 from charseq.training.outputs import check_new_file
 from charseq.version import __version__
 from charseq.checkpoints.format import load
@@ -47,7 +48,6 @@ if TYPE_CHECKING:
 # is the one that goes with opset 17: onnx's newest would be refused by older runtimes.
 OPSET = 17
 IR_VERSION = 8
-INSTALL_HINT = "pip install 'charseq[export]'"
 KEY = "charseq."  # the prefix of the metadata keys
 INTERFACE = ("inputs: ids int64 (batch, seq), symbol ids; state float32 {state}, zeros for a fresh start. "
              "outputs: logits float32 (batch, seq, {V}), the next symbol's logits after each input; state_out "
@@ -59,7 +59,7 @@ def require_onnx() -> Any:
     try:
         import onnx
     except ImportError:
-        raise CharseqError(f"exporting to ONNX needs the onnx package: {INSTALL_HINT}") from None
+        raise CharseqError(f"exporting to ONNX needs the onnx package: {install_command('export')}") from None
     return onnx
 
 

@@ -14,9 +14,7 @@ from typing import Any
 from urllib.parse import unquote
 
 from charseq.errors import CharseqError, UsageError, command
-
-
-INSTALL_HINT = "pip install 'charseq[sweep]'"
+from charseq.installation import install_command
 
 
 DEFAULT_STORAGE = "sqlite:///charseq-sweeps.db"
@@ -47,7 +45,7 @@ def require_optuna() -> Any:
     try:
         import optuna
     except ImportError:
-        raise CharseqError(f"{command('sweep')} needs Optuna: {INSTALL_HINT}") from None
+        raise CharseqError(f"{command('sweep')} needs Optuna: {install_command('sweep')}") from None
     return optuna
 
 

@@ -153,3 +153,50 @@ def test_a_run_that_ends_worse_than_a_uniform_guess_is_warned_and_told_what_to_t
     assert fine.stderr == ""
     with pytest.warns(charseq.CharseqWarning, match=r"worse than a uniform guess.*\(lr=…, now 1e\+06\) or the Adam optimizer \(optimizer=.adam.\)"):
         charseq.Run.start("alphabet", lr=1e6, epochs=2, out="api.npz").fit()
+
+
+class _Metadata:
+    """A distribution's metadata as importlib.metadata gives it: direct_url.json, or none."""
+
+    def __init__(self, direct_url: dict | None):
+        self.direct_url = direct_url
+
+    def read_text(self, name: str):
+        import json
+
+        return json.dumps(self.direct_url) if name == "direct_url.json" and self.direct_url is not None else None
+
+
+def test_install_hints_say_the_command_that_works_for_how_charseq_was_installed(monkeypatch):
+    from charseq import installation
+
+    cases = [
+        ([], "pip install 'charseq[serve]'"),  # from an index (or not installed)
+        ([{"url": "file:///home/ann/src/char%20seq", "dir_info": {"editable": True}}],
+         "pip install -e '/home/ann/src/char seq[serve]'"),
+        ([{"url": "file:///srv/charseq", "dir_info": {}}], "pip install '/srv/charseq[serve]'"),
+        ([{"url": "file:///tmp/dist/charseq-0.6.0-py3-none-any.whl", "archive_info": {}}],
+         "pip install '/tmp/dist/charseq-0.6.0-py3-none-any.whl[serve]'"),
+        ([{"url": "https://github.com/ann/charseq.git", "vcs_info": {"vcs": "git", "commit_id": "abc123"}}],
+         "pip install 'charseq[serve] @ git+https://github.com/ann/charseq.git@abc123'"),
+        # a stale charseq.egg-info in the checkout's folder comes first on the path and says nothing
+        ([None, {"url": "file:///srv/charseq", "dir_info": {"editable": True}}], "pip install -e '/srv/charseq[serve]'"),
+    ]
+    for found, command in cases:
+        monkeypatch.setattr(installation.metadata, "distributions",
+                            lambda name, found=found: [_Metadata(d) for d in found] if name == "charseq" else [])
+        assert installation.install_command("serve") == command, found
+
+
+def test_the_hint_of_this_installation_is_its_own():
+    """Whatever installed the charseq under test (CI: a non-editable install of the checkout),
+    the hint names it, so a newcomer's copy-paste works."""
+    from charseq import installation
+
+    source = installation.installed_from()
+    command = installation.install_command("plot")
+    if source is None or not source["url"].startswith("file:"):
+        assert command == "pip install 'charseq[plot]'"
+    else:
+        assert "charseq[plot]" not in command and command.endswith("[plot]'")
+        assert (source.get("dir_info") or {}).get("editable", False) == command.startswith("pip install -e ")

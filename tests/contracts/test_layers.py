@@ -19,7 +19,7 @@ pytestmark = pytest.mark.skipif(not (ROOT / "plugins").is_dir(), reason="needs t
 # Lowest first; a unit may import from its own layer's units only when it is itself (a
 # sibling is no dependency), and from every layer below. docs/architecture.md draws it.
 LAYERS = [
-    ["charseq.version", "charseq.errors"],
+    ["charseq.version", "charseq.errors", "charseq.installation"],
     ["charseq.files", "charseq.blas", "charseq.schema"],
     ["charseq.trust"],
     ["charseq.hooks"],

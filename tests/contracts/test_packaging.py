@@ -71,6 +71,7 @@ def test_wheel_in_a_fresh_venv_runs_the_alphabet_task(wheel, tmp_path):
     bin_dir = _venv(tmp_path / "venv")
     _run(bin_dir / "python", "-m", "pip", "install", "--quiet", wheel)
     _alphabet_task(bin_dir, tmp_path)
+    assert _install_hint(bin_dir, tmp_path) == f"pip install '{wheel}[serve]'"
 
 
 @needs_source
@@ -79,6 +80,27 @@ def test_editable_install_in_a_fresh_venv_runs_the_alphabet_task(tmp_path):
     bin_dir = _venv(tmp_path / "venv")
     _run(bin_dir / "python", "-m", "pip", "install", "--quiet", "-e", ROOT)
     _alphabet_task(bin_dir, tmp_path)
+    assert _install_hint(bin_dir, tmp_path) == f"pip install -e '{ROOT}[serve]'"
+    # docs/plugins.md: a plugin that depends on "charseq" installs beside a checkout's charseq
+    # with no index at all (charseq is on none yet): the one installed meets the dependency.
+    plugin = tmp_path / "charseq-hello"
+    plugin.mkdir()
+    (plugin / "pyproject.toml").write_text(
+        '[build-system]\nrequires = ["setuptools"]\nbuild-backend = "setuptools.build_meta"\n\n'
+        '[project]\nname = "charseq-hello"\nversion = "0.1.0"\ndependencies = ["charseq"]\n\n'
+        '[project.entry-points.charseq]\nhello = "charseq_hello"\n')
+    (plugin / "charseq_hello.py").write_text("")
+    _run(bin_dir / "python", "-m", "pip", "install", "--quiet", "setuptools>=69", "wheel")  # to build it, below
+    _run(bin_dir / "python", "-m", "pip", "install", "--quiet", "--no-index", "--no-build-isolation", plugin)
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "CHARSEQ_LOAD_PLUGINS")}
+    assert "hello (charseq-hello 0.1.0)" in _run(bin_dir / "charseq", "plugins", cwd=tmp_path, env=env)
+
+
+def _install_hint(bin_dir: Path, work: Path) -> str:
+    """What a "needs the serve extra" message tells this installation to run."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    probe = "from charseq.installation import install_command; print(install_command('serve'))"
+    return _run(bin_dir / "python", "-c", probe, cwd=work, env=env).strip()
 
 
 def test_core_imports_neither_click_nor_tqdm(tmp_path):

@@ -18,6 +18,7 @@ import pytest
 import charseq
 from charseq.checkpoints.format import Checkpoint
 from charseq.export.onnx import build, read_metadata
+from charseq.installation import install_command
 from conftest import install_fake_distribution, run_cli
 
 onnx = pytest.importorskip("onnx")
@@ -262,7 +263,7 @@ def test_a_bad_checkpoint_is_one_line_as_generate_says_it(tmp_path):
 
 def test_without_onnx_it_says_what_to_install(small_checkpoint, monkeypatch):
     monkeypatch.setitem(sys.modules, "onnx", None)  # import onnx now raises ImportError
-    _one_line_error(run_cli("export", small_checkpoint, ok=False), 1, "pip install 'charseq[export]'")
+    _one_line_error(run_cli("export", small_checkpoint, ok=False), 1, install_command("export"))
     assert not small_checkpoint.with_suffix(".onnx").exists()
 
 
