@@ -99,7 +99,7 @@ def train(corpus_spec, encoding, exact_text, model_spec, resume_path, out, force
         run = Run.start(corpus_spec, model=model_spec, out=out, callbacks=callbacks, corpus_options=read_as, force=force,
                         extra_callbacks=extra, **settings)
     if not quiet and not run.complete:  # a complete run says so first, and how to train on
-        _describe_run(run)
+        _describe_run(run, threads)
     try:
         with blas.limited(threads):
             result = run.fit()
@@ -122,7 +122,7 @@ def _progress_bar(draw, all_epochs: bool):
     return ProgressBar(draw=draw, write=say, epoch_line_seconds=0 if all_epochs else EPOCH_LINE_SECONDS)
 
 
-def _describe_run(run) -> None:
+def _describe_run(run, threads: int) -> None:
     config, trainer, corpus = run.config, run.trainer, run.corpus
     held_out = f", {trainer.batches.held_out}" if trainer.batches.held_out is not None else ""
     items = f"{counted(len(corpus.item_starts) - 1, 'item')}, " if corpus.item_starts is not None else ""
@@ -133,7 +133,7 @@ def _describe_run(run) -> None:
     dropout += f" input-lr-scale={config.input_lr_scale:g}" if config.input_lr_scale != 1 else ""
     say(f"training on {corpus.name}: {items}{counted(len(corpus), 'character')}{held_out}, {counted(len(corpus.vocab), 'symbol')}, "
         f"{model_spec(run.spec.model['name'], run.spec.model.get('options', {}))} H={config.hidden_size}{window} B={config.batch_size} {config.optimizer} lr={config.lr:g} "
-        f"{clipping}{dropout} warmup={config.warmup} epochs={config.epochs}")
+        f"{clipping}{dropout} warmup={config.warmup} epochs={config.epochs} threads={threads}")
     if run.resumed_path is not None:
         say(f"resuming from {run.resumed_path} at step {trainer.step:,} (epoch {trainer.epoch + 1}, "
             f"step {trainer.step_in_epoch} of {trainer.steps_per_epoch}); saving to {shown(run.out)}")

@@ -200,3 +200,35 @@ def test_the_hint_of_this_installation_is_its_own():
     else:
         assert "charseq[plot]" not in command and command.endswith("[plot]'")
         assert (source.get("dir_info") or {}).get("editable", False) == command.startswith("pip install -e ")
+
+
+def test_the_run_line_shows_the_threads(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    first = run_cli("train", "--corpus", "alphabet", "--epochs", 1, "--threads", 1, "--sample-length", 0).stdout
+    assert first.splitlines()[0].endswith(" epochs=1 threads=1")
+
+
+def test_a_run_that_waits_for_the_cores_says_so_once_naming_threads(tmp_path, monkeypatch):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import pytest
+
+    if not Path("/proc/thread-self/schedstat").is_file():
+        pytest.skip("Linux's scheduler statistics are not here")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("CHARSEQ_CONTENTION_SECONDS", "0.5")
+    cores = len(os.sched_getaffinity(0))
+    burners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(2 * cores)]
+    try:
+        result = run_cli("train", "--corpus", "alphabet", "--epochs", 400, "--sample-length", 0, "-q")
+    finally:
+        for burner in burners:
+            burner.kill()
+            burner.wait()
+    warning = [line for line in result.stderr.splitlines() if "waited for a free core" in line]
+    assert len(warning) == 1, result.stderr  # once
+    assert warning[0].startswith("charseq: warning: training waited for a free core ")
+    assert f"--threads {max(1, cores // 2)}" in warning[0]

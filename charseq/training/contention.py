@@ -1,0 +1,76 @@
+"""Whether a run waits for the cores. Two jobs that each take every core for BLAS slow each
+other many times over (a newcomer saw 1.39 s a step where the README promised a five-minute
+run). Linux counts how long a thread stood ready to run with no core free (the run-queue
+wait in /proc/thread-self/schedstat); when that is a large part of a run's first seconds,
+the run says so once, naming the threads setting."""
+
+from __future__ import annotations
+
+import os
+import time
+import warnings
+
+from charseq.blas import available_cores, threads_in_use
+from charseq.errors import CharseqWarning, UsageError, setting
+from charseq.hooks import hookimpl
+
+WINDOW_SECONDS = 5.0  # measured over a run's first seconds of steps (CHARSEQ_CONTENTION_SECONDS, for tests)
+WAITING = 0.25  # the part of them spent waiting for a core that earns the warning
+
+
+def _window() -> float:
+    text = os.environ.get("CHARSEQ_CONTENTION_SECONDS")
+    if text is None:
+        return WINDOW_SECONDS
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value > 0:
+        raise UsageError(f"CHARSEQ_CONTENTION_SECONDS must be a number of seconds above 0; got {text!r}")
+    return value
+
+
+def _waited() -> float | None:
+    """Seconds this thread has stood ready to run with no core free; None where not known."""
+    try:
+        with open("/proc/thread-self/schedstat") as stat:
+            return int(stat.read().split()[1]) / 1e9
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+class CoreWait:
+    """A callback every run has: after its first WINDOW_SECONDS of steps, warn once if the
+    training thread spent more than WAITING of them waiting for a core."""
+
+    def __init__(self) -> None:
+        self._window = _window()
+        self._start: tuple[float, float] | None = None
+
+    @hookimpl
+    def on_train_begin(self, trainer):
+        waited = _waited()
+        self._start = None if waited is None else (time.monotonic(), waited)
+
+    @hookimpl
+    def on_step_end(self, trainer, step, loss):
+        if self._start is None:
+            return
+        elapsed = time.monotonic() - self._start[0]
+        if elapsed < self._window:
+            return
+        waited = _waited()
+        if waited is None:
+            self._start = None
+            return
+        share = (waited - self._start[1]) / elapsed
+        self._start = None  # once a run
+        if share > WAITING:
+            cores, threads = available_cores(), threads_in_use()
+            using = f"{threads} BLAS thread{'s' if threads != 1 else ''} on " if threads else ""
+            warnings.warn(CharseqWarning(
+                f"training waited for a free core {share:.0%} of its first {elapsed:.0f} s ({using}{cores} "
+                f"core{'s' if cores != 1 else ''}): another job is using them, and jobs that each take every core "
+                f"slow each other many times over; give each job fewer, e.g. {setting('threads', max(1, cores // 2))}"),
+                stacklevel=2)
