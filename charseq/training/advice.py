@@ -1,5 +1,5 @@
-"""Advice a finished run earns: a run that ends worse than a uniform guess over its symbols
-has learnt nothing, or diverged (a step size far too large), and says what to try."""
+"""Advice a finished run earns: a run that ends far worse than a uniform guess over its
+symbols has diverged (a step size far too large, most often), and says what to try."""
 
 from __future__ import annotations
 
@@ -10,20 +10,23 @@ from charseq.errors import setting
 from charseq.runs.settings import TrainConfig
 
 
+MARGIN = 1.0  # nats above a uniform guess: a fresh or barely trained model scores about ln(V)
+
+
 def worse_than_guessing(metrics: dict[str, Any], symbols: int, config: TrainConfig) -> str | None:
-    """A warning when the run's loss (the training loss, else the held-out one) is above
-    ln(symbols), what a uniform guess scores; None otherwise."""
+    """A warning when the run's training or held-out loss ends more than MARGIN above
+    ln(symbols), what a uniform guess scores (a perplexity e times the guess's); else None."""
     guess = math.log(symbols) if symbols > 1 else 0.0
     worst = max((metrics[name] for name in ("loss", "val_loss")
                  if isinstance(metrics.get(name), (int, float)) and not math.isnan(metrics[name])), default=None)
-    if worst is None or worst <= guess:
+    if worst is None or worst <= guess + MARGIN:
         return None
     tries = [f"a smaller learning rate ({setting('lr')}, now {config.lr:g})"]
     if not (config.clip_norm or config.clip):
         tries.append(f"clipping the gradient's norm ({setting('clip_norm', 1)})")
     if config.optimizer == "sgd":
         tries.append(f"the Adam optimizer ({setting('optimizer', 'adam')})")
-    return (f"the run ended worse than a uniform guess: loss {worst:.4g} nats/char, where guessing among its "
+    return (f"the run ended far worse than a uniform guess: loss {worst:.4g} nats/char, where guessing among its "
             f"{symbols} symbols scores ln {symbols} = {guess:.2f}; if it diverged, try {_either(tries)}")
 
 
