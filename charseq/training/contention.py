@@ -7,12 +7,12 @@ the run says so once, naming the threads setting."""
 from __future__ import annotations
 
 import os
+import sys
 import time
 import warnings
 
 from charseq.blas import available_cores, threads_in_use
 from charseq.errors import CharseqWarning, UsageError, setting
-from charseq.hooks import hookimpl
 
 WINDOW_SECONDS = 5.0  # measured over a run's first seconds of steps (CHARSEQ_CONTENTION_SECONDS, for tests)
 WAITING = 0.25  # the part of them spent waiting for a core that earns the warning
@@ -41,31 +41,33 @@ def _waited() -> float | None:
 
 
 class CoreWait:
-    """A callback every run has: after its first WINDOW_SECONDS of steps, warn once if the
-    training thread spent more than WAITING of them waiting for a core."""
+    """Every run's check, made by the trainer between steps: after the first WINDOW_SECONDS
+    of steps, warn once if the training thread spent more than WAITING of them waiting for a
+    core. Between checks it costs a comparison a step (`due`): the clock is read at steps
+    that double (1, 2, 4, ...) until the window has passed."""
 
     def __init__(self) -> None:
         self._window = _window()
         self._start: tuple[float, float] | None = None
+        self.due = sys.maxsize  # the step at which to look next
 
-    @hookimpl
-    def on_train_begin(self, trainer):
+    def start(self, step: int) -> None:
         waited = _waited()
         self._start = None if waited is None else (time.monotonic(), waited)
+        self._first = step
+        self.due = step + 1 if waited is not None else sys.maxsize
 
-    @hookimpl
-    def on_step_end(self, trainer, step, loss):
-        if self._start is None:
-            return
+    def check(self, step: int) -> None:
+        assert self._start is not None
         elapsed = time.monotonic() - self._start[0]
         if elapsed < self._window:
+            self.due = step + max(1, step - self._first)
             return
+        self.due = sys.maxsize  # once a run
         waited = _waited()
         if waited is None:
-            self._start = None
             return
         share = (waited - self._start[1]) / elapsed
-        self._start = None  # once a run
         if share > WAITING:
             cores, threads = available_cores(), threads_in_use()
             using = f"{threads} BLAS thread{'s' if threads != 1 else ''} on " if threads else ""
@@ -73,4 +75,4 @@ class CoreWait:
                 f"training waited for a free core {share:.0%} of its first {elapsed:.0f} s ({using}{cores} "
                 f"core{'s' if cores != 1 else ''}): another job is using them, and jobs that each take every core "
                 f"slow each other many times over; give each job fewer, e.g. {setting('threads', max(1, cores // 2))}"),
-                stacklevel=2)
+                stacklevel=3)

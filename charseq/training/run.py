@@ -28,7 +28,6 @@ from charseq.checkpoints import format as checkpoints
 from charseq.training import outputs
 from charseq.training.advice import worse_than_guessing
 from charseq.training.callbacks import CallbackError, CallbackList
-from charseq.training.contention import CoreWait
 from charseq.runs.settings import DEFAULT_MODEL, TrainConfig
 from charseq.data.corpus import Corpus
 from charseq.decoding.closing import ClosingSample, closing_sample, default_length
@@ -106,7 +105,6 @@ class Run:
                              f"({model_spec(model_name, model_options)}, H={config.hidden_size}, {len(corpus.vocab)} "
                              "symbols); the checkpoint is damaged")
         resumed = resume_from is not None
-        extra_callbacks = [*extra_callbacks, CoreWait()]  # every run says when it waits for the cores
         callbacks, self._keys, run_outputs = _callbacks_and_outputs(spec, extra_callbacks, resumed, out_given, added,
                                                                     branch)
         self.trainer = Trainer(self.model, corpus, config, callbacks, run=spec.to_dict(), out=Path(spec.out),

@@ -27,6 +27,7 @@ from charseq.checkpoints.format import STATE_NAME, Checkpoint, plain_json
 from charseq.runs.settings import TrainConfig
 from charseq.data.corpus import Corpus
 from charseq.errors import CharseqError, CharseqWarning, UsageError, counted, setting
+from charseq.training.contention import CoreWait
 from charseq.training.evaluation import evaluate, loss_metrics
 from charseq.models.base import Model, flat_slice
 from charseq.training.optimizers import make_optimizer
@@ -134,6 +135,8 @@ class Trainer:
         self._wall_time_before = self.wall_time  # (the time of an earlier fit() of this trainer)
         self._check_threads()
         self._started = self._eval_started = time.perf_counter()
+        waiting = CoreWait()  # says once when the run waits for the cores
+        waiting.start(self.step)
         metrics = self.history[-1] if self.history else {}
         # A run asked to stop mid-epoch still ends that epoch, resumed or not.
         while self.epoch < config.epochs and (not self.stop_training or self.step_in_epoch):
@@ -152,6 +155,8 @@ class Trainer:
                 self._since_eval[1] += 1
                 if report_steps:
                     self._call("on_step_end", step=self.step, loss=loss)
+                if self.step >= waiting.due:
+                    waiting.check(self.step)
                 # (at an epoch's last step, the epoch's own evaluation follows at once)
                 if config.eval_every and self.step % config.eval_every == 0 and \
                         self.step_in_epoch < self.steps_per_epoch:
