@@ -38,17 +38,19 @@ class DecodingError(UsageError):
 class Decoding:
     """Every setting of a generation, checked when it is made.
 
-    sampler: a registered sampler by name with options (``top-k:k=20``), or a sampler
-        object, ``sampler(logits, rng) -> ids``
-    options: the named sampler's options, over those its name gives
-    temperature: for a sampler that takes one and was not given its own in `options` or its
-        name (another ignores it, with a warning); 0 is greedy decoding, whatever the sampler
-    length: characters made after the prime, at most (a model of items: after its prime)
-    num_samples: continuations made together, in one batch
-    stop: texts that end a sample where they appear (not part of it)
-    repetition_penalty: above 1, used symbols become less likely; below 1, likelier
-    repetition_window: count only the last this many characters as used (None: all)
-    skip_unknown: leave out the prime's characters the model does not know
+    Its fields::
+
+        sampler: a registered sampler by name with options (``top-k:k=20``), or a sampler
+            object, ``sampler(logits, rng) -> ids``
+        options: the named sampler's options, over those its name gives
+        temperature: for a sampler that takes one and was not given its own in `options` or its
+            name (another ignores it, with a warning); 0 is greedy decoding, whatever the sampler
+        length: characters made after the prime, at most (a model of items: after its prime)
+        num_samples: continuations made together, in one batch
+        stop: texts that end a sample where they appear (not part of it)
+        repetition_penalty: above 1, used symbols become less likely; below 1, likelier
+        repetition_window: count only the last this many characters as used (None: all)
+        skip_unknown: leave out the prime's characters the model does not know
     """
 
     sampler: str | Sampler = "temperature"

@@ -1,19 +1,13 @@
-"""The README's Python examples run as written."""
+"""The Python examples of the README and the documentation's pages run as written."""
 
 import re
-from pathlib import Path
 
 import pytest
 
 from conftest import install_fake_distribution, run_cli
+from pages import INDEX, README, blocks, example_pages, python_block as _python_block
 
-README = Path(__file__).resolve().parents[2] / "README.md"
-pytestmark = pytest.mark.skipif(not README.is_file(), reason="needs the source checkout")
-
-
-def _python_block(containing: str) -> str:
-    (block,) = [b for b in re.findall(r"```python\n(.*?)```", README.read_text(), re.S) if containing in b]
-    return block
+pytestmark = pytest.mark.skipif(not (README.is_file() and INDEX.is_file()), reason="needs the source checkout")
 
 
 def test_api_example_generates_the_alphabet(tmp_path, monkeypatch, capsys):
@@ -41,10 +35,10 @@ def test_api_example_runs_twice_in_a_row(tmp_path, monkeypatch, capsys):
 
 
 def test_api_examples_use_only_public_names():
-    """No README example imports charseq's modules: the API is what `import charseq` gives."""
+    """No example imports charseq's modules: the API is what `import charseq` gives."""
     import charseq
 
-    for block in re.findall(r"```python\n(.*?)```", README.read_text(), re.S):
+    for block in blocks("python"):
         if "register_corpora" in block or "import charseq" not in block:
             continue  # the plugin example, which imports what plugins use; clients of serve and export
         assert "from charseq" not in block and "import charseq." not in block, block
@@ -64,7 +58,8 @@ def test_notebook_generation_example(tmp_path, monkeypatch, capsys):
 
 def test_plugin_example_installs_and_works_through_the_cli(plugin_site, tmp_path, monkeypatch):
     source = _python_block("register_corpora")
-    entry_point = re.search(r"\[project\.entry-points\.charseq\]\n(.*?)\n", README.read_text()).group(1)
+    pages = "".join(page.read_text() for page in example_pages())
+    entry_point = re.search(r"\[project\.entry-points\.charseq\]\n(.*?)\n", pages).group(1)
     # pyproject.toml quotes the value; the installed entry_points.txt does not.
     install_fake_distribution(plugin_site, "charseq-vowels", source, f"[charseq]\n{entry_point.replace(chr(34), '')}\n")
     monkeypatch.chdir(tmp_path)

@@ -1,6 +1,8 @@
-"""Every `charseq` command in the README's shell examples runs as written, in order, in a
-fresh directory, with the installed `charseq` (the texts the README fetches with curl are
-stood in for by small ones, so that the whole README trains in about a minute)."""
+"""Every `charseq` command in the shell examples of the README and of the documentation's
+pages runs as written, with the installed `charseq`: the README's in order in a fresh
+directory, and the site's page by page in the order of its contents in another, as a reader
+who follows the tutorial and then the guides would run them (the texts the pages fetch with
+curl are stood in for by small ones, so that everything trains in about a minute)."""
 
 import os
 import re
@@ -12,8 +14,9 @@ from pathlib import Path
 
 import pytest
 
-README = Path(__file__).resolve().parents[2] / "README.md"
-pytestmark = [pytest.mark.skipif(not README.is_file(), reason="needs the source checkout"),
+from pages import INDEX, README, example_pages
+
+pytestmark = [pytest.mark.skipif(not (README.is_file() and INDEX.is_file()), reason="needs the source checkout"),
               pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")]
 
 WORDS = ("the quick brown fox jumps over the lazy dog while a king and his queen walk slowly through "
@@ -33,10 +36,17 @@ def _names() -> str:
     return "".join("".join(syllables[(i * 7 + k * 3) % 10] for k in range(1 + i % 3)) + "\n" for i in range(600))
 
 
-def readme_commands() -> list[str]:
-    """The README's shell commands that run charseq, in order (a console block's `$ ` lines)."""
+# Each runs in a fresh directory of its own: the README alone, and the site's pages together.
+DOCUMENTS = {"README": [README], "site": example_pages()[1:]} if INDEX.is_file() else {}
+
+
+def readme_commands(pages: list[Path] | None = None) -> list[str]:
+    """The pages' shell commands that run charseq, in order (a console block's `$ ` lines);
+    every page's without `pages`."""
     commands = []
-    for language, block in re.findall(r"```(sh|console)\n(.*?)```", README.read_text(), re.S):
+    found = [block for page in (example_pages() if pages is None else pages)
+             for block in re.findall(r"```(sh|console)\n(.*?)```", page.read_text(), re.S)]
+    for language, block in found:
         for line in block.splitlines():
             if language == "console":
                 if not line.startswith("$ "):
@@ -76,7 +86,8 @@ def test_the_readme_has_the_examples_this_test_runs():
     assert any("runs/ckpt-" in c and "--resume" in c for c in commands)
 
 
-def test_every_readme_command_runs_as_written_in_a_fresh_directory(tmp_path):
+@pytest.mark.parametrize("document", DOCUMENTS)
+def test_every_readme_command_runs_as_written_in_a_fresh_directory(tmp_path, document):
     (tmp_path / "novel.txt").write_text(_novel())
     (tmp_path / "other.txt").write_text(_novel()[::-1])
     (tmp_path / "names.txt").write_text(_names())
@@ -89,7 +100,7 @@ def test_every_readme_command_runs_as_written_in_a_fresh_directory(tmp_path):
     serving, exporting, sweeping = _installed("starlette", "uvicorn"), _installed("onnx"), _installed("optuna")
     server: subprocess.Popen | None = None
     try:
-        for command in readme_commands():
+        for command in readme_commands(DOCUMENTS[document]):
             if ("charseq plot" in command and not plots or "charseq export" in command and not exporting
                     or "charseq sweep" in command and not sweeping):
                 continue
@@ -111,7 +122,7 @@ def test_every_readme_command_runs_as_written_in_a_fresh_directory(tmp_path):
             server.send_signal(signal.SIGINT)
             _, err = server.communicate(timeout=30)
             assert server.returncode == 0, err
-    assert not serving or server is not None, "the README has no charseq serve command"
+    assert document != "site" or not serving or server is not None, "the pages have no charseq serve command"
 
 
 def _takes_threads(command: str) -> bool:

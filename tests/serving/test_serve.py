@@ -24,6 +24,7 @@ import pytest
 
 from charseq.installation import install_command
 from conftest import run_cli
+import pages
 
 pytest.importorskip("starlette")
 pytest.importorskip("uvicorn")
@@ -352,10 +353,9 @@ def test_with_a_key_it_listens_on_every_address(alphabet_checkpoint):
 
 
 def test_the_readme_client_example_runs(names_checkpoint):
-    readme = Path(__file__).resolve().parents[2] / "README.md"
-    if not readme.is_file():
+    if not pages.INDEX.is_file():
         pytest.skip("needs the source checkout")
-    [block] = [b for b in re.findall(r"```python\n(.*?)```", readme.read_text(), re.S) if "from openai" in b]
+    block = pages.python_block("from openai")
     running = Server(names_checkpoint)
     try:
         code = block.replace("127.0.0.1:8000", running.url.removeprefix("http://"))
