@@ -93,16 +93,21 @@ class TopK(Temperature):
 class TopP(Temperature):
     """Nucleus sampling: among the fewest most likely symbols whose probabilities reach p.
 
-    p: the share of probability, in (0, 1], the kept symbols reach together
+    p: the share of probability, in [0, 1], the kept symbols reach together; 0 is greedy
     temperature: applied before the symbols are chosen
     """
 
     def __init__(self, p: float = 0.9, temperature: float = 1.0):
         super().__init__(temperature)
         p = _number("top-p's p", p)
-        if not 0 < p <= 1:
-            raise UsageError(f"top-p needs p in (0, 1], got {p}")
+        if not 0 <= p <= 1:
+            raise UsageError(f"top-p needs p in [0, 1] (0: greedy), got {p}")
         self.p = p
+
+    def __call__(self, logits: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        if self.p == 0:  # the fewest that reach 0: the most likely alone (OpenAI's top_p 0 is greedy too)
+            return logits.argmax(axis=1)
+        return super().__call__(logits, rng)
 
     def filter(self, logits: np.ndarray) -> np.ndarray:
         probs = self._probabilities(logits)  # after the temperature, as common APIs do

@@ -188,10 +188,11 @@ def _prompts(prompt: Any, served: ServedModel, limits: Limits, skip_unknown: boo
 def _decoding(body: dict[str, Any], extra: dict[str, Any], registry: Registry, n: int, max_tokens: int,
               stops: tuple[str, ...]) -> Decoding:
     """The request's Decoding, checked by its rules: the sampler is charseq.sampler, or
-    chosen by OpenAI's temperature and top_p (0 is greedy, whatever the sampler)."""
+    chosen by OpenAI's temperature and top_p (a temperature of 0 is greedy, whatever the
+    sampler; so is a top_p of 0, the top-p sampler's p of 0)."""
     top_p = _number(body, "top_p", 1.0, "top_p")
-    if not 0 < top_p <= 1:
-        raise BadRequest(f"top_p must be above 0 and at most 1, got {top_p:g}", "top_p")
+    if not 0 <= top_p <= 1:
+        raise BadRequest(f"top_p must be from 0 (greedy) to 1, got {top_p:g}", "top_p")
     spec, options = extra.get("sampler"), extra.get("options")
     if spec is None and options is not None:
         raise BadRequest("charseq.options are a sampler's options: name the sampler in charseq.sampler",

@@ -36,6 +36,15 @@ def test_top_p_keeps_the_smallest_set_reaching_p(p, expected):
     assert _kept(TopP(p=p)) == expected
 
 
+def test_top_p_of_0_keeps_the_most_likely_alone_greedy_whatever_the_temperature():
+    """OpenAI's top_p of 0 is greedy: the fewest symbols that reach 0 are the most likely one."""
+    logits = np.random.default_rng(1).normal(size=(200, 30)).astype(np.float32) * 3
+    for temperature in (1.0, 5.0):
+        assert np.array_equal(TopP(p=0, temperature=temperature)(logits, np.random.default_rng(0)),
+                              logits.argmax(axis=1))
+    assert _kept(TopP(p=0)) == {1}
+
+
 def test_top_p_applies_the_temperature_first():
     # At T=10 the probabilities flatten to about [0.22, 0.28, 0.24, 0.26]: three are
     # needed to reach 0.75, where at T=1 two were.
@@ -79,7 +88,7 @@ def test_seeded_draws_are_reproducible(make):
 
 @pytest.mark.parametrize("make,message", [
     (lambda: TopK(k=0), "positive integer"), (lambda: TopK(k=2.5), "positive integer"),
-    (lambda: TopP(p=0), r"\(0, 1\]"), (lambda: TopP(p=1.5), r"\(0, 1\]"),
+    (lambda: TopP(p=-0.1), r"\[0, 1\]"), (lambda: TopP(p=1.5), r"\[0, 1\]"),
     (lambda: MinP(p=-0.1), r"\[0, 1\]"), (lambda: TopK(k=3, temperature=-1), "temperature"),
 ])
 def test_bad_parameters_are_usage_errors(make, message):

@@ -256,7 +256,7 @@ def test_a_stop_scanner_cuts_at_the_first_stop(stops, chars, out, done):
     ({"prompt": ["a", "b", "c"], "n": 2}, "n", "6 choices"),
     ({"prompt": "a", "temperature": -1}, "temperature", "between 0 and 1e6"),
     ({"prompt": "a", "temperature": "hot"}, "temperature", "must be a number"),
-    ({"prompt": "a", "top_p": 0}, "top_p", "above 0"),
+    ({"prompt": "a", "top_p": -0.1}, "top_p", "from 0 (greedy) to 1"),
     ({"prompt": "a", "stop": ["a", "b", "c", "d", "e"]}, "stop", "at most 4"),
     ({"prompt": "a", "stop": ""}, "stop", "must not be empty"),
     ({"prompt": "a", "seed": -3}, "seed", "0 or more"),
@@ -286,6 +286,27 @@ def test_a_bad_request_names_its_field(body, param, words):
     assert refused.value.param == param
     assert words in str(refused.value)
     assert refused.value.status == (404 if param == "model" else 400)
+
+
+def test_top_p_of_0_is_greedy_as_a_temperature_of_0_is_in_the_server_the_api_and_the_cli(tmp_path):
+    """OpenAI accepts top_p 0; it is the top-p sampler's p of 0, the most likely symbol alone,
+    whatever the temperature, and the CLI's --sampler top-p:p=0 and the API's agree."""
+    from charseq.checkpoints.format import Checkpoint, save
+    from conftest import run_cli
+
+    model = random_model()
+    expected = greedy(model, "abc d", 40)
+    engine = Engine(model, VOCAB)
+    reqs = [request({"prompt": "abc d", "max_tokens": 40, "top_p": 0, **more})
+            for more in ({}, {"temperature": 1.5}, {"seed": 3, "temperature": 2})]
+    reqs.append(request({"prompt": "abc d", "max_tokens": 40, "charseq": {"sampler": "top-p:p=0"}}))
+    for r in reqs:
+        engine.submit(r.jobs)
+    assert results(engine, *reqs) == [[expected]] * 4
+    assert generate(model, VOCAB, "abc d", 40, "top-p:p=0", rng=1, temperature=3.0) == [expected]
+    path = save(tmp_path / "m.npz", Checkpoint(model, VOCAB))
+    printed = run_cli("generate", path, "--prime", "abc d", "--length", 40, "--sampler", "top-p:p=0", "--temperature", 2)
+    assert printed.stdout == "abc d" + expected + "\n"
 
 
 def test_openai_fields_choose_the_sampler():
