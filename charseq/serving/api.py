@@ -108,9 +108,8 @@ def read_request(body: Any, served: ServedModel, limits: Limits, output_wake: An
             hint = "; charseq.repetition_penalty is charseq's" if name.endswith("_penalty") else ""
             raise BadRequest(f"{name} is not supported by a character model{hint}", name)
     model = body.get("model")
-    if model is not None and model != served.id:
-        raise BadRequest(f"the model {model!r} does not exist; this server has {served.id!r}", "model", 404,
-                         "model_not_found")
+    if model is not None and not isinstance(model, str):  # any name: the server has one model, named in the answer
+        raise BadRequest(f"model must be text, got {_shown(model)}", "model")
     extra = {} if body.get("charseq") is None else body["charseq"]
     if not isinstance(extra, dict):
         raise BadRequest("charseq must be an object, such as {\"sampler\": \"top-k:k=20\"}", "charseq")

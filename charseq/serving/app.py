@@ -83,12 +83,9 @@ def create_app(service: Service) -> Any:
             return refused
         return _json({"object": "list", "data": [_model_entry(service.served)]})
 
-    async def model(request: Request) -> Response:
+    async def model(request: Request) -> Response:  # any name: the one model answers to it, as completions do
         if (refused := _refused(request, service)) is not None:
             return refused
-        if request.path_params["model"] != service.served.id:
-            return _error(BadRequest(f"the model {request.path_params['model']!r} does not exist; this server has "
-                                     f"{service.served.id!r}", "model", 404, "model_not_found"))
         return _json(_model_entry(service.served))
 
     async def completions(request: Request) -> Response:

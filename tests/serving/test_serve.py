@@ -154,7 +154,6 @@ def test_charseq_samplers_travel_in_an_extra_field(server):
     ({"prompt": "A", "n": 9}, "BadRequestError", "n must be between 1 and 8"),
     ({"prompt": "A" * 501}, "BadRequestError", "at most 500"),
     ({"prompt": "A", "logprobs": 2}, "BadRequestError", "logprobs is not supported"),
-    ({"prompt": "A", "model": "gpt-3.5-turbo-instruct"}, "NotFoundError", "does not exist"),
 ])
 def test_bad_requests_get_the_clients_exception_and_a_message_that_says_why(server, options, error, words):
     options = {"model": "alphabet", **options}
@@ -162,6 +161,18 @@ def test_bad_requests_get_the_clients_exception_and_a_message_that_says_why(serv
         server.client().completions.create(**options)
     assert type(failed.value).__name__ == error
     assert words in failed.value.message
+
+
+def test_any_model_name_is_answered_and_the_served_name_reported(server):
+    """Tools with a model name written in them work: a server of one model answers to any."""
+    client = server.client()
+    for name in ("gpt-3.5-turbo-instruct", "alphabet", "text-davinci-003"):
+        completion = client.completions.create(model=name, prompt="HIJ", max_tokens=3, temperature=0)
+        assert (completion.model, completion.choices[0].text) == ("alphabet", "KLM")
+        streamed = list(client.completions.create(model=name, prompt="HIJ", max_tokens=3, temperature=0, stream=True))
+        assert {chunk.model for chunk in streamed} == {"alphabet"}
+    assert [model.id for model in client.models.list().data] == ["alphabet"]
+    assert client.models.retrieve("gpt-4").id == "alphabet"
 
 
 def test_errors_over_plain_http_are_json_with_the_right_status(server):
