@@ -69,9 +69,10 @@ def register_commands(cli):
 
         \b
         GET  /                   a page to try the model: prime, sampler, streamed text
-        GET  /v1/models          the model, its vocabulary and samplers
+        GET  /v1/models          the model, its vocabulary and samplers with their options
         POST /v1/completions     prompt, max_tokens (characters), temperature (0: greedy),
-                                 top_p, n, stop, seed, echo, stream (server-sent events);
+                                 top_p (0: greedy), n, stop, seed, echo, logprobs (0-5),
+                                 stream (server-sent events); any model name is answered;
                                  charseq's samplers: "charseq": {"sampler": "top-k:k=20"}
         GET  /healthz            liveness and load
 

@@ -3,10 +3,13 @@ body read into engine jobs, and the responses and stream chunks its clients expe
 
 A token is a character here: ``max_tokens`` counts characters and ``usage`` counts them.
 ``temperature: 0`` is greedy decoding (the argmax sampler), as in OpenAI's API;
-``top_p`` below 1 is the top-p sampler. charseq's own samplers and options travel in an
-extra field, ``"charseq": {"sampler": "top-k:k=20", "repetition_penalty": 1.2}``, which
-the official client sends with ``extra_body``. Anything the model cannot do (log
-probabilities, logit biases, suffixes) is refused by name rather than ignored.
+``top_p`` below 1 is the top-p sampler, whose p of 0 is greedy too. charseq's own samplers
+and options travel in an extra field, ``"charseq": {"sampler": "top-k:k=20",
+"repetition_penalty": 1.2}``, which the official client sends with ``extra_body``.
+``logprobs`` (and with ``echo``, the prompt's) are the model's own log-probabilities, before
+the sampler's temperature or filter, as OpenAI reports them. Anything the model cannot do
+(logit biases, suffixes) is refused by name rather than ignored. A server of one model
+answers to any model name, as llama.cpp's does, and names its own in the response.
 """
 
 from __future__ import annotations
@@ -23,18 +26,18 @@ import numpy as np
 from charseq.decoding.settings import Decoding, DecodingError
 from charseq.errors import UsageError, Words, spoken
 from charseq.hooks.registry import Registry
-from charseq.serving.engine import Job, Output
+from charseq.serving.engine import Job, Output, Scored
 from charseq.data.vocab import Vocabulary, show_characters
 
 DEFAULT_MAX_TOKENS = 256  # OpenAI's default is 16 tokens; a character is much less than a token
 # OpenAI fields that have no meaning here, and the value that asks for nothing of them.
-_UNSUPPORTED = {"logprobs": (0,), "suffix": ("",), "logit_bias": (), "best_of": (1,), "presence_penalty": (0,),
-                "frequency_penalty": (0,)}
+_UNSUPPORTED = {"suffix": ("",), "logit_bias": (), "best_of": (1,), "presence_penalty": (0,), "frequency_penalty": (0,)}
 _IGNORED = ("user",)  # for the caller's own records
-_FIELDS = {"model", "prompt", "max_tokens", "temperature", "top_p", "n", "stop", "seed", "stream", "echo",
+_FIELDS = {"model", "prompt", "max_tokens", "temperature", "top_p", "n", "stop", "seed", "stream", "echo", "logprobs",
            "stream_options", "charseq", *_UNSUPPORTED, *_IGNORED}
 _CHARSEQ_FIELDS = {"sampler", "options", "repetition_penalty", "repetition_window", "skip_unknown"}
 MAX_STOPS = 4  # as OpenAI
+MAX_LOGPROBS = 5  # the likeliest characters reported with each, at most: OpenAI's cap for completions
 STREAM_INTERVAL = 0.05  # seconds: a stream's text is sent in pieces at most this often (20 a second)
 
 
@@ -82,6 +85,7 @@ class CompletionRequest:
     include_usage: bool
     jobs: list[Job]
     output: Output
+    logprobs: int | None = None  # the likeliest characters reported with each; None: no log-probabilities
 
     @property
     def choices(self) -> int:
@@ -89,6 +93,11 @@ class CompletionRequest:
 
     def prompt_of(self, index: int) -> str:
         return self.prompts[index // self.n]
+
+    def first_offset(self, index: int) -> int:
+        """Where a choice's first scored character lies in its prompt followed by its text:
+        the prompt's start with echo (its characters are scored too), else the text's."""
+        return 0 if self.echo else len(self.prompt_of(index))
 
 
 # Field by field, in the order of OpenAI's reference, each check one line: long, not deep.
@@ -130,6 +139,7 @@ def read_request(body: Any, served: ServedModel, limits: Limits, output_wake: An
         raise BadRequest(f"seed must be a whole number of 0 or more, got {_shown(seed)}", "seed")
     stream = bool(_flag(body, "stream", "stream"))
     echo = bool(_flag(body, "echo", "echo"))
+    logprobs = _logprobs(body.get("logprobs"))
     options = {} if body.get("stream_options") is None else body["stream_options"]
     if not isinstance(options, dict) or set(options) - {"include_usage"}:
         raise BadRequest("stream_options must be an object such as {\"include_usage\": true}", "stream_options")
@@ -151,9 +161,21 @@ def read_request(body: Any, served: ServedModel, limits: Limits, output_wake: An
         rng = np.random.default_rng(None if seed is None else (seed if len(prompts) == 1 else [seed, index]))
         jobs.append(Job(served.vocab.encode(prompt).astype(np.intp), decoding,
                         decoding.make_sampler(served.registry, warn=False), rng, output, index * n, deadline, pool,
-                        alone=seed is not None))
+                        alone=seed is not None, logprobs=logprobs,
+                        score_from=None if not echo or logprobs is None else int(served.item_end is not None)))
     return CompletionRequest(f"cmpl-{uuid.uuid4().hex[:24]}", int(time.time()), prompts, n, max_tokens, stream, echo,
-                             include_usage, jobs, output)
+                             include_usage, jobs, output, logprobs)
+
+
+def _logprobs(value: Any) -> int | None:
+    """OpenAI's legacy ``logprobs``: how many of the likeliest characters to report with
+    each character's own log-probability (0: only its own), or None for none."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_LOGPROBS:
+        raise BadRequest(f"logprobs must be a whole number from 0 to {MAX_LOGPROBS} (as OpenAI's), the likeliest "
+                         f"characters to report with each; got {_shown(value)}", "logprobs")
+    return value
 
 
 def _prompts(prompt: Any, served: ServedModel, limits: Limits, skip_unknown: bool) -> list[str]:
@@ -303,11 +325,26 @@ def _cut(text: str, longest: int) -> str:
     return text if len(text) <= longest else f"{text[: longest - 30]}... ({len(text):,} characters)"
 
 
-def completion_body(request: CompletionRequest, texts: list[str], reasons: list[str], model_id: str) -> dict[str, Any]:
-    choices = [{"text": (request.prompt_of(i) if request.echo else "") + text, "index": i, "logprobs": None,
+def completion_body(request: CompletionRequest, texts: list[str], reasons: list[str], model_id: str,
+                    scored: list[list[Scored]] | None = None) -> dict[str, Any]:
+    """The whole answer; `scored`, each choice's characters' log-probabilities (the prompt's
+    first with echo), when the request asked for them."""
+    choices = [{"text": (request.prompt_of(i) if request.echo else "") + text, "index": i,
+                "logprobs": None if scored is None else logprobs_body(scored[i], request.first_offset(i)),
                 "finish_reason": reason} for i, (text, reason) in enumerate(zip(texts, reasons))]
     return {"id": request.id, "object": "text_completion", "created": request.created, "model": model_id,
             "choices": choices, "usage": usage(request, sum(len(t) for t in texts))}
+
+
+def logprobs_body(scored: list[Scored], offset: int) -> dict[str, Any]:
+    """OpenAI's legacy ``logprobs`` of some characters, the first at `offset` in the prompt
+    followed by the text (so that with echo, in the choice's text)."""
+    offsets = []
+    for each in scored:
+        offsets.append(offset)
+        offset += len(each.char)
+    return {"tokens": [each.char for each in scored], "token_logprobs": [each.logprob for each in scored],
+            "top_logprobs": [each.top for each in scored], "text_offset": offsets}
 
 
 def chunk_body(request: CompletionRequest, model_id: str, choices: list[dict[str, Any]],

@@ -29,7 +29,7 @@ from starlette.routing import Route
 # h11 as uvicorn uses it: taken through uvicorn, which the type checker knows as an optional package.
 
 from charseq.serving.api import (BadRequest, CompletionRequest, Limits, ServedModel, chunk_body, completion_body,
-                                 error_body, read_request, usage)
+                                 error_body, logprobs_body, read_request, usage)
 from charseq.serving.engine import Engine, JobFailed, describe
 
 MAX_BODY_BYTES = 1 << 20
@@ -136,15 +136,19 @@ async def _complete(request: Request, service: Service) -> Response:
                                  headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
     texts = [""] * completion.choices
     reasons = ["length"] * completion.choices
+    scored: list[list[Any]] = [[] for _ in range(completion.choices)]
     try:
         async for taken in _taken(completion, ready, request):
             for index, text in taken.texts.items():
                 texts[index] += text
             for index, reason in taken.finished.items():
                 reasons[index] = reason
+            for index, each in taken.scored.items():
+                scored[index] += each
     except JobFailed as exc:
         return _error(BadRequest(str(exc), None, exc.status))
-    return _json(completion_body(completion, texts, reasons, service.served.id))
+    return _json(completion_body(completion, texts, reasons, service.served.id,
+                                 None if completion.logprobs is None else scored))
 
 
 async def _chat(request: Request) -> Response:
@@ -212,18 +216,34 @@ async def _taken(completion: CompletionRequest, ready: asyncio.Event, request: R
 
 
 async def _events(completion: CompletionRequest, ready: asyncio.Event, model_id: str) -> AsyncIterator[str]:
-    """The request's text as server-sent events, OpenAI's chunks, then ``[DONE]``."""
+    """The request's text as server-sent events, OpenAI's chunks, then ``[DONE]``. With
+    log-probabilities, each chunk has its characters'; an echoed prompt then comes with its
+    own, in the choice's first chunk, once the model has read it."""
     made = 0
-    if completion.echo:
+    scoring = completion.logprobs is not None
+    to_echo = set(range(completion.choices)) if completion.echo and scoring else set()
+    offsets = [completion.first_offset(i) for i in range(completion.choices)]
+    if completion.echo and not scoring:
         yield _event(chunk_body(completion, model_id, [_choice(i, completion.prompt_of(i), None)
                                                        for i in range(completion.choices)]))
     try:
         async for taken in _taken(completion, ready):
             made += sum(len(text) for text in taken.texts.values())
-            indices = sorted(set(taken.texts) | set(taken.finished))
-            if indices:
-                yield _event(chunk_body(completion, model_id, [
-                    _choice(i, taken.texts.get(i, ""), taken.finished.get(i)) for i in indices]))
+            indices = sorted(set(taken.texts) | set(taken.finished) | set(taken.scored))
+            choices = []
+            for i in indices:
+                text = taken.texts.get(i, "")
+                if i in to_echo:  # its prompt's scores came first: the prompt goes with them
+                    to_echo.discard(i)
+                    text = completion.prompt_of(i) + text
+                choice = _choice(i, text, taken.finished.get(i))
+                if scoring:
+                    scored = taken.scored.get(i, [])
+                    choice["logprobs"] = logprobs_body(scored, offsets[i])
+                    offsets[i] += len(text)
+                choices.append(choice)
+            if choices:
+                yield _event(chunk_body(completion, model_id, choices))
     except JobFailed as exc:
         yield _event(error_body(str(exc), None, exc.status))
         return

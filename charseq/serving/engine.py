@@ -15,6 +15,12 @@ batch grows and shrinks by powers of two as requests come and go. A plugin model
 that runs each job on a stepper of its own, still interleaved tick by tick. So does a job
 that asks for a seed: a batch's arithmetic can differ in a float's last bit with its size,
 and alone its text is what `charseq generate --seed` prints, whatever else runs.
+
+A job that asks for log-probabilities (`Job.logprobs`) gets, with each character, the
+model's own: the log-softmax of the logits its stepper gave, before the repetition penalty,
+the temperature or a sampler's filter changed them (as OpenAI reports its models'), and
+its `logprobs` likeliest characters. With `score_from` it gets them for its prompt too, and
+with a length of 0 only those: a text scored. A job that asks for neither costs nothing more.
 """
 
 from __future__ import annotations
@@ -35,6 +41,9 @@ from charseq.models.base import Model
 from charseq.data.vocab import Vocabulary
 
 
+LOGPROB_FLOOR = -9999.0  # reported for a probability of 0, as vLLM does
+
+
 class JobFailed(Exception):
     """A job ended without its text: `kind` says why, for the status a server answers."""
 
@@ -46,6 +55,17 @@ class JobFailed(Exception):
         self.status = self.STATUS[kind]
 
 
+@dataclass(frozen=True)
+class Scored:
+    """One character with the model's log-probabilities: its own (None for a text's first
+    character, which nothing before it predicts) and those of the likeliest characters
+    there, most likely first, the character itself among them (None with its own)."""
+
+    char: str
+    logprob: float | None
+    top: dict[str, float] | None
+
+
 @dataclass
 class Taken:
     """What an Output held since it was last taken from."""
@@ -54,6 +74,9 @@ class Taken:
     finished: dict[int, str]  # choice index -> finish reason ("stop", "length")
     error: JobFailed | None
     done: bool  # every choice has finished, or the request failed
+    # choice index -> its characters' log-probabilities, for a job that asks: a prompt's
+    # (all of it at once, before any of the choice's text), then one per character of text
+    scored: dict[int, list[Scored]] = field(default_factory=dict)
 
 
 class Output:
@@ -72,13 +95,19 @@ class Output:
         self._last_wake = -math.inf
         self._texts: dict[int, list[str]] = {}
         self._finished: dict[int, str] = {}
+        self._scored: dict[int, list[Scored]] = {}
         self._open = choices  # choices not yet finished
         self._error: JobFailed | None = None
         self.cancelled = False  # set by the reader: the engine drops its jobs at the next tick
 
-    def add(self, index: int, text: str) -> None:
+    def add(self, index: int, text: str, scored: list[Scored] | None = None) -> None:
+        """New text of a choice, with its characters' log-probabilities when the job asks
+        (or only those: its prompt's)."""
         with self._lock:
-            self._texts.setdefault(index, []).append(text)
+            if text:
+                self._texts.setdefault(index, []).append(text)
+            if scored:
+                self._scored.setdefault(index, []).extend(scored)
 
     def finish(self, index: int, reason: str) -> None:
         with self._lock:
@@ -96,7 +125,7 @@ class Output:
         per `interval` until the end: a reader woken for every character would spend more
         time being woken than the engine spends making them."""
         with self._lock:
-            if self._woken or not (self._texts or self._finished or self._error):
+            if self._woken or not (self._texts or self._finished or self._error or self._scored):
                 return
             now = time.monotonic()
             if self._open > 0 and self._error is None and now - self._last_wake < self.interval:
@@ -109,10 +138,10 @@ class Output:
     def take(self) -> Taken:
         with self._lock:
             texts = {index: "".join(parts) for index, parts in self._texts.items()}
-            finished, error = self._finished, self._error
-            self._texts, self._finished, self._woken = {}, {}, False
+            finished, error, scored = self._finished, self._error, self._scored
+            self._texts, self._finished, self._scored, self._woken = {}, {}, {}, False
             self._event.clear()
-            return Taken(texts, finished, error, self._open <= 0 or error is not None)
+            return Taken(texts, finished, error, self._open <= 0 or error is not None, scored)
 
     def wait(self, timeout: float | None = None) -> bool:
         """Block until there is something to take (for readers in a plain thread)."""
@@ -138,6 +167,12 @@ class Job:
     # Run on a stepper of its own: a batch's arithmetic can differ in a float's last bit
     # with its size, and a seeded request is to give the same text whatever else runs.
     alone: bool = False
+    # How many of the likeliest characters to report with each one's log-probability; None:
+    # no log-probabilities (nothing computed).
+    logprobs: int | None = None
+    # Score the prompt from this index of `prompt_ids` on (a model of items: 1, past the end
+    # symbol); None: not the prompt.
+    score_from: int | None = None
     # the engine's
     rows: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.intp))
     fed: int = 0
@@ -147,6 +182,8 @@ class Job:
     scanners: list[StopScanner] = field(default_factory=list)
     penalty: RepetitionPenalty | None = None
     group: _Group | None = None
+    prompt_scored: list[Scored] = field(default_factory=list)
+    held: list[list[Scored]] = field(default_factory=list)  # each sequence's, for text its scanner holds back
     n: int = field(init=False)  # the decoding's, read every tick
     max_tokens: int = field(init=False)
     stops: tuple[str, ...] = field(init=False)
@@ -154,6 +191,8 @@ class Job:
     def __post_init__(self) -> None:
         if len(self.prompt_ids) < 1:
             raise ValueError("a job needs at least one prompt id")
+        if self.score_from is not None and self.logprobs is None:
+            raise ValueError("a job scores its prompt only when it asks for log-probabilities")
         self.n, self.max_tokens, self.stops = self.decoding.num_samples, self.decoding.length, self.decoding.stop
 
 
@@ -300,7 +339,10 @@ class Engine:
         except Exception as exc:  # checked when the request was read; a plugin's misuse lands here
             job.output.fail(JobFailed("internal", str(exc)))
             return
-        if job.max_tokens == 0 or job.output.cancelled:
+        job.held = [[] for _ in range(job.n)] if job.logprobs is not None else []
+        if job.score_from == 0:  # nothing predicts a text's first character
+            job.prompt_scored = [Scored(str(self.symbols[job.prompt_ids[0]]), None, None)]
+        if job.max_tokens == 0 and job.score_from is None or job.output.cancelled:
             for j in range(job.n):
                 job.output.finish(job.first_index + j, "length")
             job.output.notify()
@@ -403,7 +445,10 @@ class Engine:
             for job in group.jobs:
                 if job.fed < len(job.prompt_ids):
                     job.fed += 1
-                    if job.fed < len(job.prompt_ids):
+                    if job.score_from is not None and job.fed >= job.score_from:
+                        if not self._score_prompt(job, logits):
+                            continue
+                    elif job.fed < len(job.prompt_ids):
                         continue
                 ready.append(job)
             pools: dict[tuple[Any, ...], list[Job]] = {}
@@ -416,12 +461,55 @@ class Engine:
                 rows = jobs[0].rows if len(jobs) == 1 else np.concatenate([job.rows for job in jobs])
                 self._sampled(group, jobs, logits[rows], jobs[0].sampler, self.rng)
 
+    def _score_prompt(self, job: Job, logits: np.ndarray) -> bool:
+        """Score the prompt character the job's latest logits predict (its sequences all
+        read the same prompt: the first one's are enough); at the prompt's end, pass the
+        scores on, and end a job that is to make nothing. Whether it goes on to sample."""
+        if job.fed < len(job.prompt_ids):
+            [scored] = self._scores(log_softmax(logits[job.rows[:1]]), job.prompt_ids[job.fed: job.fed + 1],
+                                    job.logprobs or 0)
+            job.prompt_scored.append(scored)
+            return False
+        for j in range(job.n):
+            job.output.add(job.first_index + j, "", job.prompt_scored)
+        if job.max_tokens == 0:
+            job.live[:], job.open = False, 0
+            for j in range(job.n):
+                job.output.finish(job.first_index + j, "length")
+            job.output.notify()
+            return False
+        return True
+
+    def _scores(self, logprobs: np.ndarray, ids: np.ndarray, top: int) -> list[Scored]:
+        """Each row's id with its log-probability and the `top` likeliest of its row (R, V),
+        the id's own among them (as OpenAI's: up to top + 1)."""
+        logprobs = np.fmax(logprobs, LOGPROB_FLOOR)  # a probability of 0 (or a model's NaN): JSON has no -inf
+        rows = np.arange(len(ids))
+        chosen = logprobs[rows, ids].tolist()
+        best = np.argsort(-logprobs, axis=1, kind="stable")[:, :top]  # (R, top), most likely first
+        best_values = np.take_along_axis(logprobs, best, axis=1).tolist()
+        symbols = self.symbols
+        scored = []
+        for row, symbol in enumerate(ids.tolist()):
+            top_of = dict(zip(symbols[best[row]].tolist(), best_values[row]))
+            char = str(symbols[symbol])
+            top_of.setdefault(char, chosen[row])
+            scored.append(Scored(char, chosen[row], top_of))
+        return scored
+
     def _sampled(self, group: _Group, jobs: list[Job], logits: np.ndarray, sampler: Sampler,
                  rng: np.random.Generator) -> None:
         """Sample the next ids of `jobs` (their rows' `logits`, in order) and pass them on;
         a sampler that fails fails these jobs only."""
         try:
             job = jobs[0]
+            # The model's own log-probabilities, before the penalty or the sampler (which
+            # may change the logits it is given) has touched them.
+            logprobs: list[np.ndarray | None] = []
+            start = 0
+            for each in jobs:
+                logprobs.append(None if each.logprobs is None else log_softmax(logits[start: start + each.n]))
+                start += each.n
             if job.penalty is not None:  # (a job with a penalty samples alone)
                 logits = job.penalty.apply(logits)
             ids = checked_ids(sampler(logits, rng), len(logits), len(self.vocab))
@@ -432,13 +520,16 @@ class Engine:
                 job.live[:], job.open = False, 0
             return
         start = 0
-        for job in jobs:
-            self._emit(group, job, ids[start: start + job.n])
+        for job, job_logprobs in zip(jobs, logprobs):
+            job_ids = ids[start: start + job.n]
+            self._emit(group, job, job_ids,
+                       None if job_logprobs is None else self._scores(job_logprobs, job_ids, job.logprobs or 0))
             start += job.n
             job.output.notify()
 
-    def _emit(self, group: _Group, job: Job, ids: np.ndarray) -> None:
-        """Feed a job's sampled ids back and pass their characters to its output."""
+    def _emit(self, group: _Group, job: Job, ids: np.ndarray, scored: list[Scored] | None = None) -> None:
+        """Feed a job's sampled ids back and pass their characters to its output (with
+        their `scored` log-probabilities, one per sequence, when it asks)."""
         if job.penalty is not None:
             job.penalty.add(ids)
         group.ids[job.rows] = ids
@@ -448,7 +539,7 @@ class Engine:
         if not job.stops and not last and job.open == job.n:  # the common case, without the scanners
             self.characters += job.n
             for j in range(job.n):
-                output.add(job.first_index + j, chars[j])
+                output.add(job.first_index + j, chars[j], None if scored is None else [scored[j]])
             return
         self.characters += job.open
         for j in np.flatnonzero(job.live).tolist():
@@ -456,12 +547,23 @@ class Engine:
             piece = scanner.feed(chars[j])
             if last and not scanner.done:
                 piece += scanner.flush()
-            if piece:
+            if scored is not None:  # the scores of what the scanner lets go of, in order
+                held = job.held[j]
+                held.append(scored[j])
+                output.add(job.first_index + j, piece, held[: len(piece)])
+                del held[: len(piece)]
+            elif piece:
                 output.add(job.first_index + j, piece)
             if scanner.done or last:
                 job.live[j] = False
                 job.open -= 1
                 output.finish(job.first_index + j, "stop" if scanner.done else "length")
+
+
+def log_softmax(logits: np.ndarray) -> np.ndarray:
+    """The log-probabilities (R, V) of logits (R, V), each row's summing (as probabilities) to 1."""
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
 
 
 def _power_of_two(n: int) -> int:

@@ -153,7 +153,7 @@ def test_charseq_samplers_travel_in_an_extra_field(server):
     ({"prompt": "A", "max_tokens": 2001}, "BadRequestError", "max_tokens must be between 0 and 2,000"),
     ({"prompt": "A", "n": 9}, "BadRequestError", "n must be between 1 and 8"),
     ({"prompt": "A" * 501}, "BadRequestError", "at most 500"),
-    ({"prompt": "A", "logprobs": 2}, "BadRequestError", "logprobs is not supported"),
+    ({"prompt": "A", "logprobs": 6}, "BadRequestError", "logprobs must be a whole number from 0 to 5"),
 ])
 def test_bad_requests_get_the_clients_exception_and_a_message_that_says_why(server, options, error, words):
     options = {"model": "alphabet", **options}
@@ -173,6 +173,33 @@ def test_any_model_name_is_answered_and_the_served_name_reported(server):
         assert {chunk.model for chunk in streamed} == {"alphabet"}
     assert [model.id for model in client.models.list().data] == ["alphabet"]
     assert client.models.retrieve("gpt-4").id == "alphabet"
+
+
+def test_logprobs_with_the_official_client_whole_and_streamed(server):
+    client = server.client()
+    asked = dict(model="gpt-3.5-turbo-instruct", prompt="HIJ", max_tokens=20, temperature=0, logprobs=3)
+    whole = client.completions.create(**asked)
+    [choice] = whole.choices
+    logprobs = choice.logprobs
+    assert "".join(logprobs.tokens) == choice.text == "KLMNOPQRSTUVWXYZABCD"
+    assert logprobs.text_offset == list(range(3, 23))  # in the prompt followed by the text, as OpenAI's
+    for token, own, top in zip(logprobs.tokens, logprobs.token_logprobs, logprobs.top_logprobs):
+        assert len(top) == 3 and next(iter(top)) == token and own == max(top.values())
+        assert -0.1 < own < 0  # a model that has learnt the alphabet is sure of it
+    chunks = list(client.completions.create(**asked, stream=True))
+    pieces = [c.logprobs for chunk in chunks for c in chunk.choices if c.logprobs is not None]
+    assert [t for piece in pieces for t in piece.tokens] == logprobs.tokens
+    assert [v for piece in pieces for v in piece.token_logprobs] == logprobs.token_logprobs
+    assert [o for piece in pieces for o in piece.text_offset] == logprobs.text_offset
+    echoed = list(client.completions.create(**{**asked, "max_tokens": 5, "n": 2}, echo=True, stream=True))
+    for index in range(2):
+        text = "".join(c.text for chunk in echoed for c in chunk.choices if c.index == index)
+        tokens = [t for chunk in echoed for c in chunk.choices if c.index == index and c.logprobs
+                  for t in c.logprobs.tokens]
+        offsets = [o for chunk in echoed for c in chunk.choices if c.index == index and c.logprobs
+                   for o in c.logprobs.text_offset]
+        assert text == "".join(tokens) == "HIJKLMNO" and offsets == list(range(8))
+    assert get(f"{server.url}/healthz")[1]["characters"] > 0
 
 
 def test_errors_over_plain_http_are_json_with_the_right_status(server):
@@ -267,6 +294,21 @@ def test_a_model_of_items_answers_one_item_per_choice(names_checkpoint):
             assert prime + greedy.choices[0].text == printed.output.strip()
         with pytest.raises(openai.BadRequestError, match="end of an item"):
             client.completions.create(model="names", prompt="an\nb")
+    finally:
+        assert running.stop()[0] == 0
+
+
+def test_echo_with_no_tokens_scores_texts_so_two_names_can_be_compared(names_checkpoint):
+    """Which of two names is the more likely: the sum of their characters' log-probabilities."""
+    running = Server(names_checkpoint)
+    try:
+        client = running.client()
+        scored = client.completions.create(model="gpt-3.5-turbo-instruct", prompt=["sofia", "xfosi"], max_tokens=0,
+                                           echo=True, logprobs=0)
+        assert [choice.text for choice in scored.choices] == ["sofia", "xfosi"]
+        totals = [sum(choice.logprobs.token_logprobs) for choice in scored.choices]  # an item's first is scored too
+        assert totals[0] > totals[1] + 1, totals  # a name it was trained on, and its letters shuffled
+        assert scored.usage.completion_tokens == 0
     finally:
         assert running.stop()[0] == 0
 
