@@ -19,13 +19,15 @@ import math
 import time
 import uuid
 from dataclasses import dataclass, field
+from pathlib import PurePath
 from typing import Any, overload
 
 import numpy as np
 
 from charseq.decoding.settings import Decoding, DecodingError
-from charseq.errors import UsageError, Words, spoken
-from charseq.hooks.registry import Registry
+from charseq.errors import UsageError, Words, counted, spoken
+from charseq.hooks.options import format_options
+from charseq.hooks.registry import Registry, parse_spec
 from charseq.serving.engine import Job, Output, Scored
 from charseq.data.vocab import Vocabulary, show_characters
 
@@ -367,13 +369,45 @@ def served_model(checkpoint: Any, model_id: str, registry: Registry, limits: Lim
                  created: int = 0) -> ServedModel:
     """What the server says of a loaded checkpoint (GET /v1/models, and the page)."""
     model = checkpoint.model
+    samplers = registry.all("sampler")
     info = {"model": model.name, "options": model.options(), "hidden_size": model.hidden_size,
+            "description": describe_checkpoint(checkpoint),
             "vocabulary_size": len(checkpoint.vocab), "vocabulary": list(checkpoint.vocab.symbols),
-            "item_end": checkpoint.item_end, "samplers": list(registry.all("sampler")), "batched": batched,
+            "item_end": checkpoint.item_end, "samplers": list(samplers),
+            # each sampler's declared options, as `charseq samplers --json` lists them, and
+            # whether it takes options beyond those (**options)
+            "sampler_details": [{"name": name, "help": sampler.help, "plugin": sampler.plugin,
+                                 "options": [option.to_json() for option in sampler.options()],
+                                 "any_options": sampler.takes_any()} for name, sampler in samplers.items()],
+            "batched": batched,
             "limits": {"max_tokens": limits.max_tokens, "max_choices": limits.max_choices,
                        "max_prompt": limits.max_prompt, "timeout": limits.timeout},
             "charseq_version": checkpoint.charseq_version}
     return ServedModel(model_id, checkpoint.vocab, registry, checkpoint.item_end, created, info)
+
+
+def describe_checkpoint(checkpoint: Any) -> str:
+    """The model in words, for the page: "gru, 2 layers of 192 units, trained on
+    tinyshakespeare.txt for 20 epochs; 65 symbols" (what is not recorded is left out)."""
+    model = checkpoint.model
+    options = dict(model.options())
+    layers = options.pop("layers", None)
+    shape = (f"{counted(layers, 'layer')} of {counted(model.hidden_size, 'unit')}" if isinstance(layers, int)
+             else counted(model.hidden_size, "unit"))
+    words = f"{model.name}{f' ({format_options(options)})' if options else ''}, {shape}"
+    run = checkpoint.run or {}
+    corpus = run.get("corpus_source") or run.get("corpus") or checkpoint.corpus
+    if isinstance(corpus, str) and corpus:
+        name, arg = parse_spec(corpus)
+        where = PurePath(arg).name if arg and name in ("text", "lines") else corpus if arg else f"the {name} corpus"
+        words += f", trained on {where}"
+        epoch, step = checkpoint.progress.get("epoch"), checkpoint.progress.get("step")
+        if isinstance(epoch, int) and epoch > 0:
+            words += f" for {counted(epoch, 'epoch')}"
+        elif isinstance(step, int) and step > 0:
+            words += f" for {counted(step, 'step')}"
+    words += f"; {counted(len(checkpoint.vocab), 'symbol')}"
+    return words + (", one item per line" if checkpoint.item_end is not None else "")
 
 
 def _shown(value: Any, longest: int = 40) -> str:

@@ -202,6 +202,18 @@ def test_logprobs_with_the_official_client_whole_and_streamed(server):
     assert get(f"{server.url}/healthz")[1]["characters"] > 0
 
 
+def test_the_metadata_lists_each_samplers_declared_options_as_the_cli_does(server):
+    [model] = server.client().models.list().data
+    listed = json.loads(run_cli("samplers", "--json").stdout)
+    details = model.model_extra["charseq"]["sampler_details"]
+    assert [{k: v for k, v in sampler.items() if k != "any_options"} for sampler in details] == listed
+    assert not any(sampler["any_options"] for sampler in details)  # each declares its own
+    top_k = next(s for s in listed if s["name"] == "top-k")
+    assert [o["name"] for o in top_k["options"]] == ["k", "temperature"]
+    assert model.model_extra["charseq"]["description"] == ("rnn, 1 layer of 64 units, trained on the alphabet corpus "
+                                                           "for 180 epochs; 26 symbols")
+
+
 def test_errors_over_plain_http_are_json_with_the_right_status(server):
     url = server.url
     assert post(f"{url}/v1/completions", b"{not json")[0] == 400
@@ -309,6 +321,9 @@ def test_echo_with_no_tokens_scores_texts_so_two_names_can_be_compared(names_che
         totals = [sum(choice.logprobs.token_logprobs) for choice in scored.choices]  # an item's first is scored too
         assert totals[0] > totals[1] + 1, totals  # a name it was trained on, and its letters shuffled
         assert scored.usage.completion_tokens == 0
+        description = client.models.list().data[0].model_extra["charseq"]["description"]
+        assert description.startswith("gru, 1 layer of 32 units, trained on names.txt for 4 epochs; ")
+        assert description.endswith(" symbols, one item per line")
     finally:
         assert running.stop()[0] == 0
 

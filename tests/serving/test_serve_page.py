@@ -122,3 +122,101 @@ def test_no_key_field_where_the_server_has_no_key(browser, alphabet_checkpoint):
         sync_api.expect(page.locator("#key-label")).to_be_hidden()
     finally:
         assert running.stop()[0] == 0
+
+
+NTH = '''
+from typing import Annotated
+
+import numpy as np
+
+from charseq import Option, hookimpl
+
+
+class Nth:
+    """Always the n-th most likely symbol."""
+
+    def __init__(self, rank: Annotated[int, Option("which, 1 the most likely", min=1)] = 2):
+        self.rank = rank
+
+    def __call__(self, logits, rng):
+        return np.argsort(-logits, axis=1, kind="stable")[:, self.rank - 1]
+
+
+class Loose:
+    """Takes any option, and is greedy."""
+
+    def __init__(self, **options):
+        self.options = options
+
+    def __call__(self, logits, rng):
+        return logits.argmax(axis=1)
+
+
+@hookimpl
+def register_samplers(register):
+    register("nth", Nth)
+    register("loose", Loose)
+'''
+
+
+def test_the_header_reads_as_words_and_options_are_each_samplers_own(browser, alphabet_checkpoint, plugin_site):
+    from conftest import install_fake_distribution
+
+    install_fake_distribution(plugin_site, "throwaway-nth", NTH, "[charseq]\nnth = throwaway_nth\n")
+    running = Server(alphabet_checkpoint, env={"PYTHONPATH": str(plugin_site)})
+    try:
+        page, _, problems = open_page(browser, running.url)
+        sync_api.expect(page.locator("#model")).to_have_text(
+            "alphabet: rnn, 1 layer of 64 units, trained on the alphabet corpus for 180 epochs; 26 symbols")
+        options, temperature = page.locator("#options"), page.locator("#temperature")
+        for sampler, shown in (("top-k", "k=40"), ("top-p", "p=0.9"), ("min-p", "p=0.05"), ("nth", "rank=2")):
+            page.select_option("#sampler", sampler)
+            sync_api.expect(options).to_be_enabled()
+            sync_api.expect(options).to_have_attribute("placeholder", shown)
+        sync_api.expect(options).to_have_attribute("title", "Always the n-th most likely symbol.\n"
+                                                             "rank: which, 1 the most likely")
+        sync_api.expect(temperature).to_be_disabled()  # it takes none
+        page.select_option("#sampler", "loose")  # declares none, takes any
+        sync_api.expect(options).to_be_enabled()
+        sync_api.expect(options).to_have_attribute("placeholder", "key=value,…")
+        for sampler in ("temperature", "argmax"):  # no options of their own: a temperature, or none at all
+            page.select_option("#sampler", sampler)
+            sync_api.expect(options).to_be_disabled()
+            sync_api.expect(options).to_have_attribute("placeholder", "none")
+        sync_api.expect(temperature).to_be_disabled()
+        page.select_option("#sampler", "top-k")
+        sync_api.expect(temperature).to_be_enabled()
+        page.fill("#options", "k=1")
+        page.fill("#temperature", "5")
+        page.fill("#prompt", "GHI")
+        page.fill("#max-tokens", "5")
+        page.click("#generate")
+        sync_api.expect(page.locator(".sample .text")).to_have_text("JKLMN")  # k=1 was sent: greedy at 5
+        page.select_option("#sampler", "nth")
+        page.fill("#options", "rank=1")
+        page.click("#generate")
+        sync_api.expect(page.locator(".sample .text")).to_have_text("JKLMN")
+        assert problems == []
+    finally:
+        assert running.stop()[0] == 0
+
+
+def test_unknown_characters_are_named_with_the_box_that_skips_them(browser, alphabet_checkpoint):
+    running = Server(alphabet_checkpoint)
+    try:
+        page, _, problems = open_page(browser, running.url)
+        sync_api.expect(page.locator("#model")).to_contain_text("alphabet: rnn")
+        page.fill("#prompt", "GhI")
+        page.select_option("#sampler", "argmax")
+        page.fill("#max-tokens", "4")
+        page.click("#generate")
+        status = page.locator("#status")
+        sync_api.expect(status).to_contain_text("'h'")
+        sync_api.expect(status).to_contain_text("tick “Skip unknown characters” to leave them out")
+        assert "charseq.skip_unknown" not in status.text_content()  # the API's name, which the page does not show
+        page.check("#skip-unknown")
+        page.click("#generate")
+        sync_api.expect(page.locator(".sample .text")).to_have_text("JKLM")  # from "GI"
+        assert problems == [] or all("400" in problem for problem in problems)  # the refused request's, logged
+    finally:
+        assert running.stop()[0] == 0

@@ -6,6 +6,8 @@ const $ = (id) => document.getElementById(id);
 let modelId = null;
 let itemEnd = null;
 let controller = null;
+let samplerDetails = {};  // each sampler's help and declared options, from /v1/models
+const BUNDLED = ["temperature", "argmax", "top-k", "top-p", "min-p"];
 
 function headers() {
   const h = { "Content-Type": "application/json" };
@@ -27,23 +29,48 @@ async function loadModel() {
   const response = await fetch("v1/models", { headers: headers() });
   if (!response.ok) {
     $("model").textContent = modelId + " (enter the API key)";
-    fillSamplers(["temperature", "argmax", "top-k", "top-p", "min-p"]);
+    fillSamplers(BUNDLED, []);
     return;
   }
   const info = (await response.json()).data[0].charseq;
   itemEnd = info.item_end;
-  $("model").textContent = `${modelId}: ${info.model} ${JSON.stringify(info.options)}, ` +
-    `${info.hidden_size} units, ${info.vocabulary_size} symbols` + (itemEnd !== null ? ", one item per line" : "");
+  $("model").textContent = `${modelId}: ${info.description}`;
   $("prompt").placeholder = itemEnd !== null ? "the start of every item (may be empty)" : "text to continue";
   $("max-tokens").max = info.limits.max_tokens;
   $("n").max = info.limits.max_choices;
-  fillSamplers(info.samplers);
+  fillSamplers(info.samplers, info.sampler_details);
 }
 
-function fillSamplers(names) {
+function fillSamplers(names, details) {
+  samplerDetails = Object.fromEntries(details.map((sampler) => [sampler.name, sampler]));
   const select = $("sampler");
+  const chosen = select.value;
   select.replaceChildren(...names.map((name) => new Option(name, name)));
-  select.value = names.includes("temperature") ? "temperature" : names[0];
+  select.value = names.includes(chosen) ? chosen : names.includes("temperature") ? "temperature" : names[0];
+  showOptions();
+}
+
+// The Options box shows the chosen sampler's own options (its temperature has a box of its
+// own), with their defaults as the example and their help as the tooltip.
+function showOptions() {
+  const sampler = samplerDetails[$("sampler").value];
+  const box = $("options");
+  box.value = "";
+  if (!sampler) {  // not known yet (the API key is missing): any options, as typed
+    box.disabled = false;
+    box.placeholder = "key=value,…";
+    box.title = "";
+    $("temperature").disabled = $("sampler").value === "argmax";
+    return;
+  }
+  const own = sampler.options.filter((option) => option.name !== "temperature");
+  const shown = (o) => (o.required ? "…" : o.default === null ? "none" : String(o.default));
+  box.disabled = own.length === 0 && !sampler.any_options;
+  box.placeholder = own.length ? own.map((o) => `${o.name}=${shown(o)}`).join(",") :
+    sampler.any_options ? "key=value,…" : "none";
+  box.title = [sampler.help, ...own.map((o) => `${o.name}: ${o.help}`)].filter(Boolean).join("\n");
+  $("temperature").disabled = $("sampler").value === "argmax" ||
+    !sampler.options.some((option) => option.name === "temperature");
 }
 
 function request() {
@@ -55,13 +82,15 @@ function request() {
     n: Number($("n").value),
     stream: true,
   };
+  body.charseq = {};
   if (sampler === "argmax") {
     body.temperature = 0;
   } else {
     const options = $("options").value.trim();
-    body.charseq = { sampler: options ? `${sampler}:${options}` : sampler };
-    if ($("temperature").value !== "") body.temperature = Number($("temperature").value);
+    body.charseq.sampler = options ? `${sampler}:${options}` : sampler;
+    if ($("temperature").value !== "" && !$("temperature").disabled) body.temperature = Number($("temperature").value);
   }
+  if ($("skip-unknown").checked) body.charseq.skip_unknown = true;
   if ($("stop").value) body.stop = $("stop").value.replace(/\\n/g, "\n");
   if ($("seed").value !== "") body.seed = Number($("seed").value);
   return body;
@@ -100,7 +129,7 @@ async function generate(event) {
     });
     if (!response.ok) {
       const failure = await response.json().catch(() => ({ error: { message: response.statusText } }));
-      throw new Error(failure.error.message);
+      throw new Error(pageWords(failure.error));
     }
     const boxes = samples(body.n, body.prompt);
     const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
@@ -139,7 +168,16 @@ async function generate(event) {
   }
 }
 
+// An error in the page's words where the API's name a field the page sets with a control.
+function pageWords(error) {
+  if (error.code === "unknown_character") {
+    return error.message.replace("charseq.skip_unknown leaves them out", "tick “Skip unknown characters” to leave them out");
+  }
+  return error.message;
+}
+
 $("form").addEventListener("submit", generate);
+$("sampler").addEventListener("change", showOptions);
 $("stop-button").addEventListener("click", () => controller && controller.abort());
 $("api-key").addEventListener("change", () => {
   sessionStorage.setItem("charseq-key", $("api-key").value);
