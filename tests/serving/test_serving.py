@@ -199,14 +199,15 @@ def test_time_limits_and_cancelled_requests_free_their_rows():
 
 def test_too_many_waiting_is_busy_and_stopping_ends_everything():
     engine = Engine(random_model(), VOCAB, max_batch=2, max_waiting=3)
-    first = request({"prompt": "a", "max_tokens": 100, "n": 3})
+    # Long enough that neither can finish between start() and stop(), however the threads are scheduled.
+    first = request({"prompt": "a", "max_tokens": 4096, "n": 3})
     engine.submit(first.jobs)  # an empty queue always takes a request
     with pytest.raises(JobFailed, match="waiting") as busy:
         engine.submit(request({"prompt": "a", "n": 1}).jobs)
     assert busy.value.status == 429
     engine.advance()  # n=3 > max_batch=2: it runs alone rather than never
     assert engine.running == 3
-    queued = request({"prompt": "b", "max_tokens": 100, "n": 2})
+    queued = request({"prompt": "b", "max_tokens": 4096, "n": 2})
     engine.submit(queued.jobs)
     engine.start()
     engine.stop()
