@@ -420,19 +420,27 @@ def test_with_a_key_it_listens_on_every_address(alphabet_checkpoint):
         assert running.stop()[0] == 0
 
 
-def test_the_readme_client_example_runs(names_checkpoint):
+def test_the_client_examples_run(names_checkpoint):
+    """The documentation's blocks that use the official client: the completions one, and one
+    that scores names with echo and logprobs (which prints each name with its total)."""
     if not pages.INDEX.is_file():
         pytest.skip("needs the source checkout")
-    block = pages.python_block("from openai")
+    blocks = [b for b in pages.blocks("python") if "from openai" in b]
+    assert blocks
     running = Server(names_checkpoint)
     try:
-        code = block.replace("127.0.0.1:8000", running.url.removeprefix("http://"))
-        result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
-        assert result.returncode == 0, result.stderr
-        first, second, _ = result.stdout.split("\n")  # five names, then a streamed one (it may be empty)
-        names = ast.literal_eval(first)
-        assert len(names) == 5 and all(isinstance(name, str) and "\n" not in name for name in names)
-        assert "\n" not in second
+        for block in blocks:
+            code = block.replace("127.0.0.1:8000", running.url.removeprefix("http://"))
+            result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+            assert result.returncode == 0, result.stderr
+            if "echo=True" in block:  # a name per line, with its total log-probability: the likelier first
+                totals = [float(line.rsplit(" ", 1)[1]) for line in result.stdout.splitlines()]
+                assert len(totals) == 2 and totals[0] > totals[1], result.stdout
+                continue
+            first, second, _ = result.stdout.split("\n")  # five names, then a streamed one (it may be empty)
+            names = ast.literal_eval(first)
+            assert len(names) == 5 and all(isinstance(name, str) and "\n" not in name for name in names)
+            assert "\n" not in second
     finally:
         assert running.stop()[0] == 0
 
