@@ -263,7 +263,6 @@ def report(storage: str, study_name: str) -> tuple[list[Row], Row | None]:
         attrs = trial.user_attrs
         rows.append(Row(trial.number, trial.state.name.lower(), value, dict(trial.params), seconds, note,
                         attrs.get("directory"), attrs.get("checkpoint"), attrs.get("worker"), attrs.get("host")))
-    best = None
-    if any(t.state.name == "COMPLETE" for t in study.get_trials(deepcopy=False)):
-        best = next(row for row in rows if row.number == study.best_trial.number)
-    return rows, best
+    # The best of these rows (a trial another worker completes meanwhile is in neither).
+    done = [row for row in rows if row.value is not None]
+    return rows, min(done, key=lambda row: (row.value, row.number)) if done else None
