@@ -160,11 +160,13 @@ def _report(sweeps, storage, study_name, plot_path, as_json, say):
     if as_json:
         say(json.dumps({"study": study_name, "trials": [row.__dict__ for row in rows],
                         "best": None if best is None else {"number": best.number, "value": best.value,
-                                                           "params": best.params}}), essential=True)
+                                                           "params": best.params, "checkpoint": best.checkpoint,
+                                                           "worker": best.worker}}), essential=True)
     else:
         names = sorted({name for row in rows for name in row.params})
-        header = ["trial", "state", "loss", "seconds", *[name.replace("_", "-") for name in names], "note"]
-        table = [header] + [[str(row.number), row.state, "" if row.value is None else f"{row.value:.4f}",
+        header = ["trial", "worker", "state", "loss", "seconds", *[name.replace("_", "-") for name in names], "note"]
+        table = [header] + [[str(row.number), _shown(row.worker), row.state,
+                             "" if row.value is None else f"{row.value:.4f}",
                              "" if row.seconds is None else f"{row.seconds:.1f}",
                              *[_shown(row.params.get(name)) for name in names], row.note[:60]] for row in rows]
         widths = [max(len(line[i]) for line in table) for i in range(len(header))]
@@ -175,10 +177,26 @@ def _report(sweeps, storage, study_name, plot_path, as_json, say):
         else:
             shown = ", ".join(f"{k.replace('_', '-')}={_shown(v)}" for k, v in best.params.items())
             say(f"best: trial {best.number}, loss {best.value:.4f}: {shown}", essential=True)
+            say(f"checkpoint: {_where(best)}", essential=True)
     if plot_path:
         _plot(rows, plot_path, existed)
         say(f"drew {plot_path}", err=True)
     return best
+
+
+def _where(row) -> str:
+    """Where a trial's checkpoint is, as a path to paste after `charseq generate` (quoted for
+    the shell where it must be), and on which machine when it is not this one."""
+    import shlex
+    import socket
+
+    if row.checkpoint is None:  # a trial an earlier release ran: its folder, as --dir named it there
+        return (f"{shlex.quote(str(Path(row.directory or '?') / 'model.npz'))} (relative to the folder the sweep "
+                "ran in)")
+    path = shlex.quote(row.checkpoint)
+    if row.host and row.host != socket.gethostname():
+        return f"{path} (on {row.host}, which ran it)"
+    return path if Path(row.checkpoint).is_file() else f"{path} (not there any more)"
 
 
 def _shown(value) -> str:
@@ -190,11 +208,22 @@ def _shown(value) -> str:
 def _plot(rows, path, existed: bool) -> None:
     from charseq.cli import save_picture
 
+    figure = history_figure(rows)  # (says what to install when matplotlib is not there)
+    import matplotlib.pyplot as plt
+
+    save_picture(figure, Path(path), follow_links=existed)
+    plt.close(figure)
+
+
+def history_figure(rows):
+    """The optimisation history: each completed trial's loss by its number, and the best so
+    far; a trial number is a whole number, and so is every tick of that axis."""
     try:
         import matplotlib
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
+        from matplotlib.ticker import MaxNLocator
     except ImportError:
         raise UsageError(f"--plot needs matplotlib: {install_command('plot')}") from None
     done = [row for row in rows if row.value is not None]
@@ -205,11 +234,10 @@ def _plot(rows, path, existed: bool) -> None:
         running = min(running, row.value)
         best.append(running)
     axes.step([row.number for row in done], best, where="post", color="C1", label="best so far")
+    axes.xaxis.set_major_locator(MaxNLocator(integer=True))
     axes.set_xlabel("trial")
     axes.set_ylabel("validation loss (nats/char)")
     axes.legend()
     figure.tight_layout()
     figure.set_dpi(120)
-    save_picture(figure, Path(path), follow_links=existed)
-    plt.close(figure)
-
+    return figure

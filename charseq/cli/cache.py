@@ -20,7 +20,8 @@ _DECIDED_BY = {"CHARSEQ_CACHE": "set by CHARSEQ_CACHE", "XDG_CACHE_HOME": "under
 @click.option("--clear", is_flag=True, help="Delete the cache's entries (only the files charseq can vouch it wrote).")
 @json_option
 def cache(clear, as_json):
-    """Show where the text cache is and what it holds: each entry's size, characters and source files."""
+    """Show where the text cache is, its cap, and what it holds: each entry's size, characters and source files,
+    the most recently used first."""
     from charseq.data.cache_listing import cache_report, clear_cache
 
     if clear:
@@ -36,9 +37,11 @@ def cache(clear, as_json):
     if as_json:
         say(json.dumps({"directory": str(report.directory), "decided_by": report.decided_by,
                         "entries": [vars(entry) for entry in report.entries], "total_bytes": report.total_size,
-                        "unvouched": [str(path) for path in report.unvouched]}, indent=2), essential=True)
+                        "unvouched": [str(path) for path in report.unvouched], "cap_bytes": report.cap,
+                        "cap_setting": report.cap_setting, "used_bytes": report.used}, indent=2), essential=True)
         return
     say(f"cache: {report.directory} ({_DECIDED_BY[report.decided_by]})", essential=True)
+    say(_cap(report), essential=True)
     for entry in report.entries:
         characters = counted(entry.characters, "character") if entry.characters is not None else "incomplete"
         sources = entry.sources or ["source unknown"]
@@ -47,6 +50,16 @@ def cache(clear, as_json):
         say(f"{_bytes(entry.size):>9}  {characters:>20}  {unvouched}{sources[0]}{more}", essential=True)
     say(f"{_entries(report)}, {_bytes(report.total_size)} in all{_left(report, 'left alone by --clear')}",
         essential=True)
+
+
+def _cap(report) -> str:
+    """The cap, what set it, and what the entries take of it."""
+    if report.cap is None:
+        return f"cap: none (CHARSEQ_CACHE_SIZE={report.cap_setting}), {_bytes(report.used)} used"
+    setting = ("the default; CHARSEQ_CACHE_SIZE changes it" if report.cap_setting is None
+               else f"CHARSEQ_CACHE_SIZE={report.cap_setting}")
+    return (f"cap: {_bytes(report.cap)} ({setting}), {_bytes(report.used)} used; the least recently used "
+            "entries, listed last, are evicted first")
 
 
 def _vouched(report) -> int:

@@ -17,6 +17,12 @@ directory), so nothing in it is trusted for its name:
 What fails these checks is never used (the text is encoded again, over it), and `clear`
 deletes only what passes them: a file named like charseq's but put there by someone else
 is left alone.
+
+The entries may take at most the cache's cap (CHARSEQ_CACHE_SIZE, 1 GiB by default): when
+an entry is written, the least recently used are evicted (charseq.data.cache_listing). A
+read refreshes an entry (its record's modification time), and a process that has an
+entry's ids open or mapped holds a shared lock on them, which an eviction's exclusive one
+cannot take: an entry in use is never evicted.
 """
 
 from __future__ import annotations
@@ -25,12 +31,14 @@ import contextlib
 import functools
 import hashlib
 import json
+import math
 import os
 import re
 import secrets
 import shutil
 import stat
 import tempfile
+import time
 import warnings
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -54,6 +62,16 @@ SPOOL_NAME = re.compile(rf"^\.spool-{_TOKEN}\.tmp$")  # a folder holding a strea
 LEFTOVER_NAME = re.compile(r"^\.[0-9a-f]{64}(\.ids|\.json)?\.([0-9a-f]{24}\.)?[0-9a-f]{8}\.tmp$|^\.spool-.+\.tmp$")
 _HASH_CHUNK = 1 << 22
 RECORD_LIMIT = 64 << 20  # a record lists the files a text came from: a directory of many; never more than this
+# The cap's default: a billion characters at a byte each (a text of up to 256 symbols), room for
+# a few large corpora and every small one, and small beside any disk charseq trains on.
+DEFAULT_CAP = 1 << 30
+CAP_VARIABLE = "CHARSEQ_CACHE_SIZE"
+LOCK_WAIT = 2.0  # seconds a reader waits for an eviction that holds an entry (it takes milliseconds)
+
+try:
+    import fcntl
+except ImportError:  # no flock (Windows): nothing can tell an entry in use, so nothing is evicted
+    fcntl = None  # type: ignore[assignment]
 
 
 # -- where the cache is ------------------------------------------------------------------
@@ -71,7 +89,9 @@ def cache_dir() -> Path:
 def cache_location() -> tuple[Path, str]:
     """The cache directory, as cache_dir() finds it, and what decided it: "CHARSEQ_CACHE",
     "XDG_CACHE_HOME", "default" (~/.cache) or "fallback" (the temporary directory), so that
-    `charseq cache` can say which setting to change."""
+    `charseq cache` can say which setting to change. A bad cap is said here too: before a
+    text is encoded, not after."""
+    cache_cap()
     chosen = os.environ.get("CHARSEQ_CACHE")
     if chosen:
         problem = _unusable(Path(chosen))
@@ -91,6 +111,31 @@ def cache_location() -> tuple[Path, str]:
     warnings.warn(f"the cache directory {str(default)!r} cannot be used ({problem}); using {str(fallback)!r} "
                   "(set CHARSEQ_CACHE to choose)", CharseqWarning, stacklevel=3)
     return fallback, "fallback"
+
+
+_SIZE = re.compile(r"^(?P<number>[0-9]+(?:\.[0-9]*)?|\.[0-9]+)\s*(?P<unit>(?:[kmgt]i?)?b?)$", re.I)
+
+
+def cache_cap() -> tuple[int | None, str | None]:
+    """The most bytes the cache's entries may take (None: no cap), and CHARSEQ_CACHE_SIZE as
+    it was given (None: unset, the default). A size is bytes, or a number with a unit: k, M,
+    G, T are powers of 1000 (as `charseq cache` prints sizes), Ki, Mi, Gi, Ti powers of 1024,
+    a B after either optional; 0 keeps only the entry just written, none sets no cap."""
+    text = os.environ.get(CAP_VARIABLE, "").strip()
+    if not text:
+        return DEFAULT_CAP, None
+    if text.lower() == "none":
+        return None, text
+    found = _SIZE.match(text)
+    if found is None:
+        raise UsageError(f"{CAP_VARIABLE}={text!r} is not a size: give one such as 500MB or 2GiB, 0 to keep only the "
+                         "entry just written, or none for no cap")
+    unit = found["unit"].lower().removesuffix("b")
+    scale = (1024 if unit.endswith("i") else 1000) ** ("kmgt".index(unit[0]) + 1) if unit else 1
+    size = float(found["number"]) * scale
+    if not math.isfinite(size):
+        raise UsageError(f"{CAP_VARIABLE}={text!r} is too large to be a size; none sets no cap")
+    return int(size), text
 
 
 def _unusable(directory: Path, private: bool = False) -> str | None:
@@ -128,7 +173,8 @@ class Entry:
 
 def load_entry(directory: Path, key: str) -> Entry | None:
     """The entry under `key` if charseq wrote it and it is as written; None when there is
-    none, or one that cannot be vouched for (the text is then encoded again, over it)."""
+    none, or one that cannot be vouched for (the text is then encoded again, over it). Its
+    ids stay locked as in use while they are mapped, and the entry counts as used now."""
     path = directory / f"{key}.json"
     record = read_record(path, key)
     if record is None:
@@ -136,12 +182,18 @@ def load_entry(directory: Path, key: str) -> Entry | None:
             warnings.warn(f"the cache's entry {key[:12]}... is not as charseq wrote it (edited, or put there by "
                           "someone else): encoding the text again", CharseqWarning, stacklevel=3)
         return None
-    entry = _map(directory / f"{key}.ids", record)
+    try:
+        entry = _map(directory / f"{key}.ids", record)
+    except _Evicted:  # evicted as it was read: encoded again, as if it had not been there
+        return None
     if entry is None:
         warnings.warn(f"the cache's ids {key[:12]}... are not the ones charseq wrote (edited, or replaced): encoding "
                       "the text again", CharseqWarning, stacklevel=3)
     elif record["ids_file"] != entry.ids_file:  # a copied cache, a restored backup: the new file is named, so
         _write_record(path, _sealed_record(record, entry.ids_file))  # the next load need not hash it again
+    else:
+        with contextlib.suppress(OSError):  # used now: the least recently used are evicted first
+            os.utime(path, follow_symlinks=False)
     return entry
 
 
@@ -155,6 +207,7 @@ def save_entry(directory: Path, key: str, pieces: Iterable[np.ndarray], record: 
     ids_path, record_path = directory / f"{key}.ids", directory / f"{key}.json"
     digest = hashlib.sha256()
     fd, temp = _new_file_of_ours(directory, f"{key}.ids")
+    hold(fd)  # in use from the start: never evicted, by its name or its temporary one, while it is mapped
     published = False
     try:
         with os.fdopen(os.dup(fd), "wb") as out:
@@ -215,17 +268,73 @@ def _taken(path: Path) -> bool:
     return not (stat.S_ISREG(mode) or stat.S_ISLNK(mode))
 
 
+class _Evicted(Exception):
+    """The entry was being evicted as it was read."""
+
+
 def _map(path: Path, record: dict[str, Any]) -> Entry | None:
     """The ids the record vouches for, mapped from the file that was checked (never one
-    put in its place meanwhile, never a link, a pipe or a directory); None when they are not
-    the ones it names."""
+    put in its place meanwhile, never a link, a pipe or a directory), and held as in use;
+    None when they are not the ones it names. _Evicted when an eviction had them."""
     fd = open_regular(path)
     if fd is None:
+        if not os.path.lexists(path):  # (an eviction unlinks the ids first)
+            raise _Evicted
         return None
     try:
+        if not hold(fd, wait=LOCK_WAIT) or not still_at(path, fd):
+            raise _Evicted
         return _entry_from(fd, record)
     finally:
         os.close(fd)
+
+
+def hold(fd: int, wait: float = 0.0) -> bool:
+    """Mark the file open at `fd` as in use, for as long as it, or a mapping of it, is open
+    (a shared lock: it lives with the open file, which a mapping keeps); False when an
+    eviction holds it (waited for up to `wait` seconds). Where the file system has no locks,
+    nothing is held, and nothing can be evicted either (see hold_alone)."""
+    if fcntl is None:
+        return True
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.01)
+        except OSError:  # no locks here
+            return True
+
+
+def hold_alone(fd: int, wait: float = 0.0) -> bool:
+    """Hold the file (or directory) open at `fd` alone, until `fd` is closed: an exclusive
+    lock, which no one can have while another process holds it in use (waited for up to
+    `wait` seconds); False when that cannot be had, or known (no locks)."""
+    if fcntl is None:
+        return False
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.01)
+        except OSError:  # no locks here
+            return False
+
+
+def still_at(path: Path, fd: int) -> bool:
+    """Whether `path` still names the file open at `fd` (not evicted, nor replaced, meanwhile)."""
+    try:
+        here, there = os.lstat(path), os.fstat(fd)
+    except OSError:
+        return False
+    return (here.st_dev, here.st_ino) == (there.st_dev, there.st_ino)
 
 
 def _entry_from(fd: int, record: dict[str, Any]) -> Entry | None:
@@ -267,9 +376,10 @@ def _read_small(path: Path, limit: int = RECORD_LIMIT) -> bytes | None:
     if fd is None:
         return None
     with open(fd, "rb") as small:
-        if os.fstat(fd).st_size > limit:
+        size = os.fstat(fd).st_size
+        if size > limit:
             return None
-        return small.read(limit + 1)
+        return small.read(size + 1)  # (read(limit) would first allocate the limit: 64 MB for each record)
 
 
 def file_identity(info: os.stat_result) -> list[int]:

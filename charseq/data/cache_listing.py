@@ -1,5 +1,7 @@
-"""What `charseq cache` lists and clears: each entry's size, characters and sources, and
-deleting only the files charseq can vouch it wrote (charseq.data.cache says how it knows).
+"""What `charseq cache` lists and clears, and what the cache evicts: each entry's size,
+characters, sources and last use; deleting only the files charseq can vouch it wrote
+(charseq.data.cache says how it knows), all of them, or the least recently used entries
+that are not in use once the entries pass the cache's cap.
 """
 
 from __future__ import annotations
@@ -11,10 +13,13 @@ import shutil
 import stat
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from charseq.data.cache import (ENTRY_NAME, HEX, LEFTOVER_NAME, SPOOL_NAME, cache_location, file_identity,
-                                index_directory, indexed_key, is_leftover, load_json, open_regular, read_record,
-                                sha256_of)
+from charseq.data.cache import (ENTRY_NAME, HEX, LEFTOVER_NAME, SPOOL_NAME, cache_cap, cache_location,
+                                file_identity, hold_alone, index_directory, indexed_key, is_leftover, load_json,
+                                open_regular, read_record, sha256_of, still_at)
+
+EVICTION_WAIT = 10.0  # seconds to wait for another process's eviction (it takes milliseconds), then go on
 
 
 @dataclass
@@ -29,19 +34,25 @@ class CacheEntry:
     encoding: str | None = None
     exact: bool | None = None
     verified: bool = False
+    last_used: float | None = None  # when it was last written or read (seconds since the epoch)
 
 
 @dataclass
 class CacheReport:
-    """The cache directory, what decided it (cache_location), its entries, newest first; the
-    bytes of charseq's own files in it (the index and leftovers included), and the files
-    named like charseq's that it cannot vouch for (an earlier release's, or someone else's)."""
+    """The cache directory, what decided it (cache_location), its entries, the most recently
+    used first (the last is the next to be evicted); the bytes of charseq's own files in it
+    (the index and leftovers included), the files named like charseq's that it cannot vouch
+    for (an earlier release's, or someone else's); the cap and CHARSEQ_CACHE_SIZE as given
+    (cache_cap), and the bytes of the entries it vouches for, which the cap bounds."""
 
     directory: Path
     decided_by: str
     entries: list[CacheEntry]
     total_size: int
     unvouched: list[Path]
+    cap: int | None = None
+    cap_setting: str | None = None
+    used: int = 0
 
 
 def cache_report() -> CacheReport:
@@ -49,8 +60,92 @@ def cache_report() -> CacheReport:
     directory, decided_by = cache_location()
     own, unvouched = _files(directory)
     entries = _entries(directory, own, unvouched)
-    entries.sort(key=lambda e: _mtime(directory / f"{e.key}.ids"), reverse=True)
-    return CacheReport(directory, decided_by, entries, sum(_size(p) for p in own), unvouched)
+    entries.sort(key=lambda e: e.last_used or 0.0, reverse=True)
+    used = sum(_size(path) for paths in _own_entries(directory, own).values() for path in paths)
+    return CacheReport(directory, decided_by, entries, sum(_size(p) for p in own), unvouched, *cache_cap(), used)
+
+
+def make_room(directory: Path, keep: str) -> list[str]:
+    """Once an entry is written: evict the least recently used entries charseq can vouch for
+    until the entries take at most the cap, never `keep` (the entry just written) nor an
+    entry in use (charseq.data.cache.hold); the keys evicted, and their index lines. One
+    process evicts at a time, so that two that wrote at once do not both make the room."""
+    cap = cache_cap()[0]
+    if cap is None:
+        return []
+    evicted: list[str] = []
+    index = index_directory(directory, create=True)  # its lock: only this user may open it
+    try:
+        if index is not None:
+            hold_alone(index, wait=EVICTION_WAIT)  # (not had in time: evicted all the same; at worst, twice)
+        entries = _own_entries(directory, _files(directory)[0])
+        used = sum(_size(path) for paths in entries.values() for path in paths)
+        for key in sorted(entries, key=lambda key: _last_used(directory, key)):
+            if used <= cap:
+                break
+            freed = None if key == keep else _evict(directory, key)
+            if freed is not None:
+                used -= freed
+                evicted.append(key)
+        if evicted and index is not None:
+            _forget(directory, index, set(evicted))
+    finally:
+        if index is not None:
+            os.close(index)
+    return evicted
+
+
+def _last_used(directory: Path, key: str) -> float:
+    """When the entry was last written or read: its record's modification time, which a read
+    sets (charseq.data.cache.load_entry)."""
+    return _mtime(directory / f"{key}.json")
+
+
+def _own_entries(directory: Path, own: list[Path]) -> dict[str, list[Path]]:
+    """The files of each entry charseq vouches for, by key."""
+    entries: dict[str, list[Path]] = {}
+    for path in own:
+        found = ENTRY_NAME.match(path.name)
+        if found and path.parent == directory:
+            entries.setdefault(found.group(1), []).append(path)
+    return entries
+
+
+def _evict(directory: Path, key: str) -> int | None:
+    """Delete the entry `key` if charseq can vouch for it and no process has it in use: its
+    ids while they are held alone, then its record while it is the one read; the bytes
+    freed, or None when it stays."""
+    record_path, ids_path = directory / f"{key}.json", directory / f"{key}.ids"
+    record = read_record(record_path, key)
+    if record is None:
+        return None
+    freed = 0
+    if os.path.lexists(ids_path):
+        fd = open_regular(ids_path)
+        if fd is None:
+            return None
+        try:  # vouched for (hashed, at worst), then held alone until closed: a reader waits, then finds them gone
+            if not (_names_ids(record, fd) and hold_alone(fd) and still_at(ids_path, fd)):
+                return None
+            freed += os.fstat(fd).st_size
+            os.unlink(ids_path)
+        finally:
+            os.close(fd)
+    # A writer may have put a new entry there meanwhile (the ids are checked against it on
+    # every load, so the worst is encoding again): its record is left.
+    if read_record(record_path, key) == record:
+        freed += _size(record_path)
+        with contextlib.suppress(FileNotFoundError):
+            record_path.unlink()
+    return freed
+
+
+def _forget(directory: Path, index: int, keys: set[str]) -> None:
+    """Delete the sealed index lines that name `keys`, by name in the index directory open."""
+    for name in _names_at(index):
+        if re.fullmatch(HEX, name) and indexed_key(directory, name) in keys:
+            with contextlib.suppress(OSError):
+                os.unlink(name, dir_fd=index)
 
 
 def clear_cache() -> tuple[CacheReport, int]:
@@ -96,11 +191,12 @@ def _entries(directory: Path, own: list[Path], unvouched: list[Path]) -> list[Ca
             entries.append(CacheEntry(key, sum(_size(p) for p in paths), None, None))  # half written, or damaged
             continue
         sources = shown.get("sources")
+        last_used = _last_used(directory, key)
         sources = [_printable(str(s)) for s in sources] if isinstance(sources, list) else None
         exact = shown.get("exact") if isinstance(shown.get("exact"), bool) else None
         encoding = shown.get("encoding") if isinstance(shown.get("encoding"), str) else None
         entries.append(CacheEntry(key, sum(_size(p) for p in paths), characters, sources, encoding, exact,
-                                  record is not None and directory / f"{key}.ids" in own))
+                                  record is not None and directory / f"{key}.ids" in own, last_used))
     return entries
 
 
@@ -138,11 +234,22 @@ def _vouched(directory: Path, key: str, suffix: str) -> bool:
     fd = open_regular(directory / f"{key}.ids")
     if fd is None:
         return False
-    with open(fd, "rb") as ids:  # the file written (an inode reused for another file has other times), or its bytes
-        info = os.fstat(fd)
-        if info.st_size != record["ids_file"][2]:  # (never hashes a planted sparse terabyte)
-            return False
-        return file_identity(info) == record["ids_file"] or sha256_of(ids) == record["ids_sha256"]
+    try:
+        return _names_ids(record, fd)
+    finally:
+        os.close(fd)
+
+
+def _names_ids(record: dict[str, Any], fd: int) -> bool:
+    """Whether the ids open at `fd` are the ones `record` names: the file written (an inode
+    reused for another file has other times), or its bytes."""
+    info = os.fstat(fd)
+    if info.st_size != record["ids_file"][2]:  # (never hashes a planted sparse terabyte)
+        return False
+    if file_identity(info) == record["ids_file"]:
+        return True
+    with open(os.dup(fd), "rb") as ids:
+        return sha256_of(ids) == record["ids_sha256"]
 
 
 def _printable(text: str) -> str:
@@ -152,6 +259,13 @@ def _printable(text: str) -> str:
 
 
 def _names(folder: Path) -> list[str]:
+    try:
+        return os.listdir(folder)
+    except OSError:
+        return []
+
+
+def _names_at(folder: int) -> list[str]:
     try:
         return os.listdir(folder)
     except OSError:

@@ -26,6 +26,7 @@ from typing import AnyStr, BinaryIO
 import numpy as np
 
 from charseq.data.cache import Entry, cache_dir, index_key, indexed_key, load_entry, save_entry, spool_file
+from charseq.data.cache_listing import make_room
 from charseq.data.corpus import Corpus
 from charseq.errors import CharseqError, CharseqWarning, UsageError, setting
 from charseq.files import kind_of
@@ -248,6 +249,7 @@ def load_text_corpus(name: str, files: list[Path], encoding: str = "utf-8", exac
         sources = [shown_as] if shown_as else [str(f.resolve()) for f in files]
         cached = _encode_to_cache(files, encoding, directory, key, exact=exact, skip_unreadable=skip_unreadable,
                                   name=name, shown=shown, sources=sources)
+        make_room(directory, keep=key)
     vocab, ids, skipped = cached.vocab, cached.ids, cached.skipped
     for index, why in skipped[:_NAMED_SKIPS]:
         warnings.warn(f"skipped {shown[index]!r}: {why}", CharseqWarning, stacklevel=2)

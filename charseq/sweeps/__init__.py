@@ -3,7 +3,8 @@
 A study lives in a storage that several processes, or machines, share (storage). Each
 trial trains a run with settings drawn from the search space (space), in a folder of the
 study's own (study), by workers that report each evaluation to a pruner and record how the
-trial ended (workers); the report lists the trials and the best.
+trial ended (workers), each numbered by the storage and drawing from a seed of its own
+(roster); the report lists the trials, who ran them, and the best with its checkpoint.
 """
 
 from charseq.sweeps.space import Param

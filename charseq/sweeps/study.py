@@ -15,6 +15,7 @@ from typing import Any
 
 from charseq.errors import CharseqError, UsageError, command, label
 from charseq.files import publish
+from charseq.sweeps.roster import is_roster
 from charseq.sweeps.space import Param
 from charseq.sweeps.storage import DEFAULT_STORAGE, check_storage, open_storage, require_optuna, shown_url, sqlite_path
 
@@ -67,23 +68,22 @@ class Identity:
     made: bool = False  # the study was made by this load
 
 
-def load_study(sweep: Sweep, worker: int = 0) -> Any:
+def load_study(sweep: Sweep) -> Any:
     """The sweep's study, made now or loaded (and checked to be the same search)."""
-    return open_study(sweep, worker)[0]
+    return open_study(sweep)[0]
 
 
-def open_study(sweep: Sweep, worker: int = 0) -> tuple[Any, Identity]:
+def open_study(sweep: Sweep) -> tuple[Any, Identity]:
     """The sweep's study and its identity. Made by one process only (a second is told it is
-    there, and loads it), so that its identity is written once, with its search."""
+    there, and loads it), so that its identity is written once, with its search. Its sampler
+    is unseeded: a worker seeds its own once it has its number (charseq.sweeps.roster)."""
     optuna = require_optuna()
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # charseq says what happened: the report
     # Median: no pruning before 4 trials have finished, nor on a trial's first evaluation (too noisy).
     pruner = {"median": optuna.pruners.MedianPruner(n_startup_trials=4, n_warmup_steps=1),
               "hyperband": optuna.pruners.HyperbandPruner(),
               "none": optuna.pruners.NopPruner()}[sweep.pruner]
-    seed = None if sweep.seed is None else sweep.seed + worker  # workers must not all draw the same
-    options = {"study_name": sweep.study, "storage": open_storage(sweep.storage), "pruner": pruner,
-               "sampler": optuna.samplers.TPESampler(seed=seed)}
+    options = {"study_name": sweep.study, "storage": open_storage(sweep.storage), "pruner": pruner}
     try:
         study = optuna.create_study(direction="minimize", load_if_exists=False, **options)
     except optuna.exceptions.DuplicatedStudyError:
@@ -226,10 +226,13 @@ class Row:
     params: dict[str, Any]
     seconds: float | None
     note: str
-    directory: str | None = None  # where its run is, on the machine that ran it
+    directory: str | None = None  # where its run is, on the machine that ran it, as --dir gave it
+    checkpoint: str | None = None  # its checkpoint's absolute path there (None: recorded by an earlier release)
+    worker: int | None = None  # the number of the worker that ran it (charseq.sweeps.roster)
+    host: str | None = None  # the machine that ran it
 
 
-def report(storage: str, study_name: str) -> tuple[list[Row], Any]:
+def report(storage: str, study_name: str) -> tuple[list[Row], Row | None]:
     """The study's trials, and its best trial (None when none completed)."""
     optuna = require_optuna()
     optuna.logging.set_verbosity(optuna.logging.ERROR)
@@ -241,7 +244,8 @@ def report(storage: str, study_name: str) -> tuple[list[Row], Any]:
     try:
         study = optuna.load_study(study_name=study_name, storage=open_storage(storage))
     except KeyError:
-        names = [s.study_name for s in optuna.get_all_study_summaries(open_storage(storage))]
+        names = [s.study_name for s in optuna.get_all_study_summaries(open_storage(storage))
+                 if not is_roster(s.study_name)]
         raise UsageError(f"no study {study_name!r} in {shown_url(storage)}; it holds "
                          f"{', '.join(repr(n) for n in names) or 'none'}") from None
     if study.user_attrs.get("charseq.search") is None and study.get_trials(deepcopy=False):
@@ -256,9 +260,9 @@ def report(storage: str, study_name: str) -> tuple[list[Row], Any]:
         if trial.state.name == "PRUNED":
             note = f"pruned after {len(trial.intermediate_values)} evaluations"
         value = trial.value if trial.state.name == "COMPLETE" else None
+        attrs = trial.user_attrs
         rows.append(Row(trial.number, trial.state.name.lower(), value, dict(trial.params), seconds, note,
-                        trial.user_attrs.get("directory")))
-    best = None
-    if any(t.state.name == "COMPLETE" for t in study.get_trials(deepcopy=False)):
-        best = study.best_trial
-    return rows, best
+                        attrs.get("directory"), attrs.get("checkpoint"), attrs.get("worker"), attrs.get("host")))
+    # The best of these rows (a trial another worker completes meanwhile is in neither).
+    done = [row for row in rows if row.value is not None]
+    return rows, min(done, key=lambda row: (row.value, row.number)) if done else None

@@ -8,11 +8,13 @@ from __future__ import annotations
 import math
 import os
 import signal
+import socket
 import time
 from typing import Any
 
 from charseq import blas
 from charseq.errors import CharseqError
+from charseq.sweeps.roster import join, worker_seed
 from charseq.sweeps.storage import masked, passwords_hidden, require_optuna
 from charseq.training.context import Callback
 from charseq.sweeps.study import DirectoryTaken, Sweep, load_study, open_study, prepare_directory
@@ -61,12 +63,15 @@ class _Reporter(Callback):
             trainer.stop_training = True
 
 
-def objective(sweep: Sweep) -> Any:
-    """The function a worker's study optimizes: one training run per trial."""
+def objective(sweep: Sweep, worker: int | None = None) -> Any:
+    """The function a worker's study optimizes: one training run per trial, recorded with the
+    number of the worker that ran it (charseq.sweeps.roster) and where its checkpoint is."""
     optuna = require_optuna()
     from charseq.training.run import Run
 
     def run_trial(trial: Any) -> float:
+        if worker is not None:
+            trial.set_user_attr("worker", worker)
         if _Stop.exit_code is not None:
             trial.set_user_attr("failure", INTERRUPTED)
             raise Interrupted(_Stop.exit_code)
@@ -87,6 +92,10 @@ def objective(sweep: Sweep) -> Any:
         folder = sweep.trial_directory(trial.number)
         folder.mkdir(parents=True, exist_ok=True)
         trial.set_user_attr("directory", str(folder))
+        # Where the checkpoint is from any working directory, and on which machine: a report
+        # may be read elsewhere.
+        trial.set_user_attr("checkpoint", os.path.abspath(folder / "model.npz"))
+        trial.set_user_attr("host", socket.gethostname())
         reporter = _Reporter(trial)
         callbacks = [("metrics", {"path": str(folder / "metrics.jsonl")}), *train.pop("callbacks", [])]
         started = time.perf_counter()
@@ -120,13 +129,16 @@ def objective(sweep: Sweep) -> Any:
     return run_trial
 
 
-def work(sweep: Sweep, worker: int = 0, study: Any = None) -> None:
+def work(sweep: Sweep, study: Any = None) -> int:
     """One worker: trials until the study holds `sweep.trials` (of any state) or time is up.
-    `study`: the sweep's, when this process has loaded it already."""
+    `study`: the sweep's, when this process has loaded it already. The worker's number, which
+    the storage gave it and which seeds its sampler (charseq.sweeps.roster)."""
     optuna = require_optuna()
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # a failed trial is in the report, with why
-    study = study if study is not None else load_study(sweep, worker)
+    study = study if study is not None else load_study(sweep)
     optuna.storages.fail_stale_trials(study)  # a dead worker's trial, even when no new trial starts
+    worker = join(study)
+    study.sampler = optuna.samplers.TPESampler(seed=worker_seed(sweep.seed, worker))
     restore = _stop_on_signals()
 
     def enough(study: Any, trial: Any) -> None:
@@ -135,11 +147,12 @@ def work(sweep: Sweep, worker: int = 0, study: Any = None) -> None:
 
     try:
         with blas.limited(sweep.threads):
-            study.optimize(objective(sweep), timeout=sweep.timeout, catch=(Exception,), gc_after_trial=False,
+            study.optimize(objective(sweep, worker), timeout=sweep.timeout, catch=(Exception,), gc_after_trial=False,
                            callbacks=[enough], n_trials=None if _count(study) < sweep.trials else 0)
         _stop_if_asked()
     finally:
         restore()
+    return worker
 
 
 class _Stop:
@@ -190,8 +203,10 @@ def _count(study: Any, before: int | None = None) -> int:
 
 
 def _worker_main(sweep: Sweep, worker: int) -> None:  # in a child process
-    """One worker of several: each failure one line on stderr, a thread's too (a storage
-    that went away fails its heartbeat thread as well as its trial), never a traceback."""
+    """One worker of several (`worker`: its place among this command's, for messages; its
+    number in the study is the storage's to give): each failure one line on stderr, a
+    thread's too (a storage that went away fails its heartbeat thread as well as its trial),
+    never a traceback."""
     import sys
     import threading
     import warnings
@@ -204,7 +219,7 @@ def _worker_main(sweep: Sweep, worker: int) -> None:  # in a child process
     threading.excepthook = lambda args: print(one_line(args.exc_value or args.exc_type()), file=sys.stderr)
     try:
         with passwords_hidden(sweep.storage):
-            work(sweep, worker)
+            work(sweep)
     except KeyboardInterrupt as exc:  # Ctrl-C reaches every worker: the parent says it once
         sys.exit(getattr(exc, "exit_code", 130))
     except CharseqError as exc:

@@ -185,3 +185,25 @@ def test_a_huge_sparse_file_at_an_entrys_ids_is_never_read_to_the_end(cache):
     result = json.loads(run_cli("cache", "--clear", "--json").stdout)
     assert time.monotonic() - started < 30 and ids.exists() and result["left"] == 1
 
+
+
+@pytest.mark.parametrize("value,size", [("500MB", 500_000_000), ("2GiB", 2 << 30), ("1.5 k", 1500), ("64", 64),
+                                        ("10kib", 10240), (" none ", None), ("0", 0)])
+def test_cache_says_its_cap_as_set(tmp_path, monkeypatch, value, size):
+    monkeypatch.setenv("CHARSEQ_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("CHARSEQ_CACHE_SIZE", value)
+    report = json.loads(run_cli("cache", "--json").stdout)
+    assert report["cap_bytes"] == size and report["cap_setting"] == value.strip() and report["used_bytes"] == 0
+    cap = "none" if size is None else _shown(size) if size < 10**6 else f"{size / 10**6:.1f} MB" if size < 10**9 \
+        else f"{size / 10**9:.1f} GB"
+    assert run_cli("cache").stdout.splitlines()[1].startswith(f"cap: {cap} (CHARSEQ_CACHE_SIZE={value.strip()}), 0 B used")
+
+
+def test_cache_shows_the_default_cap_and_what_the_entries_take(cache):
+    report = json.loads(run_cli("cache", "--json").stdout)
+    assert report["cap_bytes"] == 1 << 30 and report["cap_setting"] is None
+    assert report["used_bytes"] == sum(entry["size"] for entry in report["entries"])
+    used = f"{report['used_bytes'] / 1000:.1f} kB"
+    assert run_cli("cache").stdout.splitlines()[1] == (f"cap: 1.1 GB (the default; CHARSEQ_CACHE_SIZE changes it), "
+                                                       f"{used} used; the least recently used entries, listed last, "
+                                                       "are evicted first")

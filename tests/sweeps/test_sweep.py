@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 import signal
 import subprocess
@@ -323,6 +324,165 @@ def test_a_study_on_a_postgresql_server_shared_by_two_processes(tmp_path, postgr
         assert worker.returncode == 0, err
     _run_and_surplus(trials(tmp_path, "pg", postgres), 6)
     assert "best: trial" in out
+
+
+# -- workers: each its own number from the storage, and its own draws ------------------------
+
+def _two_machines(storage: str, runs: Path, seed: str = "7") -> list:
+    """The README's multi-machine command, run at once by two processes (as on two machines)
+    with the same --seed; the trials that ran."""
+    slow = ["--corpus", "alphabet", "--epochs", "600", "--hidden-size", "16"]  # ~2 s a trial: both start
+    command = [sys.executable, "-m", "charseq", "sweep", *slow, "--param", "lr=log:0.5:8", "--trials", "6",
+               "--pruner", "none", "--storage", storage, "--study", "two", "--dir", str(runs), "--threads", "1",
+               "--seed", seed]
+    workers = [subprocess.Popen(command, cwd=AWAY, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+               for _ in range(2)]
+    for worker in workers:
+        _, err = worker.communicate(timeout=300)
+        assert worker.returncode == 0, err
+    return _run_and_surplus(optuna.load_study(study_name="two", storage=storage).get_trials(), 6)[0]
+
+
+def _by_worker(done: list) -> dict[int, list[float]]:
+    """Each worker's draws, by its number, in the order it drew them."""
+    drawn: dict[int, list[float]] = {}
+    for trial in done:
+        drawn.setdefault(trial.user_attrs["worker"], []).append(trial.params["lr"])
+    return drawn
+
+
+def _same_draws_per_worker(first: dict[int, list[float]], again: dict[int, list[float]]) -> None:
+    """Worker N draws the same settings, in the same order, in both studies: how many each
+    worker ran depends on timing, so the shorter list is the start of the longer."""
+    common = [n for n in first if n in again]
+    assert common, (first, again)
+    for n in common:
+        shorter = min(len(first[n]), len(again[n]))
+        assert first[n][:shorter] == again[n][:shorter], (n, first, again)
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+def test_two_machines_with_one_seed_never_draw_the_same_settings(tmp_path, kind, request):
+    """Two machines that ran the README's command with the same --seed drew the same
+    parameters (6 trials, 3 settings). Each worker now has a number from the storage and a
+    sampler seeded from (seed, number): distinct draws, the same again in a fresh storage."""
+    def storage(name: str) -> str:
+        if kind == "sqlite":
+            return f"sqlite:///{tmp_path / name}.db"
+        server = request.getfixturevalue("postgres")  # one server, a fresh database for each sweep
+        import sqlalchemy
+
+        engine = sqlalchemy.create_engine(server, isolation_level="AUTOCOMMIT")
+        with engine.connect() as connection:
+            connection.execute(sqlalchemy.text(f"CREATE DATABASE {name}"))
+        engine.dispose()
+        return server.replace("/postgres?", f"/{name}?")
+
+    done = _two_machines(storage("first"), tmp_path / "runs-first")
+    assert len({t.params["lr"] for t in done}) == 6, [t.params for t in done]
+    first = _by_worker(done)
+    assert set(first) == {0, 1}, first  # both ran trials
+    again = _by_worker(_two_machines(storage("again"), tmp_path / "runs-again"))
+    _same_draws_per_worker(first, again)
+
+
+JOIN = """
+import sys, time
+from pathlib import Path
+from charseq import sweeps
+from charseq.sweeps import roster, study
+plan = sweeps.Sweep("race", [sweeps.Param.parse("lr=float:0.5:2")], {"corpus": "alphabet"}, storage=sys.argv[1])
+loaded = study.load_study(plan)
+Path(sys.argv[2] + ".ready." + sys.argv[3]).touch()
+while not Path(sys.argv[2]).exists():
+    time.sleep(0.002)
+print(roster.join(loaded))
+"""
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+def test_workers_that_join_at_once_are_never_given_one_number(tmp_path, kind, request):
+    storage = f"sqlite:///{tmp_path / 's.db'}" if kind == "sqlite" else request.getfixturevalue("postgres")
+    plan = sweeps.Sweep("race", [sweeps.Param.parse("lr=float:0.5:2")], {"corpus": "alphabet"}, storage=storage)
+    sweep_study.load_study(plan)  # made, as the first command makes it
+    go, count = tmp_path / "go", 6
+    joining = [subprocess.Popen([sys.executable, "-c", JOIN, storage, str(go), str(n)], cwd=AWAY,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for n in range(count)]
+    deadline = time.monotonic() + 120
+    while len(list(tmp_path.glob("go.ready.*"))) < count and time.monotonic() < deadline:
+        time.sleep(0.05)
+    go.touch()  # all at once
+    numbers = []
+    for process in joining:
+        out, err = process.communicate(timeout=120)
+        assert process.returncode == 0, err
+        numbers.append(int(out))
+    assert sorted(numbers) == list(range(count))
+
+
+def test_the_workers_of_one_command_have_numbers_of_their_own(tmp_path):
+    out = sweep(*QUICK, "--param", "lr=log:0.5:8", "--trials", "6", "--jobs", "2", "--pruner", "none", "--seed", "7",
+                "--threads", "1", cwd=tmp_path).stdout
+    done, _ = _run_and_surplus(trials(tmp_path), 6)
+    assert len({t.params["lr"] for t in done}) == 6
+    assert {t.user_attrs["worker"] for t in done} <= {0, 1}
+    header, *rows = out.splitlines()[: 1 + 6]
+    assert header.split()[:3] == ["trial", "worker", "state"]
+    assert [row.split()[1] for row in rows] == [str(t.user_attrs["worker"]) for t in done]
+    sweep(*QUICK, "--param", "lr=log:0.5:8", "--trials", "8", "--pruner", "none", "--seed", "7", cwd=tmp_path)
+    later = [t for t in trials(tmp_path)[6:] if t.params]  # (not a surplus trial of the first command's)
+    assert len(later) == 2 and {t.user_attrs["worker"] for t in later} == {2}  # a worker of its own, not worker 0
+    assert not {t.params["lr"] for t in later} & {t.params["lr"] for t in done}
+
+
+def test_the_report_says_where_the_best_checkpoint_is_from_any_folder(tmp_path):
+    sweep(*QUICK, "--param", "lr=log:0.5:8", "--trials", "2", "--pruner", "none", "--dir", "my runs", cwd=tmp_path)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    storage = f"sqlite:///{tmp_path / 'charseq-sweeps.db'}"
+    out = sweep("--report", "--storage", storage, cwd=elsewhere).stdout
+    best = min((t for t in trials(tmp_path)), key=lambda t: t.value)
+    (line,) = [line for line in out.splitlines() if line.startswith("checkpoint: ")]
+    (pasted,) = shlex.split(line.removeprefix("checkpoint: "))  # as a shell reads it: one path
+    expected = tmp_path / "my runs" / "charseq" / f"trial-{best.number:04d}" / "model.npz"
+    assert Path(pasted).is_absolute() and Path(pasted).samefile(expected)
+    report = sweep("--report", "--json", "--storage", storage, cwd=elsewhere).stdout
+    assert Path(json.loads(report)["best"]["checkpoint"]).samefile(expected)
+    old = os.getcwd()
+    os.chdir(elsewhere)
+    try:
+        assert run_cli("generate", pasted, "--length", "20", "--seed", "0").output.strip()
+    finally:
+        os.chdir(old)
+    import socket
+
+    with pytest.MonkeyPatch.context() as patch:  # the report read on another machine than the one that ran it
+        patch.setattr(socket, "gethostname", lambda: "another-machine")
+        out = sweep("--report", "--storage", storage, cwd=elsewhere).stdout
+    assert f"checkpoint: {line.removeprefix('checkpoint: ')} (on {socket.gethostname()}, which ran it)" in out
+    expected.unlink()
+    out = sweep("--report", "--storage", storage, cwd=elsewhere).stdout
+    assert f"{line} (not there any more)" in out
+
+
+def test_the_history_plot_numbers_its_trials_in_whole_numbers(tmp_path, monkeypatch):
+    pytest.importorskip("matplotlib")
+    import charseq.cli
+
+    sweep(*QUICK, "--param", "lr=log:0.5:8", "--trials", "2", "--pruner", "none", cwd=tmp_path)
+    drawn = []
+    save = charseq.cli.save_picture
+
+    def keep(figure, *args, **kwargs):
+        drawn.append(figure)
+        return save(figure, *args, **kwargs)
+
+    monkeypatch.setattr(charseq.cli, "save_picture", keep)
+    sweep("--report", "--plot", "history.png", cwd=tmp_path)
+    (figure,) = drawn
+    (axes,) = figure.axes
+    ticks = [tick for tick in axes.get_xticks() if axes.get_xlim()[0] <= tick <= axes.get_xlim()[1]]
+    assert len(ticks) >= 2 and all(float(tick).is_integer() for tick in ticks), ticks
 
 
 def test_every_other_training_option_holds_for_every_trial(tmp_path):
@@ -665,7 +825,7 @@ def test_a_worker_that_fails_says_so_in_one_line_without_a_password(monkeypatch,
     plan = sweeps.Sweep("charseq", [sweeps.Param.parse("lr=log:1e-3:1e-2")], {"corpus": "alphabet"},
                         storage="postgresql://bob:s3cret@localhost/db")
 
-    def lost(sweep, worker):
+    def lost(sweep):
         thread = threading.Thread(target=lambda: (_ for _ in ()).throw(RuntimeError("heartbeat: s3cret gone")))
         thread.start()
         thread.join()
