@@ -49,7 +49,10 @@ def parse_duration(value: Any, name: str = "time_limit") -> float:
 
 
 def format_duration(seconds: float) -> str:
-    """A duration as parse_duration reads it: 5m, 1h30m, 2.5s (tenths below a minute)."""
+    """A duration as parse_duration reads it: 5m, 1h30m, 12.5s (tenths below a minute, two
+    digits below ten seconds: 2.5s, 0.25s)."""
+    if seconds < 10:
+        return f"{float(f'{seconds:.2g}'):g}s"
     whole = round(seconds) if seconds >= 60 else round(seconds, 1)
     hours, rest = divmod(whole, 3600)
     minutes, rest = divmod(rest, 60)

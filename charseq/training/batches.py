@@ -22,8 +22,12 @@ from charseq.errors import UsageError, counted, setting
 from charseq.data import items as item_batches
 
 
-SAMPLE_EVERY = 32  # an evaluation is timed on this fraction of the held-out part...
-SAMPLE_CHARACTERS = 1 << 17  # ... and on at least this many characters of it
+# An evaluation is timed on this fraction of the held-out part, and on no fewer windows of
+# a text, or characters of items, than these (each call of the model costs something of its
+# own; a text's windows are all alike, items are read by length, in fewer, larger calls).
+SAMPLE_EVERY = 32
+SAMPLE_WINDOWS = 8
+SAMPLE_CHARACTERS = 1 << 17
 
 
 class Batches:
@@ -98,9 +102,8 @@ class Batches:
         return None
 
     def evaluation_seconds(self, model) -> float:
-        """About how long one evaluation of the held-out part takes, timed on a sample of it
-        (a thirty-second, and no less than SAMPLE_CHARACTERS, since each call of the model
-        has a cost of its own): what a time limit plans with before the run has evaluated."""
+        """About how long one evaluation of the held-out part takes, timed on a sample of it:
+        what a time limit plans with before the run has evaluated."""
         started = time.perf_counter()
         if self.val_items is not None:
             lengths = self.item_starts[self.val_items + 1] - self.item_starts[self.val_items]
@@ -112,8 +115,7 @@ class Batches:
             share = float(lengths[:count].sum()) / total
         elif self.val_ids is not None:
             windows = evaluation_windows(len(self.val_ids), self.batch_size, self.seq_len)
-            chars_per_window = len(self.val_ids) / windows
-            sample_windows = min(windows, max(windows // SAMPLE_EVERY, int(SAMPLE_CHARACTERS / chars_per_window) + 1))
+            sample_windows = min(windows, max(windows // SAMPLE_EVERY, SAMPLE_WINDOWS))
             evaluate(model, self.val_ids, self.batch_size, self.seq_len, windows=sample_windows)
             share = sample_windows / windows
         else:

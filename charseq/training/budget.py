@@ -14,14 +14,16 @@ import math
 import time
 from dataclasses import dataclass
 
-# The pace is measured over at least MEASURE_SHARE of the budget and MEASURE_STEPS steps,
-# unless steps are so slow that those take more than MEASURE_MOST of it: then whatever
-# steps there are. The steps' pace is that of the second half (the first steps are slow:
-# buffers are made, caches filled; their time is spent, and counted, but not typical);
-# evaluations are timed apart, they come at their own rate.
+# The pace is measured over a window of MEASURE_SHARE of the budget, but at least a second
+# (MEASURE_SECONDS; a quarter of a shorter budget): on a shared machine the pace wavers
+# from one tenth of a second to the next. It takes MEASURE_STEPS steps as well, unless
+# steps are so slow that twice the window passes first: then whatever steps there are.
+# The steps' pace is that of the window's second half (the first steps are slow: buffers
+# are made, caches filled; their time is spent and counted, but is not typical), and
+# evaluations are timed apart, since they come at their own rate.
 MEASURE_SHARE = 0.05
+MEASURE_SECONDS = 1.0
 MEASURE_STEPS = 20
-MEASURE_MOST = 0.1
 # When training gets slower after the plan (another job takes the cores), the run still
 # ends at its planned step, since that keeps its schedule whole and a resumed run exact;
 # but not beyond this much over the budget, where it stops at once: OVERRUN_SHARE of the
@@ -79,7 +81,7 @@ class Stopwatch:
     and the time of its evaluations apart."""
 
     def __init__(self, limit: float, step: int):
-        self.limit = limit
+        self.window = max(MEASURE_SHARE * limit, min(MEASURE_SECONDS, limit / 4))
         self.first_step = step
         self.started = time.perf_counter()
         self.evaluating = 0.0  # seconds spent in evaluations (and what callbacks did at them)
@@ -94,10 +96,9 @@ class Stopwatch:
         """Whether the pace measured by `step` is enough to plan by."""
         now = time.perf_counter()
         steps, elapsed = step - self.first_step, now - self.started
-        if self.half is None and steps >= MEASURE_STEPS / 2 and elapsed >= MEASURE_SHARE / 2 * self.limit:
+        if self.half is None and steps >= MEASURE_STEPS / 2 and elapsed >= self.window / 2:
             self.half = (now, step, self.evaluating)
-        return steps >= 1 and (elapsed >= MEASURE_MOST * self.limit or
-                               steps >= MEASURE_STEPS and elapsed >= MEASURE_SHARE * self.limit)
+        return steps >= 1 and (elapsed >= 2 * self.window or steps >= MEASURE_STEPS and elapsed >= self.window)
 
     def pace(self, step: int, estimate: float = 0.0, probing: float = 0.0) -> Pace:
         """The pace measured by `step`. An evaluation costs what those measured cost; when

@@ -14,7 +14,7 @@ import pytest
 import charseq
 from charseq import Run, UsageError, hookimpl
 from charseq.training import budget
-from conftest import InterruptAt, members_of, run_cli
+from conftest import InterruptAt, members_of, resign, run_cli
 
 TEXT = "".join(f"line {i}: the quick brown fox jumps over the lazy dog {i * 7 % 13}.\n" for i in range(60))
 SMALL = {"hidden_size": 16, "seq_len": 8, "batch_size": 4, "val_fraction": 0.1}
@@ -179,12 +179,12 @@ def test_training_far_slower_than_planned_stops_past_the_budget(tmp_path):
 
 
 def test_epochs_that_end_first_end_the_run_as_if_there_were_no_time_limit(tmp_path, fox):
-    limited = Run.start(fox, out=tmp_path / "limited.npz", time_limit=6, epochs=20, **SMALL)
+    limited = Run.start(fox, out=tmp_path / "limited.npz", time_limit=10, epochs=40, **SMALL)
     result = limited.fit()
-    plain = Run.start(fox, out=tmp_path / "plain.npz", epochs=20, **SMALL).fit()
-    assert result.message.startswith(f"saved {tmp_path / 'limited.npz'} after 20 epochs")
+    plain = Run.start(fox, out=tmp_path / "plain.npz", epochs=40, **SMALL).fit()
+    assert result.message.startswith(f"saved {tmp_path / 'limited.npz'} after 40 epochs")
     training = charseq.load(tmp_path / "limited.npz").training
-    assert training["planned_steps"] > result.step == plain.step == 20 * limited.trainer.steps_per_epoch
+    assert training["planned_steps"] > result.step == plain.step == 40 * limited.trainer.steps_per_epoch
     assert "time_up" not in training
     a, b = members_of(tmp_path / "limited.npz"), members_of(tmp_path / "plain.npz")
     assert all(a[name].tobytes() == b[name].tobytes() for name in a if name.startswith(("param.", "optimizer.")))
@@ -271,6 +271,20 @@ def test_a_callback_sees_the_plan_and_the_time_spent(tmp_path):
     assert None in plans and len(plans) == 2  # none while measuring, then one plan, kept
     times = [spent for _, _, spent in looks.seen]
     assert times == sorted(times) and 0.8 < times[-1] < 1 + MARGIN
+
+
+@pytest.mark.parametrize("change, refused", [
+    ({"planned_steps": -1}, "planned_steps"),
+    ({"planned_steps": "soon"}, "planned_steps"),
+    ({"time_up": "yes"}, "time_up"),
+    ({"planned_steps": 50}, "has a time limit's plan, but its run has no time limit"),
+])
+def test_a_checkpoint_edited_to_claim_a_plan_is_refused_in_one_line(tmp_path, change, refused):
+    out = tmp_path / "a.npz"
+    run_cli("train", "--corpus", "alphabet", "--epochs", 2, "--out", out, "-q")
+    resign(out, lambda metadata: metadata["training"].update(change))
+    result = run_cli("train", "--resume", out, "--corpus", "alphabet", "--out", out, ok=False)
+    assert result.exit_code == 2 and refused in result.output and len(result.output.strip().splitlines()) == 1
 
 
 def test_old_checkpoints_load_and_resume_without_a_time_limit():
