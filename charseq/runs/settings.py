@@ -86,7 +86,7 @@ class TrainConfig:
     time_limit: float = _setting(0.0, "End the run when this much training time is spent, its learning-rate "
                                       "schedule fitted to it: 90s, 5m, 1h30m, 2h, or seconds (0: none). With "
                                       "epochs, whichever ends first.", metavar="DURATION", parse=parse_duration,
-                                 show=format_duration)
+                                 show=lambda seconds: format_duration(seconds) if seconds else "0 (no limit)")
     optimizer: str = _setting("adam", "The update rule.", choices=OPTIMIZERS)
     lr: float = _setting(4e-3, "Learning rate.")
     # With Adam every weight moves by about lr a step, but a one-hot input has a fan-in of

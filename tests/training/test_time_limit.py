@@ -234,6 +234,10 @@ def test_a_resumed_run_keeps_its_time_limit(tmp_path, fox):
         Run.resume(cut, time_limit="3s")
     result = run_cli("train", "--resume", cut, "--time-limit", "0", ok=False)
     assert result.exit_code == 2 and "--time-limit 0 differs from the resumed run's 2s" in result.output
+    plain = tmp_path / "plain.npz"
+    Run.start(fox, out=plain, extra_callbacks=[InterruptAt(5)], **SMALL).fit()
+    with pytest.raises(UsageError, match=r"time_limit='5m' differs from the resumed run's 0 \(no limit\)"):
+        Run.resume(plain, time_limit="5m")  # nor is one added
 
 
 def test_a_finished_time_limited_run_is_complete_on_resuming(tmp_path):
