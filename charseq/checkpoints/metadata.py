@@ -53,7 +53,8 @@ _TRAINING = schema.record({
     "ended": schema.boolean,
     "callbacks": schema.map_of(schema.map_of(schema.json_value()), max_length=1000),
     "weights_from": schema.optional(_HISTORY_ENTRY),
-}, {"blas_threads": schema.integer(1, 1 << 16)})
+}, {"blas_threads": schema.integer(1, 1 << 16), "planned_steps": schema.integer(0, 1 << 62),
+    "time_up": schema.boolean})
 
 METADATA = schema.record({
     "format": schema.string(64),

@@ -1,5 +1,7 @@
 """The CLI's view of a training run: a tqdm bar with live loss and epoch lines at a
-readable rate (every epoch with --all-epochs; the metrics log has every evaluation).
+readable rate (every epoch with --all-epochs; the metrics log has every evaluation). A
+time-limited run's bar counts down the time left until the run has planned its steps,
+then the steps to the planned one.
 
 Part of the CLI layer (it imports tqdm and click); the core never imports it.
 """
@@ -25,13 +27,15 @@ _ECHO_ROOM = 2
 
 
 class _Bar(tqdm):
-    """tqdm drawn _ECHO_ROOM columns short of the terminal's width."""
+    """tqdm drawn _ECHO_ROOM columns short of the terminal's width, which can say the time left."""
 
     @property
     def format_dict(self):
         values = super().format_dict
         if values.get("ncols"):
             values["ncols"] = max(1, values["ncols"] - _ECHO_ROOM)
+        if values.get("total"):  # for _TIME_LEFT: a bar counting seconds has this many to go
+            values["time_left"] = self.format_interval(max(0, values["total"] - values["n"]))
         return values
 
 
@@ -47,9 +51,16 @@ class ProgressBar:
 
     @hookimpl
     def on_train_begin(self, trainer):
-        remaining = (trainer.config.epochs - trainer.epoch) * trainer.steps_per_epoch - trainer.step_in_epoch
         disable = None if self.draw is None else not self.draw
-        self.bar = _Bar(total=remaining, unit="step", dynamic_ncols=True, leave=False, disable=disable,
+        limit = trainer.config.time_limit
+        # Until the run has planned its steps, its time is what is known of its length.
+        self._counting_time = bool(limit) and trainer.planned_steps is None
+        if self._counting_time:
+            self._began = time.monotonic()
+            total, unit, form = max(1, round(limit - trainer.wall_time)), "s", _TIME_LEFT
+        else:
+            total, unit, form = _steps_left(trainer), "step", None
+        self.bar = _Bar(total=total, unit=unit, bar_format=form, dynamic_ncols=True, leave=False, disable=disable,
                         file=sys.stderr if sys.stderr is not None else open(os.devnull, "w"))
         self._pending = 0
         self._last_refresh = time.monotonic()
@@ -65,10 +76,22 @@ class ProgressBar:
         if now - self._last_refresh >= _REFRESH_SECONDS:
             try:
                 self.bar.set_postfix_str(f"loss {loss:.4f}{self._val}", refresh=False)
-                self.bar.update(self._pending)
+                if self._counting_time:
+                    self._count_time(trainer, now)
+                else:
+                    self.bar.update(self._pending)
             except OSError:  # stderr went away (a closed pipe): training goes on without a bar
                 self.bar.disable = True
             self._pending, self._last_refresh = 0, now
+
+    def _count_time(self, trainer, now: float) -> None:
+        """The seconds gone, or, once the run has planned its steps, the steps from here on."""
+        if trainer.planned_steps is None:
+            self.bar.update(min(self.bar.total, round(now - self._began)) - self.bar.n)
+            return
+        self._counting_time = False
+        self.bar.unit, self.bar.bar_format = "step", None
+        self.bar.reset(total=_steps_left(trainer))
 
     @hookimpl
     def on_evaluation(self, trainer, metrics):
@@ -83,11 +106,13 @@ class ProgressBar:
             return
         validation = (f"  val {metrics['val_loss']:.4f} ({metrics['val_bpc']:.3f} bpc)"
                       if "val_loss" in metrics else "")
-        self._held = (f"epoch {epoch:>{len(str(trainer.config.epochs))}}/{trainer.config.epochs}"
+        epochs = trainer.config.epochs  # 0: unbounded
+        of = f"{epoch:>{len(str(epochs))}}/{epochs}" if epochs else f"{epoch}"
+        self._held = (f"epoch {of}"
                       f"  loss {metrics['loss']:.4f}{validation}  {metrics['chars_per_sec']:,.0f} chars/s"
                       f"  {_duration(metrics['seconds'])}")
         now = time.monotonic()
-        if (self._line_at is None or epoch >= trainer.config.epochs
+        if (self._line_at is None or epochs and epoch >= epochs
                 or now - self._line_at >= self.epoch_line_seconds):
             self._print_held()
             self._line_at = now
@@ -114,7 +139,8 @@ class ProgressBar:
             self._print_held()  # the last epoch's line (early stopping, an interruption)
             try:
                 width = None if bar.disable else bar.ncols  # the terminal's, less tqdm's own last column
-                bar.update(self._pending)
+                if not self._counting_time:
+                    bar.update(self._pending)
                 bar.close()
                 if width:  # the whole line, a "^C" echoed after the bar included
                     bar.fp.write("\r" + " " * width + "\r")
@@ -122,6 +148,16 @@ class ProgressBar:
             except (OSError, ValueError):
                 pass
             self._pending = 0
+
+
+_TIME_LEFT = "{l_bar}{bar}| {time_left} of the time limit left{postfix}"
+
+
+def _steps_left(trainer) -> int:
+    """Steps to where the run ends: its epochs' end, or its time limit's plan if sooner."""
+    ends = [end for end in (trainer.config.epochs * trainer.steps_per_epoch if trainer.config.epochs else None,
+                            trainer.planned_steps) if end is not None]
+    return max(0, min(ends) - trainer.step) if ends else 0
 
 
 def _duration(seconds: float) -> str:

@@ -15,6 +15,7 @@ from charseq.decoding.closing import ClosingSample
 from charseq.errors import UsageError, counted
 from charseq.files import shown
 from charseq.models.build import model_spec
+from charseq.runs.settings import format_duration
 
 
 @click.command()
@@ -68,7 +69,8 @@ def train(corpus_spec, encoding, exact_text, model_spec, resume_path, out, force
     Settings left out come from the corpus's suggestions (see the README), then from the
     text defaults: two layers of 256 GRUs, T=64, B=64, Adam at 4e-3 (the input weights'
     steps 80 times larger) with a cosine schedule over 5 epochs, dropout 0.1, gradient norm
-    clipped at 5.
+    clipped at 5. With --time-limit, the schedule runs over the time instead, and the epochs
+    are as many as fit unless --epochs is given (then whichever ends first).
 
     A new run refuses to replace a file at --out (resume it, or --force). Ctrl-C, SIGTERM or SIGHUP
     saves a checkpoint at the next step and exits (130, 143 or 129); `--resume` continues it
@@ -80,6 +82,7 @@ def train(corpus_spec, encoding, exact_text, model_spec, resume_path, out, force
       charseq train --corpus text:novel.txt --metrics novel.jsonl --patience 3 --out novel.npz
       charseq train --corpus text:novel.txt --model lstm:layers=2 --hidden-size 256
       charseq train --corpus lines:names.txt
+      charseq train --corpus text:novel.txt --time-limit 5m
       charseq train --resume novel.npz --epochs 30
     """
     from charseq.training.run import Run  # here: `charseq --help` need not load the training stack
@@ -131,12 +134,19 @@ def _describe_run(run, threads: int) -> None:
                          if value) or "no clipping"
     dropout = f" dropout={config.dropout:g}" if config.dropout else ""
     dropout += f" input-lr-scale={config.input_lr_scale:g}" if config.input_lr_scale != 1 else ""
+    length = f"epochs={config.epochs or 'unbounded'}"
+    if config.time_limit:
+        length += f" time-limit={format_duration(config.time_limit)}"
     say(f"training on {corpus.name}: {items}{counted(len(corpus), 'character')}{held_out}, {counted(len(corpus.vocab), 'symbol')}, "
         f"{model_spec(run.spec.model['name'], run.spec.model.get('options', {}))} H={config.hidden_size}{window} B={config.batch_size} {config.optimizer} lr={config.lr:g} "
-        f"{clipping}{dropout} warmup={config.warmup} epochs={config.epochs} threads={threads}")
+        f"{clipping}{dropout} warmup={config.warmup} {length} threads={threads}")
     if run.resumed_path is not None:
+        plan = ""
+        if config.time_limit:
+            plan = (f", planned to end at step {trainer.planned_steps:,}" if trainer.planned_steps is not None else
+                    ", measuring its pace anew (it stopped before its plan was made)")
         say(f"resuming from {run.resumed_path} at step {trainer.step:,} (epoch {trainer.epoch + 1}, "
-            f"step {trainer.step_in_epoch} of {trainer.steps_per_epoch}); saving to {shown(run.out)}")
+            f"step {trainer.step_in_epoch} of {trainer.steps_per_epoch}){plan}; saving to {shown(run.out)}")
 
 
 def _print_sample(sample: ClosingSample) -> None:

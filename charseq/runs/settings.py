@@ -7,7 +7,8 @@ here and nowhere else. A corpus may suggest its own values (``Corpus.defaults``)
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+import re
+from collections.abc import Callable, Mapping
 from dataclasses import Field, asdict, dataclass, field, fields
 from typing import Any, cast
 
@@ -21,8 +22,51 @@ SCHEDULES = ("constant", "step", "cosine")
 DEFAULT_MODEL = "gru:layers=2"
 
 
-def _setting(default: Any, help: str, metavar: str | None = None, choices: tuple[str, ...] | None = None) -> Any:
-    return field(default=default, metadata={"help": help, "metavar": metavar, "choices": choices})
+# What a duration may be: hours, minutes and seconds in this order, each at most once, or
+# plain seconds; a number may have a fraction (1.5h).
+_DURATION = re.compile(r"(?:(?P<h>\d+(?:\.\d+)?)h)?(?:(?P<m>\d+(?:\.\d+)?)m)?(?:(?P<s>\d+(?:\.\d+)?)s)?")
+DURATIONS = "90s, 5m, 1h30m, 2h or 300 (seconds)"  # the forms, for messages
+MAX_DURATION = 366 * 24 * 3600.0  # a year: beyond it, a mistake (and a count of steps past what a checkpoint holds)
+
+
+def parse_duration(value: Any, name: str = "time_limit") -> float:
+    """Seconds of a duration given as text (90s, 5m, 1h30m, 2h, 300) or as a number of
+    seconds: the one rule for the CLI, the API and checkpoints; 0 is none."""
+    seconds: float | None = None
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        seconds = float(value)
+    elif isinstance(value, str):
+        text = value.strip().lower()
+        found = _DURATION.fullmatch(text)
+        if re.fullmatch(r"\d+(?:\.\d+)?", text):
+            seconds = float(text)
+        elif text and found:
+            seconds = sum(float(found[unit] or 0) * scale for unit, scale in (("h", 3600), ("m", 60), ("s", 1)))
+    if seconds is None or not 0 <= seconds <= MAX_DURATION:
+        at_most = f" of at most {format_duration(MAX_DURATION)}" if seconds is not None and seconds > 0 else ""
+        raise UsageError(f"{_flag(name)} {value!r} is not a duration{at_most}; give one such as {DURATIONS}")
+    return seconds
+
+
+def format_duration(seconds: float) -> str:
+    """A duration as parse_duration reads it: 5m, 1h30m, 12.5s (tenths below a minute, two
+    digits below ten seconds: 2.5s, 0.25s)."""
+    if seconds < 10:
+        return f"{float(f'{seconds:.2g}'):g}s"
+    whole = round(seconds) if seconds >= 60 else round(seconds, 1)
+    hours, rest = divmod(whole, 3600)
+    minutes, rest = divmod(rest, 60)
+    parts = [f"{hours:g}h" if hours else "", f"{minutes:g}m" if minutes else "",
+             f"{round(rest, 1):g}s" if rest or not (hours or minutes) else ""]
+    return "".join(parts)
+
+
+def _setting(default: Any, help: str, metavar: str | None = None, choices: tuple[str, ...] | None = None,
+             parse: Callable[[Any], Any] | None = None, show: Callable[[Any], str] | None = None) -> Any:
+    """A setting: `parse` turns what is given (text, from the CLI) into its value, and
+    `show` says a value as it would be given."""
+    return field(default=default, metadata={"help": help, "metavar": metavar, "choices": choices, "parse": parse,
+                                            "show": show})
 
 
 @dataclass
@@ -34,7 +78,15 @@ class TrainConfig:
     hidden_size: int = _setting(256, "Hidden units H (of each layer).")
     seq_len: int = _setting(64, "Characters per training window T.")
     batch_size: int = _setting(64, "Windows (text: parallel streams) per step B.")
-    epochs: int = _setting(5, "Passes over the training text.")
+    epochs: int = _setting(5, "Passes over the training text (0: as many as the time limit allows; with a "
+                              "time limit, the default).")
+    # A budget of training time, planned as a number of steps once the run has measured its
+    # pace (charseq.training.budget), so that the schedule ends with the budget and a resumed
+    # run ends where the uninterrupted one would.
+    time_limit: float = _setting(0.0, "End the run when this much training time is spent, its learning-rate "
+                                      "schedule fitted to it: 90s, 5m, 1h30m, 2h, or seconds (0: none). With "
+                                      "epochs, whichever ends first.", metavar="DURATION", parse=parse_duration,
+                                 show=lambda seconds: format_duration(seconds) if seconds else "0 (no limit)")
     optimizer: str = _setting("adam", "The update rule.", choices=OPTIMIZERS)
     lr: float = _setting(4e-3, "Learning rate.")
     # With Adam every weight moves by about lr a step, but a one-hot input has a fan-in of
@@ -62,11 +114,16 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         for f in fields(self):
+            if f.metadata["parse"] is not None:
+                setattr(self, f.name, f.metadata["parse"](getattr(self, f.name)))
+        for f in fields(self):
             _check_type(f.name, getattr(self, f.name), _declared(f))
             if f.type == "float":
                 setattr(self, f.name, float(getattr(self, f.name)))
-        for name in ("hidden_size", "seq_len", "batch_size", "epochs", "lr_decay_every"):
+        for name in ("hidden_size", "seq_len", "batch_size", "lr_decay_every"):
             _at_least(name, getattr(self, name), 1)
+        if self.epochs != 0 or not self.time_limit:  # 0: unbounded, which only a time limit ends
+            _at_least("epochs", self.epochs, 1, " (0, unbounded, goes with a time-limit)")
         for name in ("warmup", "eval_every", "max_val_chars", "seed"):
             _at_least(name, getattr(self, name), 0)
         for f in fields(self):  # beyond this, a count is a mistake (and would overflow a float)
@@ -101,13 +158,21 @@ class TrainConfig:
             raise UsageError(f"unknown training setting {unknown[0]!r}; the settings are {', '.join(sorted(known))}")
         suggested: Mapping[str, Any] = getattr(corpus, "defaults", corpus)
         settings = {k: v for k, v in suggested.items() if k in known}
-        settings.update({k: v for k, v in overrides.items() if v is not None})
+        given = {k: v for k, v in overrides.items() if v is not None}
+        settings.update(given)
+        # A time limit without epochs given: the time decides, as many epochs as fit (a
+        # corpus's epochs would end a run of minutes early, or never, by chance).
+        if "time_limit" in given and parse_duration(given["time_limit"]) and "epochs" not in given:
+            settings["epochs"] = 0
         return cls(**settings)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> TrainConfig:
-        """From `to_dict()`'s output (a checkpoint's): every field must be there, nothing else."""
+        """From `to_dict()`'s output (a checkpoint's): every field must be there, nothing else
+        (a setting added since the run was recorded takes the value its release ran with)."""
         names = {f.name for f in fields(cls)}
+        if isinstance(data, Mapping):
+            data = {**{k: v for k, v in ADDED_SINCE.items() if k not in data}, **data}
         if not isinstance(data, Mapping) or set(data) != names:
             missing, extra = sorted(names - set(data or ())), sorted(set(data or ()) - names)
             raise UsageError(f"training settings do not match this charseq's (missing {missing}, unknown {extra})")
@@ -116,23 +181,50 @@ class TrainConfig:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
-    def lr_at(self, step: int, steps_per_epoch: int = 1) -> float:
-        """The learning rate of step `step` (from 0): linear warmup, then the schedule."""
+    def lr_at(self, step: int, steps_per_epoch: int = 1, end: int | None = None) -> float:
+        """The learning rate of step `step` (from 0): linear warmup, then the schedule. The
+        cosine runs until step `end` (default: the end of the epochs), the run's length;
+        while that is not known (unbounded epochs, before a time limit's plan) it holds at
+        its start. Warmup and step decay do not depend on the run's length."""
         if step < self.warmup:
             return self.lr * (step + 1) / self.warmup
         if self.schedule == "step":
             return self.lr * self.lr_decay ** (step // (self.lr_decay_every * steps_per_epoch))
-        if self.schedule == "cosine":
-            total = max(1, self.epochs * steps_per_epoch - self.warmup)
+        if end is None and self.epochs:
+            end = self.epochs * steps_per_epoch
+        if self.schedule == "cosine" and end is not None:
+            total = max(1, end - self.warmup)
             progress = min(1.0, (step - self.warmup) / total)
             return self.min_lr + (self.lr - self.min_lr) * 0.5 * (1 + math.cos(math.pi * progress))
         return self.lr
 
 
+# Settings added since the first checkpoints that record their run (format 3), with the
+# value the runs recorded before them trained with.
+ADDED_SINCE: dict[str, Any] = {"time_limit": 0.0}
+
+
 def settings() -> list[tuple[str, type, dict[str, Any]]]:
-    """(name, type, metadata) of each setting, in order: what the CLI makes options from."""
+    """(name, type, metadata) of each setting, in order: what the CLI makes options from
+    (text, for a setting that parses what it is given: the core reads it)."""
     types = {"int": int, "float": float, "str": str}
-    return [(f.name, types[_declared(f)], dict(f.metadata)) for f in fields(TrainConfig)]
+    return [(f.name, str if f.metadata["parse"] else types[_declared(f)], dict(f.metadata))
+            for f in fields(TrainConfig)]
+
+
+def given(name: str, value: Any) -> Any:
+    """A setting's value as it is given (text, a number), as the setting holds it."""
+    parse = _FIELDS[name].metadata["parse"] if name in _FIELDS else None
+    return parse(value) if parse is not None else value
+
+
+def shown(name: str, value: Any) -> str:
+    """A setting's value as it would be given: 5m for a time limit of 300 seconds."""
+    show = _FIELDS[name].metadata["show"] if name in _FIELDS else None
+    return show(value) if show is not None else str(value)
+
+
+_FIELDS = {f.name: f for f in fields(TrainConfig)}
 
 
 def _declared(f: Field[Any]) -> str:
@@ -154,6 +246,6 @@ def _check_type(name: str, value: Any, declared: str) -> None:
         raise UsageError(f"{_flag(name)} must be {kind}, got {value!r}")
 
 
-def _at_least(name: str, value: int, minimum: int) -> None:
+def _at_least(name: str, value: int, minimum: int, note: str = "") -> None:
     if value < minimum:
-        raise UsageError(f"{_flag(name)} must be a whole number of at least {minimum}, got {value}")
+        raise UsageError(f"{_flag(name)} must be a whole number of at least {minimum}{note}, got {value}")

@@ -19,7 +19,9 @@ from charseq.runs.settings import TrainConfig
 # What a resumed run may change: anything else would make it another run. --epochs may
 # lengthen it (never below the epochs done), --eval-every only moves evaluations; --out
 # and --corpus (a moved file with the same content) say where things are; callbacks are
-# added and dropped with their own options.
+# added and dropped with their own options. Not the time limit: a time-limited run's
+# schedule was planned over it from the first step, and a resumed run ends where the
+# uninterrupted one would, on the plan its checkpoint records.
 RESUME_MAY_CHANGE = ("epochs", "eval_every")
 
 

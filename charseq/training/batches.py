@@ -10,15 +10,24 @@ at a time, in batches of items of one length (charseq.data.items).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 
 import numpy as np
 
 from charseq.runs.settings import TrainConfig
 from charseq.data.corpus import Corpus
-from charseq.training.evaluation import evaluate
+from charseq.training.evaluation import evaluate, evaluation_windows
 from charseq.errors import UsageError, counted, setting
 from charseq.data import items as item_batches
+
+
+# An evaluation is timed on this fraction of the held-out part, and on no fewer windows of
+# a text, or characters of items, than these (each call of the model costs something of its
+# own; a text's windows are all alike, items are read by length, in fewer, larger calls).
+SAMPLE_EVERY = 32
+SAMPLE_WINDOWS = 8
+SAMPLE_CHARACTERS = 1 << 17
 
 
 class Batches:
@@ -91,6 +100,27 @@ class Batches:
         if self.val_ids is not None:
             return evaluate(model, self.val_ids, self.batch_size, self.seq_len)
         return None
+
+    def evaluation_seconds(self, model) -> float:
+        """About how long one evaluation of the held-out part takes, timed on a sample of it:
+        what a time limit plans with before the run has evaluated."""
+        started = time.perf_counter()
+        if self.val_items is not None:
+            lengths = self.item_starts[self.val_items + 1] - self.item_starts[self.val_items]
+            total = float(lengths.sum())
+            wanted = max(total / SAMPLE_EVERY, SAMPLE_CHARACTERS)
+            count = int(np.searchsorted(np.cumsum(lengths), wanted)) + 1  # items until the sample is that long
+            sample = self.val_items[:count]
+            item_batches.evaluate_items(model, self.corpus.ids, self.item_starts, sample)
+            share = float(lengths[:count].sum()) / total
+        elif self.val_ids is not None:
+            windows = evaluation_windows(len(self.val_ids), self.batch_size, self.seq_len)
+            sample_windows = min(windows, max(windows // SAMPLE_EVERY, SAMPLE_WINDOWS))
+            evaluate(model, self.val_ids, self.batch_size, self.seq_len, windows=sample_windows)
+            share = sample_windows / windows
+        else:
+            return 0.0
+        return (time.perf_counter() - started) / share
 
     def epoch(self, first_step: int, windows: np.ndarray | None, order: np.ndarray | None) -> Iterator[tuple]:
         """(x, y), int arrays (B, T), for each step of an epoch from `first_step` on.

@@ -69,6 +69,18 @@ class TrainingContext:
         return self._trainer.steps_per_epoch
 
     @property
+    def planned_steps(self) -> int | None:
+        """The step a time-limited run ends at, planned once it has measured its pace (its
+        epochs may end it first); None before that, and without a time limit."""
+        return self._trainer.planned_steps
+
+    @property
+    def wall_time(self) -> float:
+        """Seconds of training so far, the runs this one resumes included: what a time
+        limit counts."""
+        return self._trainer.wall_time
+
+    @property
     def history(self) -> list[dict[str, Any]]:
         """Every evaluation's metrics, oldest first."""
         return self._trainer.history

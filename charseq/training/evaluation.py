@@ -23,9 +23,10 @@ def loss_metrics(loss: float, prefix: str = "") -> dict[str, float]:
             f"{prefix}perplexity": math.exp(loss) if loss < 700 else math.inf}
 
 
-def evaluate(model: Model, ids: np.ndarray, batch_size: int, seq_len: int) -> float:
+def evaluate(model: Model, ids: np.ndarray, batch_size: int, seq_len: int, windows: int | None = None) -> float:
     """Mean loss per character of `model` predicting `ids`, read as parallel streams of
-    windows with the state carried.
+    windows with the state carried; `windows`: only the first so many windows of the
+    streams (a sample, to time an evaluation by).
 
     Each stream starts from a zero state and predicts its first characters badly, so
     streams are kept at least EVAL_STREAM_CHARS long (up to batch_size of them): the
@@ -36,18 +37,29 @@ def evaluate(model: Model, ids: np.ndarray, batch_size: int, seq_len: int) -> fl
         raise UsageError("evaluation needs at least two characters")
     if batch_size < 1 or seq_len < 1:
         raise UsageError(f"evaluation needs a batch size and a length of at least 1, got {batch_size} and {seq_len}")
-    streams = max(1, min(batch_size, (len(ids) - 1) // max(seq_len, EVAL_STREAM_CHARS)))
-    stream_length = (len(ids) - 1) // streams
-    T = min(seq_len, stream_length)
+    streams, stream_length, T = _streams(len(ids), batch_size, seq_len)
     inputs = ids[: streams * stream_length].reshape(streams, stream_length)  # (B, L)
     targets = ids[1 : streams * stream_length + 1].reshape(streams, stream_length)
     total, count, h = 0.0, 0, None
     with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
-        for start in range(0, stream_length - T + 1, T):
+        for start in range(0, stream_length - T + 1, T)[:windows]:
             loss, h = model.loss(inputs[:, start : start + T], targets[:, start : start + T], h)
             total += loss * streams * T
             count += streams * T
     return total / count
+
+
+def evaluation_windows(characters: int, batch_size: int, seq_len: int) -> int:
+    """How many windows `evaluate` reads of a text this long."""
+    _, stream_length, T = _streams(characters, batch_size, seq_len)
+    return len(range(0, stream_length - T + 1, T))
+
+
+def _streams(characters: int, batch_size: int, seq_len: int) -> tuple[int, int, int]:
+    """The streams `evaluate` reads a text in: how many, how long, and the window T."""
+    streams = max(1, min(batch_size, (characters - 1) // max(seq_len, EVAL_STREAM_CHARS)))
+    stream_length = (characters - 1) // streams
+    return streams, stream_length, min(seq_len, stream_length)
 
 
 def evaluate_corpus(model: Model, vocab: Vocabulary, corpus: Corpus, batch_size: int = 64, seq_len: int = 64) -> float:

@@ -20,7 +20,7 @@ from charseq.errors import CharseqError, CharseqWarning, UsageError, counted, se
 from charseq.hooks.options import format_options
 from charseq.hooks.registry import get_registry, parse_spec
 from charseq.models.build import model_choice, model_spec
-from charseq.runs.settings import TrainConfig
+from charseq.runs.settings import TrainConfig, given, shown
 from charseq.runs.spec import RESUME_MAY_CHANGE, CallbackRef, RunSpec, may_change
 from charseq.training.choices import writes_files
 
@@ -132,14 +132,14 @@ def resumed_config(config: TrainConfig, settings: dict[str, Any], training: dict
             continue
         if key not in values:
             raise UsageError(f"unknown training setting {key!r}; the settings are {', '.join(sorted(values))}")
-        if value == values[key] and isinstance(value, bool) == isinstance(values[key], bool):
+        if given(key, value) == values[key] and isinstance(value, bool) == isinstance(values[key], bool):
             continue
         if key not in RESUME_MAY_CHANGE:
-            raise UsageError(f"{setting(key, value)} differs from the resumed run's {values[key]}; a resumed run keeps "
-                             f"its settings (it may change {may_change()})")
+            raise UsageError(f"{setting(key, value)} differs from the resumed run's {shown(key, values[key])}; a resumed "
+                             f"run keeps its settings (it may change {may_change()})")
         values[key] = value
     config = TrainConfig(**values)  # checks the types and ranges of what changed
-    if config.epochs < epochs_done:
+    if config.epochs and config.epochs < epochs_done:  # (0: unbounded, with a time limit)
         raise UsageError(f"{setting('epochs', config.epochs)} is fewer than the {epochs_done} the run has done")
     if config.epochs == epochs_done and training["step_in_epoch"] and settings.get("epochs") is not None:
         raise UsageError(f"{setting('epochs', config.epochs)} would end the run inside epoch {epochs_done + 1}, which it is "

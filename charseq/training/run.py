@@ -28,7 +28,7 @@ from charseq.checkpoints import format as checkpoints
 from charseq.training import outputs
 from charseq.training.advice import worse_than_guessing
 from charseq.training.callbacks import CallbackError, CallbackList
-from charseq.runs.settings import DEFAULT_MODEL, TrainConfig
+from charseq.runs.settings import DEFAULT_MODEL, TrainConfig, format_duration
 from charseq.data.corpus import Corpus
 from charseq.decoding.closing import ClosingSample, closing_sample, default_length
 from charseq.errors import CharseqError, CharseqWarning, Placeholder, SaveError, UsageError, counted, label, resuming, setting
@@ -46,7 +46,8 @@ from charseq.training.trainer import Trainer, check_memory
 
 @dataclass
 class RunResult:
-    """How fit() ended: ``status`` is "finished", "stopped" (a callback ended it early),
+    """How fit() ended: ``status`` is "finished" (its epochs, or its time limit, ended it),
+    "stopped" (a callback ended it early),
     "interrupted" (Ctrl-C or SIGTERM: saved, resumable) or "complete" (a resumed run that
     had nothing left to do; nothing written)."""
 
@@ -117,7 +118,8 @@ class Run:
         resumed_at = None
         if resume_from is not None and resumed_path is not None:
             assert resume_from.training is not None  # Run.resume takes only a resumable checkpoint
-            end_step = max(self.trainer.step, config.epochs * self.trainer.steps_per_epoch)
+            end = self.trainer.end_step  # None: unbounded epochs, before a time limit's plan
+            end_step = max(self.trainer.step, end if end is not None else 1 << 62)
             resumed_at = outputs.Resumed(resumed_path, resume_from.training["step"], end_step, resume_from.checksum)
             if self.complete:  # nothing will be trained: at most, the file is saved under the --out given
                 run_outputs = run_outputs[:1] if out_given else []
@@ -208,10 +210,10 @@ class Run:
     @property
     def complete(self) -> bool:
         """A resumed run that has nothing left to do: it ended, and neither more epochs nor a
-        dropped stopping callback give it more."""
-        trainer = self.trainer
-        return self._resumed is not None and trainer.ended and (trainer.epoch >= self.config.epochs
-                                                                or trainer.stop_training)
+        dropped stopping callback give it more (nor anything, once its time limit ended it)."""
+        trainer, epochs = self.trainer, self.config.epochs
+        return self._resumed is not None and trainer.ended and (bool(epochs) and trainer.epoch >= epochs
+                                                                or trainer.stop_training or trainer.time_up)
 
     def sample(self, length: int | None = None) -> ClosingSample:
         """What the model makes of its corpus now, at temperature 1 with the run's seed: a
@@ -410,9 +412,22 @@ class Run:
                        else "")
             message = f"stopped early at epoch {trainer.epoch} by {who}; saved {shown(saved)}{weights}, {losses}"
             return RunResult("stopped", trainer.epoch, trainer.step, metrics, saved, message, 0, who)
+        if trainer.time_up:
+            return RunResult("finished", trainer.epoch, trainer.step, metrics, saved,
+                             f"saved {shown(saved)}: {self._time_limit_ended()}, {losses}")
         epochs = f"{trainer.epoch} epoch{'s' if trainer.epoch != 1 else ''}"
         return RunResult("finished", trainer.epoch, trainer.step, metrics, saved,
                          f"saved {shown(saved)} after {epochs}, {losses}")
+
+    def _time_limit_ended(self) -> str:
+        """How the time limit ended the run: when, after how much training, how far."""
+        trainer, limit = self.trainer, format_duration(self.config.time_limit)
+        planned = trainer.planned_steps
+        when = (f"its time limit ({limit}) ended it" if planned is not None and trainer.step >= planned else
+                f"its time limit ({limit}) cut it short, before the step it planned ({planned or 0:,}): training ran "
+                "slower than it measured")
+        return (f"{when} after {format_duration(trainer.wall_time)} of training, at step {trainer.step:,} "
+                f"({trainer.step / trainer.steps_per_epoch:,.1f} epochs)")
 
     def _complete(self) -> RunResult:
         """Nothing to train. Written only when asked for elsewhere (--out), as when a run
@@ -431,6 +446,9 @@ class Run:
             who = which.name if which is not None else trainer.stopped_by
             message = f"the run stopped early at epoch {trainer.epoch} ({who}); to train on, leave it out: " + (
                 setting("drop_callbacks", [who]) if which is not None else "resume it without that callback")
+        elif trainer.time_up:
+            message = (f"the run is complete: {self._time_limit_ended()}; a resumed run keeps its time limit, so to "
+                       f"train longer, start a run with a longer {setting('time_limit')}")
         else:
             message = (f"the run is complete ({trainer.epoch} of {counted(self.config.epochs, 'epoch')}); give more "
                        f"{setting('epochs')} to train on")

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from charseq import blas
+from charseq.training import budget
 from charseq.training.batches import Batches
 from charseq.training.callbacks import CallbackError, CallbackList
 from charseq.training.context import TrainingContext
@@ -42,7 +43,9 @@ class Trainer:
 
     A callback asks training to stop by setting ``stop_training``; Ctrl-C (through a Run)
     sets ``interrupted``, and the loop then returns between two steps, without ending the
-    epoch or calling on_train_end, so that the run can be saved and resumed exactly.
+    epoch or calling on_train_end, so that the run can be saved and resumed exactly. A
+    time limit ends the run at the step it planned (budget.py), part way through an epoch
+    or not, with an evaluation of where it ended.
     """
 
     def __init__(self, model: Model, corpus: Corpus, config: TrainConfig,
@@ -65,6 +68,9 @@ class Trainer:
         self.step_in_epoch = 0  # steps of the current epoch completed
         self.stop_training = False  # set by a callback: stop once this epoch ends
         self.stopped_by: str | None = None  # the key of the callback that set stop_training
+        self.planned_steps: int | None = None  # where the time limit ends the run, once its pace is measured
+        self.time_up = False  # the time limit ended the run (at its planned step, or past the budget)
+        self._stopwatch: budget.Stopwatch | None = None  # measures this fit()'s pace until the plan is made
         self.ended = False  # on_train_end has run
         self.interrupted: int | None = None  # set (to a signal number) to stop at the next step boundary
         self.history: list[dict[str, Any]] = []  # one entry per evaluation
@@ -113,8 +119,8 @@ class Trainer:
     # -- the loop ----------------------------------------------------------------
 
     def fit(self) -> dict[str, Any]:
-        """Train until config.epochs are done, a callback stops it, or it is interrupted;
-        returns the metrics of the weights it ends with."""
+        """Train until config.epochs are done, a callback stops it, its time limit ends it,
+        or it is interrupted; returns the metrics of the weights it ends with."""
         # A diverging run is reported as one clear error, not as numpy warnings.
         with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
             return self._fit()
@@ -137,9 +143,16 @@ class Trainer:
         self._started = self._eval_started = time.perf_counter()
         waiting = CoreWait()  # says once when the run waits for the cores
         waiting.start(self.step)
+        timed = bool(config.time_limit)
+        self._stopwatch = budget.Stopwatch(config.time_limit, self.step) if timed and self.planned_steps is None \
+            else None
+        if timed:
+            self._keep_time()
         metrics = self.history[-1] if self.history else {}
-        # A run asked to stop mid-epoch still ends that epoch, resumed or not.
-        while self.epoch < config.epochs and (not self.stop_training or self.step_in_epoch):
+        # A run asked to stop mid-epoch still ends that epoch, resumed or not; epochs of 0
+        # are unbounded (a time limit ends the run).
+        while (not config.epochs or self.epoch < config.epochs) and not self.time_up and \
+                (not self.stop_training or self.step_in_epoch):
             if self.interrupted is not None:
                 return metrics
             if self.step_in_epoch == 0:
@@ -147,7 +160,7 @@ class Trainer:
                 if self.batches.order_size and self._order is None:
                     self._order = self._rng.permutation(self.batches.order_size)
             for x, y in self.batches.epoch(self.step_in_epoch, windows, self._order):
-                if self.stop_training:
+                if self.stop_training or self.time_up:
                     break
                 loss = self.train_step(x, y, self._h if self.batches.carries_state else None)
                 self.step_in_epoch += 1
@@ -160,18 +173,71 @@ class Trainer:
                 # (at an epoch's last step, the epoch's own evaluation follows at once)
                 if config.eval_every and self.step % config.eval_every == 0 and \
                         self.step_in_epoch < self.steps_per_epoch:
-                    metrics = self._evaluate_and_report()
+                    metrics = self._timed(self._evaluate_and_report)
+                if timed:
+                    self._keep_time()
                 if self.interrupted is not None:
                     return metrics
+            if self.time_up and self.step_in_epoch < self.steps_per_epoch:
+                break  # part way through an epoch, which is not over
             self.epoch += 1
             self.step_in_epoch = 0
             self._order = None
-            if self._since_eval[1] or not metrics:
-                metrics = self._evaluate_and_report()
-            self._call("on_epoch_end", epoch=self.epoch, metrics=metrics)
+            metrics = self._timed(self._end_epoch, metrics)
+        if self.time_up and self._since_eval[1]:  # ended part way through an epoch: where it ended
+            metrics = self._evaluate_and_report()
         self._call("on_train_end", metrics=metrics)
         self.ended = True
         return self.metrics
+
+    def _end_epoch(self, metrics: dict[str, Any]) -> dict[str, Any]:
+        if self._since_eval[1] or not metrics:
+            metrics = self._evaluate_and_report()
+        self._call("on_epoch_end", epoch=self.epoch, metrics=metrics)
+        return metrics
+
+    # -- the time limit ------------------------------------------------------------
+
+    def _timed(self, work: Callable[..., dict[str, Any]], *arguments: Any) -> dict[str, Any]:
+        """An evaluation (with what callbacks do at it), timed while the pace is measured."""
+        if self._stopwatch is None:
+            return work(*arguments)
+        watch, started = self._stopwatch, time.perf_counter()
+        try:
+            return work(*arguments)
+        finally:
+            watch.evaluation(time.perf_counter() - started)
+
+    def _keep_time(self) -> None:
+        """Between two steps of a time-limited run: make the plan once the pace is measured
+        (the steps whose training and evaluations fit in what is left of the budget, an
+        evaluation timed apart when none came yet), and end the run at the planned step,
+        or at once when training ran so much slower than planned that it is past the
+        budget by more than budget.overrun_allowed."""
+        watch, limit = self._stopwatch, self.config.time_limit
+        if watch is not None and watch.enough(self.step):
+            estimate = probing = 0.0
+            if not watch.evaluated:
+                started = time.perf_counter()
+                estimate = self.batches.evaluation_seconds(self.model)
+                probing = time.perf_counter() - started
+                self._eval_started += probing  # not training: the next metrics' chars/s leave it out
+            pace = watch.pace(self.step, estimate, probing)
+            self.planned_steps = budget.plan(self.step, limit - self.wall_time, pace, self.steps_per_epoch,
+                                             self.config.eval_every)
+            self._stopwatch = None
+        planned = self.planned_steps is not None and self.step >= self.planned_steps
+        if planned or self.wall_time > limit + budget.overrun_allowed(limit):
+            self.time_up = True
+
+    @property
+    def end_step(self) -> int | None:
+        """The step the run ends at unless a callback stops it: where its epochs end, or
+        its time limit's plan once made, whichever comes first; None while neither is known
+        (unbounded epochs before the plan)."""
+        ends = [end for end in (self.config.epochs * self.steps_per_epoch if self.config.epochs else None,
+                                self.planned_steps) if end is not None]
+        return min(ends) if ends else None
 
     def train_step(self, x: np.ndarray, y: np.ndarray, state: np.ndarray | None = None) -> float:
         """One optimisation step on inputs and targets (B, T) from `state`; returns its loss."""
@@ -214,7 +280,7 @@ class Trainer:
     @property
     def lr(self) -> float:
         """The learning rate of the next step."""
-        return self.config.lr_at(self.step, self.steps_per_epoch)
+        return self.config.lr_at(self.step, self.steps_per_epoch, self.end_step)
 
     def _call(self, hook: str, **arguments: Any) -> None:
         """Call a hook on every callback in order, then make the saves they asked for."""
@@ -321,6 +387,8 @@ class Trainer:
             "stopped_by": self.stopped_by, "ended": self.ended, "callbacks": callbacks,
             "weights_from": self.weights_from,
             **({"blas_threads": self._blas_threads} if self._blas_threads else {}),
+            **({"planned_steps": self.planned_steps} if self.planned_steps is not None else {}),
+            **({"time_up": True} if self.time_up else {}),
         }
         return values, arrays
 
@@ -358,6 +426,9 @@ class Trainer:
         self.stop_training, self.stopped_by = values["stop_training"], values["stopped_by"]
         self.ended, self.weights_from = values["ended"], values["weights_from"]
         self._recorded_threads = values.get("blas_threads")
+        self.planned_steps, self.time_up = values.get("planned_steps"), values.get("time_up", False)
+        if (self.planned_steps is not None or self.time_up) and not self.config.time_limit:
+            raise UsageError("the checkpoint's training state has a time limit's plan, but its run has no time limit")
         self._h, self._order = h, order
         self._callback_states = {
             key: {**state, **{name[len(f"callback.{key}."):]: value for name, value in arrays.items()
