@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import shlex
+import sys
 from importlib import metadata
 from typing import Any
 from urllib.parse import unquote, urlparse
@@ -29,21 +30,26 @@ def installed_from() -> dict[str, Any] | None:
 
 
 def install_command(extra: str) -> str:
-    """The pip command that installs charseq with `extra` the way this copy was installed:
-    ``pip install -e '/path/charseq[serve]'`` for an editable checkout, the checkout's or
-    wheel's path, a VCS URL, else ``pip install 'charseq[serve]'`` from the index."""
+    """The pip command that installs charseq with `extra` into this very environment, the way
+    this copy was installed: ``python -m pip install -e '/path/charseq[serve]'`` for an
+    editable checkout, the checkout's or wheel's path, a VCS URL, else the index. It names
+    this interpreter's pip, which a bare ``pip`` on the PATH may not be."""
+    return f"{shlex.quote(sys.executable or 'python3')} -m pip install {_requirement(extra)}"
+
+
+def _requirement(extra: str) -> str:
     source = installed_from()
     wanted = f"charseq[{extra}]"
     if source is None:
-        return f"pip install {shlex.quote(wanted)}"
+        return shlex.quote(wanted)
     url = source["url"]
     if url.startswith("file:"):
         path = url2pathname(unquote(urlparse(url).path))
         info = source.get("dir_info")
         editable = "-e " if isinstance(info, dict) and info.get("editable") is True else ""
-        return f"pip install {editable}{shlex.quote(path + '[' + extra + ']')}"
+        return editable + shlex.quote(path + "[" + extra + "]")
     vcs = source.get("vcs_info")
     if isinstance(vcs, dict) and isinstance(vcs.get("vcs"), str):
         revision = "@" + vcs["commit_id"] if isinstance(vcs.get("commit_id"), str) else ""
-        return f"pip install {shlex.quote(wanted + ' @ ' + vcs['vcs'] + '+' + url + revision)}"
-    return f"pip install {shlex.quote(wanted + ' @ ' + url)}"
+        return shlex.quote(wanted + " @ " + vcs["vcs"] + "+" + url + revision)
+    return shlex.quote(wanted + " @ " + url)

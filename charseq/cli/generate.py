@@ -93,7 +93,10 @@ def generate(checkpoint_path, prime, length, stop, sampler_spec, temperature, re
 def _separator(vocab: Vocabulary) -> str:
     """The line between two samples: a character the model cannot write, so that no sample
     holds the line (box drawing first, for a terminal)."""
-    return vocab.unused("─═━=~#*-" + "".join(map(chr, range(0x2500, 0x2580)))) * _SEPARATOR_WIDTH
+    boxes = "─═━=~#*-" + "".join(map(chr, range(0x2500, 0x2580)))
+    # A vocabulary holds finitely many characters: past the boxes, the first code point it lacks.
+    mark = vocab.unused(boxes) or vocab.unused(map(chr, range(0x2580, 0x110000)))
+    return mark * _SEPARATOR_WIDTH
 
 
 def _print_samples(pieces: Iterator[list[str]], prime: str, num_samples: int, as_json: bool, threads: int,

@@ -34,6 +34,13 @@ class DecodingError(UsageError):
         self.setting = name
 
 
+# Bounds that keep a request within memory: a sample's characters, the samples made in one
+# batch, and what they make together (held whole, ids and text: about 5 bytes a character).
+MAX_LENGTH = 10_000_000
+MAX_SAMPLES = 100_000
+MAX_CHARACTERS = 100_000_000
+
+
 @dataclass(frozen=True)
 class Decoding:
     """Every setting of a generation, checked when it is made.
@@ -66,8 +73,9 @@ class Decoding:
     def __post_init__(self) -> None:
         if isinstance(self.stop, str) or self.stop is None:
             object.__setattr__(self, "stop", () if self.stop is None else (self.stop,))
-        for problem in (self._temperature_problem(), _whole(self.length, "length", 0),
-                        _whole(self.num_samples, "num_samples", 1), self._stop_problem(),
+        for problem in (self._temperature_problem(), _whole(self.length, "length", 0, MAX_LENGTH),
+                        _whole(self.num_samples, "num_samples", 1, MAX_SAMPLES), self._size_problem(),
+                        self._stop_problem(),
                         repetition_problem(self.repetition_penalty, self.repetition_window)):
             if problem is not None:
                 raise DecodingError(*problem) if isinstance(problem, tuple) else UsageError(problem)
@@ -76,6 +84,15 @@ class Decoding:
         if not (isinstance(self.sampler, str) or callable(self.sampler)):
             raise DecodingError("sampler", f"a sampler is a name (top-k:k=20) or an object called with (logits, "
                                            f"rng), got {self.sampler!r}")
+
+    def _size_problem(self) -> tuple[str, str] | None:
+        """Samples made together are held whole: refused before any memory is asked for."""
+        if isinstance(self.length, (int, np.integer)) and isinstance(self.num_samples, (int, np.integer)) \
+                and self.length * self.num_samples > MAX_CHARACTERS:
+            return "num_samples", (f"{label('num_samples')} times {label('length')} must be at most "
+                                   f"{MAX_CHARACTERS:,} characters made together, got {self.num_samples:,} x "
+                                   f"{self.length:,}")
+        return None
 
     @classmethod
     def of(cls, decoding: Decoding | None = None, **settings: Any) -> Decoding:
@@ -195,11 +212,13 @@ def repetition_problem(penalty: float, window: int | None = None) -> tuple[str, 
     return None
 
 
-def _whole(value: Any, name: str, low: int) -> tuple[str, str] | None:
+def _whole(value: Any, name: str, low: int, high: int) -> tuple[str, str] | None:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
         return name, f"{label(name)} must be a whole number, got {value!r}"
     if value < low:
         return name, f"{label(name)} must be at least {low}, got {value!r}"
+    if value > high:
+        return name, f"{label(name)} must be at most {high:,}, got {value:,}"
     return None
 
 

@@ -14,12 +14,13 @@ MARGIN = 1.0  # nats above a uniform guess: a fresh or barely trained model scor
 
 
 def worse_than_guessing(metrics: dict[str, Any], symbols: int, config: TrainConfig) -> str | None:
-    """A warning when the run's training or held-out loss ends more than MARGIN above
-    ln(symbols), what a uniform guess scores (a perplexity e times the guess's); else None."""
+    """A warning when the run's training loss ends more than MARGIN above ln(symbols), what
+    a uniform guess scores (a perplexity e times the guess's); else None. Only the training
+    loss: a held-out part unlike the rest may score worse than guessing on a model that
+    learnt its training text well, which is no divergence."""
     guess = math.log(symbols) if symbols > 1 else 0.0
-    worst = max((metrics[name] for name in ("loss", "val_loss")
-                 if isinstance(metrics.get(name), (int, float)) and not math.isnan(metrics[name])), default=None)
-    if worst is None or worst <= guess + MARGIN:
+    worst = metrics.get("loss")
+    if not isinstance(worst, (int, float)) or math.isnan(worst) or worst <= guess + MARGIN:
         return None
     tries = [f"a smaller learning rate ({setting('lr')}, now {config.lr:g})"]
     if not (config.clip_norm or config.clip):

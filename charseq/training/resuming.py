@@ -53,7 +53,8 @@ def recorded_run(saved: checkpoints.Checkpoint) -> RunSpec | None:
     return replace(spec, corpus_options=recorded_options(spec))
 
 
-def check_corpus_may_be_read(path: Path, saved: checkpoints.Checkpoint, spec: RunSpec, corpus_given: bool) -> None:
+def check_corpus_may_be_read(path: Path, saved: checkpoints.Checkpoint, spec: RunSpec, corpus_given: bool,
+                             doing: str = "resume") -> None:
     """Refuse to read the corpus a checkpoint names when the checkpoint was not written
     here and the corpus was not given anew: a corpus is never read on a file's word."""
     if not saved.trusted and not corpus_given:
@@ -61,7 +62,7 @@ def check_corpus_may_be_read(path: Path, saved: checkpoints.Checkpoint, spec: Ru
         why = f" ({problem})" if problem else ""
         raise UsageError(f"{str(path)!r} was not written by charseq here (or was edited){why}, so charseq does not "
                          f"read the corpus it names ({spec.corpus_source or spec.corpus!r}); give it with "
-                         f"{setting('corpus')}")
+                         f"{_pointing(doing)}")
 
 
 def check_same_model(model: str, spec: RunSpec) -> None:
@@ -162,23 +163,30 @@ def recorded_options(spec: RunSpec) -> dict[str, Any]:
     return {**legacy, **spec.corpus_options}
 
 
-def _give_corpus_again(recorded: str) -> str:
+def _pointing(doing: str) -> str:
+    """How to give a run's corpus anew: to score its held-out part, say that part too."""
+    return setting("corpus") if doing == "resume" else f"{setting('corpus')} and {setting('held_out')}"
+
+
+def _give_corpus_again(recorded: str, doing: str = "resume") -> str:
     """What to do about a run whose corpus cannot be loaded again from its record."""
     try:
         name, arg = parse_spec(recorded)
     except UsageError:
         name, arg = recorded, None
     if arg is None:
-        return f"the run's corpus {recorded!r} was given as an object; give it again to resume"
+        return f"the run's corpus {recorded!r} was given as an object; give it again to {doing}"
     return (f"the run read its corpus {recorded!r} from a stream (standard input or a pipe), which cannot be read "
-            f"again; to resume, give the same text: {setting('corpus', name + ':-')} with it piped in, or "
+            f"again; to {doing}, give the same text: {setting('corpus', name + ':-')} with it piped in, or "
             f"{setting('corpus', name + ':FILE')} "
             "holding it")
 
 
-def resumed_corpus(spec: RunSpec, corpus: str | Corpus | None, options: dict[str, Any]) -> Corpus:
+def resumed_corpus(spec: RunSpec, corpus: str | Corpus | None, options: dict[str, Any],
+                   doing: str = "resume") -> Corpus:
     """The run's corpus: found where it was (from any directory), or where `corpus` points,
-    and refused unless its content is the content the run trained on."""
+    and refused unless its content is the content the run trained on; `doing` is what it is
+    found for ("resume", "score"), for the messages."""
     if corpus is None and options:
         registered = get_registry().get("corpus", parse_spec(spec.corpus_source or spec.corpus)[0])
         for key, value in registered.effective(options).items():
@@ -191,23 +199,23 @@ def resumed_corpus(spec: RunSpec, corpus: str | Corpus | None, options: dict[str
         recorded, given = parse_spec(spec.corpus_source or spec.corpus)[0], parse_spec(corpus)[0]
         if given != recorded and recorded in get_registry().all("corpus"):  # (its options would not apply)
             raise UsageError(f"the corpus at {corpus!r} is not the text the run trained on: the run trained on a "
-                             f"{recorded!r} corpus, not {given!r}; resume on the same text, perhaps moved "
+                             f"{recorded!r} corpus, not {given!r}; {doing} on the same text, perhaps moved "
                              f"({recorded}:PATH)")
         loaded = get_corpus(corpus, **{**spec.corpus_options, **options})
     elif spec.corpus_source is None:
-        raise UsageError(_give_corpus_again(spec.corpus))
+        raise UsageError(_give_corpus_again(spec.corpus, doing))
     else:
         try:
             loaded = get_corpus(spec.corpus_source, **spec.corpus_options)
         except UsageError as exc:
             raise UsageError(f"cannot load the run's corpus {spec.corpus!r} (recorded as {spec.corpus_source!r}): "
-                             f"{exc}; if it moved, point at it with {setting('corpus')}") from None
+                             f"{exc}; if it moved, point at it with {_pointing(doing)}") from None
     if loaded.fingerprint != spec.fingerprint:
         where = (f"at {spec.corpus_source!r}" if corpus is None else f"at {corpus!r}" if isinstance(corpus, str)
                  else "given")
         raise UsageError(f"the corpus {where} is not the text the run trained on ({counted(len(loaded), 'character')}; the "
-                         f"run's had {spec.characters:,} and another content fingerprint); resume on the same "
-                         f"text, pointing at it with {setting('corpus')} if it moved")
+                         f"run's had {spec.characters:,} and another content fingerprint); {doing} on the same "
+                         f"text, pointing at it with {_pointing(doing)} if it moved")
     return loaded
 
 

@@ -13,9 +13,10 @@ from typing import Any
 from charseq.checkpoints import format as checkpoints
 from charseq.data.corpora import get_corpus
 from charseq.data.corpus import Corpus
-from charseq.errors import UsageError, counted, setting
+from charseq.errors import UsageError, counted, label, setting
 from charseq.training.batches import Batches
 from charseq.training.evaluation import evaluate_corpus
+from charseq.runs.spec import RunSpec
 from charseq.training.resuming import check_corpus_may_be_read, recorded_run, resumed_corpus
 
 
@@ -46,21 +47,25 @@ def score_checkpoint(path: str | os.PathLike, corpus: str | Corpus | None = None
     if spec is None and (corpus is None or held_out):
         why = "was saved without its run" if saved.format_version >= 3 else (
             f"was written by charseq {saved.charseq_version or '0.1'}, which did not record its run")
-        raise UsageError(f"{str(path)!r} {why}, so its corpus and held-out part are not known; give the text to "
-                         f"score with {setting('corpus')}")
+        if corpus is None:
+            raise UsageError(f"{str(path)!r} {why}, so its corpus and held-out part are not known; give the text to "
+                             f"score with {setting('corpus')}")
+        raise UsageError(f"{str(path)!r} {why}, so the part its run held out is not known; score all of the text, "
+                         f"without {setting('held_out')}")
     if corpus is None or held_out:
         assert spec is not None
-        check_corpus_may_be_read(path, saved, spec, corpus_given=corpus is not None)
-        loaded = resumed_corpus(spec, corpus, dict(corpus_options or {}))
+        check_corpus_may_be_read(path, saved, spec, corpus_given=corpus is not None, doing="score")
+        loaded = resumed_corpus(spec, corpus, dict(corpus_options or {}), doing="score")
         batches = Batches(loaded, spec.config)
         if held_out is not False:
             loss = batches.validation_loss(saved.model)
             if loss is not None:
                 size = _held_out_size(batches)
-                return Score(loaded, True, f"{size} the run held out", _held_out_characters(batches), loss)
+                return Score(loaded, True, f"{size} the run held out", _held_out_characters(batches), loss,
+                             _later_weights(saved))
             if held_out:
-                raise UsageError(f"the run held nothing out of {loaded.name!r} (its val_fraction is "
-                                 f"{spec.config.val_fraction:g}); score all of it without {setting('held_out')}")
+                raise UsageError(f"the run held nothing out of {loaded.name!r} ({_split(spec)}); score all of it "
+                                 f"without {setting('held_out')}")
         scored = evaluate_corpus(saved.model, saved.vocab, loaded, batch_size or spec.config.batch_size,
                                  seq_len or spec.config.seq_len)
         note = "" if held_out is False else "the run held nothing out, so this is the text it trained on"
@@ -68,7 +73,7 @@ def score_checkpoint(path: str | os.PathLike, corpus: str | Corpus | None = None
     loaded = get_corpus(corpus, **dict(corpus_options or {})) if isinstance(corpus, str) else corpus
     loss = evaluate_corpus(saved.model, saved.vocab, loaded, batch_size or 64, seq_len or 64)
     note = ""
-    if spec is not None and loaded.fingerprint == spec.fingerprint:
+    if spec is not None and _is_run_text(spec, corpus, corpus_options):
         trained = Batches(loaded, spec.config)
         if trained.val_items is not None or trained.val_ids is not None:
             note = (f"this is the run's own text, its training part included; {setting('held_out')} scores only "
@@ -76,6 +81,35 @@ def score_checkpoint(path: str | os.PathLike, corpus: str | Corpus | None = None
         else:
             note = "this is the text the run trained on"
     return Score(loaded, False, _size(loaded), len(loaded), loss, note)
+
+
+def _is_run_text(spec: RunSpec, corpus: str | Corpus, options: dict[str, Any] | None) -> bool:
+    """Whether `corpus` is the text the run trained on, read as the run read it (an earlier
+    release's run records its reading options apart): the test that --held-out makes."""
+    try:
+        resumed_corpus(spec, corpus, dict(options or {}), doing="score")
+    except UsageError:
+        return False
+    return True
+
+
+def _later_weights(saved: checkpoints.Checkpoint) -> str:
+    """A note when the weights are not those the run last evaluated (it was interrupted
+    after its last evaluation), so the score cannot be the recorded validation loss."""
+    training = saved.training or {}
+    history = training.get("history")
+    last = history[-1] if isinstance(history, list) and history and isinstance(history[-1], dict) else {}
+    step, evaluated, loss = training.get("step"), last.get("step"), last.get("val_loss")
+    if training.get("weights_from") is not None or not isinstance(step, int) or not isinstance(evaluated, int) \
+            or step == evaluated or not isinstance(loss, (int, float)):
+        return ""
+    return (f"the weights were saved at step {step:,}, after the run's last evaluation (step {evaluated:,}, "
+            f"validation loss {loss:.4f}; it was interrupted since): this scores the weights saved")
+
+
+def _split(spec: RunSpec) -> str:
+    config = spec.config
+    return f"{label('val_fraction')} {config.val_fraction:g}, {label('max_val_chars')} {config.max_val_chars:,}"
 
 
 def _size(corpus: Corpus) -> str:

@@ -171,6 +171,9 @@ class _Metadata:
 
 
 def test_install_hints_say_the_command_that_works_for_how_charseq_was_installed(monkeypatch):
+    import shlex
+    import sys
+
     from charseq import installation
 
     cases = [
@@ -188,7 +191,8 @@ def test_install_hints_say_the_command_that_works_for_how_charseq_was_installed(
     for found, command in cases:
         monkeypatch.setattr(installation.metadata, "distributions",
                             lambda name, found=found: [_Metadata(d) for d in found] if name == "charseq" else [])
-        assert installation.install_command("serve") == command, found
+        pip = f"{shlex.quote(sys.executable)} -m "  # this interpreter's pip, not whichever is on the PATH
+        assert installation.install_command("serve") == pip + command, found
 
 
 def test_the_hint_of_this_installation_is_its_own():
@@ -196,13 +200,18 @@ def test_the_hint_of_this_installation_is_its_own():
     the hint names it, so a newcomer's copy-paste works."""
     from charseq import installation
 
+    import shlex
+    import sys
+
     source = installation.installed_from()
     command = installation.install_command("plot")
+    pip = f"{shlex.quote(sys.executable)} -m pip install "
+    assert command.startswith(pip)
     if source is None or not source["url"].startswith("file:"):
-        assert command == "pip install 'charseq[plot]'"
+        assert command == pip + "'charseq[plot]'"
     else:
         assert "charseq[plot]" not in command and command.endswith("[plot]'")
-        assert (source.get("dir_info") or {}).get("editable", False) == command.startswith("pip install -e ")
+        assert (source.get("dir_info") or {}).get("editable", False) == command.startswith(pip + "-e ")
 
 
 def test_the_run_line_shows_the_threads(tmp_path, monkeypatch):
@@ -235,3 +244,95 @@ def test_a_run_that_waits_for_the_cores_says_so_once_naming_threads(tmp_path, mo
     assert len(warning) == 1, result.stderr  # once
     assert warning[0].startswith("charseq: warning: training waited for a free core ")
     assert f"--threads {max(1, cores // 2)}" in warning[0]
+
+
+def test_a_model_that_writes_every_box_character_gets_a_separator_all_the_same(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    boxes = "─═━=~#*-" + "".join(map(chr, range(0x2500, 0x2580)))
+    (tmp_path / "boxes.txt").write_text(("ab\n\ncd " + boxes) * 60)
+    run_cli("train", "--corpus", "text:boxes.txt", "--epochs", 1, "--hidden-size", 8, "--batch-size", 4, "-q",
+            "--sample-length", 0)
+    made = run_cli("generate", "boxes.npz", "--prime", "a", "--num-samples", 2, "--length", 30, "--seed", 1).stdout
+    separator = made.split("\n")
+    lines = [line for line in separator if len(set(line)) == 1 and len(line) == 20 and line[0] not in boxes]
+    assert lines and lines[0][0] == "▀", made  # the first code point past the boxes the model does not know
+
+
+def test_sizes_that_cannot_fit_in_memory_are_refused_before_anything_runs(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    run_cli("train", "--corpus", "alphabet", "--epochs", 1, "-q", "--sample-length", 0)
+    for args, flag in ((["--num-samples", "99999999999"], "--num-samples must be at most 100,000"),
+                       (["--length", "100000000000"], "--length must be at most 10,000,000"),
+                       (["--num-samples", "100000", "--length", "10000"], "--num-samples times --length must be")):
+        refused = run_cli("generate", "alphabet.npz", *args, ok=False)
+        assert refused.exit_code == 2 and refused.stderr.count("\n") == 1 and flag in refused.stderr, refused.stderr
+    refused = run_cli("train", "--corpus", "alphabet", "--out", "b.npz", "--sample-length", "99999999999999999999",
+                      ok=False)
+    assert refused.exit_code == 2 and "--sample-length" in refused.stderr
+    import os
+
+    assert not os.path.exists("b.npz")  # refused before training
+
+
+def test_eval_of_an_interrupted_run_says_its_weights_came_after_the_last_evaluation(tmp_path, monkeypatch):
+    import signal
+    import warnings
+
+    import charseq
+
+    class InterruptAtStep:
+        @charseq.hookimpl
+        def on_step_end(self, trainer, step, loss):
+            if step == 5:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", DeprecationWarning)
+                    trainer.interrupted = signal.SIGINT  # what Ctrl-C does
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "play.txt").write_text("To be, or not to be, that is the question.\n" * 300)
+    result = charseq.Run.start("text:play.txt", hidden_size=16, seq_len=16, batch_size=8, epochs=3, eval_every=2,
+                               extra_callbacks=[InterruptAtStep()]).fit()
+    assert result.status == "interrupted"
+    scored = run_cli("eval", "play.npz")
+    assert ("note: the weights were saved at step 5, after the run's last evaluation (step 4, validation loss "
+            in scored.stderr), scored.stderr
+
+
+def test_eval_knows_an_earlier_releases_run_text_and_says_what_held_out_needs():
+    from pathlib import Path
+
+    fixtures = Path(__file__).resolve().parents[1] / "fixtures"
+    whole = run_cli("eval", fixtures / "play-0.3.0.npz", "--corpus", f"text:{fixtures / 'play.txt'}")
+    assert "note: this is the run's own text, its training part included" in whole.stderr
+    refused = run_cli("eval", fixtures / "play-0.1.0.npz", "--corpus", f"text:{fixtures / 'play.txt'}", "--held-out",
+                      ok=False)
+    assert refused.exit_code == 2 and "score all of the text, without --held-out" in refused.stderr
+
+
+def test_eval_says_score_not_resume_and_how_to_point_at_a_moved_text(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "play.txt").write_text("To be, or not to be, that is the question.\n" * 300)
+    run_cli("train", "--corpus", "text:play.txt", "--hidden-size", 16, "--epochs", 1, "--batch-size", 8, "-q",
+            "--sample-length", 0)
+    (tmp_path / "play.txt").rename(tmp_path / "moved.txt")
+    moved = run_cli("eval", "play.npz", ok=False)
+    assert "if it moved, point at it with --corpus and --held-out" in moved.stderr and "resume" not in moved.stderr
+    (tmp_path / "other.txt").write_text("To be, or not to be, that is the question.\n" * 299)
+    other = run_cli("eval", "play.npz", "--corpus", "text:other.txt", "--held-out", ok=False)
+    assert "score on the same text" in other.stderr and "resume" not in other.stderr
+
+
+def test_a_held_out_part_unlike_the_rest_is_no_divergence(tmp_path, monkeypatch):
+    import math
+
+    import charseq
+
+    monkeypatch.chdir(tmp_path)
+    text = ("the quick brown fox jumps over the lazy dog. " * 500)[:19000] + ("QXZJQXZJ" * 200)[:1000]
+    (tmp_path / "shift.txt").write_text(text)
+    result = run_cli("train", "--corpus", "text:shift.txt", "--hidden-size", 32, "--epochs", 8, "--lr", 0.02,
+                     "--sample-length", 0)
+    progress = charseq.load("shift.npz").progress
+    guess = math.log(len(charseq.load("shift.npz").vocab))
+    assert progress["val_loss"] > guess + 1 and progress["loss"] < guess  # learnt its text; the tail is another
+    assert "uniform guess" not in result.stderr

@@ -71,7 +71,7 @@ def test_wheel_in_a_fresh_venv_runs_the_alphabet_task(wheel, tmp_path):
     bin_dir = _venv(tmp_path / "venv")
     _run(bin_dir / "python", "-m", "pip", "install", "--quiet", wheel)
     _alphabet_task(bin_dir, tmp_path)
-    assert _install_hint(bin_dir, tmp_path) == f"pip install '{wheel}[serve]'"
+    assert _install_hint(bin_dir, tmp_path) == f"{bin_dir / 'python'} -m pip install '{wheel}[serve]'"
 
 
 @needs_source
@@ -80,7 +80,7 @@ def test_editable_install_in_a_fresh_venv_runs_the_alphabet_task(tmp_path):
     bin_dir = _venv(tmp_path / "venv")
     _run(bin_dir / "python", "-m", "pip", "install", "--quiet", "-e", ROOT)
     _alphabet_task(bin_dir, tmp_path)
-    assert _install_hint(bin_dir, tmp_path) == f"pip install -e '{ROOT}[serve]'"
+    assert _install_hint(bin_dir, tmp_path) == f"{bin_dir / 'python'} -m pip install -e '{ROOT}[serve]'"
     # docs/plugins.md: a plugin that depends on "charseq" installs beside a checkout's charseq
     # with no index at all (charseq is on none yet): the one installed meets the dependency.
     plugin = tmp_path / "charseq-hello"
