@@ -63,7 +63,7 @@ def test_the_links_between_pages_resolve_on_github_too():
 
 def test_the_readme_opens_with_the_two_set_up_commands_ci_runs():
     first, second = re.findall(r"```sh\n(.*?)\n```", README.read_text(), re.S)[:2]
-    assert first == "pip install . && charseq train --corpus alphabet"
+    assert first == "python3 -m venv .venv && . .venv/bin/activate && pip install . && charseq train --corpus alphabet"
     assert second == 'pip install ".[test]" && pytest'
     assert second in (ROOT / ".ci" / "run").read_text()
 
