@@ -11,6 +11,9 @@ import os
 from collections.abc import Iterator
 
 
+MAX_THREADS = 4096  # more than any machine's cores; past it a count is a typing slip
+
+
 def available_cores() -> int:
     """The cores this process may run on."""
     try:

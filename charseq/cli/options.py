@@ -58,7 +58,8 @@ def threads_option(command: F) -> F:
     """--threads N (default: every core), as `threads`: run the work under
     `charseq.blas.limited(threads)`, as train, generate and eval do."""
     return click.option(
-        "--threads", type=click.IntRange(min=1), default=blas.available_cores, show_default="all cores",
+        "--threads", type=click.IntRange(min=1, max=blas.MAX_THREADS), default=blas.available_cores,
+        show_default="all cores",
         help="BLAS threads for the matrix products.",
     )(command)
 

@@ -102,10 +102,10 @@ def train(corpus_spec, encoding, exact_text, model_spec, resume_path, out, force
             raise UsageError("--drop-callback leaves out a resumed run's callbacks; it needs --resume")
         run = Run.start(corpus_spec, model=model_spec, out=out, callbacks=callbacks, corpus_options=read_as, force=force,
                         extra_callbacks=extra, **settings)
-    if not quiet and not run.complete:  # a complete run says so first, and how to train on
-        _describe_run(run, threads)
     try:
         with blas.limited(threads):
+            if not quiet and not run.complete:  # a complete run says so first, and how to train on
+                _describe_run(run, blas.threads_in_use() or threads)  # what BLAS uses, not only what was asked
             result = run.fit()
     finally:  # an interrupted or failed run gets no on_train_end: clear the bar for the message
         for bar in extra:

@@ -44,7 +44,7 @@ class CoreWait:
     """Every run's check, made by the trainer between steps: after the first WINDOW_SECONDS
     of steps, warn once if the training thread spent more than WAITING of them waiting for a
     core. Between checks it costs a comparison a step (`due`): the clock is read at steps
-    that double (1, 2, 4, ...) until the window has passed."""
+    that at most double, aimed at the window's end at the pace so far."""
 
     def __init__(self) -> None:
         self._window = _window()
@@ -61,7 +61,10 @@ class CoreWait:
         assert self._start is not None
         elapsed = time.monotonic() - self._start[0]
         if elapsed < self._window:
-            self.due = step + max(1, step - self._first)
+            # Look next about when the window will have passed, at the pace so far (a run
+            # that ends soon after its window is still told).
+            pace = (step - self._first) / max(elapsed, 1e-9)
+            self.due = step + max(1, min(step - self._first, int(pace * (self._window - elapsed)) + 1))
             return
         self.due = sys.maxsize  # once a run
         waited = _waited()
@@ -71,8 +74,11 @@ class CoreWait:
         if share > WAITING:
             cores, threads = available_cores(), threads_in_use()
             using = f"{threads} BLAS thread{'s' if threads != 1 else ''} on " if threads else ""
+            if threads is not None and threads <= 1:
+                advice = "this run uses one thread already: run fewer jobs at once"
+            else:
+                advice = ("jobs that each take every core slow each other many times over; give each job fewer, "
+                          f"e.g. {setting('threads', max(1, cores // 2))}")
             warnings.warn(CharseqWarning(
                 f"training waited for a free core {share:.0%} of its first {elapsed:.0f} s ({using}{cores} "
-                f"core{'s' if cores != 1 else ''}): another job is using them, and jobs that each take every core "
-                f"slow each other many times over; give each job fewer, e.g. {setting('threads', max(1, cores // 2))}"),
-                stacklevel=3)
+                f"core{'s' if cores != 1 else ''}): another job is using them; {advice}"), stacklevel=3)

@@ -236,6 +236,8 @@ def test_a_run_that_waits_for_the_cores_says_so_once_naming_threads(tmp_path, mo
     burners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(2 * cores)]
     try:
         result = run_cli("train", "--corpus", "alphabet", "--epochs", 400, "--sample-length", 0, "-q")
+        alone = run_cli("train", "--corpus", "alphabet", "--epochs", 400, "--sample-length", 0, "-q", "--threads", 1,
+                        "--out", "one.npz")
     finally:
         for burner in burners:
             burner.kill()
@@ -244,6 +246,8 @@ def test_a_run_that_waits_for_the_cores_says_so_once_naming_threads(tmp_path, mo
     assert len(warning) == 1, result.stderr  # once
     assert warning[0].startswith("charseq: warning: training waited for a free core ")
     assert f"--threads {max(1, cores // 2)}" in warning[0]
+    # with one thread already, fewer threads is no advice: fewer jobs is
+    assert "this run uses one thread already: run fewer jobs at once" in alone.stderr, alone.stderr
 
 
 def test_a_model_that_writes_every_box_character_gets_a_separator_all_the_same(tmp_path, monkeypatch):
@@ -336,3 +340,16 @@ def test_a_held_out_part_unlike_the_rest_is_no_divergence(tmp_path, monkeypatch)
     guess = math.log(len(charseq.load("shift.npz").vocab))
     assert progress["val_loss"] > guess + 1 and progress["loss"] < guess  # learnt its text; the tail is another
     assert "uniform guess" not in result.stderr
+
+
+def test_the_run_line_shows_the_threads_blas_uses_and_a_huge_count_is_refused(tmp_path, monkeypatch):
+    from charseq import blas
+
+    monkeypatch.chdir(tmp_path)
+    with blas.limited(99):
+        used = blas.threads_in_use() or 99  # what this machine's BLAS makes of 99 (OpenBLAS caps it at its build's)
+    first = run_cli("train", "--corpus", "alphabet", "--epochs", 1, "--threads", 99, "--sample-length", 0).stdout
+    assert first.splitlines()[0].endswith(f" threads={used}")
+    for command in (["train", "--corpus", "alphabet"], ["generate", "alphabet.npz"], ["eval", "alphabet.npz"]):
+        refused = run_cli(*command, "--threads", "1000000000000000000000", ok=False)
+        assert refused.exit_code == 2 and refused.stderr.count("\n") == 1 and "--threads" in refused.stderr
