@@ -65,7 +65,7 @@ def generate(checkpoint_path, prime, length, stop, sampler_spec, temperature, re
     \b
     Examples:
       charseq generate alphabet.npz --prime ABCDEF --length 20 --sampler argmax
-      charseq generate novel.npz --prime "The " --sampler top-p:p=0.9 --temperature 0.8 --stop "\\n\\n"
+      charseq generate novel.npz --prime "The " --sampler top-p:p=0.9 --temperature 0.8 --stop $'\\n\\n'
       charseq generate names.npz --num-samples 20 --new-only
     """
     saved = load(checkpoint_path)

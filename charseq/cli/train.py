@@ -12,7 +12,7 @@ from charseq.cli.options import (complete_names, corpus_options, encoding_option
                                  shortcut_callbacks, threads_option, training_options)
 from charseq.cli.output import say
 from charseq.decoding.closing import ClosingSample
-from charseq.decoding.settings import MAX_LENGTH
+from charseq.decoding.settings import MAX_CHARACTERS
 from charseq.errors import UsageError, counted
 from charseq.files import shown
 from charseq.models.build import model_spec
@@ -53,7 +53,7 @@ from charseq.runs.settings import format_duration
               help="Add a training callback by name (repeatable; called in the order given); see `charseq callbacks`.")
 @click.option("--drop-callback", "dropped", multiple=True, metavar="NAME",
               help="With --resume: leave out the run's callbacks of this name (repeatable).")
-@click.option("--sample-length", type=click.IntRange(min=0, max=MAX_LENGTH), metavar="N",
+@click.option("--sample-length", type=click.IntRange(min=0, max=MAX_CHARACTERS), metavar="N",
               help="Characters the model adds to the corpus's opening in the sample printed at the end (0: no "
                    "sample; a model of items prints ten items).  [default: 200; random windows: 20]")
 @click.option("--progress/--no-progress", default=None,

@@ -10,7 +10,7 @@ import numpy as np
 
 from charseq.data.items import item_hash
 from charseq.data.vocab import Vocabulary
-from charseq.decoding.settings import Decoding, DecodingError, Sampler
+from charseq.decoding.settings import MAX_CHARACTERS, Decoding, DecodingError, Sampler
 from charseq.decoding.steps import RepetitionPenalty, StopScanner, checked_ids
 from charseq.errors import CharseqError, UsageError, label
 from charseq.models.base import Model
@@ -47,6 +47,9 @@ def generate(model: Model, vocab: Vocabulary, prime: str, length: int | None = N
     ``generate(model, vocab, "The ", 200, "top-p:p=0.9", rng=1, num_samples=3, stop="\\n\\n")``
     """
     decoding = Decoding.of(decoding, length=length, sampler=sampler, **settings)
+    if decoding.length > MAX_CHARACTERS:  # held whole (stream() makes text of any length)
+        raise DecodingError("length", f"{label('length')} must be at most {MAX_CHARACTERS:,} for text made whole, "
+                                      f"got {decoding.length:,}")
     if decoding.stop:
         texts: list[list[str]] = [[] for _ in range(decoding.num_samples)]
         for pieces in stream(model, vocab, prime, rng=rng, decoding=decoding):

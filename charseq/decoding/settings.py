@@ -8,6 +8,8 @@ OpenAI's API, whatever the sampler; a repetition penalty lies in PENALTY_RANGE.
 
 from __future__ import annotations
 
+import sys
+
 import math
 import warnings
 from collections.abc import Callable, Mapping
@@ -34,9 +36,9 @@ class DecodingError(UsageError):
         self.setting = name
 
 
-# Bounds that keep a request within memory: a sample's characters, the samples made in one
-# batch, and what they make together (held whole, ids and text: about 5 bytes a character).
-MAX_LENGTH = 10_000_000
+# Bounds that keep text held whole within memory (ids and text: about 5 bytes a character):
+# the samples made in one batch, and the characters of text made whole (several samples, or
+# generate()'s); one sample streamed may go on for ever.
 MAX_SAMPLES = 100_000
 MAX_CHARACTERS = 100_000_000
 
@@ -73,7 +75,7 @@ class Decoding:
     def __post_init__(self) -> None:
         if isinstance(self.stop, str) or self.stop is None:
             object.__setattr__(self, "stop", () if self.stop is None else (self.stop,))
-        for problem in (self._temperature_problem(), _whole(self.length, "length", 0, MAX_LENGTH),
+        for problem in (self._temperature_problem(), _whole(self.length, "length", 0, sys.maxsize),
                         _whole(self.num_samples, "num_samples", 1, MAX_SAMPLES), self._size_problem(),
                         self._stop_problem(),
                         repetition_problem(self.repetition_penalty, self.repetition_window)):
@@ -86,9 +88,10 @@ class Decoding:
                                            f"rng), got {self.sampler!r}")
 
     def _size_problem(self) -> tuple[str, str] | None:
-        """Samples made together are held whole: refused before any memory is asked for."""
+        """Several samples made together are held whole: refused before any memory is asked
+        for (one sample may stream for ever)."""
         if isinstance(self.length, (int, np.integer)) and isinstance(self.num_samples, (int, np.integer)) \
-                and self.length * self.num_samples > MAX_CHARACTERS:
+                and self.num_samples > 1 and self.length * self.num_samples > MAX_CHARACTERS:
             return "num_samples", (f"{label('num_samples')} times {label('length')} must be at most "
                                    f"{MAX_CHARACTERS:,} characters made together, got {self.num_samples:,} x "
                                    f"{self.length:,}")

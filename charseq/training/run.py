@@ -398,7 +398,8 @@ class Run:
         trainer = self.trainer
         metrics = trainer.metrics
         if interrupted is not None:
-            where = (f"at the end of epoch {trainer.epoch + 1}" if trainer.step_in_epoch == trainer.steps_per_epoch
+            where = (f"after the last step of epoch {trainer.epoch + 1}, before its evaluation"
+                     if trainer.step_in_epoch == trainer.steps_per_epoch
                      else f"epoch {trainer.epoch + 1}, step {trainer.step_in_epoch} of {trainer.steps_per_epoch}")
             message = (f"interrupted at step {trainer.step:,} ({where}); {note}saved {shown(saved)}; continue with: "
                        f"{self._continuation(saved)}")
@@ -450,8 +451,9 @@ class Run:
             message = (f"the run is complete: {self._time_limit_ended()}; a resumed run keeps its time limit, so to "
                        f"train longer, start a run with a longer {setting('time_limit')}")
         else:
-            message = (f"the run is complete ({trainer.epoch} of {counted(self.config.epochs, 'epoch')}); give more "
-                       f"{setting('epochs')} to train on")
+            more = self.config.epochs + max(1, self.config.epochs // 2)
+            message = (f"the run is complete ({trainer.epoch} of {counted(self.config.epochs, 'epoch')}); to train "
+                       f"on, resume it with more epochs: {resuming(str(self.resumed_path or self.out), epochs=more)}")
         written = f"saved it to {shown(saved)}" if saved is not None else "nothing was written"
         return RunResult("complete", trainer.epoch, trainer.step, trainer.metrics, saved, f"{message}; {written}", 0,
                          trainer.stopped_by)
