@@ -4,6 +4,7 @@ to load it again."""
 from __future__ import annotations
 
 import os
+import shlex
 from typing import Any
 
 from charseq.data.corpus import Corpus
@@ -20,10 +21,11 @@ def get_corpus(spec: str, **options: Any) -> Corpus:
     name, arg = parse_spec(spec)
     try:
         registered = get_registry().get("corpus", name)
-    except UsageError as exc:
-        if arg is None and os.path.exists(spec):  # a file's name given as a corpus's
-            raise UsageError(f"{exc}; {spec!r} is a file: give it as text:{spec} (running text) or lines:{spec} "
-                             "(one item per line)") from None
+    except UsageError:
+        if os.path.exists(spec):  # a file's name given as a corpus's (a:b.txt too: its name has a colon)
+            what = "a folder" if os.path.isdir(spec) else "a file"
+            raise UsageError(f"unknown corpus {spec!r}; {spec!r} is {what}: give it as {_spec('text', spec)} "
+                             f"(running text) or {_spec('lines', spec)} (one item per line)") from None
         raise
     options = registered.effective(options)
     corpus = registered.build(arg, **options)  # with ARG as given, so its errors speak the user's words
@@ -36,3 +38,10 @@ def get_corpus(spec: str, **options: Any) -> Corpus:
     corpus.source = None if corpus.stream else name if arg is None else f"{name}:{arg}"  # a stream: nothing to find again
     corpus.spec_options = dict(options)
     return corpus
+
+
+def _spec(name: str, path: str) -> str:
+    """NAME:PATH as typed in a shell: quoted where it must be, PATH where it holds a line break."""
+    if not path.isprintable():
+        return f"{name}:PATH"
+    return shlex.quote(f"{name}:{path}")

@@ -359,3 +359,18 @@ def test_the_run_line_shows_the_threads_blas_uses_and_a_huge_count_is_refused(tm
     for command in (["train", "--corpus", "alphabet"], ["generate", "alphabet.npz"], ["eval", "alphabet.npz"]):
         refused = run_cli(*command, "--threads", "1000000000000000000000", ok=False)
         assert refused.exit_code == 2 and refused.stderr.count("\n") == 1 and "--threads" in refused.stderr
+
+
+def test_a_file_or_folder_given_as_a_corpus_is_answered_in_words_a_shell_takes(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "my novel.txt").write_text("the cat sat\n")
+    (tmp_path / "a:b.txt").write_text("the cat sat\n")
+    (tmp_path / "parts").mkdir()
+    (tmp_path / "nl\nname.txt").write_text("the cat sat\n")
+    for spec, advice in (("my novel.txt", "is a file: give it as 'text:my novel.txt' (running text) or "
+                                          "'lines:my novel.txt'"),
+                         ("a:b.txt", "is a file: give it as text:a:b.txt (running text) or lines:a:b.txt"),
+                         ("parts", "is a folder: give it as text:parts (running text) or lines:parts"),
+                         ("nl\nname.txt", "is a file: give it as text:PATH (running text) or lines:PATH")):
+        refused = run_cli("train", "--corpus", spec, ok=False)
+        assert refused.exit_code == 2 and refused.stderr.count("\n") == 1 and advice in refused.stderr, refused.stderr

@@ -110,6 +110,11 @@ def test_an_error_is_shown_on_the_page_and_a_key_is_asked_for(browser, alphabet_
         page.fill("#max-tokens", "4")
         page.click("#generate")
         sync_api.expect(page.locator(".sample .text")).to_have_text("YZAB")
+        page.select_option("#sampler", "temperature")
+        page.fill("#temperature", "0")  # greedy, as the server takes it: the field allows it
+        page.fill("#prompt", "K")
+        page.click("#generate")
+        sync_api.expect(page.locator(".sample .text")).to_have_text("LMNO")
     finally:
         assert running.stop()[0] == 0
 
