@@ -215,7 +215,7 @@ def _decoding(body: dict[str, Any], extra: dict[str, Any], registry: Registry, n
     sampler; so is a top_p of 0, the top-p sampler's p of 0)."""
     top_p = _number(body, "top_p", 1.0, "top_p")
     if not 0 <= top_p <= 1:
-        raise BadRequest(f"top_p must be from 0 (greedy) to 1, got {top_p:g}", "top_p")
+        raise BadRequest(f"top_p must be from 0 (greedy) to 1, got {_shown(top_p)}", "top_p")
     spec, options = extra.get("sampler"), extra.get("options")
     if spec is None and options is not None:
         raise BadRequest("charseq.options are a sampler's options: name the sampler in charseq.sampler",
@@ -300,7 +300,7 @@ def _number(body: dict[str, Any], name: str, default: float | None, param: str) 
     except OverflowError:  # a whole number of hundreds of digits: past what a float holds
         raise BadRequest(f"{param} has too many digits for a number this server takes", param) from None
     if not math.isfinite(number):
-        raise BadRequest(f"{param} must be a number, got {_shown(value)}", param)
+        raise BadRequest(f"{param} must be a finite number, got {_shown(value)}", param)
     return number
 
 
@@ -415,5 +415,8 @@ def _shown(value: Any, longest: int = 40) -> str:
     client has it already)."""
     if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 10 ** 30:
         return f"a number of about {int(value.bit_length() * 0.30103) + 1:,} digits"  # (log10 2: no str() of it)
-    text = repr(value)
+    try:  # as the client wrote it, in JSON (true, null, "text"), not as Python shows it
+        text = json.dumps(value, ensure_ascii=False)
+    except (TypeError, ValueError):
+        text = repr(value)
     return text if len(text) <= longest else text[: longest - 3] + "..."

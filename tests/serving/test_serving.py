@@ -257,6 +257,9 @@ def test_a_stop_scanner_cuts_at_the_first_stop(stops, chars, out, done):
     ({"prompt": ["a", "b", "c"], "n": 2}, "n", "6 choices"),
     ({"prompt": "a", "temperature": -1}, "temperature", "between 0 and 1e6"),
     ({"prompt": "a", "temperature": "hot"}, "temperature", "must be a number"),
+    # values quoted as the client wrote them, in JSON, exactly
+    ({"prompt": "a", "top_p": 1.0000001}, "top_p", "got 1.0000001"),
+    ({"prompt": "a", "logprobs": True}, "logprobs", "got true"),
     ({"prompt": "a", "top_p": -0.1}, "top_p", "from 0 (greedy) to 1"),
     ({"prompt": "a", "stop": ["a", "b", "c", "d", "e"]}, "stop", "at most 4"),
     ({"prompt": "a", "stop": ""}, "stop", "must not be empty"),
