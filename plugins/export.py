@@ -15,7 +15,7 @@ from charseq import hookimpl
 def register_commands(cli):
     import click  # here, not at import: loading the plugins must not load the CLI's packages
 
-    @cli.command()
+    @cli.command(short_help="Write a checkpoint's model as an ONNX file.")
     @click.argument("checkpoint_path", metavar="CHECKPOINT", type=click.Path(path_type=Path))
     @click.option("--format", "format_", type=click.Choice(["onnx"]), default="onnx", show_default=True,
                   help="The file format: an ONNX graph (needs the export extra: onnx).")

@@ -31,7 +31,7 @@ def register_commands(cli):
     from charseq import blas
     from charseq.cli import say, threads_option
 
-    @cli.command()
+    @cli.command(short_help="Serve a model over HTTP: OpenAI's completions API and a page.")
     @click.argument("checkpoint_path", metavar="CHECKPOINT", type=click.Path(path_type=Path))
     @click.option("--host", default="127.0.0.1", show_default=True,
                   help="Address to listen on. Anything but loopback needs an API key.")

@@ -16,7 +16,7 @@ _DECIDED_BY = {"CHARSEQ_CACHE": "set by CHARSEQ_CACHE", "XDG_CACHE_HOME": "under
                "fallback": "the default place cannot be used; set CHARSEQ_CACHE"}
 
 
-@click.command()
+@click.command(short_help="Show the text cache: where it is, its cap, what it holds.")
 @click.option("--clear", is_flag=True, help="Delete the cache's entries (only the files charseq can vouch it wrote).")
 @json_option
 def cache(clear, as_json):

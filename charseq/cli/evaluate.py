@@ -15,7 +15,7 @@ from charseq.training.evaluation import loss_metrics
 from charseq.training.scoring import score_checkpoint
 
 
-@click.command(name="eval")
+@click.command(name="eval", short_help="Print a checkpoint's loss, bits per character and perplexity.")
 @click.argument("checkpoint_path", metavar="CHECKPOINT", type=click.Path(path_type=Path))
 @click.option("--corpus", "corpus_spec", metavar="NAME[:ARG]", shell_complete=complete_names("corpus"),
               help="The text to score: text:PATH, lines:PATH, or any corpus.  [default: the part of the run's own "

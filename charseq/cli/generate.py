@@ -24,7 +24,7 @@ from charseq.hooks.registry import get_registry, parse_spec
 _SEPARATOR_WIDTH = 20
 
 
-@click.command()
+@click.command(short_help="Continue a prime with a trained model.")
 @click.argument("checkpoint_path", metavar="CHECKPOINT", type=click.Path(path_type=Path))
 @click.option("--prime", help="Text to continue (a model of items: the start of every item).  "
                               "[default: one random symbol; items: none]")

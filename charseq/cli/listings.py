@@ -11,7 +11,7 @@ from charseq.cli.output import say
 from charseq.hooks.registry import get_registry
 
 
-@click.command()
+@click.command(short_help="List the loaded plugins and what each registers.")
 @json_option
 def plugins(as_json):
     """List loaded plugins: name, package, version and what each registers."""
@@ -55,7 +55,8 @@ def _option_lines(item, indent: int) -> list[str]:
     return [f"{' ' * indent}{shown:<{width}}  {help}".rstrip() for shown, help in options]
 
 
-LISTINGS = [click.command(name=name, help=f"List the available {name}, one per line, each with its options and "
-                                          "their defaults below it.")(_listing(kind))
+LISTINGS = [click.command(name=name, short_help=f"List the available {name} and their options.",
+                          help=f"List the available {name}, one per line, each with its options and "
+                               "their defaults below it.")(_listing(kind))
             for kind, name in (("corpus", "corpora"), ("sampler", "samplers"), ("callback", "callbacks"),
                                ("model", "models"))]

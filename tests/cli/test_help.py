@@ -48,3 +48,10 @@ def test_help_text_is_whole(command):
             continue  # a table click keeps as written (serve's routes): its columns are aligned on purpose
         for line in paragraph:  # prose, which click rewraps: indented two spaces, one space between words
             assert len(line) - len(line.lstrip(" ")) == 2 and "  " not in line.strip(), line
+
+
+def test_the_command_list_says_each_command_whole():
+    """click cuts a long first sentence short with "..." in `charseq --help`: each command says
+    what it does in a line of its own instead."""
+    listed = run_cli("--help").stdout.split("Commands:\n", 1)[1].splitlines()
+    assert listed and all(not line.rstrip().endswith("...") for line in listed), listed
