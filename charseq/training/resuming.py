@@ -58,11 +58,8 @@ def check_corpus_may_be_read(path: Path, saved: checkpoints.Checkpoint, spec: Ru
     """Refuse to read the corpus a checkpoint names when the checkpoint was not written
     here and the corpus was not given anew: a corpus is never read on a file's word."""
     if not saved.trusted and not corpus_given:
-        problem = trust.problem()
-        why = f" ({problem})" if problem else ""
-        raise UsageError(f"{str(path)!r} was not written by charseq here (or was edited){why}, so charseq does not "
-                         f"read the corpus it names ({spec.corpus_source or spec.corpus!r}); give it with "
-                         f"{_pointing(doing)}")
+        raise UsageError(f"{_not_written_here(path)} so charseq does not read the corpus it names "
+                         f"({spec.corpus_source or spec.corpus!r}); give it with {_pointing(doing)}")
 
 
 def check_same_model(model: str, spec: RunSpec) -> None:
@@ -84,14 +81,13 @@ def untrusted_writers(path: Path, spec: RunSpec, added: list[CallbackRef], drop_
     callbacks that write files there are left out (given again, they come back), with a
     warning, and `out` must be given (the file resumed itself, to continue it there)."""
     if out is None:
-        raise UsageError(f"{str(path)!r} was not written by charseq here (or was edited), so the {setting('out')} "
-                         f"it records is not used; give {setting('out')} (the file resumed itself, to continue "
-                         "it there)")
+        raise UsageError(f"{_not_written_here(path)} so the {setting('out')} it records is not used; give "
+                         f"{setting('out')} (the file resumed itself, to continue it there)")
     writers = sorted({ref.name for ref in spec.callbacks if ref not in added and writes_files(ref)})
     writers = [name for name in writers if name not in drop_names]
     if writers:
-        warnings.warn(f"{str(path)!r} was not written by charseq here (or was edited): its callbacks that write "
-                      f"files ({', '.join(writers)}) are left out; give them again to keep them",
+        warnings.warn(f"{_not_written_here(path)} its callbacks that write files ({', '.join(writers)}) are left "
+                      "out; give them again to keep them",
                       CharseqWarning, stacklevel=3)
     return writers
 
@@ -161,6 +157,13 @@ def recorded_options(spec: RunSpec) -> dict[str, Any]:
         return dict(spec.corpus_options)  # not installed: loading it says so
     legacy = getattr(registered.factory, "legacy_options", None) or {}
     return {**legacy, **spec.corpus_options}
+
+
+def _not_written_here(path: Path) -> str:
+    """The start of a message about a checkpoint not sealed with this user's key, with why
+    when charseq knows (no key yet, or one others may write)."""
+    problem = trust.problem()
+    return f"{str(path)!r} was not written by charseq here, or was edited{': ' + problem + ';' if problem else ','}"
 
 
 def _pointing(doing: str) -> str:
