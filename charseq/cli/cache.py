@@ -8,7 +8,7 @@ import click
 
 from charseq.cli.options import json_option
 from charseq.cli.output import say
-from charseq.errors import counted
+from charseq.errors import CharseqError, counted
 
 
 _DECIDED_BY = {"CHARSEQ_CACHE": "set by CHARSEQ_CACHE", "XDG_CACHE_HOME": "under XDG_CACHE_HOME",
@@ -25,13 +25,19 @@ def cache(clear, as_json):
     from charseq.data.cache_listing import cache_report, clear_cache
 
     if clear:
-        report, freed = clear_cache()
+        cleared = clear_cache()
+        report = cleared.report
         if as_json:
-            say(json.dumps({"directory": str(report.directory), "entries": _vouched(report), "freed_bytes": freed,
-                            "left": len(report.unvouched)}), essential=True)
+            say(json.dumps({"directory": str(report.directory), "entries": cleared.entries,
+                            "freed_bytes": cleared.freed, "left": len(report.unvouched)}), essential=True)
         else:
-            say(f"cleared {report.directory}: {_entries(report)}, {_bytes(freed)} freed{_left(report, 'left')}",
-                essential=True)
+            say(f"cleared {report.directory}: {_counted_entries(cleared.entries)}, {_bytes(cleared.freed)} freed"
+                f"{_left(report, 'left')}", essential=True)
+        if cleared.kept:
+            path, why = cleared.kept[0]
+            more = f" and {counted(len(cleared.kept) - 1, 'more')}" if len(cleared.kept) > 1 else ""
+            raise CharseqError(f"could not delete {counted(len(cleared.kept), 'file')} of charseq's: {str(path)!r} "
+                               f"({why}){more}; what is left is still charseq's, for the next --clear")
         return
     report = cache_report()
     if as_json:
@@ -48,8 +54,8 @@ def cache(clear, as_json):
         more = f" and {counted(len(sources) - 1, 'more file')}" if len(sources) > 1 else ""
         unvouched = "" if entry.verified else "not charseq's (or an earlier release's): "
         say(f"{_bytes(entry.size):>9}  {characters:>20}  {unvouched}{sources[0]}{more}", essential=True)
-    say(f"{_entries(report)}, {_bytes(report.total_size)} in all{_left(report, 'left alone by --clear')}",
-        essential=True)
+    say(f"{_counted_entries(_vouched(report))}, {_bytes(report.total_size)} in all"
+        f"{_left(report, 'left alone by --clear')}", essential=True)
 
 
 def _cap(report) -> str:
@@ -66,8 +72,7 @@ def _vouched(report) -> int:
     return sum(entry.verified for entry in report.entries)
 
 
-def _entries(report) -> str:
-    count = _vouched(report)
+def _counted_entries(count: int) -> str:
     return f"{count:,} entr{'y' if count == 1 else 'ies'}"
 
 
