@@ -44,11 +44,13 @@ class CacheEntry:
 
 @dataclass
 class CacheReport:
-    """The cache directory, what decided it (cache_location), its entries, the most recently
-    used first (the last is the next to be evicted); the bytes of charseq's own files in it
-    (the index and leftovers included), the files named like charseq's that it cannot vouch
-    for (an earlier release's, or someone else's); the cap and CHARSEQ_CACHE_SIZE as given
-    (cache_cap), and the bytes of the entries it vouches for, which the cap bounds."""
+    """The cache directory, what decided it (cache_location), its entries: those charseq
+    vouches for, the most recently used first (the last is the next to be evicted), then
+    those it cannot vouch for, which are never evicted; the bytes of charseq's own files in
+    it (the index and leftovers included), the files named like charseq's that it cannot
+    vouch for (an earlier release's, edited, or someone else's); the cap and
+    CHARSEQ_CACHE_SIZE as given (cache_cap), and the bytes of the entries' files it vouches
+    for, which the cap bounds."""
 
     directory: Path
     decided_by: str
@@ -65,7 +67,7 @@ def cache_report() -> CacheReport:
     directory, decided_by = cache_location()
     own, unvouched = _files(directory)
     entries = _entries(directory, own, unvouched)
-    entries.sort(key=lambda e: e.last_used or 0.0, reverse=True)
+    entries.sort(key=lambda e: (not e.verified, -(e.last_used or 0.0)))
     used = sum(_size(path) for paths in _own_entries(directory, own).values() for path in paths)
     return CacheReport(directory, decided_by, entries, sum(_size(p) for p in own), unvouched, *cache_cap(), used)
 
@@ -73,8 +75,10 @@ def cache_report() -> CacheReport:
 def make_room(directory: Path, keep: str) -> list[str]:
     """Once an entry is written: evict the least recently used entries charseq can vouch for
     until the entries take at most the cap, never `keep` (the entry just written) nor an
-    entry in use (charseq.data.cache.hold); the keys evicted, and their index lines. One
-    process evicts at a time, so that two that wrote at once do not both make the room."""
+    entry in use (charseq.data.cache.hold); the keys evicted, and their index lines. A
+    record of charseq's whose ids are not (edited, replaced, gone) vouches for nothing: it
+    goes first. One process evicts at a time, so that two that wrote at once do not both
+    make the room."""
     cap = cache_cap()[0]
     if cap is None:
         return []
@@ -85,7 +89,8 @@ def make_room(directory: Path, keep: str) -> list[str]:
             hold_alone(index, wait=EVICTION_WAIT)  # (not had in time: evicted all the same; at worst, twice)
         entries = _own_entries(directory, _files(directory)[0])
         used = sum(_size(path) for paths in entries.values() for path in paths)
-        for key in sorted(entries, key=lambda key: _last_used(directory, key)):
+        whole = {key for key, paths in entries.items() if directory / f"{key}.ids" in paths}
+        for key in sorted(entries, key=lambda key: (key in whole, _last_used(directory, key))):
             if used <= cap:
                 break
             freed = None if key == keep else _evict(directory, key)
@@ -119,21 +124,21 @@ def _own_entries(directory: Path, own: list[Path]) -> dict[str, list[Path]]:
 def _evict(directory: Path, key: str) -> int | None:
     """Delete the entry `key` if charseq can vouch for it and no process has it in use: its
     ids while they are held alone, then its record while it is the one read; the bytes
-    freed, or None when it stays."""
+    freed, or None when it stays. Ids that are not the ones the record names (edited,
+    another user's, not a file) are not charseq's: they stay, and the record goes."""
     record_path, ids_path = directory / f"{key}.json", directory / f"{key}.ids"
     record = read_record(record_path, key)
     if record is None:
         return None
     freed = 0
-    if os.path.lexists(ids_path):
-        fd = open_regular(ids_path)
-        if fd is None:
-            return None
+    fd = open_regular(ids_path)
+    if fd is not None:
         try:  # vouched for (hashed, at worst), then held alone until closed: a reader waits, then finds them gone
-            if not (_names_ids(record, fd) and hold_alone(fd) and still_at(ids_path, fd)):
-                return None
-            freed += os.fstat(fd).st_size
-            os.unlink(ids_path)
+            if _names_ids(record, fd):
+                if not (hold_alone(fd) and still_at(ids_path, fd)):
+                    return None
+                freed += os.fstat(fd).st_size
+                os.unlink(ids_path)
         finally:
             os.close(fd)
     # A writer may have put a new entry there meanwhile (the ids are checked against it on

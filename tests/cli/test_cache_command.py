@@ -187,15 +187,17 @@ def test_a_huge_sparse_file_at_an_entrys_ids_is_never_read_to_the_end(cache):
 
 
 
-@pytest.mark.parametrize("value,size", [("500MB", 500_000_000), ("2GiB", 2 << 30), ("1.5 k", 1500), ("64", 64),
-                                        ("10kib", 10240), (" none ", None), ("0", 0)])
-def test_cache_says_its_cap_as_set(tmp_path, monkeypatch, value, size):
+@pytest.mark.parametrize("value,size,cap", [("500MB", 500_000_000, "500.0 MB"), ("2GiB", 2 << 30, "2 GiB"),
+                                            ("1.5 k", 1500, "1.5 kB"), ("64", 64, "64 B"), ("10kib", 10240, "10 KiB"),
+                                            ("1.25GiB", 5 << 28, "1.25 GiB"), ("1025MiB", 1025 << 20, "1,025 MiB"),
+                                            ("1024", 1024, "1 KiB"), ("1000KiB", 1_024_000, "1.0 MB"),
+                                            (" none ", None, "none"), ("0", 0, "0 B")])
+def test_cache_says_its_cap_as_set(tmp_path, monkeypatch, value, size, cap):
+    """A cap set in powers of 1024 is printed so, exactly (1 GiB is no 1.1 GB)."""
     monkeypatch.setenv("CHARSEQ_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("CHARSEQ_CACHE_SIZE", value)
     report = json.loads(run_cli("cache", "--json").stdout)
     assert report["cap_bytes"] == size and report["cap_setting"] == value.strip() and report["used_bytes"] == 0
-    cap = "none" if size is None else _shown(size) if size < 10**6 else f"{size / 10**6:.1f} MB" if size < 10**9 \
-        else f"{size / 10**9:.1f} GB"
     assert run_cli("cache").stdout.splitlines()[1].startswith(f"cap: {cap} (CHARSEQ_CACHE_SIZE={value.strip()}), 0 B used")
 
 
@@ -204,7 +206,7 @@ def test_cache_shows_the_default_cap_and_what_the_entries_take(cache):
     assert report["cap_bytes"] == 1 << 30 and report["cap_setting"] is None
     assert report["used_bytes"] == sum(entry["size"] for entry in report["entries"])
     used = f"{report['used_bytes'] / 1000:.1f} kB"
-    assert run_cli("cache").stdout.splitlines()[1] == (f"cap: 1.1 GB (the default; CHARSEQ_CACHE_SIZE changes it), "
+    assert run_cli("cache").stdout.splitlines()[1] == (f"cap: 1 GiB (the default; CHARSEQ_CACHE_SIZE changes it), "
                                                        f"{used} used; the least recently used entries, listed last, "
                                                        "are evicted first")
 
@@ -303,6 +305,22 @@ def test_a_file_clear_cannot_delete_is_said_in_one_line_and_the_rest_is_cleared(
     monkeypatch.setattr(os, "unlink", unlink)
     assert json.loads(run_cli("cache", "--clear", "--json").stdout)["entries"] == (1 if refused == "ids" else 0)
     assert not [p for p in cache.iterdir() if p.name.endswith((".ids", ".json"))]
+
+
+def test_entries_charseq_cannot_vouch_for_are_listed_apart_after_its_own(cache):
+    """The last of charseq's entries listed is the next evicted; one it cannot vouch for (here
+    edited, and so the most recently touched) is never evicted, and is listed after them."""
+    report = json.loads(run_cli("cache", "--json").stdout)
+    edited = cache / f"{report['entries'][-1]['key']}.json"
+    record = json.loads(edited.read_text())
+    record["sources"] = ["elsewhere.txt"]
+    edited.write_text(json.dumps(record))
+    report = json.loads(run_cli("cache", "--json").stdout)
+    assert [entry["verified"] for entry in report["entries"]] == [True, False]
+    lines = run_cli("cache").stdout.splitlines()
+    apart = lines.index("charseq cannot vouch for these (another user's or key's, an earlier release's, or edited): "
+                        "never evicted nor cleared, but for the record of an entry whose ids were edited")
+    assert lines[apart + 1].endswith("elsewhere.txt") and len(lines) == apart + 3
 
 
 def test_a_name_that_ends_like_an_entrys_but_goes_on_is_not_charseqs(cache):

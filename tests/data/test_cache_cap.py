@@ -190,6 +190,38 @@ def test_a_bad_cap_is_said_by_every_corpus_that_reads_files(place, monkeypatch, 
     assert len(charseq.get_corpus("alphabet").vocab) == 26 and len(charseq.get_corpus("digits").vocab) == 10
 
 
+def test_a_record_whose_ids_were_edited_is_evicted_and_the_ids_left(place, monkeypatch):
+    """The record is charseq's, the ids no longer are: the record goes at the next eviction
+    (first: it vouches for nothing), so a cap of 0 is met; the ids are left for the user."""
+    load(place, 0)
+    cache = place / "cache"
+    (ids,) = cache.glob("*.ids")
+    edited = bytes(reversed(ids.read_bytes()))
+    ids.write_bytes(edited)
+    monkeypatch.setenv("CHARSEQ_CACHE_SIZE", "0")
+    load(place, 1)
+    report = json.loads(run_cli("cache", "--json").stdout)
+    (t1,) = [entry for entry in report["entries"] if entry["verified"]]
+    assert t1["sources"] == [str(place / "t1.txt")] and report["used_bytes"] == t1["size"]
+    assert ids.read_bytes() == edited and not ids.with_suffix(".json").exists()
+    assert report["unvouched"] == [str(ids)]
+
+
+def test_a_record_whose_ids_were_edited_goes_before_any_entry(place, monkeypatch):
+    """It vouches for nothing: evicted before the least recently used entry, which stays."""
+    load(place, 0)
+    load(place, 1)
+    size = cached(place)["t0.txt"]["size"]
+    cache = place / "cache"
+    ids = next(cache / f"{entry['key']}.ids" for name, entry in cached(place).items() if name == "t1.txt")
+    ids.write_bytes(bytes(reversed(ids.read_bytes())))
+    monkeypatch.setenv("CHARSEQ_CACHE_SIZE", str(2 * size + 50))
+    load(place, 2)
+    assert sorted(e["sources"][0] for e in json.loads(run_cli("cache", "--json").stdout)["entries"]
+                  if e["verified"]) == [str(place / "t0.txt"), str(place / "t2.txt")]
+    assert ids.exists() and not ids.with_suffix(".json").exists()
+
+
 CHURN = """
 import sys, warnings, charseq
 from charseq.errors import CharseqWarning
