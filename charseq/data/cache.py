@@ -12,7 +12,9 @@ directory), so nothing in it is trusted for its name:
   when the file is not the one the record names (another inode or size, or another change
   time, which only the kernel sets);
 - a line of the quick index (path, size and times -> KEY) is sealed too;
-- a file being written carries a sealed token in its name.
+- a file being written carries in its name a token sealed with that name (which anyone
+  listing the cache sees, and may copy: so a file is charseq's only if it is also the
+  user's own, a regular file; see `owned`).
 
 What fails these checks is never used (the text is encoded again, over it), and `clear`
 deletes only what passes them: a file named like charseq's but put there by someone else
@@ -31,11 +33,9 @@ import contextlib
 import functools
 import hashlib
 import json
-import math
 import os
 import re
 import secrets
-import shutil
 import stat
 import tempfile
 import time
@@ -54,12 +54,14 @@ from charseq.data.vocab import Vocabulary
 
 ENTRY_FORMAT = 2  # 1: 0.3-0.5, unsealed (never trusted now: such an entry is encoded again)
 HEX = "[0-9a-f]{64}"
-ENTRY_NAME = re.compile(rf"^({HEX})\.(ids|json)$")
+# Names are matched whole (fullmatch: a name ending in a newline is another file's)
+ENTRY_NAME = re.compile(rf"({HEX})\.(ids|json)")
 _TOKEN = "[0-9a-f]{24}"  # 8 random hex digits, then 16 of their seal
-_LEFTOVER = re.compile(rf"^\.(?:.+)\.({_TOKEN})\.[0-9a-f]{{8}}\.tmp$|^\.spool-({_TOKEN})\.tmp$")
-SPOOL_NAME = re.compile(rf"^\.spool-{_TOKEN}\.tmp$")  # a folder holding a stream's copy
+_TEMP_NAME = re.compile(rf"\.(.+)\.({_TOKEN})\.[0-9a-f]{{8}}\.tmp")  # .NAME.TOKEN.XXXXXXXX.tmp, in place of NAME
+SPOOL_NAME = re.compile(rf"\.spool-({_TOKEN})\.tmp")  # a folder holding a stream's copy
+SPOOL_FILE = "text"  # the one file in that folder
 # What an interrupted write may have left, by name, this release's or an earlier one's: listed, deleted only when sealed
-LEFTOVER_NAME = re.compile(r"^\.[0-9a-f]{64}(\.ids|\.json)?\.([0-9a-f]{24}\.)?[0-9a-f]{8}\.tmp$|^\.spool-.+\.tmp$")
+LEFTOVER_NAME = re.compile(r"\.[0-9a-f]{64}(\.ids|\.json)?\.([0-9a-f]{24}\.)?[0-9a-f]{8}\.tmp|\.spool-.+\.tmp")
 _HASH_CHUNK = 1 << 22
 RECORD_LIMIT = 64 << 20  # a record lists the files a text came from: a directory of many; never more than this
 # The cap's default: a billion characters at a byte each (a text of up to 256 symbols), room for
@@ -113,29 +115,45 @@ def cache_location() -> tuple[Path, str]:
     return fallback, "fallback"
 
 
-_SIZE = re.compile(r"^(?P<number>[0-9]+(?:\.[0-9]*)?|\.[0-9]+)\s*(?P<unit>(?:[kmgt]i?)?b?)$", re.I)
+# ASCII only (re.ASCII: no dotted I for an i, no Kelvin sign for a k), one space at most before the unit
+_SIZE = re.compile(r"(?P<whole>[0-9]*)(?:\.(?P<fraction>[0-9]*))? ?(?P<unit>(?:[kmgt]i?)?b?)", re.I | re.ASCII)
+_SIZE_DIGITS = 24  # a whole part of more digits than this (past a yottabyte) is no size of a disk
 
 
 def cache_cap() -> tuple[int | None, str | None]:
     """The most bytes the cache's entries may take (None: no cap), and CHARSEQ_CACHE_SIZE as
     it was given (None: unset, the default). A size is bytes, or a number with a unit: k, M,
     G, T are powers of 1000 (as `charseq cache` prints sizes), Ki, Mi, Gi, Ti powers of 1024,
-    a B after either optional; 0 keeps only the entry just written, none sets no cap."""
+    a B after either optional, one space before it allowed; it must come to whole bytes
+    (1.5G does, half a byte does not: it is no cap of 0). 0 keeps only the entry just
+    written, none sets no cap. Read in ASCII, exactly: the number as decimal digits, never a float."""
     text = os.environ.get(CAP_VARIABLE, "").strip()
     if not text:
         return DEFAULT_CAP, None
-    if text.lower() == "none":
+    if text.isascii() and text.lower() == "none":
         return None, text
-    found = _SIZE.match(text)
-    if found is None:
+    if not text.isascii() or (found := _SIZE.fullmatch(text)) is None or not (found["whole"] or found["fraction"]):
         raise UsageError(f"{CAP_VARIABLE}={text!r} is not a size: give one such as 500MB or 2GiB, 0 to keep only the "
                          "entry just written, or none for no cap")
+    whole, fraction = found["whole"].lstrip("0"), (found["fraction"] or "").rstrip("0")
+    if len(whole) > _SIZE_DIGITS:
+        raise UsageError(f"{CAP_VARIABLE}={text!r} is too large to be a size; none sets no cap")
     unit = found["unit"].lower().removesuffix("b")
     scale = (1024 if unit.endswith("i") else 1000) ** ("kmgt".index(unit[0]) + 1) if unit else 1
-    size = float(found["number"]) * scale
-    if not math.isfinite(size):
-        raise UsageError(f"{CAP_VARIABLE}={text!r} is too large to be a size; none sets no cap")
-    return int(size), text
+    # whole.fraction times the unit, in integers; a fraction of over 40 digits (2**-40 has 40) is never whole bytes
+    size, rest = divmod(int(whole + fraction or "0") * scale, 10 ** len(fraction)) if len(fraction) <= 40 else (0, 1)
+    if rest:
+        raise UsageError(f"{CAP_VARIABLE}={text!r} is not a whole number of bytes: give bytes, or a size that comes to "
+                         "whole bytes (1.5G is 1,500,000,000), 0 to keep only the entry just written, or none for no "
+                         "cap")
+    return size, text
+
+
+def owned(info: os.stat_result) -> bool:
+    """Whether the file `info` describes is this user's. In a shared cache (mode 1777) anyone
+    may make a file under any name, a sealed token's included (it is in a name anyone can
+    list): another user's file is never charseq's, and could not be deleted anyway."""
+    return info.st_uid == os.geteuid() if hasattr(os, "geteuid") else True
 
 
 def _unusable(directory: Path, private: bool = False) -> str | None:
@@ -146,7 +164,7 @@ def _unusable(directory: Path, private: bool = False) -> str | None:
         directory.mkdir(mode=0o700 if private else 0o777, parents=True, exist_ok=True)
         if private:
             info = os.lstat(directory)
-            if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.geteuid() or info.st_mode & 0o077:
+            if not stat.S_ISDIR(info.st_mode) or not owned(info) or info.st_mode & 0o077:
                 return "it belongs to another user, or others may write it"
         with tempfile.TemporaryFile(dir=directory):
             pass
@@ -240,7 +258,7 @@ def _new_file_of_ours(directory: Path, name: str) -> tuple[int, Path]:
     with the permissions of any new file (never a mode taken from what it will replace)."""
     flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
     for _ in range(100):
-        path = directory / f".{name}.{temp_token()}.{secrets.token_hex(4)}.tmp"
+        path = directory / f".{name}.{temp_token(name)}.{secrets.token_hex(4)}.tmp"
         try:
             return os.open(path, flags, 0o666), path
         except FileExistsError:
@@ -353,15 +371,18 @@ def _entry_from(fd: int, record: dict[str, Any]) -> Entry | None:
 
 
 def open_regular(path: Path) -> int | None:
-    """A descriptor for reading the regular file at `path`; None for anything else. Opened
-    without following a link and without waiting on a pipe, then checked by what it opened."""
+    """A descriptor for reading the regular file of this user's at `path`; None for anything
+    else (another user's file, in a shared cache, may change under a run that trusted it).
+    Opened without following a link and without waiting on a pipe, then checked by what it
+    opened."""
     flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
     try:
         fd = os.open(path, flags)
     except OSError:
         return None
     try:
-        if stat.S_ISREG(os.fstat(fd).st_mode):
+        info = os.fstat(fd)
+        if stat.S_ISREG(info.st_mode) and owned(info):
             return fd
     except OSError:
         pass
@@ -475,7 +496,7 @@ def index_key(directory: Path, name: str, key: str) -> None:
     index = index_directory(directory, create=True) if seal is not None else None
     if index is None:
         return
-    temp = f".{name}.{temp_token()}.{secrets.token_hex(4)}.tmp"
+    temp = f".{name}.{temp_token(name)}.{secrets.token_hex(4)}.tmp"
     try:  # every name relative to the directory opened, which a name swapped meanwhile cannot move
         line = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o666,
                        dir_fd=index)
@@ -503,8 +524,7 @@ def index_directory(directory: Path, create: bool = False) -> int | None:
     except OSError:
         return None
     info = os.fstat(fd)
-    owner = info.st_uid == os.geteuid() if hasattr(os, "geteuid") else True
-    if stat.S_ISDIR(info.st_mode) and owner and not info.st_mode & 0o022:
+    if stat.S_ISDIR(info.st_mode) and owned(info) and not info.st_mode & 0o022:
         return fd
     os.close(fd)
     return None
@@ -519,7 +539,7 @@ def _read_small_at(directory_fd: int, name: str, limit: int) -> bytes | None:
         return None
     with open(fd, "rb") as small:
         info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode) or info.st_size > limit:
+        if not stat.S_ISREG(info.st_mode) or not owned(info) or info.st_size > limit:
             return None
         return small.read(limit + 1)
 
@@ -531,21 +551,31 @@ def _index_text(name: str, key: str) -> str:
 # -- files being written -----------------------------------------------------------------
 
 
-def temp_token() -> str:
-    """A token for the name of a file being written: random, then sealed, so that what an
-    interrupted write leaves behind can be told from a look-alike of someone else's."""
+def temp_token(name: str | None) -> str:
+    """A token for the name of a file being written in `name`'s place (None: a stream's copy's
+    folder): random, then sealed with that name, so that what an interrupted write leaves
+    behind can be told from a look-alike, the same token in another name included."""
     nonce = secrets.token_hex(4)
-    seal = trust.seal(f"charseq-cache-temp\0{nonce}")
+    seal = trust.seal(_temp_text(name, nonce))
     return nonce + (seal[:16] if seal else secrets.token_hex(8))
 
 
 def is_leftover(name: str) -> bool:
-    found = _LEFTOVER.match(name)
-    if not found:
+    """Whether `name` is one charseq gave a file being written (or a stream's copy's folder):
+    its token sealed for it. Whether the file is the user's own is the caller's to check."""
+    target: str | None
+    if temp := _TEMP_NAME.fullmatch(name):
+        target, token = temp.group(1), temp.group(2)
+    elif spool := SPOOL_NAME.fullmatch(name):
+        target, token = None, spool.group(1)
+    else:
         return False
-    token = found.group(1) or found.group(2)
-    seal = trust.seal(f"charseq-cache-temp\0{token[:8]}", create=False)
+    seal = trust.seal(_temp_text(target, token[:8]), create=False)
     return seal is not None and secrets.compare_digest(seal[:16], token[8:])
+
+
+def _temp_text(name: str | None, nonce: str) -> str:
+    return f"charseq-cache-spool\0{nonce}" if name is None else f"charseq-cache-temp\0{name}\0{nonce}"
 
 
 @contextlib.contextmanager
@@ -555,7 +585,7 @@ def spool_file(directory: Path) -> Iterator[tuple[int, Path]]:
     encode it), it must be the file written, which a shared cache could not promise. Removed
     afterwards; its folder's sealed name lets `clear` take it if a crash leaves it."""
     for _ in range(100):
-        folder = directory / f".spool-{temp_token()}.tmp"
+        folder = directory / f".spool-{temp_token(None)}.tmp"
         try:
             folder.mkdir(mode=0o700)
             break
@@ -564,13 +594,27 @@ def spool_file(directory: Path) -> Iterator[tuple[int, Path]]:
     else:
         raise FileExistsError(f"no free name in {directory}")
     try:
-        path = folder / "text"
+        path = folder / SPOOL_FILE
         yield os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o600), path
     finally:
-        shutil.rmtree(folder, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            remove_spool(folder)
+
+
+def remove_spool(folder: Path) -> None:
+    """Delete a stream's copy's folder: the one file charseq writes in it, by its name, then
+    the folder, which fails (OSError) if anything else is in it: never what is not charseq's."""
+    fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_NOFOLLOW", 0)
+                 | getattr(os, "O_CLOEXEC", 0))
+    try:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(SPOOL_FILE, dir_fd=fd)
+    finally:
+        os.close(fd)
+    os.rmdir(folder)
 
 
 def _write_small(path: Path, data: bytes) -> None:
     """A small file of the cache's, replacing whatever file or link is at `path` (never
     following it: a link planted in a shared cache must not make charseq write elsewhere)."""
-    atomic_write(path, lambda f: f.write(data), durable=False, temp_tag=temp_token(), follow_links=False)
+    atomic_write(path, lambda f: f.write(data), durable=False, temp_tag=temp_token(path.name), follow_links=False)

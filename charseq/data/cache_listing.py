@@ -2,6 +2,12 @@
 characters, sources and last use; deleting only the files charseq can vouch it wrote
 (charseq.data.cache says how it knows), all of them, or the least recently used entries
 that are not in use once the entries pass the cache's cap.
+
+Nothing read from disk decides what is deleted but what charseq vouches for: a file is its
+own only when it is a regular file of this user's (a stream's copy's folder: a folder of
+theirs holding nothing but the copy) whose name or record carries this user's seal. An
+entry's ids go before its record, so that an entry cut short (a file the system would not
+delete) leaves a record that still vouches for what is left, for the next clear.
 """
 
 from __future__ import annotations
@@ -9,15 +15,14 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import shutil
 import stat
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from charseq.data.cache import (ENTRY_NAME, HEX, LEFTOVER_NAME, SPOOL_NAME, cache_cap, cache_location,
+from charseq.data.cache import (ENTRY_NAME, HEX, LEFTOVER_NAME, SPOOL_FILE, SPOOL_NAME, cache_cap, cache_location,
                                 file_identity, hold_alone, index_directory, indexed_key, is_leftover, load_json,
-                                open_regular, read_record, sha256_of, still_at)
+                                open_regular, owned, read_record, remove_spool, sha256_of, still_at)
 
 EVICTION_WAIT = 10.0  # seconds to wait for another process's eviction (it takes milliseconds), then go on
 
@@ -39,11 +44,13 @@ class CacheEntry:
 
 @dataclass
 class CacheReport:
-    """The cache directory, what decided it (cache_location), its entries, the most recently
-    used first (the last is the next to be evicted); the bytes of charseq's own files in it
-    (the index and leftovers included), the files named like charseq's that it cannot vouch
-    for (an earlier release's, or someone else's); the cap and CHARSEQ_CACHE_SIZE as given
-    (cache_cap), and the bytes of the entries it vouches for, which the cap bounds."""
+    """The cache directory, what decided it (cache_location), its entries: those charseq
+    vouches for, the most recently used first (the last is the next to be evicted), then
+    those it cannot vouch for, which are never evicted; the bytes of charseq's own files in
+    it (the index and leftovers included), the files named like charseq's that it cannot
+    vouch for (an earlier release's, edited, or someone else's); the cap and
+    CHARSEQ_CACHE_SIZE as given (cache_cap), and the bytes of the entries' files it vouches
+    for, which the cap bounds."""
 
     directory: Path
     decided_by: str
@@ -60,7 +67,7 @@ def cache_report() -> CacheReport:
     directory, decided_by = cache_location()
     own, unvouched = _files(directory)
     entries = _entries(directory, own, unvouched)
-    entries.sort(key=lambda e: e.last_used or 0.0, reverse=True)
+    entries.sort(key=lambda e: (not e.verified, -(e.last_used or 0.0)))
     used = sum(_size(path) for paths in _own_entries(directory, own).values() for path in paths)
     return CacheReport(directory, decided_by, entries, sum(_size(p) for p in own), unvouched, *cache_cap(), used)
 
@@ -68,8 +75,10 @@ def cache_report() -> CacheReport:
 def make_room(directory: Path, keep: str) -> list[str]:
     """Once an entry is written: evict the least recently used entries charseq can vouch for
     until the entries take at most the cap, never `keep` (the entry just written) nor an
-    entry in use (charseq.data.cache.hold); the keys evicted, and their index lines. One
-    process evicts at a time, so that two that wrote at once do not both make the room."""
+    entry in use (charseq.data.cache.hold); the keys evicted, and their index lines. A
+    record of charseq's whose ids are not (edited, replaced, gone) vouches for nothing: it
+    goes first. One process evicts at a time, so that two that wrote at once do not both
+    make the room."""
     cap = cache_cap()[0]
     if cap is None:
         return []
@@ -80,7 +89,8 @@ def make_room(directory: Path, keep: str) -> list[str]:
             hold_alone(index, wait=EVICTION_WAIT)  # (not had in time: evicted all the same; at worst, twice)
         entries = _own_entries(directory, _files(directory)[0])
         used = sum(_size(path) for paths in entries.values() for path in paths)
-        for key in sorted(entries, key=lambda key: _last_used(directory, key)):
+        whole = {key for key, paths in entries.items() if directory / f"{key}.ids" in paths}
+        for key in sorted(entries, key=lambda key: (key in whole, _last_used(directory, key))):
             if used <= cap:
                 break
             freed = None if key == keep else _evict(directory, key)
@@ -105,7 +115,7 @@ def _own_entries(directory: Path, own: list[Path]) -> dict[str, list[Path]]:
     """The files of each entry charseq vouches for, by key."""
     entries: dict[str, list[Path]] = {}
     for path in own:
-        found = ENTRY_NAME.match(path.name)
+        found = ENTRY_NAME.fullmatch(path.name)
         if found and path.parent == directory:
             entries.setdefault(found.group(1), []).append(path)
     return entries
@@ -114,21 +124,21 @@ def _own_entries(directory: Path, own: list[Path]) -> dict[str, list[Path]]:
 def _evict(directory: Path, key: str) -> int | None:
     """Delete the entry `key` if charseq can vouch for it and no process has it in use: its
     ids while they are held alone, then its record while it is the one read; the bytes
-    freed, or None when it stays."""
+    freed, or None when it stays. Ids that are not the ones the record names (edited,
+    another user's, not a file) are not charseq's: they stay, and the record goes."""
     record_path, ids_path = directory / f"{key}.json", directory / f"{key}.ids"
     record = read_record(record_path, key)
     if record is None:
         return None
     freed = 0
-    if os.path.lexists(ids_path):
-        fd = open_regular(ids_path)
-        if fd is None:
-            return None
+    fd = open_regular(ids_path)
+    if fd is not None:
         try:  # vouched for (hashed, at worst), then held alone until closed: a reader waits, then finds them gone
-            if not (_names_ids(record, fd) and hold_alone(fd) and still_at(ids_path, fd)):
-                return None
-            freed += os.fstat(fd).st_size
-            os.unlink(ids_path)
+            if _names_ids(record, fd):
+                if not (hold_alone(fd) and still_at(ids_path, fd)):
+                    return None
+                freed += os.fstat(fd).st_size
+                os.unlink(ids_path)
         finally:
             os.close(fd)
     # A writer may have put a new entry there meanwhile (the ids are checked against it on
@@ -148,38 +158,70 @@ def _forget(directory: Path, index: int, keys: set[str]) -> None:
                 os.unlink(name, dir_fd=index)
 
 
-def clear_cache() -> tuple[CacheReport, int]:
-    """Delete the files charseq can vouch it wrote in the cache, nothing else; what it held,
-    and the bytes freed. A run that has an entry mapped keeps reading it until it ends."""
-    report = cache_report()
-    freed = 0
-    index = index_directory(report.directory)
+@dataclass
+class Cleared:
+    """What clear_cache did: the cache as it was (its report), the entries deleted whole, the
+    bytes freed, and each file of charseq's the system would not delete, with why (they are
+    left as they were, still vouched for: the next clear tries them again)."""
+
+    report: CacheReport
+    entries: int = 0
+    freed: int = 0
+    kept: list[tuple[Path, str]] = field(default_factory=list)
+
+
+def clear_cache() -> Cleared:
+    """Delete the files charseq can vouch it wrote in the cache, nothing else, going on past
+    any the system refuses. A run that has an entry mapped keeps reading it until it ends."""
+    cleared = Cleared(cache_report())
+    directory = cleared.report.directory
+    own = _files(directory)[0]
+    entries = _own_entries(directory, own)
+    index = index_directory(directory)
     try:
-        for path in _files(report.directory)[0]:
-            size = _size(path)
-            try:
-                if path.parent.name == "index":  # by name in the directory vouched for, never through a swap
-                    if index is not None:
-                        os.unlink(path.name, dir_fd=index)
-                elif _is_directory(path):  # a stream's copy, in its own folder
-                    shutil.rmtree(path)
-                else:
-                    path.unlink()
-            except FileNotFoundError:
-                continue
-            freed += size
+        for path in own:
+            if path.parent != directory or not ENTRY_NAME.fullmatch(path.name):
+                _delete(path, directory, index, cleared)
+        for key, paths in entries.items():
+            ids, record = directory / f"{key}.ids", directory / f"{key}.json"
+            if ids in paths and not _delete(ids, directory, index, cleared):
+                continue  # the record stays, vouching for the ids
+            if _delete(record, directory, index, cleared) and ids in paths:
+                cleared.entries += 1
         if index is not None:
             with contextlib.suppress(OSError):
-                os.rmdir(report.directory / "index")  # only when nothing else is in it
+                os.rmdir(directory / "index")  # only when nothing else is in it
     finally:
         if index is not None:
             os.close(index)
-    return report, freed
+    return cleared
+
+
+def _delete(path: Path, directory: Path, index: int | None, cleared: Cleared) -> bool:
+    """Delete one file of charseq's (or a stream's copy's folder), counting what it frees;
+    False, with why in `cleared`, where the system refuses."""
+    size = _size(path)
+    try:
+        if path.parent == directory / "index":  # by name in the directory vouched for, never through a swap
+            if index is None:
+                return False
+            os.unlink(path.name, dir_fd=index)
+        elif _is_directory(path):
+            remove_spool(path)
+        else:
+            os.unlink(path)
+    except FileNotFoundError:
+        return True
+    except OSError as exc:
+        cleared.kept.append((path, exc.strerror or str(exc)))
+        return False
+    cleared.freed += size
+    return True
 
 
 def _entries(directory: Path, own: list[Path], unvouched: list[Path]) -> list[CacheEntry]:
     """Every entry by its name, each marked as vouched for or not."""
-    keys = {m.group(1) for p in own + unvouched if p.parent == directory and (m := ENTRY_NAME.match(p.name))}
+    keys = {m.group(1) for p in own + unvouched if p.parent == directory and (m := ENTRY_NAME.fullmatch(p.name))}
     entries = []
     for key in keys:
         paths = [p for p in own + unvouched if p.name in (f"{key}.ids", f"{key}.json")]
@@ -201,33 +243,43 @@ def _entries(directory: Path, own: list[Path], unvouched: list[Path]) -> list[Ca
 
 
 def _files(directory: Path) -> tuple[list[Path], list[Path]]:
-    """The regular files in the cache (and its index) that charseq can vouch it wrote, and
-    those named like them that it cannot."""
+    """The files in the cache (and its index) that charseq can vouch it wrote, and those
+    named like them that it cannot (a stream's copy's folder counts as a file)."""
     own: list[Path] = []
     unvouched: list[Path] = []
     for name in _names(directory):
         path = directory / name
-        entry = ENTRY_NAME.match(name)
-        if SPOOL_NAME.match(name) and _is_directory(path) and _owned(path):
-            (own if is_leftover(name) else unvouched).append(path)
+        entry = ENTRY_NAME.fullmatch(name)
+        if SPOOL_NAME.fullmatch(name) and _is_directory(path):
+            (own if is_leftover(name) and _spool_of_ours(path) else unvouched).append(path)
             continue
-        if entry is None and not LEFTOVER_NAME.match(name) or not _is_file(path):
+        if entry is None and not LEFTOVER_NAME.fullmatch(name) or not _is_file(path):
             continue
-        mine = is_leftover(name) if entry is None else _vouched(directory, entry.group(1), entry.group(2))
+        if entry is None:
+            mine = is_leftover(name) and _file_of_ours(path)
+        else:
+            mine = _vouched(directory, entry.group(1), entry.group(2))
         (own if mine else unvouched).append(path)
     index = index_directory(directory)  # an index that is a link may point anywhere: nothing there is ours
     if index is not None:
         os.close(index)
         for name in _names(directory / "index"):
             path = directory / "index" / name
-            if (re.fullmatch(HEX, name) or LEFTOVER_NAME.match(name)) and _is_file(path):
+            if (re.fullmatch(HEX, name) or LEFTOVER_NAME.fullmatch(name)) and _is_file(path):
                 mine = indexed_key(directory, name) is not None if not name.startswith(".") else is_leftover(name)
-                (own if mine else unvouched).append(path)
+                (own if mine and _file_of_ours(path) else unvouched).append(path)
     return own, unvouched
 
 
+def _spool_of_ours(folder: Path) -> bool:
+    """A stream's copy's folder, the user's own, holding nothing but the copy, theirs too."""
+    names = _names(folder)
+    return _owned(folder) and set(names) <= {SPOOL_FILE} and all(_file_of_ours(folder / name) for name in names)
+
+
 def _vouched(directory: Path, key: str, suffix: str) -> bool:
-    """A record sealed for its key; ids that record names (the same file, or the same bytes)."""
+    """A record sealed for its key; ids that record names (the same file, or the same bytes);
+    either a regular file of this user's (open_regular)."""
     record = read_record(directory / f"{key}.json", key)
     if record is None or suffix == "json":
         return record is not None
@@ -274,9 +326,14 @@ def _names_at(folder: int) -> list[str]:
 
 def _owned(path: Path) -> bool:
     try:
-        return os.lstat(path).st_uid == os.geteuid() if hasattr(os, "geteuid") else True
+        return owned(os.lstat(path))
     except OSError:
         return False
+
+
+def _file_of_ours(path: Path) -> bool:
+    """A regular file (never a link, a folder, a pipe) of this user's."""
+    return _is_file(path) and _owned(path)
 
 
 def _is_directory(path: Path) -> bool:
@@ -294,8 +351,10 @@ def _is_file(path: Path) -> bool:
 
 
 def _size(path: Path) -> int:
+    """A file's bytes; a stream's copy's folder's, its copy's."""
     try:
-        return os.lstat(path).st_size
+        info = os.lstat(path)
+        return os.lstat(path / SPOOL_FILE).st_size if stat.S_ISDIR(info.st_mode) else info.st_size
     except OSError:
         return 0
 

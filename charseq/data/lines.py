@@ -12,6 +12,7 @@ from pathlib import Path
 
 import warnings
 
+from charseq.data.cache import cache_cap
 from charseq.data.corpus import Corpus
 from charseq.errors import CharseqWarning, UsageError, setting
 from charseq.files import first_line
@@ -59,8 +60,11 @@ def _wide_hint(data: bytes) -> str:
 
 def load_lines_corpus(name: str, files: list[Path], encoding: str = "utf-8", skip_unreadable: bool = False) -> Corpus:
     """The lines of `files`, in order, as a corpus of items. With `skip_unreadable` (files a
-    directory or a glob found, not named), a file that is not text is skipped with a warning."""
+    directory or a glob found, not named), a file that is not text is skipped with a warning.
+    The cache is not used, but its cap is checked as text files check it: a setting refused
+    there is refused wherever files are read, never taken silently."""
     encoding = check_encoding(encoding)
+    cache_cap()
     items: list[str] = []
     read = []
     for path in files:

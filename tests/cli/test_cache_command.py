@@ -187,15 +187,17 @@ def test_a_huge_sparse_file_at_an_entrys_ids_is_never_read_to_the_end(cache):
 
 
 
-@pytest.mark.parametrize("value,size", [("500MB", 500_000_000), ("2GiB", 2 << 30), ("1.5 k", 1500), ("64", 64),
-                                        ("10kib", 10240), (" none ", None), ("0", 0)])
-def test_cache_says_its_cap_as_set(tmp_path, monkeypatch, value, size):
+@pytest.mark.parametrize("value,size,cap", [("500MB", 500_000_000, "500.0 MB"), ("2GiB", 2 << 30, "2 GiB"),
+                                            ("1.5 k", 1500, "1.5 kB"), ("64", 64, "64 B"), ("10kib", 10240, "10 KiB"),
+                                            ("1.25GiB", 5 << 28, "1.25 GiB"), ("1025MiB", 1025 << 20, "1,025 MiB"),
+                                            ("1024", 1024, "1 KiB"), ("1000KiB", 1_024_000, "1.0 MB"),
+                                            (" none ", None, "none"), ("0", 0, "0 B")])
+def test_cache_says_its_cap_as_set(tmp_path, monkeypatch, value, size, cap):
+    """A cap set in powers of 1024 is printed so, exactly (1 GiB is no 1.1 GB)."""
     monkeypatch.setenv("CHARSEQ_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("CHARSEQ_CACHE_SIZE", value)
     report = json.loads(run_cli("cache", "--json").stdout)
     assert report["cap_bytes"] == size and report["cap_setting"] == value.strip() and report["used_bytes"] == 0
-    cap = "none" if size is None else _shown(size) if size < 10**6 else f"{size / 10**6:.1f} MB" if size < 10**9 \
-        else f"{size / 10**9:.1f} GB"
     assert run_cli("cache").stdout.splitlines()[1].startswith(f"cap: {cap} (CHARSEQ_CACHE_SIZE={value.strip()}), 0 B used")
 
 
@@ -204,6 +206,128 @@ def test_cache_shows_the_default_cap_and_what_the_entries_take(cache):
     assert report["cap_bytes"] == 1 << 30 and report["cap_setting"] is None
     assert report["used_bytes"] == sum(entry["size"] for entry in report["entries"])
     used = f"{report['used_bytes'] / 1000:.1f} kB"
-    assert run_cli("cache").stdout.splitlines()[1] == (f"cap: 1.1 GB (the default; CHARSEQ_CACHE_SIZE changes it), "
+    assert run_cli("cache").stdout.splitlines()[1] == (f"cap: 1 GiB (the default; CHARSEQ_CACHE_SIZE changes it), "
                                                        f"{used} used; the least recently used entries, listed last, "
                                                        "are evicted first")
+
+
+# -- a cache shared with other users (CHARSEQ_CACHE=/tmp/shared, mode 1777) --------------------
+
+DIES_AT_THE_RENAME = """
+import os, sys, charseq
+os.replace = lambda *args, **kwargs: os._exit(9)  # killed just as the ids would take the entry's place
+charseq.get_corpus("text:-")
+"""
+
+
+def _leftovers(cache: Path, tmp_path: Path) -> tuple[Path, Path]:
+    """What a run killed while it writes leaves, as anyone listing the cache sees it: the ids
+    being written (`.KEY.ids.TOKEN.XXXXXXXX.tmp`) and the folder of a stream's copy."""
+    env = {**os.environ, "CHARSEQ_CACHE": str(cache)}
+    killed = subprocess.run([sys.executable, "-c", DIES_AT_THE_RENAME], input=b"another text, piped in\n" * 50,
+                            env=env, cwd=tmp_path, capture_output=True, timeout=120)
+    assert killed.returncode == 9, killed.stderr
+    (ids,) = cache.glob(".*.ids.*.tmp")
+    (spool,) = cache.glob(".spool-*.tmp")
+    return ids, spool
+
+
+OTHER_USER = 4242
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0, reason="planting another user's file needs root")
+def test_files_another_user_put_there_are_neither_counted_nor_cleared(cache, tmp_path):
+    """The token in a file's name while it is written is there for anyone listing the cache
+    to see: another user who copies it, into the same name once that is free or into another,
+    makes a file charseq did not write. It is not charseq's (another user's file could not be
+    deleted in a sticky directory: --clear stopped half way)."""
+    before = json.loads(run_cli("cache", "--json").stdout)["total_bytes"]
+    ids, spool = _leftovers(cache, tmp_path)
+    token = ids.name.split(".")[3]
+    planted = [ids, spool, spool / "text", cache / f".{'e' * 64}.json.{token}.00000001.tmp"]
+    planted[-1].write_bytes(b"x" * 5000)
+    for path in planted:
+        os.lchown(path, OTHER_USER, OTHER_USER)
+    report = json.loads(run_cli("cache", "--json").stdout)
+    assert {str(ids), str(spool), str(planted[-1])} <= set(report["unvouched"])
+    assert report["total_bytes"] == before  # none of the planted bytes
+    result = json.loads(run_cli("cache", "--clear", "--json").stdout)
+    assert result["entries"] == 2 and result["freed_bytes"] == before
+    assert all(os.path.lexists(path) for path in planted)
+
+
+def test_a_look_alike_of_a_leftovers_name_is_not_charseqs(cache, tmp_path):
+    """A token is sealed with the name it was made for: the same token in another name is
+    someone's copy. A stream's copy's folder holding anything but the copy is not charseq's
+    to delete either (a folder of the user's own, named like one)."""
+    ids, spool = _leftovers(cache, tmp_path)
+    token = ids.name.split(".")[3]
+    look_alike = cache / f".{'e' * 64}.json.{token}.00000001.tmp"
+    look_alike.write_text("a file of the user's")
+    (spool / "important").write_text("the user's own")
+    report = json.loads(run_cli("cache", "--json").stdout)
+    assert {str(look_alike), str(spool)} <= set(report["unvouched"]) and str(ids) not in report["unvouched"]
+    run_cli("cache", "--clear")
+    assert not ids.exists() and look_alike.read_text() == "a file of the user's"
+    assert (spool / "important").read_text() == "the user's own"
+
+
+def test_a_leftover_of_charseqs_is_cleared(cache, tmp_path):
+    ids, spool = _leftovers(cache, tmp_path)
+    report = json.loads(run_cli("cache", "--json").stdout)
+    assert str(ids) not in report["unvouched"] and str(spool) not in report["unvouched"]
+    run_cli("cache", "--clear")
+    assert not os.path.lexists(ids) and not os.path.lexists(spool)
+
+
+@pytest.mark.parametrize("refused", ["ids", "json"])
+def test_a_file_clear_cannot_delete_is_said_in_one_line_and_the_rest_is_cleared(cache, monkeypatch, refused):
+    """An entry's ids go first, then its record: a record left behind (its ids refused, or
+    itself refused) still vouches for what is left, which the next --clear takes."""
+    report = json.loads(run_cli("cache", "--json").stdout)
+    stuck = cache / f"{report['entries'][0]['key']}.{refused}"
+    unlink = os.unlink
+
+    def refusing(path, *args, **kwargs):
+        if Path(path) == stuck:
+            raise PermissionError(1, "Operation not permitted", str(path))
+        return unlink(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "unlink", refusing)
+    result = run_cli("cache", "--clear", ok=False)
+    assert result.exit_code == 1 and "Traceback" not in result.output and result.stderr.count("\n") == 1
+    assert f"could not delete 1 file of charseq's: {str(stuck)!r} (Operation not permitted)" in result.stderr
+    assert result.stdout.startswith(f"cleared {cache}: 1 entry, ")
+    left = sorted(p.name for p in cache.iterdir() if p.name.endswith((".ids", ".json")))
+    key = report["entries"][0]["key"]
+    assert left == ([f"{key}.ids", f"{key}.json"] if refused == "ids" else [f"{key}.json"])
+    assert json.loads(run_cli("cache", "--json").stdout)["unvouched"] == []  # what is left is still charseq's
+    monkeypatch.setattr(os, "unlink", unlink)
+    assert json.loads(run_cli("cache", "--clear", "--json").stdout)["entries"] == (1 if refused == "ids" else 0)
+    assert not [p for p in cache.iterdir() if p.name.endswith((".ids", ".json"))]
+
+
+def test_entries_charseq_cannot_vouch_for_are_listed_apart_after_its_own(cache):
+    """The last of charseq's entries listed is the next evicted; one it cannot vouch for (here
+    edited, and so the most recently touched) is never evicted, and is listed after them."""
+    report = json.loads(run_cli("cache", "--json").stdout)
+    edited = cache / f"{report['entries'][-1]['key']}.json"
+    record = json.loads(edited.read_text())
+    record["sources"] = ["elsewhere.txt"]
+    edited.write_text(json.dumps(record))
+    report = json.loads(run_cli("cache", "--json").stdout)
+    assert [entry["verified"] for entry in report["entries"]] == [True, False]
+    lines = run_cli("cache").stdout.splitlines()
+    apart = lines.index("charseq cannot vouch for these (another user's or key's, an earlier release's, or edited): "
+                        "never evicted nor cleared, but for the record of an entry whose ids were edited")
+    assert lines[apart + 1].endswith("elsewhere.txt") and len(lines) == apart + 3
+
+
+def test_a_name_that_ends_like_an_entrys_but_goes_on_is_not_charseqs(cache):
+    """A name is charseq's whole or not at all: "KEY.ids" and a newline is another file."""
+    key = json.loads(run_cli("cache", "--json").stdout)["entries"][0]["key"]
+    names = [f"{key}.ids\n", f"{key}.json\n", f".spool-{'c' * 24}.tmp\n"]
+    for name in names:
+        (cache / name).write_text("the user's own")
+    run_cli("cache", "--clear")
+    assert all((cache / name).read_text() == "the user's own" for name in names)

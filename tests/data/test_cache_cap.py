@@ -15,8 +15,10 @@ import warnings
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
 import charseq
+from charseq.cli import cli
 from charseq.errors import CharseqWarning, UsageError
 from conftest import run_cli
 
@@ -74,7 +76,7 @@ def test_the_cap_bounds_what_the_entries_take(place, monkeypatch):
     for n in range(2):
         load(place, n)
     size = cached(place)["t0.txt"]["size"]
-    monkeypatch.setenv("CHARSEQ_CACHE_SIZE", f"{size * 2.5 / 1000}kB")
+    monkeypatch.setenv("CHARSEQ_CACHE_SIZE", f"{int(size * 2.5) / 1000}kB")  # (whole bytes: half a byte is refused)
     for n in range(2, 5):
         load(place, n)
         assert sum(e["size"] for e in cached(place).values()) <= 2.5 * size
@@ -147,6 +149,77 @@ def test_a_bad_cap_is_one_line_before_anything_is_encoded(place, monkeypatch, va
         assert result.exit_code == 2 and result.output.count("\n") == 1, result.output
         assert f"CHARSEQ_CACHE_SIZE={value!r} is not a size" in result.output
     assert not list((place / "cache").glob("*.ids")) and not (place / "m.npz").exists()
+
+
+@pytest.mark.parametrize("value", ["0.5", ".5", "0.0000001", "1.9", "1.0005k", "0.3Ki"])
+def test_a_cap_that_is_not_a_whole_number_of_bytes_is_refused(place, monkeypatch, value):
+    """Half a byte is not a cap of 0 (keep only the newest entry), nor 1.9 one of 1."""
+    monkeypatch.setenv("CHARSEQ_CACHE_SIZE", value)
+    for args in (["cache"], ["train", "--corpus", "text:t0.txt", "--out", "m.npz", "--epochs", "1"]):
+        result = run_cli(*args, ok=False)
+        assert result.exit_code == 2 and result.output.count("\n") == 1, result.output
+        assert f"CHARSEQ_CACHE_SIZE={value!r} is not a whole number of bytes" in result.output
+
+
+@pytest.mark.parametrize("value", ["5K\u0130", "5\u212aB", "\u0665MB", "5\nMB", "5  MB", "5\tMB", "5MB\nnone"])
+def test_a_cap_is_read_in_ascii_with_at_most_one_space(place, monkeypatch, value):
+    """A Turkish dotted I is not an i, nor a Kelvin sign a k, nor an Arabic-Indic five a 5."""
+    monkeypatch.setenv("CHARSEQ_CACHE_SIZE", value)
+    result = run_cli("cache", ok=False)
+    assert result.exit_code == 2 and result.output.count("\n") == 1, result.output
+    assert f"CHARSEQ_CACHE_SIZE={value!r} is not a size" in result.output
+
+
+@pytest.mark.parametrize("value,size", [("1.5G", 1_500_000_000), ("8.2M", 8_200_000), ("5 MB", 5_000_000),
+                                        ("1.5GiB", 3 << 29), ("0.5k", 500), ("2.", 2), ("0.25 KiB", 256),
+                                        ("0.000001T", 1_000_000), ("007", 7)])
+def test_a_cap_is_exactly_the_bytes_it_names(place, monkeypatch, value, size):
+    monkeypatch.setenv("CHARSEQ_CACHE_SIZE", value)
+    assert json.loads(run_cli("cache", "--json").stdout)["cap_bytes"] == size
+
+
+@pytest.mark.parametrize("corpus", ["text:t0.txt", "text:-", "lines:t0.txt"])
+def test_a_bad_cap_is_said_by_every_corpus_that_reads_files(place, monkeypatch, corpus):
+    """lines: never uses the cache, but a setting that text: refuses is not silently taken;
+    alphabet and digits read no files, and never look at it."""
+    monkeypatch.setenv("CHARSEQ_CACHE_SIZE", "0.5")
+    args = ["train", "--corpus", corpus, "--out", "m.npz", "--epochs", "1"]
+    result = CliRunner().invoke(cli, args, input=text(0).encode(), prog_name="charseq")
+    assert result.exit_code == 2 and result.output.count("\n") == 1, result.output
+    assert "CHARSEQ_CACHE_SIZE='0.5'" in result.output and not (place / "m.npz").exists()
+    assert len(charseq.get_corpus("alphabet").vocab) == 26 and len(charseq.get_corpus("digits").vocab) == 10
+
+
+def test_a_record_whose_ids_were_edited_is_evicted_and_the_ids_left(place, monkeypatch):
+    """The record is charseq's, the ids no longer are: the record goes at the next eviction
+    (first: it vouches for nothing), so a cap of 0 is met; the ids are left for the user."""
+    load(place, 0)
+    cache = place / "cache"
+    (ids,) = cache.glob("*.ids")
+    edited = bytes(reversed(ids.read_bytes()))
+    ids.write_bytes(edited)
+    monkeypatch.setenv("CHARSEQ_CACHE_SIZE", "0")
+    load(place, 1)
+    report = json.loads(run_cli("cache", "--json").stdout)
+    (t1,) = [entry for entry in report["entries"] if entry["verified"]]
+    assert t1["sources"] == [str(place / "t1.txt")] and report["used_bytes"] == t1["size"]
+    assert ids.read_bytes() == edited and not ids.with_suffix(".json").exists()
+    assert report["unvouched"] == [str(ids)]
+
+
+def test_a_record_whose_ids_were_edited_goes_before_any_entry(place, monkeypatch):
+    """It vouches for nothing: evicted before the least recently used entry, which stays."""
+    load(place, 0)
+    load(place, 1)
+    size = cached(place)["t0.txt"]["size"]
+    cache = place / "cache"
+    ids = next(cache / f"{entry['key']}.ids" for name, entry in cached(place).items() if name == "t1.txt")
+    ids.write_bytes(bytes(reversed(ids.read_bytes())))
+    monkeypatch.setenv("CHARSEQ_CACHE_SIZE", str(2 * size + 50))
+    load(place, 2)
+    assert sorted(e["sources"][0] for e in json.loads(run_cli("cache", "--json").stdout)["entries"]
+                  if e["verified"]) == [str(place / "t0.txt"), str(place / "t2.txt")]
+    assert ids.exists() and not ids.with_suffix(".json").exists()
 
 
 CHURN = """

@@ -475,6 +475,24 @@ def test_a_file_planted_at_an_entry_lends_it_no_permissions(place, monkeypatch, 
     assert stat.S_IMODE(planted.stat().st_mode) == 0o666 & ~umask
 
 
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0, reason="another user's file needs root")
+@pytest.mark.parametrize("suffix", ["ids", "json"])
+def test_an_entry_file_of_another_users_is_never_used(place, suffix):
+    """In a shared cache another user may put a copy of the user's own entry (the same bytes,
+    the same sealed record) where theirs was evicted, and change it once a run trusts it."""
+    (place / "novel.txt").write_text(TEXT)
+    key = _entry_key(place)
+    os.chown(place / "cache" / f"{key}.{suffix}", 4242, 4242)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        corpus = charseq.get_corpus("text:novel.txt")
+    assert corpus.vocab.decode(np.asarray(corpus.ids)) == TEXT
+    assert any("are not the ones charseq wrote" in str(w.message) for w in caught) == (suffix == "ids")
+    assert (place / "cache" / f"{key}.{suffix}").stat().st_uid == 0  # encoded again, over it
+    entry = json.loads(run_cli("cache", "--json").stdout)["entries"][0]
+    assert entry["verified"] and entry["key"] == key
+
+
 def test_ids_are_read_from_the_file_written_whatever_is_done_to_its_name(place, monkeypatch):
     """The ids are mapped from the file charseq wrote before it is put in the entry's place:
     where it cannot be put there (another user's file in a sticky directory), the text
