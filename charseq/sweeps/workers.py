@@ -17,6 +17,7 @@ from charseq.errors import CharseqError
 from charseq.sweeps.roster import join, worker_seed
 from charseq.sweeps.storage import masked, passwords_hidden, require_optuna
 from charseq.training.context import Callback
+from charseq.training.interrupt import exit_code
 from charseq.sweeps.study import DirectoryTaken, Sweep, load_study, open_study, prepare_directory
 
 
@@ -118,6 +119,8 @@ def objective(sweep: Sweep, worker: int | None = None) -> Any:
         if result.status == "interrupted":  # Ctrl-C: saved; the trial ends failed, and the sweep stops
             trial.set_user_attr("failure", INTERRUPTED)
             raise Interrupted(result.exit_code)
+        if result.stop_asked is not None:  # as the run saved, once it had ended: the trial counts, the sweep stops
+            _Stop.exit_code = exit_code(result.stop_asked)
         if reporter.pruned:
             raise optuna.TrialPruned(f"pruned after {reporter.reports} evaluations")
         loss = result.metrics.get("val_loss", result.metrics.get("loss"))

@@ -839,3 +839,23 @@ def test_a_worker_that_fails_says_so_in_one_line_without_a_password(monkeypatch,
     assert ended.value.code == 1 and "Traceback" not in err and "s3cret" not in err
     assert err.splitlines() == ["charseq: worker 1: RuntimeError: heartbeat: *** gone",
                                 "charseq: worker 1: AssertionError: Should not reach."]
+
+
+@pytest.mark.parametrize("signum,code", [(signal.SIGTERM, 143), (signal.SIGINT, 130), (signal.SIGHUP, 129)])
+def test_a_signal_while_a_trial_saves_its_last_checkpoint_stops_the_sweep(tmp_path, monkeypatch, signum, code):
+    """The signal came as the trial's run had ended, during its save: the run finishes (its
+    trial completes), and the sweep stops there instead of running trials 1, 2..."""
+    from charseq.checkpoints import format as checkpoint_format
+
+    save = checkpoint_format.save
+
+    def signal_while_saving(path, checkpoint):
+        if "trial-0000" in str(path):
+            os.kill(os.getpid(), signum)
+        return save(path, checkpoint)
+
+    monkeypatch.setattr(checkpoint_format, "save", signal_while_saving)
+    result = sweep(*SMALL, "--trials", "3", "--threads", "1", cwd=tmp_path, ok=False)
+    assert result.exit_code == code, result.output
+    assert "sweep interrupted" in result.output and "Traceback" not in result.output
+    assert [t.state.name for t in trials(tmp_path)] == ["COMPLETE"]
