@@ -17,7 +17,8 @@ from charseq.errors import CharseqError, UsageError, command, label
 from charseq.files import publish
 from charseq.sweeps.roster import is_roster
 from charseq.sweeps.space import Param
-from charseq.sweeps.storage import DEFAULT_STORAGE, check_storage, open_storage, require_optuna, shown_url, sqlite_path
+from charseq.sweeps.storage import (DEFAULT_STORAGE, check_storage, holds_studies, open_storage, require_optuna, shown_url,
+                                    sqlite_path)
 
 DEFAULT_DIRECTORY = "sweeps"
 PRUNERS = ("median", "hyperband", "none")
@@ -241,11 +242,13 @@ def report(storage: str, study_name: str) -> tuple[list[Row], Row | None]:
     if database is not None and not database.is_file():
         raise UsageError(f"no study {study_name!r}: {database} does not exist (run a sweep here first, or give its "
                          f"{label('storage')})")
+    if not holds_studies(storage):  # (opened as a sweep opens it, Optuna would make its tables there)
+        raise UsageError(f"no study {study_name!r}: {shown_url(storage)} holds no {command('sweep')} study")
+    opened = open_storage(storage, read_only=True)
     try:
-        study = optuna.load_study(study_name=study_name, storage=open_storage(storage))
+        study = optuna.load_study(study_name=study_name, storage=opened)
     except KeyError:
-        names = [s.study_name for s in optuna.get_all_study_summaries(open_storage(storage))
-                 if not is_roster(s.study_name)]
+        names = [s.study_name for s in optuna.get_all_study_summaries(opened) if not is_roster(s.study_name)]
         raise UsageError(f"no study {study_name!r} in {shown_url(storage)}; it holds "
                          f"{', '.join(repr(n) for n in names) or 'none'}") from None
     if study.user_attrs.get("charseq.search") is None and study.get_trials(deepcopy=False):

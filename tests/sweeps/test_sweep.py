@@ -859,3 +859,59 @@ def test_a_signal_while_a_trial_saves_its_last_checkpoint_stops_the_sweep(tmp_pa
     assert result.exit_code == code, result.output
     assert "sweep interrupted" in result.output and "Traceback" not in result.output
     assert [t.state.name for t in trials(tmp_path)] == ["COMPLETE"]
+
+
+def _md5(path: Path) -> str:
+    import hashlib
+
+    return hashlib.md5(path.read_bytes()).hexdigest()
+
+
+@pytest.mark.parametrize("kind", ["another program's", "empty"])
+def test_a_report_writes_nothing_into_a_database_that_holds_no_study(tmp_path, kind):
+    """--report creates nothing: pointed at another program's SQLite file (or an empty one),
+    Optuna made its 13 tables there."""
+    import sqlite3
+
+    other = tmp_path / "other_app.db"
+    if kind == "empty":
+        other.touch()
+    else:
+        with sqlite3.connect(other) as connection:
+            connection.execute("CREATE TABLE precious (x)")
+            connection.execute("INSERT INTO precious VALUES (1)")
+        connection.close()
+    before = _md5(other)
+    for args in (["--report"], ["--report", "--json"], ["--report", "--study", "mine"]):
+        result = sweep(*args, "--storage", "sqlite:///other_app.db", cwd=tmp_path, ok=False)
+        assert result.exit_code == 2 and "holds no charseq sweep study" in _one_line(result), result.output
+    assert _md5(other) == before and sorted(p.name for p in tmp_path.iterdir()) == ["other_app.db"]
+
+
+def test_a_report_of_a_study_writes_nothing_to_its_storage(tmp_path):
+    sweep(*SMALL, "--trials", "1", cwd=tmp_path)
+    database = tmp_path / "charseq-sweeps.db"
+    before = _md5(database)
+    sweep("--report", cwd=tmp_path)
+    sweep("--report", "--json", cwd=tmp_path)
+    assert sweep("--report", "--study", "other", cwd=tmp_path, ok=False).exit_code == 2
+    assert _md5(database) == before
+
+
+def test_a_report_writes_nothing_into_a_postgresql_database_that_holds_no_study(postgres):
+    import sqlalchemy
+
+    engine = sqlalchemy.create_engine(postgres, isolation_level="AUTOCOMMIT")
+    with engine.connect() as connection:
+        connection.execute(sqlalchemy.text("CREATE DATABASE otherapp"))
+    engine.dispose()
+    url = postgres.replace("/postgres?", "/otherapp?")
+    engine = sqlalchemy.create_engine(url)
+    with engine.begin() as connection:
+        connection.execute(sqlalchemy.text("CREATE TABLE precious (x int)"))
+    for database in (url, postgres):  # one with another program's table, one empty
+        result = run_cli("sweep", "--report", "--storage", database, ok=False)
+        assert result.exit_code == 2 and "holds no charseq sweep study" in _one_line(result), result.output
+    tables = {name: sqlalchemy.inspect(e).get_table_names()
+              for name, e in (("otherapp", engine), ("postgres", sqlalchemy.create_engine(postgres)))}
+    assert tables == {"otherapp": ["precious"], "postgres": []}
