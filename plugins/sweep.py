@@ -223,7 +223,7 @@ def history_figure(rows):
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
-        from matplotlib.ticker import MaxNLocator
+        from matplotlib.ticker import FixedLocator, MaxNLocator
     except ImportError:
         raise UsageError(f"--plot needs matplotlib: {install_command('plot')}") from None
     done = [row for row in rows if row.value is not None]
@@ -234,7 +234,14 @@ def history_figure(rows):
         running = min(running, row.value)
         best.append(running)
     axes.step([row.number for row in done], best, where="post", color="C1", label="best so far")
-    axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+    # The axis spans the study's trials, and half a trial either side; each few a tick, or
+    # whole numbers chosen among many (MaxNLocator alone ticks fractions with fewer than two
+    # whole numbers in view, and -1 left of trial 0).
+    numbers = [row.number for row in rows] or [0]
+    low, high = min(numbers), max(numbers)
+    axes.set_xlim(low - 0.5, high + 0.5)
+    axes.xaxis.set_major_locator(FixedLocator(range(low, high + 1)) if high - low < 10
+                                 else MaxNLocator(integer=True))
     axes.set_xlabel("trial")
     axes.set_ylabel("validation loss (nats/char)")
     axes.legend()

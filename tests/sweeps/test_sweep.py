@@ -915,3 +915,42 @@ def test_a_report_writes_nothing_into_a_postgresql_database_that_holds_no_study(
     tables = {name: sqlalchemy.inspect(e).get_table_names()
               for name, e in (("otherapp", engine), ("postgres", sqlalchemy.create_engine(postgres)))}
     assert tables == {"otherapp": ["precious"], "postgres": []}
+
+
+def _row(number: int, value: float | None) -> sweep_study.Row:
+    return sweep_study.Row(number, "complete" if value is not None else "fail", value, {}, None, "")
+
+
+@pytest.mark.parametrize("rows,expected", [
+    ([], [0]),  # no trial yet
+    ([_row(0, None), _row(1, None)], [0, 1]),  # none completed
+    ([_row(0, 2.0)], [0]),
+    ([*(_row(n, None) for n in range(7)), _row(7, 2.0)], list(range(8))),  # one completed, numbered 7
+    ([_row(0, 2.0), _row(1, 1.5)], [0, 1]),
+    ([_row(n, 2.0) for n in range(4)], [0, 1, 2, 3]),
+    ([_row(n, 3.0 - n / 100) for n in range(137)], None),  # many: some whole numbers, spread over them
+])
+def test_the_history_plot_ticks_only_the_trial_numbers_there_are(rows, expected):
+    """MaxNLocator(integer=True) falls back to fractions with fewer than two whole numbers in
+    view (-0.045...0.045 for one trial), and it ticked -1 left of trial 0."""
+    pytest.importorskip("matplotlib")
+    import matplotlib.pyplot as plt
+
+    from charseq.plugins.sweep import history_figure
+
+    figure = history_figure(rows)
+    try:
+        (axes,) = figure.axes
+        figure.canvas.draw()
+        low, high = axes.get_xlim()
+        ticks = [float(tick) for tick in axes.get_xticks() if low <= tick <= high]
+        labels = [label.get_text() for label in axes.get_xticklabels() if low <= label.get_position()[0] <= high]
+    finally:
+        plt.close(figure)
+    assert all(tick.is_integer() for tick in ticks) and min(ticks) >= 0, ticks
+    assert low >= -0.5 and high <= max([row.number for row in rows], default=0) + 0.5
+    if expected is not None:
+        assert ticks == expected
+    else:
+        assert 3 <= len(ticks) <= 12 and max(ticks) <= 136
+    assert all(label.lstrip("\N{MINUS SIGN}-").isdigit() for label in labels), labels
