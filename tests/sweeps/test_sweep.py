@@ -954,3 +954,28 @@ def test_the_history_plot_ticks_only_the_trial_numbers_there_are(rows, expected)
     else:
         assert 3 <= len(ticks) <= 12 and max(ticks) <= 136
     assert all(label.lstrip("\N{MINUS SIGN}-").isdigit() for label in labels), labels
+
+
+@pytest.mark.parametrize("lost", ["deleted", "copied"])
+def test_a_lost_roster_never_gives_a_worker_number_that_ran_trials_again(tmp_path, lost):
+    """Worker numbers lived only in the roster, STUDY:workers: with it deleted (optuna
+    delete-study), or the study copied to another storage without it, the next worker was
+    worker 0 again, and drew the settings worker 0 had drawn."""
+    args = [*SMALL, "--seed", "7", "--threads", "1"]
+    sweep(*args, "--trials", "2", cwd=tmp_path)
+    storage = f"sqlite:///{tmp_path / 'charseq-sweeps.db'}"
+    if lost == "deleted":
+        optuna.delete_study(study_name="charseq:workers", storage=storage)
+    else:
+        copy = f"sqlite:///{tmp_path / 'copy.db'}"
+        optuna.copy_study(from_study_name="charseq", from_storage=storage, to_storage=copy)
+        storage = copy
+        args += ["--storage", copy, "--dir", "copied"]
+        shutil.copytree(tmp_path / "sweeps", tmp_path / "copied")
+        marker = tmp_path / "copied" / "charseq" / "study.json"
+        marker.write_text(json.dumps({**json.loads(marker.read_text()), "storage": str(tmp_path / "copy.db")}))
+    sweep(*args, "--trials", "4", cwd=tmp_path)
+    done = optuna.load_study(study_name="charseq", storage=storage).get_trials()
+    assert [t.state.name for t in done] == ["COMPLETE"] * 4
+    assert [t.user_attrs["worker"] for t in done] == [0, 0, 1, 1]
+    assert not {t.params["lr"] for t in done[2:]} & {t.params["lr"] for t in done[:2]}
