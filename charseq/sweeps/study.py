@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from charseq.data.text import STDIN_NAMES, is_stream
 from charseq.errors import CharseqError, UsageError, command, label
 from charseq.files import publish
 from charseq.sweeps.roster import is_roster
@@ -53,6 +54,12 @@ class Sweep:
             raise UsageError(f"{label('study')} {shown!r}: a study's name is letters, digits and - _ . (at most "
                              f"{LONGEST_STUDY_NAME} of them: it names a folder under {label('dir')})")
         check_storage(self.storage)
+        corpus = self.train.get("corpus")
+        argument = corpus.partition(":")[2] if isinstance(corpus, str) else ""
+        if argument and is_stream(argument):  # refused before anything reads it
+            what = "standard input" if argument in STDIN_NAMES else "a pipe"
+            raise UsageError(f"corpus {corpus} reads {what}, which can be read once, and every trial reads its "
+                             "corpus again: save the text to a file and give that")
 
     def trial_directory(self, number: int) -> Path:
         return Path(self.directory) / self.study / f"trial-{number:04d}"

@@ -979,3 +979,16 @@ def test_a_lost_roster_never_gives_a_worker_number_that_ran_trials_again(tmp_pat
     assert [t.state.name for t in done] == ["COMPLETE"] * 4
     assert [t.user_attrs["worker"] for t in done] == [0, 0, 1, 1]
     assert not {t.params["lr"] for t in done[2:]} & {t.params["lr"] for t in done[:2]}
+
+
+@pytest.mark.parametrize("corpus", ["text:-", "text:/dev/stdin"])
+def test_a_corpus_on_standard_input_is_refused_before_it_is_read(tmp_path, corpus):
+    """Each trial reads its corpus again, and standard input can be read once: every trial
+    failed ("corpus text:- is empty") after the up-front check had read all of it."""
+    text = "the quick brown fox jumps over the lazy dog\n" * 2000
+    result = subprocess.run([sys.executable, "-m", "charseq", "sweep", "--corpus", corpus, *SMALL[2:], "--trials", "2"],
+                            cwd=tmp_path, input=text, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2, result.stderr
+    (line,) = result.stderr.splitlines()
+    assert "standard input" in line and "save the text to a file" in line, line
+    assert list(tmp_path.iterdir()) == []
