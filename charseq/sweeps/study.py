@@ -23,7 +23,7 @@ from charseq.sweeps.storage import (DEFAULT_STORAGE, check_storage, holds_studie
 
 DEFAULT_DIRECTORY = "sweeps"
 PRUNERS = ("median", "hyperband", "none")
-STUDY_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
+STUDY_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")  # the whole name (fullmatch: `$` lets a newline end it)
 LONGEST_STUDY_NAME = 100  # it names a folder: well below a file system's 255 bytes
 SEARCH = "charseq.search"  # the study's user attr: its search space, fixed settings and identity, in one write
 MARKER = "study.json"  # in DIR/STUDY/: the identity of the study whose runs the folder holds
@@ -49,7 +49,7 @@ class Sweep:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if not STUDY_NAME.match(self.study) or len(self.study) > LONGEST_STUDY_NAME:
+        if not STUDY_NAME.fullmatch(self.study) or len(self.study) > LONGEST_STUDY_NAME:
             shown = self.study if len(self.study) <= LONGEST_STUDY_NAME else f"{self.study[:20]}... ({len(self.study)} long)"
             raise UsageError(f"{label('study')} {shown!r}: a study's name is letters, digits and - _ . (at most "
                              f"{LONGEST_STUDY_NAME} of them: it names a folder under {label('dir')})")

@@ -510,7 +510,7 @@ def test_a_study_refuses_a_command_that_searches_otherwise(tmp_path):
     sweep(*QUICK, "--param", "lr=log:0.5:8", "--trials", "2", "--pruner", "none", "--study", "other", cwd=tmp_path)
 
 
-@pytest.mark.parametrize("name", ["../escape", "a/b", "", ".hidden"])
+@pytest.mark.parametrize("name", ["../escape", "a/b", "", ".hidden", "x\n", "x\ny"])
 def test_a_study_name_cannot_leave_the_runs_folder(tmp_path, name):
     result = sweep(*QUICK, "--param", "lr=log:0.5:8", "--study", name, cwd=tmp_path, ok=False)
     assert result.exit_code == 2 and "a study's name is letters" in result.output
