@@ -992,3 +992,50 @@ def test_a_corpus_on_standard_input_is_refused_before_it_is_read(tmp_path, corpu
     (line,) = result.stderr.splitlines()
     assert "standard input" in line and "save the text to a file" in line, line
     assert list(tmp_path.iterdir()) == []
+
+
+def _sweep_of_two_workers(tmp_path: Path, **popen) -> tuple[subprocess.Popen, str]:
+    """A sweep of two workers, in a session of its own, once both are running a trial of a
+    few seconds; the process and its storage."""
+    storage = f"sqlite:///{tmp_path / 's.db'}"
+    command = [sys.executable, "-m", "charseq", "sweep", "--corpus", "alphabet", "--epochs", "1500",
+               "--hidden-size", "16", "--param", "lr=log:0.5:8", "--trials", "2", "--storage", storage, "--dir",
+               str(tmp_path / "runs"), "--jobs", "2", "--threads", "1", "--pruner", "none"]
+    process = subprocess.Popen(command, cwd=AWAY, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               start_new_session=True, **popen)
+    for _ in range(600):
+        time.sleep(0.1)
+        try:
+            if len([t for t in trials(tmp_path, storage=storage) if t.state.name == "RUNNING"]) == 2:
+                break
+        except KeyError:  # no study yet
+            pass
+    return process, storage
+
+
+@pytest.mark.parametrize("signum", [signal.SIGHUP, signal.SIGINT], ids=["nohup", "background-job"])
+def test_a_signal_ignored_when_the_sweep_starts_stays_ignored_by_every_worker(tmp_path, signum):
+    """`nohup charseq sweep ... &` then kill -HUP exited 129; a script's background sweep
+    (SIGINT ignored) stopped both workers on a group SIGINT, and said "2 of 2 workers ended
+    with an error (exit codes 130, 130)"."""
+    process, storage = _sweep_of_two_workers(tmp_path, preexec_fn=lambda: signal.signal(signum, signal.SIG_IGN))
+    os.killpg(process.pid, signum)  # the whole group: the parent and both workers
+    _, err = process.communicate(timeout=300)
+    assert process.returncode == 0, err
+    assert [t.state.name for t in trials(tmp_path, storage=storage)][:2] == ["COMPLETE", "COMPLETE"]
+
+
+def test_workers_stopped_by_a_signal_of_their_own_end_the_sweep_as_interrupted(tmp_path):
+    """SIGTERM to the workers, not the parent (kill of their ids): the parent exits 143 as
+    train would, not 1 with "workers ended with an error"."""
+    process, storage = _sweep_of_two_workers(tmp_path)
+    listed = subprocess.run(["ps", "-o", "pid=,args=", "--ppid", str(process.pid)], capture_output=True, text=True)
+    workers = [int(line.split()[0]) for line in listed.stdout.splitlines() if "multiprocessing.spawn" in line]
+    assert len(workers) == 2, listed.stdout
+    for pid in workers:
+        os.kill(pid, signal.SIGTERM)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 143, err
+    assert "sweep interrupted" in err and "ended with an error" not in err and "Traceback" not in err
+    states = [(t.state.name, t.user_attrs.get("failure")) for t in trials(tmp_path, storage=storage)]
+    assert states == [("FAIL", sweep_workers.INTERRUPTED)] * 2

@@ -205,3 +205,21 @@ def test_train_finishes_with_0_when_the_signal_comes_during_its_last_save(tmp_pa
     result = run_cli("train", "--corpus", "alphabet", "--out", tmp_path / "m.npz", "--epochs", "1", "--quiet",
                      "--sample-length", "0")
     assert result.exit_code == 0 and charseq.load(tmp_path / "m.npz").training["epoch"] == 1
+
+
+@pytest.mark.parametrize("signum", [signal.SIGHUP, signal.SIGINT], ids=["nohup", "background-job"])
+def test_a_signal_ignored_when_charseq_starts_stays_ignored(text, tmp_path, signum):
+    """`nohup charseq train ... &` then kill -HUP: charseq replaced nohup's ignore and stopped
+    (129); a script's background job ignores SIGINT, and a Ctrl-C meant for the script
+    stopped the run. Whoever started charseq chose to ignore it: the run trains on."""
+    run = subprocess.Popen([sys.executable, "-m", "charseq", "train", "--corpus", f"text:{text}", *TRAIN, "--out",
+                            "m.npz"], cwd=tmp_path, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           text=True, preexec_fn=lambda: signal.signal(signum, signal.SIG_IGN))
+    line = run.stdout.readline()
+    while line and not line.startswith("epoch 1/3"):
+        line = run.stdout.readline()
+    run.send_signal(signum)
+    stdout, stderr = run.communicate(timeout=300)
+    assert run.returncode == 0, stderr
+    assert "epoch 3/3" in stdout and "interrupted" not in stderr
+    assert charseq.load(tmp_path / "m.npz").training["epoch"] == 3
