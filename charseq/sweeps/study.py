@@ -6,6 +6,7 @@ another storage or one removed and made again, is told apart), the folder of its
 from __future__ import annotations
 
 import json
+import os
 import re
 import time
 import uuid
@@ -54,6 +55,9 @@ class Sweep:
             raise UsageError(f"{label('study')} {shown!r}: a study's name is letters, digits and - _ . (at most "
                              f"{LONGEST_STUDY_NAME} of them: it names a folder under {label('dir')})")
         check_storage(self.storage)
+        # Read once, as the system reads it (`link/..` is where the link points, not where the
+        # text looks): the marker, the runs and what the study records all name one folder.
+        self.directory = os.path.realpath(self.directory)
         corpus = self.train.get("corpus")
         argument = corpus.partition(":")[2] if isinstance(corpus, str) else ""
         if argument and is_stream(argument):  # refused before anything reads it
@@ -234,7 +238,7 @@ class Row:
     params: dict[str, Any]
     seconds: float | None
     note: str
-    directory: str | None = None  # where its run is, on the machine that ran it, as --dir gave it
+    directory: str | None = None  # where its run is, on the machine that ran it (an earlier release: as --dir gave it)
     checkpoint: str | None = None  # its checkpoint's absolute path there (None: recorded by an earlier release)
     worker: int | None = None  # the number of the worker that ran it (charseq.sweeps.roster)
     host: str | None = None  # the machine that ran it

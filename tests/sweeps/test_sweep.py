@@ -85,7 +85,7 @@ def test_a_small_sweep_on_the_default_storage_keeps_each_trial_and_reports_the_b
         assert (folder / "model.npz").is_file()
         lines = (folder / "metrics.jsonl").read_text().splitlines()
         assert json.loads(lines[-1])["loss"] == pytest.approx(t.value, rel=1e-6) or t.value > 0
-        assert t.user_attrs["directory"] == str(Path("sweeps") / "charseq" / f"trial-{t.number:04d}")
+        assert t.user_attrs["directory"] == os.path.realpath(folder)  # absolute: the report may be read elsewhere
     best = min(done, key=lambda t: t.value)
     assert f"best: trial {best.number}, loss {best.value:.4f}" in out
     report = json.loads(sweep("--report", "--json", cwd=tmp_path).output)
@@ -1039,3 +1039,19 @@ def test_workers_stopped_by_a_signal_of_their_own_end_the_sweep_as_interrupted(t
     assert "sweep interrupted" in err and "ended with an error" not in err and "Traceback" not in err
     states = [(t.state.name, t.user_attrs.get("failure")) for t in trials(tmp_path, storage=storage)]
     assert states == [("FAIL", sweep_workers.INTERRUPTED)] * 2
+
+
+def test_a_dir_through_a_link_and_dot_dot_keeps_the_study_in_one_folder(tmp_path):
+    """--dir lnk/../out (lnk a link): the marker went where the system resolves the path,
+    and the trials where the text reads without `lnk/..`: two folders for one study."""
+    (tmp_path / "a" / "b").mkdir(parents=True)
+    (tmp_path / "lnk").symlink_to(tmp_path / "a" / "b")
+    sweep(*SMALL, "--trials", "1", "--dir", "lnk/../out", cwd=tmp_path)
+    sweep(*SMALL, "--trials", "2", "--dir", "lnk/../out", cwd=tmp_path)
+    folder = Path(os.path.realpath(tmp_path)) / "a" / "out" / "charseq"  # what `ls lnk/../out` shows
+    assert sorted(p.name for p in folder.iterdir()) == ["study.json", "trial-0000", "trial-0001"]
+    assert not (tmp_path / "out").exists()
+    done = trials(tmp_path)
+    assert [t.state.name for t in done] == ["COMPLETE", "COMPLETE"]
+    assert [t.user_attrs["checkpoint"] for t in done] == [str(folder / f"trial-000{n}" / "model.npz") for n in (0, 1)]
+    assert [t.user_attrs["directory"] for t in done] == [str(folder / f"trial-000{n}") for n in (0, 1)]
