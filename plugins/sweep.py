@@ -161,7 +161,9 @@ def _report(sweeps, storage, study_name, plot_path, as_json, say):
         say(json.dumps({"study": study_name, "trials": [row.__dict__ for row in rows],
                         "best": None if best is None else {"number": best.number, "value": best.value,
                                                            "params": best.params, "checkpoint": best.checkpoint,
-                                                           "worker": best.worker}}), essential=True)
+                                                           "checkpoint_found": best.checkpoint_found(),
+                                                           "worker": best.worker, "host": best.host}}),
+            essential=True)
     else:
         names = sorted({name for row in rows for name in row.params})
         header = ["trial", "worker", "state", "loss", "seconds", *[name.replace("_", "-") for name in names], "note"]
@@ -188,15 +190,16 @@ def _where(row) -> str:
     """Where a trial's checkpoint is, as a path to paste after `charseq generate` (quoted for
     the shell where it must be), and on which machine when it is not this one."""
     import shlex
-    import socket
 
-    if row.checkpoint is None:  # a trial an earlier release ran: its folder, as --dir named it there
-        return (f"{shlex.quote(str(Path(row.directory or '?') / 'model.npz'))} (relative to the folder the sweep "
-                "ran in)")
+    if row.checkpoint is None:  # an earlier release's trial: its folder, as --dir named it there
+        folder = Path(row.directory or "?")
+        path = shlex.quote(str(folder / "model.npz"))
+        return path if folder.is_absolute() else f"{path} (relative to the folder the sweep ran in)"
     path = shlex.quote(row.checkpoint)
-    if row.host and row.host != socket.gethostname():
+    found = row.checkpoint_found()
+    if found == "elsewhere":
         return f"{path} (on {row.host}, which ran it)"
-    return path if Path(row.checkpoint).is_file() else f"{path} (not there any more)"
+    return path if found == "here" else f"{path} (not there any more)"
 
 
 def _shown(value) -> str:

@@ -23,6 +23,7 @@ import socket
 import warnings
 from typing import Any
 
+from charseq.errors import UsageError, label
 from charseq.sweeps.storage import require_optuna
 
 ROSTER = ":workers"  # the roster of study S is the study "S:workers" (a --study name has no colon)
@@ -36,12 +37,23 @@ def is_roster(study_name: str) -> bool:
     return study_name.endswith(ROSTER)
 
 
-def join(study: Any) -> int:
-    """A number for this worker of `study` that no other worker has been given or will be."""
+def open_roster(study: Any) -> Any:
+    """The roster of `study`, made if it is not there; one that has another shape than
+    charseq's (planted: a number told to it would not be recorded) is refused."""
     optuna = require_optuna()
     storage = study._storage  # (Optuna's Study keeps it there; a roster must share it)
     roster = optuna.create_study(study_name=roster_name(study.study_name), storage=storage, load_if_exists=True,
                                  sampler=optuna.samplers.RandomSampler())
+    if len(roster.directions) != 1:
+        raise UsageError(f"the study {roster.study_name!r} beside study {study.study_name!r} is not charseq's list of "
+                         f"workers (it has {len(roster.directions)} objectives): delete it, or give another "
+                         f"{label('study')}")
+    return roster
+
+
+def join(study: Any) -> int:
+    """A number for this worker of `study` that no other worker has been given or will be."""
+    roster = open_roster(study)
     taken = {worker for trial in study.get_trials(deepcopy=False)
              if type(worker := trial.user_attrs.get("worker")) is int}
     while True:

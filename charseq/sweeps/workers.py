@@ -13,12 +13,12 @@ import time
 from typing import Any
 
 from charseq import blas
-from charseq.errors import CharseqError
-from charseq.sweeps.roster import join, worker_seed
+from charseq.errors import CharseqError, UsageError
+from charseq.sweeps.roster import join, open_roster, worker_seed
 from charseq.sweeps.storage import masked, passwords_hidden, require_optuna
 from charseq.training.context import Callback
 from charseq.training.interrupt import SIGNALS, exit_code, take_signals
-from charseq.sweeps.study import DirectoryTaken, Sweep, load_study, open_study, prepare_directory
+from charseq.sweeps.study import Sweep, load_study, open_study, prepare_directory
 
 
 INTERRUPTED = "interrupted (Ctrl-C or a signal)"
@@ -233,8 +233,9 @@ def run_sweep(sweep: Sweep, jobs: int = 1) -> None:
     them, and the directory is marked with the identity of a study that is there."""
     study, identity = open_study(sweep)
     try:
+        open_roster(study)  # (refused here, once, rather than by each worker)
         prepare_directory(sweep, identity)
-    except DirectoryTaken:  # a study made just now, for nothing: gone again, as if the command had not run
+    except UsageError:  # a study made just now, for nothing: gone again, as if the command had not run
         if identity.made:
             require_optuna().delete_study(study_name=sweep.study, storage=study._storage)
         raise

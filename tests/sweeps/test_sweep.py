@@ -1055,3 +1055,67 @@ def test_a_dir_through_a_link_and_dot_dot_keeps_the_study_in_one_folder(tmp_path
     assert [t.state.name for t in done] == ["COMPLETE", "COMPLETE"]
     assert [t.user_attrs["checkpoint"] for t in done] == [str(folder / f"trial-000{n}" / "model.npz") for n in (0, 1)]
     assert [t.user_attrs["directory"] for t in done] == [str(folder / f"trial-000{n}") for n in (0, 1)]
+
+
+def test_the_json_report_says_where_the_best_checkpoint_is_and_each_trials_folder_absolutely(tmp_path):
+    sweep(*SMALL, "--trials", "2", "--dir", "runs", cwd=tmp_path)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    storage = f"sqlite:///{tmp_path / 'charseq-sweeps.db'}"
+    report = json.loads(sweep("--report", "--json", "--storage", storage, cwd=elsewhere).stdout)
+    import socket
+
+    best = report["best"]
+    assert best["host"] == socket.gethostname() and best["checkpoint_found"] == "here"
+    for trial in report["trials"]:
+        assert Path(trial["directory"]).is_absolute() and (Path(trial["directory"]) / "model.npz").is_file()
+    Path(best["checkpoint"]).unlink()
+    assert json.loads(sweep("--report", "--json", "--storage", storage, cwd=elsewhere).stdout)["best"][
+        "checkpoint_found"] == "missing"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(socket, "gethostname", lambda: "another-machine")
+        moved = json.loads(sweep("--report", "--json", "--storage", storage, cwd=elsewhere).stdout)["best"]
+    assert moved["checkpoint_found"] == "elsewhere" and moved["host"] != "another-machine"
+
+
+def test_a_report_treats_a_recorded_value_of_the_wrong_type_as_absent(tmp_path):
+    """A trial's attributes are whatever the storage holds: a `checkpoint` of 5 was an
+    internal TypeError."""
+    import sqlite3
+
+    sweep(*SMALL, "--trials", "2", cwd=tmp_path)
+    planted = {0: {"checkpoint": 5, "directory": [1], "worker": "zero", "host": 7},
+               1: {"worker": True, "failure": 3, "checkpoint": {"a": 1}}}
+    with sqlite3.connect(tmp_path / "charseq-sweeps.db") as connection:  # (Optuna updates no finished trial)
+        for number, attrs in planted.items():
+            (trial_id,) = connection.execute("SELECT trial_id FROM trials JOIN studies USING (study_id) WHERE "
+                                             "number = ? AND study_name = 'charseq'", (number,)).fetchone()
+            for key, value in attrs.items():
+                connection.execute("DELETE FROM trial_user_attributes WHERE trial_id = ? AND key = ?", (trial_id, key))
+                connection.execute("INSERT INTO trial_user_attributes (trial_id, key, value_json) VALUES (?, ?, ?)",
+                                   (trial_id, key, json.dumps(value)))
+    connection.close()
+    out = sweep("--report", cwd=tmp_path).stdout
+    assert "checkpoint: " in out
+    rows = json.loads(sweep("--report", "--json", cwd=tmp_path).stdout)["trials"]
+    assert [(r["checkpoint"], r["directory"], r["worker"], r["host"], r["note"]) for r in rows] == [
+        (None, None, None, None, ""), (None, rows[1]["directory"], None, rows[1]["host"], "")]
+
+
+@pytest.mark.parametrize("name", ["charseq:workers", "a:b", "x\n"])
+def test_a_report_refuses_a_name_no_sweep_could_have_made(tmp_path, name):
+    sweep(*SMALL, "--trials", "1", cwd=tmp_path)
+    result = sweep("--report", "--study", name, cwd=tmp_path, ok=False)
+    assert result.exit_code == 2 and "a study's name is letters" in _one_line(result)
+
+
+def test_a_roster_that_is_not_charseqs_is_refused_in_one_line(tmp_path):
+    """A planted two-objective STUDY:workers made the sweep print Optuna's raw UserWarning."""
+    optuna.create_study(study_name="r:workers", storage=f"sqlite:///{tmp_path / 'charseq-sweeps.db'}",
+                        directions=["minimize", "minimize"])
+    result = subprocess.run([sys.executable, "-m", "charseq", "sweep", *SMALL, "--trials", "1", "--study", "r"],
+                            cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2, result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert "r:workers" in last and "not charseq's list of workers" in last, result.stderr
+    assert "Warning" not in result.stderr and "Traceback" not in result.stderr
