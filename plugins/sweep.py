@@ -161,7 +161,9 @@ def _report(sweeps, storage, study_name, plot_path, as_json, say):
         say(json.dumps({"study": study_name, "trials": [row.__dict__ for row in rows],
                         "best": None if best is None else {"number": best.number, "value": best.value,
                                                            "params": best.params, "checkpoint": best.checkpoint,
-                                                           "worker": best.worker}}), essential=True)
+                                                           "checkpoint_found": best.checkpoint_found(),
+                                                           "worker": best.worker, "host": best.host}}),
+            essential=True)
     else:
         names = sorted({name for row in rows for name in row.params})
         header = ["trial", "worker", "state", "loss", "seconds", *[name.replace("_", "-") for name in names], "note"]
@@ -188,15 +190,16 @@ def _where(row) -> str:
     """Where a trial's checkpoint is, as a path to paste after `charseq generate` (quoted for
     the shell where it must be), and on which machine when it is not this one."""
     import shlex
-    import socket
 
-    if row.checkpoint is None:  # a trial an earlier release ran: its folder, as --dir named it there
-        return (f"{shlex.quote(str(Path(row.directory or '?') / 'model.npz'))} (relative to the folder the sweep "
-                "ran in)")
+    if row.checkpoint is None:  # an earlier release's trial: its folder, as --dir named it there
+        folder = Path(row.directory or "?")
+        path = shlex.quote(str(folder / "model.npz"))
+        return path if folder.is_absolute() else f"{path} (relative to the folder the sweep ran in)"
     path = shlex.quote(row.checkpoint)
-    if row.host and row.host != socket.gethostname():
+    found = row.checkpoint_found()
+    if found == "elsewhere":
         return f"{path} (on {row.host}, which ran it)"
-    return path if Path(row.checkpoint).is_file() else f"{path} (not there any more)"
+    return path if found == "here" else f"{path} (not there any more)"
 
 
 def _shown(value) -> str:
@@ -223,7 +226,7 @@ def history_figure(rows):
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
-        from matplotlib.ticker import MaxNLocator
+        from matplotlib.ticker import FixedLocator, MaxNLocator
     except ImportError:
         raise UsageError(f"--plot needs matplotlib: {install_command('plot')}") from None
     done = [row for row in rows if row.value is not None]
@@ -234,7 +237,14 @@ def history_figure(rows):
         running = min(running, row.value)
         best.append(running)
     axes.step([row.number for row in done], best, where="post", color="C1", label="best so far")
-    axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+    # The axis spans the study's trials, and half a trial either side; each few a tick, or
+    # whole numbers chosen among many (MaxNLocator alone ticks fractions with fewer than two
+    # whole numbers in view, and -1 left of trial 0).
+    numbers = [row.number for row in rows] or [0]
+    low, high = min(numbers), max(numbers)
+    axes.set_xlim(low - 0.5, high + 0.5)
+    axes.xaxis.set_major_locator(FixedLocator(range(low, high + 1)) if high - low < 10
+                                 else MaxNLocator(integer=True))
     axes.set_xlabel("trial")
     axes.set_ylabel("validation loss (nats/char)")
     axes.legend()

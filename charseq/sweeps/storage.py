@@ -49,16 +49,15 @@ def require_optuna() -> Any:
     return optuna
 
 
-def open_storage(url: str) -> Any:
-    """Optuna's storage for `url`, with heartbeats so that dead workers' trials end."""
+def open_storage(url: str, read_only: bool = False) -> Any:
+    """Optuna's storage for `url`, with heartbeats so that dead workers' trials end. One only
+    read (a report) makes no table: an SQLite file is opened read-only."""
     optuna = require_optuna()
     import warnings
 
     # Heartbeats are "experimental" in Optuna 4-5; they are what ends a dead worker's trial.
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-    kwargs: dict[str, Any] = {}
-    if url.startswith("sqlite"):
-        kwargs["engine_kwargs"] = {"connect_args": {"timeout": 20}}  # several local workers wait their turn
+    kwargs: dict[str, Any] = {"skip_table_creation": read_only, "engine_kwargs": _sqlite_engine(url, read_only)}
     import random
 
     heartbeat, grace = _heartbeat()
@@ -75,6 +74,44 @@ def open_storage(url: str) -> Any:
                                    f"{masked(str(exc).splitlines()[0] if str(exc) else '', url)}") from None
             time.sleep(random.uniform(0.2, 1.0))
     raise AssertionError("unreachable")
+
+
+OPTUNA_TABLES = ("studies", "version_info", "alembic_version")  # what Optuna makes first, and looks at on opening
+
+
+def holds_studies(url: str) -> bool:
+    """Whether the database at `url` holds Optuna's tables (a study may be there), found
+    without writing to it (Optuna's storage makes them when they are missing)."""
+    import sqlalchemy
+
+    try:
+        engine = sqlalchemy.create_engine(url, **_sqlite_engine(url, read_only=True))
+        try:
+            tables = set(sqlalchemy.inspect(engine).get_table_names())
+        finally:
+            engine.dispose()
+    except ImportError as exc:
+        raise CharseqError(f"the storage {shown_url(url)} needs a database driver: {masked(str(exc), url)}") from None
+    except Exception as exc:  # a URL SQLAlchemy cannot parse, a server that does not answer, a file not a database
+        raise CharseqError(f"cannot open the storage {shown_url(url)}: {type(exc).__name__}: "
+                           f"{masked(str(exc).splitlines()[0] if str(exc) else '', url)}") from None
+    return set(OPTUNA_TABLES) <= tables
+
+
+def _sqlite_engine(url: str, read_only: bool) -> dict[str, Any]:
+    """SQLAlchemy's engine options for an SQLite storage (none for another kind): a wait for
+    the lock (several local workers take turns), and, `read_only`, the file opened so (SQLite
+    then refuses any write)."""
+    if _sqlite(url) is None:
+        return {}
+    path = sqlite_path(url)
+    if not read_only or path is None:
+        return {"connect_args": {"timeout": 20}}
+    import sqlite3
+    from urllib.request import pathname2url
+
+    uri = f"file:{pathname2url(str(path))}?mode=ro"
+    return {"creator": lambda: sqlite3.connect(uri, uri=True, timeout=20, check_same_thread=False)}
 
 
 def _maybe_a_race(exc: Exception) -> bool:

@@ -6,6 +6,7 @@ another storage or one removed and made again, is told apart), the folder of its
 from __future__ import annotations
 
 import json
+import os
 import re
 import time
 import uuid
@@ -13,15 +14,17 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from charseq.data.text import STDIN_NAMES, is_stream
 from charseq.errors import CharseqError, UsageError, command, label
 from charseq.files import publish
 from charseq.sweeps.roster import is_roster
 from charseq.sweeps.space import Param
-from charseq.sweeps.storage import DEFAULT_STORAGE, check_storage, open_storage, require_optuna, shown_url, sqlite_path
+from charseq.sweeps.storage import (DEFAULT_STORAGE, check_storage, holds_studies, open_storage, require_optuna, shown_url,
+                                    sqlite_path)
 
 DEFAULT_DIRECTORY = "sweeps"
 PRUNERS = ("median", "hyperband", "none")
-STUDY_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
+STUDY_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")  # the whole name (fullmatch: `$` lets a newline end it)
 LONGEST_STUDY_NAME = 100  # it names a folder: well below a file system's 255 bytes
 SEARCH = "charseq.search"  # the study's user attr: its search space, fixed settings and identity, in one write
 MARKER = "study.json"  # in DIR/STUDY/: the identity of the study whose runs the folder holds
@@ -47,14 +50,28 @@ class Sweep:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if not STUDY_NAME.match(self.study) or len(self.study) > LONGEST_STUDY_NAME:
-            shown = self.study if len(self.study) <= LONGEST_STUDY_NAME else f"{self.study[:20]}... ({len(self.study)} long)"
-            raise UsageError(f"{label('study')} {shown!r}: a study's name is letters, digits and - _ . (at most "
-                             f"{LONGEST_STUDY_NAME} of them: it names a folder under {label('dir')})")
+        check_study_name(self.study)
         check_storage(self.storage)
+        # Read once, as the system reads it (`link/..` is where the link points, not where the
+        # text looks): the marker, the runs and what the study records all name one folder.
+        self.directory = os.path.realpath(self.directory)
+        corpus = self.train.get("corpus")
+        argument = corpus.partition(":")[2] if isinstance(corpus, str) else ""
+        if argument and is_stream(argument):  # refused before anything reads it
+            what = "standard input" if argument in STDIN_NAMES else "a pipe"
+            raise UsageError(f"corpus {corpus} reads {what}, which can be read once, and every trial reads its "
+                             "corpus again: save the text to a file and give that")
 
     def trial_directory(self, number: int) -> Path:
         return Path(self.directory) / self.study / f"trial-{number:04d}"
+
+
+def check_study_name(name: str) -> None:
+    """Refuse a name no sweep makes: it names a folder, and never a roster (no colon)."""
+    if not STUDY_NAME.fullmatch(name) or len(name) > LONGEST_STUDY_NAME:
+        shown = name if len(name) <= LONGEST_STUDY_NAME else f"{name[:20]}... ({len(name)} long)"
+        raise UsageError(f"{label('study')} {shown!r}: a study's name is letters, digits and - _ . (at most "
+                         f"{LONGEST_STUDY_NAME} of them: it names a folder under {label('dir')})")
 
 
 @dataclass(frozen=True)
@@ -226,26 +243,40 @@ class Row:
     params: dict[str, Any]
     seconds: float | None
     note: str
-    directory: str | None = None  # where its run is, on the machine that ran it, as --dir gave it
+    directory: str | None = None  # where its run is, on the machine that ran it (an earlier release: as --dir gave it)
     checkpoint: str | None = None  # its checkpoint's absolute path there (None: recorded by an earlier release)
     worker: int | None = None  # the number of the worker that ran it (charseq.sweeps.roster)
     host: str | None = None  # the machine that ran it
+
+    def checkpoint_found(self) -> str | None:
+        """Whether its checkpoint is "here", "missing" (it ran here, and the file is gone), or
+        "elsewhere" (another machine ran it); None where no checkpoint is recorded."""
+        import socket
+
+        if self.checkpoint is None:
+            return None
+        if self.host is not None and self.host != socket.gethostname():
+            return "elsewhere"
+        return "here" if Path(self.checkpoint).is_file() else "missing"
 
 
 def report(storage: str, study_name: str) -> tuple[list[Row], Row | None]:
     """The study's trials, and its best trial (None when none completed)."""
     optuna = require_optuna()
     optuna.logging.set_verbosity(optuna.logging.ERROR)
+    check_study_name(study_name)
     check_storage(storage)
     database = sqlite_path(storage)
     if database is not None and not database.is_file():
         raise UsageError(f"no study {study_name!r}: {database} does not exist (run a sweep here first, or give its "
                          f"{label('storage')})")
+    if not holds_studies(storage):  # (opened as a sweep opens it, Optuna would make its tables there)
+        raise UsageError(f"no study {study_name!r}: {shown_url(storage)} holds no {command('sweep')} study")
+    opened = open_storage(storage, read_only=True)
     try:
-        study = optuna.load_study(study_name=study_name, storage=open_storage(storage))
+        study = optuna.load_study(study_name=study_name, storage=opened)
     except KeyError:
-        names = [s.study_name for s in optuna.get_all_study_summaries(open_storage(storage))
-                 if not is_roster(s.study_name)]
+        names = [s.study_name for s in optuna.get_all_study_summaries(opened) if not is_roster(s.study_name)]
         raise UsageError(f"no study {study_name!r} in {shown_url(storage)}; it holds "
                          f"{', '.join(repr(n) for n in names) or 'none'}") from None
     if study.user_attrs.get("charseq.search") is None and study.get_trials(deepcopy=False):
@@ -254,15 +285,23 @@ def report(storage: str, study_name: str) -> tuple[list[Row], Row | None]:
     for trial in study.get_trials(deepcopy=False):
         seconds = (trial.datetime_complete - trial.datetime_start).total_seconds() \
             if trial.datetime_complete and trial.datetime_start else None
-        note = trial.user_attrs.get("failure", "")
+        attrs = trial.user_attrs
+        note = _recorded_as(attrs, "failure", str) or ""
         if trial.state.name == "FAIL" and not note:
             note = "its worker stopped without a word (killed, or its machine went down)"
         if trial.state.name == "PRUNED":
             note = f"pruned after {len(trial.intermediate_values)} evaluations"
         value = trial.value if trial.state.name == "COMPLETE" else None
-        attrs = trial.user_attrs
         rows.append(Row(trial.number, trial.state.name.lower(), value, dict(trial.params), seconds, note,
-                        attrs.get("directory"), attrs.get("checkpoint"), attrs.get("worker"), attrs.get("host")))
+                        _recorded_as(attrs, "directory", str), _recorded_as(attrs, "checkpoint", str),
+                        _recorded_as(attrs, "worker", int), _recorded_as(attrs, "host", str)))
     # The best of these rows (a trial another worker completes meanwhile is in neither).
     done = [row for row in rows if row.value is not None]
     return rows, min(done, key=lambda row: (row.value, row.number)) if done else None
+
+
+def _recorded_as(attrs: dict[str, Any], key: str, kind: type) -> Any:
+    """A trial's attribute, as the storage holds it, when it is of the kind charseq records
+    (anyone may have written to the storage); else None, as if absent."""
+    value = attrs.get(key)
+    return value if type(value) is kind else None

@@ -13,11 +13,12 @@ import time
 from typing import Any
 
 from charseq import blas
-from charseq.errors import CharseqError
-from charseq.sweeps.roster import join, worker_seed
+from charseq.errors import CharseqError, UsageError
+from charseq.sweeps.roster import join, open_roster, worker_seed
 from charseq.sweeps.storage import masked, passwords_hidden, require_optuna
 from charseq.training.context import Callback
-from charseq.sweeps.study import DirectoryTaken, Sweep, load_study, open_study, prepare_directory
+from charseq.training.interrupt import SIGNALS, exit_code, take_signals
+from charseq.sweeps.study import Sweep, load_study, open_study, prepare_directory
 
 
 INTERRUPTED = "interrupted (Ctrl-C or a signal)"
@@ -118,6 +119,8 @@ def objective(sweep: Sweep, worker: int | None = None) -> Any:
         if result.status == "interrupted":  # Ctrl-C: saved; the trial ends failed, and the sweep stops
             trial.set_user_attr("failure", INTERRUPTED)
             raise Interrupted(result.exit_code)
+        if result.stop_asked is not None:  # as the run saved, once it had ended: the trial counts, the sweep stops
+            _Stop.exit_code = exit_code(result.stop_asked)
         if reporter.pruned:
             raise optuna.TrialPruned(f"pruned after {reporter.reports} evaluations")
         loss = result.metrics.get("val_loss", result.metrics.get("loss"))
@@ -163,20 +166,14 @@ class _Stop:
 
 
 def _stop_on_signals() -> Any:
-    """SIGTERM and SIGHUP end the sweep as Ctrl-C does, with train's exit codes (143, 129).
-    The function that puts the old handlers back."""
-    import signal
-    import threading
-
+    """SIGTERM and SIGHUP (unless ignored: nohup's) end the sweep as Ctrl-C does, with
+    train's exit codes (143, 129). The function that puts the old handlers back."""
     _Stop.exit_code = None
-    if threading.current_thread() is not threading.main_thread():
-        return lambda: None
 
     def note(signum: int, frame: Any) -> None:
-        _Stop.exit_code = 128 + signum
+        _Stop.exit_code = exit_code(signum)
 
-    previous = {sig: signal.signal(sig, note) for sig in (signal.SIGTERM, signal.SIGHUP)}
-    return lambda: [signal.signal(sig, handler) for sig, handler in previous.items()]
+    return take_signals(note, (signal.SIGTERM, signal.SIGHUP))
 
 
 def _stop_if_asked() -> None:
@@ -236,8 +233,9 @@ def run_sweep(sweep: Sweep, jobs: int = 1) -> None:
     them, and the directory is marked with the identity of a study that is there."""
     study, identity = open_study(sweep)
     try:
+        open_roster(study)  # (refused here, once, rather than by each worker)
         prepare_directory(sweep, identity)
-    except DirectoryTaken:  # a study made just now, for nothing: gone again, as if the command had not run
+    except UsageError:  # a study made just now, for nothing: gone again, as if the command had not run
         if identity.made:
             require_optuna().delete_study(study_name=sweep.study, storage=study._storage)
         raise
@@ -245,8 +243,6 @@ def run_sweep(sweep: Sweep, jobs: int = 1) -> None:
         work(sweep, study=study)
         return
     import multiprocessing
-
-    import signal
 
     context = multiprocessing.get_context("spawn")  # a fresh interpreter: no BLAS threads or locks inherited
     workers = [context.Process(target=_worker_main, args=(sweep, index), name=f"charseq-sweep-{index}")
@@ -258,9 +254,9 @@ def run_sweep(sweep: Sweep, jobs: int = 1) -> None:
         for process in workers:
             if process.is_alive() and process.pid is not None:
                 os.kill(process.pid, signum)
-        raise Interrupted(128 + signum)
+        raise Interrupted(exit_code(signum))
 
-    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    put_back = take_signals(stop, (signal.SIGTERM, signal.SIGHUP))
     try:
         for process in workers:
             process.join()
@@ -274,10 +270,11 @@ def run_sweep(sweep: Sweep, jobs: int = 1) -> None:
             process.join()
         raise exc if isinstance(exc, Interrupted) else Interrupted(130) from None
     finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-    failed = [p.name for p in workers if p.exitcode not in (0, None)]
+        put_back()
+    failed = [p.exitcode for p in workers if p.exitcode not in (0, None)]
+    if failed and set(failed) <= {exit_code(signum) for signum in SIGNALS}:  # signalled, as train would be
+        raise Interrupted(failed[0])
     if failed:
         raise CharseqError(f"{len(failed)} of {jobs} workers ended with an error (exit codes "
-                           f"{', '.join(str(p.exitcode) for p in workers if p.exitcode)}); the study keeps their "
-                           "trials: run the command again to go on")
+                           f"{', '.join(map(str, failed))}); the study keeps their trials: run the command again "
+                           "to go on")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 # Ctrl-C, a service manager's stop, and a closed terminal or SSH session.
@@ -35,21 +35,34 @@ class Aborted(KeyboardInterrupt):
         return exit_code(self.signum)
 
 
+def take_signals(handler: Callable[[int, Any], Any], signals: Iterable[int] = SIGNALS) -> Callable[[], None]:
+    """Give `signals` to `handler`, but for one that is ignored (nohup's SIGHUP, a background
+    job's SIGINT): whoever started charseq chose that, and it stays ignored. The function that
+    puts the handlers back. In another thread than the main one (where Python allows no
+    handler), nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+    previous = {signum: signal.signal(signum, handler) for signum in signals
+                if signal.getsignal(signum) is not signal.SIG_IGN}
+
+    def put_back() -> None:
+        for signum, old in previous.items():
+            signal.signal(signum, old)
+
+    return put_back
+
+
 @contextlib.contextmanager
 def stop_on_signals(trainer: Any) -> Iterator[None]:
-    """While inside, SIGINT and SIGTERM ask `trainer` to stop at the next step boundary."""
-    if threading.current_thread() is not threading.main_thread():
-        yield  # only the main thread may set signal handlers
-        return
-
+    """While inside, SIGINT, SIGTERM and SIGHUP (those not ignored) ask `trainer` to stop at
+    the next step boundary."""
     def handle(signum, frame):
         if trainer.interrupted is not None:
             raise Aborted(signum)
         trainer.interrupted = signum
 
-    previous = {signum: signal.signal(signum, handle) for signum in SIGNALS}
+    put_back = take_signals(handle)
     try:
         yield
     finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
+        put_back()

@@ -59,6 +59,9 @@ class RunResult:
     message: str  # what to tell the user, one line
     exit_code: int = 0
     stopped_by: str | None = None
+    # A Ctrl-C or signal (its number) that came once the run had ended, while it saved: too
+    # late to interrupt it, but one who runs one run after another (a sweep) should stop.
+    stop_asked: int | None = None
 
 
 class RunFailed(CharseqError):
@@ -224,7 +227,8 @@ class Run:
 
     def fit(self) -> RunResult:
         """Train to the end and save `out`. Ctrl-C or SIGTERM (in the main thread) stops at the
-        next step, saves, and returns status "interrupted"; a second one raises Aborted.
+        next step, saves, and returns status "interrupted"; a second one raises Aborted. One
+        that comes once the run has ended (as it saves) interrupts nothing: ``stop_asked`` says so.
         A callback that raises gets the run saved first (RunFailed says where)."""
         trainer = self.trainer
         if self._aborted:
@@ -249,6 +253,7 @@ class Run:
                 # had ended (at its last epoch's end) interrupted nothing.
                 interrupted = None if trainer.ended else trainer.interrupted
                 saved, note = self._save_interrupted() if interrupted is not None else (self._save_at_end(), "")
+            stop_asked = trainer.interrupted if interrupted is None else None  # (its handler is gone now)
         except Aborted as exc:
             self._aborted = True
             kept = f"; {shown(self.spec.out)} keeps its last whole checkpoint" if self.out.exists() else ", without saving"
@@ -260,7 +265,7 @@ class Run:
             raise RunFailed(f"{lost}; saved {shown(saved)} at step {trainer.step:,} without that callback's state; "
                             f"continue with: {self._continuation(saved, [ref.name] if ref else [])}", lost.exit_code,
                             saved)
-        result = self._result(interrupted, saved, note)
+        result = replace(self._result(interrupted, saved, note), stop_asked=stop_asked)
         advice = worse_than_guessing(result.metrics, len(self.corpus.vocab), self.config)
         if advice is not None and result.status != "interrupted":
             warnings.warn(CharseqWarning(advice), stacklevel=2)

@@ -85,7 +85,7 @@ def test_a_small_sweep_on_the_default_storage_keeps_each_trial_and_reports_the_b
         assert (folder / "model.npz").is_file()
         lines = (folder / "metrics.jsonl").read_text().splitlines()
         assert json.loads(lines[-1])["loss"] == pytest.approx(t.value, rel=1e-6) or t.value > 0
-        assert t.user_attrs["directory"] == str(Path("sweeps") / "charseq" / f"trial-{t.number:04d}")
+        assert t.user_attrs["directory"] == os.path.realpath(folder)  # absolute: the report may be read elsewhere
     best = min(done, key=lambda t: t.value)
     assert f"best: trial {best.number}, loss {best.value:.4f}" in out
     report = json.loads(sweep("--report", "--json", cwd=tmp_path).output)
@@ -510,7 +510,7 @@ def test_a_study_refuses_a_command_that_searches_otherwise(tmp_path):
     sweep(*QUICK, "--param", "lr=log:0.5:8", "--trials", "2", "--pruner", "none", "--study", "other", cwd=tmp_path)
 
 
-@pytest.mark.parametrize("name", ["../escape", "a/b", "", ".hidden"])
+@pytest.mark.parametrize("name", ["../escape", "a/b", "", ".hidden", "x\n", "x\ny"])
 def test_a_study_name_cannot_leave_the_runs_folder(tmp_path, name):
     result = sweep(*QUICK, "--param", "lr=log:0.5:8", "--study", name, cwd=tmp_path, ok=False)
     assert result.exit_code == 2 and "a study's name is letters" in result.output
@@ -839,3 +839,283 @@ def test_a_worker_that_fails_says_so_in_one_line_without_a_password(monkeypatch,
     assert ended.value.code == 1 and "Traceback" not in err and "s3cret" not in err
     assert err.splitlines() == ["charseq: worker 1: RuntimeError: heartbeat: *** gone",
                                 "charseq: worker 1: AssertionError: Should not reach."]
+
+
+@pytest.mark.parametrize("signum,code", [(signal.SIGTERM, 143), (signal.SIGINT, 130), (signal.SIGHUP, 129)])
+def test_a_signal_while_a_trial_saves_its_last_checkpoint_stops_the_sweep(tmp_path, monkeypatch, signum, code):
+    """The signal came as the trial's run had ended, during its save: the run finishes (its
+    trial completes), and the sweep stops there instead of running trials 1, 2..."""
+    from charseq.checkpoints import format as checkpoint_format
+
+    save = checkpoint_format.save
+
+    def signal_while_saving(path, checkpoint):
+        if "trial-0000" in str(path):
+            os.kill(os.getpid(), signum)
+        return save(path, checkpoint)
+
+    monkeypatch.setattr(checkpoint_format, "save", signal_while_saving)
+    result = sweep(*SMALL, "--trials", "3", "--threads", "1", cwd=tmp_path, ok=False)
+    assert result.exit_code == code, result.output
+    assert "sweep interrupted" in result.output and "Traceback" not in result.output
+    assert [t.state.name for t in trials(tmp_path)] == ["COMPLETE"]
+
+
+def _md5(path: Path) -> str:
+    import hashlib
+
+    return hashlib.md5(path.read_bytes()).hexdigest()
+
+
+@pytest.mark.parametrize("kind", ["another program's", "empty"])
+def test_a_report_writes_nothing_into_a_database_that_holds_no_study(tmp_path, kind):
+    """--report creates nothing: pointed at another program's SQLite file (or an empty one),
+    Optuna made its 13 tables there."""
+    import sqlite3
+
+    other = tmp_path / "other_app.db"
+    if kind == "empty":
+        other.touch()
+    else:
+        with sqlite3.connect(other) as connection:
+            connection.execute("CREATE TABLE precious (x)")
+            connection.execute("INSERT INTO precious VALUES (1)")
+        connection.close()
+    before = _md5(other)
+    for args in (["--report"], ["--report", "--json"], ["--report", "--study", "mine"]):
+        result = sweep(*args, "--storage", "sqlite:///other_app.db", cwd=tmp_path, ok=False)
+        assert result.exit_code == 2 and "holds no charseq sweep study" in _one_line(result), result.output
+    assert _md5(other) == before and sorted(p.name for p in tmp_path.iterdir()) == ["other_app.db"]
+
+
+def test_a_report_of_a_study_writes_nothing_to_its_storage(tmp_path):
+    sweep(*SMALL, "--trials", "1", cwd=tmp_path)
+    database = tmp_path / "charseq-sweeps.db"
+    before = _md5(database)
+    sweep("--report", cwd=tmp_path)
+    sweep("--report", "--json", cwd=tmp_path)
+    assert sweep("--report", "--study", "other", cwd=tmp_path, ok=False).exit_code == 2
+    assert _md5(database) == before
+
+
+def test_a_report_writes_nothing_into_a_postgresql_database_that_holds_no_study(postgres):
+    import sqlalchemy
+
+    engine = sqlalchemy.create_engine(postgres, isolation_level="AUTOCOMMIT")
+    with engine.connect() as connection:
+        connection.execute(sqlalchemy.text("CREATE DATABASE otherapp"))
+    engine.dispose()
+    url = postgres.replace("/postgres?", "/otherapp?")
+    engine = sqlalchemy.create_engine(url)
+    with engine.begin() as connection:
+        connection.execute(sqlalchemy.text("CREATE TABLE precious (x int)"))
+    for database in (url, postgres):  # one with another program's table, one empty
+        result = run_cli("sweep", "--report", "--storage", database, ok=False)
+        assert result.exit_code == 2 and "holds no charseq sweep study" in _one_line(result), result.output
+    tables = {name: sqlalchemy.inspect(e).get_table_names()
+              for name, e in (("otherapp", engine), ("postgres", sqlalchemy.create_engine(postgres)))}
+    assert tables == {"otherapp": ["precious"], "postgres": []}
+
+
+def _row(number: int, value: float | None) -> sweep_study.Row:
+    return sweep_study.Row(number, "complete" if value is not None else "fail", value, {}, None, "")
+
+
+@pytest.mark.parametrize("rows,expected", [
+    ([], [0]),  # no trial yet
+    ([_row(0, None), _row(1, None)], [0, 1]),  # none completed
+    ([_row(0, 2.0)], [0]),
+    ([*(_row(n, None) for n in range(7)), _row(7, 2.0)], list(range(8))),  # one completed, numbered 7
+    ([_row(0, 2.0), _row(1, 1.5)], [0, 1]),
+    ([_row(n, 2.0) for n in range(4)], [0, 1, 2, 3]),
+    ([_row(n, 3.0 - n / 100) for n in range(137)], None),  # many: some whole numbers, spread over them
+])
+def test_the_history_plot_ticks_only_the_trial_numbers_there_are(rows, expected):
+    """MaxNLocator(integer=True) falls back to fractions with fewer than two whole numbers in
+    view (-0.045...0.045 for one trial), and it ticked -1 left of trial 0."""
+    pytest.importorskip("matplotlib")
+    import matplotlib.pyplot as plt
+
+    from charseq.plugins.sweep import history_figure
+
+    figure = history_figure(rows)
+    try:
+        (axes,) = figure.axes
+        figure.canvas.draw()
+        low, high = axes.get_xlim()
+        ticks = [float(tick) for tick in axes.get_xticks() if low <= tick <= high]
+        labels = [label.get_text() for label in axes.get_xticklabels() if low <= label.get_position()[0] <= high]
+    finally:
+        plt.close(figure)
+    assert all(tick.is_integer() for tick in ticks) and min(ticks) >= 0, ticks
+    assert low >= -0.5 and high <= max([row.number for row in rows], default=0) + 0.5
+    if expected is not None:
+        assert ticks == expected
+    else:
+        assert 3 <= len(ticks) <= 12 and max(ticks) <= 136
+    assert all(label.lstrip("\N{MINUS SIGN}-").isdigit() for label in labels), labels
+
+
+@pytest.mark.parametrize("lost", ["deleted", "copied"])
+def test_a_lost_roster_never_gives_a_worker_number_that_ran_trials_again(tmp_path, lost):
+    """Worker numbers lived only in the roster, STUDY:workers: with it deleted (optuna
+    delete-study), or the study copied to another storage without it, the next worker was
+    worker 0 again, and drew the settings worker 0 had drawn."""
+    args = [*SMALL, "--seed", "7", "--threads", "1"]
+    sweep(*args, "--trials", "2", cwd=tmp_path)
+    storage = f"sqlite:///{tmp_path / 'charseq-sweeps.db'}"
+    if lost == "deleted":
+        optuna.delete_study(study_name="charseq:workers", storage=storage)
+    else:
+        copy = f"sqlite:///{tmp_path / 'copy.db'}"
+        optuna.copy_study(from_study_name="charseq", from_storage=storage, to_storage=copy)
+        storage = copy
+        args += ["--storage", copy, "--dir", "copied"]
+        shutil.copytree(tmp_path / "sweeps", tmp_path / "copied")
+        marker = tmp_path / "copied" / "charseq" / "study.json"
+        marker.write_text(json.dumps({**json.loads(marker.read_text()), "storage": str(tmp_path / "copy.db")}))
+    sweep(*args, "--trials", "4", cwd=tmp_path)
+    done = optuna.load_study(study_name="charseq", storage=storage).get_trials()
+    assert [t.state.name for t in done] == ["COMPLETE"] * 4
+    assert [t.user_attrs["worker"] for t in done] == [0, 0, 1, 1]
+    assert not {t.params["lr"] for t in done[2:]} & {t.params["lr"] for t in done[:2]}
+
+
+@pytest.mark.parametrize("corpus", ["text:-", "text:/dev/stdin"])
+def test_a_corpus_on_standard_input_is_refused_before_it_is_read(tmp_path, corpus):
+    """Each trial reads its corpus again, and standard input can be read once: every trial
+    failed ("corpus text:- is empty") after the up-front check had read all of it."""
+    text = "the quick brown fox jumps over the lazy dog\n" * 2000
+    result = subprocess.run([sys.executable, "-m", "charseq", "sweep", "--corpus", corpus, *SMALL[2:], "--trials", "2"],
+                            cwd=tmp_path, input=text, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2, result.stderr
+    (line,) = result.stderr.splitlines()
+    assert "standard input" in line and "save the text to a file" in line, line
+    assert list(tmp_path.iterdir()) == []
+
+
+def _sweep_of_two_workers(tmp_path: Path, **popen) -> tuple[subprocess.Popen, str]:
+    """A sweep of two workers, in a session of its own, once both are running a trial of a
+    few seconds; the process and its storage."""
+    storage = f"sqlite:///{tmp_path / 's.db'}"
+    command = [sys.executable, "-m", "charseq", "sweep", "--corpus", "alphabet", "--epochs", "1500",
+               "--hidden-size", "16", "--param", "lr=log:0.5:8", "--trials", "2", "--storage", storage, "--dir",
+               str(tmp_path / "runs"), "--jobs", "2", "--threads", "1", "--pruner", "none"]
+    process = subprocess.Popen(command, cwd=AWAY, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               start_new_session=True, **popen)
+    for _ in range(600):
+        time.sleep(0.1)
+        try:
+            if len([t for t in trials(tmp_path, storage=storage) if t.state.name == "RUNNING"]) == 2:
+                break
+        except KeyError:  # no study yet
+            pass
+    return process, storage
+
+
+@pytest.mark.parametrize("signum", [signal.SIGHUP, signal.SIGINT], ids=["nohup", "background-job"])
+def test_a_signal_ignored_when_the_sweep_starts_stays_ignored_by_every_worker(tmp_path, signum):
+    """`nohup charseq sweep ... &` then kill -HUP exited 129; a script's background sweep
+    (SIGINT ignored) stopped both workers on a group SIGINT, and said "2 of 2 workers ended
+    with an error (exit codes 130, 130)"."""
+    process, storage = _sweep_of_two_workers(tmp_path, preexec_fn=lambda: signal.signal(signum, signal.SIG_IGN))
+    os.killpg(process.pid, signum)  # the whole group: the parent and both workers
+    _, err = process.communicate(timeout=300)
+    assert process.returncode == 0, err
+    assert [t.state.name for t in trials(tmp_path, storage=storage)][:2] == ["COMPLETE", "COMPLETE"]
+
+
+def test_workers_stopped_by_a_signal_of_their_own_end_the_sweep_as_interrupted(tmp_path):
+    """SIGTERM to the workers, not the parent (kill of their ids): the parent exits 143 as
+    train would, not 1 with "workers ended with an error"."""
+    process, storage = _sweep_of_two_workers(tmp_path)
+    listed = subprocess.run(["ps", "-o", "pid=,args=", "--ppid", str(process.pid)], capture_output=True, text=True)
+    workers = [int(line.split()[0]) for line in listed.stdout.splitlines() if "multiprocessing.spawn" in line]
+    assert len(workers) == 2, listed.stdout
+    for pid in workers:
+        os.kill(pid, signal.SIGTERM)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 143, err
+    assert "sweep interrupted" in err and "ended with an error" not in err and "Traceback" not in err
+    states = [(t.state.name, t.user_attrs.get("failure")) for t in trials(tmp_path, storage=storage)]
+    assert states == [("FAIL", sweep_workers.INTERRUPTED)] * 2
+
+
+def test_a_dir_through_a_link_and_dot_dot_keeps_the_study_in_one_folder(tmp_path):
+    """--dir lnk/../out (lnk a link): the marker went where the system resolves the path,
+    and the trials where the text reads without `lnk/..`: two folders for one study."""
+    (tmp_path / "a" / "b").mkdir(parents=True)
+    (tmp_path / "lnk").symlink_to(tmp_path / "a" / "b")
+    sweep(*SMALL, "--trials", "1", "--dir", "lnk/../out", cwd=tmp_path)
+    sweep(*SMALL, "--trials", "2", "--dir", "lnk/../out", cwd=tmp_path)
+    folder = Path(os.path.realpath(tmp_path)) / "a" / "out" / "charseq"  # what `ls lnk/../out` shows
+    assert sorted(p.name for p in folder.iterdir()) == ["study.json", "trial-0000", "trial-0001"]
+    assert not (tmp_path / "out").exists()
+    done = trials(tmp_path)
+    assert [t.state.name for t in done] == ["COMPLETE", "COMPLETE"]
+    assert [t.user_attrs["checkpoint"] for t in done] == [str(folder / f"trial-000{n}" / "model.npz") for n in (0, 1)]
+    assert [t.user_attrs["directory"] for t in done] == [str(folder / f"trial-000{n}") for n in (0, 1)]
+
+
+def test_the_json_report_says_where_the_best_checkpoint_is_and_each_trials_folder_absolutely(tmp_path):
+    sweep(*SMALL, "--trials", "2", "--dir", "runs", cwd=tmp_path)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    storage = f"sqlite:///{tmp_path / 'charseq-sweeps.db'}"
+    report = json.loads(sweep("--report", "--json", "--storage", storage, cwd=elsewhere).stdout)
+    import socket
+
+    best = report["best"]
+    assert best["host"] == socket.gethostname() and best["checkpoint_found"] == "here"
+    for trial in report["trials"]:
+        assert Path(trial["directory"]).is_absolute() and (Path(trial["directory"]) / "model.npz").is_file()
+    Path(best["checkpoint"]).unlink()
+    assert json.loads(sweep("--report", "--json", "--storage", storage, cwd=elsewhere).stdout)["best"][
+        "checkpoint_found"] == "missing"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(socket, "gethostname", lambda: "another-machine")
+        moved = json.loads(sweep("--report", "--json", "--storage", storage, cwd=elsewhere).stdout)["best"]
+    assert moved["checkpoint_found"] == "elsewhere" and moved["host"] != "another-machine"
+
+
+def test_a_report_treats_a_recorded_value_of_the_wrong_type_as_absent(tmp_path):
+    """A trial's attributes are whatever the storage holds: a `checkpoint` of 5 was an
+    internal TypeError."""
+    import sqlite3
+
+    sweep(*SMALL, "--trials", "2", cwd=tmp_path)
+    planted = {0: {"checkpoint": 5, "directory": [1], "worker": "zero", "host": 7},
+               1: {"worker": True, "failure": 3, "checkpoint": {"a": 1}}}
+    with sqlite3.connect(tmp_path / "charseq-sweeps.db") as connection:  # (Optuna updates no finished trial)
+        for number, attrs in planted.items():
+            (trial_id,) = connection.execute("SELECT trial_id FROM trials JOIN studies USING (study_id) WHERE "
+                                             "number = ? AND study_name = 'charseq'", (number,)).fetchone()
+            for key, value in attrs.items():
+                connection.execute("DELETE FROM trial_user_attributes WHERE trial_id = ? AND key = ?", (trial_id, key))
+                connection.execute("INSERT INTO trial_user_attributes (trial_id, key, value_json) VALUES (?, ?, ?)",
+                                   (trial_id, key, json.dumps(value)))
+    connection.close()
+    out = sweep("--report", cwd=tmp_path).stdout
+    assert "checkpoint: " in out
+    rows = json.loads(sweep("--report", "--json", cwd=tmp_path).stdout)["trials"]
+    assert [(r["checkpoint"], r["directory"], r["worker"], r["host"], r["note"]) for r in rows] == [
+        (None, None, None, None, ""), (None, rows[1]["directory"], None, rows[1]["host"], "")]
+
+
+@pytest.mark.parametrize("name", ["charseq:workers", "a:b", "x\n"])
+def test_a_report_refuses_a_name_no_sweep_could_have_made(tmp_path, name):
+    sweep(*SMALL, "--trials", "1", cwd=tmp_path)
+    result = sweep("--report", "--study", name, cwd=tmp_path, ok=False)
+    assert result.exit_code == 2 and "a study's name is letters" in _one_line(result)
+
+
+def test_a_roster_that_is_not_charseqs_is_refused_in_one_line(tmp_path):
+    """A planted two-objective STUDY:workers made the sweep print Optuna's raw UserWarning."""
+    optuna.create_study(study_name="r:workers", storage=f"sqlite:///{tmp_path / 'charseq-sweeps.db'}",
+                        directions=["minimize", "minimize"])
+    result = subprocess.run([sys.executable, "-m", "charseq", "sweep", *SMALL, "--trials", "1", "--study", "r"],
+                            cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2, result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert "r:workers" in last and "not charseq's list of workers" in last, result.stderr
+    assert "Warning" not in result.stderr and "Traceback" not in result.stderr

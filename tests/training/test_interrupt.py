@@ -167,3 +167,59 @@ def test_a_plugin_callback_that_raises_costs_no_work(plugin_site, tmp_path):
     assert saved.training["step"] == 40
     resumed = run_cli("train", "--resume", out, "--drop-callback", "fragile", "--quiet", "--sample-length", "0")
     assert charseq.load(out).training["step"] == 2700 and resumed.exit_code == 0
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_a_signal_during_the_last_save_finishes_the_run_and_says_a_stop_was_asked(tmp_path, monkeypatch, signum):
+    """The run had ended: the save goes on and the run is finished, nothing to interrupt; but
+    its result says a stop was asked, so that whoever runs one run after another (a sweep)
+    stops instead of starting the next."""
+    from charseq.checkpoints import format as checkpoint_format
+
+    save = checkpoint_format.save
+
+    def signal_while_saving(path, checkpoint):
+        os.kill(os.getpid(), signum)  # the moment the temporary file would appear
+        return save(path, checkpoint)
+
+    monkeypatch.setattr(checkpoint_format, "save", signal_while_saving)
+    result = charseq.Run.start("alphabet", out=tmp_path / "m.npz", epochs=1, hidden_size=8).fit()
+    assert result.status == "finished" and result.exit_code == 0 and result.saved == tmp_path / "m.npz"
+    assert result.stop_asked == signum
+    assert charseq.load(tmp_path / "m.npz").training["step"] == result.step
+    monkeypatch.setattr(checkpoint_format, "save", save)
+    calm = charseq.Run.start("alphabet", out=tmp_path / "calm.npz", epochs=1, hidden_size=8).fit()
+    assert calm.status == "finished" and calm.stop_asked is None
+
+
+def test_train_finishes_with_0_when_the_signal_comes_during_its_last_save(tmp_path, monkeypatch):
+    from charseq.checkpoints import format as checkpoint_format
+
+    save = checkpoint_format.save
+
+    def signal_while_saving(path, checkpoint):
+        os.kill(os.getpid(), signal.SIGTERM)
+        return save(path, checkpoint)
+
+    monkeypatch.setattr(checkpoint_format, "save", signal_while_saving)
+    result = run_cli("train", "--corpus", "alphabet", "--out", tmp_path / "m.npz", "--epochs", "1", "--quiet",
+                     "--sample-length", "0")
+    assert result.exit_code == 0 and charseq.load(tmp_path / "m.npz").training["epoch"] == 1
+
+
+@pytest.mark.parametrize("signum", [signal.SIGHUP, signal.SIGINT], ids=["nohup", "background-job"])
+def test_a_signal_ignored_when_charseq_starts_stays_ignored(text, tmp_path, signum):
+    """`nohup charseq train ... &` then kill -HUP: charseq replaced nohup's ignore and stopped
+    (129); a script's background job ignores SIGINT, and a Ctrl-C meant for the script
+    stopped the run. Whoever started charseq chose to ignore it: the run trains on."""
+    run = subprocess.Popen([sys.executable, "-m", "charseq", "train", "--corpus", f"text:{text}", *TRAIN, "--out",
+                            "m.npz"], cwd=tmp_path, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           text=True, preexec_fn=lambda: signal.signal(signum, signal.SIG_IGN))
+    line = run.stdout.readline()
+    while line and not line.startswith("epoch 1/3"):
+        line = run.stdout.readline()
+    run.send_signal(signum)
+    stdout, stderr = run.communicate(timeout=300)
+    assert run.returncode == 0, stderr
+    assert "epoch 3/3" in stdout and "interrupted" not in stderr
+    assert charseq.load(tmp_path / "m.npz").training["epoch"] == 3
