@@ -21,6 +21,7 @@ from conftest import run_cli
 
 optuna = pytest.importorskip("optuna")
 
+import charseq  # noqa: E402
 from charseq import sweeps  # noqa: E402
 from charseq.errors import UsageError  # noqa: E402
 from charseq.installation import install_command  # noqa: E402
@@ -1119,3 +1120,23 @@ def test_a_roster_that_is_not_charseqs_is_refused_in_one_line(tmp_path):
     last = result.stderr.strip().splitlines()[-1]
     assert "r:workers" in last and "not charseq's list of workers" in last, result.stderr
     assert "Warning" not in result.stderr and "Traceback" not in result.stderr
+
+
+def test_each_trial_of_a_sweep_trains_for_the_time_limit_its_schedule_complete(tmp_path):
+    """--time-limit holds for every trial (issue 23): each ends by its time, planned in steps,
+    with its cosine schedule run to its end, and the epochs are the time's to decide."""
+    import time
+
+    began = time.monotonic()
+    sweep("--corpus", "alphabet", "--hidden-size", "16", "--time-limit", "2s", "--schedule", "cosine",
+          "--param", "lr=log:0.5:8",
+          "--trials", "2", "--pruner", "none", "--seed", "1", cwd=tmp_path)
+    assert time.monotonic() - began < 2 * (2 + 12)  # two trials of two seconds each, and a generous margin
+    done = trials(tmp_path)
+    assert [t.state.name for t in done] == ["COMPLETE"] * 2
+    for t in done:
+        model = tmp_path / "sweeps" / "charseq" / f"trial-{t.number:04d}" / "model.npz"
+        training = charseq.load(model).training
+        assert training["planned_steps"] == training["step"] > 100  # ended where its plan said, not by epochs
+        last = json.loads((model.parent / "metrics.jsonl").read_text().splitlines()[-1])
+        assert last["lr"] == pytest.approx(0.0, abs=1e-9)  # the cosine ran to its end (min-lr 0)
