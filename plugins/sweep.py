@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from charseq import hookimpl
+from charseq.blas import MAX_THREADS
 from charseq.errors import CharseqError, UsageError
 from charseq.installation import install_command
 
@@ -26,7 +27,7 @@ def register_commands(cli):
                              training_options)
     from charseq.sweeps import DEFAULT_DIRECTORY, DEFAULT_STORAGE, PRUNERS
 
-    @cli.command()
+    @cli.command(short_help="Train many runs over a search space and keep the best (Optuna).")
     @click.option("--corpus", "corpus_spec", metavar="NAME[:ARG]", help="What every trial trains on (as train's).")
     @encoding_option
     @click.option("--model", "model_spec", metavar="NAME[:KEY=VALUE,...]", help="The model of every trial, unless "
@@ -54,7 +55,7 @@ def register_commands(cli):
                        "study's runs only: it is marked with the study's identity).")
     @click.option("--jobs", type=click.IntRange(min=1), default=1, show_default=True,
                   help="Worker processes on this machine; the BLAS threads are split between them.")
-    @click.option("--threads", type=click.IntRange(min=1), help="BLAS threads of each worker.  [default: the "
+    @click.option("--threads", type=click.IntRange(min=1, max=MAX_THREADS), help="BLAS threads of each worker.  [default: the "
                                                                   "cores divided by --jobs]")
     @click.option("--pruner", type=click.Choice(PRUNERS), default="median", show_default=True,
                   help="Stops hopeless trials early, from each evaluation's validation loss.")

@@ -15,7 +15,7 @@ from charseq.cli.options import complete_names, json_option, threads_option
 from charseq.cli.output import drop_output, json_line, say
 from charseq.data.vocab import Vocabulary
 from charseq.decoding import generate as generation
-from charseq.decoding.settings import Decoding
+from charseq.decoding.settings import MAX_CHARACTERS, Decoding
 from charseq.decoding.steps import SamplerError
 from charseq.errors import CharseqError, UsageError
 from charseq.hooks.registry import get_registry, parse_spec
@@ -68,6 +68,9 @@ def generate(checkpoint_path, prime, length, stop, sampler_spec, temperature, re
       charseq generate novel.npz --prime "The " --sampler top-p:p=0.9 --temperature 0.8 --stop $'\\n\\n'
       charseq generate names.npz --num-samples 20 --new-only
     """
+    if as_json and length > MAX_CHARACTERS:  # --json holds a sample whole; printed, one streams for ever
+        raise UsageError(f"--length must be at most {MAX_CHARACTERS:,} with --json, which prints a sample whole; "
+                         f"got {length:,}")
     saved = load(checkpoint_path)
     asked = Decoding(sampler_spec, {}, temperature, length, num_samples, () if stop is None else (stop,),
                      repetition_penalty, repetition_window, skip_unknown)

@@ -229,7 +229,7 @@ def _svg_creator(data: bytes) -> str | None:
     return None if title is None else title.text
 
 
-@click.command()
+@click.command(short_help="Draw the loss curves of a --metrics file.")
 @click.argument("metrics_path", metavar="METRICS", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("-o", "--out", type=click.Path(dir_okay=False), default="loss.png", show_default=True,
               help="The picture to write (PNG, SVG or PDF by its suffix); one it drew before is replaced.")

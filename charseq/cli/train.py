@@ -19,7 +19,7 @@ from charseq.models.build import model_spec
 from charseq.runs.settings import format_duration
 
 
-@click.command()
+@click.command(short_help="Train a model on a corpus and save a checkpoint.")
 @click.option("--corpus", "corpus_spec", metavar="NAME[:ARG]", shell_complete=complete_names("corpus"),
               help="What to train on: alphabet, digits, text:PATH, lines:PATH (one item per line), or a plugin's "
                    "corpus.  [required unless --resume]")

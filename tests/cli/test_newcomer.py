@@ -374,3 +374,19 @@ def test_a_file_or_folder_given_as_a_corpus_is_answered_in_words_a_shell_takes(t
                          ("nl\nname.txt", "is a file: give it as text:PATH (running text) or lines:PATH")):
         refused = run_cli("train", "--corpus", spec, ok=False)
         assert refused.exit_code == 2 and refused.stderr.count("\n") == 1 and advice in refused.stderr, refused.stderr
+
+
+def test_json_holds_a_sample_whole_so_its_length_is_bounded_and_sweep_threads_too(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    run_cli("train", "--corpus", "alphabet", "--epochs", 1, "-q", "--sample-length", 0)
+    refused = run_cli("generate", "alphabet.npz", "--json", "--length", "1000000000", ok=False)
+    assert refused.exit_code == 2 and "--length must be at most 100,000,000 with --json" in refused.stderr
+    monkeypatch.setenv("COLUMNS", "60")
+    listed = run_cli("--help").stdout.split("Commands:\n", 1)[1]
+    assert "..." not in listed  # whole lines on a narrow terminal too
+    import pytest
+
+    pytest.importorskip("optuna")
+    refused = run_cli("sweep", "--corpus", "alphabet", "--param", "lr=log:0.5:8", "--threads", "10000", ok=False)
+    assert refused.exit_code == 2 and refused.stderr.count("\n") == 1 and "--threads" in refused.stderr
+    assert not (tmp_path / "charseq-sweeps.db").exists()  # refused before anything is made
