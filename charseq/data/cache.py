@@ -50,6 +50,7 @@ import numpy as np
 from charseq import trust
 from charseq.errors import CharseqWarning, SaveError, UsageError
 from charseq.files import atomic_write
+from charseq.data.cache_cap import cache_cap
 from charseq.data.vocab import Vocabulary
 
 ENTRY_FORMAT = 2  # 1: 0.3-0.5, unsealed (never trusted now: such an entry is encoded again)
@@ -64,10 +65,6 @@ SPOOL_FILE = "text"  # the one file in that folder
 LEFTOVER_NAME = re.compile(r"\.[0-9a-f]{64}(\.ids|\.json)?\.([0-9a-f]{24}\.)?[0-9a-f]{8}\.tmp|\.spool-.+\.tmp")
 _HASH_CHUNK = 1 << 22
 RECORD_LIMIT = 64 << 20  # a record lists the files a text came from: a directory of many; never more than this
-# The cap's default: a billion characters at a byte each (a text of up to 256 symbols), room for
-# a few large corpora and every small one, and small beside any disk charseq trains on.
-DEFAULT_CAP = 1 << 30
-CAP_VARIABLE = "CHARSEQ_CACHE_SIZE"
 LOCK_WAIT = 2.0  # seconds a reader waits for an eviction that holds an entry (it takes milliseconds)
 
 try:
@@ -113,40 +110,6 @@ def cache_location() -> tuple[Path, str]:
     warnings.warn(f"the cache directory {str(default)!r} cannot be used ({problem}); using {str(fallback)!r} "
                   "(set CHARSEQ_CACHE to choose)", CharseqWarning, stacklevel=3)
     return fallback, "fallback"
-
-
-# ASCII only (re.ASCII: no dotted I for an i, no Kelvin sign for a k), one space at most before the unit
-_SIZE = re.compile(r"(?P<whole>[0-9]*)(?:\.(?P<fraction>[0-9]*))? ?(?P<unit>(?:[kmgt]i?)?b?)", re.I | re.ASCII)
-_SIZE_DIGITS = 24  # a whole part of more digits than this (past a yottabyte) is no size of a disk
-
-
-def cache_cap() -> tuple[int | None, str | None]:
-    """The most bytes the cache's entries may take (None: no cap), and CHARSEQ_CACHE_SIZE as
-    it was given (None: unset, the default). A size is bytes, or a number with a unit: k, M,
-    G, T are powers of 1000 (as `charseq cache` prints sizes), Ki, Mi, Gi, Ti powers of 1024,
-    a B after either optional, one space before it allowed; it must come to whole bytes
-    (1.5G does, half a byte does not: it is no cap of 0). 0 keeps only the entry just
-    written, none sets no cap. Read in ASCII, exactly: the number as decimal digits, never a float."""
-    text = os.environ.get(CAP_VARIABLE, "").strip()
-    if not text:
-        return DEFAULT_CAP, None
-    if text.isascii() and text.lower() == "none":
-        return None, text
-    if not text.isascii() or (found := _SIZE.fullmatch(text)) is None or not (found["whole"] or found["fraction"]):
-        raise UsageError(f"{CAP_VARIABLE}={text!r} is not a size: give one such as 500MB or 2GiB, 0 to keep only the "
-                         "entry just written, or none for no cap")
-    whole, fraction = found["whole"].lstrip("0"), (found["fraction"] or "").rstrip("0")
-    if len(whole) > _SIZE_DIGITS:
-        raise UsageError(f"{CAP_VARIABLE}={text!r} is too large to be a size; none sets no cap")
-    unit = found["unit"].lower().removesuffix("b")
-    scale = (1024 if unit.endswith("i") else 1000) ** ("kmgt".index(unit[0]) + 1) if unit else 1
-    # whole.fraction times the unit, in integers; a fraction of over 40 digits (2**-40 has 40) is never whole bytes
-    size, rest = divmod(int(whole + fraction or "0") * scale, 10 ** len(fraction)) if len(fraction) <= 40 else (0, 1)
-    if rest:
-        raise UsageError(f"{CAP_VARIABLE}={text!r} is not a whole number of bytes: give bytes, or a size that comes to "
-                         "whole bytes (1.5G is 1,500,000,000), 0 to keep only the entry just written, or none for no "
-                         "cap")
-    return size, text
 
 
 def owned(info: os.stat_result) -> bool:
@@ -312,38 +275,32 @@ def hold(fd: int, wait: float = 0.0) -> bool:
     (a shared lock: it lives with the open file, which a mapping keeps); False when an
     eviction holds it (waited for up to `wait` seconds). Where the file system has no locks,
     nothing is held, and nothing can be evicted either (see hold_alone)."""
-    if fcntl is None:
-        return True
-    deadline = time.monotonic() + wait
-    while True:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-            return True
-        except BlockingIOError:
-            if time.monotonic() >= deadline:
-                return False
-            time.sleep(0.01)
-        except OSError:  # no locks here
-            return True
+    return _lock(fd, shared=True, wait=wait)
 
 
 def hold_alone(fd: int, wait: float = 0.0) -> bool:
     """Hold the file (or directory) open at `fd` alone, until `fd` is closed: an exclusive
     lock, which no one can have while another process holds it in use (waited for up to
     `wait` seconds); False when that cannot be had, or known (no locks)."""
+    return _lock(fd, shared=False, wait=wait)
+
+
+def _lock(fd: int, shared: bool, wait: float) -> bool:
+    """flock `fd`, trying until `wait` has passed. Without locks, a shared one counts as had
+    (a reader goes on) and an exclusive one as not (nothing is evicted)."""
     if fcntl is None:
-        return False
+        return shared
     deadline = time.monotonic() + wait
     while True:
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
             return True
         except BlockingIOError:
             if time.monotonic() >= deadline:
                 return False
             time.sleep(0.01)
         except OSError:  # no locks here
-            return False
+            return shared
 
 
 def still_at(path: Path, fd: int) -> bool:

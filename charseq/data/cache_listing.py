@@ -20,7 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from charseq.data.cache import (ENTRY_NAME, HEX, LEFTOVER_NAME, SPOOL_FILE, SPOOL_NAME, cache_cap, cache_location,
+from charseq.data.cache_cap import cache_cap
+from charseq.data.cache import (ENTRY_NAME, HEX, LEFTOVER_NAME, SPOOL_FILE, SPOOL_NAME, cache_location,
                                 file_identity, hold_alone, index_directory, indexed_key, is_leftover, load_json,
                                 open_regular, owned, read_record, remove_spool, sha256_of, still_at)
 

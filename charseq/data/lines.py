@@ -12,7 +12,7 @@ from pathlib import Path
 
 import warnings
 
-from charseq.data.cache import cache_cap
+from charseq.data.cache_cap import cache_cap
 from charseq.data.corpus import Corpus
 from charseq.errors import CharseqWarning, UsageError, setting
 from charseq.files import first_line

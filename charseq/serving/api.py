@@ -28,7 +28,8 @@ from charseq.decoding.settings import Decoding, DecodingError
 from charseq.errors import UsageError, Words, counted, spoken
 from charseq.hooks.options import format_options
 from charseq.hooks.registry import Registry, parse_spec
-from charseq.serving.engine import Job, Output, Scored
+from charseq.serving.engine import Job, Output
+from charseq.serving.logprobs import Scored
 from charseq.data.vocab import Vocabulary, show_characters
 
 DEFAULT_MAX_TOKENS = 256  # OpenAI's default is 16 tokens; a character is much less than a token

@@ -39,9 +39,7 @@ from charseq.decoding.settings import Decoding, Sampler
 from charseq.decoding.steps import RepetitionPenalty, SamplerError, StopScanner, checked_ids
 from charseq.models.base import Model
 from charseq.data.vocab import Vocabulary
-
-
-LOGPROB_FLOOR = -9999.0  # reported for a probability of 0, as vLLM does
+from charseq.serving.logprobs import Scored, log_softmax, scores
 
 
 class JobFailed(Exception):
@@ -53,17 +51,6 @@ class JobFailed(Exception):
         super().__init__(message)
         self.kind = kind
         self.status = self.STATUS[kind]
-
-
-@dataclass(frozen=True)
-class Scored:
-    """One character with the model's log-probabilities: its own (None for a text's first
-    character, which nothing before it predicts) and those of the likeliest characters
-    there, most likely first, the character itself among them (None with its own)."""
-
-    char: str
-    logprob: float | None
-    top: dict[str, float] | None
 
 
 @dataclass
@@ -466,8 +453,8 @@ class Engine:
         read the same prompt: the first one's are enough); at the prompt's end, pass the
         scores on, and end a job that is to make nothing. Whether it goes on to sample."""
         if job.fed < len(job.prompt_ids):
-            [scored] = self._scores(log_softmax(logits[job.rows[:1]]), job.prompt_ids[job.fed: job.fed + 1],
-                                    job.logprobs or 0)
+            [scored] = scores(log_softmax(logits[job.rows[:1]]), job.prompt_ids[job.fed: job.fed + 1], self.symbols,
+                              job.logprobs or 0)
             job.prompt_scored.append(scored)
             return False
         for j in range(job.n):
@@ -479,23 +466,6 @@ class Engine:
             job.output.notify()
             return False
         return True
-
-    def _scores(self, logprobs: np.ndarray, ids: np.ndarray, top: int) -> list[Scored]:
-        """Each row's id with its log-probability and the `top` likeliest of its row (R, V),
-        the id's own among them (as OpenAI's: up to top + 1)."""
-        logprobs = np.fmax(logprobs, LOGPROB_FLOOR)  # a probability of 0 (or a model's NaN): JSON has no -inf
-        rows = np.arange(len(ids))
-        chosen = logprobs[rows, ids].tolist()
-        best = np.argsort(-logprobs, axis=1, kind="stable")[:, :top]  # (R, top), most likely first
-        best_values = np.take_along_axis(logprobs, best, axis=1).tolist()
-        symbols = self.symbols
-        scored = []
-        for row, symbol in enumerate(ids.tolist()):
-            top_of = dict(zip(symbols[best[row]].tolist(), best_values[row]))
-            char = str(symbols[symbol])
-            top_of.setdefault(char, chosen[row])
-            scored.append(Scored(char, chosen[row], top_of))
-        return scored
 
     def _sampled(self, group: _Group, jobs: list[Job], logits: np.ndarray, sampler: Sampler,
                  rng: np.random.Generator) -> None:
@@ -523,7 +493,7 @@ class Engine:
         for job, job_logprobs in zip(jobs, logprobs):
             job_ids = ids[start: start + job.n]
             self._emit(group, job, job_ids,
-                       None if job_logprobs is None else self._scores(job_logprobs, job_ids, job.logprobs or 0))
+                       None if job_logprobs is None else scores(job_logprobs, job_ids, self.symbols, job.logprobs or 0))
             start += job.n
             job.output.notify()
 
@@ -558,12 +528,6 @@ class Engine:
                 job.live[j] = False
                 job.open -= 1
                 output.finish(job.first_index + j, "stop" if scanner.done else "length")
-
-
-def log_softmax(logits: np.ndarray) -> np.ndarray:
-    """The log-probabilities (R, V) of logits (R, V), each row's summing (as probabilities) to 1."""
-    shifted = logits - logits.max(axis=1, keepdims=True)
-    return shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
 
 
 def _power_of_two(n: int) -> int:
