@@ -30,7 +30,7 @@ from starlette.routing import Route
 
 from charseq.serving.api import (BadRequest, CompletionRequest, Limits, ServedModel, chunk_body, completion_body,
                                  error_body, logprobs_body, read_request, usage)
-from charseq.serving.engine import Engine, JobFailed, describe
+from charseq.serving.engine import Engine, Gathered, JobFailed, describe
 
 MAX_BODY_BYTES = 1 << 20
 MAX_BODY_TOTAL_BYTES = 32 << 20  # the bodies of all requests being received at once
@@ -134,21 +134,14 @@ async def _complete(request: Request, service: Service) -> Response:
     if completion.stream:
         return StreamingResponse(_events(completion, ready, service.served.id), media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
-    texts = [""] * completion.choices
-    reasons = ["length"] * completion.choices
-    scored: list[list[Any]] = [[] for _ in range(completion.choices)]
+    gathered = Gathered(completion.choices)
     try:
         async for taken in _taken(completion, ready, request):
-            for index, text in taken.texts.items():
-                texts[index] += text
-            for index, reason in taken.finished.items():
-                reasons[index] = reason
-            for index, each in taken.scored.items():
-                scored[index] += each
+            gathered.add(taken)
     except JobFailed as exc:
         return _error(BadRequest(str(exc), None, exc.status))
-    return _json(completion_body(completion, texts, reasons, service.served.id,
-                                 None if completion.logprobs is None else scored))
+    return _json(completion_body(completion, gathered.texts, gathered.reasons, service.served.id,
+                                 None if completion.logprobs is None else gathered.scored))
 
 
 async def _chat(request: Request) -> Response:

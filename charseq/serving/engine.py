@@ -66,6 +66,28 @@ class Taken:
     scored: dict[int, list[Scored]] = field(default_factory=dict)
 
 
+class Gathered:
+    """What an Output gave, gathered whole, for a caller that answers at the end: each
+    choice's text, why it ended, and its characters' log-probabilities (for a job that asks)."""
+
+    def __init__(self, choices: int):
+        self._parts: list[list[str]] = [[] for _ in range(choices)]
+        self.reasons = ["length"] * choices
+        self.scored: list[list[Scored]] = [[] for _ in range(choices)]
+
+    def add(self, taken: Taken) -> None:
+        for index, text in taken.texts.items():
+            self._parts[index].append(text)
+        for index, reason in taken.finished.items():
+            self.reasons[index] = reason
+        for index, each in taken.scored.items():
+            self.scored[index] += each
+
+    @property
+    def texts(self) -> list[str]:
+        return ["".join(parts) for parts in self._parts]
+
+
 class Output:
     """The text of one request's choices, handed from the engine's thread to its reader.
 
@@ -544,19 +566,15 @@ class Completion:
 
 def collect(output: Output, choices: int, timeout: float | None = None) -> list[Completion]:
     """Wait in this thread for every choice of `output`; JobFailed if the request failed."""
-    texts: list[list[str]] = [[] for _ in range(choices)]
-    reasons: list[str] = ["" for _ in range(choices)]
+    gathered = Gathered(choices)
     deadline = None if timeout is None else time.monotonic() + timeout
     while True:
         taken = output.take()
-        for index, text in taken.texts.items():
-            texts[index].append(text)
-        for index, reason in taken.finished.items():
-            reasons[index] = reason
+        gathered.add(taken)
         if taken.error is not None:
             raise taken.error
         if taken.done:
-            return [Completion("".join(parts), reason) for parts, reason in zip(texts, reasons)]
+            return [Completion(text, reason) for text, reason in zip(gathered.texts, gathered.reasons)]
         left = None if deadline is None else deadline - time.monotonic()
         if left is not None and left <= 0:
             raise JobFailed("timeout", "no answer in time")

@@ -12,7 +12,7 @@ import pytest
 
 from charseq.serving import engine as engine_module
 from charseq.serving.api import completion_body
-from charseq.serving.engine import Engine
+from charseq.serving.engine import Engine, Gathered
 from serving_support import VOCAB, random_model, request
 
 ID = {char: i for i, char in enumerate(VOCAB.symbols)}.__getitem__
@@ -33,20 +33,15 @@ def model_logprobs(model, text: str) -> np.ndarray:
 
 def answer(engine: Engine, r) -> dict:
     """Drive the engine until the request is done; its response body, as the server sends it."""
-    texts, reasons = [""] * r.choices, ["length"] * r.choices
-    scored: list[list] = [[] for _ in range(r.choices)]
+    gathered = Gathered(r.choices)
     for _ in range(100_000):
         taken = r.output.take()
         if taken.error is not None:
             raise taken.error
-        for index, text in taken.texts.items():
-            texts[index] += text
-        for index, reason in taken.finished.items():
-            reasons[index] = reason
-        for index, each in taken.scored.items():
-            scored[index] += each
+        gathered.add(taken)
         if taken.done:
-            return completion_body(r, texts, reasons, "m", None if r.logprobs is None else scored)
+            return completion_body(r, gathered.texts, gathered.reasons, "m",
+                                   None if r.logprobs is None else gathered.scored)
         engine.advance()
     raise AssertionError("the engine did not finish")
 
