@@ -2,6 +2,7 @@
 
     python benchmarks/speed.py                # 1 and 2 BLAS threads, every model and config
     python benchmarks/speed.py --threads 2 --models gru,lstm --quick
+    python benchmarks/speed.py --shapes 128x32x64,256x64x64 --no-generate --no-alphabet
 
 Figures are best-of-rounds, with charseq and PyTorch measured alternately in each round so
 that machine noise hits both alike; compare ratios, not absolute numbers. PyTorch's side
@@ -128,9 +129,10 @@ def matmul_rate(B: int, H: int, G: int, min_seconds: float) -> float:
     return best_rate(run, reps * 2 * B * H * G * H, min_seconds)
 
 
-def bench_training(kind: str, threads: int, min_seconds: float, rounds: int) -> list[Row]:
+def bench_training(kind: str, threads: int, min_seconds: float, rounds: int,
+                   shapes: list[tuple[int, int, int]]) -> list[Row]:
     rows = []
-    for H, B, T in TRAIN_CONFIGS:
+    for H, B, T in shapes:
         trainer, x, y = charseq_trainer(kind, H, B, T)
         ours, theirs = 0.0, 0.0
         step = torch_step(kind, H, B, T) if torch else None
@@ -235,7 +237,12 @@ def main() -> None:
     parser.add_argument("--models", default="rnn,gru,lstm", help="comma-separated bundled models")
     parser.add_argument("--no-alphabet", action="store_true", help="skip the end-to-end alphabet task")
     parser.add_argument("--quick", action="store_true", help="shorter timing windows (noisier)")
+    parser.add_argument("--shapes", help="comma-separated training shapes HxBxT (default: all five)")
+    parser.add_argument("--no-generate", action="store_true", help="skip the generation rows")
     args = parser.parse_args()
+    shapes = TRAIN_CONFIGS
+    if args.shapes:
+        shapes = [tuple(int(n) for n in shape.split("x")) for shape in args.shapes.split(",")]  # type: ignore[misc]
     min_seconds, rounds = (0.2, 2) if args.quick else (0.5, 3)
     print(f"{time.strftime('%Y-%m-%d')}, {cpu_name()}, {os.cpu_count()} cores, numpy {np.__version__}, "
           f"torch {torch.__version__ if torch else 'not installed'}", flush=True)
@@ -246,8 +253,9 @@ def main() -> None:
             torch.set_num_threads(threads)
         with threadpool_limits(threads):
             for kind in args.models.split(","):
-                rows += bench_training(kind, threads, min_seconds, rounds)
-                rows += bench_generation(kind, threads, min_seconds, rounds)
+                rows += bench_training(kind, threads, min_seconds, rounds, shapes)
+                if not args.no_generate:
+                    rows += bench_generation(kind, threads, min_seconds, rounds)
         if not args.no_alphabet:
             notes += [f"{threads} thread(s): {line}" for line in bench_alphabet_end_to_end(threads)]
     print()

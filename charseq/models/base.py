@@ -206,7 +206,7 @@ class Head:
         self.vocab_ones = np.ones(V, dtype=dtype)
         self.rows = np.arange(T * B)
         self.ones = np.ones(T * B, dtype=dtype)
-        self.dstates = np.empty((T, B, H), dtype=dtype)  # the gradient reaching the states below
+        self.dstates = np.empty((T, B, H), dtype=dtype)  # the gradient reaching the states below, as rows or columns
         self.dropout = Dropout()
 
     def loss(self, states: np.ndarray, V: np.ndarray, c: np.ndarray, ys: np.ndarray) -> float:
@@ -234,16 +234,26 @@ class Head:
         probs /= self.row_sum[:, None]
         return loss
 
-    def backward(self, states: np.ndarray, V: np.ndarray, ys: np.ndarray, dV: np.ndarray, dc: np.ndarray) -> np.ndarray:
-        """Gradients of V and c, and the gradient reaching `states` (T*B, H) (before dropout)."""
+    def backward(self, states: np.ndarray, V: np.ndarray, ys: np.ndarray, dV: np.ndarray, dc: np.ndarray,
+                 out: np.ndarray, mask: np.ndarray | None = None) -> None:
+        """Gradients of V and c, and into `out`, (T, H, B), the gradient reaching the states as
+        columns, the layout the recurrent layers' backward passes read. `mask`: the dropout
+        mask (T*B, H) the states were multiplied by, whose gradient is taken too."""
         dlogits = self.probs  # of mean softmax cross-entropy: (p - onehot(y)) / (T*B)
         dlogits[self.rows, ys] -= 1.0
         dlogits *= 1.0 / len(dlogits)
         np.dot(dlogits.T, states, out=dV)  # (V, H)
         np.dot(self.ones, dlogits, out=dc)  # column sums as a gemv: faster than np.sum
-        dstates = self.dstates.reshape(len(dlogits), -1)
-        np.dot(dlogits, V, out=dstates)
-        return dstates
+        T, H, B = out.shape
+        if mask is None:  # the transposed product, (H, T*B), then a copy of (B,) blocks
+            columns = self.dstates.reshape(H, T * B)
+            np.dot(V.T, dlogits.T, out=columns)
+            np.copyto(out, columns.reshape(H, T, B).transpose(1, 0, 2))
+            return
+        rows = self.dstates.reshape(T * B, H)
+        np.dot(dlogits, V, out=rows)
+        rows *= mask
+        np.copyto(out, rows.reshape(T, B, H).transpose(0, 2, 1))
 
 
 class Dropout:

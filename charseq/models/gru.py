@@ -34,6 +34,7 @@ class GRU(Recurrent):
     name = "gru"
     GATES = 3
     HIDDEN_BIAS = True
+    SHARED_GATES = 2  # r and z: the input and recurrent terms are added
     # ONNX's GRU takes its gates as z, r, h (this cell's 1, 0, 2); linear_before_reset=1 is
     # PyTorch's reset gate, applied to W_hn h_{t-1} + b_hn (ONNX's Rh and Rbh).
     ONNX_OP = "GRU"
@@ -43,6 +44,18 @@ class GRU(Recurrent):
     def _sigmoid_columns(self) -> slice:
         return slice(0, 2 * self.hidden_size)  # r and z
 
+    def _weights(self, lw: Any, layer: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
+        """As every cell's, with b_hr and b_hz folded into the input term (r and z add the two
+        terms), so that a step adds b_hn alone: the recurrent bias returned is b_hn's rows."""
+        ih, b_ih, hh, b_hh = super()._weights(lw, layer)
+        assert b_hh is not None  # the GRU has a recurrent bias
+        rz = slice(0, 2 * self.hidden_size)
+        if layer == 0:
+            ih[:, rz] += lw.b_hh[rz]  # layer 0's gather table holds its input bias
+        else:
+            b_ih[rz] += b_hh[rz]
+        return ih, b_ih, hh, b_hh[rz.stop :]
+
     def _layer_buffers(self, B: int, T: int, first: bool) -> Any:
         H = self.hidden_size
         return LayerBuffers(self, B, T, first, HG=(T, 3 * H, B), K=(T, 3 * H, B), Kn=(T, H, B), DH=(T, H, B))
@@ -51,7 +64,7 @@ class GRU(Recurrent):
         H = self.hidden_size
         xg, hg, h, out = lw.XG[t], lw.HG[t], lw.H[t], lw.H[t + 1]
         np.dot(hh, h, out=hg)  # (3H, B): every gate's recurrent term in one matmul
-        hg += b_hh
+        hg[2 * H :] += b_hh  # b_hn (b_hr and b_hz are in the input term: see _weights)
         rz = xg[: 2 * H]  # (halved: see charseq.models.recurrent)
         rz += hg[: 2 * H]
         np.tanh(rz, out=rz)
@@ -79,12 +92,11 @@ class GRU(Recurrent):
         np.subtract(1.0, Z, out=scratch)
         Kn *= scratch  # (1 - z)(1 - n^2): dh -> d(n's pre-activation)
         Kr, Kz, Knr = K[:, :H], K[:, H : 2 * H], K[:, 2 * H :]
+        np.multiply(scratch, Z, out=Kz)
         np.subtract(1.0, R, out=Kr)
         Kr *= R
         Kr *= HN
         Kr *= Kn  # dh -> d(r's pre-activation)
-        np.subtract(1.0, Z, out=Kz)
-        Kz *= Z
         np.subtract(previous, N, out=scratch)
         Kz *= scratch  # dh -> d(z's pre-activation)
         np.multiply(Kn, R, out=Knr)  # dh -> d(W_hn h_{t-1} + b_hn)
@@ -100,7 +112,6 @@ class GRU(Recurrent):
                 np.multiply(DH[t], Z[t], out=lw.tmp)
                 dh += lw.tmp
         lw.dhh = dHG
-        dX = lw.XG  # the gates are spent: their buffer takes the input terms' gradient
-        dX[:, : 2 * H] = dHG[:, : 2 * H]
-        np.multiply(DH, Kn, out=dX[:, 2 * H :])
-        return dX
+        dXn = lw.XG[:, 2 * H :]  # n is spent: its buffer takes its input term's gradient
+        np.multiply(DH, Kn, out=dXn)
+        return dXn  # r's and z's are dHG's (SHARED_GATES)

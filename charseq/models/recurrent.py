@@ -12,6 +12,11 @@ calls on a slice of every row run at half speed), and W h is the faster matmul
 Sigmoid gates are computed as sigmoid(a) = 0.5 + 0.5 tanh(a / 2) with the 1/2 folded
 into the gates' weights before the loop, so one tanh call serves every gate of a step.
 
+Going back, a step's gradients are written as its forward terms were, (G*H, B) blocks, and
+then copied gate-major, (G*H, T, B): rows of B contiguous values, a copy twice as fast as
+a transpose, after which each weight's gradient is one matmul against rows (T*B, H) and
+each bias's one gemv.
+
 With ``layers`` > 1 and dropout p, each layer's input from the layer below and the top
 layer's output are dropped with probability p (char-rnn's, and Zaremba et al.'s,
 dropout on the non-recurrent connections only). Time is the first axis; a workspace of
@@ -46,6 +51,9 @@ class Recurrent:
     GATES = 1
     STATES = 1  # arrays of (B, H) a layer carries: 1 (h), or 2 for the LSTM's (h, c)
     HIDDEN_BIAS = False  # a second bias on the recurrent term (where the GRU's reset gate applies)
+    # Leading gate blocks whose input and recurrent terms' gradients are the same (the GRU's
+    # r and z, where the two terms are simply added): the backward pass copies them across.
+    SHARED_GATES = 0
     # The ONNX operator whose equations the cell's are, where its gate blocks go (position i
     # holds this cell's gate ONNX_GATES[i]) and its attributes: see charseq.export.onnx.
     ONNX_OP = "RNN"
@@ -105,7 +113,8 @@ class Recurrent:
     def _backward_layer(self, lw: Any, layer: int, dout: np.ndarray,
                         grads: MutableMapping[str, np.ndarray]) -> np.ndarray:
         """From the gradient reaching the layer's outputs (T, H, B): the gradient of the input
-        terms, (T, G*H, B), and of the recurrent terms where it differs (lw.dhh)."""
+        terms, (T, G*H, B) (past the SHARED_GATES blocks), and of the recurrent terms where
+        it differs (lw.dhh, (T, G*H, B))."""
         raise NotImplementedError
 
     # -- the contract ---------------------------------------------------------------------
@@ -152,7 +161,7 @@ class Recurrent:
         """Bytes of one (B, T) workspace, roughly (the parameters not included)."""
         T, B, H, V, G = seq_len, batch_size, self.hidden_size, self.vocab_size, self.GATES
         per_layer = T * B * (3 * G * H + 5 * H)  # input terms, gates, their products and gradients; states
-        shared = T * B * (G * H + 3 * H)  # rows for the weight gradients, the output layer's inputs
+        shared = T * B * ((2 if self.HIDDEN_BIAS else 1) * G * H + 3 * H)  # the terms' gradients; rows
         head = T * B * (V + 2 * H) + (T * B * V if V <= 256 else 0)
         return self.dtype.itemsize * (self.layers * per_layer + shared + head) + 8 * T * B
 
@@ -194,6 +203,8 @@ class Recurrent:
         H, GH = self.hidden_size, self.GATES * self.hidden_size
         if state is not None and np.shape(state) != self.state_shape(B):
             raise ValueError(f"state has shape {np.shape(state)}; this model carries {self.state_shape(B)}")
+        if x.size and (x.min() < 0 or x.max() >= self.vocab_size):
+            raise ValueError(f"ids must be in [0, {self.vocab_size}), got {x.min()}..{x.max()}")
         ws = self._workspace(B, T)
         p = self.params
         for layer, lw in enumerate(ws.layers):
@@ -206,7 +217,7 @@ class Recurrent:
                 table = lw.ih_cols
                 np.copyto(table, ih.T)  # (G*H, V)
                 for t, ids in enumerate(x.T):
-                    table.take(ids, axis=1, out=XG[t])
+                    table.take(ids, axis=1, out=XG[t], mode="clip")  # checked above; 25 % faster
             else:
                 below = ws.layers[layer - 1].H[1:]
                 if dropout:
@@ -279,38 +290,45 @@ class Recurrent:
     def _backward(self, x: np.ndarray, y: np.ndarray, grads: MutableMapping[str, np.ndarray],
                   dropped: bool = False) -> None:
         B, T = x.shape
-        H = self.hidden_size
+        H, GH = self.hidden_size, self.GATES * self.hidden_size
         ws = self._workspace(B, T)
         p = self.params
         # With dropout the forward pass made the masks and the dropped states.
         top = cast(np.ndarray, ws.head.dropout.dropped) if dropped else ws.top.reshape(T * B, H)
-        dtop = ws.head.backward(top, p["V"], y.T.reshape(-1), grads["V"], grads["c"])  # (T*B, H)
-        if dropped:
-            dtop *= ws.head.dropout.mask
         dout = ws.dout  # (T, H, B): the gradient reaching a layer's outputs
-        np.copyto(dout, dtop.reshape(T, B, H).transpose(0, 2, 1))
-        # The weights' gradients are sums over every (t, b) of products of columns: laid out
-        # as rows, (T*B, G*H) and (T*B, H), each is one matmul and a bias one gemv.
-        rows, previous, ones = ws.rows.reshape(T * B, -1), ws.previous.reshape(T * B, H), ws.head.ones
+        ws.head.backward(top, p["V"], y.T.reshape(-1), grads["V"], grads["c"], out=dout,
+                         mask=ws.head.dropout.mask if dropped else None)
+        # The gradients of a layer's terms come gate-major, (G*H, T, B), so that each weight's
+        # gradient, a sum over every (t, b) of products of columns, is one matmul against the
+        # layer's states (or inputs) as rows, (T*B, H), and each bias's one gemv.
+        previous, ones = ws.previous.reshape(T * B, H), ws.head.ones
         for layer in range(self.layers - 1, -1, -1):
             names, lw = self.roles[layer], ws.layers[layer]
-            dx = self._backward_layer(lw, layer, dout, grads)  # (T, G*H, B)
+            # Each step's terms are contiguous, (T, G*H, B); gate-major, they are G*H blocks
+            # of T contiguous (B,) rows: a copy of 256-byte blocks, twice as fast as a transpose.
+            terms = self._backward_layer(lw, layer, dout, grads)
+            shared = self.SHARED_GATES * H
+            dx, dhh = ws.dx.reshape(GH, T * B), ws.dx.reshape(GH, T * B)
+            if ws.dhh is not None:  # a cell with a recurrent bias has the recurrent terms' own
+                assert lw.dhh is not None  # such a cell's _backward_layer sets it
+                np.copyto(ws.dhh, lw.dhh.transpose(1, 0, 2))
+                ws.dx[:shared] = ws.dhh[:shared]
+                dhh = ws.dhh.reshape(GH, T * B)
+            np.copyto(ws.dx[shared:], terms.transpose(1, 0, 2))
             np.copyto(ws.previous, lw.H[:-1].transpose(0, 2, 1))
-            if lw.dhh is not None:  # the recurrent terms' gradient, where it is not the input terms'
-                np.copyto(ws.rows, lw.dhh.transpose(0, 2, 1))
-                np.dot(rows.T, previous, out=grads[names["hh"]])
-                np.dot(ones, rows, out=grads[names["b_hh"]])
-            np.copyto(ws.rows, dx.transpose(0, 2, 1))
-            if lw.dhh is None:
-                np.dot(rows.T, previous, out=grads[names["hh"]])  # sum of dA_t h_{t-1}^T
-            np.dot(ones, rows, out=grads[names["b_ih"]])
+            np.dot(dhh, previous, out=grads[names["hh"]])  # sum of dA_t h_{t-1}^T
+            if ws.dhh is not None:
+                np.dot(dhh, ones, out=grads[names["b_hh"]])
+            np.dot(dx, ones, out=grads[names["b_ih"]])
             if layer == 0:
-                ws.scatter(x.T.reshape(-1), rows, out=grads[names["ih"]].T)  # (V, G*H)
+                ws.scatter(x.T.reshape(-1), dx.T, out=grads[names["ih"]].T)  # (V, G*H)
                 continue
             below = cast(np.ndarray, ws.drops[layer].dropped) if dropped else ws.layers[layer - 1].H[1:]
             np.copyto(ws.previous, below.transpose(0, 2, 1))
-            np.dot(rows.T, previous, out=grads[names["ih"]])  # (G*H, H)
-            np.matmul(p[names["ih"]].T, dx, out=dout)  # what the layer below's outputs cost
+            np.dot(dx, previous, out=grads[names["ih"]])  # (G*H, H)
+            columns = ws.previous.reshape(H, T * B)  # spent: it takes what the layer below's outputs cost
+            np.dot(p[names["ih"]].T, dx, out=columns)
+            np.copyto(dout, columns.reshape(H, T, B).transpose(1, 0, 2))
             if dropped:
                 dout *= ws.drops[layer].mask
 
@@ -329,7 +347,9 @@ class _Workspace:
     def __init__(self, model: Recurrent, B: int, T: int):
         H, GH, dtype = model.hidden_size, model.GATES * model.hidden_size, model.dtype
         self.layers = [model._layer_buffers(B, T, layer == 0) for layer in range(model.layers)]
-        self.rows = np.empty((T, B, GH), dtype=dtype)  # layer 0's input terms, and gradients, as rows
+        self.rows = np.empty((T, B, GH), dtype=dtype)  # layer 0's input terms as rows, going forward
+        self.dx = self.rows.reshape(GH, T, B)  # going back, a layer's input terms' gradient, gate-major
+        self.dhh = np.empty((GH, T, B), dtype=dtype) if model.HIDDEN_BIAS else None  # its recurrent terms'
         self.top = np.empty((T, B, H), dtype=dtype)  # the top layer's states as rows
         self.dout = np.empty((T, H, B), dtype=dtype)
         self.previous = np.empty((T, B, H), dtype=dtype)  # a layer's states (or inputs) as rows

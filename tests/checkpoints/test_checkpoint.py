@@ -375,7 +375,18 @@ def test_a_checkpoint_from_charseq_0_2_still_generates_and_evaluates():
     assert json.loads(run_cli("eval", old, "--corpus", "alphabet", "--json").output)["loss"] < 0.01
 
 
-def test_a_run_from_charseq_0_2_resumes_exactly(tmp_path):
+def _same_run(resumed, today):
+    """The run an earlier release began, resumed today, ends where the same run started today
+    ends, to float32 rounding: the step count, data, schedule and optimizer state carry over
+    exactly, but the earlier release's first steps rounded as its arithmetic did (0.7 sums
+    some gradients in another order), and three epochs of training carry the last bits up
+    to about 3e-5 of a weight matrix's norm here; a run trained differently misses by far more."""
+    for name, value in today.model.params.items():
+        error = np.linalg.norm(resumed.model.params[name] - value) / np.linalg.norm(value)
+        assert error < 1e-3, f"{name}: relative difference {error:.1e}"
+
+
+def test_a_run_from_charseq_0_2_resumes_where_todays_run_ends(tmp_path):
     """tests/fixtures/play-0.2.0.npz is a 0.2.0 run on play.txt interrupted part way through its
     first epoch (its carried state one layer's (B, H)). It was sealed by another key, so it
     resumes as a file from elsewhere, and ends where a run started today ends."""
@@ -390,8 +401,7 @@ def test_a_run_from_charseq_0_2_resumes_exactly(tmp_path):
             "--seq-len", 8, "--batch-size", 4, "--epochs", 3, "--out", tmp_path / "today.npz", "-q", "--sample-length", 0)
     resumed, today = charseq.load(tmp_path / "resumed.npz"), charseq.load(tmp_path / "today.npz")
     assert resumed.training["step"] == today.training["step"] and resumed.format_version == checkpoint.FORMAT_VERSION
-    for name in today.model.params:
-        assert np.array_equal(resumed.model.params[name], today.model.params[name]), name
+    _same_run(resumed, today)
     assert copy.read_bytes() == (DATA / "play-0.2.0.npz").read_bytes()
 
 
@@ -408,7 +418,7 @@ def test_a_checkpoint_from_charseq_0_3_still_generates_and_evaluates():
     assert json.loads(run_cli("eval", old, "--corpus", "alphabet", "--json").output)["loss"] < 0.01
 
 
-def test_a_run_from_charseq_0_3_resumes_exactly(tmp_path):
+def test_a_run_from_charseq_0_3_resumes_where_todays_run_ends(tmp_path):
     """tests/fixtures/play-0.3.0.npz is a 0.3.0 run of two GRU layers on play.txt, interrupted at
     step 7 of its first epoch; resumed today it ends where the same run started today ends."""
     copy = tmp_path / "old.npz"
@@ -419,8 +429,7 @@ def test_a_run_from_charseq_0_3_resumes_exactly(tmp_path):
             "--epochs", 3, "--out", tmp_path / "today.npz", "-q", "--sample-length", 0)
     resumed, today = charseq.load(tmp_path / "resumed.npz"), charseq.load(tmp_path / "today.npz")
     assert resumed.training["step"] == today.training["step"] and resumed.format_version == 5
-    for name in today.model.params:
-        assert np.array_equal(resumed.model.params[name], today.model.params[name]), name
+    _same_run(resumed, today)
     assert copy.read_bytes() == (DATA / "play-0.3.0.npz").read_bytes()
 
 

@@ -186,3 +186,39 @@ def test_dropout_needs_an_rng_and_a_rate_below_one():
 
 def test_options_from_python_may_be_numpy_integers():
     assert charseq.get_model("gru", 5, 4, layers=np.int64(2)).options() == {"layers": 2}
+
+
+@pytest.mark.parametrize("name", list(CLASSES))
+def test_both_ways_of_gathering_layer_0s_input_agree(name, monkeypatch):
+    """Past a size layer 0 gathers its input step by step (unchecked, for speed): the same
+    loss, state and gradients as the one gather of rows, in float64."""
+    import charseq.models.recurrent as recurrent
+
+    model = _model(name, 2)
+    x, y, state = _batch(model, B=4, T=6)
+    results = []
+    for threshold in (10**9, 0):  # rows always, then step by step always
+        monkeypatch.setattr(recurrent, "_GATHER_BY_STEP", threshold)
+        model._workspaces.clear()
+        loss, grads, last = model.loss_and_grads(x, y, state, dropout=0.2, rng=np.random.default_rng(3))
+        results.append((loss, {k: v.copy() for k, v in grads.items()}, last))
+    (loss0, grads0, last0), (loss1, grads1, last1) = results
+    assert loss0 == pytest.approx(loss1, rel=1e-12)
+    np.testing.assert_allclose(last0, last1, rtol=1e-12)
+    for param in grads0:
+        np.testing.assert_allclose(grads0[param], grads1[param], rtol=1e-10, atol=1e-14, err_msg=param)
+
+
+@pytest.mark.parametrize("threshold", [10**9, 0])
+@pytest.mark.parametrize("bad", [7, -1])
+def test_an_id_outside_the_vocabulary_is_refused_on_either_path(threshold, bad, monkeypatch):
+    import charseq.models.recurrent as recurrent
+
+    monkeypatch.setattr(recurrent, "_GATHER_BY_STEP", threshold)
+    model = _model("gru", 1)  # V = 7
+    x, y, _ = _batch(model)
+    x[1, 2] = bad
+    with pytest.raises(ValueError, match=r"ids must be in \[0, 7\)"):
+        model.loss_and_grads(x, y)
+    with pytest.raises(ValueError, match=r"ids must be in \[0, 7\)"):
+        model.loss(x, y)
