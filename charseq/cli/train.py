@@ -68,8 +68,8 @@ def train(corpus_spec, encoding, exact_text, model_spec, resume_path, out, force
     """Train a model on a corpus and save a checkpoint.
 
     Settings left out come from the corpus's suggestions (see the README), then from the
-    text defaults: two layers of 256 GRUs, T=64, B=64, Adam at 4e-3 (the input weights'
-    steps 80 times larger) with a cosine schedule over 5 epochs, dropout 0.1, gradient norm
+    text defaults: two layers of 320 GRUs, T=96, B=32, Adam at 4e-3 (the input weights'
+    steps 15 times larger) with a cosine schedule over 5 epochs, dropout 0.12, gradient norm
     clipped at 5. With --time-limit, the schedule runs over the time instead, and the epochs
     are as many as fit unless --epochs is given (then whichever ends first).
 

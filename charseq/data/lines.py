@@ -83,10 +83,9 @@ def load_lines_corpus(name: str, files: list[Path], encoding: str = "utf-8", ski
     return Corpus.from_items(name, items, END, files=tuple(str(f.resolve()) for f in files), defaults=LINES_DEFAULTS)
 
 
-# Suggested for short items, measured on makemore's names.txt (see the README): two layers of
-# 192 GRUs for 11 epochs fit in two minutes on two cores. Of H=128/192/256, one layer or two,
-# GRU or LSTM, dropout 0.05-0.2, lr 2e-3 to 6e-3 and input-lr-scale 20 or 80 in that budget,
-# this ended lowest (1.902 and 1.907 for seeds 0 and 1); the other settings are the text
-# defaults.
-LINES_DEFAULTS: dict[str, object] = {"model": "gru:layers=2", "hidden_size": 192, "batch_size": 64, "lr": 3e-3,
-                                     "input_lr_scale": 20.0, "epochs": 11}
+# Suggested for short items, chosen by charseq's own sweep of two-minute runs on makemore's
+# names.txt (docs/explanation/defaults.md; benchmarks/sweeps/names-2m.txt): two layers of 256
+# GRUs, small batches, strong dropout, the input weights' steps only 5.4 times the rest's;
+# 9 epochs took 1m35s on a 2-core AMD EPYC, to 1.894 nats/char. The rest are the text defaults.
+LINES_DEFAULTS: dict[str, object] = {"model": "gru:layers=2", "hidden_size": 256, "batch_size": 32, "lr": 2.3e-3,
+                                     "dropout": 0.23, "input_lr_scale": 5.4, "warmup": 100, "epochs": 9}

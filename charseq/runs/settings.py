@@ -73,11 +73,12 @@ def _setting(default: Any, help: str, metavar: str | None = None, choices: tuple
 class TrainConfig:
     """Every training setting, with defaults for text; a corpus may suggest its own."""
 
-    # Chosen by measurement on tiny-shakespeare with DEFAULT_MODEL (see the README): 5
-    # epochs take about five minutes on a 2-core machine.
-    hidden_size: int = _setting(256, "Hidden units H (of each layer).")
-    seq_len: int = _setting(64, "Characters per training window T.")
-    batch_size: int = _setting(64, "Windows (text: parallel streams) per step B.")
+    # Chosen by charseq's own sweep of five-minute runs on tiny-shakespeare with DEFAULT_MODEL
+    # (docs/explanation/defaults.md; benchmarks/sweeps/text-5m.txt): 5 epochs took 4m52s on
+    # a 2-core AMD EPYC, to 1.481 nats/char.
+    hidden_size: int = _setting(320, "Hidden units H (of each layer).")
+    seq_len: int = _setting(96, "Characters per training window T.")
+    batch_size: int = _setting(32, "Windows (text: parallel streams) per step B.")
     epochs: int = _setting(5, "Passes over the training text (0: as many as the time limit allows; with a "
                               "time limit, the default).")
     # A budget of training time, planned as a number of steps once the run has measured its
@@ -91,12 +92,12 @@ class TrainConfig:
     lr: float = _setting(4e-3, "Learning rate.")
     # With Adam every weight moves by about lr a step, but a one-hot input has a fan-in of
     # one, so U's entries are ~sqrt(H) times W's and lr barely moves them; muP gives input
-    # weights a rate independent of the width for this reason. On tiny-shakespeare 80 ends
-    # 0.09 nats lower than 1 (the README has the runs).
-    input_lr_scale: float = _setting(80.0, "Steps of the input weights U, as a multiple of the rest's.")
+    # weights a rate independent of the width for this reason. On tiny-shakespeare 80 ended
+    # 0.09 nats lower than 1 for the vanilla RNN; the sweep of two GRU layers chose 15.
+    input_lr_scale: float = _setting(15.0, "Steps of the input weights U, as a multiple of the rest's.")
     # Without it the vanilla RNN overfits by epoch 7 on tiny-shakespeare.
-    dropout: float = _setting(0.1, "Drop each unit on its way to the next layer or the output with this "
-                                   "probability.")
+    dropout: float = _setting(0.12, "Drop each unit on its way to the next layer or the output with this "
+                                    "probability.")
     clip: float = _setting(0.0, "Clip each gradient element to +-CLIP (0: off).")
     clip_norm: float = _setting(5.0, "Scale the gradient down to this global norm (0: off).")
     warmup: int = _setting(0, "Raise the learning rate linearly over the first STEPS steps.", metavar="STEPS")

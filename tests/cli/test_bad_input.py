@@ -35,7 +35,7 @@ CASES = [
     ("missing file", "train --corpus text:nope.txt", USAGE, "'nope.txt' does not exist"),
     ("directory without files", "train --corpus text:empty-dir", USAGE, "directory 'empty-dir' has no files"),
     ("empty file", "train --corpus text:empty.txt", USAGE, "is empty"),
-    ("shorter than one window", "train --corpus text:short.txt", USAGE, "too short for 64 streams"),
+    ("shorter than one window", "train --corpus text:short.txt", USAGE, "too short for 32 streams"),
     ("binary file", "train --corpus text:binary.bin", USAGE, "'binary.bin' is not utf-8 text: bad byte at offset 128"),
     ("not UTF-8", "train --corpus text:latin1.txt", USAGE, "is not utf-8 text: bad byte at offset 3; try --encoding"),
     ("unknown corpus", "train --corpus nope", USAGE, "unknown corpus 'nope'; known: alphabet, digits, lines, text"),
