@@ -130,9 +130,9 @@ def matmul_rate(B: int, H: int, G: int, min_seconds: float) -> float:
 
 
 def bench_training(kind: str, threads: int, min_seconds: float, rounds: int,
-                   shapes: list[tuple[int, int, int]]) -> list[Row]:
+                   shapes: list[tuple[int, int, int]] | None = None) -> list[Row]:
     rows = []
-    for H, B, T in shapes:
+    for H, B, T in shapes or TRAIN_CONFIGS:
         trainer, x, y = charseq_trainer(kind, H, B, T)
         ours, theirs = 0.0, 0.0
         step = torch_step(kind, H, B, T) if torch else None

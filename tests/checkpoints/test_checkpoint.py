@@ -397,8 +397,8 @@ def test_a_run_from_charseq_0_2_resumes_where_todays_run_ends(tmp_path):
     run_cli("train", "--resume", copy, "--corpus", play, "--out", tmp_path / "resumed.npz", "-q", "--sample-length", 0,
             "--model", "rnn")  # its own model, named: 0.2 recorded none of its options
     # 0.2.0's text defaults, where they are not today's
-    run_cli("train", "--corpus", play, "--model", "rnn", "--lr", 0.002, "--dropout", 0.2, "--hidden-size", 16,
-            "--seq-len", 8, "--batch-size", 4, "--epochs", 3, "--out", tmp_path / "today.npz", "-q", "--sample-length", 0)
+    run_cli("train", "--corpus", play, "--model", "rnn", "--lr", 0.002, "--dropout", 0.2, "--input-lr-scale", 80,
+            "--hidden-size", 16, "--seq-len", 8, "--batch-size", 4, "--epochs", 3, "--out", tmp_path / "today.npz", "-q", "--sample-length", 0)
     resumed, today = charseq.load(tmp_path / "resumed.npz"), charseq.load(tmp_path / "today.npz")
     assert resumed.training["step"] == today.training["step"] and resumed.format_version == checkpoint.FORMAT_VERSION
     _same_run(resumed, today)
@@ -426,7 +426,7 @@ def test_a_run_from_charseq_0_3_resumes_where_todays_run_ends(tmp_path):
     play = f"text:{DATA / 'play.txt'}"
     run_cli("train", "--resume", copy, "--corpus", play, "--out", tmp_path / "resumed.npz", "-q", "--sample-length", 0)
     run_cli("train", "--corpus", play, "--model", "gru:layers=2", "--hidden-size", 16, "--seq-len", 8, "--batch-size", 4,
-            "--epochs", 3, "--out", tmp_path / "today.npz", "-q", "--sample-length", 0)
+            "--dropout", 0.1, "--input-lr-scale", 80, "--epochs", 3, "--out", tmp_path / "today.npz", "-q", "--sample-length", 0)
     resumed, today = charseq.load(tmp_path / "resumed.npz"), charseq.load(tmp_path / "today.npz")
     assert resumed.training["step"] == today.training["step"] and resumed.format_version == 5
     _same_run(resumed, today)
