@@ -308,7 +308,7 @@ class Recurrent:
             # of T contiguous (B,) rows: a copy of 256-byte blocks, twice as fast as a transpose.
             terms = self._backward_layer(lw, layer, dout, grads)
             shared = self.SHARED_GATES * H
-            dx, dhh = ws.dx.reshape(GH, T * B), ws.dx.reshape(GH, T * B)
+            dx = dhh = ws.dx.reshape(GH, T * B)
             if ws.dhh is not None:  # a cell with a recurrent bias has the recurrent terms' own
                 assert lw.dhh is not None  # such a cell's _backward_layer sets it
                 np.copyto(ws.dhh, lw.dhh.transpose(1, 0, 2))
