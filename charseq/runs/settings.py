@@ -7,12 +7,13 @@ here and nowhere else. A corpus may suggest its own values (``Corpus.defaults``)
 from __future__ import annotations
 
 import math
+import numbers
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import Field, asdict, dataclass, field, fields
 from typing import Any, cast
 
-from charseq.errors import UsageError
+from charseq.errors import UsageError, label
 
 OPTIMIZERS = ("sgd", "adagrad", "rmsprop", "adam")  # the update rules charseq.training.optimizers has
 SCHEDULES = ("constant", "step", "cosine")
@@ -24,7 +25,10 @@ DEFAULT_MODEL = "gru:layers=2"
 
 # What a duration may be: hours, minutes and seconds in this order, each at most once, or
 # plain seconds; a number may have a fraction (1.5h).
-_DURATION = re.compile(r"(?:(?P<h>\d+(?:\.\d+)?)h)?(?:(?P<m>\d+(?:\.\d+)?)m)?(?:(?P<s>\d+(?:\.\d+)?)s)?")
+# The digits are ASCII: Python's float() also reads other scripts' digits, which no one
+# types on purpose.
+_NUMBER = r"[0-9]+(?:\.[0-9]+)?"
+_DURATION = re.compile(rf"(?:(?P<h>{_NUMBER})h)?(?:(?P<m>{_NUMBER})m)?(?:(?P<s>{_NUMBER})s)?")
 DURATIONS = "90s, 5m, 1h30m, 2h or 300 (seconds)"  # the forms, for messages
 MAX_DURATION = 366 * 24 * 3600.0  # a year: beyond it, a mistake (and a count of steps past what a checkpoint holds)
 
@@ -33,26 +37,26 @@ def parse_duration(value: Any, name: str = "time_limit") -> float:
     """Seconds of a duration given as text (90s, 5m, 1h30m, 2h, 300) or as a number of
     seconds: the one rule for the CLI, the API and checkpoints; 0 is none."""
     seconds: float | None = None
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
+    if isinstance(value, numbers.Real) and not isinstance(value, bool):  # numpy's numbers too
         seconds = float(value)
     elif isinstance(value, str):
         text = value.strip().lower()
         found = _DURATION.fullmatch(text)
-        if re.fullmatch(r"\d+(?:\.\d+)?", text):
+        if re.fullmatch(_NUMBER, text):
             seconds = float(text)
         elif text and found:
             seconds = sum(float(found[unit] or 0) * scale for unit, scale in (("h", 3600), ("m", 60), ("s", 1)))
     if seconds is None or not 0 <= seconds <= MAX_DURATION:
         at_most = f" of at most {format_duration(MAX_DURATION)}" if seconds is not None and seconds > 0 else ""
-        raise UsageError(f"{_flag(name)} {value!r} is not a duration{at_most}; give one such as {DURATIONS}")
+        raise UsageError(f"{label(name)} {value!r} is not a duration{at_most}; give one such as {DURATIONS}")
     return seconds
 
 
 def format_duration(seconds: float) -> str:
     """A duration as parse_duration reads it: 5m, 1h30m, 12.5s (tenths below a minute, two
     digits below ten seconds: 2.5s, 0.25s)."""
-    if seconds < 10:
-        return f"{float(f'{seconds:.2g}'):g}s"
+    if seconds < 10:  # in decimals, never 1e-07s: the text must read back
+        return f"{float(f'{seconds:.2g}'):.12f}".rstrip("0").rstrip(".") + "s"
     whole = round(seconds) if seconds >= 60 else round(seconds, 1)
     hours, rest = divmod(whole, 3600)
     minutes, rest = divmod(rest, 60)
@@ -124,20 +128,20 @@ class TrainConfig:
         for name in ("hidden_size", "seq_len", "batch_size", "lr_decay_every"):
             _at_least(name, getattr(self, name), 1)
         if self.epochs != 0 or not self.time_limit:  # 0: unbounded, which only a time limit ends
-            _at_least("epochs", self.epochs, 1, " (0, unbounded, goes with a time-limit)")
+            _at_least("epochs", self.epochs, 1, f" (0, unbounded, goes with {label('time_limit')})")
         for name in ("warmup", "eval_every", "max_val_chars", "seed"):
             _at_least(name, getattr(self, name), 0)
         for f in fields(self):  # beyond this, a count is a mistake (and would overflow a float)
             if f.type == "int" and getattr(self, f.name) > 2**53:
-                raise UsageError(f"{_flag(f.name)} must be at most 2**53, got {getattr(self, f.name)}")
+                raise UsageError(f"{label(f.name)} must be at most 2**53, got {getattr(self, f.name)}")
         for name in ("lr", "input_lr_scale"):
             value = getattr(self, name)
             if not value > 0 or not math.isfinite(value):
-                raise UsageError(f"{_flag(name)} must be a positive number, got {value}")
+                raise UsageError(f"{label(name)} must be a positive number, got {value}")
         for name in ("clip", "clip_norm", "min_lr"):
             value = getattr(self, name)
             if not value >= 0 or not math.isfinite(value):
-                raise UsageError(f"{_flag(name)} must be 0 or more, got {value}")
+                raise UsageError(f"{label(name)} must be 0 or more, got {value}")
         if not 0 <= self.dropout < 1:
             raise UsageError(f"dropout must be in [0, 1), got {self.dropout}")
         if not 0 < self.lr_decay <= 1:
@@ -233,10 +237,6 @@ def _declared(f: Field[Any]) -> str:
     return cast(str, f.type)
 
 
-def _flag(name: str) -> str:
-    return name.replace("_", "-")
-
-
 def _check_type(name: str, value: Any, declared: str) -> None:
     """Settings come from the CLI, the API and checkpoints: refuse a wrong type in one line."""
     ok = {"int": lambda v: isinstance(v, int) and not isinstance(v, bool),
@@ -244,9 +244,9 @@ def _check_type(name: str, value: Any, declared: str) -> None:
           "str": lambda v: isinstance(v, str)}[declared](value)
     if not ok:
         kind = {"int": "a whole number", "float": "a number", "str": "a string"}[declared]
-        raise UsageError(f"{_flag(name)} must be {kind}, got {value!r}")
+        raise UsageError(f"{label(name)} must be {kind}, got {value!r}")
 
 
 def _at_least(name: str, value: int, minimum: int, note: str = "") -> None:
     if value < minimum:
-        raise UsageError(f"{_flag(name)} must be a whole number of at least {minimum}{note}, got {value}")
+        raise UsageError(f"{label(name)} must be a whole number of at least {minimum}{note}, got {value}")
