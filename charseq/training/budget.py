@@ -31,6 +31,10 @@ MEASURE_STEPS = 20
 # run (a collection, a slow save), which must not cut a short run for nothing.
 OVERRUN_SHARE = 0.1
 OVERRUN_SECONDS = 10.0
+# A step this many times slower than the measure's median is a stall (the process stopped,
+# the machine froze), not the pace: left out of the plan. Steady contention slows every
+# step alike, and is the pace.
+STALL = 5.0
 
 
 def overrun_allowed(limit: float) -> float:
@@ -86,27 +90,43 @@ class Stopwatch:
         self.started = time.perf_counter()
         self.evaluating = 0.0  # seconds spent in evaluations (and what callbacks did at them)
         self.evaluated = 0
-        self.half: tuple[float, int, float] | None = None  # (time, step, evaluating) half way
+        self.half = False  # whether the window's second half, whose steps are timed, began
+        self._last: tuple[float, int, float] = (self.started, step, 0.0)  # (time, step, evaluating) last seen
+        self._steps: list[float] = []  # seconds a step, over the second half (between two looks)
 
     def evaluation(self, seconds: float) -> None:
         self.evaluating += seconds
         self.evaluated += 1
 
     def enough(self, step: int) -> bool:
-        """Whether the pace measured by `step` is enough to plan by."""
+        """Whether the pace measured by `step` is enough to plan by (called between steps)."""
         now = time.perf_counter()
         steps, elapsed = step - self.first_step, now - self.started
-        if self.half is None and steps >= MEASURE_STEPS / 2 and elapsed >= self.window / 2:
-            self.half = (now, step, self.evaluating)
+        if self.half:
+            seen, seen_step, seen_evaluating = self._last
+            if step > seen_step:
+                training = now - seen - (self.evaluating - seen_evaluating)
+                self._steps += [max(training, 0.0) / (step - seen_step)] * (step - seen_step)
+        elif steps >= MEASURE_STEPS / 2 and elapsed >= self.window / 2:
+            self.half = True
+        self._last = (now, step, self.evaluating)
         return steps >= 1 and (elapsed >= 2 * self.window or steps >= MEASURE_STEPS and elapsed >= self.window)
 
     def pace(self, step: int, estimate: float = 0.0, probing: float = 0.0) -> Pace:
-        """The pace measured by `step`. An evaluation costs what those measured cost; when
-        none came in the measured part, `estimate` (one timed on a sample, which took
-        `probing` seconds: not the steps')."""
-        since, first, evaluating = self.started, self.first_step, 0.0
-        if self.half is not None and step > self.half[1]:
-            since, first, evaluating = self.half
-        training = time.perf_counter() - since - (self.evaluating - evaluating) - probing
+        """The pace measured by `step`. A step costs the mean of the second half's steps,
+        leaving out those STALL times slower than their median: a process stopped, or a
+        machine that froze for a moment, would otherwise plan the run far short (the time
+        it lost is spent all the same, and counted). Without such steps, the mean of all.
+        An evaluation costs what those measured cost; when none came in the measured
+        part, `estimate` (one timed on a sample, which took `probing` seconds: not the
+        steps')."""
+        steps = self._steps
+        if steps:
+            typical = sorted(steps)[len(steps) // 2]
+            kept = [seconds for seconds in steps if seconds <= STALL * typical]
+            step_seconds = sum(kept) / len(kept)
+        else:
+            training = time.perf_counter() - self.started - self.evaluating - probing
+            step_seconds = max(training, 0.0) / max(1, step - self.first_step)
         per_evaluation = self.evaluating / self.evaluated if self.evaluated else estimate
-        return Pace(max(training, 0.0) / max(1, step - first), per_evaluation)
+        return Pace(step_seconds, per_evaluation)

@@ -25,7 +25,7 @@ from typing import Any, Literal, cast, overload
 import numpy as np
 
 from charseq.checkpoints import format as checkpoints
-from charseq.training import outputs
+from charseq.training import budget, outputs
 from charseq.training.advice import worse_than_guessing
 from charseq.training.callbacks import CallbackError, CallbackList
 from charseq.runs.settings import DEFAULT_MODEL, TrainConfig, format_duration
@@ -209,6 +209,13 @@ class Run:
     @property
     def out(self) -> Path:
         return Path(self.spec.out)
+
+    @property
+    def recorded_threads(self) -> int | None:
+        """The BLAS threads a resumed run trained with (None for a new run, or one recorded
+        before charseq kept them): with as many, it goes on exactly, wrap fit() in
+        ``charseq.blas.limited(run.recorded_threads)``."""
+        return self.trainer.recorded_threads
 
     @property
     def complete(self) -> bool:
@@ -429,11 +436,16 @@ class Run:
         """How the time limit ended the run: when, after how much training, how far."""
         trainer, limit = self.trainer, format_duration(self.config.time_limit)
         planned = trainer.planned_steps
-        when = (f"its time limit ({limit}) ended it" if planned is not None and trainer.step >= planned else
-                f"its time limit ({limit}) cut it short, before the step it planned ({planned or 0:,}): training ran "
-                "slower than it measured")
-        return (f"{when} after {format_duration(trainer.wall_time)} of training, at step {trainer.step:,} "
-                f"({trainer.step / trainer.steps_per_epoch:,.1f} epochs)")
+        ended = f"ended it after {format_duration(trainer.wall_time)} of training"
+        where = f"at step {trainer.step:,} ({trainer.step / trainer.steps_per_epoch:,.1f} epochs)"
+        if planned is None or trainer.step < planned:
+            before = f"before the step it planned ({planned:,})" if planned is not None else "before it planned its steps"
+            return (f"its time limit ({limit}) cut it short, {before}: it {ended}, {where}, its steps slower than the "
+                    "pace it measured")
+        if self.config.time_limit - trainer.wall_time > budget.overrun_allowed(self.config.time_limit):
+            return (f"its time limit ({limit}) {ended}, {where}, the step it planned: early, its steps faster than "
+                    "the pace it measured")
+        return f"its time limit ({limit}) {ended}, {where}"
 
     def _complete(self) -> RunResult:
         """Nothing to train. Written only when asked for elsewhere (--out), as when a run
