@@ -57,11 +57,18 @@ def corpus_options(encoding: str | None, exact_text: bool) -> dict[str, object]:
 def threads_option(command: F) -> F:
     """--threads N (default: every core), as `threads`: run the work under
     `charseq.blas.limited(threads)`, as train, generate and eval do."""
-    return click.option(
-        "--threads", type=click.IntRange(min=1, max=blas.MAX_THREADS), default=blas.available_cores,
-        show_default="all cores",
-        help="BLAS threads for the matrix products.",
-    )(command)
+    return _threads(blas.available_cores, "all cores")(command)
+
+
+def resumed_threads_option(command: F) -> F:
+    """--threads N as `threads`, None when not given: train's, whose resumed run goes on
+    with the threads it recorded (Run.recorded_threads), and a new one with every core."""
+    return _threads(None, "all cores; a resumed run's own")(command)
+
+
+def _threads(default: Any, shown: str) -> Callable[[F], F]:
+    return click.option("--threads", type=click.IntRange(min=1, max=blas.MAX_THREADS), default=default,
+                        show_default=shown, help="BLAS threads for the matrix products.")
 
 
 def training_options(command: F) -> F:

@@ -154,10 +154,8 @@ _TIME_LEFT = "{l_bar}{bar}| {time_left} of the time limit left{postfix}"
 
 
 def _steps_left(trainer) -> int:
-    """Steps to where the run ends: its epochs' end, or its time limit's plan if sooner."""
-    ends = [end for end in (trainer.config.epochs * trainer.steps_per_epoch if trainer.config.epochs else None,
-                            trainer.planned_steps) if end is not None]
-    return max(0, min(ends) - trainer.step) if ends else 0
+    end = trainer.end_step
+    return max(0, end - trainer.step) if end is not None else 0
 
 
 def _duration(seconds: float) -> str:

@@ -9,7 +9,7 @@ import click
 
 from charseq import blas
 from charseq.cli.options import (complete_names, corpus_options, encoding_option, exact_text_option,
-                                 shortcut_callbacks, threads_option, training_options)
+                                 resumed_threads_option, shortcut_callbacks, training_options)
 from charseq.cli.output import say
 from charseq.decoding.closing import ClosingSample
 from charseq.decoding.settings import MAX_CHARACTERS
@@ -62,7 +62,7 @@ from charseq.runs.settings import format_duration
               help="Print every epoch's line (by default at most about one a second, always the first and the "
                    "last; --metrics logs every evaluation).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar or epoch lines.")
-@threads_option
+@resumed_threads_option
 def train(corpus_spec, encoding, exact_text, model_spec, resume_path, out, force, metrics_path, patience, min_delta, restore_best,
           checkpoint_every, callback_specs, dropped, sample_length, progress, all_epochs, quiet, threads, **settings):
     """Train a model on a corpus and save a checkpoint.
@@ -102,6 +102,8 @@ def train(corpus_spec, encoding, exact_text, model_spec, resume_path, out, force
             raise UsageError("--drop-callback leaves out a resumed run's callbacks; it needs --resume")
         run = Run.start(corpus_spec, model=model_spec, out=out, callbacks=callbacks, corpus_options=read_as, force=force,
                         extra_callbacks=extra, **settings)
+    if threads is None:  # a resumed run goes on with the threads it trained with: exactly
+        threads = run.recorded_threads or blas.available_cores()
     try:
         with blas.limited(threads):
             if not quiet and not run.complete:  # a complete run says so first, and how to train on

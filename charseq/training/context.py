@@ -75,6 +75,12 @@ class TrainingContext:
         return self._trainer.planned_steps
 
     @property
+    def end_step(self) -> int | None:
+        """The step the run ends at unless a callback stops it: its epochs' end, or its time
+        limit's plan if sooner; None while neither is known."""
+        return self._trainer.end_step
+
+    @property
     def wall_time(self) -> float:
         """Seconds of training so far, the runs this one resumes included: what a time
         limit counts."""

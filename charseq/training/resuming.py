@@ -134,6 +134,9 @@ def resumed_config(config: TrainConfig, settings: dict[str, Any], training: dict
         if key not in RESUME_MAY_CHANGE:
             raise UsageError(f"{setting(key, value)} differs from the resumed run's {shown(key, values[key])}; a resumed "
                              f"run keeps its settings (it may change {may_change()})")
+        if key == "eval_every" and training.get("planned_steps") is not None:
+            raise UsageError(f"{setting(key, value)} differs from the resumed run's {shown(key, values[key])}; a "
+                             "time-limited run keeps it once its plan is made, which counted its evaluations")
         values[key] = value
     config = TrainConfig(**values)  # checks the types and ranges of what changed
     if config.epochs and config.epochs < epochs_done:  # (0: unbounded, with a time limit)

@@ -429,12 +429,20 @@ class Trainer:
         self.planned_steps, self.time_up = values.get("planned_steps"), values.get("time_up", False)
         if (self.planned_steps is not None or self.time_up) and not self.config.time_limit:
             raise UsageError("the checkpoint's training state has a time limit's plan, but its run has no time limit")
+        if self.planned_steps is not None and self.planned_steps < self.step:  # a plan is made ahead of its step
+            raise UsageError(f"the checkpoint's time limit planned to end at step {self.planned_steps:,}, before its "
+                             f"step {self.step:,}")
         self._h, self._order = h, order
         self._callback_states = {
             key: {**state, **{name[len(f"callback.{key}."):]: value for name, value in arrays.items()
                               if name.startswith(f"callback.{key}.")}}
             for key, state in values["callbacks"].items()
         }
+
+    @property
+    def recorded_threads(self) -> int | None:
+        """The BLAS threads the run recorded, until fit() goes on with its own."""
+        return self._recorded_threads
 
     def _check_threads(self) -> None:
         """BLAS splits a product's sums by its thread count: a run resumed with another count
