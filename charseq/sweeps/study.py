@@ -24,6 +24,7 @@ from charseq.sweeps.storage import (DEFAULT_STORAGE, check_storage, holds_studie
 
 DEFAULT_DIRECTORY = "sweeps"
 PRUNERS = ("median", "hyperband", "none")
+PRUNE_FROM = 50  # percent of its run a trial is through before the median pruner may stop it
 STUDY_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")  # the whole name (fullmatch: `$` lets a newline end it)
 LONGEST_STUDY_NAME = 100  # it names a folder: well below a file system's 255 bytes
 SEARCH = "charseq.search"  # the study's user attr: its search space, fixed settings and identity, in one write
@@ -96,8 +97,10 @@ def open_study(sweep: Sweep) -> tuple[Any, Identity]:
     is unseeded: a worker seeds its own once it has its number (charseq.sweeps.roster)."""
     optuna = require_optuna()
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # charseq says what happened: the report
-    # Median: no pruning before 4 trials have finished, nor on a trial's first evaluation (too noisy).
-    pruner = {"median": optuna.pruners.MedianPruner(n_startup_trials=4, n_warmup_steps=1),
+    # Median: no pruning before 4 trials have finished, nor before a trial is half way through
+    # its run (its reports' steps are percents): a schedule fitted to the run's length lowers
+    # the loss most in its second half, so early losses rank trials poorly.
+    pruner = {"median": optuna.pruners.MedianPruner(n_startup_trials=4, n_warmup_steps=PRUNE_FROM),
               "hyperband": optuna.pruners.HyperbandPruner(),
               "none": optuna.pruners.NopPruner()}[sweep.pruner]
     options = {"study_name": sweep.study, "storage": open_storage(sweep.storage), "pruner": pruner}
@@ -290,7 +293,9 @@ def report(storage: str, study_name: str) -> tuple[list[Row], Row | None]:
         if trial.state.name == "FAIL" and not note:
             note = "its worker stopped without a word (killed, or its machine went down)"
         if trial.state.name == "PRUNED":
-            note = f"pruned after {len(trial.intermediate_values)} evaluations"
+            at = _recorded_as(attrs, "pruned_at", int)  # (trials of before 0.7.1: after how many evaluations)
+            note = f"pruned {at} % of the way through its run" if at is not None else \
+                f"pruned after {len(trial.intermediate_values)} evaluations"
         value = trial.value if trial.state.name == "COMPLETE" else None
         rows.append(Row(trial.number, trial.state.name.lower(), value, dict(trial.params), seconds, note,
                         _recorded_as(attrs, "directory", str), _recorded_as(attrs, "checkpoint", str),

@@ -39,13 +39,18 @@ class Interrupted(KeyboardInterrupt):
 
 
 class _Reporter(Callback):
-    """The callback that gives the trial each evaluation's loss, and stops the run when the
-    pruner says the trial is hopeless."""
+    """The callback that gives the trial its validation loss as the run goes, and stops the
+    run when the pruner says the trial is hopeless.
+
+    A report's step is how far through its run the trial is, in tenths (0, 10, ... 100
+    percent of its epochs, or of its time limit's plan or budget), the first evaluation in
+    each: trials then meet the pruner at the same share of their schedules, however many
+    evaluations each makes."""
 
     def __init__(self, trial: Any):
         self.trial = trial
         self.pruned = False
-        self.reports = 0
+        self.reported = -1  # the last share reported, in percent
 
     def on_train_begin(self, trainer: Any) -> None:
         """A signal that came after the last look at _Stop, before the run took the signals as
@@ -55,13 +60,22 @@ class _Reporter(Callback):
 
     def on_evaluation(self, trainer: Any, metrics: dict[str, Any]) -> None:
         value = metrics.get("val_loss", metrics.get("loss"))
-        if value is None or not math.isfinite(value):
+        share = _share_done(trainer)
+        if value is None or not math.isfinite(value) or share <= self.reported:
             return
-        self.trial.report(float(value), self.reports)
-        self.reports += 1
+        self.trial.report(float(value), share)
+        self.reported = share
         if self.trial.should_prune():
             self.pruned = True
             trainer.stop_training = True
+
+
+def _share_done(trainer: Any) -> int:
+    """How far through its run a trial is, in percent, rounded down to tenths: of its end
+    step once known, else of its time limit's budget."""
+    end, limit = trainer.end_step, trainer.config.time_limit
+    done = trainer.step / end if end else trainer.wall_time / limit if limit else 0.0
+    return min(10, int(done * 10)) * 10
 
 
 def objective(sweep: Sweep, worker: int | None = None) -> Any:
@@ -122,7 +136,8 @@ def objective(sweep: Sweep, worker: int | None = None) -> Any:
         if result.stop_asked is not None:  # as the run saved, once it had ended: the trial counts, the sweep stops
             _Stop.exit_code = exit_code(result.stop_asked)
         if reporter.pruned:
-            raise optuna.TrialPruned(f"pruned after {reporter.reports} evaluations")
+            trial.set_user_attr("pruned_at", reporter.reported)
+            raise optuna.TrialPruned(f"pruned {reporter.reported} % of the way through its run")
         loss = result.metrics.get("val_loss", result.metrics.get("loss"))
         if loss is None or not math.isfinite(loss):
             trial.set_user_attr("failure", f"the run ended without a finite loss ({loss})")
