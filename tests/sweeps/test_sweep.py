@@ -185,9 +185,13 @@ def test_pruning_stops_a_hopeless_trial_early(tmp_path):
     done = trials(tmp_path, "prune", storage)
     assert [t.state.name for t in done] == ["COMPLETE"] * 4 + ["PRUNED"]
     hopeless = done[-1]
-    assert len(hopeless.intermediate_values) == 2  # stopped at its second evaluation, of twelve
+    # Reported at 0, 10, ... 50 percent of its twelve epochs (epochs 1 to 6), stopped half way.
+    assert sorted(hopeless.intermediate_values) == [0, 10, 20, 30, 40, 50]
     metrics = (tmp_path / "runs" / "prune" / "trial-0004" / "metrics.jsonl").read_text().splitlines()
-    assert json.loads(metrics[-1])["epoch"] == 2
+    assert json.loads(metrics[-1])["epoch"] == 6
+    rows, _ = sweep_study.report(storage, "prune")
+    assert rows[-1].note == "pruned 50 % of the way through its run"
+    assert all(sorted(t.intermediate_values)[-1] == 100 for t in done[:4])  # each to its end
 
 
 @pytest.mark.parametrize("param,words", [

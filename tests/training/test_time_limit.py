@@ -57,6 +57,20 @@ class SlowerOncePlanned:
             time.sleep(self.seconds)
 
 
+class StallWhileMeasuring:
+    """Stops the run once for `seconds` in the second half of its pace's measure, as
+    SIGSTOP or a machine that froze would; or, with `every`, slows every measured step."""
+
+    def __init__(self, seconds, every=False):
+        self.seconds, self.every, self.done = seconds, every, False
+
+    @hookimpl
+    def on_step_end(self, trainer, step):
+        if trainer.planned_steps is None and (self.every or not self.done and trainer.wall_time > 0.7):
+            self.done = True
+            time.sleep(self.seconds)
+
+
 def _lines(path):
     return [json.loads(line) for line in path.read_text().splitlines()]
 
@@ -178,6 +192,44 @@ def test_training_far_slower_than_planned_stops_past_the_budget(tmp_path):
     assert again.complete  # the time is spent: nothing left to train
 
 
+def test_a_stall_while_the_pace_is_measured_costs_only_the_time_it_lost(tmp_path):
+    """A second lost half way through the measure (of 1 s at this budget): the plan leaves
+    out that step, so the run still uses its budget, rather than planning a third of it."""
+    result = Run.start("alphabet", out=tmp_path / "a.npz", time_limit=4,
+                       extra_callbacks=[StallWhileMeasuring(1.0)]).fit()
+    training = charseq.load(tmp_path / "a.npz").training
+    assert result.step == training["planned_steps"] and "its time limit (4s) ended it after" in result.message
+    assert 3.2 < training["wall_time"] < 4 + MARGIN
+
+
+def test_the_pace_leaves_out_a_stalled_step_but_not_a_slower_machine(monkeypatch):
+    clock = iter([0.0] + [0.6 + 0.01 * i for i in range(20)] + [1.8 + 0.01 * i for i in range(20)] + [9.0] * 9)
+    monkeypatch.setattr(budget.time, "perf_counter", lambda: next(clock))
+    watch = budget.Stopwatch(limit=10.0, step=0)  # a window of 1 s: steps from 0.5 s on are timed
+    assert not watch.enough(10)  # at 0.6 s: the second half begins
+    for step in range(11, 30):  # 10 ms a step...
+        watch.enough(step)
+    watch.enough(30)  # ...but one of 1.01 s: stopped
+    for step in range(31, 50):
+        watch.enough(step)
+    assert watch.pace(49).step_seconds == pytest.approx(0.01)
+    slower = budget.Stopwatch(limit=10.0, step=0)
+    slower._steps = [0.01] * 10 + [0.04] * 10  # the machine slowed four times: that is the pace
+    assert slower.pace(30).step_seconds == pytest.approx(0.025)
+
+
+def test_a_run_that_ends_well_before_its_budget_says_why(tmp_path):
+    """Steps that ran slowly while measured and fast after it: the run ends at its plan,
+    well inside its budget, and says it ended early, its steps faster than it measured."""
+    result = Run.start("alphabet", out=tmp_path / "a.npz", time_limit=14,
+                       extra_callbacks=[StallWhileMeasuring(0.004, every=True)]).fit()
+    training = charseq.load(tmp_path / "a.npz").training
+    assert result.step == training["planned_steps"] and training["wall_time"] < 14 - budget.overrun_allowed(14)
+    assert "its time limit (14s) ended it after " in result.message
+    assert f"at step {result.step:,} (" in result.message
+    assert "the step it planned: early, its steps faster than the pace it measured" in result.message
+
+
 def test_epochs_that_end_first_end_the_run_as_if_there_were_no_time_limit(tmp_path, fox):
     limited = Run.start(fox, out=tmp_path / "limited.npz", time_limit=10, epochs=40, **SMALL)
     result = limited.fit()
@@ -198,12 +250,12 @@ def test_more_epochs_on_resuming_go_on_within_the_time_limit(tmp_path, fox):
     assert resumed.fit().message.startswith(f"saved {out} after 4 epochs")
 
 
-@pytest.mark.parametrize("bad", ["5 minutes", "-3", "1m30h", "soon", "1e3", "90 s", "9999999h"])
+@pytest.mark.parametrize("bad", ["5 minutes", "-3", "1m30h", "soon", "1e3", "90 s", "9999999h", "\u0663m", "\u0665"])
 def test_a_bad_duration_is_refused_in_one_line_that_shows_the_forms(tmp_path, bad):
     result = run_cli("train", "--corpus", "alphabet", "--time-limit", bad, "--out", tmp_path / "a.npz", ok=False)
     assert result.exit_code == 2
     lines = result.output.strip().splitlines()
-    assert len(lines) == 1 and f"time-limit {bad!r} is not a duration" in lines[0]
+    assert len(lines) == 1 and f"--time-limit {bad!r} is not a duration" in lines[0]
     assert "90s, 5m, 1h30m, 2h or 300 (seconds)" in lines[0] and not (tmp_path / "a.npz").exists()
     with pytest.raises(UsageError, match="is not a duration"):
         Run.start("alphabet", out=tmp_path / "b.npz", time_limit=bad)
@@ -211,12 +263,16 @@ def test_a_bad_duration_is_refused_in_one_line_that_shows_the_forms(tmp_path, ba
 
 def test_unbounded_epochs_need_a_time_limit(tmp_path):
     result = run_cli("train", "--corpus", "alphabet", "--epochs", 0, "--out", tmp_path / "a.npz", ok=False)
-    assert result.exit_code == 2 and "epochs must be a whole number of at least 1 (0, unbounded, goes with a " \
-                                      "time-limit), got 0" in result.output
+    assert result.exit_code == 2 and "--epochs must be a whole number of at least 1 (0, unbounded, goes with " \
+                                      "--time-limit), got 0" in result.output
+    with pytest.raises(UsageError, match=r"^epochs must be a whole number of at least 1 \(0, unbounded, goes with "
+                                         r"time_limit\), got 0$"):
+        Run.start("alphabet", out=tmp_path / "b.npz", epochs=0)
 
 
 @pytest.mark.parametrize("given, seconds", [("90s", 90), ("5m", 300), ("1h30m", 5400), ("2h", 7200), ("300", 300),
-                                            (300, 300), (2.5, 2.5), ("1.5h", 5400)])
+                                            (300, 300), (2.5, 2.5), ("1.5h", 5400), (np.int64(300), 300),
+                                            (np.float32(2.5), 2.5)])
 def test_the_api_takes_a_duration_or_seconds(tmp_path, given, seconds):
     run = Run.start("alphabet", out=tmp_path / "a.npz", time_limit=given)
     assert run.config.time_limit == seconds and run.config.epochs == 0
@@ -238,6 +294,30 @@ def test_a_resumed_run_keeps_its_time_limit(tmp_path, fox):
     Run.start(fox, out=plain, extra_callbacks=[InterruptAt(5)], **SMALL).fit()
     with pytest.raises(UsageError, match=r"time_limit='5m' differs from the resumed run's 0 \(no limit\)"):
         Run.resume(plain, time_limit="5m")  # nor is one added
+
+
+def test_a_planned_run_keeps_its_eval_every_which_its_plan_counted(tmp_path, fox):
+    planned, measuring = tmp_path / "planned.npz", tmp_path / "measuring.npz"
+    Run.start(fox, out=planned, time_limit=2, extra_callbacks=[InterruptOncePlanned()], **SMALL).fit()
+    with pytest.raises(UsageError, match=r"eval_every=5 differs from the resumed run's 0; a time-limited run keeps it "
+                                         r"once its plan is made, which counted its evaluations"):
+        Run.resume(planned, eval_every=5)
+    result = run_cli("train", "--resume", planned, "--eval-every", 5, ok=False)
+    assert result.exit_code == 2 and "--eval-every 5 differs from the resumed run's 0" in result.output
+    Run.start(fox, out=measuring, time_limit=2, extra_callbacks=[InterruptAt(3)], **SMALL).fit()
+    assert Run.resume(measuring, eval_every=5).config.eval_every == 5  # no plan yet: it will count them
+
+
+def test_a_plain_resume_goes_on_with_the_threads_the_run_trained_with(tmp_path, fox):
+    cut = tmp_path / "cut.npz"
+    run_cli("train", "--corpus", fox, "--out", cut, "--threads", 1, "--epochs", 3, "--hidden-size", 16,
+            "--seq-len", 8, "--batch-size", 4, "--callback", "checkpoint:every=1", "-q")
+    done = charseq.load(cut)
+    more = run_cli("train", "--resume", cut, "--epochs", 4)
+    assert "threads=1" in more.stdout.splitlines()[0] and "BLAS thread" not in more.output
+    assert done.training["blas_threads"] == 1 == charseq.load(cut).training["blas_threads"]
+    other = run_cli("train", "--resume", cut, "--epochs", 5, "--threads", 2)
+    assert "threads=2" in other.stdout.splitlines()[0]  # asked for: given, with the warning where BLAS has two
 
 
 def test_a_finished_time_limited_run_is_complete_on_resuming(tmp_path):
@@ -282,11 +362,17 @@ def test_a_callback_sees_the_plan_and_the_time_spent(tmp_path):
     ({"planned_steps": "soon"}, "planned_steps"),
     ({"time_up": "yes"}, "time_up"),
     ({"planned_steps": 50}, "has a time limit's plan, but its run has no time limit"),
+    ({"planned_steps": 0, "time_limit": 5}, "planned to end at step 0, before its step 30"),
+    ({"planned_steps": 29, "time_limit": 5}, "planned to end at step 29, before its step 30"),
 ])
 def test_a_checkpoint_edited_to_claim_a_plan_is_refused_in_one_line(tmp_path, change, refused):
     out = tmp_path / "a.npz"
     run_cli("train", "--corpus", "alphabet", "--epochs", 2, "--out", out, "-q")
-    resign(out, lambda metadata: metadata["training"].update(change))
+    def edit(metadata):
+        metadata["run"]["config"]["time_limit"] = change.get("time_limit", 0.0)
+        metadata["training"].update({key: value for key, value in change.items() if key != "time_limit"})
+
+    resign(out, edit)
     result = run_cli("train", "--resume", out, "--corpus", "alphabet", "--out", out, ok=False)
     assert result.exit_code == 2 and refused in result.output and len(result.output.strip().splitlines()) == 1
 
@@ -296,6 +382,14 @@ def test_old_checkpoints_load_and_resume_without_a_time_limit():
 
     old = charseq.load(Path(__file__).parents[1] / "fixtures" / "play-0.3.0.npz")
     assert old.config["time_limit"] == 0.0  # the run as it was: no time limit
+
+
+@pytest.mark.parametrize("seconds", [1e-7, 0.004, 0.25, 2.5, 9.94, 12.3, 59.9, 61, 5400, 5401, 90061])
+def test_a_duration_as_said_reads_back(seconds):
+    from charseq.runs.settings import format_duration, parse_duration
+
+    said = format_duration(seconds)
+    assert "e" not in said and parse_duration(said) == pytest.approx(seconds, rel=0.05)
 
 
 @pytest.mark.parametrize("first, last, every, expected", [
