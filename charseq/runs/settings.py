@@ -143,11 +143,11 @@ class TrainConfig:
             if not value >= 0 or not math.isfinite(value):
                 raise UsageError(f"{label(name)} must be 0 or more, got {value}")
         if not 0 <= self.dropout < 1:
-            raise UsageError(f"dropout must be in [0, 1), got {self.dropout}")
+            raise UsageError(f"{label('dropout')} must be in [0, 1), got {self.dropout}")
         if not 0 < self.lr_decay <= 1:
-            raise UsageError(f"lr-decay must be in (0, 1], got {self.lr_decay}")
+            raise UsageError(f"{label('lr_decay')} must be in (0, 1], got {self.lr_decay}")
         if not 0 <= self.val_fraction < 1:
-            raise UsageError(f"val-fraction must be in [0, 1), got {self.val_fraction}")
+            raise UsageError(f"{label('val_fraction')} must be in [0, 1), got {self.val_fraction}")
         if self.optimizer not in OPTIMIZERS:
             raise UsageError(f"unknown optimizer {self.optimizer!r}; known: {', '.join(OPTIMIZERS)}")
         if self.schedule not in SCHEDULES:
