@@ -11,19 +11,25 @@ state; a run interrupted before its plan was made measures again when it is resu
 from __future__ import annotations
 
 import math
+import statistics
 import time
+from array import array
 from dataclasses import dataclass
+
+import numpy as np
 
 # The pace is measured over a window of MEASURE_SHARE of the budget, but at least a second
 # (MEASURE_SECONDS; a quarter of a shorter budget): on a shared machine the pace wavers
 # from one tenth of a second to the next. It takes MEASURE_STEPS steps as well, unless
-# steps are so slow that twice the window passes first: then whatever steps there are.
-# The steps' pace is that of the window's second half (the first steps are slow: buffers
-# are made, caches filled; their time is spent and counted, but is not typical), and
-# evaluations are timed apart, since they come at their own rate.
+# steps are so slow that twice the window passes first: then SLOW_STEPS at least.
+# Each step is timed, evaluations apart (they come at their own rate). The window counts
+# the steps' own time, stalls left out (see STALL), and a step costs the mean of the later
+# half of them (the first steps are slow: buffers are made, caches filled; their time is
+# spent and counted, but is not typical).
 MEASURE_SHARE = 0.05
 MEASURE_SECONDS = 1.0
 MEASURE_STEPS = 20
+SLOW_STEPS = 3  # the fewest steps that tell a stall from slow steps (a stall is not its own median)
 # When training gets slower after the plan (another job takes the cores), the run still
 # ends at its planned step, since that keeps its schedule whole and a resumed run exact;
 # but not beyond this much over the budget, where it stops at once: OVERRUN_SHARE of the
@@ -81,52 +87,64 @@ def plan(step: int, seconds_left: float, pace: Pace, steps_per_epoch: int, eval_
 
 
 class Stopwatch:
-    """Measures one fit()'s pace until there is enough to plan by: its steps and seconds,
-    and the time of its evaluations apart."""
+    """Measures one fit()'s pace until there is enough to plan by: each step's seconds, and
+    each evaluation's apart."""
 
     def __init__(self, limit: float, step: int):
         self.window = max(MEASURE_SHARE * limit, min(MEASURE_SECONDS, limit / 4))
         self.first_step = step
         self.started = time.perf_counter()
         self.evaluating = 0.0  # seconds spent in evaluations (and what callbacks did at them)
-        self.evaluated = 0
-        self.half = False  # whether the window's second half, whose steps are timed, began
+        self.evaluations: list[float] = []  # the seconds of each
         self._last: tuple[float, int, float] = (self.started, step, 0.0)  # (time, step, evaluating) last seen
-        self._steps: list[float] = []  # seconds a step, over the second half (between two looks)
+        self._steps = array("d")  # seconds a step, between two looks (a window may hold millions)
+        self._look_again = 0  # steps measured before the stalls are looked for again
+
+    @property
+    def evaluated(self) -> int:
+        return len(self.evaluations)
 
     def evaluation(self, seconds: float) -> None:
         self.evaluating += seconds
-        self.evaluated += 1
+        self.evaluations.append(seconds)
 
     def enough(self, step: int) -> bool:
-        """Whether the pace measured by `step` is enough to plan by (called between steps)."""
+        """Whether the pace measured by `step` is enough to plan by (called between steps):
+        a window's worth of steps, stalls left out. Cheap while the clock alone says it is
+        not; then the stalls are looked for at most every tenth more steps."""
         now = time.perf_counter()
-        steps, elapsed = step - self.first_step, now - self.started
-        if self.half:
-            seen, seen_step, seen_evaluating = self._last
-            if step > seen_step:
-                training = now - seen - (self.evaluating - seen_evaluating)
-                self._steps += [max(training, 0.0) / (step - seen_step)] * (step - seen_step)
-        elif steps >= MEASURE_STEPS / 2 and elapsed >= self.window / 2:
-            self.half = True
+        seen, seen_step, seen_evaluating = self._last
+        if step > seen_step:
+            training = now - seen - (self.evaluating - seen_evaluating)
+            self._steps.extend([max(training, 0.0) / (step - seen_step)] * (step - seen_step))
         self._last = (now, step, self.evaluating)
-        return steps >= 1 and (elapsed >= 2 * self.window or steps >= MEASURE_STEPS and elapsed >= self.window)
+        steps, elapsed = len(self._steps), now - self.started
+        if steps < SLOW_STEPS or steps < self._look_again or \
+                not (elapsed >= 2 * self.window or steps >= MEASURE_STEPS and elapsed >= self.window):
+            return False
+        self._look_again = steps + max(1, steps // 10)
+        timed = float(_without_stalls(np.frombuffer(self._steps)).sum())
+        return timed >= 2 * self.window or steps >= MEASURE_STEPS and timed >= self.window
 
     def pace(self, step: int, estimate: float = 0.0, probing: float = 0.0) -> Pace:
-        """The pace measured by `step`. A step costs the mean of the second half's steps,
-        leaving out those STALL times slower than their median: a process stopped, or a
-        machine that froze for a moment, would otherwise plan the run far short (the time
-        it lost is spent all the same, and counted). Without such steps, the mean of all.
-        An evaluation costs what those measured cost; when none came in the measured
-        part, `estimate` (one timed on a sample, which took `probing` seconds: not the
-        steps')."""
-        steps = self._steps
-        if steps:
-            typical = sorted(steps)[len(steps) // 2]
-            kept = [seconds for seconds in steps if seconds <= STALL * typical]
-            step_seconds = sum(kept) / len(kept)
-        else:
+        """The pace measured by `step`. A step costs the mean of the later half of the steps,
+        stalls left out: a process stopped, or a machine that froze for a moment, would
+        otherwise plan the run far short (the time it lost is spent all the same, and
+        counted). An evaluation costs the lower median of those measured (one that froze is
+        left out once there are two); when none came in the measured part, `estimate` (one
+        timed on a sample, which took `probing` seconds: not the steps')."""
+        later = _without_stalls(np.frombuffer(self._steps)[len(self._steps) // 2 :])
+        if later.size:
+            step_seconds = float(later.mean())
+        else:  # (no step timed: not after enough())
             training = time.perf_counter() - self.started - self.evaluating - probing
             step_seconds = max(training, 0.0) / max(1, step - self.first_step)
-        per_evaluation = self.evaluating / self.evaluated if self.evaluated else estimate
+        per_evaluation = statistics.median_low(self.evaluations) if self.evaluations else estimate
         return Pace(step_seconds, per_evaluation)
+
+
+def _without_stalls(seconds: np.ndarray) -> np.ndarray:
+    """The steps' seconds without those STALL times slower than their median."""
+    if not seconds.size:
+        return seconds
+    return seconds[seconds <= STALL * np.median(seconds)]

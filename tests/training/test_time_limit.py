@@ -3,6 +3,7 @@ schedule planned over the budget in steps once its pace is measured, the plan re
 that a resumed run ends where the uninterrupted one does."""
 
 import json
+import re
 import shutil
 import signal
 import time
@@ -61,12 +62,12 @@ class StallWhileMeasuring:
     """Stops the run once for `seconds` in the second half of its pace's measure, as
     SIGSTOP or a machine that froze would; or, with `every`, slows every measured step."""
 
-    def __init__(self, seconds, every=False):
-        self.seconds, self.every, self.done = seconds, every, False
+    def __init__(self, seconds, every=False, after=0.7):
+        self.seconds, self.every, self.after, self.done = seconds, every, after, False
 
     @hookimpl
     def on_step_end(self, trainer, step):
-        if trainer.planned_steps is None and (self.every or not self.done and trainer.wall_time > 0.7):
+        if trainer.planned_steps is None and (self.every or not self.done and trainer.wall_time > self.after):
             self.done = True
             time.sleep(self.seconds)
 
@@ -192,30 +193,47 @@ def test_training_far_slower_than_planned_stops_past_the_budget(tmp_path):
     assert again.complete  # the time is spent: nothing left to train
 
 
-def test_a_stall_while_the_pace_is_measured_costs_only_the_time_it_lost(tmp_path):
-    """A second lost half way through the measure (of 1 s at this budget): the plan leaves
-    out that step, so the run still uses its budget, rather than planning a third of it."""
+@pytest.mark.parametrize("after, seconds", [(0.0, 2.5), (0.7, 1.0)])  # at the first step, half way
+def test_a_stall_while_the_pace_is_measured_costs_only_the_time_it_lost(tmp_path, after, seconds):
+    """Seconds lost while the pace is measured (over 1 s of steps at this budget), longer
+    than twice that window, or in its second half: the plan leaves out that step, so the run
+    still uses its budget, rather than planning a fraction of it."""
     result = Run.start("alphabet", out=tmp_path / "a.npz", time_limit=4,
-                       extra_callbacks=[StallWhileMeasuring(1.0)]).fit()
+                       extra_callbacks=[StallWhileMeasuring(seconds, after=after)]).fit()
     training = charseq.load(tmp_path / "a.npz").training
     assert result.step == training["planned_steps"] and "its time limit (4s) ended it after" in result.message
     assert 3.2 < training["wall_time"] < 4 + MARGIN
 
 
-def test_the_pace_leaves_out_a_stalled_step_but_not_a_slower_machine(monkeypatch):
-    clock = iter([0.0] + [0.6 + 0.01 * i for i in range(20)] + [1.8 + 0.01 * i for i in range(20)] + [9.0] * 9)
-    monkeypatch.setattr(budget.time, "perf_counter", lambda: next(clock))
-    watch = budget.Stopwatch(limit=10.0, step=0)  # a window of 1 s: steps from 0.5 s on are timed
-    assert not watch.enough(10)  # at 0.6 s: the second half begins
-    for step in range(11, 30):  # 10 ms a step...
-        watch.enough(step)
-    watch.enough(30)  # ...but one of 1.01 s: stopped
-    for step in range(31, 50):
-        watch.enough(step)
-    assert watch.pace(49).step_seconds == pytest.approx(0.01)
+@pytest.mark.parametrize("stalled", [6, 60])  # in the measure's first half, and in its second
+def test_the_pace_leaves_out_a_stalled_step_but_not_a_slower_machine(monkeypatch, stalled):
+    """Steps of 10 ms, one of which took 4 s (the process was stopped): the window of 1 s
+    (at a 10 s budget) counts the steps' own time, so the measure goes on until 1 s of
+    them; the plan's pace is 10 ms a step."""
+    now = [0.0]
+    monkeypatch.setattr(budget.time, "perf_counter", lambda: now[0])
+    watch = budget.Stopwatch(limit=10.0, step=0)
+    step = 0
+    while True:
+        step += 1
+        now[0] += 4.0 if step == stalled else 0.01
+        if watch.enough(step):
+            break
+    assert 100 <= step <= 125  # a second of steps, looked for every tenth more steps
+    assert watch.pace(step).step_seconds == pytest.approx(0.01)
     slower = budget.Stopwatch(limit=10.0, step=0)
-    slower._steps = [0.01] * 10 + [0.04] * 10  # the machine slowed four times: that is the pace
-    assert slower.pace(30).step_seconds == pytest.approx(0.025)
+    for step in range(1, 41):  # the machine slowed four times half way: that is the pace
+        now[0] += 0.01 if step <= 20 else 0.04
+        slower.enough(step)
+    assert slower.pace(40).step_seconds == pytest.approx(0.04)
+
+
+def test_an_evaluation_that_froze_is_left_out_of_the_plan(monkeypatch):
+    watch = budget.Stopwatch(limit=10.0, step=0)
+    for seconds in (0.2, 4.0, 0.21):
+        watch.evaluation(seconds)
+    assert watch.pace(1).evaluation_seconds == 0.21
+    assert budget.Stopwatch(10.0, 0).pace(1, estimate=0.3).evaluation_seconds == 0.3  # none: the sample's
 
 
 def test_a_run_that_ends_well_before_its_budget_says_why(tmp_path):
@@ -227,7 +245,7 @@ def test_a_run_that_ends_well_before_its_budget_says_why(tmp_path):
     assert result.step == training["planned_steps"] and training["wall_time"] < 14 - budget.overrun_allowed(14)
     assert "its time limit (14s) ended it after " in result.message
     assert f"at step {result.step:,} (" in result.message
-    assert "the step it planned: early, its steps faster than the pace it measured" in result.message
+    assert "the step it planned: early, its steps faster than while it measured its pace" in result.message
 
 
 def test_epochs_that_end_first_end_the_run_as_if_there_were_no_time_limit(tmp_path, fox):
@@ -268,6 +286,11 @@ def test_unbounded_epochs_need_a_time_limit(tmp_path):
     with pytest.raises(UsageError, match=r"^epochs must be a whole number of at least 1 \(0, unbounded, goes with "
                                          r"time_limit\), got 0$"):
         Run.start("alphabet", out=tmp_path / "b.npz", epochs=0)
+
+
+def test_a_number_past_any_float_is_refused_in_one_line(tmp_path):
+    with pytest.raises(UsageError, match="is not a duration of at most 8784h"):
+        Run.start("alphabet", out=tmp_path / "a.npz", time_limit=10**400)
 
 
 @pytest.mark.parametrize("given, seconds", [("90s", 90), ("5m", 300), ("1h30m", 5400), ("2h", 7200), ("300", 300),
@@ -318,6 +341,26 @@ def test_a_plain_resume_goes_on_with_the_threads_the_run_trained_with(tmp_path, 
     assert done.training["blas_threads"] == 1 == charseq.load(cut).training["blas_threads"]
     other = run_cli("train", "--resume", cut, "--epochs", 5, "--threads", 2)
     assert "threads=2" in other.stdout.splitlines()[0]  # asked for: given, with the warning where BLAS has two
+
+
+def test_a_time_limit_said_as_charseq_says_it_is_the_runs_own(tmp_path, fox):
+    cut = tmp_path / "cut.npz"
+    Run.start(fox, out=cut, time_limit=12.34, extra_callbacks=[InterruptAt(5)], **SMALL).fit()
+    assert Run.resume(cut, time_limit="12.3s").config.time_limit == 12.34  # as the run line says it
+    result = run_cli("train", "--resume", cut, "--time-limit", "12.3s", "--epochs", 1)
+    assert "time-limit=12.3s" in result.stdout.splitlines()[0]
+    with pytest.raises(UsageError, match="differs from the resumed run's 12.3s"):
+        Run.resume(cut, time_limit="12.4s")
+
+
+def test_the_time_said_is_the_time_saved(tmp_path):
+    result = Run.start("alphabet", out=tmp_path / "a.npz", time_limit=0.05).fit()
+    saved = charseq.load(tmp_path / "a.npz").training["wall_time"]
+    from charseq.runs.settings import format_duration
+
+    assert f"after {format_duration(saved)} of training" in result.message
+    again = run_cli("train", "--resume", tmp_path / "a.npz")
+    assert f"after {format_duration(saved)} of training" in again.output  # the same, read back
 
 
 def test_a_finished_time_limited_run_is_complete_on_resuming(tmp_path):
@@ -384,12 +427,14 @@ def test_old_checkpoints_load_and_resume_without_a_time_limit():
     assert old.config["time_limit"] == 0.0  # the run as it was: no time limit
 
 
-@pytest.mark.parametrize("seconds", [1e-7, 0.004, 0.25, 2.5, 9.94, 12.3, 59.9, 61, 5400, 5401, 90061])
+@pytest.mark.parametrize("seconds", [4e-13, 1e-7, 0.004, 0.25, 2.5, 9.94, 12.3, 59.9, 61, 5400, 5401, 90061, 1e17])
 def test_a_duration_as_said_reads_back(seconds):
-    from charseq.runs.settings import format_duration, parse_duration
+    from charseq.runs.settings import MAX_DURATION, format_duration, parse_duration
 
     said = format_duration(seconds)
-    assert "e" not in said and parse_duration(said) == pytest.approx(seconds, rel=0.05)
+    assert "e" not in said and re.fullmatch(r"([0-9]+h)?([0-9]+m)?([0-9.]+s)?", said)
+    if seconds <= MAX_DURATION:
+        assert parse_duration(said) == pytest.approx(seconds, rel=0.05)
 
 
 @pytest.mark.parametrize("first, last, every, expected", [
