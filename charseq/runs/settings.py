@@ -10,6 +10,7 @@ import math
 import numbers
 import re
 from collections.abc import Callable, Mapping
+from decimal import Decimal
 from dataclasses import Field, asdict, dataclass, field, fields
 from typing import Any, cast
 
@@ -38,7 +39,10 @@ def parse_duration(value: Any, name: str = "time_limit") -> float:
     seconds: the one rule for the CLI, the API and checkpoints; 0 is none."""
     seconds: float | None = None
     if isinstance(value, numbers.Real) and not isinstance(value, bool):  # numpy's numbers too
-        seconds = float(value)
+        try:
+            seconds = float(value)
+        except OverflowError:  # a whole number past any float: far past the most
+            seconds = math.inf
     elif isinstance(value, str):
         text = value.strip().lower()
         found = _DURATION.fullmatch(text)
@@ -56,11 +60,11 @@ def format_duration(seconds: float) -> str:
     """A duration as parse_duration reads it: 5m, 1h30m, 12.5s (tenths below a minute, two
     digits below ten seconds: 2.5s, 0.25s)."""
     if seconds < 10:  # in decimals, never 1e-07s: the text must read back
-        return f"{float(f'{seconds:.2g}'):.12f}".rstrip("0").rstrip(".") + "s"
+        return format(Decimal(f"{seconds:.2g}"), "f") + "s"
     whole = round(seconds) if seconds >= 60 else round(seconds, 1)
     hours, rest = divmod(whole, 3600)
     minutes, rest = divmod(rest, 60)
-    parts = [f"{hours:g}h" if hours else "", f"{minutes:g}m" if minutes else "",
+    parts = [f"{int(hours)}h" if hours else "", f"{int(minutes)}m" if minutes else "",
              f"{round(rest, 1):g}s" if rest or not (hours or minutes) else ""]
     return "".join(parts)
 

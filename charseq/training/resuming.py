@@ -129,7 +129,9 @@ def resumed_config(config: TrainConfig, settings: dict[str, Any], training: dict
             continue
         if key not in values:
             raise UsageError(f"unknown training setting {key!r}; the settings are {', '.join(sorted(values))}")
-        if given(key, value) == values[key] and isinstance(value, bool) == isinstance(values[key], bool):
+        # The same, or the same as charseq says it (a time limit of 12.34 s is said 12.3s): kept as it was.
+        same = given(key, value) == values[key] or shown(key, given(key, value)) == shown(key, values[key])
+        if same and isinstance(value, bool) == isinstance(values[key], bool):
             continue
         if key not in RESUME_MAY_CHANGE:
             raise UsageError(f"{setting(key, value)} differs from the resumed run's {shown(key, values[key])}; a resumed "

@@ -436,16 +436,16 @@ class Run:
         """How the time limit ended the run: when, after how much training, how far."""
         trainer, limit = self.trainer, format_duration(self.config.time_limit)
         planned = trainer.planned_steps
-        ended = f"ended it after {format_duration(trainer.wall_time)} of training"
-        where = f"at step {trainer.step:,} ({trainer.step / trainer.steps_per_epoch:,.1f} epochs)"
+        after = (f"after {format_duration(trainer.wall_time)} of training, at step {trainer.step:,} "
+                 f"({trainer.step / trainer.steps_per_epoch:,.1f} epochs)")
         if planned is None or trainer.step < planned:
             before = f"before the step it planned ({planned:,})" if planned is not None else "before it planned its steps"
-            return (f"its time limit ({limit}) cut it short, {before}: it {ended}, {where}, its steps slower than the "
-                    "pace it measured")
+            return (f"its time limit ({limit}) cut it short, {before}, {after}: its steps ran slower than the pace "
+                    "it measured")
         if self.config.time_limit - trainer.wall_time > budget.overrun_allowed(self.config.time_limit):
-            return (f"its time limit ({limit}) {ended}, {where}, the step it planned: early, its steps faster than "
-                    "the pace it measured")
-        return f"its time limit ({limit}) {ended}, {where}"
+            return (f"its time limit ({limit}) ended it {after}, the step it planned: early, its steps faster than "
+                    "while it measured its pace")
+        return f"its time limit ({limit}) ended it {after}"
 
     def _complete(self) -> RunResult:
         """Nothing to train. Written only when asked for elsewhere (--out), as when a run

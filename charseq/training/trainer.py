@@ -89,7 +89,8 @@ class Trainer:
         self._order: np.ndarray | None = None  # this epoch's order of random windows or items
         self._h: np.ndarray | None = None  # the state carried into the next window
         self._since_eval: list[float] = [0.0, 0, 0.0]  # loss sum, steps and seconds since the last evaluation
-        self._wall_time_before = 0.0  # training time of the runs this one resumes
+        self._wall_time_before = 0.0  # training time of the runs this one resumes, and of earlier fit()s
+        self._training_since: float | None = None  # when this fit() began, while it trains
         self._started: float | None = None
         self._eval_started = 0.0
         self._callback_states: dict[str, dict[str, Any]] = {}  # handed to the callbacks once training begins
@@ -123,7 +124,10 @@ class Trainer:
         or it is interrupted; returns the metrics of the weights it ends with."""
         # A diverging run is reported as one clear error, not as numpy warnings.
         with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
-            return self._fit()
+            try:
+                return self._fit()
+            finally:  # the clock stops with training: what is saved and said after is the same time
+                self._wall_time_before, self._training_since = self.wall_time, None
 
     def _fit(self) -> dict[str, Any]:
         config = self.config
@@ -138,9 +142,8 @@ class Trainer:
         self._call("on_train_begin")
         self._give_callbacks_their_state()
         self.state()  # a callback state that cannot be saved fails now, not at an epoch's end
-        self._wall_time_before = self.wall_time  # (the time of an earlier fit() of this trainer)
         self._check_threads()
-        self._started = self._eval_started = time.perf_counter()
+        self._started = self._eval_started = self._training_since = time.perf_counter()
         waiting = CoreWait()  # says once when the run waits for the cores
         waiting.start(self.step)
         timed = bool(config.time_limit)
@@ -325,8 +328,8 @@ class Trainer:
     @property
     def wall_time(self) -> float:
         """Seconds of training so far, across the runs this one resumes."""
-        running = time.perf_counter() - self._started if self._started is not None else 0.0
-        return self._wall_time_before + running
+        since = self._training_since
+        return self._wall_time_before + (time.perf_counter() - since if since is not None else 0.0)
 
     # -- checkpoints and resuming ---------------------------------------------------
 
