@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from charseq.errors import UsageError, label
+from charseq.runs.settings import given
 from charseq.runs.settings import settings as train_settings
 
 
@@ -35,7 +36,7 @@ class Param:
             raise UsageError(f"{label('param')} {spec!r}: expected NAME=KIND:ARGS, such as lr=log:1e-4:1e-2, dropout=float:0:0.5, "
                              "hidden-size=int:128:512:128 or optimizer=choice:adam,rmsprop")
         name, kind, args = found["name"].replace("-", "_"), found["kind"], found["args"]
-        known = {setting for setting, _, _ in train_settings()}
+        known = {setting: kind for setting, kind, _ in train_settings()}
         if name not in known and name != "model" and not name.startswith("model."):
             raise UsageError(f"{label('param')} {spec!r}: {name!r} is not a training setting; the settings are "
                              f"{', '.join(sorted(known))}, model and model.OPTION")
@@ -45,12 +46,20 @@ class Param:
                 raise UsageError(f"{label('param')} {spec!r}: a choice must be a finite number or text")
             if not all(str(c) for c in choices) or len(set(choices)) != len(choices):
                 raise UsageError(f"{label('param')} {spec!r}: the choices must be different and not empty")
+            if name in known:
+                for choice in choices:  # each as the setting reads it (a duration), or of its type
+                    if known[name] in (int, float) and isinstance(choice, str):
+                        raise UsageError(f"{label('param')} {spec!r}: {choice!r} is not a number")
+                    try:
+                        given(name, choice)
+                    except UsageError as exc:
+                        raise UsageError(f"{label('param')} {spec!r}: {exc}") from None
             return cls(name, kind, choices=choices)
         parts = args.split(":")
         if len(parts) not in (2, 3) or (len(parts) == 3 and kind != "int"):
             raise UsageError(f"{label('param')} {spec!r}: {kind} takes LOW:HIGH" + ("[:STEP]" if kind == "int" else ""))
         try:
-            numbers = [int(p) if kind == "int" else float(p) for p in parts]
+            numbers = [_number(p, kind) for p in parts]
         except ValueError:
             raise UsageError(f"{label('param')} {spec!r}: {':'.join(parts)} are not {kind} numbers") from None
         low, high = numbers[0], numbers[1]
@@ -71,12 +80,20 @@ class Param:
         return trial.suggest_float(self.name, self.low, self.high, log=self.kind == "log")
 
 
+# Numbers as people type them, in ASCII: Python's int() and float() also read 1_000 and
+# other scripts' digits, which no one means as a number here.
+_INT = re.compile(r"[+-]?[0-9]+")
+_FLOAT = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?|[+-]?(?:inf|infinity|nan)", re.IGNORECASE)
+
+
 def _value(text: str) -> Any:
     """A choice as it is meant: a whole number, a number, or text."""
     text = text.strip()
-    for kind in (int, float):
-        try:
-            return kind(text)
-        except ValueError:
-            pass
-    return text
+    return int(text) if _INT.fullmatch(text) else float(text) if _FLOAT.fullmatch(text) else text
+
+
+def _number(text: str, kind: str) -> float:
+    """A range's bound: a whole number for an int range, else a number (ValueError if not)."""
+    if not (_INT if kind == "int" else _FLOAT).fullmatch(text.strip()):
+        raise ValueError(text)
+    return int(text) if kind == "int" else float(text)

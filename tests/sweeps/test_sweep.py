@@ -54,6 +54,9 @@ def trials(cwd: Path, study: str = "charseq", storage: str | None = None) -> lis
     ("batch-size=choice:16,32", sweeps.Param("batch_size", "choice", choices=(16, 32))),
     ("model=choice:gru,lstm:layers=2", sweeps.Param("model", "choice", choices=("gru", "lstm:layers=2"))),
     ("model.layers=int:1:3", sweeps.Param("model.layers", "int", 1, 3)),
+    ("time-limit=choice:90s,5m", sweeps.Param("time_limit", "choice", choices=("90s", "5m"))),
+    ("time-limit=choice:30,2.5", sweeps.Param("time_limit", "choice", choices=(30, 2.5))),
+    ("lr=float:.5:1e1", sweeps.Param("lr", "float", 0.5, 10.0)),
 ])
 def test_param_specs(spec, expected):
     assert sweeps.Param.parse(spec) == expected
@@ -69,6 +72,10 @@ def test_param_specs(spec, expected):
     ("lr=float:0:1:0.1", "float takes LOW:HIGH"),
     ("hidden-size=int:128:512:100", "divide HIGH - LOW"),
     ("optimizer=choice:adam,adam", "must be different"),
+    ("time-limit=choice:1s,abc", "time-limit=choice:1s,abc': time_limit 'abc' is not a duration"),
+    ("time-limit=choice:1s,\u0663", "is not a duration"),  # an Arabic-Indic 3: not a number here either
+    ("hidden-size=int:\u0661:9", "are not int numbers"),
+    ("lr=choice:1_000,2", "'1_000' is not a number"),
 ])
 def test_bad_param_specs_say_what_is_wrong(spec, words):
     with pytest.raises(UsageError, match=words):
