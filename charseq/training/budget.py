@@ -37,10 +37,16 @@ SLOW_STEPS = 3  # the fewest steps that tell a stall from slow steps (a stall is
 # run (a collection, a slow save), which must not cut a short run for nothing.
 OVERRUN_SHARE = 0.1
 OVERRUN_SECONDS = 10.0
-# A step this many times slower than the measure's median is a stall (the process stopped,
-# the machine froze), not the pace: left out of the plan. Steady contention slows every
-# step alike, and is the pace.
+# A step STALL times slower than the measure's median, and longer than STALL_SHARE of its
+# window, is a stall (the process stopped, the machine froze), not the pace: left out of the
+# plan. Contention slows steps alike, and a CPU quota stops the process for a fraction of
+# each period (100 ms by default): both are the pace, and kept. What a stall shorter than
+# STALL_SHARE of the window costs the plan is at most that share of it.
 STALL = 5.0
+STALL_SHARE = 0.1
+# Evaluations come few in a window: with fewer than this many measured, one timed on a
+# sample (twice: the quicker) is weighed too, and the quicker of the two rules.
+EVALUATIONS_TO_TRUST = 3
 
 
 def overrun_allowed(limit: float) -> float:
@@ -123,28 +129,31 @@ class Stopwatch:
                 not (elapsed >= 2 * self.window or steps >= MEASURE_STEPS and elapsed >= self.window):
             return False
         self._look_again = steps + max(1, steps // 10)
-        timed = float(_without_stalls(np.frombuffer(self._steps)).sum())
+        timed = float(self._without_stalls(np.frombuffer(self._steps)).sum())
         return timed >= 2 * self.window or steps >= MEASURE_STEPS and timed >= self.window
 
     def pace(self, step: int, estimate: float = 0.0, probing: float = 0.0) -> Pace:
         """The pace measured by `step`. A step costs the mean of the later half of the steps,
         stalls left out: a process stopped, or a machine that froze for a moment, would
         otherwise plan the run far short (the time it lost is spent all the same, and
-        counted). An evaluation costs the lower median of those measured (one that froze is
-        left out once there are two); when none came in the measured part, `estimate` (one
-        timed on a sample, which took `probing` seconds: not the steps')."""
-        later = _without_stalls(np.frombuffer(self._steps)[len(self._steps) // 2 :])
+        counted). An evaluation costs the lower median of those measured, or, with fewer
+        than EVALUATIONS_TO_TRUST of them, the least of that and `estimate` (timed on a
+        sample, which took `probing` seconds: not the steps'), so that one evaluation that
+        froze is not the plan's."""
+        later = self._without_stalls(np.frombuffer(self._steps)[len(self._steps) // 2 :])
         if later.size:
             step_seconds = float(later.mean())
         else:  # (no step timed: not after enough())
             training = time.perf_counter() - self.started - self.evaluating - probing
             step_seconds = max(training, 0.0) / max(1, step - self.first_step)
-        per_evaluation = statistics.median_low(self.evaluations) if self.evaluations else estimate
-        return Pace(step_seconds, per_evaluation)
+        costs = [statistics.median_low(self.evaluations)] if self.evaluations else []
+        if len(self.evaluations) < EVALUATIONS_TO_TRUST and (estimate or not costs):  # (0: nothing held out)
+            costs.append(estimate)
+        return Pace(step_seconds, min(costs))
 
+    def _without_stalls(self, seconds: np.ndarray) -> np.ndarray:
+        """The steps' seconds without the stalls among them."""
+        if not seconds.size:
+            return seconds
+        return seconds[seconds <= max(STALL * float(np.median(seconds)), STALL_SHARE * self.window)]
 
-def _without_stalls(seconds: np.ndarray) -> np.ndarray:
-    """The steps' seconds without those STALL times slower than their median."""
-    if not seconds.size:
-        return seconds
-    return seconds[seconds <= STALL * np.median(seconds)]

@@ -220,9 +220,9 @@ class Trainer:
         watch, limit = self._stopwatch, self.config.time_limit
         if watch is not None and watch.enough(self.step):
             estimate = probing = 0.0
-            if not watch.evaluated:
+            if watch.evaluated < budget.EVALUATIONS_TO_TRUST:  # timed on a sample, twice: a stall hits one
                 started = time.perf_counter()
-                estimate = self.batches.evaluation_seconds(self.model)
+                estimate = min(self.batches.evaluation_seconds(self.model) for _ in range(2))
                 probing = time.perf_counter() - started
                 self._eval_started += probing  # not training: the next metrics' chars/s leave it out
             pace = watch.pace(self.step, estimate, probing)

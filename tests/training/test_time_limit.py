@@ -228,12 +228,29 @@ def test_the_pace_leaves_out_a_stalled_step_but_not_a_slower_machine(monkeypatch
     assert slower.pace(40).step_seconds == pytest.approx(0.04)
 
 
-def test_an_evaluation_that_froze_is_left_out_of_the_plan(monkeypatch):
+def test_an_evaluation_that_froze_is_left_out_of_the_plan():
     watch = budget.Stopwatch(limit=10.0, step=0)
     for seconds in (0.2, 4.0, 0.21):
         watch.evaluation(seconds)
-    assert watch.pace(1).evaluation_seconds == 0.21
+    assert watch.pace(1, estimate=0.1).evaluation_seconds == 0.21  # three: their lower median
+    one = budget.Stopwatch(10.0, 0)
+    one.evaluation(4.0)  # the only one, and it froze: the sample's estimate is the quicker
+    assert one.pace(1, estimate=0.3).evaluation_seconds == 0.3
+    assert one.pace(1, estimate=0.0).evaluation_seconds == 4.0  # (0: nothing held out to time)
     assert budget.Stopwatch(10.0, 0).pace(1, estimate=0.3).evaluation_seconds == 0.3  # none: the sample's
+
+
+def test_a_cpu_quota_is_the_pace_not_a_stall(monkeypatch):
+    """A process stopped 50 ms in every 100 (a container's CPU quota): the stops recur, each
+    shorter than a tenth of the window, and are the pace: twice the steps' own time."""
+    now = [0.0]
+    monkeypatch.setattr(budget.time, "perf_counter", lambda: now[0])
+    watch = budget.Stopwatch(limit=20.0, step=0)
+    step = 0
+    while not watch.enough(step):
+        step += 1
+        now[0] += 0.001 + (0.05 if step % 50 == 0 else 0.0)
+    assert watch.pace(step).step_seconds == pytest.approx(0.002, rel=0.05)
 
 
 def test_a_run_that_ends_well_before_its_budget_says_why(tmp_path):
