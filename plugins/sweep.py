@@ -122,10 +122,10 @@ def register_commands(cli):
                             fixed.get("seed"), threads)
         if jobs > 4 * blas.available_cores():
             raise UsageError(f"--jobs {jobs} on {blas.available_cores()} cores would only slow each worker down")
+        sweeps.preflight(plan)  # what every trial would fail on, refused before a word of the sweep
         say(f"sweep {study_name!r}: {trials} trials in {sweeps.shown_url(storage)}, {jobs} worker"
             f"{'s' if jobs > 1 else ''} of {threads} BLAS thread{'s' if threads > 1 else ''}, runs in "
             f"{Path(directory) / study_name}/", err=True)
-        sweeps.preflight(plan)
         _run(sweeps, plan, jobs, say)
 
 

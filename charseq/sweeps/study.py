@@ -10,13 +10,15 @@ import os
 import re
 import time
 import uuid
-from dataclasses import dataclass, field, replace
+from collections.abc import Sequence
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
 from charseq.data.text import STDIN_NAMES, is_stream
 from charseq.errors import CharseqError, UsageError, command, label
 from charseq.files import publish
+from charseq.runs.settings import TrainConfig
 from charseq.sweeps.roster import is_roster
 from charseq.sweeps.space import Param
 from charseq.sweeps.storage import (DEFAULT_STORAGE, check_storage, holds_studies, open_storage, require_optuna, shown_url,
@@ -24,6 +26,7 @@ from charseq.sweeps.storage import (DEFAULT_STORAGE, check_storage, holds_studie
 
 DEFAULT_DIRECTORY = "sweeps"
 PRUNERS = ("median", "hyperband", "none")
+TRAIN_SETTINGS = {f.name for f in fields(TrainConfig)}
 PRUNE_FROM = 50  # percent of its run a trial is through before the median pruner may stop it
 STUDY_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")  # the whole name (fullmatch: `$` lets a newline end it)
 LONGEST_STUDY_NAME = 100  # it names a folder: well below a file system's 255 bytes
@@ -162,6 +165,7 @@ def preflight(sweep: Sweep) -> None:
 
     train = dict(sweep.train)
     model_options = dict(train.pop("model_options", None) or {})
+    _check_values(sweep.params, train)
     for param in sweep.params:
         if param.kind == "choice":
             continue
@@ -174,6 +178,22 @@ def preflight(sweep: Sweep) -> None:
         callbacks = [("metrics", {"path": str(Path(folder) / "metrics.jsonl")}), *train.pop("callbacks", [])]
         Run.start(train.pop("corpus"), out=Path(folder) / "check.npz", callbacks=callbacks,
                   model_options=model_options or None, **train)
+
+
+def _check_values(params: Sequence[Param], train: dict[str, Any]) -> None:
+    """Each choice of a training setting, and each end of its range, as the setting takes it
+    beside the sweep's fixed settings: refused now, in one line, rather than by its trials."""
+    fixed = {name: value for name, value in train.items() if name in TRAIN_SETTINGS}
+    for param in params:
+        if param.name not in TRAIN_SETTINGS:
+            continue  # the model and its options: checked as the run is built
+        values = param.choices if param.kind == "choice" else (param.low, param.high)
+        for value in values:
+            value = int(value) if param.kind == "int" else value
+            try:
+                TrainConfig(**{**fixed, param.name: value})
+            except UsageError as exc:
+                raise UsageError(f"{label('param')} {param.name.replace('_', '-')}: {exc}") from None
 
 
 class DirectoryTaken(UsageError):

@@ -522,6 +522,20 @@ def test_a_study_refuses_a_command_that_searches_otherwise(tmp_path):
     sweep(*QUICK, "--param", "lr=log:0.5:8", "--trials", "2", "--pruner", "none", "--study", "other", cwd=tmp_path)
 
 
+@pytest.mark.parametrize("param, words", [
+    ("optimizer=choice:adam,foo", "--param optimizer: unknown optimizer 'foo'; known: sgd, adagrad, rmsprop, adam"),
+    ("seed=choice:2.5,3", "--param seed: --seed must be a whole number, got 2.5"),
+    ("batch-size=int:0:4", "--param batch-size: --batch-size must be a whole number of at least 1, got 0"),
+    ("dropout=float:0.5:1", "--param dropout: --dropout must be in [0, 1), got 1.0"),
+])
+def test_a_value_no_trial_could_take_is_refused_before_the_sweep(tmp_path, param, words):
+    """Each choice and each end of a range, as its setting takes it: refused in one line,
+    before the study or its folder is made, rather than by the trials that draw it."""
+    result = sweep(*QUICK, "--param", param, "--trials", "2", cwd=tmp_path, ok=False)
+    assert result.exit_code == 2 and result.output.strip().splitlines() == [f"Error: {words}"]
+    assert not (tmp_path / "charseq-sweeps.db").exists() and not (tmp_path / "sweeps").exists()
+
+
 @pytest.mark.parametrize("name", ["../escape", "a/b", "", ".hidden", "x\n", "x\ny"])
 def test_a_study_name_cannot_leave_the_runs_folder(tmp_path, name):
     result = sweep(*QUICK, "--param", "lr=log:0.5:8", "--study", name, cwd=tmp_path, ok=False)
