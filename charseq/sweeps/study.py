@@ -166,8 +166,11 @@ def preflight(sweep: Sweep) -> None:
     train = dict(sweep.train)
     model_options = dict(train.pop("model_options", None) or {})
     _check_values(sweep.params, train)
+    fixed_options = dict(model_options)
     for param in sweep.params:
         if param.kind == "choice":
+            if param.name == "model":  # the model's options are the first choice's
+                train["model"] = param.choices[0]
             continue
         value = int(param.low) if param.kind == "int" else float(param.low)
         if param.name.startswith("model."):
@@ -176,14 +179,35 @@ def preflight(sweep: Sweep) -> None:
             train[param.name] = value
     with tempfile.TemporaryDirectory(prefix="charseq-sweep-check-") as folder:
         callbacks = [("metrics", {"path": str(Path(folder) / "metrics.jsonl")}), *train.pop("callbacks", [])]
-        Run.start(train.pop("corpus"), out=Path(folder) / "check.npz", callbacks=callbacks,
-                  model_options=model_options or None, **train)
+        run = Run.start(train.pop("corpus"), out=Path(folder) / "check.npz", callbacks=callbacks,
+                        model_options=model_options or None, **train)
+    _check_models(sweep.params, run.spec.model["name"], fixed_options)
+
+
+def _check_models(params: Sequence[Param], fixed: str, options: dict[str, Any]) -> None:
+    """Each model a sweep may draw (`fixed` unless the model is searched), with each value of
+    each model option searched (choices, and both ends of a range), built small: refused now,
+    in one line, naming the model."""
+    from charseq.models.build import build_model
+
+    searched = {param.name: param for param in params}
+    models = list(searched["model"].choices) if "model" in searched else [fixed]
+    values = {name.removeprefix("model."): param.choices if param.kind == "choice" else
+              (int(param.low), int(param.high)) if param.kind == "int" else (param.low, param.high)
+              for name, param in searched.items() if name.startswith("model.")}
+    for model in models:
+        build_model(str(model), options, 2, 2, seed=None)
+        for option, chosen in values.items():
+            for value in chosen:
+                build_model(str(model), {**options, option: value}, 2, 2, seed=None)
 
 
 def _check_values(params: Sequence[Param], train: dict[str, Any]) -> None:
     """Each choice of a training setting, and each end of its range, as the setting takes it
     beside the sweep's fixed settings: refused now, in one line, rather than by its trials."""
     fixed = {name: value for name, value in train.items() if name in TRAIN_SETTINGS}
+    if any(param.name == "time_limit" for param in params):  # (epochs of 0 go with a limit searched over)
+        fixed.setdefault("time_limit", 1.0)
     for param in params:
         if param.name not in TRAIN_SETTINGS:
             continue  # the model and its options: checked as the run is built

@@ -438,10 +438,12 @@ class Run:
         planned = trainer.planned_steps
         after = (f"after {format_duration(trainer.wall_time)} of training, at step {trainer.step:,} "
                  f"({trainer.step / trainer.steps_per_epoch:,.1f} epochs)")
-        if planned is None or trainer.step < planned:
-            before = f"before the step it planned ({planned:,})" if planned is not None else "before it planned its steps"
-            return (f"its time limit ({limit}) cut it short, {before}, {after}: its steps ran slower than the pace "
-                    "it measured")
+        if planned is None:
+            return (f"its time limit ({limit}) cut it short, before it could plan its steps, {after}: its steps ran "
+                    "too slowly for their pace to be measured within its budget")
+        if trainer.step < planned:
+            return (f"its time limit ({limit}) cut it short, before the step it planned ({planned:,}), {after}: its "
+                    "steps ran slower than the pace it measured")
         if self.config.time_limit - trainer.wall_time > budget.overrun_allowed(self.config.time_limit):
             return (f"its time limit ({limit}) ended it {after}, the step it planned: early, its steps faster than "
                     "while it measured its pace")

@@ -203,7 +203,6 @@ def test_pruning_stops_a_hopeless_trial_early(tmp_path):
 
 @pytest.mark.parametrize("param,words", [
     ("lr=choice:1e35,0.01", "diverged"),  # Adam at 1e35: the gradient stops being finite
-    ("model.layers=choice:100,1", "layers must be at most 64"),  # a combination the model refuses
 ])
 def test_a_failing_trial_is_recorded_with_its_reason_and_the_sweep_goes_on(tmp_path, param, words):
     out = sweep(*QUICK, "--optimizer", "adam", "--param", param, "--trials", "5", "--pruner", "none", "--seed", "0",
@@ -527,6 +526,9 @@ def test_a_study_refuses_a_command_that_searches_otherwise(tmp_path):
     ("seed=choice:2.5,3", "--param seed: --seed must be a whole number, got 2.5"),
     ("batch-size=int:0:4", "--param batch-size: --batch-size must be a whole number of at least 1, got 0"),
     ("dropout=float:0.5:1", "--param dropout: --dropout must be in [0, 1), got 1.0"),
+    ("model.layers=choice:1,x", "model 'rnn': layers must be a whole number, got 'x'"),  # (the alphabet's model)
+    ("model.layers=int:1:100", "model 'rnn': layers must be at most 64, got 100"),
+    ("model=choice:gru,foo", "unknown model 'foo'; known: gru, lstm, rnn"),
 ])
 def test_a_value_no_trial_could_take_is_refused_before_the_sweep(tmp_path, param, words):
     """Each choice and each end of a range, as its setting takes it: refused in one line,
@@ -534,6 +536,24 @@ def test_a_value_no_trial_could_take_is_refused_before_the_sweep(tmp_path, param
     result = sweep(*QUICK, "--param", param, "--trials", "2", cwd=tmp_path, ok=False)
     assert result.exit_code == 2 and result.output.strip().splitlines() == [f"Error: {words}"]
     assert not (tmp_path / "charseq-sweeps.db").exists() and not (tmp_path / "sweeps").exists()
+
+
+def test_model_options_are_checked_for_each_model_searched(tmp_path):
+    result = sweep(*QUICK, "--param", "model=choice:lstm,gru", "--param", "model.layers=int:0:2", cwd=tmp_path,
+                   ok=False)
+    assert result.exit_code == 2 and "model 'lstm': layers must be a whole number of at least 1, got 0" in result.output
+
+
+def test_epochs_of_0_may_be_searched_beside_a_time_limit_and_a_trial_without_one_fails(tmp_path):
+    """Each value is one a trial could take; a combination none can (no epochs and no time
+    limit) fails its trial, recorded with its reason, and the sweep goes on."""
+    out = sweep("--corpus", "alphabet", "--hidden-size", "16", "--param", "time-limit=choice:0.5s,0", "--param",
+                "epochs=choice:0,2", "--trials", "6", "--pruner", "none", "--seed", "0", cwd=tmp_path).output
+    done = trials(tmp_path)
+    failed = [t for t in done if t.state.name == "FAIL"]
+    assert failed and all(t.params == {"time_limit": 0, "epochs": 0} for t in failed)
+    assert all("goes with --time-limit" in t.user_attrs["failure"] for t in failed)
+    assert any(t.state.name == "COMPLETE" for t in done) and "fail" in out
 
 
 @pytest.mark.parametrize("name", ["../escape", "a/b", "", ".hidden", "x\n", "x\ny"])
