@@ -72,6 +72,15 @@ class Param:
             raise UsageError(f"{label('param')} {spec!r}: the step must be at least 1 and divide HIGH - LOW")
         return cls(name, kind, low, high, step)
 
+    @property
+    def extremes(self) -> tuple[Any, ...]:
+        """What a trial may draw at the edges of this dimension: each choice, or both ends
+        of the range (whole numbers for an int range): what a sweep checks before it starts."""
+        if self.kind == "choice":
+            return self.choices
+        kind = int if self.kind == "int" else float
+        return kind(self.low), kind(self.high)
+
     def suggest(self, trial: Any) -> Any:
         if self.kind == "choice":
             return trial.suggest_categorical(self.name, list(self.choices))

@@ -172,7 +172,7 @@ def preflight(sweep: Sweep) -> None:
             if param.name == "model":  # the model's options are the first choice's
                 train["model"] = param.choices[0]
             continue
-        value = int(param.low) if param.kind == "int" else float(param.low)
+        value = param.extremes[0]
         if param.name.startswith("model."):
             model_options[param.name.removeprefix("model.")] = value
         else:
@@ -192,9 +192,8 @@ def _check_models(params: Sequence[Param], fixed: str, options: dict[str, Any]) 
 
     searched = {param.name: param for param in params}
     models = list(searched["model"].choices) if "model" in searched else [fixed]
-    values = {name.removeprefix("model."): param.choices if param.kind == "choice" else
-              (int(param.low), int(param.high)) if param.kind == "int" else (param.low, param.high)
-              for name, param in searched.items() if name.startswith("model.")}
+    values = {name.removeprefix("model."): param.extremes for name, param in searched.items()
+              if name.startswith("model.")}
     for model in models:
         build_model(str(model), options, 2, 2, seed=None)
         for option, chosen in values.items():
@@ -211,9 +210,7 @@ def _check_values(params: Sequence[Param], train: dict[str, Any]) -> None:
     for param in params:
         if param.name not in TRAIN_SETTINGS:
             continue  # the model and its options: checked as the run is built
-        values = param.choices if param.kind == "choice" else (param.low, param.high)
-        for value in values:
-            value = int(value) if param.kind == "int" else value
+        for value in param.extremes:
             try:
                 TrainConfig(**{**fixed, param.name: value})
             except UsageError as exc:
