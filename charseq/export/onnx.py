@@ -96,7 +96,8 @@ class OnnxGraph:
             raise TypeError(f"an ONNX constant is a number array, got {array.dtype}")
         from onnx import numpy_helper
 
-        self.initializers.append(numpy_helper.from_array(np.ascontiguousarray(array), self._fresh(name)))
+        # np.array, not np.ascontiguousarray, which makes a scalar an array of one
+        self.initializers.append(numpy_helper.from_array(np.array(array, order="C"), self._fresh(name)))
         return self.initializers[-1].name
 
     def node(self, op_type: str, inputs: Sequence[str], outputs: int = 1, **attributes: Any) -> list[str]:
