@@ -381,7 +381,7 @@ class Engine:
         bigger = _Group(self.model, size, shared=True)
         state = group.step.state  # type: ignore[attr-defined]  # (checked by batchable)
         self._zero(group, state)
-        new_state = np.zeros(self.model.state_shape(size), dtype=state.dtype)
+        new_state = np.zeros(state.shape[:1] + (size,) + state.shape[2:], dtype=state.dtype)  # the batch: axis 1
         start = 0
         for job in group.jobs:
             rows = np.arange(start, start + job.n)
