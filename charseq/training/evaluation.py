@@ -37,6 +37,7 @@ def evaluate(model: Model, ids: np.ndarray, batch_size: int, seq_len: int, windo
         raise UsageError("evaluation needs at least two characters")
     if batch_size < 1 or seq_len < 1:
         raise UsageError(f"evaluation needs a batch size and a length of at least 1, got {batch_size} and {seq_len}")
+    seq_len = min(seq_len, getattr(model, "max_window", None) or seq_len)  # a transformer's context
     streams, stream_length, T = _streams(len(ids), batch_size, seq_len)
     inputs = ids[: streams * stream_length].reshape(streams, stream_length)  # (B, L)
     targets = ids[1 : streams * stream_length + 1].reshape(streams, stream_length)

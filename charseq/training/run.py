@@ -42,7 +42,7 @@ from charseq.training.choices import absolute, callback_ref, listed, output_opti
 from charseq.training.policy import WritePolicy
 from charseq.training.resuming import (branched, check_same_model, forget_dropped, read_resumable, resumed_callbacks,
                                        resumed_config, resumed_corpus, untrusted_writers)
-from charseq.training.trainer import Trainer, check_memory
+from charseq.training.trainer import Trainer, check_memory, check_window
 
 @dataclass
 class RunResult:
@@ -95,6 +95,7 @@ class Run:
         # for the machine is refused before anything is drawn.
         self.model = build_model(model_name, model_options, len(corpus.vocab), config.hidden_size, seed=None)
         longest = int(np.diff(corpus.item_starts).max()) if corpus.item_starts is not None else None
+        check_window(config, self.model, longest)
         check_memory(config, self.model, longest)
         if resume_from is None:
             self.model = build_model(model_name, model_options, len(corpus.vocab), config.hidden_size,
@@ -162,6 +163,13 @@ class Run:
             suggested = loaded.defaults.get("model", DEFAULT_MODEL)
             model = suggested if isinstance(suggested, str) else DEFAULT_MODEL
         model_name, effective = model_choice(model, model_options)
+        if settings.get("seq_len") is None and loaded.item_starts is None:
+            # A model that reads at most N characters at once (a transformer's context) trains
+            # on windows of N: a shorter window leaves its later positions untrained.
+            window = getattr(build_model(model_name, effective, len(loaded.vocab), config.hidden_size, seed=None),
+                             "max_window", None)
+            if window is not None:
+                config = replace(config, seq_len=int(window))
         spec = RunSpec(corpus=spec_text, config=config, model={"name": model_name, "options": effective}, out=absolute(f"{loaded.name}.npz" if out is None else out),
                        callbacks=[callback_ref(c) for c in listed(callbacks)], corpus_source=source,
                        corpus_options=dict(corpus_options), fingerprint=loaded.fingerprint, characters=len(loaded))
