@@ -143,7 +143,7 @@ def test_listings(command):
                 "corpora": ["alphabet", "digits", "lines", "text"],
                 "samplers": ["argmax", "min-p", "temperature", "top-k", "top-p"],
                 "callbacks": ["checkpoint", "early-stopping", "metrics"],
-                "models": ["gru", "lstm", "rnn"]}[command]
+                "models": ["gru", "lstm", "rnn", "transformer"]}[command]
     lines = [line for line in output.splitlines() if not line.startswith(" ")]  # options are indented below
     assert len(lines) == len(expected)
     for line, name in zip(lines, expected):

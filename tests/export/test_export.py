@@ -89,6 +89,27 @@ def test_onnxruntime_runs_the_model_as_charseq_does(name, layers):
     _assert_runs_as_charseq(model, _session(proto))
 
 
+def test_onnxruntime_runs_the_transformer_as_charseq_reads_a_context():
+    """Each call is one context (nothing is carried: the empty state passes through): its
+    logits at every position are the stepper's, for any length up to the context."""
+    model = charseq.get_model("transformer:layers=2,heads=2,context=24", len(SYMBOLS), 8, seed=1)
+    model.flat[:] = np.random.default_rng(2).normal(0, 0.5, model.flat.size)
+    proto = build(Checkpoint(model=model, vocab=charseq.Vocabulary(SYMBOLS)))
+    ops = {node.op_type for node in proto.graph.node}
+    assert {"LayerNormalization", "Softmax", "MatMul", "Tanh"} <= ops and not ops & {"RNN", "GRU", "LSTM"}
+    assert json.loads(read_metadata(proto)["state_shape"]) == ["batch", 0]
+    session = _session(proto)
+    x = np.random.default_rng(3).integers(0, model.vocab_size, (3, 24))
+    stepper = model.stepper(3)
+    expected = np.stack([stepper(x[:, t]).copy() for t in range(24)], axis=1)
+    for length in (1, 7, 24):
+        logits, state = session.run(None, {"ids": x[:, :length], "state": np.zeros((3, 0), np.float32)})
+        assert state.shape == (3, 0)
+        np.testing.assert_allclose(logits, expected[:, :length], rtol=0, atol=ATOL)
+    later, _ = session.run(None, {"ids": x[:, 10:], "state": np.zeros((3, 0), np.float32)})
+    np.testing.assert_allclose(later[:, -1], model.stepper(3).feed(x[:, 10:]), rtol=0, atol=ATOL)
+
+
 def test_a_float64_model_exports_as_float32():
     model = _random_model("gru", 2, dtype="float64")
     proto = build(Checkpoint(model=model, vocab=charseq.Vocabulary(SYMBOLS)))
@@ -137,19 +158,20 @@ def test_the_interface_metadata_and_checker(tmp_path):
 TEXT = (ROOT / "charseq" / "models" / "base.py").read_text(encoding="utf-8")  # any text: both sides read the same model
 
 
-@pytest.fixture(scope="module")
-def text_model(tmp_path_factory) -> Path:
+@pytest.fixture(scope="module", params=["gru:layers=2", "transformer:layers=2,heads=2,context=32"])
+def text_model(tmp_path_factory, request) -> Path:
     out = tmp_path_factory.mktemp("text") / "code.npz"
     (out.parent / "code.txt").write_text(TEXT, encoding="utf-8")
-    run_cli("train", "--corpus", f"text:{out.parent / 'code.txt'}", "--model", "gru:layers=2", "--hidden-size", 64,
+    run_cli("train", "--corpus", f"text:{out.parent / 'code.txt'}", "--model", request.param, "--hidden-size", 64,
             "--seq-len", 32, "--batch-size", 16, "--epochs", 12, "--threads", 1, "-q", "--sample-length", 0,
             "--out", out)
     return out
 
 
 def test_the_readme_greedy_loop_prints_what_generate_prints(text_model):
+    """The transformer's past its context of 32 too, from a prime longer than it."""
     run_cli("export", text_model)
-    for prime, length in (("def ", 200), ("class Model", 120), ('    """', 50), ("x", 1)):
+    for prime, length in (("def ", 200), ("class Model", 120), ('    """', 50), ("x", 1), (TEXT[:75], 40)):
         expected = run_cli("generate", text_model, "--prime", prime, "--length", length, "--sampler", "argmax").stdout
         greedy = subprocess.run([sys.executable, str(GREEDY), str(text_model.with_suffix(".onnx")), prime, str(length)],
                                 capture_output=True, text=True, encoding="utf-8", check=True,

@@ -163,7 +163,7 @@ def test_the_same_seed_gives_the_same_weights_and_rnn_keeps_its_draws():
     ("lstm:layers=two", "must be a whole number"),
     ("gru:depth=2", "has no option 'depth'; its options are layers"),
     ("rnn:hidden_size=8", "hidden_size is not a model option"),
-    ("transformer", "unknown model 'transformer'; known: gru, lstm, rnn"),
+    ("mamba", "unknown model 'mamba'; known: gru, lstm, rnn, transformer"),
     ("lstm:layers=65", "layers must be at most 64"),
     ("lstm:layers=1_0", "layers must be a whole number, got '1_0'"),
     ("lstm:layers=\u0663", "layers must be a whole number"),

@@ -31,7 +31,7 @@ def greedy(model, prompt: str, length: int) -> str:
     return generate(model, VOCAB, prompt, length, lambda logits, rng: logits.argmax(axis=1))[0]
 
 
-@pytest.mark.parametrize("spec", ["rnn", "gru:layers=2", "lstm:layers=2"])
+@pytest.mark.parametrize("spec", ["rnn", "gru:layers=2", "lstm:layers=2", "transformer:layers=2,heads=2,context=16"])
 def test_a_greedy_request_is_what_generate_prints(spec):
     model = random_model(spec)
     engine = Engine(model, VOCAB)
@@ -40,8 +40,10 @@ def test_a_greedy_request_is_what_generate_prints(spec):
     assert results(engine, r) == [[greedy(model, "abc d", 60)]]
 
 
-def test_requests_that_arrive_mid_flight_share_the_batch_and_get_what_they_would_alone():
-    model = random_model()
+@pytest.mark.parametrize("spec", ["gru:layers=2", "transformer:layers=2,heads=2,context=16"])
+def test_requests_that_arrive_mid_flight_share_the_batch_and_get_what_they_would_alone(spec):
+    """The transformer's rows hold its key/value caches, which slide past 16 characters."""
+    model = random_model(spec)
     engine = Engine(model, VOCAB)
     prompts = ["abc", "j.j.j", "heed", "b", "ii ii", "fade"]
     reqs = []

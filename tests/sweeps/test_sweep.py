@@ -528,7 +528,7 @@ def test_a_study_refuses_a_command_that_searches_otherwise(tmp_path):
     ("dropout=float:0.5:1", "--param dropout: --dropout must be in [0, 1), got 1.0"),
     ("model.layers=choice:1,x", "model 'rnn': layers must be a whole number, got 'x'"),  # (the alphabet's model)
     ("model.layers=int:1:100", "model 'rnn': layers must be at most 64, got 100"),
-    ("model=choice:gru,foo", "unknown model 'foo'; known: gru, lstm, rnn"),
+    ("model=choice:gru,foo", "unknown model 'foo'; known: gru, lstm, rnn, transformer"),
 ])
 def test_a_value_no_trial_could_take_is_refused_before_the_sweep(tmp_path, param, words):
     """Each choice and each end of a range, as its setting takes it: refused in one line,

@@ -67,7 +67,8 @@ def assert_same_run_end(a, b):
         [(h["step"], h["loss"], h.get("val_loss")) for h in b.training["history"]]
 
 
-@pytest.mark.parametrize("model", ["rnn", "rnn:layers=2", "gru", "gru:layers=2", "lstm", "lstm:layers=3"])
+@pytest.mark.parametrize("model", ["rnn", "rnn:layers=2", "gru", "gru:layers=2", "lstm", "lstm:layers=3",
+                                   "transformer:layers=2,heads=2,context=8"])
 @pytest.mark.parametrize("make_corpus", [_text_corpus, _windows_corpus, _items_corpus],
                          ids=["streams", "random-windows", "items"])
 @pytest.mark.parametrize("optimizer", sorted(OPTIMIZERS))
