@@ -6,8 +6,9 @@
 
 Figures are best-of-rounds, with charseq and PyTorch measured alternately in each round so
 that machine noise hits both alike; compare ratios, not absolute numbers. PyTorch's side
-is nn.Embedding + nn.RNN / nn.GRU / nn.LSTM + nn.Linear with the same optimizer. PyTorch
-is optional (`pip install torch==2.13.0`); without it those columns are blank.
+is nn.Embedding + nn.RNN / nn.GRU / nn.LSTM + nn.Linear with the same optimizer, and for the
+transformer the parity test's reference (reference_gpt.py). PyTorch is optional
+(`pip install torch==2.13.0`); without it those columns are blank.
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ from seed_loop import train_seed_style  # noqa: E402
 
 try:
     import torch
+
+    from reference_gpt import ReferenceGPT, generate_recomputing
 except ImportError:  # PyTorch is an optional reference
     torch = None
 
@@ -46,6 +49,11 @@ TRAIN_CONFIGS = [  # (H, B, T): overhead-bound first, then compute-bound
 ]
 COMPUTE_BOUND = {(256, 64, 64), (512, 64, 128)}
 GENERATE_HIDDEN = [256, 512]
+# The transformer: 4 layers of 4 heads, context T, at widths 128 and 256 (nanoGPT's CPU
+# configuration is 4x4, width 128, context 64).
+TRANSFORMER = "transformer:layers=4,heads=4,context={T}"
+TRANSFORMER_CONFIGS = [(128, 32, 64), (128, 32, 128), (256, 32, 64), (256, 32, 128)]
+TRANSFORMER_GENERATE = [(128, 64), (256, 128)]  # (width, context)
 GATES = {"rnn": 1, "gru": 3, "lstm": 4}
 CHARS_PER_CALL = 20_000  # each timed call trains on at least this many characters
 
@@ -87,7 +95,8 @@ def charseq_trainer(kind: str, H: int, B: int, T: int) -> tuple[Trainer, np.ndar
     # The same work as the PyTorch side: SGD with value clipping, nothing else.
     config = TrainConfig(hidden_size=H, seq_len=T, batch_size=B, epochs=1, optimizer="sgd", lr=0.01, clip=5.0,
                          clip_norm=0.0, dropout=0.0, input_lr_scale=1.0, val_fraction=0.0)
-    trainer = Trainer(get_model(kind, V, H), corpus, config)
+    spec = TRANSFORMER.format(T=T) if kind == "transformer" else kind
+    trainer = Trainer(get_model(spec, V, H), corpus, config)
     x = rng.integers(0, V, (B, T)).astype(np.uint8)
     y = rng.integers(0, V, (B, T)).astype(np.uint8)
     return trainer, x, y
@@ -98,16 +107,25 @@ def torch_cell(kind: str, H: int):
 
 
 def torch_step(kind: str, H: int, B: int, T: int):
-    embed, rnn, head = torch.nn.Embedding(V, H), torch_cell(kind, H), torch.nn.Linear(H, V)
-    params = [*embed.parameters(), *rnn.parameters(), *head.parameters()]
-    optimizer = torch.optim.SGD(params, lr=0.01)
     x = torch.randint(0, V, (B, T))
     y = torch.randint(0, V, (B, T))
+    if kind == "transformer":  # the parity test's reference, in float32
+        gpt = ReferenceGPT(V, H, 4, 4, T).float()
+        params = list(gpt.parameters())
+
+        def logits():
+            return gpt(x)
+    else:
+        embed, rnn, head = torch.nn.Embedding(V, H), torch_cell(kind, H), torch.nn.Linear(H, V)
+        params = [*embed.parameters(), *rnn.parameters(), *head.parameters()]
+
+        def logits():
+            return head(rnn(embed(x))[0])
+    optimizer = torch.optim.SGD(params, lr=0.01)
 
     def step():
         optimizer.zero_grad(set_to_none=True)
-        out, _ = rnn(embed(x))
-        loss = torch.nn.functional.cross_entropy(head(out).reshape(-1, V), y.reshape(-1))
+        loss = torch.nn.functional.cross_entropy(logits().reshape(-1, V), y.reshape(-1))
         loss.backward()
         torch.nn.utils.clip_grad_value_(params, 5.0)
         optimizer.step()
@@ -132,7 +150,8 @@ def matmul_rate(B: int, H: int, G: int, min_seconds: float) -> float:
 def bench_training(kind: str, threads: int, min_seconds: float, rounds: int,
                    shapes: list[tuple[int, int, int]] | None = None) -> list[Row]:
     rows = []
-    for H, B, T in shapes or TRAIN_CONFIGS:
+    default = TRANSFORMER_CONFIGS if kind == "transformer" else TRAIN_CONFIGS
+    for H, B, T in shapes or default:
         trainer, x, y = charseq_trainer(kind, H, B, T)
         ours, theirs = 0.0, 0.0
         step = torch_step(kind, H, B, T) if torch else None
@@ -151,7 +170,12 @@ def bench_training(kind: str, threads: int, min_seconds: float, rounds: int,
             if step:
                 theirs = max(theirs, best_rate(run_theirs, repeat * B * T, min_seconds))
         peak = None
-        if (H, B, T) in COMPUTE_BOUND:
+        if kind == "transformer":
+            # per character and layer, forward: q k v, the output projection and the MLP
+            # (24 H^2), and attention's two products over all T positions (4 T H); backward twice that
+            flops_per_char = 3 * (4 * (24 * H * H + 4 * T * H) + 2 * H * V)
+            peak = 100 * ours * flops_per_char / matmul_rate(B * T, H, 4, min_seconds)
+        elif (H, B, T) in COMPUTE_BOUND:
             # what a step must compute per character: the recurrent matmul forward, and its two
             # backward (the state's and the weights' gradients); the output layer likewise.
             # Layer 0's input term is a gather, no FLOPs.
@@ -164,24 +188,34 @@ def bench_training(kind: str, threads: int, min_seconds: float, rounds: int,
 
 
 def bench_generation(kind: str, threads: int, min_seconds: float, rounds: int, length: int = 2000) -> list[Row]:
+    """At batch 1 against PyTorch's own: its cell step by step, or for the transformer a
+    nanoGPT-style loop that reads the whole context again at every character."""
     from charseq.plugins.samplers import Temperature
 
     rows = []
     vocab = Vocabulary([chr(0x21 + i) for i in range(V)])
-    for H in GENERATE_HIDDEN:
-        model = get_model(kind, V, H)
+    sizes = TRANSFORMER_GENERATE if kind == "transformer" else [(H, None) for H in GENERATE_HIDDEN]
+    for H, context in sizes:
+        model = get_model(TRANSFORMER.format(T=context) if context else kind, V, H)
         sampler = Temperature(1.0)
 
         def run_ours():
             generate(model, vocab, "!", length, sampler, rng=0)
 
-        run_theirs = torch_generate(kind, H, length) if torch else None
+        if torch and context:
+            gpt = ReferenceGPT(V, H, 4, 4, context).float()
+
+            def run_theirs():
+                generate_recomputing(gpt, length, context)
+        else:
+            run_theirs = torch_generate(kind, H, length) if torch else None
         ours, theirs = 0.0, 0.0
         for _ in range(rounds):
             ours = max(ours, best_rate(run_ours, length, min_seconds))
             if run_theirs:
                 theirs = max(theirs, best_rate(run_theirs, length, min_seconds))
-        rows.append(Row(f"{kind} generate H={H} B=1, temperature 1", threads, ours, theirs or None))
+        where = f"H={H} C={context}" if context else f"H={H}"
+        rows.append(Row(f"{kind} generate {where} B=1, temperature 1", threads, ours, theirs or None))
         print("  ", *rows[-1].cells(), flush=True)
     return rows
 
@@ -234,13 +268,13 @@ def markdown_table(rows: list[Row]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--threads", default="1,2", help="comma-separated BLAS thread counts")
-    parser.add_argument("--models", default="rnn,gru,lstm", help="comma-separated bundled models")
+    parser.add_argument("--models", default="rnn,gru,lstm,transformer", help="comma-separated bundled models")
     parser.add_argument("--no-alphabet", action="store_true", help="skip the end-to-end alphabet task")
     parser.add_argument("--quick", action="store_true", help="shorter timing windows (noisier)")
-    parser.add_argument("--shapes", help="comma-separated training shapes HxBxT (default: all five)")
+    parser.add_argument("--shapes", help="comma-separated training shapes HxBxT (default: each model's own)")
     parser.add_argument("--no-generate", action="store_true", help="skip the generation rows")
     args = parser.parse_args()
-    shapes = TRAIN_CONFIGS
+    shapes = None  # each model's own
     if args.shapes:
         shapes = [tuple(int(n) for n in shape.split("x")) for shape in args.shapes.split(",")]  # type: ignore[misc]
     min_seconds, rounds = (0.2, 2) if args.quick else (0.5, 3)

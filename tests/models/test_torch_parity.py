@@ -3,6 +3,8 @@
 PyTorch is an optional reference (`pip install torch==2.13.0`); without it this skips.
 """
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -10,6 +12,7 @@ from charseq import VanillaRNN
 from charseq.models.rnn import PARAM_NAMES
 
 torch = pytest.importorskip("torch")
+BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"  # the transformer's reference lives there
 
 
 @pytest.mark.parametrize("B,T,V,H", [(1, 1, 5, 3), (3, 7, 11, 8), (4, 16, 300, 6)])
@@ -107,68 +110,16 @@ def test_stacked_cells_match_pytorchs_nn_modules(kind, layers, B, T, V, H):
         assert _relative(grads[name], value) < 1e-6, name
 
 
-class _ReferenceGPT(torch.nn.Module):
-    """The transformer from torch.nn parts: embeddings, LayerNorm, Linear, GELU (tanh form)
-    and scaled_dot_product_attention(is_causal=True), in float64."""
-
-    def __init__(self, V, E, layers, heads, context):
-        super().__init__()
-        nn, f64 = torch.nn, torch.float64
-        self.heads = heads
-        self.wte, self.wpe = nn.Embedding(V, E, dtype=f64), nn.Embedding(context, E, dtype=f64)
-        self.blocks = nn.ModuleList()
-        for _ in range(layers):
-            block = nn.Module()
-            block.ln_1, block.ln_2 = nn.LayerNorm(E, dtype=f64), nn.LayerNorm(E, dtype=f64)
-            block.c_attn, block.attn_proj = nn.Linear(E, 3 * E, dtype=f64), nn.Linear(E, E, dtype=f64)
-            block.c_fc, block.mlp_proj = nn.Linear(E, 4 * E, dtype=f64), nn.Linear(4 * E, E, dtype=f64)
-            self.blocks.append(block)
-        self.ln_f, self.head = nn.LayerNorm(E, dtype=f64), nn.Linear(E, V, dtype=f64)
-        self.gelu = nn.GELU(approximate="tanh")
-
-    def load(self, params):
-        """charseq's weights, by name."""
-        with torch.no_grad():
-            self.wte.weight.copy_(torch.tensor(params["wte"]))
-            self.wpe.weight.copy_(torch.tensor(params["wpe"]))
-            for layer, block in enumerate(self.blocks):
-                for ours, theirs in (("ln_1", block.ln_1), ("ln_2", block.ln_2), ("attn.c_attn", block.c_attn),
-                                     ("attn.c_proj", block.attn_proj), ("mlp.c_fc", block.c_fc),
-                                     ("mlp.c_proj", block.mlp_proj)):
-                    theirs.weight.copy_(torch.tensor(params[f"h{layer}.{ours}.weight"]))
-                    theirs.bias.copy_(torch.tensor(params[f"h{layer}.{ours}.bias"]))
-            self.ln_f.weight.copy_(torch.tensor(params["ln_f.weight"]))
-            self.ln_f.bias.copy_(torch.tensor(params["ln_f.bias"]))
-            self.head.weight.copy_(torch.tensor(params["V"]))
-            self.head.bias.copy_(torch.tensor(params["c"]))
-
-    def grads(self):
-        """Their gradients under charseq's names."""
-        out = {"wte": self.wte.weight.grad, "wpe": self.wpe.weight.grad, "ln_f.weight": self.ln_f.weight.grad,
-               "ln_f.bias": self.ln_f.bias.grad, "V": self.head.weight.grad, "c": self.head.bias.grad}
-        for layer, block in enumerate(self.blocks):
-            for ours, theirs in (("ln_1", block.ln_1), ("ln_2", block.ln_2), ("attn.c_attn", block.c_attn),
-                                 ("attn.c_proj", block.attn_proj), ("mlp.c_fc", block.c_fc),
-                                 ("mlp.c_proj", block.mlp_proj)):
-                out[f"h{layer}.{ours}.weight"], out[f"h{layer}.{ours}.bias"] = theirs.weight.grad, theirs.bias.grad
-        return out
-
-    def forward(self, ids):
-        B, T = ids.shape
-        x = self.wte(ids) + self.wpe(torch.arange(T))
-        for block in self.blocks:
-            q, k, v = block.c_attn(block.ln_1(x)).split(x.shape[-1], dim=-1)
-            q, k, v = (t.view(B, T, self.heads, -1).transpose(1, 2) for t in (q, k, v))
-            y = torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True)
-            x = x + block.attn_proj(y.transpose(1, 2).reshape(B, T, -1))
-            x = x + block.mlp_proj(self.gelu(block.c_fc(block.ln_2(x))))
-        return self.head(self.ln_f(x))
-
-
 @pytest.mark.parametrize("layers,heads", [(1, 1), (2, 2), (3, 4)])
 @pytest.mark.parametrize("B,T,V,E,C", [(1, 1, 5, 8, 4), (3, 9, 11, 16, 12), (2, 16, 300, 8, 16)])
-def test_the_transformer_matches_a_reference_built_from_torch_nn(layers, heads, B, T, V, E, C):
+def test_the_transformer_matches_a_reference_built_from_torch_nn(layers, heads, B, T, V, E, C, monkeypatch):
+    """benchmarks/reference_gpt.py, which speed.py times beside charseq's."""
     from charseq.models.transformer import Transformer
+
+    if not BENCHMARKS.is_dir():
+        pytest.skip("needs the source checkout")
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    from reference_gpt import ReferenceGPT
 
     rng = np.random.default_rng(layers * 7 + T)
     model = Transformer(V, E, seed=1, dtype=np.float64, layers=layers, heads=heads, context=C)
@@ -177,7 +128,7 @@ def test_the_transformer_matches_a_reference_built_from_torch_nn(layers, heads, 
     x, y = rng.integers(0, V, (B, T)), rng.integers(0, V, (B, T))
     loss, grads, state = model.loss_and_grads(x, y)
 
-    reference = _ReferenceGPT(V, E, layers, heads, C)
+    reference = ReferenceGPT(V, E, layers, heads, C)
     reference.load(model.params)
     logits = reference(torch.tensor(x))
     torch_loss = torch.nn.functional.cross_entropy(logits.reshape(-1, V), torch.tensor(y).reshape(-1))

@@ -214,3 +214,22 @@ def test_it_trains_saves_and_generates_through_the_api(tmp_path):
     assert last < 0.5 * first
     [text] = generate(saved.model, saved.vocab, "the quick", 60, "argmax")
     assert len(text) == 60
+
+
+@pytest.mark.parametrize("scale", [1.0, 30.0, 3000.0])
+def test_attentions_softmax_is_exact_however_large_the_scores(scale):
+    """Small scores go unshifted, large ones are shifted by the global max, and rows that
+    would underflow next to a far larger one are shifted row by row."""
+    from charseq.models.transformer import _softmax
+
+    rng = np.random.default_rng(int(scale))
+    scores = rng.normal(0, scale, (2, 3, 5, 5)).astype(np.float32)
+    scores[0, 1] -= 500.0 * (scale > 100)  # a head whose every score lies far below the others
+    scores += np.triu(np.full((5, 5), -np.inf, np.float32), k=1)
+    A = np.empty_like(scores)
+    _softmax(A, lambda: np.copyto(A, scores), np.ones(5, np.float32))
+    wide = scores.astype(np.float64)
+    expected = np.exp(wide - wide.max(axis=-1, keepdims=True))
+    expected /= expected.sum(axis=-1, keepdims=True)
+    np.testing.assert_allclose(A, expected, rtol=1e-5, atol=1e-7)
+    assert np.all(np.triu(A[..., :, :], k=1) == 0.0)
