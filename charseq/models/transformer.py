@@ -41,6 +41,9 @@ GELU_A = 0.044715
 MAX_LAYERS = 64
 _WORKSPACES_KEPT = 4
 SHIFT_ABOVE = 40.0  # attention scores up to this are exponentiated unshifted: e^40 * T stays far inside float32
+# A row of exponentials summing to less than this is shifted again by its own max: below, its
+# sum may be a subnormal float32, imprecise, and its reciprocal overflow.
+SMALLEST_SUM = 1e-30
 
 
 class Transformer:
@@ -448,7 +451,7 @@ def _softmax(A: np.ndarray, scores: Callable[[], None], ones: np.ndarray, sums: 
     has a finite entry: its own position). Softmax is shift-invariant: scores below
     SHIFT_ABOVE cannot overflow exp unshifted, larger ones are shifted by the global max
     (as the output layer does: far cheaper than a max per row); should a row then
-    underflow to all zeros, the scores are made again and shifted per row."""
+    underflow (its sum below SMALLEST_SUM), the scores are made again and shifted per row."""
     for per_row in (False, True):
         scores()
         if per_row:
@@ -459,7 +462,7 @@ def _softmax(A: np.ndarray, scores: Callable[[], None], ones: np.ndarray, sums: 
                 A -= top
         np.exp(A, out=A)
         total = _row_sums(A, ones, sums)
-        if per_row or total.min() > 0.0:
+        if per_row or total.min() > SMALLEST_SUM:
             break
     np.reciprocal(total, out=total)
     A *= total

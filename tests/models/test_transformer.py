@@ -216,15 +216,18 @@ def test_it_trains_saves_and_generates_through_the_api(tmp_path):
     assert len(text) == 60
 
 
-@pytest.mark.parametrize("scale", [1.0, 30.0, 3000.0])
-def test_attentions_softmax_is_exact_however_large_the_scores(scale):
+@pytest.mark.parametrize("scale,above,below", [(1.0, 0, 0), (30.0, 0, 0), (3000.0, 0, 500.0), (1.0, 50, 42.0),
+                                               (1.0, 0, 90.0), (1.0, 50, 150.0)])
+def test_attentions_softmax_is_exact_however_large_the_scores(scale, above, below):
     """Small scores go unshifted, large ones are shifted by the global max, and rows that
-    would underflow next to a far larger one are shifted row by row."""
+    would underflow next to a far larger one (to zero, or to a subnormal sum whose
+    reciprocal overflows: NaN in training) are shifted row by row."""
     from charseq.models.transformer import _softmax
 
-    rng = np.random.default_rng(int(scale))
+    rng = np.random.default_rng(int(scale + below))
     scores = rng.normal(0, scale, (2, 3, 5, 5)).astype(np.float32)
-    scores[0, 1] -= 500.0 * (scale > 100)  # a head whose every score lies far below the others
+    scores[1, 2, 4] += above  # one row far above the rest
+    scores[0, 1] -= below  # a head whose every score lies far below the others
     scores += np.triu(np.full((5, 5), -np.inf, np.float32), k=1)
     A = np.empty_like(scores)
     _softmax(A, lambda: np.copyto(A, scores), np.ones(5, np.float32))
