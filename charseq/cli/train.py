@@ -67,8 +67,8 @@ def train(corpus_spec, encoding, exact_text, model_spec, resume_path, out, force
           checkpoint_every, callback_specs, dropped, sample_length, progress, all_epochs, quiet, threads, **settings):
     """Train a model on a corpus and save a checkpoint.
 
-    Settings left out come from the corpus's suggestions (see the README), then from the
-    text defaults: two layers of 320 GRUs, T=96, B=32, Adam at 4e-3 (the input weights'
+    Settings left out come from the model's suggestions (the transformer's: see `charseq
+    models`), then the corpus's (see the README), then from the text defaults: two layers of 320 GRUs, T=96, B=32, Adam at 4e-3 (the input weights'
     steps 15 times larger) with a cosine schedule over 5 epochs, dropout 0.12, gradient norm
     clipped at 5. With --time-limit, the schedule runs over the time instead, and the epochs
     are as many as fit unless --epochs is given (then whichever ends first).

@@ -27,6 +27,17 @@ def model_choice(spec: str, options: dict[str, Any] | None = None) -> tuple[str,
     return registered.name, registered.effective(options, complete=False)  # an unknown option is refused here
 
 
+def model_defaults(name: str) -> dict[str, Any]:
+    """The training settings a registered model suggests (its factory's `training_defaults`):
+    they stand above a corpus's suggestions and below what is given. A model whose training
+    differs from the recurrent cells' (a transformer's rate, optimizer and width) says so here."""
+    suggested = getattr(get_registry().get("model", name).factory, "training_defaults", None) or {}
+    if not isinstance(suggested, dict) or not all(isinstance(k, str) for k in suggested):
+        raise CharseqError(f"{model_label(name)}: its training_defaults {suggested!r} are not a mapping of "
+                           "training settings to values")
+    return dict(suggested)
+
+
 def model_spec(name: str, options: dict[str, Any]) -> str:
     """A model choice as it is typed, options at their defaults left out: lstm:layers=2."""
     try:

@@ -53,7 +53,7 @@ class Transformer:
     name = "transformer"
 
     def __init__(self, vocab_size: int, hidden_size: int, seed: int | None = 0, dtype: Any = np.float32,
-                 layers: int = 4, heads: int = 4, context: int = 128):
+                 layers: int = 4, heads: int = 4, context: int = 64):
         for what, value, low in (("vocab_size", vocab_size, 1), ("hidden_size", hidden_size, 1),
                                  ("layers", layers, 1), ("heads", heads, 1), ("context", context, 1)):
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
@@ -135,8 +135,10 @@ class Transformer:
     def memory_needed(self, batch_size: int, seq_len: int) -> int:
         """Bytes of one (B, T) workspace, roughly (the parameters not included)."""
         N, E, V = batch_size * seq_len, self.hidden_size, self.vocab_size
-        per_layer = N * 26 * E + 3 * batch_size * self.heads * seq_len * seq_len
-        return self.dtype.itemsize * (self.layers * per_layer + N * (4 * E + 2 * V))
+        blocks = batch_size * self.heads * seq_len * seq_len  # a (T, T) block per sequence and head
+        # with dropout, each dropped array has a mask, its dropped copy and a boolean a quarter its size
+        per_layer = N * 29 * E + 3 * blocks + (2 * N * E + blocks) * 9 // 4
+        return self.dtype.itemsize * (self.layers * per_layer + N * (9 * E + 3 * V) + N * E * 9 // 4)
 
     # -- forward and backward ---------------------------------------------------------------
 

@@ -36,7 +36,7 @@ from charseq.files import shown
 from charseq.training.interrupt import Aborted, exit_code, stop_on_signals
 from charseq.data.corpora import get_corpus
 from charseq.hooks.registry import get_registry
-from charseq.models.build import build_model, model_choice, model_spec
+from charseq.models.build import build_model, model_choice, model_defaults, model_spec
 from charseq.runs.spec import CallbackRef, RunSpec
 from charseq.training.choices import absolute, callback_ref, listed, output_options
 from charseq.training.policy import WritePolicy
@@ -146,7 +146,7 @@ class Run:
               corpus_options: dict[str, Any] | None = None, force: bool = False,
               extra_callbacks: Iterable[object] = (), **settings: Any) -> Run:
         """A new run on `corpus` (``NAME[:ARG]``, or a Corpus) with `settings` (TrainConfig
-        fields; the corpus's suggestions and the defaults fill the rest). `model` is a
+        fields; the model's suggestions, then the corpus's, then the defaults fill the rest). `model` is a
         registered model, ``"lstm:layers=2"`` (default: the corpus's suggestion, else
         DEFAULT_MODEL). `callbacks` are registered callbacks: ``"early-stopping:patience=3"``
         or ``("checkpoint", {"every": 5})``. An existing file at `out` (default
@@ -158,11 +158,11 @@ class Run:
         else:
             loaded = get_corpus(corpus, **corpus_options)
             spec_text, source, corpus_options = corpus, loaded.source, loaded.spec_options
-        config = TrainConfig.for_corpus(loaded, **settings)
         if model is None:
             suggested = loaded.defaults.get("model", DEFAULT_MODEL)
             model = suggested if isinstance(suggested, str) else DEFAULT_MODEL
         model_name, effective = model_choice(model, model_options)
+        config = TrainConfig.for_corpus({**loaded.defaults, **model_defaults(model_name)}, **settings)
         if settings.get("seq_len") is None and loaded.item_starts is None:
             # A model that reads at most N characters at once (a transformer's context) trains
             # on windows of N: a shorter window leaves its later positions untrained.

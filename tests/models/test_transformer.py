@@ -236,3 +236,40 @@ def test_attentions_softmax_is_exact_however_large_the_scores(scale, above, belo
     expected /= expected.sum(axis=-1, keepdims=True)
     np.testing.assert_allclose(A, expected, rtol=1e-5, atol=1e-7)
     assert np.all(np.triu(A[..., :, :], k=1) == 0.0)
+
+
+def test_its_suggested_settings_stand_above_the_corpuss_and_below_what_is_given(tmp_path):
+    corpus = Corpus.from_text("fox", TEXT * 4)  # a text: its suggestions are the GRU's (B=32, lr 4e-3, ...)
+    gru = Run.start(corpus, out=tmp_path / "g.npz").spec.config
+    run = Run.start(corpus, model="transformer", out=tmp_path / "t.npz").spec.config
+    assert (run.hidden_size, run.batch_size, run.lr, run.input_lr_scale, run.dropout, run.warmup, run.seq_len) \
+        == (128, 12, 3e-3, 1.0, 0.0, 100, 64)
+    assert (gru.batch_size, gru.lr) != (12, 3e-3) and run.epochs == gru.epochs  # the rest is the corpus's
+    given = Run.start(corpus, model="transformer:context=32", out=tmp_path / "u.npz", lr=1e-3, batch_size=4).spec.config
+    assert (given.lr, given.batch_size, given.seq_len, given.hidden_size) == (1e-3, 4, 32, 128)
+
+
+def test_a_models_training_defaults_that_are_not_settings_are_one_line(tmp_path, monkeypatch):
+    from charseq.errors import CharseqError
+    from charseq.hooks.registry import get_registry
+
+    factory = get_registry().get("model", "transformer").factory
+    monkeypatch.setattr(factory, "training_defaults", ["lr"])
+    with pytest.raises(CharseqError, match="its training_defaults \\['lr'\\] are not a mapping"):
+        Run.start(Corpus.from_text("fox", TEXT), model="transformer", out=tmp_path / "t.npz")
+
+
+@pytest.mark.parametrize("dropout", [0.0, 0.1])
+def test_memory_needed_is_about_what_a_training_step_allocates(dropout):
+    """charseq refuses a run too large for the machine by this estimate."""
+    import tracemalloc
+
+    model = get_model("transformer:layers=2,heads=4,context=32", 40, 32)
+    rng = np.random.default_rng(0)
+    x, y = rng.integers(0, 40, (8, 32)), rng.integers(0, 40, (8, 32))
+    grads = model.gradient_buffer()[1]
+    tracemalloc.start()
+    model.loss_and_grads(x, y, out=grads, dropout=dropout, rng=rng)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert 0.8 * peak <= model.memory_needed(8, 32) <= 1.5 * peak
