@@ -242,9 +242,10 @@ def test_its_suggested_settings_stand_above_the_corpuss_and_below_what_is_given(
     corpus = Corpus.from_text("fox", TEXT * 4)  # a text: its suggestions are the GRU's (B=32, lr 4e-3, ...)
     gru = Run.start(corpus, out=tmp_path / "g.npz").spec.config
     run = Run.start(corpus, model="transformer", out=tmp_path / "t.npz").spec.config
-    assert (run.hidden_size, run.batch_size, run.lr, run.input_lr_scale, run.dropout, run.warmup, run.seq_len) \
-        == (128, 12, 3e-3, 1.0, 0.0, 100, 64)
-    assert (gru.batch_size, gru.lr) != (12, 3e-3) and run.epochs == gru.epochs  # the rest is the corpus's
+    assert (run.hidden_size, run.lr, run.input_lr_scale, run.dropout, run.warmup, run.seq_len) \
+        == (128, 3e-3, 1.0, 0.0, 100, 64)
+    assert (gru.hidden_size, gru.lr) != (128, 3e-3)
+    assert (run.epochs, run.batch_size, run.clip_norm) == (gru.epochs, gru.batch_size, gru.clip_norm)  # the corpus's
     given = Run.start(corpus, model="transformer:context=32", out=tmp_path / "u.npz", lr=1e-3, batch_size=4).spec.config
     assert (given.lr, given.batch_size, given.seq_len, given.hidden_size) == (1e-3, 4, 32, 128)
 

@@ -1185,3 +1185,20 @@ def test_each_trial_of_a_sweep_trains_for_the_time_limit_its_schedule_complete(t
         assert training["planned_steps"] == training["step"] > 100  # ended where its plan said, not by epochs
         last = json.loads((model.parent / "metrics.jsonl").read_text().splitlines()[-1])
         assert last["lr"] == pytest.approx(0.0, abs=1e-9)  # the cosine ran to its end (min-lr 0)
+
+
+def test_a_sweep_searches_the_transformers_options(tmp_path):
+    """`--param model.heads=choice:2,4` as the issue asks; a head count that cannot divide the
+    width is refused before the sweep."""
+    (tmp_path / "fox.txt").write_text("the quick brown fox jumps over the lazy dog. " * 60)
+    args = ["--corpus", "text:fox.txt", "--model", "transformer:layers=1,context=16", "--hidden-size", "8",
+            "--epochs", "2", "--trials", "3", "--pruner", "none"]
+    sweep(*args, "--param", "model.heads=choice:2,4", "--param", "lr=log:1e-3:1e-2", cwd=tmp_path)
+    drawn = [t for t in trials(tmp_path) if t.state == optuna.trial.TrialState.COMPLETE]
+    assert len(drawn) == 3
+    for trial in drawn:
+        saved = charseq.load(tmp_path / "sweeps" / "charseq" / f"trial-{trial.number:04d}" / "model.npz")
+        assert saved.model.options() == {"layers": 1, "heads": trial.params["model.heads"], "context": 16}
+        assert saved.config["lr"] != 3e-3 and saved.config["seq_len"] == 16  # the lr searched; its context
+    result = sweep(*args, "--param", "model.heads=choice:2,3", "--study", "odd", cwd=tmp_path, ok=False)
+    assert result.exit_code == 2 and "heads must divide the width (hidden size 8), got 3" in result.output
