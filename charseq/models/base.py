@@ -181,6 +181,9 @@ def check_model(model: Any, what: str) -> None:
             flat_slice(flat, view)
         except (ValueError, AttributeError, TypeError):
             raise CharseqError(f"{what}: parameter {name!r} is not a view of its flat buffer") from None
+    window = getattr(model, "max_window", None)
+    if window is not None and (isinstance(window, bool) or not isinstance(window, (int, np.integer)) or window < 1):
+        raise CharseqError(f"{what}: its max_window {window!r} is not a whole number of characters of at least 1")
     inputs = getattr(model, "input_weights", ())
     if not isinstance(inputs, (tuple, list)) or not all(isinstance(n, str) and n in model.params for n in inputs):
         raise CharseqError(f"{what}: its input_weights {inputs!r} are not names of its parameters")

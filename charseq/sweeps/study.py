@@ -181,13 +181,16 @@ def preflight(sweep: Sweep) -> None:
         callbacks = [("metrics", {"path": str(Path(folder) / "metrics.jsonl")}), *train.pop("callbacks", [])]
         run = Run.start(train.pop("corpus"), out=Path(folder) / "check.npz", callbacks=callbacks,
                         model_options=model_options or None, **train)
-    _check_models(sweep.params, run.spec.model["name"], fixed_options)
+    searched_model = any(param.name == "model" for param in sweep.params)
+    _check_models(sweep.params, run.spec.model["name"], fixed_options if searched_model else run.spec.model["options"],
+                  run.model.vocab_size, run.spec.config.hidden_size)
 
 
-def _check_models(params: Sequence[Param], fixed: str, options: dict[str, Any]) -> None:
-    """Each model a sweep may draw (`fixed` unless the model is searched), with each value of
-    each model option searched (choices, and both ends of a range), built small: refused now,
-    in one line, naming the model."""
+def _check_models(params: Sequence[Param], fixed: str, options: dict[str, Any], vocab_size: int,
+                  hidden_size: int) -> None:
+    """Each model a sweep may draw (`fixed`, with its `options`, unless the model is searched),
+    with each value of each model option searched (choices, and both ends of a range), built
+    at the run's size without its weights: refused now, in one line, naming the model."""
     from charseq.models.build import build_model
 
     searched = {param.name: param for param in params}
@@ -195,10 +198,10 @@ def _check_models(params: Sequence[Param], fixed: str, options: dict[str, Any]) 
     values = {name.removeprefix("model."): param.extremes for name, param in searched.items()
               if name.startswith("model.")}
     for model in models:
-        build_model(str(model), options, 2, 2, seed=None)
+        build_model(str(model), options, vocab_size, hidden_size, seed=None)
         for option, chosen in values.items():
             for value in chosen:
-                build_model(str(model), {**options, option: value}, 2, 2, seed=None)
+                build_model(str(model), {**options, option: value}, vocab_size, hidden_size, seed=None)
 
 
 def _check_values(params: Sequence[Param], train: dict[str, Any]) -> None:

@@ -93,12 +93,13 @@ class Batches:
             return f"{counted(len(self.val_items), 'item')} held out"
         return f"{len(self.val_ids):,} held out" if self.val_ids is not None else None
 
-    def validation_loss(self, model) -> float | None:
-        """The mean loss per character on the held-out part; None when nothing is held out."""
+    def validation_loss(self, model, batch_size: int | None = None, seq_len: int | None = None) -> float | None:
+        """The mean loss per character on the held-out part (a text in streams of the run's
+        windows, or of `batch_size` and `seq_len` given); None when nothing is held out."""
         if self.val_items is not None:
             return item_batches.evaluate_items(model, self.corpus.ids, self.item_starts, self.val_items)
         if self.val_ids is not None:
-            return evaluate(model, self.val_ids, self.batch_size, self.seq_len)
+            return evaluate(model, self.val_ids, batch_size or self.batch_size, seq_len or self.seq_len)
         return None
 
     def evaluation_seconds(self, model) -> float:

@@ -74,6 +74,10 @@ def evaluate_corpus(model: Model, vocab: Vocabulary, corpus: Corpus, batch_size:
         raise UsageError(f"corpus {corpus.name!r} has {counted(len(unknown), 'character')} the model does not know: "
                          f"{show_characters(unknown)}")
     mapping = np.array([vocab.symbols.index(c) for c in corpus.vocab.symbols], dtype=vocab.dtype)
+    limit = getattr(model, "max_window", None)
+    if corpus.item_starts is not None and limit is not None and np.diff(corpus.item_starts).max() > limit:
+        raise UsageError(f"corpus {corpus.name!r} has items of up to {np.diff(corpus.item_starts).max():,} characters "
+                         f"with their ends; {model_label(model.name)} reads at most {limit} at once (its context)")
     if corpus.item_starts is not None:
         loss = evaluate_items(model, mapping[corpus.ids], corpus.item_starts)
     else:

@@ -18,7 +18,7 @@ import os
 import tempfile
 import warnings
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any, Literal, cast, overload
 
@@ -36,7 +36,7 @@ from charseq.files import shown
 from charseq.training.interrupt import Aborted, exit_code, stop_on_signals
 from charseq.data.corpora import get_corpus
 from charseq.hooks.registry import get_registry
-from charseq.models.build import build_model, model_choice, model_defaults, model_spec
+from charseq.models.build import build_model, model_choice, model_defaults, model_label, model_spec
 from charseq.runs.spec import CallbackRef, RunSpec
 from charseq.training.choices import absolute, callback_ref, listed, output_options
 from charseq.training.policy import WritePolicy
@@ -162,7 +162,12 @@ class Run:
             suggested = loaded.defaults.get("model", DEFAULT_MODEL)
             model = suggested if isinstance(suggested, str) else DEFAULT_MODEL
         model_name, effective = model_choice(model, model_options)
-        config = TrainConfig.for_corpus({**loaded.defaults, **model_defaults(model_name)}, **settings)
+        suggested = model_defaults(model_name)
+        unknown = sorted(set(suggested) - {f.name for f in fields(TrainConfig)})
+        if unknown:
+            raise CharseqError(f"{model_label(model_name)}: its training_defaults name {unknown[0]!r}, which is not a "
+                               f"training setting")
+        config = TrainConfig.for_corpus({**loaded.defaults, **suggested}, **settings)
         if settings.get("seq_len") is None and loaded.item_starts is None:
             # A model that reads at most N characters at once (a transformer's context) trains
             # on windows of N: a shorter window leaves its later positions untrained.

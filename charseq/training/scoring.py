@@ -38,7 +38,8 @@ def score_checkpoint(path: str | os.PathLike, corpus: str | Corpus | None = None
                      corpus_options: dict[str, Any] | None = None, held_out: bool | None = None,
                      batch_size: int | None = None, seq_len: int | None = None) -> Score:
     """Score the checkpoint at `path`. With no `corpus`, on the part of its run's corpus the
-    run held out (the whole corpus when it held nothing out), in the run's own windows; with
+    run held out (the whole corpus when it held nothing out), in the run's own windows unless
+    `batch_size` or `seq_len` say otherwise (a corpus of items is read item by item); with
     a `corpus`, on all of it (default 64 streams of 64), or with ``held_out=True`` on the
     part the run held out of it, which must then be the run's text (perhaps moved)."""
     path = Path(path)
@@ -58,7 +59,7 @@ def score_checkpoint(path: str | os.PathLike, corpus: str | Corpus | None = None
         loaded = resumed_corpus(spec, corpus, dict(corpus_options or {}), doing="score")
         batches = Batches(loaded, spec.config)
         if held_out is not False:
-            loss = batches.validation_loss(saved.model)
+            loss = batches.validation_loss(saved.model, batch_size, seq_len)
             if loss is not None:
                 size = _held_out_size(batches)
                 return Score(loaded, True, f"{size} the run held out", _held_out_characters(batches), loss,

@@ -274,3 +274,38 @@ def test_memory_needed_is_about_what_a_training_step_allocates(dropout):
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     assert 0.8 * peak <= model.memory_needed(8, 32) <= 1.5 * peak
+
+
+@pytest.mark.parametrize("window", ["abc", 0, -1, 1.5, True])
+def test_a_plugins_max_window_that_is_not_a_count_is_one_line(window):
+    from charseq.errors import CharseqError
+
+    model = get_model("transformer:layers=1,heads=2,context=8", 5, 4)
+    model.max_window = window
+    with pytest.raises(CharseqError, match="its max_window .* is not a whole number of characters of at least 1"):
+        check_model(model, "plugin p: model 'transformer'")
+
+
+def test_training_defaults_that_are_not_settings_are_one_line(tmp_path, monkeypatch):
+    from charseq.errors import CharseqError
+    from charseq.hooks.registry import get_registry
+
+    monkeypatch.setattr(get_registry().get("model", "transformer").factory, "training_defaults", {"nonsense": 1})
+    with pytest.raises(CharseqError, match="its training_defaults name 'nonsense', which is not a training setting"):
+        Run.start(Corpus.from_text("fox", TEXT), model="transformer", out=tmp_path / "t.npz")
+
+
+def test_eval_refuses_items_longer_than_the_context_and_reads_the_held_out_text_in_the_windows_given(tmp_path):
+    from conftest import run_cli
+
+    (tmp_path / "fox.txt").write_text((TEXT + "\n") * 4)
+    out = tmp_path / "t.npz"
+    run_cli("train", "--corpus", f"text:{tmp_path / 'fox.txt'}", "--model", "transformer:layers=1,heads=2,context=16",
+            "--hidden-size", "8", "--epochs", "1", "-q", "--sample-length", "0", "--out", out)
+    (tmp_path / "long.txt").write_text("the fox\n" + "the quick brown fox jumps\n")
+    result = run_cli("eval", out, "--corpus", f"lines:{tmp_path / 'long.txt'}", ok=False)
+    assert result.exit_code == 2 and result.output.strip().splitlines() == [
+        "Error: corpus 'long' has items of up to 26 characters with their ends; model 'transformer' of plugin "
+        "'charseq.plugins.models' (bundled with charseq) reads at most 16 at once (its context)"]
+    scores = {seq_len: charseq.training.scoring.score_checkpoint(out, seq_len=seq_len).loss for seq_len in (1, 4, 16)}
+    assert len(set(scores.values())) == 3  # a window of one character reads nothing before it
