@@ -28,22 +28,17 @@ empty, (B, 0). Generation keeps a key/value cache per sequence (see ``Stepper``)
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, MutableMapping
+from collections.abc import MutableMapping
 from typing import Any, cast
 
 import numpy as np
 
 from charseq.models.base import Dropout, Head, Layout, Parameters, Scatter
+from charseq.models.transformer_ops import (EPS, GELU_A, GELU_C, gelu, gelu_backward, layer_norm, layer_norm_backward,
+                                            row_sums, softmax)
 
-EPS = 1e-5  # LayerNorm's, as PyTorch's
-GELU_C = math.sqrt(2.0 / math.pi)
-GELU_A = 0.044715
 MAX_LAYERS = 64
 _WORKSPACES_KEPT = 4
-SHIFT_ABOVE = 40.0  # attention scores up to this are exponentiated unshifted: e^40 * T stays far inside float32
-# A row of exponentials summing to less than this is shifted again by its own max: below, its
-# sum may be a subnormal float32, imprecise, and its reciprocal overflow.
-SMALLEST_SUM = 1e-30
 
 
 class Transformer:
@@ -167,7 +162,7 @@ class Transformer:
         for layer, lw in enumerate(ws.blocks):
             w = _BlockWeights(p, layer)
             x_in, x_out = ws.x[layer], ws.x[layer + 1]
-            _layer_norm(x_in, w.ln_1_w, w.ln_1_b, ws.average, lw.xhat1, lw.rstd1, lw.a)
+            layer_norm(x_in, w.ln_1_w, w.ln_1_b, ws.average, lw.xhat1, lw.rstd1, lw.a)
             np.dot(lw.a, w.attn_w.T, out=lw.qkv)
             lw.qkv += w.attn_b
             attention = self._attend(lw, B, T, dropout, rng)
@@ -176,15 +171,15 @@ class Transformer:
             if dropout:
                 x_out[...] = lw.drop_attn.apply(x_out, dropout, rng)  # type: ignore[arg-type]
             x_out += x_in  # x + attention
-            _layer_norm(x_out, w.ln_2_w, w.ln_2_b, ws.average, lw.xhat2, lw.rstd2, lw.m)
+            layer_norm(x_out, w.ln_2_w, w.ln_2_b, ws.average, lw.xhat2, lw.rstd2, lw.m)
             np.dot(lw.m, w.fc_w.T, out=lw.f)
             lw.f += w.fc_b
-            _gelu(lw.f, lw.tanh, lw.g)
+            gelu(lw.f, lw.tanh, lw.g)
             np.dot(lw.g, w.mp_w.T, out=lw.mlp)
             lw.mlp += w.mp_b
             mlp = lw.drop_mlp.apply(lw.mlp, dropout, rng) if dropout else lw.mlp  # type: ignore[arg-type]
             x_out += mlp  # + MLP
-        _layer_norm(ws.x[-1], p["ln_f.weight"], p["ln_f.bias"], ws.average, ws.xhat_f, ws.rstd_f, ws.top)
+        layer_norm(ws.x[-1], p["ln_f.weight"], p["ln_f.bias"], ws.average, ws.xhat_f, ws.rstd_f, ws.top)
         return ws.head.loss(ws.top, p["V"], p["c"], y.reshape(-1))
 
     def _attend(self, lw: Any, B: int, T: int, dropout: float, rng: np.random.Generator | None) -> np.ndarray:
@@ -201,7 +196,7 @@ class Transformer:
             np.matmul(q, k.transpose(0, 1, 3, 2), out=A)
             np.add(A, ws.mask, out=A)
 
-        _softmax(A, scores, ws.time_ones, ws.row_sums)
+        softmax(A, scores, ws.time_ones, ws.row_sums)
         weights = lw.drop_A.apply(A, dropout, rng) if dropout else A
         np.matmul(weights, v, out=lw.heads_out)  # (B, N, T, D)
         np.copyto(lw.y.reshape(B, T, N, D), lw.heads_out.transpose(0, 2, 1, 3))
@@ -221,7 +216,7 @@ class Transformer:
         dtop = ws.d_rows
         np.dot(dlogits, p["V"], out=dtop)
         dx = ws.dx  # the gradient reaching the residual stream
-        _layer_norm_backward(dtop, ws.xhat_f, ws.rstd_f, p["ln_f.weight"], grads["ln_f.weight"],
+        layer_norm_backward(dtop, ws.xhat_f, ws.rstd_f, p["ln_f.weight"], grads["ln_f.weight"],
                              grads["ln_f.bias"], dx, ws.head.ones, ws.average, ws.rows)
         for layer in range(self.layers - 1, -1, -1):
             w, g, lw = _BlockWeights(p, layer), _BlockWeights(grads, layer), ws.blocks[layer]
@@ -235,12 +230,12 @@ class Transformer:
             np.dot(ws.head.ones, dmlp, out=g.mp_b)
             df = lw.g  # spent: takes the gradient of GELU's input
             np.dot(dmlp, w.mp_w, out=df)
-            _gelu_backward(lw.f, lw.tanh, df, ws.wide)
+            gelu_backward(lw.f, lw.tanh, df, ws.wide)
             np.dot(df.T, lw.m, out=g.fc_w)
             np.dot(ws.head.ones, df, out=g.fc_b)
             dm = lw.m  # spent
             np.dot(df, w.fc_w, out=dm)
-            _layer_norm_backward(dm, lw.xhat2, lw.rstd2, w.ln_2_w, g.ln_2_w, g.ln_2_b, dmlp, ws.head.ones,
+            layer_norm_backward(dm, lw.xhat2, lw.rstd2, w.ln_2_w, g.ln_2_w, g.ln_2_b, dmlp, ws.head.ones,
                                  ws.average, ws.rows)
             dx += dmlp  # the residual and the branch meet in x_mid
             # Attention branch: x_mid = x_in + drop(concat(A v) W_o^T + b_o)
@@ -267,7 +262,7 @@ class Transformer:
                 dA *= lw.drop_A.mask
             # softmax: dS = A * (dA - sum(dA * A)) over each row; then the 1/sqrt(D) scale
             np.multiply(dA, A, out=lw.dA_A)
-            dA -= _row_sums(lw.dA_A, ws.time_ones, ws.row_sums)
+            dA -= row_sums(lw.dA_A, ws.time_ones, ws.row_sums)
             dA *= A
             np.matmul(dA, k, out=dq)
             dq *= 1.0 / math.sqrt(D)  # q was scaled, so dk needs nothing more
@@ -278,7 +273,7 @@ class Transformer:
             np.dot(ws.head.ones, dqkv, out=g.attn_b)
             da = lw.a  # spent
             np.dot(dqkv, w.attn_w, out=da)
-            _layer_norm_backward(da, lw.xhat1, lw.rstd1, w.ln_1_w, g.ln_1_w, g.ln_1_b, datt, ws.head.ones,
+            layer_norm_backward(da, lw.xhat1, lw.rstd1, w.ln_1_w, g.ln_1_w, g.ln_1_b, datt, ws.head.ones,
                                  ws.average, ws.rows)
             dx += datt
         if dropout:
@@ -365,7 +360,7 @@ class Transformer:
         average, ones = np.full(E, 1.0 / E, self.dtype), np.ones(C, self.dtype)
         for layer in range(self.layers):
             w = _BlockWeights(p, layer)
-            a = _layer_norm(h, w.ln_1_w, w.ln_1_b, average)
+            a = layer_norm(h, w.ln_1_w, w.ln_1_b, average)
             qkv = (a @ w.attn_w.T + w.attn_b).reshape(B, n, 3, N, D)
             keys, values = cache[:, layer, 0], cache[:, layer, 1]  # (B, N, C, D)
             keys[rows, :, at] = qkv[:, :, 1]
@@ -378,12 +373,12 @@ class Transformer:
                 np.multiply(A, 1.0 / math.sqrt(D), out=A)
                 np.add(A, bias, out=A)
 
-            _softmax(A, scores, ones)
+            softmax(A, scores, ones)
             heads = (A @ values).transpose(0, 2, 1, 3).reshape(B * n, E)
             h = h + heads @ w.proj_w.T + w.proj_b
-            f = _layer_norm(h, w.ln_2_w, w.ln_2_b, average) @ w.fc_w.T + w.fc_b
-            h += _gelu(f) @ w.mp_w.T + w.mp_b
-        top = _layer_norm(h, p["ln_f.weight"], p["ln_f.bias"], average)
+            f = layer_norm(h, w.ln_2_w, w.ln_2_b, average) @ w.fc_w.T + w.fc_b
+            h += gelu(f) @ w.mp_w.T + w.mp_b
+        top = layer_norm(h, p["ln_f.weight"], p["ln_f.bias"], average)
         return (top @ p["V"].T + p["c"]).reshape(B, n, -1)
 
 
@@ -439,109 +434,6 @@ class _Workspace:
         self.row_sums = np.empty(B * model.heads * T, dtype)
         self.rows = np.empty(rows, dtype)
         self.wide = np.empty((rows, 4 * E), dtype)
-
-
-def _row_sums(x: np.ndarray, ones: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-    """Sums over x's last axis, keeping it (as length 1): one gemv, where np.sum along a
-    short last axis is several times slower."""
-    sums = np.dot(x.reshape(-1, x.shape[-1]), ones, out=out)
-    return sums.reshape(x.shape[:-1] + (1,))
-
-
-def _softmax(A: np.ndarray, scores: Callable[[], None], ones: np.ndarray, sums: np.ndarray | None = None) -> None:
-    """Softmax over the last axis of the scores `scores()` writes into A, in place (every row
-    has a finite entry: its own position). Softmax is shift-invariant: scores below
-    SHIFT_ABOVE cannot overflow exp unshifted, larger ones are shifted by the global max
-    (as the output layer does: far cheaper than a max per row); should a row then
-    underflow (its sum below SMALLEST_SUM), the scores are made again and shifted per row."""
-    for per_row in (False, True):
-        scores()
-        if per_row:
-            A -= A.max(axis=-1, keepdims=True)
-        else:
-            top = A.max()
-            if top > SHIFT_ABOVE:
-                A -= top
-        np.exp(A, out=A)
-        total = _row_sums(A, ones, sums)
-        if per_row or total.min() > SMALLEST_SUM:
-            break
-    np.reciprocal(total, out=total)
-    A *= total
-
-
-def _layer_norm(x: np.ndarray, w: np.ndarray, b: np.ndarray, average: np.ndarray, xhat: np.ndarray | None = None,
-                rstd: np.ndarray | None = None, out: np.ndarray | None = None) -> np.ndarray:
-    """w (x - mean) / sqrt(var + EPS) + b over the last axis (`average`: 1/E, E times), into
-    `out`; keeps xhat and 1/std, (rows, 1), for the backward pass."""
-    xhat = np.empty_like(x) if xhat is None else xhat
-    rstd = np.empty(x.shape[:-1] + (1,), x.dtype) if rstd is None else rstd
-    out = np.empty_like(x) if out is None else out
-    moment = rstd.reshape(-1)
-    np.dot(x, average, out=moment)
-    np.subtract(x, rstd, out=xhat)
-    np.multiply(xhat, xhat, out=out)  # out is scratch until the end
-    np.dot(out, average, out=moment)
-    moment += EPS
-    np.sqrt(moment, out=moment)
-    np.reciprocal(moment, out=moment)
-    xhat *= rstd
-    np.multiply(xhat, w, out=out)
-    out += b
-    return out
-
-
-def _layer_norm_backward(dy: np.ndarray, xhat: np.ndarray, rstd: np.ndarray, w: np.ndarray, dw: np.ndarray,
-                         db: np.ndarray, dx: np.ndarray, ones: np.ndarray, average: np.ndarray,
-                         scratch: np.ndarray) -> None:
-    """From dy (spent), the gradients of w and b (into dw, db; `ones`: a row of ones per
-    position) and of x (into dx): dx = rstd (dxhat - mean(dxhat) - xhat mean(dxhat xhat)),
-    dxhat = dy w. `scratch` holds a number per position."""
-    np.dot(ones, dy, out=db)
-    np.multiply(dy, xhat, out=dx)
-    np.dot(ones, dx, out=dw)
-    dxhat = dy
-    dxhat *= w
-    np.multiply(dxhat, xhat, out=dx)
-    np.dot(dx, average, out=scratch)
-    np.multiply(xhat, scratch[:, None], out=dx)
-    np.subtract(dxhat, dx, out=dx)
-    np.dot(dxhat, average, out=scratch)
-    dx -= scratch[:, None]
-    dx *= rstd
-
-
-def _gelu(f: np.ndarray, tanh: np.ndarray | None = None, out: np.ndarray | None = None) -> np.ndarray:
-    """0.5 f (1 + tanh(c (f + a f^3))); keeps the tanh for the backward pass."""
-    tanh = np.empty_like(f) if tanh is None else tanh
-    out = np.empty_like(f) if out is None else out
-    np.multiply(f, f, out=tanh)
-    tanh *= GELU_A
-    tanh += 1.0
-    tanh *= f
-    tanh *= GELU_C
-    np.tanh(tanh, out=tanh)
-    np.add(tanh, 1.0, out=out)
-    out *= f
-    out *= 0.5
-    return out
-
-
-def _gelu_backward(f: np.ndarray, t: np.ndarray, dg: np.ndarray, slope: np.ndarray) -> None:
-    """dg (the gradient of GELU's output) becomes its input's, in place: GELU's slope is
-    0.5 (1 + t + c f (1 + 3 a f^2) (1 - t^2)), t its tanh. f and t are spent; `slope` is scratch."""
-    np.multiply(f, f, out=slope)
-    slope *= 3 * GELU_A
-    slope += 1.0
-    slope *= f
-    slope *= GELU_C
-    np.multiply(t, t, out=f)
-    np.subtract(1.0, f, out=f)
-    slope *= f
-    slope += t
-    slope += 1.0
-    slope *= 0.5
-    dg *= slope
 
 
 class Stepper:

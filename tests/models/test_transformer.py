@@ -222,7 +222,7 @@ def test_attentions_softmax_is_exact_however_large_the_scores(scale, above, belo
     """Small scores go unshifted, large ones are shifted by the global max, and rows that
     would underflow next to a far larger one (to zero, or to a subnormal sum whose
     reciprocal overflows: NaN in training) are shifted row by row."""
-    from charseq.models.transformer import _softmax
+    from charseq.models.transformer_ops import softmax
 
     rng = np.random.default_rng(int(scale + below))
     scores = rng.normal(0, scale, (2, 3, 5, 5)).astype(np.float32)
@@ -230,7 +230,7 @@ def test_attentions_softmax_is_exact_however_large_the_scores(scale, above, belo
     scores[0, 1] -= below  # a head whose every score lies far below the others
     scores += np.triu(np.full((5, 5), -np.inf, np.float32), k=1)
     A = np.empty_like(scores)
-    _softmax(A, lambda: np.copyto(A, scores), np.ones(5, np.float32))
+    softmax(A, lambda: np.copyto(A, scores), np.ones(5, np.float32))
     wide = scores.astype(np.float64)
     expected = np.exp(wide - wide.max(axis=-1, keepdims=True))
     expected /= expected.sum(axis=-1, keepdims=True)
