@@ -99,7 +99,8 @@ def test_the_guides_model_trains_resumes_samples_and_is_named_where_it_is_missin
     install_fake_distribution(plugin_site, "charseq-bigram", _bigram_source(), "[charseq]\nbigram = charseq_bigram\n")
     monkeypatch.chdir(tmp_path)
     (tmp_path / "notes.txt").write_text("abab abba baab " * 300)
-    assert "bigram  The next character from this one alone: a table of logits.  [bigram]" in run_cli("models").output
+    listing = run_cli("models").output  # names padded to the longest installed (transformer)
+    assert re.search(r"^bigram +The next character from this one alone: a table of logits\.  \[bigram\]$", listing, re.M)
     settings = ["--seq-len", 16, "--batch-size", 8, "--lr", 0.1, "--schedule", "constant", "--input-lr-scale", 1,
                 "--sample-length", 0, "-q"]
     run_cli("train", "--corpus", "text:notes.txt", "--model", "bigram", "--epochs", 2, "--out", "b.npz", *settings)
