@@ -221,33 +221,19 @@ class Transformer:
         for layer in range(self.layers - 1, -1, -1):
             w, g, lw = _BlockWeights(p, layer), _BlockWeights(grads, layer), ws.blocks[layer]
             # MLP branch: x_out = x_mid + drop(GELU(m W_fc^T + b_fc) W_p^T + b_p)
-            dmlp = lw.dm_rows
-            if dropout:
-                np.multiply(dx, cast(np.ndarray, lw.drop_mlp.mask), out=dmlp)
-            else:
-                np.copyto(dmlp, dx)
-            np.dot(dmlp.T, lw.g, out=g.mp_w)
-            np.dot(ws.head.ones, dmlp, out=g.mp_b)
+            dmlp = _through_dropout(dx, lw.drop_mlp if dropout else None, lw.dm_rows)
             df = lw.g  # spent: takes the gradient of GELU's input
-            np.dot(dmlp, w.mp_w, out=df)
+            _linear_backward(dmlp, lw.g, w.mp_w, g.mp_w, g.mp_b, ws.head.ones, df)
             gelu_backward(lw.f, lw.tanh, df, ws.wide)
-            np.dot(df.T, lw.m, out=g.fc_w)
-            np.dot(ws.head.ones, df, out=g.fc_b)
             dm = lw.m  # spent
-            np.dot(df, w.fc_w, out=dm)
+            _linear_backward(df, lw.m, w.fc_w, g.fc_w, g.fc_b, ws.head.ones, dm)
             layer_norm_backward(dm, lw.xhat2, lw.rstd2, w.ln_2_w, g.ln_2_w, g.ln_2_b, dmlp, ws.head.ones,
                                  ws.average, ws.rows)
             dx += dmlp  # the residual and the branch meet in x_mid
             # Attention branch: x_mid = x_in + drop(concat(A v) W_o^T + b_o)
-            datt = lw.dm_rows
-            if dropout:
-                np.multiply(dx, cast(np.ndarray, lw.drop_attn.mask), out=datt)
-            else:
-                np.copyto(datt, dx)
-            np.dot(datt.T, lw.y, out=g.proj_w)
-            np.dot(ws.head.ones, datt, out=g.proj_b)
+            datt = _through_dropout(dx, lw.drop_attn if dropout else None, lw.dm_rows)
             dy = lw.y  # spent
-            np.dot(datt, w.proj_w, out=dy)
+            _linear_backward(datt, lw.y, w.proj_w, g.proj_w, g.proj_b, ws.head.ones, dy)
             dheads = lw.heads_out  # (B, N, T, D), spent
             np.copyto(dheads, dy.reshape(B, T, N, D).transpose(0, 2, 1, 3))
             q, k, v = lw.qkvh
@@ -269,10 +255,8 @@ class Transformer:
             np.matmul(dA.transpose(0, 1, 3, 2), q, out=dk)
             dqkv = lw.qkv  # spent: (B*T, 3E)
             np.copyto(dqkv.reshape(B, T, 3, N, D), dqkvh.transpose(1, 3, 0, 2, 4))
-            np.dot(dqkv.T, lw.a, out=g.attn_w)
-            np.dot(ws.head.ones, dqkv, out=g.attn_b)
             da = lw.a  # spent
-            np.dot(dqkv, w.attn_w, out=da)
+            _linear_backward(dqkv, lw.a, w.attn_w, g.attn_w, g.attn_b, ws.head.ones, da)
             layer_norm_backward(da, lw.xhat1, lw.rstd1, w.ln_1_w, g.ln_1_w, g.ln_1_b, datt, ws.head.ones,
                                  ws.average, ws.rows)
             dx += datt
@@ -380,6 +364,25 @@ class Transformer:
             h += gelu(f) @ w.mp_w.T + w.mp_b
         top = layer_norm(h, p["ln_f.weight"], p["ln_f.bias"], average)
         return (top @ p["V"].T + p["c"]).reshape(B, n, -1)
+
+
+def _through_dropout(d: np.ndarray, drop: Dropout | None, out: np.ndarray) -> np.ndarray:
+    """The gradient `d` reaching a dropped branch's output, taken back through its mask (a copy
+    where nothing was dropped), into `out`."""
+    if drop is None:
+        np.copyto(out, d)
+    else:
+        np.multiply(d, cast(np.ndarray, drop.mask), out=out)
+    return out
+
+
+def _linear_backward(dy: np.ndarray, x: np.ndarray, W: np.ndarray, dW: np.ndarray, db: np.ndarray,
+                     ones: np.ndarray, dx: np.ndarray) -> None:
+    """For y = x W^T + b over rows: dW = dy^T x, db = the column sums of dy, and dx = dy W.
+    `dx` may be `x`'s own buffer: x is read first."""
+    np.dot(dy.T, x, out=dW)
+    np.dot(ones, dy, out=db)
+    np.dot(dy, W, out=dx)
 
 
 class _BlockWeights:
