@@ -12,8 +12,8 @@ example.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Mapping, MutableMapping
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from collections.abc import Callable, Iterator, Mapping, MutableMapping
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar, runtime_checkable
 
 import numpy as np
 
@@ -24,6 +24,7 @@ from charseq.hooks.specs import CORE_ARGUMENTS
 ONE_HOT_SCATTER_MAX_VOCAB = 256
 DTYPES = ("float32", "float64")  # what checkpoints hold
 ARRAY_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")  # what a checkpoint's member may be called
+W = TypeVar("W")
 
 
 @runtime_checkable
@@ -257,6 +258,30 @@ class Head:
         np.dot(dlogits, V, out=rows)
         rows *= mask
         np.copyto(out, rows.reshape(T, B, H).transpose(0, 2, 1))
+
+
+class Workspaces(Generic[W]):
+    """The buffers of the last KEPT (B, T) shapes a model ran: training, evaluation and
+    generation each use a shape or two, every one reused from step to step, and a caller
+    that tries many shapes must not hold the buffers of them all."""
+
+    KEPT = 4
+
+    def __init__(self) -> None:
+        self._kept: dict[tuple[int, int], W] = {}
+
+    def get(self, B: int, T: int, make: Callable[[], W]) -> W:
+        """The buffers of shape (B, T), made now when they are not kept (the oldest then go)."""
+        kept = self._kept.get((B, T))
+        if kept is None:
+            if len(self._kept) >= self.KEPT:
+                self._kept.pop(next(iter(self._kept)))
+            kept = self._kept[(B, T)] = make()
+        return kept
+
+    def clear(self) -> None:
+        """Forget every shape's buffers (the next call of each makes them again)."""
+        self._kept.clear()
 
 
 class Dropout:

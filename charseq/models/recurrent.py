@@ -30,14 +30,13 @@ from typing import Any, cast
 
 import numpy as np
 
-from charseq.models.base import Dropout, Head, Layout, Parameters, Scatter
+from charseq.models.base import Dropout, Head, Layout, Parameters, Scatter, Workspaces
 
 
 MAX_LAYERS = 64
 # From this many input terms a step (B * G * H), layer 0 gathers its input step by step into
 # columns; below it, one gather of rows and one transpose make fewer numpy calls.
 _GATHER_BY_STEP = 8192
-_WORKSPACES_KEPT = 4
 
 
 class Recurrent:
@@ -76,7 +75,7 @@ class Recurrent:
         self.input_weights: tuple[str, ...] = (self.roles[0]["ih"],)
         self.layout = Layout(self._stored_shapes())
         self.flat, self.params = self.layout.allocate(self.dtype)
-        self._workspaces: dict[tuple[int, int], _Workspace] = {}
+        self._workspaces: Workspaces[_Workspace] = Workspaces()
         gh = self.GATES * self.hidden_size
         self._scale: np.ndarray | None = None
         self._offset: np.ndarray | None = None
@@ -333,12 +332,7 @@ class Recurrent:
                 dout *= ws.drops[layer].mask
 
     def _workspace(self, B: int, T: int) -> _Workspace:
-        ws = self._workspaces.get((B, T))
-        if ws is None:
-            if len(self._workspaces) >= _WORKSPACES_KEPT:
-                self._workspaces.pop(next(iter(self._workspaces)))
-            ws = self._workspaces[(B, T)] = _Workspace(self, B, T)
-        return ws
+        return self._workspaces.get(B, T, lambda: _Workspace(self, B, T))
 
 
 class _Workspace:

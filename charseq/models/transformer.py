@@ -33,12 +33,11 @@ from typing import Any, cast
 
 import numpy as np
 
-from charseq.models.base import Dropout, Head, Layout, Parameters, Scatter
+from charseq.models.base import Dropout, Head, Layout, Parameters, Scatter, Workspaces
 from charseq.models.transformer_ops import (EPS, GELU_A, GELU_C, gelu, gelu_backward, layer_norm, layer_norm_backward,
                                             row_sums, softmax)
 
 MAX_LAYERS = 64
-_WORKSPACES_KEPT = 4
 
 
 class Transformer:
@@ -66,7 +65,7 @@ class Transformer:
         self.input_weights: tuple[str, ...] = ("wte",)
         self.layout = Layout({name: (shape, False) for name, shape in self._shapes().items()})
         self.flat, self.params = self.layout.allocate(self.dtype)
-        self._workspaces: dict[tuple[int, int], _Workspace] = {}
+        self._workspaces: Workspaces[_Workspace] = Workspaces()
         if seed is not None:
             self._initialise(np.random.default_rng(seed))
 
@@ -268,12 +267,7 @@ class Transformer:
         np.sum(dx.reshape(B, T, E), axis=0, out=dwpe[:T])
 
     def _workspace(self, B: int, T: int) -> _Workspace:
-        ws = self._workspaces.get((B, T))
-        if ws is None:
-            if len(self._workspaces) >= _WORKSPACES_KEPT:
-                self._workspaces.pop(next(iter(self._workspaces)))
-            ws = self._workspaces[(B, T)] = _Workspace(self, B, T)
-        return ws
+        return self._workspaces.get(B, T, lambda: _Workspace(self, B, T))
 
     # -- export ---------------------------------------------------------------------------
 

@@ -3,6 +3,7 @@ import pytest
 
 from charseq import VanillaRNN
 from charseq.models.rnn import PARAM_NAMES
+from gradients import central_differences
 
 
 def _random_model(V=7, H=6, dtype=np.float64, seed=1):
@@ -23,19 +24,10 @@ def _batch(V=7, H=6, B=3, T=5, seed=2, absent_id=True):
     return x, y, h0
 
 
-def _numerical_gradient(model, name, x, y, h0, eps=1e-5, **options):
+def _numerical_gradient(model, name, x, y, h0, **options):
     """Central differences; options (dropout, rng) are made afresh by _options for each call."""
-    param = model.params[name]
-    grad = np.zeros_like(param)
-    for index in np.ndindex(param.shape):
-        saved = param[index]
-        param[index] = saved + eps
-        plus = model.loss_and_grads(x, y, h0, **_options(options))[0]
-        param[index] = saved - eps
-        minus = model.loss_and_grads(x, y, h0, **_options(options))[0]
-        param[index] = saved
-        grad[index] = (plus - minus) / (2 * eps)
-    return grad
+    return central_differences(lambda: model.loss_and_grads(x, y, h0, **_options(options))[0],
+                               {name: model.params[name]})[name]
 
 
 @pytest.mark.parametrize("with_h0", [True, False])

@@ -11,6 +11,7 @@ import charseq
 from charseq import GRU, LSTM, VanillaRNN
 from charseq.errors import UsageError
 from charseq.models.base import Model, check_model, flat_slice
+from gradients import central_differences
 
 CLASSES = {"rnn": VanillaRNN, "gru": GRU, "lstm": LSTM}
 MODELS = [(name, layers) for name in CLASSES for layers in (1, 2, 3)]
@@ -40,19 +41,7 @@ def _numerical(model, x, y, state, options):
         fresh = {k: np.random.default_rng(v) if k == "rng" else v for k, v in options.items()}
         return model.loss_and_grads(x, y, state, **fresh)[0]
 
-    numerical = {}
-    for name, param in model.params.items():
-        grad = np.zeros_like(param)
-        for index in np.ndindex(param.shape):
-            saved = param[index]
-            param[index] = saved + 1e-5
-            plus = loss()
-            param[index] = saved - 1e-5
-            minus = loss()
-            param[index] = saved
-            grad[index] = (plus - minus) / 2e-5
-        numerical[name] = grad
-    return numerical
+    return central_differences(loss, model.params)
 
 
 @pytest.mark.parametrize("dropout", [0.0, 0.3])

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 import charseq
+from gradients import central_differences
 from charseq import Run, get_model
 from charseq.data.corpus import Corpus
 from charseq.decoding.generate import generate
@@ -26,22 +27,8 @@ def _model(layers=2, heads=2, context=6, V=7, E=8, dtype=np.float64, seed=1):
 
 
 def _numerical(model, x, y, dropout):
-    def loss():
-        return model.loss_and_grads(x, y, dropout=dropout, rng=np.random.default_rng(9))[0]
-
-    numerical = {}
-    for name, param in model.params.items():
-        grad = np.zeros_like(param)
-        for index in np.ndindex(param.shape):
-            saved = param[index]
-            param[index] = saved + 1e-5
-            plus = loss()
-            param[index] = saved - 1e-5
-            minus = loss()
-            param[index] = saved
-            grad[index] = (plus - minus) / 2e-5
-        numerical[name] = grad
-    return numerical
+    return central_differences(
+        lambda: model.loss_and_grads(x, y, dropout=dropout, rng=np.random.default_rng(9))[0], model.params)
 
 
 @pytest.mark.parametrize("dropout", [0.0, 0.3])
@@ -76,7 +63,7 @@ def test_a_window_is_a_context_of_its_own_and_dropout_is_drawn_from_the_rng():
     x, y = rng.integers(0, 7, (4, 6)), rng.integers(0, 7, (4, 6))
     # the loss of the first t characters does not depend on what comes after them (causal)
     whole = model._forward(x, y, None)
-    per_position = -np.log(model._workspaces[(4, 6)].head.probs[np.arange(24), y.reshape(-1)]).reshape(4, 6)
+    per_position = -np.log(model._workspace(4, 6).head.probs[np.arange(24), y.reshape(-1)]).reshape(4, 6)
     assert np.isclose(whole, per_position.mean())
     assert np.isclose(model.loss(x[:, :3], y[:, :3])[0], per_position[:, :3].mean())
     a = model.loss_and_grads(x, y, dropout=0.2, rng=np.random.default_rng(1))[0]
@@ -110,7 +97,7 @@ def _full_pass(model, x):
     """The training pass's next-character probabilities after each of x (B, T)."""
     B, T = x.shape
     model.loss(x, x)
-    return model._workspaces[(B, T)].head.probs.reshape(B, T, -1).copy()
+    return model._workspace(B, T).head.probs.reshape(B, T, -1).copy()
 
 
 def test_the_stepper_agrees_with_the_training_pass_and_feed_with_steps():
