@@ -63,6 +63,18 @@ def _streams(characters: int, batch_size: int, seq_len: int) -> tuple[int, int, 
     return streams, stream_length, min(seq_len, stream_length)
 
 
+def check_items_fit(model: Model, corpus: Corpus, advice: str = "") -> None:
+    """Refuse a corpus of items whose longest (its end included) is longer than the model
+    reads at once (its `max_window`, a transformer's context): in training and in eval."""
+    limit = getattr(model, "max_window", None)
+    if corpus.item_starts is None or limit is None:
+        return
+    longest = int(np.diff(corpus.item_starts).max())
+    if longest > limit:
+        raise UsageError(f"corpus {corpus.name!r} has items of up to {longest:,} characters with their ends; "
+                         f"{model_label(model.name)} reads at most {limit} at once (its context){advice}")
+
+
 def evaluate_corpus(model: Model, vocab: Vocabulary, corpus: Corpus, batch_size: int = 64, seq_len: int = 64) -> float:
     """Mean loss per character of `model` (whose symbols are `vocab`) on `corpus`, whose ids
     are in the corpus's own vocabulary and are mapped onto the model's. Running text is read
@@ -74,10 +86,7 @@ def evaluate_corpus(model: Model, vocab: Vocabulary, corpus: Corpus, batch_size:
         raise UsageError(f"corpus {corpus.name!r} has {counted(len(unknown), 'character')} the model does not know: "
                          f"{show_characters(unknown)}")
     mapping = np.array([vocab.symbols.index(c) for c in corpus.vocab.symbols], dtype=vocab.dtype)
-    limit = getattr(model, "max_window", None)
-    if corpus.item_starts is not None and limit is not None and np.diff(corpus.item_starts).max() > limit:
-        raise UsageError(f"corpus {corpus.name!r} has items of up to {np.diff(corpus.item_starts).max():,} characters "
-                         f"with their ends; {model_label(model.name)} reads at most {limit} at once (its context)")
+    check_items_fit(model, corpus)
     if corpus.item_starts is not None:
         loss = evaluate_items(model, mapping[corpus.ids], corpus.item_starts)
     else:

@@ -95,7 +95,7 @@ class Run:
         # for the machine is refused before anything is drawn.
         self.model = build_model(model_name, model_options, len(corpus.vocab), config.hidden_size, seed=None)
         longest = int(np.diff(corpus.item_starts).max()) if corpus.item_starts is not None else None
-        check_window(config, self.model, longest)
+        check_window(config, self.model, corpus)
         check_memory(config, self.model, longest)
         if resume_from is None:
             self.model = build_model(model_name, model_options, len(corpus.vocab), config.hidden_size,

@@ -29,7 +29,7 @@ from charseq.runs.settings import TrainConfig
 from charseq.data.corpus import Corpus
 from charseq.errors import CharseqError, CharseqWarning, UsageError, counted, label, setting
 from charseq.training.contention import CoreWait
-from charseq.training.evaluation import evaluate, loss_metrics
+from charseq.training.evaluation import check_items_fit, evaluate, loss_metrics
 from charseq.models.base import Model, flat_slice
 from charseq.training.optimizers import make_optimizer
 
@@ -522,26 +522,26 @@ def memory_needed(config: TrainConfig, model: Model, seq_len: int | None = None)
     return model.flat.itemsize * (3 + moments) * model.flat.size + 2 * step + 16 * T * B
 
 
-def check_window(config: TrainConfig, model: Model, longest: int | None = None) -> None:
+def check_window(config: TrainConfig, model: Model, corpus: Corpus) -> None:
     """Refuse, before training, windows longer than a model reads at once (its `max_window`,
     a transformer's context): the run's window, or a corpus of items' longest item."""
     limit = getattr(model, "max_window", None)
-    window = longest if longest is not None else config.seq_len
     if limit is None:
         return
-    if longest is None and window < limit:
+    if corpus.item_starts is not None:
+        check_items_fit(model, corpus, "; give the model a longer context or use shorter items")
+        return
+    window = config.seq_len
+    if window < limit:
         warnings.warn(CharseqWarning(
             f"with {label('seq_len')} {window}, positions {window} to {limit - 1} of the model's context are never "
             f"trained, and text generated past {window} characters reads them; give the model a context of {window}"))
-    if window <= limit:
-        return
-    from charseq.models.build import model_label
+    elif window > limit:
+        from charseq.models.build import model_label
 
-    what = (f"{label('seq_len')} is {window}" if longest is None
-            else f"the corpus's longest item is {window} characters with its end")
-    raise UsageError(f"{model_label(model.name)} reads at most {limit} characters at once (its context) and "
-                     f"{what}; give the model a longer context or use a shorter "
-                     f"{label('seq_len') if longest is None else 'item'}")
+        raise UsageError(f"{model_label(model.name)} reads at most {limit} characters at once (its context) and "
+                         f"{label('seq_len')} is {window}; give the model a longer context or use a shorter "
+                         f"{label('seq_len')}")
 
 
 def check_memory(config: TrainConfig, model: Model, seq_len: int | None = None) -> None:

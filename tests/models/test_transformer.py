@@ -174,7 +174,8 @@ def test_a_window_longer_than_the_context_is_refused_before_training(tmp_path):
     with pytest.raises(UsageError, match="reads at most 8 characters at once .* seq_len is 12"):
         Run.start(corpus, model="transformer:context=8", out=tmp_path / "a.npz", hidden_size=8, seq_len=12)
     items = Corpus.from_items("words", ["a" * 9, "bb"])
-    with pytest.raises(UsageError, match="longest item is 10 characters with its end"):
+    with pytest.raises(UsageError, match="'words' has items of up to 10 characters with their ends; .* reads at most 8 at once .*; "
+                                         "give the model a longer context or use shorter items"):
         Run.start(items, model="transformer:context=8", out=tmp_path / "b.npz", hidden_size=8)
     with pytest.raises(ValueError, match="longer than the transformer's context of 8"):
         get_model("transformer:context=8", 5, 8).loss(np.zeros((1, 9), int), np.zeros((1, 9), int))
