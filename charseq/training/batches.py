@@ -4,8 +4,12 @@ A corpus with random windows (the seed's task) is trained on shuffled windows, e
 a zero state. Text is trained as char-rnn does: cut into B parallel streams read T
 characters at a time, the hidden state carried from one window to the next (truncated
 backpropagation through time) and reset at each epoch; the last val_fraction of it (at
-most max_val_chars) is held out for validation. A corpus of items is trained an item
-at a time, in batches of items of one length (charseq.data.items).
+most max_val_chars) is held out for validation. A model that carries nothing from one
+window to the next (attention) gains nothing from streams, and reading the same windows
+every epoch lets it learn them by heart: it reads a text as windows in shuffled order,
+cut at a fresh offset every epoch (drawn from the seed and the epoch, so a resumed run
+cuts the same ones). A corpus of items is trained an item at a time, in batches of
+items of one length (charseq.data.items).
 """
 
 from __future__ import annotations
@@ -33,8 +37,11 @@ SAMPLE_CHARACTERS = 1 << 17
 class Batches:
     """The training and held-out parts of a corpus, and the (x, y) batches of an epoch."""
 
-    def __init__(self, corpus: Corpus, config: TrainConfig):
+    def __init__(self, corpus: Corpus, config: TrainConfig, *, streams: bool = True):
+        """`streams`: read a text as streams that carry the model's state (False for a model
+        that carries none: shuffled windows)."""
         self.corpus = corpus
+        self.seed = config.seed
         self.seq_len, self.batch_size = T, B = config.seq_len, config.batch_size
         self.random_windows = bool(corpus.random_windows)
         starts = corpus.item_starts
@@ -65,26 +72,41 @@ class Batches:
             held_out = 0
         self.train_ids = corpus.ids[: len(corpus.ids) - held_out]
         self.val_ids = corpus.ids[len(corpus.ids) - held_out :] if held_out else None
+        self.streams = streams
         self.stream_length = (len(self.train_ids) - 1) // B
-        if self.stream_length < T:
+        self.text_windows = (len(self.train_ids) - T) // T  # whole windows at any offset below T
+        if streams and self.stream_length < T:
             raise UsageError(
                 f"the training text of {corpus.name!r} ({counted(len(self.train_ids), 'character')}) is too short "
                 f"for {B} stream{'s' if B != 1 else ''} of at least {T + 1} characters; use a smaller {setting('batch_size')} or "
                 f"{setting('seq_len')}"
             )
-        self.steps_per_epoch = self.stream_length // T
+        if not streams and self.text_windows < B:
+            raise UsageError(
+                f"the training text of {corpus.name!r} ({counted(len(self.train_ids), 'character')}) is too short "
+                f"for a batch of {B} windows of {T + 1} characters; use a smaller {setting('batch_size')} or "
+                f"{setting('seq_len')}")
+        self.steps_per_epoch = self.stream_length // T if streams else self.text_windows // B
 
     @property
     def carries_state(self) -> bool:
-        """Streams carry the hidden state from one window to the next; random windows and items do not."""
-        return not (self.random_windows or self.items)
+        """Streams carry the hidden state from one window to the next; windows and items do not."""
+        return not (self.random_windows or self.items) and self.streams
 
     @property
     def order_size(self) -> int:
-        """How many things an epoch shuffles (random windows, training items); 0 for streams."""
+        """How many things an epoch shuffles (random windows, a text's windows, training
+        items); 0 for streams."""
         if self.items:
             return len(self.train_items)
-        return self.corpus.random_windows or 0
+        if self.random_windows:
+            return self.corpus.random_windows or 0
+        return 0 if self.streams else self.text_windows
+
+    def offset(self, epoch: int) -> int:
+        """Where an epoch cuts a text into windows, for a model that carries nothing: a
+        function of the seed and the epoch alone, so that resuming needs nothing saved."""
+        return int(np.random.default_rng([self.seed, epoch]).integers(self.seq_len))
 
     @property
     def held_out(self) -> str | None:
@@ -123,10 +145,12 @@ class Batches:
             return 0.0
         return (time.perf_counter() - started) / share
 
-    def epoch(self, first_step: int, windows: np.ndarray | None, order: np.ndarray | None) -> Iterator[tuple]:
+    def epoch(self, first_step: int, windows: np.ndarray | None, order: np.ndarray | None,
+              offset: int = 0) -> Iterator[tuple]:
         """(x, y), int arrays (B, T), for each step of an epoch from `first_step` on.
         Random windows come in `order` (a permutation of `windows`' rows), items in `order`
-        (a permutation of the training items)."""
+        (a permutation of the training items), a text's windows in `order` from `offset`
+        (when it is not read as streams)."""
         B, T = self.batch_size, self.seq_len
         if self.items:
             assert order is not None  # the trainer shuffles the items of every epoch
@@ -137,6 +161,13 @@ class Batches:
             assert windows is not None and order is not None  # the trainer draws both for every epoch
             for start in range(first_step * B, self.steps_per_epoch * B, B):
                 batch = windows[order[start : start + B]]  # (B, T+1)
+                yield batch[:, :-1], batch[:, 1:]
+            return
+        if not self.streams:
+            assert order is not None  # the trainer shuffles a text's windows every epoch
+            span = np.arange(T + 1)
+            for start in range(first_step * B, self.steps_per_epoch * B, B):
+                batch = self.train_ids[offset + order[start : start + B, None] * T + span]  # (B, T+1)
                 yield batch[:, :-1], batch[:, 1:]
             return
         length = self.steps_per_epoch * T

@@ -56,7 +56,7 @@ class Trainer:
         self.model = model
         self.corpus = corpus
         self.config = config
-        self.batches = Batches(corpus, config)
+        self.batches = Batches(corpus, config, streams=math.prod(model.state_shape(1)) > 0)
         self.steps_per_epoch = self.batches.steps_per_epoch
         self.val_ids = self.batches.val_ids  # held-out text (None for items: see batches.val_items)
         self.callbacks = callbacks if isinstance(callbacks, CallbackList) else CallbackList(callbacks)
@@ -162,7 +162,7 @@ class Trainer:
                 self._h = None
                 if self.batches.order_size and self._order is None:
                     self._order = self._rng.permutation(self.batches.order_size)
-            for x, y in self.batches.epoch(self.step_in_epoch, windows, self._order):
+            for x, y in self.batches.epoch(self.step_in_epoch, windows, self._order, self.batches.offset(self.epoch)):
                 if self.stop_training or self.time_up:
                     break
                 loss = self.train_step(x, y, self._h if self.batches.carries_state else None)

@@ -297,3 +297,54 @@ def test_eval_refuses_items_longer_than_the_context_and_reads_the_held_out_text_
         "'charseq.plugins.models' (bundled with charseq) reads at most 16 at once (its context)"]
     scores = {seq_len: charseq.training.scoring.score_checkpoint(out, seq_len=seq_len).loss for seq_len in (1, 4, 16)}
     assert len(set(scores.values())) == 3  # a window of one character reads nothing before it
+
+
+def _epoch_windows(trainer, epoch):
+    order = np.random.default_rng(epoch).permutation(trainer.batches.order_size)
+    return [(x.copy(), y.copy()) for x, y in trainer.batches.epoch(0, None, order, trainer.batches.offset(epoch))]
+
+
+def test_a_text_is_read_as_shuffled_windows_cut_at_a_fresh_offset_each_epoch():
+    """A model that carries nothing gains nothing from streams: it reads every window of
+    the training text once an epoch, in shuffled order, cut where the seed and epoch say."""
+    corpus = Corpus.from_text("counting", "".join(f"{i:04d}," for i in range(120)))  # no window twice in it
+    config = charseq.TrainConfig(seq_len=8, batch_size=4, val_fraction=0.1, seed=3)
+    trainer = charseq.Trainer(get_model("transformer:layers=1,heads=2,context=8", len(corpus.vocab), 8), corpus,
+                              config)
+    batches = trainer.batches
+    assert not batches.carries_state and batches.order_size == (len(batches.train_ids) - 8) // 8
+    assert trainer.steps_per_epoch == batches.order_size // 4
+    train = batches.train_ids
+    starts_by_epoch = []
+    for epoch in range(4):
+        starts = []
+        for x, y in _epoch_windows(trainer, epoch):
+            assert x.shape == y.shape == (4, 8)
+            assert np.array_equal(x[:, 1:], y[:, :-1])
+            for row, target in zip(x, y):
+                [start] = [s for s in range(len(train) - 8) if np.array_equal(train[s:s + 8], row)
+                           and np.array_equal(train[s + 1:s + 9], target)] or [None]
+                starts.append(start)
+        offsets = {start % 8 for start in starts}
+        assert len(offsets) == 1 and offsets == {batches.offset(epoch)}
+        assert len(set(starts)) == len(starts) == trainer.steps_per_epoch * 4  # no window twice
+        assert starts != sorted(starts)  # shuffled
+        starts_by_epoch.append(offsets.pop())
+    assert len(set(starts_by_epoch)) > 1  # the cut moves from epoch to epoch
+    again = charseq.Trainer(get_model("transformer:layers=1,heads=2,context=8", len(corpus.vocab), 8), corpus,
+                            config)
+    assert [again.batches.offset(epoch) for epoch in range(4)] == starts_by_epoch  # the seed decides
+
+
+def test_a_recurrent_model_still_reads_a_text_as_streams_that_carry_its_state():
+    corpus = Corpus.from_text("fox", TEXT)
+    trainer = charseq.Trainer(get_model("gru", len(corpus.vocab), 8), corpus,
+                              charseq.TrainConfig(seq_len=8, batch_size=4))
+    assert trainer.batches.carries_state and trainer.batches.order_size == 0
+
+
+def test_a_text_too_short_for_a_batch_of_windows_is_one_line(tmp_path):
+    corpus = Corpus.from_text("short", "abcdefghij" * 7)
+    with pytest.raises(UsageError, match="too short for a batch of 8 windows of 9 characters"):
+        Run.start(corpus, model="transformer:layers=1,heads=2,context=8", out=tmp_path / "a.npz", hidden_size=8,
+                  batch_size=8, val_fraction=0.0).fit()
