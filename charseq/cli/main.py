@@ -23,7 +23,7 @@ from charseq.version import __version__
 @click.version_option(__version__, prog_name="charseq")
 @click.option("--debug", is_flag=True, help="Show the full traceback of unexpected errors.")
 def cli(debug: bool) -> None:
-    """Character-level text generation with recurrent networks (rnn, gru, lstm), extended by plugins."""
+    """Character-level text generation with recurrent networks (rnn, gru, lstm) and a transformer, extended by plugins."""
 
 
 for _command in (train, generate, evaluate_command, plot, cache, plugins, *LISTINGS):
