@@ -137,6 +137,7 @@ def _describe_run(run, threads: int) -> None:
                          if value) or "no clipping"
     dropout = f" dropout={config.dropout:g}" if config.dropout else ""
     dropout += f" input-lr-scale={config.input_lr_scale:g}" if config.input_lr_scale != 1 else ""
+    dropout += f" weight-decay={config.weight_decay:g}" if config.weight_decay else ""
     length = f"epochs={config.epochs or 'unbounded'}"
     if config.time_limit:
         length += f" time-limit={format_duration(config.time_limit)}"

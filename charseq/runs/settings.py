@@ -108,6 +108,8 @@ class TrainConfig:
                                     "probability.")
     clip: float = _setting(0.0, "Clip each gradient element to +-CLIP (0: off).")
     clip_norm: float = _setting(5.0, "Scale the gradient down to this global norm (0: off).")
+    weight_decay: float = _setting(0.0, "Shrink the weight matrices by LR times this every step, apart from the "
+                                   "gradient's step (AdamW's decoupled decay; biases and norms are left).")
     warmup: int = _setting(0, "Raise the learning rate linearly over the first STEPS steps.", metavar="STEPS")
     schedule: str = _setting("cosine", "The learning rate after warmup.", choices=SCHEDULES)
     lr_decay: float = _setting(0.5, "step schedule: multiply the rate by this ...")
@@ -142,10 +144,13 @@ class TrainConfig:
             value = getattr(self, name)
             if not value > 0 or not math.isfinite(value):
                 raise UsageError(f"{label(name)} must be a positive number, got {value}")
-        for name in ("clip", "clip_norm", "min_lr"):
+        for name in ("clip", "clip_norm", "min_lr", "weight_decay"):
             value = getattr(self, name)
             if not value >= 0 or not math.isfinite(value):
                 raise UsageError(f"{label(name)} must be 0 or more, got {value}")
+        if self.weight_decay * self.lr >= 1:
+            raise UsageError(f"{label('weight_decay')} times {label('lr')} must be below 1 (each step shrinks the "
+                             f"weights by that share), got {self.weight_decay:g} x {self.lr:g}")
         if not 0 <= self.dropout < 1:
             raise UsageError(f"{label('dropout')} must be in [0, 1), got {self.dropout}")
         if not 0 < self.lr_decay <= 1:
@@ -210,7 +215,7 @@ class TrainConfig:
 
 # Settings added since the first checkpoints that record their run (format 3), with the
 # value the runs recorded before them trained with.
-ADDED_SINCE: dict[str, Any] = {"time_limit": 0.0}
+ADDED_SINCE: dict[str, Any] = {"time_limit": 0.0, "weight_decay": 0.0}
 
 
 def settings() -> list[tuple[str, type, dict[str, Any]]]:

@@ -1,7 +1,9 @@
 """Update rules on the flat parameter and gradient buffers: a few numpy calls a step.
 
 Each keeps its state (moments, step count) in arrays that a checkpoint can carry. Parts
-of the buffer may take larger or smaller steps than the rest (``lr_scales``).
+of the buffer may take larger or smaller steps than the rest (``lr_scales``), and parts
+(the weight matrices) may decay: shrink by lr * weight_decay each step before the rule's
+own step, apart from the gradient (Loshchilov & Hutter's decoupled decay, AdamW's).
 """
 
 from __future__ import annotations
@@ -18,13 +20,23 @@ class Optimizer:
     moments: tuple[str, ...] = ()  # per-parameter state arrays, zero at the start
     eps: float  # set by the subclasses that use _scaled_step
 
-    def __init__(self, size: int, dtype: np.dtype, lr_scales: Sequence[tuple[slice, float]] = ()):
+    def __init__(self, size: int, dtype: np.dtype, lr_scales: Sequence[tuple[slice, float]] = (),
+                 decayed: Sequence[slice] = (), weight_decay: float = 0.0):
         self.state: dict[str, np.ndarray] = {name: np.zeros(size, dtype=dtype) for name in self.moments}
         self.lr_scales = [(part, scale) for part, scale in lr_scales if scale != 1.0]
+        self.decayed = list(decayed) if weight_decay else []
+        self.weight_decay = weight_decay
         self._scratch = np.empty(size, dtype=dtype)
 
     def step(self, params: np.ndarray, grads: np.ndarray, lr: float) -> None:
-        """Move params against grads; grads may be overwritten."""
+        """Decay the decayed parts of params, then move params against grads; grads may be
+        overwritten."""
+        for part in self.decayed:
+            params[part] *= 1.0 - lr * self.weight_decay
+        self._update(params, grads, lr)
+
+    def _update(self, params: np.ndarray, grads: np.ndarray, lr: float) -> None:
+        """The rule's own step."""
         raise NotImplementedError
 
     def _apply(self, params: np.ndarray, update: np.ndarray) -> None:
@@ -48,7 +60,7 @@ class SGD(Optimizer):
 
     name = "sgd"
 
-    def step(self, params, grads, lr):
+    def _update(self, params, grads, lr):
         grads *= lr
         self._apply(params, grads)
 
@@ -60,7 +72,7 @@ class Adagrad(Optimizer):
     moments = ("sum_squares",)
     eps = 1e-8
 
-    def step(self, params, grads, lr):
+    def _update(self, params, grads, lr):
         sum_squares, scratch = self.state["sum_squares"], self._scratch
         np.multiply(grads, grads, out=scratch)
         sum_squares += scratch
@@ -74,7 +86,7 @@ class RMSprop(Optimizer):
     moments = ("mean_squares",)
     decay, eps = 0.95, 1e-8
 
-    def step(self, params, grads, lr):
+    def _update(self, params, grads, lr):
         mean_squares, scratch = self.state["mean_squares"], self._scratch
         np.multiply(grads, grads, out=scratch)
         scratch *= 1 - self.decay
@@ -90,11 +102,11 @@ class Adam(Optimizer):
     moments = ("m", "v")
     beta1, beta2, eps = 0.9, 0.999, 1e-8
 
-    def __init__(self, size, dtype, lr_scales=()):
-        super().__init__(size, dtype, lr_scales)
+    def __init__(self, size, dtype, lr_scales=(), decayed=(), weight_decay=0.0):
+        super().__init__(size, dtype, lr_scales, decayed, weight_decay)
         self.state["t"] = np.zeros(1, dtype=np.int64)  # the step count, for bias correction
 
-    def step(self, params, grads, lr):
+    def _update(self, params, grads, lr):
         m, v, scratch = self.state["m"], self.state["v"], self._scratch
         self.state["t"] += 1
         t = int(self.state["t"][0])
@@ -117,8 +129,9 @@ class Adam(Optimizer):
 RULES = {cls.name: cls for cls in (SGD, Adagrad, RMSprop, Adam)}  # in the order of settings.OPTIMIZERS
 
 
-def make_optimizer(name: str, size: int, dtype: np.dtype, lr_scales: Sequence[tuple[slice, float]] = ()) -> Optimizer:
+def make_optimizer(name: str, size: int, dtype: np.dtype, lr_scales: Sequence[tuple[slice, float]] = (),
+                   decayed: Sequence[slice] = (), weight_decay: float = 0.0) -> Optimizer:
     try:
-        return RULES[name](size, dtype, lr_scales)
+        return RULES[name](size, dtype, lr_scales, decayed, weight_decay)
     except KeyError:
         raise UsageError(f"unknown optimizer {name!r}; known: {', '.join(RULES)}") from None

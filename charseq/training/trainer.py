@@ -62,7 +62,9 @@ class Trainer:
         self.callbacks = callbacks if isinstance(callbacks, CallbackList) else CallbackList(callbacks)
         self.optimizer = make_optimizer(config.optimizer, model.flat.size, model.dtype,
                                         [(flat_slice(model.flat, model.params[name]), config.input_lr_scale)
-                                         for name in getattr(model, "input_weights", ())])
+                                         for name in getattr(model, "input_weights", ())],
+                                        [flat_slice(model.flat, value) for value in model.params.values()
+                                         if value.ndim >= 2], config.weight_decay)
         self.epoch = 0  # epochs completed
         self.step = 0  # optimisation steps completed
         self.step_in_epoch = 0  # steps of the current epoch completed

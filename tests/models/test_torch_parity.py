@@ -140,3 +140,29 @@ def test_the_transformer_matches_a_reference_built_from_torch_nn(layers, heads, 
     assert set(expected) == set(grads)
     for name, theirs in expected.items():
         assert _relative(grads[name], theirs.numpy()) < 1e-6, name
+
+
+@pytest.mark.parametrize("lr,weight_decay", [(0.01, 0.1), (3e-3, 0.5)])
+def test_weight_decay_is_adamws_on_the_parts_given(lr, weight_decay):
+    """charseq's Adam with --weight-decay against torch.optim.AdamW with the decayed part in a
+    group of its own (nanoGPT's: matrices decay, biases do not), float64, over several steps."""
+    from charseq.training.optimizers import Adam
+
+    rng = np.random.default_rng(4)
+    params = rng.normal(size=12)
+    decayed, kept = slice(0, 8), slice(8, 12)
+    adam, mine = Adam(12, np.float64, decayed=[decayed], weight_decay=weight_decay), params.copy()
+    matrix = torch.tensor(params[decayed], requires_grad=True)
+    bias = torch.tensor(params[kept], requires_grad=True)
+    adamw = torch.optim.AdamW([{"params": [matrix], "weight_decay": weight_decay},
+                               {"params": [bias], "weight_decay": 0.0}], lr=lr, betas=(0.9, 0.999), eps=1e-8)
+    for _ in range(5):
+        grads = rng.normal(size=12)
+        adam.step(mine, grads.copy(), lr)
+        matrix.grad, bias.grad = torch.tensor(grads[decayed]), torch.tensor(grads[kept])
+        adamw.step()
+    np.testing.assert_allclose(mine, np.concatenate([matrix.detach().numpy(), bias.detach().numpy()]), rtol=1e-10)
+    plain, undecayed = Adam(12, np.float64), params.copy()
+    for _ in range(5):
+        plain.step(undecayed, rng.normal(size=12), lr)
+    assert not np.allclose(undecayed[decayed], mine[decayed])  # the comparison can fail

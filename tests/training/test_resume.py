@@ -82,6 +82,15 @@ def test_resumed_run_ends_bit_for_bit_equal(tmp_path, optimizer, make_corpus, wh
     assert_same_run_end(whole, _resumed(tmp_path, make_corpus, stop_at, settings, model=model))
 
 
+@pytest.mark.parametrize("model", ["gru", "transformer:layers=2,heads=2,context=8"])
+def test_a_run_with_weight_decay_resumes_exactly(tmp_path, model):
+    settings = {"weight_decay": 0.1}
+    whole = _whole(tmp_path, _text_corpus, settings, model=model)
+    per_epoch = charseq.load(whole).training["step"] // SETTINGS["epochs"]
+    assert charseq.load(whole).run["config"]["weight_decay"] == 0.1
+    assert_same_run_end(whole, _resumed(tmp_path, _text_corpus, per_epoch + per_epoch // 2, settings, model=model))
+
+
 def test_the_comparison_can_fail(tmp_path):
     """Starting the second half afresh (the weights alone, without the rest of the state)
     ends elsewhere: the equality above is not vacuous."""

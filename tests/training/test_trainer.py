@@ -288,6 +288,32 @@ def test_adam_matches_the_textbook_update():
     np.testing.assert_allclose(p, expected, rtol=1e-10)
 
 
+@pytest.mark.parametrize("optimizer", ["sgd", "adagrad", "rmsprop", "adam"])
+def test_weight_decay_shrinks_the_matrices_alone_apart_from_the_gradient(optimizer):
+    """Every parameter of two or more axes (matrices, embeddings) shrinks by lr * decay each
+    step before the rule's own step; biases and norms do not."""
+    from charseq import get_model
+
+    corpus = Corpus.from_text("fox", "the quick brown fox jumps over the lazy dog. " * 20)
+    for spec in ("gru:layers=2", "transformer:layers=1,heads=2,context=8"):
+        model = get_model(spec, len(corpus.vocab), 8)
+        trainer = Trainer(model, corpus, TrainConfig(seq_len=8, batch_size=4, optimizer=optimizer,
+                                                     weight_decay=0.5, lr=0.1))
+        before = {name: value.copy() for name, value in model.params.items()}
+        trainer.optimizer.step(model.flat, np.zeros_like(model.flat), 0.1)  # no gradient: the decay alone
+        for name, value in model.params.items():
+            factor = 0.95 if value.ndim >= 2 else 1.0
+            np.testing.assert_allclose(value, factor * before[name], rtol=1e-6, err_msg=f"{spec} {name}")
+        assert any(value.ndim == 1 for value in before.values())
+
+
+def test_weight_decay_is_refused_where_it_would_flip_the_weights():
+    with pytest.raises(UsageError, match=r"weight_decay times lr must be below 1 .* got 0.5 x 2"):
+        TrainConfig(weight_decay=0.5, lr=2.0)
+    with pytest.raises(UsageError, match="weight_decay must be 0 or more"):
+        TrainConfig(weight_decay=-0.1)
+
+
 def test_learning_rate_schedules():
     step = TrainConfig(lr=1.0, schedule="step", lr_decay=0.5, lr_decay_every=2, epochs=10)
     assert [step.lr_at(s, steps_per_epoch=3) for s in (0, 5, 6, 11, 12)] == [1.0, 1.0, 0.5, 0.5, 0.25]
