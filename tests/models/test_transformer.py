@@ -232,6 +232,7 @@ def test_its_suggested_settings_stand_above_the_corpuss_and_below_what_is_given(
     run = Run.start(corpus, model="transformer", out=tmp_path / "t.npz").spec.config
     assert (run.hidden_size, run.lr, run.input_lr_scale, run.dropout, run.warmup, run.seq_len) \
         == (128, 3e-3, 1.0, 0.0, 100, 64)
+    assert (run.weight_decay, gru.weight_decay) == (0.1, 0.0)
     assert (gru.hidden_size, gru.lr) != (128, 3e-3)
     assert (run.epochs, run.batch_size, run.clip_norm) == (gru.epochs, gru.batch_size, gru.clip_norm)  # the corpus's
     given = Run.start(corpus, model="transformer:context=32", out=tmp_path / "u.npz", lr=1e-3, batch_size=4).spec.config
