@@ -1,3 +1,3 @@
 """charseq's version: what a checkpoint records, and `charseq --version` says."""
 
-__version__ = "0.8.0"
+__version__ = "0.9.0"

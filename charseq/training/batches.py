@@ -41,7 +41,7 @@ class Batches:
         """`streams`: read a text as streams that carry the model's state (False for a model
         that carries none: shuffled windows)."""
         self.corpus = corpus
-        self.seed = config.seed
+        self.seed, self.streams = config.seed, streams
         self.seq_len, self.batch_size = T, B = config.seq_len, config.batch_size
         self.random_windows = bool(corpus.random_windows)
         starts = corpus.item_starts
@@ -72,7 +72,6 @@ class Batches:
             held_out = 0
         self.train_ids = corpus.ids[: len(corpus.ids) - held_out]
         self.val_ids = corpus.ids[len(corpus.ids) - held_out :] if held_out else None
-        self.streams = streams
         self.stream_length = (len(self.train_ids) - 1) // B
         self.text_windows = (len(self.train_ids) - T) // T  # whole windows at any offset below T
         if streams and self.stream_length < T:

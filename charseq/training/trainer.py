@@ -413,7 +413,10 @@ class Trainer:
         if h is not None:
             _same_shape("trainer.h", h, np.empty(self.model.state_shape(self.config.batch_size), self.model.dtype))
         if order is None and self.batches.order_size and values["step_in_epoch"]:
-            raise UsageError("the checkpoint stopped part way through an epoch but lacks the order of its windows")
+            why = ("" if self.batches.streams or self.batches.random_windows or self.batches.items else
+                   " (before 0.9, charseq read a text as streams for a model that carries nothing; resume it with the "
+                   "release that wrote it, or train afresh)")
+            raise UsageError(f"the checkpoint stopped part way through an epoch but lacks the order of its windows{why}")
         if order is not None and (order.dtype.kind not in "iu" or order.shape != (self.batches.order_size,) or
                                   not np.array_equal(np.sort(order), np.arange(len(order)))):
             raise UsageError("the checkpoint's order of training windows does not fit this run")

@@ -349,3 +349,21 @@ def test_a_text_too_short_for_a_batch_of_windows_is_one_line(tmp_path):
     with pytest.raises(UsageError, match="too short for a batch of 8 windows of 9 characters"):
         Run.start(corpus, model="transformer:layers=1,heads=2,context=8", out=tmp_path / "a.npz", hidden_size=8,
                   batch_size=8, val_fraction=0.0).fit()
+
+
+def test_a_mid_epoch_checkpoint_without_the_order_of_its_windows_says_what_to_do(tmp_path):
+    """A transformer run on a text that a release before 0.9 cut part way through an epoch
+    (it read streams, so it saved no order of windows) is refused in one line."""
+    from charseq.checkpoints.format import load, save
+    from conftest import InterruptAt
+
+    cut = tmp_path / "cut.npz"
+    Run.start(Corpus.from_text("fox", TEXT), model="transformer:layers=1,heads=2,context=8", out=cut, hidden_size=8,
+              batch_size=4, epochs=2, extra_callbacks=[InterruptAt(3)]).fit()
+    saved = load(cut)
+    assert "trainer.order" in saved.arrays
+    del saved.arrays["trainer.order"]
+    save(cut, saved)
+    with pytest.raises(UsageError, match="lacks the order of its windows .before 0.9, charseq read a text as "
+                                         "streams .* resume it with the release that wrote it, or train afresh"):
+        Run.resume(cut, corpus=Corpus.from_text("fox", TEXT))
