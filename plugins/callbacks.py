@@ -141,7 +141,7 @@ class ModelCheckpoint(MonitorCallback):
     monitor: with save_best_only, the metric to watch (none: val_loss, else loss)
     save_best_only: save only when the monitored metric improves
     mode: min (lower is better) or max
-    keep_last: keep only the newest this many files this run saved (0: all)
+    keep_last: keep only the newest this many of the files this process saved (0: all; earlier ones are left)
     """
 
     who = "checkpoint"

@@ -25,7 +25,7 @@ from charseq.training.scoring import score_checkpoint
                    "moved).")
 @encoding_option
 @exact_text_option
-@click.option("--batch-size", type=click.IntRange(min=1), help="Parallel streams.  [default: the run's; --corpus: 64]")
+@click.option("--batch-size", type=click.IntRange(min=1), help="Parallel streams a text is read in.  [default: the run's; --corpus: 64]")
 @click.option("--seq-len", type=click.IntRange(min=1),
               help="Characters per window.  [default: the run's; --corpus: 64]")
 @json_option

@@ -26,7 +26,7 @@ from charseq.runs.settings import format_duration
 @encoding_option
 @exact_text_option
 @click.option("--model", "model_spec", metavar="NAME[:KEY=VALUE,...]", shell_complete=complete_names("model"),
-              help="The model: rnn, gru, lstm (each with layers=N) or a plugin's; see `charseq models`.  "
+              help="The model: rnn, gru, lstm (each with layers=N), transformer or a plugin's; see `charseq models`.  "
                    "[default: the corpus's suggestion, else gru:layers=2]")
 @click.option("--resume", "resume_path", type=click.Path(path_type=Path), metavar="CHECKPOINT",
               help="Continue the run a checkpoint was saved from, exactly: the same corpus, settings, callbacks "

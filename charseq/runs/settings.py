@@ -86,7 +86,7 @@ class TrainConfig:
     # a 2-core AMD EPYC, to 1.481 nats/char.
     hidden_size: int = _setting(320, "Hidden units H (of each layer).")
     seq_len: int = _setting(96, "Characters per training window T.")
-    batch_size: int = _setting(32, "Windows (text: parallel streams) per step B.")
+    batch_size: int = _setting(32, "Windows per step B (a text's parallel streams, for a recurrent model).")
     epochs: int = _setting(5, "Passes over the training text (0: as many as the time limit allows; with a "
                               "time limit, the default).")
     # A budget of training time, planned as a number of steps once the run has measured its
@@ -140,17 +140,22 @@ class TrainConfig:
         for f in fields(self):  # beyond this, a count is a mistake (and would overflow a float)
             if f.type == "int" and getattr(self, f.name) > 2**53:
                 raise UsageError(f"{label(f.name)} must be at most 2**53, got {getattr(self, f.name)}")
+        for name in ("lr", "input_lr_scale", "clip", "clip_norm", "min_lr", "weight_decay"):
+            value = getattr(self, name)
+            if not math.isfinite(value):
+                raise UsageError(f"{label(name)} must be a finite number, got {value}")
         for name in ("lr", "input_lr_scale"):
             value = getattr(self, name)
-            if not value > 0 or not math.isfinite(value):
+            if not value > 0:
                 raise UsageError(f"{label(name)} must be a positive number, got {value}")
         for name in ("clip", "clip_norm", "min_lr", "weight_decay"):
             value = getattr(self, name)
-            if not value >= 0 or not math.isfinite(value):
+            if not value >= 0:
                 raise UsageError(f"{label(name)} must be 0 or more, got {value}")
         if self.weight_decay * self.lr >= 1:
             raise UsageError(f"{label('weight_decay')} times {label('lr')} must be below 1 (each step shrinks the "
-                             f"weights by that share), got {self.weight_decay:g} x {self.lr:g}")
+                             f"weights by that share), got {self.weight_decay:g} x {self.lr:g}; use a smaller "
+                             f"{label('lr')} or {label('weight_decay')} (0: no decay)")
         if not 0 <= self.dropout < 1:
             raise UsageError(f"{label('dropout')} must be in [0, 1), got {self.dropout}")
         if not 0 < self.lr_decay <= 1:

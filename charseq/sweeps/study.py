@@ -207,17 +207,27 @@ def _check_models(params: Sequence[Param], fixed: str, options: dict[str, Any], 
 def _check_values(params: Sequence[Param], train: dict[str, Any]) -> None:
     """Each choice of a training setting, and each end of its range, as the setting takes it
     beside the sweep's fixed settings: refused now, in one line, rather than by its trials."""
+    from charseq.models.build import model_choice, model_defaults
+
     fixed = {name: value for name, value in train.items() if name in TRAIN_SETTINGS}
     if any(param.name == "time_limit" for param in params):  # (epochs of 0 go with a limit searched over)
         fixed.setdefault("time_limit", 1.0)
-    for param in params:
-        if param.name not in TRAIN_SETTINGS:
-            continue  # the model and its options: checked as the run is built
-        for value in param.extremes:
-            try:
-                TrainConfig(**{**fixed, param.name: value})
-            except UsageError as exc:
-                raise UsageError(f"{label('param')} {param.name.replace('_', '-')}: {exc}") from None
+    # Each model the trials may train takes its own suggestions below what is fixed (a
+    # transformer's rate and weight decay), as Run.start gives them.
+    models = [choice for param in params if param.name == "model" for choice in param.choices] or [train.get("model")]
+    for model in models:
+        try:
+            suggested = model_defaults(model_choice(str(model))[0]) if model else {}
+        except UsageError:
+            continue  # an unknown model: refused in its own words as the run is built
+        for param in params:
+            if param.name not in TRAIN_SETTINGS:
+                continue  # the model and its options: checked as the run is built
+            for value in param.extremes:
+                try:
+                    TrainConfig(**{**suggested, **fixed, param.name: value})
+                except UsageError as exc:
+                    raise UsageError(f"{label('param')} {param.name.replace('_', '-')}: {exc}") from None
 
 
 class DirectoryTaken(UsageError):

@@ -83,7 +83,7 @@ class Batches:
         if not streams and self.text_windows < B:
             raise UsageError(
                 f"the training text of {corpus.name!r} ({counted(len(self.train_ids), 'character')}) is too short "
-                f"for a batch of {B} windows of {T + 1} characters; use a smaller {setting('batch_size')} or "
+                f"for a batch of {counted(B, 'window')} of {T + 1} characters; use a smaller {setting('batch_size')} or "
                 f"{setting('seq_len')}")
         self.steps_per_epoch = self.stream_length // T if streams else self.text_windows // B
 

@@ -538,6 +538,22 @@ def test_a_value_no_trial_could_take_is_refused_before_the_sweep(tmp_path, param
     assert not (tmp_path / "charseq-sweeps.db").exists() and not (tmp_path / "sweeps").exists()
 
 
+def test_values_are_checked_with_the_settings_each_searched_model_suggests(tmp_path):
+    """The transformer trains at its own rate (3e-3) with weight decay 0.1: a rate that would
+    flip its weights is refused before the sweep; a decay its rate allows is not."""
+    result = sweep(*QUICK, "--param", "model=choice:gru,transformer", "--param", "lr=float:9:12", cwd=tmp_path,
+                   ok=False)
+    assert result.exit_code == 2 and result.output.strip().splitlines() == [
+        "Error: --param lr: --weight-decay times --lr must be below 1 (each step shrinks the weights by that "
+        "share), got 0.1 x 12; use a smaller --lr or --weight-decay (0: no decay)"]
+    from charseq.sweeps.space import Param
+    from charseq.sweeps.study import _check_values
+
+    _check_values([Param.parse("weight-decay=float:100:300")], {"model": "transformer:layers=1"})  # 300 x 3e-3 < 1
+    with pytest.raises(charseq.UsageError, match="got 300 x 0.004"):  # the generic rate
+        _check_values([Param.parse("weight-decay=float:100:300")], {"model": "gru"})
+
+
 def test_model_options_are_checked_for_each_model_searched(tmp_path):
     result = sweep(*QUICK, "--param", "model=choice:lstm,gru", "--param", "model.layers=int:0:2", cwd=tmp_path,
                    ok=False)
