@@ -74,17 +74,12 @@ class Batches:
         self.val_ids = corpus.ids[len(corpus.ids) - held_out :] if held_out else None
         self.stream_length = (len(self.train_ids) - 1) // B
         self.text_windows = (len(self.train_ids) - T) // T  # whole windows at any offset below T
-        if streams and self.stream_length < T:
+        if streams and self.stream_length < T or not streams and self.text_windows < B:
+            needed = (f"{B} stream{'s' if B != 1 else ''} of at least {T + 1} characters" if streams
+                      else f"a batch of {counted(B, 'window')} of {T + 1} characters")
             raise UsageError(
                 f"the training text of {corpus.name!r} ({counted(len(self.train_ids), 'character')}) is too short "
-                f"for {B} stream{'s' if B != 1 else ''} of at least {T + 1} characters; use a smaller {setting('batch_size')} or "
-                f"{setting('seq_len')}"
-            )
-        if not streams and self.text_windows < B:
-            raise UsageError(
-                f"the training text of {corpus.name!r} ({counted(len(self.train_ids), 'character')}) is too short "
-                f"for a batch of {counted(B, 'window')} of {T + 1} characters; use a smaller {setting('batch_size')} or "
-                f"{setting('seq_len')}")
+                f"for {needed}; use a smaller {setting('batch_size')} or {setting('seq_len')}")
         self.steps_per_epoch = self.stream_length // T if streams else self.text_windows // B
 
     @property
