@@ -201,6 +201,23 @@ def test_pruning_stops_a_hopeless_trial_early(tmp_path):
     assert all(sorted(t.intermediate_values)[-1] == 100 for t in done[:4])  # each to its end
 
 
+def test_a_trial_at_the_end_of_its_run_is_not_pruned(tmp_path):
+    """A trial whose first evaluation is its last (a short time limit, one epoch) has spent its
+    time: it keeps its loss, however poor, rather than being pruned there."""
+    storage = f"sqlite:///{tmp_path / 's.db'}"
+    plan = sweeps.Sweep("end", [sweeps.Param.parse("lr=float:0.0001:8")],
+                        {"corpus": "alphabet", "epochs": 1, "hidden_size": 16}, trials=5, storage=storage,
+                        directory=str(tmp_path / "runs"))
+    study = sweep_study.load_study(plan)
+    for lr in (4.0, 5.0, 6.0, 7.0, 0.0001):
+        study.enqueue_trial({"lr": lr})
+    sweep_workers.work(plan)
+    done = trials(tmp_path, "end", storage)
+    assert [t.state.name for t in done] == ["COMPLETE"] * 5
+    assert sorted(done[-1].intermediate_values) == [100]
+    assert done[-1].value > max(t.value for t in done[:4])  # the poor trial, kept with its loss
+
+
 @pytest.mark.parametrize("param,words", [
     ("lr=choice:1e35,0.01", "diverged"),  # Adam at 1e35: the gradient stops being finite
 ])
