@@ -168,14 +168,16 @@ class TrainConfig:
             raise UsageError(f"unknown schedule {self.schedule!r}; known: {', '.join(SCHEDULES)}")
 
     @classmethod
-    def for_corpus(cls, corpus: Any, **overrides: Any) -> TrainConfig:
-        """Generic defaults, then a corpus's suggestions (a Corpus, or its ``defaults``), then
-        explicit overrides (not None)."""
+    def for_corpus(cls, corpus: Any, model_suggests: Mapping[str, Any] | None = None,
+                   **overrides: Any) -> TrainConfig:
+        """Generic defaults, then a corpus's suggestions (a Corpus, or its ``defaults``: the
+        recurrent cells'), then the model's (its ``training_defaults``), then explicit
+        overrides (not None). One order, for a run and for a sweep's check of its values."""
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(overrides) - known)
         if unknown:
             raise UsageError(f"unknown training setting {unknown[0]!r}; the settings are {', '.join(sorted(known))}")
-        suggested: Mapping[str, Any] = getattr(corpus, "defaults", corpus)
+        suggested: Mapping[str, Any] = {**getattr(corpus, "defaults", corpus), **(model_suggests or {})}
         settings = {k: v for k, v in suggested.items() if k in known}
         given = {k: v for k, v in overrides.items() if v is not None}
         settings.update(given)

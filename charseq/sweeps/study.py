@@ -213,7 +213,7 @@ def _check_values(params: Sequence[Param], train: dict[str, Any]) -> None:
     if any(param.name == "time_limit" for param in params):  # (epochs of 0 go with a limit searched over)
         fixed.setdefault("time_limit", 1.0)
     # Each model the trials may train takes its own suggestions below what is fixed (a
-    # transformer's rate and weight decay), as Run.start gives them.
+    # transformer's rate and weight decay), as a run does; the corpus's are not known here.
     models = [choice for param in params if param.name == "model" for choice in param.choices] or [train.get("model")]
     for model in models:
         try:
@@ -225,7 +225,7 @@ def _check_values(params: Sequence[Param], train: dict[str, Any]) -> None:
                 continue  # the model and its options: checked as the run is built
             for value in param.extremes:
                 try:
-                    TrainConfig(**{**suggested, **fixed, param.name: value})
+                    TrainConfig.for_corpus({}, suggested, **{**fixed, param.name: value})
                 except UsageError as exc:
                     raise UsageError(f"{label('param')} {param.name.replace('_', '-')}: {exc}") from None
 

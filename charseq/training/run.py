@@ -167,7 +167,7 @@ class Run:
         if unknown:
             raise CharseqError(f"{model_label(model_name)}: its training_defaults name {unknown[0]!r}, which is not a "
                                f"training setting")
-        config = TrainConfig.for_corpus({**loaded.defaults, **suggested}, **settings)
+        config = TrainConfig.for_corpus(loaded, suggested, **settings)
         if settings.get("seq_len") is None and loaded.item_starts is None:
             # A model that reads at most N characters at once (a transformer's context) trains
             # on windows of N: a shorter window leaves its later positions untrained.
