@@ -65,9 +65,9 @@ class _Reporter(Callback):
             return
         self.trial.report(float(value), share)
         self.reported = share
-        # At the end of its run a trial has spent its time: pruning it then saves nothing
-        # and would throw its loss away.
-        if share < 100 and self.trial.should_prune():
+        # At the end of its run (its last tenth, or its time spent) a trial has spent its
+        # time: pruning it then saves nothing and would throw its loss away.
+        if share < 100 and not trainer.time_up and self.trial.should_prune():
             self.pruned = True
             trainer.stop_training = True
 

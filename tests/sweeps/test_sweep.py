@@ -218,6 +218,29 @@ def test_a_trial_at_the_end_of_its_run_is_not_pruned(tmp_path):
     assert done[-1].value > max(t.value for t in done[:4])  # the poor trial, kept with its loss
 
 
+@pytest.mark.parametrize("step,end,time_up,pruned", [
+    (5, 10, False, True),    # half way: the pruner decides
+    (10, 10, False, False),  # at its planned end
+    (7, 10, True, False),    # its time limit cut it short: this evaluation is its last
+])
+def test_the_pruner_is_asked_only_before_a_trial_has_spent_its_time(step, end, time_up, pruned):
+    from types import SimpleNamespace
+
+    class Trial:  # a pruner that would stop every trial it is asked about
+        def report(self, value, share):
+            pass
+
+        def should_prune(self):
+            return True
+
+    trainer = SimpleNamespace(end_step=end, step=step, time_up=time_up, stop_training=False,
+                              config=SimpleNamespace(time_limit=60.0), wall_time=1.0)
+    reporter = sweep_workers._Reporter(Trial())
+    reporter.on_evaluation(trainer, {"val_loss": 2.0})
+    assert (reporter.pruned, trainer.stop_training) == (pruned, pruned)
+    assert reporter.reported == step * 100 // end // 10 * 10
+
+
 @pytest.mark.parametrize("param,words", [
     ("lr=choice:1e35,0.01", "diverged"),  # Adam at 1e35: the gradient stops being finite
 ])
