@@ -81,6 +81,12 @@ class TrainingContext:
         return self._trainer.end_step
 
     @property
+    def time_up(self) -> bool:
+        """True once the time limit has ended the run (at its planned step, or past its
+        budget): the evaluation a callback sees then is the run's last."""
+        return self._trainer.time_up
+
+    @property
     def wall_time(self) -> float:
         """Seconds of training so far, the runs this one resumes included: what a time
         limit counts."""
