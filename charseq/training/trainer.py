@@ -305,6 +305,11 @@ class Trainer:
         return evaluate(self.model, ids, self.config.batch_size, self.config.seq_len)
 
     def _evaluate_and_report(self) -> dict[str, Any]:
+        # A step's loss and gradient are checked before its update; an update past float's
+        # range (a rate of 1e308) is seen by the next step's, or here when there is none.
+        if not np.isfinite(self.model.flat).all():
+            raise Diverged(f"training diverged by step {self.step} (the weights are no longer finite)"
+                           f"{self._diverged_hint()}")
         loss_sum, steps = self._since_eval[0], self._since_eval[1]
         seconds = self._since_eval[2] + time.perf_counter() - self._eval_started
         metrics: dict[str, Any] = {"epoch": self.epoch, "step": self.step}

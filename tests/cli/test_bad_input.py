@@ -139,6 +139,20 @@ def test_a_diverging_run_leaves_the_last_good_checkpoint_untouched(place):
     assert sorted(p.name for p in place.iterdir() if p.name.startswith(".")) == []  # no temporary files left
 
 
+@pytest.mark.parametrize("optimizer", ["adam", "sgd"])
+def test_an_update_past_floats_range_in_a_runs_last_step_is_divergence_not_a_save(place, optimizer):
+    """A run of one step: its update makes the weights infinite, and no later step's loss
+    check would see it."""
+    (place / "small.txt").write_text("To be, or not to be, that is the question.\n" * 20)
+    before = (place / "model.npz").read_bytes()
+    result = run_cli("train", "--corpus", "text:small.txt", "--lr", "1e308", "--optimizer", optimizer, "--hidden-size",
+                     "8", "--epochs", "1", "--batch-size", "8", "--out", "model.npz", "--force", "--sample-length", "0",
+                     ok=False)
+    assert result.exit_code == 1 and result.stderr.count("\n") == 1, result.stderr
+    assert "diverged by step 1 (the weights are no longer finite); try a lower --lr" in result.stderr
+    assert (place / "model.npz").read_bytes() == before
+
+
 def test_skip_unknown_leaves_out_what_the_model_does_not_know(place):
     result = run_cli("generate", "model.npz", "--prime", "AB!C?", "--length", "3", "--sampler", "argmax",
                      "--skip-unknown")
