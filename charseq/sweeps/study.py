@@ -190,18 +190,21 @@ def _check_models(params: Sequence[Param], fixed: str, options: dict[str, Any], 
                   hidden_size: int) -> None:
     """Each model a sweep may draw (`fixed`, with its `options`, unless the model is searched),
     with each value of each model option searched (choices, and both ends of a range), built
-    at the run's size without its weights: refused now, in one line, naming the model."""
+    at the run's size, and at each searched size, without its weights: refused now, in one
+    line, naming the model (a transformer's heads must divide its width)."""
     from charseq.models.build import build_model
 
     searched = {param.name: param for param in params}
     models = list(searched["model"].choices) if "model" in searched else [fixed]
+    sizes = list(searched["hidden_size"].extremes) if "hidden_size" in searched else [hidden_size]
     values = {name.removeprefix("model."): param.extremes for name, param in searched.items()
               if name.startswith("model.")}
     for model in models:
-        build_model(str(model), options, vocab_size, hidden_size, seed=None)
-        for option, chosen in values.items():
-            for value in chosen:
-                build_model(str(model), {**options, option: value}, vocab_size, hidden_size, seed=None)
+        for size in sizes:
+            build_model(str(model), options, vocab_size, int(size), seed=None)
+            for option, chosen in values.items():
+                for value in chosen:
+                    build_model(str(model), {**options, option: value}, vocab_size, int(size), seed=None)
 
 
 def _check_values(params: Sequence[Param], train: dict[str, Any]) -> None:

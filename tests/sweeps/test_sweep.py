@@ -1263,3 +1263,7 @@ def test_a_sweep_searches_the_transformers_options(tmp_path):
         assert saved.config["lr"] != 3e-3 and saved.config["seq_len"] == 16  # the lr searched; its context
     result = sweep(*args, "--param", "model.heads=choice:2,3", "--study", "odd", cwd=tmp_path, ok=False)
     assert result.exit_code == 2 and "heads must divide the width (hidden size 8), got 3" in result.output
+    # A searched width is built with the model's heads too, not only the first one drawn.
+    unsized = [arg for i, arg in enumerate(args) if "--hidden-size" not in args[i - 1: i + 1]]
+    result = sweep(*unsized, "--param", "hidden-size=choice:8,10", "--study", "wide", cwd=tmp_path, ok=False)
+    assert result.exit_code == 2 and "heads must divide the width (hidden size 10), got 4" in result.output
