@@ -60,8 +60,8 @@ def transformer(vocab_size: int, hidden_size: int, seed: int | None = 0, dtype: 
 # five minutes, 1.635 against 1.638 without; it is what lets twenty minutes beat nanoGPT), no
 # dropout (0.1 did worse at twenty minutes), and the embeddings' steps no larger than the
 # rest's; the batch is the corpus's (32 windows or items: at 12, as nanoGPT's, five minutes of
-# text and two of names ended worse; 16 did no better at twenty). At one, five and twenty
-# minutes two blocks and batches of 16 did better (the sweeps there); the defaults keep
+# text and two of names ended worse; 16 did no better at twenty with four blocks). At one,
+# five and twenty minutes two blocks and batches of 16 did better (the sweeps there); the defaults keep
 # nanoGPT's shape, the one people compare. Measured on tiny-shakespeare and names: see docs/explanation/defaults.md.
 transformer.training_defaults = {  # type: ignore[attr-defined]
     "hidden_size": 128, "optimizer": "adam", "lr": 3e-3, "warmup": 100, "dropout": 0.0, "input_lr_scale": 1.0,
